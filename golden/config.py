@@ -1,0 +1,171 @@
+"""The accelerator configuration: one source of truth for rtl/, firmware/ and the tests."""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+__all__ = ["AccelConfig", "ConfigError"]
+
+WEIGHT_BITS = 8     # int8 weights
+INPUT_BITS = 8      # int8 activations
+ACC_BITS = 32       # int32 partial sums and tile results
+# w+ = max(w, 0) <= 127 and w- = max(-w, 0) <= 128: one magnitude bit more than w has.
+MAGNITUDE_MAX = 1 << (WEIGHT_BITS - 1)
+
+
+class ConfigError(ValueError):
+    """An `AccelConfig` field holds a value the hardware cannot be built with."""
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"AccelConfig.{name} must be a positive integer, not {value!r}")
+
+
+def _check_divides(name, value, total, what):
+    if total % value != 0:
+        allowed = [d for d in range(1, total + 1) if total % d == 0]
+        raise ConfigError(f"AccelConfig.{name} must divide {what} ({total}), "
+                          f"one of {allowed}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Parameters of the tiled crossbar accelerator.
+
+    Parameters
+    ----------
+    tiles : int
+        Crossbar tiles (T).
+    rows : int
+        Word lines per tile (R): inputs of one matrix-vector product.
+    cols : int
+        Logical output columns per tile (C). Each holds every weight slice as
+        a differential pair of bit lines.
+    cell_bits : int
+        Bits stored per cell; a weight magnitude spans ``8 // cell_bits`` slices.
+    dac_bits : int
+        Input bits applied per step; an int8 input takes ``8 // dac_bits`` steps.
+    adc_bits : int or None
+        ADC resolution in bits (signed code). ``None`` picks the lossless width,
+        :attr:`lossless_adc_bits`.
+    adc_shift : int
+        Right shift (arithmetic) applied to a column count before the ADC
+        saturates it; the shift-add scales it back.
+    adc_share : int
+        Logical columns that share one set of ADCs (one per slice); a step then
+        takes ``adc_share`` conversion cycles.
+    """
+
+    tiles: int = 4
+    rows: int = 16
+    cols: int = 16
+    cell_bits: int = 2
+    dac_bits: int = 1
+    adc_bits: "int | None" = None
+    adc_shift: int = 0
+    adc_share: int = 1
+
+    def __post_init__(self):
+        for name in ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_share"):
+            _check_positive_int(name, getattr(self, name))
+        _check_divides("cell_bits", self.cell_bits, WEIGHT_BITS, "the weight width")
+        _check_divides("dac_bits", self.dac_bits, INPUT_BITS, "the input width")
+        _check_divides("adc_share", self.adc_share, self.cols, "cols")
+        if self.rows > 4096:
+            raise ConfigError(f"AccelConfig.rows must be at most 4096, not {self.rows!r}")
+        if isinstance(self.adc_shift, bool) or not isinstance(self.adc_shift, int) \
+                or not 0 <= self.adc_shift <= 16:
+            raise ConfigError(f"AccelConfig.adc_shift must be an integer in 0..16, "
+                              f"not {self.adc_shift!r}")
+        if self.adc_bits is None:
+            object.__setattr__(self, "adc_bits", self.lossless_adc_bits)
+        if isinstance(self.adc_bits, bool) or not isinstance(self.adc_bits, int) \
+                or not 2 <= self.adc_bits <= 32:
+            raise ConfigError(f"AccelConfig.adc_bits must be an integer in 2..32, "
+                              f"not {self.adc_bits!r}")
+        if self.result_bound >= 1 << (ACC_BITS - 1):
+            raise ConfigError(
+                f"AccelConfig.adc_bits={self.adc_bits} with adc_shift={self.adc_shift} "
+                f"can produce tile results up to {self.result_bound}, beyond int32")
+
+    # Derived quantities -----------------------------------------------------------------
+
+    @property
+    def slices(self):
+        """Cell slices per weight magnitude."""
+        return WEIGHT_BITS // self.cell_bits
+
+    @property
+    def steps(self):
+        """Bit-serial input steps per matrix-vector product."""
+        return INPUT_BITS // self.dac_bits
+
+    @property
+    def adc_groups(self):
+        """Logical columns converted in one cycle (ADCs per slice)."""
+        return self.cols // self.adc_share
+
+    @property
+    def max_level(self):
+        """Largest input level magnitude a DAC step applies (see `golden.crossbar.input_levels`)."""
+        if self.steps == 1:     # the only step is the signed one
+            return 1 << (self.dac_bits - 1)
+        return (1 << self.dac_bits) - 1
+
+    @property
+    def max_cell_difference(self):
+        """Largest |G+ - G-| of one slice pair."""
+        return min((1 << self.cell_bits) - 1, MAGNITUDE_MAX)
+
+    @property
+    def max_column_count(self):
+        """Largest magnitude of one signed column count (one step, one slice)."""
+        return self.rows * self.max_level * self.max_cell_difference
+
+    @property
+    def count_bits(self):
+        """Bits of a signed column count."""
+        return self.max_column_count.bit_length() + 1
+
+    @property
+    def lossless_adc_bits(self):
+        """The smallest ADC width that never saturates with ``adc_shift=0``."""
+        return self.count_bits
+
+    @property
+    def is_lossless(self):
+        return self.adc_shift == 0 and self.adc_bits >= self.lossless_adc_bits
+
+    @property
+    def result_bound(self):
+        """An upper bound of |tile result|: every code at full scale, every shift at its largest."""
+        max_code = 1 << (self.adc_bits - 1)
+        weight_sum = sum(1 << (k * self.dac_bits + s * self.cell_bits + self.adc_shift)
+                         for k in range(self.steps) for s in range(self.slices))
+        return max_code * weight_sum
+
+    # Interchange ------------------------------------------------------------------------
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, fields):
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"AccelConfig has no field(s) {sorted(unknown)}")
+        return cls(**fields)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def name(self):
+        """A short tag, unique per config, for build directories and reports."""
+        return (f"t{self.tiles}_r{self.rows}_c{self.cols}_cb{self.cell_bits}"
+                f"_d{self.dac_bits}_a{self.adc_bits}s{self.adc_shift}_sh{self.adc_share}")

@@ -1,0 +1,98 @@
+"""What one crossbar tile computes: the bit-serial, bit-sliced, differential MVM of DESIGN.md s.2.
+
+All functions are vectorised over a batch of input vectors; none loops over rows,
+columns or vectors in Python (the loops are over the few steps and slices only).
+"""
+
+import numpy as np
+
+__all__ = ["check_int8", "weight_slices", "input_levels", "column_counts",
+           "adc_convert", "crossbar_mvm", "reference_mvm"]
+
+
+def check_int8(name, array, shape=None):
+    """Return `array` as int64 after checking it holds int8 values (and `shape`, if given)."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, not {array.dtype}")
+    if shape is not None and array.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, not {array.shape}")
+    if array.size and (array.min() < -128 or array.max() > 127):
+        bad = np.argwhere((array < -128) | (array > 127))[0]
+        raise ValueError(f"{name}{list(bad)} = {array[tuple(bad)]} is outside int8")
+    return array.astype(np.int64)
+
+
+def weight_slices(config, weights):
+    """Split int8 weights into the cell values of the differential pairs.
+
+    Returns ``(g_pos, g_neg)``, each of shape ``(slices, rows, cols)``: slice ``s``
+    holds bits ``s*cell_bits ..`` of ``w+ = max(w, 0)`` and ``w- = max(-w, 0)``.
+    """
+    w = check_int8("weights", weights, (config.rows, config.cols))
+    shifts = (np.arange(config.slices) * config.cell_bits)[:, None, None]
+    mask = (1 << config.cell_bits) - 1
+    g_pos = (np.maximum(w, 0)[None] >> shifts) & mask
+    g_neg = (np.maximum(-w, 0)[None] >> shifts) & mask
+    return g_pos, g_neg
+
+
+def input_levels(config, x):
+    """The DAC level of every input at every step, shape ``(steps, batch, rows)``.
+
+    Step ``k`` applies bits ``k*dac_bits ..`` of the input's two's-complement byte.
+    Every step but the last is an unsigned chunk; the last carries the sign bit
+    and is applied as a signed (bipolar) level, so that the shift-add only ever adds.
+    With ``dac_bits=1`` the last level is 0 or -1: the sign step is subtracted.
+    """
+    x = check_int8("inputs", x)
+    byte = x & 0xFF
+    shifts = (np.arange(config.steps) * config.dac_bits)[:, None, None]
+    levels = (byte[None] >> shifts) & ((1 << config.dac_bits) - 1)
+    top = levels[-1]
+    levels[-1] = np.where(top >= 1 << (config.dac_bits - 1), top - (1 << config.dac_bits), top)
+    return levels
+
+
+def column_counts(config, x, weights):
+    """Signed bit-line difference counts, shape ``(steps, slices, batch, cols)``."""
+    g_pos, g_neg = weight_slices(config, weights)
+    levels = input_levels(config, x)
+    return np.einsum("kbr,src->ksbc", levels, g_pos - g_neg)
+
+
+def adc_convert(config, counts):
+    """The ADC: arithmetic right shift by ``adc_shift``, then saturate to a signed
+    ``adc_bits`` code at both ends. The only place precision is lost."""
+    lo, hi = -(1 << (config.adc_bits - 1)), (1 << (config.adc_bits - 1)) - 1
+    return np.clip(np.asarray(counts) >> config.adc_shift, lo, hi)
+
+
+def crossbar_mvm(config, x, weights):
+    """The tile's int32 result for each input vector.
+
+    Parameters
+    ----------
+    x : int8 array, shape ``(batch, rows)`` or ``(rows,)``
+    weights : int8 array, shape ``(rows, cols)``
+
+    Returns an int64 array of shape ``(batch, cols)`` (or ``(cols,)``) holding
+    ``sum_{k,s} adc(count[k, s]) << (k*dac_bits + s*cell_bits + adc_shift)``,
+    which is ``x @ weights`` exactly when the config is lossless.
+    """
+    x = np.asarray(x)
+    single = x.ndim == 1
+    batch = np.atleast_2d(x)
+    if batch.ndim != 2 or batch.shape[1] != config.rows:
+        raise ValueError(f"inputs must have shape (batch, {config.rows}), not {x.shape}")
+    codes = adc_convert(config, column_counts(config, batch, weights))
+    weight_exp = (np.arange(config.steps)[:, None] * config.dac_bits
+                  + np.arange(config.slices)[None, :] * config.cell_bits + config.adc_shift)
+    result = np.einsum("ksbc,ks->bc", codes, np.int64(1) << weight_exp)
+    return result[0] if single else result
+
+
+def reference_mvm(x, weights):
+    """The exact product ``x @ w`` in int64: what a lossless tile must return."""
+    return check_int8("inputs", x) @ check_int8("weights", weights)
+

@@ -1,0 +1,168 @@
+"""One crossbar tile: differential cell array, bit-serial DAC, shared ADCs, shift-add."""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+import golden
+from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
+
+__all__ = ["CrossbarTile", "tree_sum", "saturate"]
+
+
+def tree_sum(terms):
+    """Sum `terms` as a balanced adder tree (shallower logic than a chain)."""
+    terms = list(terms)
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[len(terms) - len(terms) % 2:]
+    return terms[0]
+
+
+def saturate(value, bits):
+    """Clamp a signed value to the range of a signed `bits`-bit code."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def weight_row_layout(cols):
+    return data.StructLayout({
+        "row": unsigned(16),
+        "weights": data.ArrayLayout(signed(WEIGHT_BITS), cols),
+    })
+
+
+class CrossbarTile(wiring.Component):
+    """A crossbar tile; bit-exact with :func:`golden.crossbar_mvm`, timed by
+    :func:`golden.tile_mvm_cycles` and :func:`golden.tile_program_cycles`.
+
+    Each int8 weight is held as differential cell pairs (``w+``/``w-`` magnitudes cut into
+    ``cell_bits`` slices). An input vector is applied MSB-first, ``dac_bits`` per step (the
+    first step carries the sign and is applied as a signed level); each column's signed count
+    goes through a saturating ADC and is shift-added into an int32 (Horner order, so no
+    barrel shifter). Groups of ``adc_share`` columns share the ADCs, one column a cycle.
+
+    Parameters
+    ----------
+    config : golden.AccelConfig
+
+    Attributes
+    ----------
+    w_stream : In(stream.Signature(StructLayout(row, weights)))
+        Programs one weight row per transfer. Accepted only while idle; it takes
+        priority over ``i_stream`` in the same cycle.
+    i_stream : In(stream.Signature(ArrayLayout(signed(8), rows)))
+        Input vectors.
+    o_stream : Out(stream.Signature(ArrayLayout(signed(32), cols)))
+        Column results, in input order. Back-pressure stalls the tile.
+    busy : Out(1)
+        A product is in flight (accepted and not yet handed over).
+    """
+
+    model = staticmethod(golden.crossbar_mvm)
+
+    def __init__(self, config):
+        if not isinstance(config, golden.AccelConfig):
+            raise TypeError(f"config must be a golden.AccelConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "w_stream": In(stream.Signature(weight_row_layout(config.cols))),
+            "i_stream": In(stream.Signature(data.ArrayLayout(signed(INPUT_BITS), config.rows))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(signed(ACC_BITS), config.cols))),
+            "busy": Out(1),
+        })
+
+    @property
+    def delay(self):
+        return golden.tile_mvm_cycles(self.config)
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+
+        # Cell planes, one flat word per row: cell (c, s) at bit (c * slices + s) * cell_bits.
+        row_bits = cfg.cols * cfg.slices * cfg.cell_bits
+        g_pos = [Signal(row_bits, name=f"g_pos_r{r}") for r in range(cfg.rows)]
+        g_neg = [Signal(row_bits, name=f"g_neg_r{r}") for r in range(cfg.rows)]
+
+        def cell(plane, c, s):
+            lsb = (c * cfg.slices + s) * cfg.cell_bits
+            return plane[lsb:lsb + cfg.cell_bits]
+
+        # Inputs left-aligned so the current step's chunk is always the top dac_bits.
+        inputs = [Signal(INPUT_BITS, name=f"input_r{r}") for r in range(cfg.rows)]
+        first_step = Signal()
+        step = Signal(range(cfg.steps))
+        phase = Signal(range(cfg.adc_share))
+        acc = [Signal(signed(ACC_BITS), name=f"acc_c{c}") for c in range(cfg.cols)]
+        last_slot = (step == cfg.steps - 1) & (phase == cfg.adc_share - 1)
+
+        # Programming: split each int8 into w+/w- magnitudes and cut them into slices.
+        row_data = self.w_stream.payload.weights
+        pos_row = Cat(Mux(row_data[c] > 0, row_data[c], 0).as_unsigned()[:WEIGHT_BITS]
+                      for c in range(cfg.cols))
+        neg_row = Cat(Mux(row_data[c] < 0, -row_data[c], 0).as_unsigned()[:WEIGHT_BITS]
+                      for c in range(cfg.cols))
+        with m.If(self.w_stream.valid & self.w_stream.ready):
+            with m.Switch(self.w_stream.payload.row):
+                for r in range(cfg.rows):
+                    with m.Case(r):
+                        m.d.sync += [g_pos[r].eq(pos_row), g_neg[r].eq(neg_row)]
+
+        # One conversion slot: the DAC levels of this step ...
+        top = slice(INPUT_BITS - cfg.dac_bits, INPUT_BITS)
+        levels = [Mux(first_step, inputs[r][top].as_signed(), inputs[r][top].as_unsigned())
+                  for r in range(cfg.rows)]
+        # ... on the column of each ADC group that this phase selects.
+        for group in range(cfg.adc_groups):
+            members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
+            partial = []
+            for s in range(cfg.slices):
+                diffs = []
+                for r in range(cfg.rows):
+                    pos = Array(cell(g_pos[r], c, s) for c in members)[phase]
+                    neg = Array(cell(g_neg[r], c, s) for c in members)[phase]
+                    diffs.append(levels[r] * (pos - neg))
+                count = Signal(signed(cfg.count_bits), name=f"count_g{group}_s{s}")
+                code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
+                m.d.comb += [count.eq(tree_sum(diffs)),
+                             code.eq(saturate(count >> cfg.adc_shift, cfg.adc_bits))]
+                partial.append(code << (s * cfg.cell_bits + cfg.adc_shift))
+            slot_sum = tree_sum(partial)
+            for p, c in enumerate(members):
+                with m.If(self.busy & ~self.o_stream.valid & (phase == p)):
+                    m.d.sync += acc[c].eq((acc[c] << cfg.dac_bits) + slot_sum)
+
+        m.d.comb += self.o_stream.payload.eq(Cat(*acc))
+
+        def accept_input():
+            m.d.sync += [inputs[r].eq(self.i_stream.payload[r]) for r in range(cfg.rows)]
+            m.d.sync += [a.eq(0) for a in acc]
+            m.d.sync += [first_step.eq(1), step.eq(0), phase.eq(0)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.w_stream.ready.eq(1),
+                             self.i_stream.ready.eq(~self.w_stream.valid)]
+                with m.If(self.i_stream.valid & self.i_stream.ready):
+                    accept_input()
+                    m.next = "CONVERT"
+            with m.State("CONVERT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(phase == cfg.adc_share - 1):
+                    m.d.sync += [phase.eq(0), step.eq(step + 1), first_step.eq(0)]
+                    m.d.sync += [inputs[r].eq(inputs[r] << cfg.dac_bits) for r in range(cfg.rows)]
+                with m.Else():
+                    m.d.sync += phase.eq(phase + 1)
+                with m.If(last_slot):
+                    m.next = "RESULT"
+            with m.State("RESULT"):
+                m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(1),
+                             self.i_stream.ready.eq(self.o_stream.ready)]
+                with m.If(self.o_stream.ready):
+                    with m.If(self.i_stream.valid):
+                        accept_input()
+                        m.next = "CONVERT"
+                    with m.Else():
+                        m.next = "IDLE"
+        return m

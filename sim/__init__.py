@@ -1,0 +1,1 @@
+"""cocotb testbenches and Verilator runner helpers. Imports rtl/, golden/ (and later firmware/)."""

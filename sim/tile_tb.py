@@ -1,0 +1,172 @@
+"""cocotb testbench: the crossbar tile against golden.crossbar_mvm, values and cycles.
+
+Environment (set by `sim.tile.run_tile_check`):
+  TESSERA_CONFIG   AccelConfig as JSON
+  TESSERA_VECTORS  random input vectors to check
+  TESSERA_SEED     NumPy seed
+  TESSERA_RESULTS  JSON file receiving the figures
+"""
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+import golden
+from sim.packing import pack_ints, unpack_ints
+
+VECTORS_PER_WEIGHT_SET = 500
+GAP_PROBABILITY = 0.3           # input valid held low
+BACKPRESSURE_PROBABILITY = 0.3  # output ready held low
+
+
+class TileBench:
+    """Owns the clock and drives the tile's three streams one cycle at a time.
+
+    Inputs change just after the falling edge; handshakes are read in the ReadOnly
+    phase of the same cycle, so they are the ones the next rising edge takes.
+    """
+
+    def __init__(self, dut, config, rng):
+        self.dut, self.config, self.rng = dut, config, rng
+        self.cycle = 0
+
+    async def start(self):
+        Clock(self.dut.clk, 10, unit="ns").start()
+        self.dut.rst.value = 1
+        for name in ("w_stream__valid", "i_stream__valid", "o_stream__ready"):
+            getattr(self.dut, name).value = 0
+        for _ in range(3):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    async def next_cycle(self):
+        await RisingEdge(self.dut.clk)
+        await FallingEdge(self.dut.clk)
+        self.cycle += 1
+
+    async def settle(self):
+        await ReadOnly()
+
+    async def program(self, weights):
+        """Write every row back to back; return the cycles from first to last handshake + 1."""
+        dut, first, last = self.dut, None, None
+        await FallingEdge(dut.clk)
+        for r in range(self.config.rows):
+            dut.w_stream__valid.value = 1
+            dut.w_stream__payload.value = (r & 0xFFFF) | (pack_ints(weights[r], 8) << 16)
+            while True:
+                await self.settle()
+                accepted = bool(dut.w_stream__ready.value)
+                await self.next_cycle()
+                if accepted:
+                    first = self.cycle - 1 if first is None else first
+                    last = self.cycle - 1
+                    break
+        dut.w_stream__valid.value = 0
+        return last - first + 1
+
+    async def stream(self, vectors):
+        """Stream `vectors` in with random gaps and random output back-pressure.
+
+        Returns the results in order and, for each, the cycles from its input
+        handshake to its result first becoming valid.
+        """
+        dut, cfg = self.dut, self.config
+        pending_accepts, results, latencies = [], [], []
+        next_input, waiting_since = 0, None
+        cycle_limit = self.cycle + len(vectors) * (golden.tile_mvm_cycles(cfg) + 2) * 20 + 100
+        while len(results) < len(vectors):
+            if self.cycle > cycle_limit:
+                raise TimeoutError(f"tile stalled: {len(results)}/{len(vectors)} results "
+                                   f"after {self.cycle} cycles")
+            offer = next_input < len(vectors) and self.rng.random() >= GAP_PROBABILITY
+            dut.i_stream__valid.value = int(offer)
+            if offer:
+                dut.i_stream__payload.value = pack_ints(vectors[next_input], 8)
+            dut.o_stream__ready.value = int(self.rng.random() >= BACKPRESSURE_PROBABILITY)
+            await self.settle()
+            if dut.o_stream__valid.value:
+                if waiting_since is None:
+                    waiting_since = self.cycle
+                    latencies.append(self.cycle - pending_accepts.pop(0))
+                if dut.o_stream__ready.value:
+                    results.append(unpack_ints(dut.o_stream__payload.value.to_unsigned(),
+                                               32, cfg.cols))
+                    waiting_since = None
+            if offer and dut.i_stream__ready.value:
+                pending_accepts.append(self.cycle)
+                next_input += 1
+            await self.next_cycle()
+        dut.i_stream__valid.value = 0
+        dut.o_stream__ready.value = 0
+        return np.array(results, dtype=np.int64), latencies
+
+
+def random_weights(config, rng):
+    weights = rng.integers(-128, 128, (config.rows, config.cols))
+    # Extremes and a dead column, so the sign path and zero cells are both exercised.
+    weights[rng.integers(config.rows), :] = -128
+    weights[rng.integers(config.rows), :] = 127
+    weights[:, rng.integers(config.cols)] = 0
+    return weights
+
+
+def random_vectors(config, rng, count):
+    vectors = rng.integers(-128, 128, (count, config.rows))
+    extremes = [np.full(config.rows, -128), np.full(config.rows, 127),
+                np.resize([-128, 127], config.rows), np.zeros(config.rows, int)]
+    for i, v in enumerate(extremes[:count]):
+        vectors[i] = v
+    return vectors
+
+
+@cocotb.test()
+async def tile_matches_golden(dut):
+    config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
+    total = int(os.environ.get("TESSERA_VECTORS", "2000"))
+    rng = np.random.default_rng(int(os.environ.get("TESSERA_SEED", "1")))
+    bench = TileBench(dut, config, rng)
+    await bench.start()
+
+    figures = dict(config=config.name, vectors=0, value_mismatches=0, cycle_mismatches=0,
+                   program_cycle_mismatches=0, saturated_codes=0, sim_cycles=0)
+    first_error = None
+    started_cycle, started = bench.cycle, time.monotonic()
+    while figures["vectors"] < total:
+        count = min(VECTORS_PER_WEIGHT_SET, total - figures["vectors"])
+        weights, vectors = random_weights(config, rng), random_vectors(config, rng, count)
+        program_cycles = await bench.program(weights)
+        figures["program_cycle_mismatches"] += program_cycles != golden.tile_program_cycles(config)
+
+        got, latencies = await bench.stream(vectors)
+        expected = golden.crossbar_mvm(config, vectors, weights)
+        bad = np.flatnonzero(np.any(got != expected, axis=1))
+        if len(bad) and first_error is None:
+            i = bad[0]
+            first_error = (f"vector {figures['vectors'] + i}: x={vectors[i].tolist()} "
+                           f"got {got[i].tolist()} expected {expected[i].tolist()}")
+        figures["value_mismatches"] += len(bad)
+        figures["cycle_mismatches"] += sum(lat != golden.tile_mvm_cycles(config) for lat in latencies)
+        counts = golden.column_counts(config, vectors, weights)
+        figures["saturated_codes"] += int(np.sum(golden.adc_convert(config, counts)
+                                                 != counts >> config.adc_shift))
+        figures["vectors"] += count
+
+    figures["sim_cycles"] = bench.cycle - started_cycle
+    figures["wall_seconds"] = time.monotonic() - started
+    figures["cycles_per_product"] = golden.tile_mvm_interval(config)
+    figures["sim_cycles_per_second"] = figures["sim_cycles"] / figures["wall_seconds"]
+    with open(os.environ["TESSERA_RESULTS"], "w") as f:
+        json.dump(figures, f)
+    dut._log.info("checked %d vectors on %s: %d value mismatches, %d cycle mismatches, "
+                  "%d saturated ADC codes", figures["vectors"], config.name,
+                  figures["value_mismatches"], figures["cycle_mismatches"],
+                  figures["saturated_codes"])
+    assert figures["value_mismatches"] == 0, first_error
+    assert figures["cycle_mismatches"] == 0, f"{figures['cycle_mismatches']} products off timing"
+    assert figures["program_cycle_mismatches"] == 0, "programming took the wrong cycle count"
