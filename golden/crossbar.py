@@ -19,7 +19,7 @@ def check_int8(name, array, shape=None):
         raise ValueError(f"{name} must have shape {tuple(shape)}, not {array.shape}")
     if array.size and (array.min() < -128 or array.max() > 127):
         bad = np.argwhere((array < -128) | (array > 127))[0]
-        raise ValueError(f"{name}{list(bad)} = {array[tuple(bad)]} is outside int8")
+        raise ValueError(f"{name}{[int(i) for i in bad]} = {array[tuple(bad)]} is outside int8")
     return array.astype(np.int64)
 
 

@@ -28,6 +28,8 @@ def quantize_multiplier(scale):
     if multiplier == 1 << 31:                    # mantissa rounded up to 1.0
         multiplier //= 2
         exponent += 1
+    if exponent > 0:                             # scale within 2**-32 of 1: no left shift
+        return MULTIPLIER_MAX, 0
     return multiplier, -int(exponent)
 
 
@@ -65,8 +67,8 @@ def requantize(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp
 
 
 def requantize_gemmlowp(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):
-    """gemmlowp's double rounding (SaturatingRoundingDoublingHighMul then
-    RoundingDivideByPOT): each step rounds **ties away from zero**."""
+    """gemmlowp's double rounding: SaturatingRoundingDoublingHighMul (its nudge makes
+    **ties go up**), then RoundingDivideByPOT (**ties away from zero**)."""
     multiplier, shift = _check_params(multiplier, shift)
     a = saturate_int32(np.asarray(acc, np.int64) + np.asarray(bias, np.int64))
     product = a * multiplier

@@ -63,13 +63,19 @@ class CocotbRun:
     results: dict       # what the testbench wrote to its JSON results file
     build_seconds: float
     run_seconds: float
+    log_path: Path
+
+    def log_tail(self, lines=40):
+        text = self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
+        return "\n".join(text[-lines:])
 
 
 def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print):
     """Verilate `verilog`, run the cocotb `test_module` on it and return a `CocotbRun`.
 
     `env` is passed to the testbench; it also receives ``TESSERA_RESULTS``, a JSON
-    file it may fill with figures for the caller.
+    file it may fill with figures for the caller. Build and simulator output go to
+    ``build.log`` and ``sim.log`` in `build_dir`.
     """
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import VerilatorControlFile, get_runner
@@ -93,9 +99,10 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print):
     results_json.unlink(missing_ok=True)
     results_xml = runner.test(
         test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-        results_xml=str(build_dir / "results.xml"),
+        results_xml=str(build_dir / "results.xml"), log_file=build_dir / "sim.log",
         extra_env={**env, "TESSERA_RESULTS": str(results_json)})
     finished = time.monotonic()
     tests, failed = get_results(results_xml)
     results = json.loads(results_json.read_text()) if results_json.exists() else {}
-    return CocotbRun(tests, failed, results, built - started, finished - built)
+    return CocotbRun(tests, failed, results, built - started, finished - built,
+                     build_dir / "sim.log")

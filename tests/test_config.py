@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from golden import AccelConfig, ConfigError
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(rows=0), "AccelConfig.rows must be a positive integer, not 0"),
+    (dict(cols=-4), "AccelConfig.cols must be a positive integer, not -4"),
+    (dict(tiles=2.0), "AccelConfig.tiles must be a positive integer, not 2.0"),
+    (dict(tiles=True), "AccelConfig.tiles must be a positive integer, not True"),
+    (dict(cell_bits=3), "AccelConfig.cell_bits must divide the weight width (8), one of [1, 2, 4, 8], not 3"),
+    (dict(dac_bits=5), "AccelConfig.dac_bits must divide the input width (8)"),
+    (dict(adc_bits=40), "AccelConfig.adc_bits must be an integer in 2..32, not 40"),
+    (dict(adc_bits=1), "AccelConfig.adc_bits must be an integer in 2..32, not 1"),
+    (dict(adc_shift=-1), "AccelConfig.adc_shift must be an integer in 0..16, not -1"),
+    (dict(adc_share=3), "AccelConfig.adc_share must divide cols (16)"),
+    (dict(rows=5000), "AccelConfig.rows must be at most 4096, not 5000"),
+    (dict(adc_bits=20, adc_shift=16), "beyond int32"),
+])
+def test_bad_config_names_the_field(fields, message):
+    with pytest.raises(ConfigError) as info:
+        AccelConfig(**fields)
+    assert message in str(info.value)
+
+
+def test_defaults_match_design():
+    config = AccelConfig()
+    assert (config.tiles, config.rows, config.cols) == (4, 16, 16)
+    assert (config.cell_bits, config.dac_bits, config.adc_share) == (2, 1, 1)
+    assert (config.slices, config.steps) == (4, 8)
+    # 16 rows x level 1 x |G+ - G-| <= 3 = 48: a signed count needs 7 bits.
+    assert config.max_column_count == 48
+    assert config.adc_bits == config.lossless_adc_bits == 7
+    assert config.is_lossless
+
+
+def test_lossless_width_follows_the_array():
+    assert AccelConfig(rows=128, cell_bits=8, dac_bits=8).max_column_count == 128 * 128 * 128
+    assert AccelConfig(rows=128, cell_bits=8, dac_bits=8).lossless_adc_bits == 23
+    assert AccelConfig(dac_bits=2, cell_bits=4).max_column_count == 16 * 3 * 15
+    assert not AccelConfig(adc_bits=5).is_lossless
+    assert not AccelConfig(adc_shift=1).is_lossless
+
+
+def test_json_round_trip_and_unknown_fields():
+    config = AccelConfig(rows=32, adc_bits=6, adc_share=4)
+    assert AccelConfig.from_json(config.to_json()) == config
+    with pytest.raises(ConfigError, match=r"no field\(s\) \['banks'\]"):
+        AccelConfig.from_dict({**json.loads(config.to_json()), "banks": 2})
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        AccelConfig().rows = 8
