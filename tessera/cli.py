@@ -32,6 +32,8 @@ def cmd_generate(args):
 def cmd_demo(args):
     from sim.tile import run_tile_check
 
+    if args.vectors <= 0:
+        raise ConfigError(f"--vectors must be a positive integer, not {args.vectors!r}")
     config = config_from_args(args)
     print(f"Tessera demo: the crossbar tile RTL against the golden model, {args.vectors} "
           f"random int8 products\nconfig: {config}")

@@ -19,14 +19,15 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_tile_matches_golden(name):
+def test_tile_matches_golden(name, record_property):
     config = CONFIGS[name]
     run = run_tile_check(config, vectors=VECTORS, seed=list(CONFIGS).index(name) + 1)
     figures = run.results
-    print(f"\n{name} ({config.name}): {figures.get('vectors')} random vectors, "
-          f"{figures.get('value_mismatches')} value mismatches, "
-          f"{figures.get('cycle_mismatches')} cycle mismatches, "
-          f"{figures.get('saturated_codes')} saturated ADC codes")
+    record_property("rtl_check", (
+        f"crossbar tile {name} ({config.name}): {figures.get('vectors')} random vectors, "
+        f"{figures.get('value_mismatches')} value mismatches, "
+        f"{figures.get('cycle_mismatches')} cycle mismatches, "
+        f"{figures.get('saturated_codes')} saturated ADC codes"))
     assert run.tests == 1 and run.failed == 0, run.log_tail()
     assert figures["vectors"] == VECTORS
     assert figures["value_mismatches"] == figures["cycle_mismatches"] == 0
