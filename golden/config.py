@@ -13,6 +13,10 @@ ACC_BITS = 32       # int32 partial sums and tile results
 MAGNITUDE_MAX = 1 << (WEIGHT_BITS - 1)
 
 
+MEMORY_FIELDS = ("imem_depth", "wmem_depth", "amem_depth", "psum_depth", "qmem_depth")
+MAX_MEMORY_DEPTH = 1 << 12
+
+
 class ConfigError(ValueError):
     """An `AccelConfig` field holds a value the hardware cannot be built with."""
 
@@ -55,6 +59,11 @@ class AccelConfig:
     adc_share : int
         Logical columns that share one set of ADCs (one per slice); a step then
         takes ``adc_share`` conversion cycles.
+    imem_depth, wmem_depth, amem_depth, psum_depth, qmem_depth : int
+        Entries of the instruction memory (128-bit instructions), weight staging
+        (one ``cols``-wide int8 row each), activations (one ``rows``-wide int8 vector
+        each), partial sums (one ``cols``-wide int32 vector each) and per-channel
+        quantisation parameters.
     """
 
     tiles: int = 4
@@ -65,6 +74,11 @@ class AccelConfig:
     adc_bits: "int | None" = None
     adc_shift: int = 0
     adc_share: int = 1
+    imem_depth: int = 256
+    wmem_depth: int = 256
+    amem_depth: int = 256
+    psum_depth: int = 256
+    qmem_depth: int = 256
 
     def __post_init__(self):
         for name in ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_share"):
@@ -72,6 +86,16 @@ class AccelConfig:
         _check_divides("cell_bits", self.cell_bits, WEIGHT_BITS, "the weight width")
         _check_divides("dac_bits", self.dac_bits, INPUT_BITS, "the input width")
         _check_divides("adc_share", self.adc_share, self.cols, "cols")
+        if self.rows % self.cols != 0:
+            raise ConfigError(f"AccelConfig.cols must divide rows ({self.rows}), so that "
+                              f"requantised outputs pack into input vectors, not {self.cols!r}")
+        if self.tiles > 8:
+            raise ConfigError(f"AccelConfig.tiles must be at most 8, not {self.tiles!r}")
+        for name in MEMORY_FIELDS:
+            _check_positive_int(name, getattr(self, name))
+            if getattr(self, name) > MAX_MEMORY_DEPTH:
+                raise ConfigError(f"AccelConfig.{name} must be at most {MAX_MEMORY_DEPTH}, "
+                                  f"not {getattr(self, name)!r}")
         if self.rows > 4096:
             raise ConfigError(f"AccelConfig.rows must be at most 4096, not {self.rows!r}")
         if isinstance(self.adc_shift, bool) or not isinstance(self.adc_shift, int) \
@@ -84,6 +108,8 @@ class AccelConfig:
                 or not 2 <= self.adc_bits <= 32:
             raise ConfigError(f"AccelConfig.adc_bits must be an integer in 2..32, "
                               f"not {self.adc_bits!r}")
+        from .regmap import memory_windows     # checks every window fits its address span
+        memory_windows(self)
         if self.result_bound >= 1 << (ACC_BITS - 1):
             raise ConfigError(
                 f"AccelConfig.adc_bits={self.adc_bits} with adc_shift={self.adc_shift} "
@@ -167,5 +193,9 @@ class AccelConfig:
     @property
     def name(self):
         """A short tag, unique per config, for build directories and reports."""
-        return (f"t{self.tiles}_r{self.rows}_c{self.cols}_cb{self.cell_bits}"
+        name = (f"t{self.tiles}_r{self.rows}_c{self.cols}_cb{self.cell_bits}"
                 f"_d{self.dac_bits}_a{self.adc_bits}s{self.adc_shift}_sh{self.adc_share}")
+        depths = [getattr(self, f) for f in MEMORY_FIELDS]
+        if depths != [256] * len(MEMORY_FIELDS):
+            name += "_m" + "-".join(map(str, depths))
+        return name
