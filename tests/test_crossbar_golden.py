@@ -33,8 +33,9 @@ def scalar_crossbar(config, x, w):
 
 @st.composite
 def configs(draw, lossless=True):
+    cols = draw(st.sampled_from([1, 2, 3, 4, 6, 8]))
     fields = dict(
-        rows=draw(st.integers(1, 40)), cols=draw(st.sampled_from([1, 2, 4, 6, 8])),
+        rows=cols * draw(st.integers(1, 40 // cols)), cols=cols,
         cell_bits=draw(st.sampled_from([1, 2, 4, 8])), dac_bits=draw(st.sampled_from([1, 2, 4, 8])))
     if not lossless:
         lossless_bits = AccelConfig(**fields).lossless_adc_bits
