@@ -110,6 +110,10 @@ class Device:
         self.qmem = np.zeros((c.qmem_depth, 4), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
 
+    def soft_reset(self):
+        """What CONTROL.soft_reset does: tiles (registers) cleared, memories kept."""
+        self.tile_weights[:] = 0
+
     def load_program(self, words):
         words = np.asarray(words, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)
         if len(words) > self.config.imem_depth:
@@ -175,12 +179,13 @@ class Device:
                         extra=ins.aux * (len(tiles) - 1))
         n, conv = ins.count, c.steps * c.adc_share
         inputs = self.amem[_run_addresses(ins.src, ins.src_stride, n)]
-        for rank, tile in enumerate(tiles):
-            results = crossbar_mvm(c, inputs, self.tile_weights[tile])
-            addresses = _run_addresses(ins.dst + rank * ins.aux, ins.dst_stride, n)
-            for address, result in zip(addresses, results):     # in order: runs may overlap
+        results = [crossbar_mvm(c, inputs, self.tile_weights[tile]) for tile in tiles]
+        # Vector by vector, tile rank by rank: the order in which overlapping runs land.
+        for i in range(n):
+            for rank, result in enumerate(results):
+                address = ins.dst + i * ins.dst_stride + rank * ins.aux
                 base = self.psum[address] if ins.accumulate else 0
-                self.psum[address] = _wrap_int32(base + result)
+                self.psum[address] = _wrap_int32(base + result[i])
         k, products = self.counters, n * len(tiles)
         k["cycles"] += n * mvm_vector_cycles(c, len(tiles))
         # Tile of rank j holds its product from the cycle after the feed to its psum write.

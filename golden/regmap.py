@@ -7,6 +7,8 @@ width, a hole in the map, or a memory access while the sequencer runs answers SL
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .config import ACC_BITS, INPUT_BITS, MEMORY_FIELDS, WEIGHT_BITS, ConfigError
 
 __all__ = ["ID_VALUE", "VERSION", "CSR", "CAPABILITIES", "COUNTERS", "COUNTER_BASE",
@@ -70,6 +72,29 @@ class MemoryWindow:
     def entry_stride(self):
         """Bytes between entries: the entry's words rounded up to a power of two."""
         return 4 * (1 << (self.entry_words - 1).bit_length())
+
+    def pack(self, entries):
+        """Entries (``(n, lanes)`` integers, signed or not) to ``(n, entry_words)`` words."""
+        entries = np.asarray(entries, np.int64).reshape(-1, self.lanes)
+        mask = (1 << self.lane_bits) - 1
+        per_word = 32 // self.lane_bits
+        lanes = np.zeros((len(entries), self.entry_words * per_word), np.int64)
+        lanes[:, :self.lanes] = entries & mask
+        lanes = lanes.reshape(len(entries), self.entry_words, per_word)
+        shifts = np.arange(per_word, dtype=np.int64) * self.lane_bits
+        return (lanes << shifts).sum(axis=2)
+
+    def unpack(self, words, signed=True):
+        """Inverse of `pack`: ``(n, entry_words)`` words to ``(n, lanes)`` lane values."""
+        words = np.asarray(words, np.int64).reshape(-1, self.entry_words)
+        per_word = 32 // self.lane_bits
+        shifts = np.arange(per_word, dtype=np.int64) * self.lane_bits
+        lanes = ((words[:, :, None] >> shifts) & ((1 << self.lane_bits) - 1))
+        lanes = lanes.reshape(len(words), -1)[:, :self.lanes]
+        if signed:
+            sign = 1 << (self.lane_bits - 1)
+            lanes = (lanes ^ sign) - sign
+        return lanes
 
     def address(self, entry, word=0):
         if not 0 <= entry < self.depth:

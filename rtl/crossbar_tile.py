@@ -57,6 +57,10 @@ class CrossbarTile(wiring.Component):
         Column results, in input order. Back-pressure stalls the tile.
     busy : Out(1)
         A product is in flight (accepted and not yet handed over).
+    converting : Out(1)
+        The ADCs convert this cycle (``adc_groups * slices`` conversions).
+    step_start : Out(1)
+        The DACs apply a new input step this cycle (``rows`` activations).
     """
 
     model = staticmethod(golden.crossbar_mvm)
@@ -70,6 +74,8 @@ class CrossbarTile(wiring.Component):
             "i_stream": In(stream.Signature(data.ArrayLayout(signed(INPUT_BITS), config.rows))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(signed(ACC_BITS), config.cols))),
             "busy": Out(1),
+            "converting": Out(1),
+            "step_start": Out(1),
         })
 
     @property
@@ -148,7 +154,8 @@ class CrossbarTile(wiring.Component):
                     accept_input()
                     m.next = "CONVERT"
             with m.State("CONVERT"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), self.converting.eq(1),
+                             self.step_start.eq(phase == 0)]
                 with m.If(phase == cfg.adc_share - 1):
                     m.d.sync += [phase.eq(0), step.eq(step + 1), first_step.eq(0)]
                     m.d.sync += [inputs[r].eq(inputs[r] << cfg.dac_bits) for r in range(cfg.rows)]

@@ -1,0 +1,159 @@
+"""The accelerator top: memories, sequencer (with the tiles), CSRs, counters, AXI4-Lite."""
+
+from amaranth.hdl import Cat, Module, ResetInserter, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden import regmap
+from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
+
+from .axi_lite import AXI4LiteSignature, AXI4LiteTarget
+from .sequencer import Sequencer
+
+__all__ = ["Accelerator"]
+
+WINDOW_SHIFT = (regmap.WINDOW_SPAN - 1).bit_length()
+
+
+class Accelerator(wiring.Component):
+    """The whole device, as the host sees it through :mod:`golden.regmap`.
+
+    Attributes
+    ----------
+    axi : In(AXI4LiteSignature(23))
+        CSRs and memory windows. Unmapped addresses, writes to read-only registers and
+        memory accesses while a program runs answer SLVERR.
+    done : Out(1)
+        Interrupt: the last run ended (HALT or error); cleared by start or soft reset.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.windows = regmap.memory_windows(config)
+        super().__init__({"axi": In(AXI4LiteSignature(regmap.ADDRESS_BITS)), "done": Out(1)})
+
+    def elaborate(self, platform):
+        c = self.config
+        m = Module()
+        m.submodules.axi = target = AXI4LiteTarget(regmap.ADDRESS_BITS)
+        wiring.connect(m, wiring.flipped(self.axi), target.axi)
+        bus = target.bus
+
+        start, soft_reset = Signal(), Signal()
+        seq = Sequencer(c)
+        m.submodules.sequencer = ResetInserter(soft_reset)(seq)
+        m.d.comb += [seq.start.eq(start), self.done.eq(seq.done | seq.error)]
+
+        # Memories: one read and one write port each, the host's while the sequencer idles.
+        shapes = {"imem": (128, 32), "wmem": (c.cols * WEIGHT_BITS, 8),
+                  "amem": (c.rows * INPUT_BITS, 8), "psum": (c.cols * ACC_BITS, 32),
+                  "qmem": (128, 32)}
+        ports = {}
+        for name, (width, granularity) in shapes.items():
+            memory = Memory(shape=unsigned(width), depth=self.windows[name].depth, init=[])
+            m.submodules[name] = memory
+            ports[name] = (memory.read_port(), memory.write_port(granularity=granularity),
+                           granularity)
+
+        # Host address decode (the cycle of the request).
+        window_index = bus.addr[WINDOW_SHIFT:]
+        offset = bus.addr[:WINDOW_SHIFT]
+        host_hits, host_words, host_entries = {}, {}, {}
+        for name, window in self.windows.items():
+            stride_bits = (window.entry_stride - 1).bit_length()
+            entry, word = offset[stride_bits:], offset[2:stride_bits]
+            host_hits[name] = ((window_index == window.base >> WINDOW_SHIFT)
+                               & (entry < window.depth) & (word < window.entry_words)
+                               & (offset[:2] == 0))
+            host_words[name], host_entries[name] = word, entry
+        csr_hit = window_index == 0
+        memory_hit = Cat(host_hits.values()).any()
+
+        seq_read = {"imem": (seq.imem_addr, seq.imem_en, seq.imem_data),
+                    "wmem": (seq.wmem_addr, seq.wmem_en, seq.wmem_data),
+                    "amem": (seq.amem_addr, seq.amem_en, seq.amem_data),
+                    "psum": (seq.psum_addr, seq.psum_en, seq.psum_data),
+                    "qmem": (seq.qmem_addr, seq.qmem_en, seq.qmem_data)}
+        seq_write = {"amem": (seq.amem_waddr, seq.amem_wen, seq.amem_wdata),
+                     "psum": (seq.psum_waddr, seq.psum_wen, seq.psum_wdata)}
+        host_may_access = ~seq.running
+        for name, (read, write, granularity) in ports.items():
+            addr, en, data_ = seq_read[name]
+            m.d.comb += data_.eq(read.data)
+            with m.If(seq.running):
+                m.d.comb += [read.addr.eq(addr), read.en.eq(en)]
+                if name in seq_write:
+                    waddr, wen, wdata = seq_write[name]
+                    if len(wen) == 1:       # whole-entry write enable to every granule
+                        wen = wen.replicate(len(write.en))
+                    m.d.comb += [write.addr.eq(waddr), write.en.eq(wen), write.data.eq(wdata)]
+            with m.Else():
+                host_word = host_words[name]
+                m.d.comb += [read.addr.eq(host_entries[name]),
+                             read.en.eq(bus.r_en & host_hits[name]),
+                             write.addr.eq(host_entries[name]),
+                             write.data.eq(bus.w_data.replicate(len(write.data) // 32))]
+                with m.If(bus.w_en & host_hits[name]):
+                    lanes_per_word = 32 // granularity
+                    strobes = (bus.w_strb if granularity == 8 else bus.w_strb.any())
+                    m.d.comb += write.en.eq(strobes << (host_word * lanes_per_word))
+
+        # Counters: cleared by start and soft reset, summed from the sequencer's events.
+        counters = {name: Signal(32, name=f"counter_{name}") for name in regmap.COUNTERS}
+        for name, counter in counters.items():
+            with m.If(start | soft_reset):
+                m.d.sync += counter.eq(0)
+            with m.Else():
+                m.d.sync += counter.eq(counter + getattr(seq.events, name))
+
+        status = Signal(32)
+        m.d.comb += status.eq(Cat(seq.running, seq.done, seq.error, Signal(5),
+                                  seq.error_code, seq.error_pc))
+
+        # CSR read values (registered with the request, like the memories' data).
+        csr_values = {regmap.CSR["ID"]: regmap.ID_VALUE, regmap.CSR["VERSION"]: regmap.VERSION,
+                      regmap.CSR["CONTROL"]: 0, regmap.CSR["STATUS"]: status}
+        for field, address in regmap.CAPABILITIES.items():
+            csr_values[address] = getattr(c, field)
+        for name in regmap.COUNTERS:
+            csr_values[regmap.counter_address(name)] = counters[name]
+
+        read_csr = Signal(32)
+        read_csr_hit = Signal()
+        with m.Switch(offset):
+            for address, value in csr_values.items():
+                with m.Case(address):
+                    m.d.comb += [read_csr.eq(value), read_csr_hit.eq(csr_hit)]
+
+        # Read response, one cycle after r_en.
+        last_csr, last_value, last_err = Signal(), Signal(32), Signal()
+        last_memory = {name: Signal(name=f"read_{name}") for name in ports}
+        last_word = Signal(8)
+        with m.If(bus.r_en):
+            m.d.sync += [last_csr.eq(read_csr_hit), last_value.eq(read_csr),
+                         last_err.eq(~read_csr_hit & ~(memory_hit & host_may_access))]
+            for name in ports:
+                m.d.sync += last_memory[name].eq(host_hits[name] & host_may_access)
+            with m.Switch(window_index):
+                for name, window in self.windows.items():
+                    with m.Case(window.base >> WINDOW_SHIFT):
+                        m.d.sync += last_word.eq(host_words[name])
+        m.d.comb += [bus.r_err.eq(last_err), bus.r_data.eq(last_value)]
+        for name, (read, _, _) in ports.items():
+            words = [read.data[32 * i:32 * (i + 1)] for i in range(self.windows[name].entry_words)]
+            with m.If(last_memory[name]):
+                with m.Switch(last_word):
+                    for i, w in enumerate(words):
+                        with m.Case(i):
+                            m.d.comb += bus.r_data.eq(w)
+
+        # Writes: CONTROL is the only writable CSR.
+        control_hit = csr_hit & (offset == regmap.CSR["CONTROL"])
+        with m.If(bus.w_en):
+            with m.If(control_hit):
+                m.d.comb += [start.eq(bus.w_data[0] & ~seq.running & ~bus.w_data[1]),
+                             soft_reset.eq(bus.w_data[1])]
+            with m.Elif(~(memory_hit & host_may_access)):
+                m.d.comb += bus.w_err.eq(1)
+        return m

@@ -1,0 +1,234 @@
+"""cocotb testbench: the accelerator over AXI4-Lite against golden.device.Device.
+
+Environment (set by `sim.accelerator.run_accelerator_check`):
+  TESSERA_CONFIG    AccelConfig as JSON
+  TESSERA_PROGRAMS  random programs to run
+  TESSERA_SEED      NumPy seed
+  TESSERA_RESULTS   JSON file receiving the figures
+"""
+
+import json
+import logging
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+import golden
+from firmware.driver import BusError, Driver
+from golden import isa, regmap
+from golden.device import Device
+from golden.isa import ErrorCode
+
+from .axi_transport import CocotbAxiBus
+from .random_programs import random_memories, random_program, written_entries
+
+CLOCK_NS = 10
+PROGRAMS_PER_BATCH = 50
+
+
+class AcceleratorBench:
+    """Owns the clock, the AXI4-Lite manager, the firmware driver and the golden device."""
+
+    def __init__(self, dut, config, rng):
+        self.dut, self.config, self.rng = dut, config, rng
+        self.golden = Device(config)
+
+    async def start(self):
+        dut = self.dut
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        dut.rst.value = 1
+        self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
+        for interface in (self.master.write_if, self.master.read_if):
+            interface.log.setLevel(logging.WARNING)      # one INFO line per word otherwise
+        await ClockCycles(dut.clk, 5)
+        dut.rst.value = 0
+        await ClockCycles(dut.clk, 2)
+        self.driver = Driver(CocotbAxiBus(self.master, dut.done, CLOCK_NS))
+        discovered = await self.driver.discover()
+        assert discovered == self.config, f"capability registers say {discovered}"
+
+    def stall_bus(self, enabled):
+        """Random idle cycles on AW/W/AR and back-pressure on B/R, or none."""
+        def pauses():
+            while True:
+                yield bool(self.rng.random() < 0.3)
+        for channel in (self.master.write_if.aw_channel, self.master.write_if.w_channel,
+                        self.master.write_if.b_channel, self.master.read_if.ar_channel,
+                        self.master.read_if.r_channel):
+            channel.set_pause_generator(pauses() if enabled else None)
+            channel.pause = False       # a removed generator leaves its last value behind
+
+    async def load_memories(self, memories):
+        for name, entries in memories.items():
+            getattr(self.golden, name)[:] = entries
+            await self.driver.write_entries(name, 0, entries)
+
+    async def run_program(self, instructions):
+        """Run on both; return (golden RunResult, RTL RunStatus)."""
+        self.golden.load_program(isa.encode_program(instructions))
+        await self.driver.load_program(instructions)
+        expected = self.golden.run()
+        self.stall_bus(False)          # nothing wakes Python while the device runs
+        actual = await self.driver.run(timeout_s=1e-3, raise_on_error=False)
+        self.stall_bus(True)
+        return expected, actual
+
+    async def compare_entries(self, memory, entries):
+        mismatches = []
+        for e in entries:
+            got = (await self.driver.read_entries(memory, e, 1))[0]
+            want = getattr(self.golden, memory)[e]
+            if not np.array_equal(got, want):
+                mismatches.append(f"{memory}[{e}]: got {got.tolist()} expected {want.tolist()}")
+        return mismatches
+
+
+def compare_runs(expected, actual):
+    problems = []
+    if (expected.done, expected.error, expected.error_pc) != (actual.done, actual.error, actual.error_pc):
+        problems.append(f"status: got done={actual.done} {actual.error.name} pc={actual.error_pc}, "
+                        f"expected done={expected.done} {expected.error.name} pc={expected.error_pc}")
+    for name, value in expected.counters.items():
+        if actual.counters[name] != value:
+            problems.append(f"counter {name}: got {actual.counters[name]} expected {value}")
+    return problems
+
+
+def load_settings():
+    config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
+    return (config, int(os.environ.get("TESSERA_PROGRAMS", "100")),
+            np.random.default_rng(int(os.environ.get("TESSERA_SEED", "1"))))
+
+
+def save_figures(section, figures):
+    path = os.environ["TESSERA_RESULTS"]
+    results = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    results[section] = figures
+    with open(path, "w") as f:
+        json.dump(results, f)
+
+
+@cocotb.test()
+async def random_programs_match_golden(dut):
+    config, programs, rng = load_settings()
+    bench = AcceleratorBench(dut, config, rng)
+    await bench.start()
+    bench.stall_bus(True)
+    figures = dict(programs=0, instructions=0, output_mismatches=0, counter_mismatches=0,
+                   status_mismatches=0, entries_compared=0, device_cycles=0)
+    problems, started = [], time.monotonic()
+    while figures["programs"] < programs:
+        await bench.load_memories(random_memories(config, rng))
+        for _ in range(min(PROGRAMS_PER_BATCH, programs - figures["programs"])):
+            instructions = random_program(config, rng, int(rng.integers(1, config.imem_depth)))
+            expected, actual = await bench.run_program(instructions)
+            run_problems = compare_runs(expected, actual)
+            figures["status_mismatches"] += any(p.startswith("status") for p in run_problems)
+            figures["counter_mismatches"] += sum(p.startswith("counter") for p in run_problems)
+            psum, amem = written_entries(instructions)
+            entry_problems = (await bench.compare_entries("psum", psum)
+                              + await bench.compare_entries("amem", amem))
+            figures["entries_compared"] += len(psum) + len(amem)
+            figures["output_mismatches"] += len(entry_problems)
+            if (run_problems or entry_problems) and len(problems) < 20:
+                problems.append(f"program {figures['programs']}: "
+                                + "; ".join(map(str, instructions)))
+                problems.extend(run_problems + entry_problems)
+            figures["programs"] += 1
+            figures["instructions"] += len(instructions)
+            figures["device_cycles"] += expected.counters["cycles"]
+        # Whole memories at the end of each batch: catches writes to wrong addresses.
+        for memory in ("psum", "amem", "wmem", "qmem"):
+            window = bench.driver.windows[memory]
+            got = await bench.driver.read_entries(memory, 0, window.depth, signed=memory != "qmem")
+            want = getattr(bench.golden, memory)
+            bad = np.flatnonzero(np.any(got != want, axis=1))
+            figures["entries_compared"] += window.depth
+            figures["output_mismatches"] += len(bad)
+            if len(bad) and len(problems) < 20:
+                problems.append(f"{memory} entries {bad[:8].tolist()} differ after the batch")
+    figures["wall_seconds"] = time.monotonic() - started
+    save_figures("random_programs", figures)
+    dut._log.info("%s: %d random programs (%d instructions, %d device cycles), %d entries "
+                  "compared: %d output, %d counter, %d status mismatches", config.name,
+                  figures["programs"], figures["instructions"], figures["device_cycles"],
+                  figures["entries_compared"], figures["output_mismatches"],
+                  figures["counter_mismatches"], figures["status_mismatches"])
+    assert not problems, "\n".join(problems)
+
+
+def error_programs(config):
+    """One program per error code, each failing at a known pc."""
+    c = config
+    bad_opcode = isa.Instruction(opcode=15)
+    return {
+        ErrorCode.ILLEGAL_OPCODE: [isa.mvm(1, 1, 0, 0), bad_opcode, isa.halt()],
+        ErrorCode.BAD_TILE: [isa.program(c.tiles, 0), isa.halt()],
+        "BAD_TILE_MASK": [isa.mvm(0, 1, 0, 0), isa.halt()],
+        ErrorCode.BAD_ADDRESS: [isa.mvm(1, 2, c.amem_depth - 1, 0), isa.halt()],
+        "BAD_ADDRESS_QMEM": [isa.requant(1, 0, 0, c.qmem_depth - c.cols + 1), isa.halt()],
+        ErrorCode.MISALIGNED: [isa.program(0, 1), isa.halt()],
+        "MISALIGNED_LANE": [isa.requant(1, 0, 0, 0, lane_block=c.rows // c.cols), isa.halt()],
+        ErrorCode.PC_OVERFLOW: [isa.mvm(1, 0, 0, 0)] * c.imem_depth,
+    }
+
+
+@cocotb.test()
+async def errors_stop_and_soft_reset_recovers(dut):
+    config, _, rng = load_settings()
+    bench = AcceleratorBench(dut, config, rng)
+    await bench.start()
+    await bench.load_memories(random_memories(config, rng))
+    seen = {}
+    for case, instructions in error_programs(config).items():
+        expected, actual = await bench.run_program(instructions)
+        problems = compare_runs(expected, actual)
+        assert expected.error != ErrorCode.NONE, f"{case}: golden did not fail"
+        assert not problems, f"{case}: " + "; ".join(problems)
+        seen[str(case)] = actual.error.name
+        assert dut.done.value == 1, "done/interrupt line low after an error"
+        await bench.driver.soft_reset()
+        bench.golden.soft_reset()
+        status = await bench.driver.status()
+        assert not (status["error"] or status["done"] or status["busy"]), status
+        # The device works again: a good program after the reset matches the golden model.
+        good = [isa.program(0, 0), isa.mvm(1, 2, 0, 0, accumulate=True), isa.requant(2, 0, 2, 0), isa.halt()]
+        expected, actual = await bench.run_program(good)
+        assert actual.ok and not compare_runs(expected, actual), compare_runs(expected, actual)
+        assert not await bench.compare_entries("amem", [2, 3])
+    assert set(seen.values()) == {e.name for e in ErrorCode if e != ErrorCode.NONE}, seen
+
+    # Bus errors answer SLVERR and change nothing.
+    bus_errors = 0
+    for address, operation in [(0x7C, "read"), (regmap.CSR["ID"], "write"),
+                               (bench.driver.windows["psum"].address(config.psum_depth - 1)
+                                + bench.driver.windows["psum"].entry_stride, "read"),
+                               (6 * regmap.WINDOW_SPAN, "read")]:
+        try:
+            if operation == "read":
+                await bench.driver.bus.read(address)
+            else:
+                await bench.driver.bus.write(address, 0)
+        except BusError:
+            bus_errors += 1
+    assert bus_errors == 4, f"only {bus_errors} of 4 bad accesses answered SLVERR"
+    # Memory access while running: start a long program and poke memory immediately.
+    long_program = [isa.mvm((1 << config.tiles) - 1, 16, 0, 0, 0, 0)] * (config.imem_depth - 1) + [isa.halt()]
+    await bench.driver.load_program(long_program)
+    await bench.driver.start()
+    try:
+        await bench.driver.bus.write(bench.driver.windows["amem"].address(0), 0)
+        busy_write_refused = False
+    except BusError:
+        busy_write_refused = True
+    assert busy_write_refused, "a memory write while running was accepted"
+    assert await bench.driver.bus.wait_done(1e-3)
+    save_figures("errors", dict(cases=len(seen), bus_errors=bus_errors))

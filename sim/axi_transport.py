@@ -1,0 +1,46 @@
+"""The firmware driver's bus over cocotbext-axi's AXI4-Lite manager, for RTL simulation."""
+
+from cocotb.triggers import First, RisingEdge, SimTimeoutError, Timer, with_timeout
+from cocotbext.axi import AxiResp
+
+from firmware.driver import BusError
+
+__all__ = ["CocotbAxiBus"]
+
+
+class CocotbAxiBus:
+    """`read`/`write` are AXI4-Lite transactions; `wait_done` sleeps on the done line
+    (raced against a timer), so Python does not wake while the device runs."""
+
+    def __init__(self, master, done, clock_period_ns, max_wait_cycles=2_000_000,
+                 transaction_timeout_cycles=10_000):
+        self.master, self.done = master, done
+        self.clock_period_ns = clock_period_ns
+        self.max_wait_cycles = max_wait_cycles
+        self.transaction_timeout_ns = transaction_timeout_cycles * clock_period_ns
+
+    async def _transaction(self, address, operation, transaction):
+        try:
+            return await with_timeout(transaction, self.transaction_timeout_ns, "ns")
+        except SimTimeoutError:
+            raise BusError(address, operation, "no response (timeout)") from None
+
+    async def read(self, address):
+        response = await self._transaction(address, "read", self.master.read(address, 4))
+        if response.resp != AxiResp.OKAY:
+            raise BusError(address, "read", response.resp.name)
+        return int.from_bytes(response.data, "little")
+
+    async def write(self, address, value):
+        response = await self._transaction(
+            address, "write", self.master.write(address, int(value).to_bytes(4, "little")))
+        if response.resp != AxiResp.OKAY:
+            raise BusError(address, "write", response.resp.name)
+
+    async def wait_done(self, timeout_s):
+        """`timeout_s` is simulated time, capped at `max_wait_cycles`."""
+        if self.done.value:
+            return True
+        cycles = min(int(timeout_s * 1e9 / self.clock_period_ns), self.max_wait_cycles)
+        await First(RisingEdge(self.done), Timer(cycles * self.clock_period_ns, unit="ns"))
+        return bool(self.done.value)

@@ -1,0 +1,38 @@
+"""The RTL accelerator over AXI4-Lite against the golden device model: outputs, counters,
+status, error codes and recovery, on three configs."""
+
+import pytest
+
+from golden import AccelConfig
+from sim.accelerator import run_accelerator_check
+
+SMALL_MEMORIES = dict(imem_depth=16, wmem_depth=64, amem_depth=32, psum_depth=32, qmem_depth=32)
+CONFIGS = {
+    "default_tiles": AccelConfig(**SMALL_MEMORIES),
+    "lossy_shared_adc": AccelConfig(tiles=2, rows=16, cols=8, cell_bits=4, dac_bits=2,
+                                    adc_bits=AccelConfig(rows=16, cols=8, cell_bits=4,
+                                                         dac_bits=2).lossless_adc_bits - 2,
+                                    adc_share=2, **SMALL_MEMORIES),
+    "narrow_cells_shifted_adc": AccelConfig(tiles=3, rows=8, cols=4, cell_bits=1, dac_bits=4,
+                                            adc_bits=7, adc_shift=1, adc_share=4, **SMALL_MEMORIES),
+}
+PROGRAMS = 170      # x 3 configs = 510 random programs a run
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_accelerator_matches_golden(name, record_property):
+    config = CONFIGS[name]
+    run = run_accelerator_check(config, programs=PROGRAMS, seed=list(CONFIGS).index(name) + 11)
+    figures = run.results.get("random_programs", {})
+    errors = run.results.get("errors", {})
+    record_property("rtl_check", (
+        f"accelerator {name} ({config.name}): {figures.get('programs')} random programs, "
+        f"{figures.get('instructions')} instructions, {figures.get('device_cycles')} device cycles, "
+        f"{figures.get('entries_compared')} memory entries compared, "
+        f"{figures.get('output_mismatches')} output / {figures.get('counter_mismatches')} counter / "
+        f"{figures.get('status_mismatches')} status mismatches; {errors.get('cases')} error "
+        f"programs and {errors.get('bus_errors')} SLVERR accesses checked"))
+    assert run.tests == 2 and run.failed == 0, run.log_tail()
+    assert figures["programs"] == PROGRAMS
+    assert figures["output_mismatches"] == figures["counter_mismatches"] == 0
+    assert figures["status_mismatches"] == 0
