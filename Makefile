@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 -m "not slow"
 
-.PHONY: demo test test-all clean
+.PHONY: demo test test-all bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest -n 2
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,fpga]'
+	$(VENV)/bin/python bench/sim_speed.py
+	$(VENV)/bin/python bench/ecp5_resources.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,83 @@
+"""Simulated cycles per second of a long accelerator program: under cocotb (the Python
+testbench sleeping on the done line) and under a C++ harness with no Python.
+
+    .venv/bin/python bench/sim_speed.py [--vectors N]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import golden
+import rtl
+from golden import isa, regmap
+from sim.runner import BUILD_ROOT, VERILATOR_ARGS, run_cocotb, verilator_bin_dir
+
+
+def long_program(config, vectors):
+    """Every tile programmed, then one MVM of `vectors` vectors on all tiles."""
+    program = [isa.program(t, 0) for t in range(config.tiles)]
+    program.append(isa.mvm((1 << config.tiles) - 1, vectors, 0, 0, src_stride=0, dst_stride=0,
+                           tile_stride=1))
+    return program + [isa.halt()]
+
+
+def cocotb_speed(config, program, build_dir):
+    verilog = rtl.generate_verilog(rtl.Accelerator(config), build_dir, "accelerator")
+    env = {"TESSERA_CONFIG": config.to_json(),
+           "TESSERA_PROGRAM": json.dumps(isa.encode_program(program))}
+    run = run_cocotb(verilog=verilog, toplevel="accelerator", test_module="sim.speed_tb",
+                     build_dir=build_dir, env=env)
+    if run.failed:
+        sys.exit(f"cocotb run failed:\n{run.log_tail()}")
+    return run.results["speed"], verilog
+
+
+def harness_speed(verilog, program, build_dir):
+    os.environ["PATH"] = f"{verilator_bin_dir()}{os.pathsep}{os.environ['PATH']}"
+    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    harness = Path(__file__).with_name("harness_main.cpp")
+    binary = build_dir / "Vaccelerator"
+    if not binary.exists() or binary.stat().st_mtime < Path(verilog).stat().st_mtime:
+        print("verilating the C++ harness ...", flush=True)
+        subprocess.run(["verilator", "--cc", "--exe", "--build", "-j", "2", "-Mdir", str(build_dir),
+                        "--top-module", "accelerator", *VERILATOR_ARGS, str(harness), str(verilog)],
+                       check=True, stdout=subprocess.DEVNULL)
+    words = [f"{w:08x}" for w in isa.encode_program(program)]
+    imem = regmap.memory_windows(golden.AccelConfig())["imem"].base
+    out = subprocess.run([str(binary), hex(imem), *words], check=True, capture_output=True,
+                         text=True).stdout
+    fields = dict(item.split("=") for item in out.split())
+    return {"cycles": int(fields["cycles"]), "wall_seconds": float(fields["wall_s"])}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vectors", type=int, default=20000,
+                        help="vectors of the long MVM (default 20000)")
+    args = parser.parse_args()
+    config = golden.AccelConfig()
+    program = long_program(config, args.vectors)
+    device = golden.device.Device(config)
+    device.load_program(isa.encode_program(program))
+    expected_cycles = device.run().counters["cycles"]
+
+    build = BUILD_ROOT / "bench"
+    under_cocotb, verilog = cocotb_speed(config, program, build / "cocotb")
+    harness = harness_speed(verilog, program, build / "harness")
+    cocotb_rate = under_cocotb["cycles"] / under_cocotb["wall_seconds"]
+    harness_rate = harness["cycles"] / harness["wall_seconds"]
+    print(f"\nconfig {config.name}, program of {expected_cycles:,} device cycles (golden)")
+    print(f"  {'':<28}{'cycles':>12}{'wall s':>10}{'cycles/s':>14}")
+    for name, run, rate in [("cocotb (sleeps on done)", under_cocotb, cocotb_rate),
+                            ("C++ harness, no Python", harness, harness_rate)]:
+        print(f"  {name:<28}{run['cycles']:>12,}{run['wall_seconds']:>10.2f}{rate:>14,.0f}")
+    print(f"  ratio harness / cocotb: {harness_rate / cocotb_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

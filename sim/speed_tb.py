@@ -1,0 +1,35 @@
+"""cocotb module for bench/sim_speed.py: load TESSERA_PROGRAM, run it, time the run."""
+
+import json
+import os
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+import golden
+from firmware.driver import Driver
+from golden import isa
+
+from .axi_transport import CocotbAxiBus
+
+
+@cocotb.test()
+async def run_long_program(dut):
+    config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
+    words = json.loads(os.environ["TESSERA_PROGRAM"])
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
+    await ClockCycles(dut.clk, 5)
+    dut.rst.value = 0
+    driver = Driver(CocotbAxiBus(master, dut.done, 10, max_wait_cycles=1 << 40))
+    assert await driver.discover() == config
+    await driver.load_program([isa.decode(words[i:i + 4]) for i in range(0, len(words), 4)])
+    started = time.monotonic()
+    status = await driver.run(timeout_s=1e3)
+    wall = time.monotonic() - started
+    with open(os.environ["TESSERA_RESULTS"], "w") as f:
+        json.dump({"speed": {"cycles": status.counters["cycles"], "wall_seconds": wall}}, f)
