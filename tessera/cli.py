@@ -25,8 +25,11 @@ def config_from_args(args):
 def cmd_generate(args):
     import rtl
     config = config_from_args(args)
-    path = rtl.generate_verilog(rtl.CrossbarTile(config), args.out, "crossbar_tile")
-    print(f"wrote {path} and {path.with_suffix('.json')} ({config.name})")
+    component, name = {"accelerator": (rtl.Accelerator, "accelerator"),
+                       "tile": (rtl.CrossbarTile, "crossbar_tile")}[args.top]
+    print(f"elaborating {name} for {config.name} ...", flush=True)
+    path = rtl.generate_verilog(component(config), args.out, name)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
 def cmd_demo(args):
@@ -68,8 +71,11 @@ def build_parser():
         description="Describe, verify and drive a tiled in-memory-computing crossbar accelerator.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    generate = commands.add_parser("generate", help="write the crossbar tile's Verilog and config JSON",
-                                   description="Write the crossbar tile's Verilog and its config as JSON.")
+    generate = commands.add_parser("generate", help="write Verilog and the config JSON",
+                                   description="Write the accelerator's (or one tile's) Verilog "
+                                               "and its config as JSON.")
+    generate.add_argument("--top", choices=["accelerator", "tile"], default="accelerator",
+                          help="what to generate (default: accelerator)")
     generate.add_argument("--out", type=Path, default=DEFAULT_BUILD / "verilog",
                           help="output folder (default: build/verilog)")
     add_config_options(generate)
