@@ -15,6 +15,7 @@ from pathlib import Path
 import golden
 import rtl
 from golden import isa, regmap
+from golden.device import Device
 from sim.runner import BUILD_ROOT, VERILATOR_ARGS, run_cocotb, verilator_bin_dir
 
 
@@ -62,7 +63,7 @@ def main():
     args = parser.parse_args()
     config = golden.AccelConfig()
     program = long_program(config, args.vectors)
-    device = golden.device.Device(config)
+    device = Device(config)
     device.load_program(isa.encode_program(program))
     expected_cycles = device.run().counters["cycles"]
 

@@ -1,0 +1,91 @@
+"""The driver's bus over the golden device model: the register map of golden.regmap,
+served from a `golden.device.Device`, so the driver code is the same as on RTL or board."""
+
+
+from golden import regmap
+from golden.device import Device
+from golden.isa import ErrorCode
+
+from ..driver import BusError
+
+__all__ = ["GoldenBus"]
+
+
+class GoldenBus:
+    """Word reads and writes decoded as the RTL decodes them, SLVERR cases included.
+
+    A start runs the whole program at once (the model is not cycle-stepped); the
+    counters then hold the model's predictions.
+    """
+
+    def __init__(self, device):
+        if not isinstance(device, Device):
+            raise TypeError(f"device must be a golden.device.Device, not {device!r}")
+        self.device = device
+        self.config = device.config
+        self.windows = regmap.memory_windows(self.config)
+        self._status = 0
+        self._counters = dict.fromkeys(regmap.COUNTERS, 0)
+        self._csr_values = {regmap.CSR["ID"]: regmap.ID_VALUE,
+                            regmap.CSR["VERSION"]: regmap.VERSION, regmap.CSR["CONTROL"]: 0}
+        for name, address in regmap.CAPABILITIES.items():
+            self._csr_values[address] = getattr(self.config, name)
+
+    def _locate(self, address):
+        """(window, entry, word) of a memory address, or None."""
+        for window in self.windows.values():
+            offset = address - window.base
+            if 0 <= offset < regmap.WINDOW_SPAN and offset % 4 == 0:
+                entry, byte = divmod(offset, window.entry_stride)
+                if entry < window.depth and byte // 4 < window.entry_words:
+                    return window, entry, byte // 4
+        return None
+
+    def _entry_words(self, window, entry):
+        array = getattr(self.device, window.name)
+        return window.pack(array[entry:entry + 1])[0]
+
+    async def read(self, address):
+        if address == regmap.CSR["STATUS"]:
+            return self._status
+        if address in self._csr_values:
+            return self._csr_values[address]
+        for name in regmap.COUNTERS:
+            if address == regmap.counter_address(name):
+                return self._counters[name] & 0xFFFF_FFFF
+        located = self._locate(address)
+        if located is None:
+            raise BusError(address, "read")
+        window, entry, word = located
+        return int(self._entry_words(window, entry)[word])
+
+    async def write(self, address, value):
+        value = int(value) & 0xFFFF_FFFF
+        if address == regmap.CSR["CONTROL"]:
+            if value & regmap.CONTROL_SOFT_RESET:
+                self.device.soft_reset()
+                self._status = 0
+                self._counters = dict.fromkeys(regmap.COUNTERS, 0)
+            elif value & regmap.CONTROL_START:
+                self._run()
+            return
+        located = self._locate(address)
+        if located is None:
+            raise BusError(address, "write")
+        window, entry, word = located
+        words = self._entry_words(window, entry)
+        words[word] = value
+        signed = window.name not in ("imem", "qmem")
+        getattr(self.device, window.name)[entry] = window.unpack(words[None], signed=signed)[0]
+
+    def _run(self):
+        result = self.device.run()
+        self._counters = {k: v & 0xFFFF_FFFF for k, v in result.counters.items()}
+        self._status = ((regmap.STATUS_DONE if result.done else 0)
+                        | (regmap.STATUS_ERROR if result.error != ErrorCode.NONE else 0)
+                        | int(result.error) << 8 | (result.error_pc & 0xFFFF) << 16)
+
+    async def wait_done(self, timeout_s):
+        return bool(self._status & (regmap.STATUS_DONE | regmap.STATUS_ERROR))
+
+

@@ -1,0 +1,80 @@
+"""The driver over the golden bus: discovery, loading, running, errors, SLVERR cases."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from firmware import BusError, DeviceError, DeviceTimeout, Driver
+from firmware.transports import GoldenBus
+from golden import AccelConfig, isa, regmap
+from golden.device import Device
+from golden.isa import ErrorCode
+
+CONFIG = AccelConfig(tiles=2, imem_depth=16, wmem_depth=64, amem_depth=32, psum_depth=32,
+                     qmem_depth=32)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def make_driver():
+    device = Device(CONFIG)
+    driver = Driver(GoldenBus(device))
+    assert run(driver.discover()) == CONFIG
+    return driver, device
+
+
+def test_driver_runs_a_program_and_reads_back():
+    driver, device = make_driver()
+    rng = np.random.default_rng(0)
+    weights, inputs = rng.integers(-128, 128, (16, 16)), rng.integers(-128, 128, (3, 16))
+    run(driver.write_entries("wmem", 0, weights))
+    run(driver.write_entries("amem", 4, inputs))
+    run(driver.load_program([isa.program(1, 0), isa.mvm([1], 3, 4, 10), isa.halt()]))
+    status = run(driver.run())
+    assert status.ok and status.counters["mvm_products"] == 3
+    assert np.array_equal(run(driver.read_entries("psum", 10, 3)), inputs @ weights)
+    assert np.array_equal(device.wmem[:16], weights)
+
+
+def test_driver_reports_device_errors():
+    driver, _ = make_driver()
+    run(driver.load_program([isa.program(5, 0), isa.halt()]))
+    with pytest.raises(DeviceError, match="BAD_TILE at pc 0"):
+        run(driver.run())
+    status = run(driver.run(raise_on_error=False))
+    assert status.error == ErrorCode.BAD_TILE and not status.done
+    run(driver.soft_reset())
+    assert run(driver.status()) == regmap.decode_status(0)
+
+
+def test_bad_addresses_raise_bus_errors():
+    driver, _ = make_driver()
+    with pytest.raises(BusError, match=r"bus read at 0x00007c failed: SLVERR"):
+        run(driver.bus.read(0x7C))
+    with pytest.raises(BusError, match="bus write at 0x000000 failed"):
+        run(driver.bus.write(regmap.CSR["ID"], 1))
+    with pytest.raises(IndexError, match=r"psum entries 30..33 outside 0..31"):
+        run(driver.read_entries("psum", 30, 4))
+    with pytest.raises(KeyError, match="no memory 'dmem'"):
+        run(driver.read_entries("dmem", 0, 1))
+
+
+def test_wrong_device_is_refused():
+    class Silent:
+        async def read(self, address):
+            return 0
+    with pytest.raises(BusError, match="is not a Tessera accelerator"):
+        run(Driver(Silent()).discover())
+
+
+def test_wait_for_done_times_out():
+    class NeverDone(GoldenBus):
+        async def wait_done(self, timeout_s):
+            return False
+    driver = Driver(NeverDone(Device(CONFIG)))
+    run(driver.discover())
+    with pytest.raises(DeviceTimeout, match="device not done after 0.5 s"):
+        run(driver.run(timeout_s=0.5))
