@@ -1,5 +1,6 @@
 // Minimal Verilator harness: loads one program over AXI4-Lite and runs it with no Python.
-// Prints "cycles=<device cycles> wall_s=<seconds>".
+// Prints "cycles=<device cycles> wall_s=<seconds>". Verilator mangles "__" in port
+// names to "___05F".
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -18,16 +19,16 @@ static void tick() {
 }
 
 static void axi_write(uint32_t addr, uint32_t data) {
-    top->axi__awaddr = addr; top->axi__awvalid = 1;
-    top->axi__wdata = data; top->axi__wstrb = 0xF; top->axi__wvalid = 1;
-    top->axi__bready = 1;
+    top->axi___05Fawaddr = addr; top->axi___05Fawvalid = 1;
+    top->axi___05Fwdata = data; top->axi___05Fwstrb = 0xF; top->axi___05Fwvalid = 1;
+    top->axi___05Fbready = 1;
     top->clk = 0; top->eval();
-    while (!(top->axi__awready && top->axi__wready)) { tick(); top->clk = 0; top->eval(); }
+    while (!(top->axi___05Fawready && top->axi___05Fwready)) { tick(); top->clk = 0; top->eval(); }
     tick();
-    top->axi__awvalid = 0; top->axi__wvalid = 0;
+    top->axi___05Fawvalid = 0; top->axi___05Fwvalid = 0;
     top->clk = 0; top->eval();
-    while (!top->axi__bvalid) { tick(); top->clk = 0; top->eval(); }
-    if (top->axi__bresp != 0) { std::fprintf(stderr, "SLVERR at 0x%x\n", addr); std::exit(2); }
+    while (!top->axi___05Fbvalid) { tick(); top->clk = 0; top->eval(); }
+    if (top->axi___05Fbresp != 0) { std::fprintf(stderr, "SLVERR at 0x%x\n", addr); std::exit(2); }
     tick();
 }
 
