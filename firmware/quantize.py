@@ -1,0 +1,126 @@
+"""Post-training int8 quantisation: per-output-channel symmetric weights, per-tensor
+asymmetric activations calibrated on sample data (min/max or percentile)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden import quantize_multiplier, requantize
+
+from .network import Network, NetworkError
+
+__all__ = ["TensorQuant", "QuantizedDense", "QuantizedNetwork", "calibrate", "quantize"]
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """``real = scale * (q - zero_point)``, q in int8."""
+    scale: float
+    zero_point: int
+
+    def quantize(self, x):
+        return np.clip(np.round(np.asarray(x) / self.scale) + self.zero_point, -128, 127).astype(np.int64)
+
+    def dequantize(self, q):
+        return self.scale * (np.asarray(q, np.float64) - self.zero_point)
+
+    @classmethod
+    def covering(cls, lo, hi):
+        """Asymmetric int8 parameters covering [lo, hi] (widened to include 0)."""
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        scale = (hi - lo) / 255.0 if hi > lo else 1.0
+        zero_point = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+        return cls(scale, zero_point)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedDense:
+    """Integer layer: ``requantize(x_q @ weights, bias, multiplier, shift, out.zero_point,
+    clamp_min, 127)``, exactly what the accelerator computes."""
+    name: str
+    weights: np.ndarray      # int8 (inputs, outputs)
+    bias: np.ndarray         # int32, input zero point folded in
+    multiplier: np.ndarray   # per output channel
+    shift: np.ndarray
+    input: TensorQuant
+    output: TensorQuant
+    relu: bool
+
+    @property
+    def clamp_min(self):
+        return self.output.zero_point if self.relu else -128
+
+    def forward(self, x_q):
+        acc = np.asarray(x_q, np.int64) @ self.weights
+        return requantize(acc, self.bias, self.multiplier, self.shift, self.output.zero_point,
+                          self.clamp_min, 127)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedNetwork:
+    layers: tuple
+
+    @property
+    def input(self):
+        return self.layers[0].input
+
+    @property
+    def output(self):
+        return self.layers[-1].output
+
+    def forward(self, x_q):
+        """The int8 reference: what the golden model and the RTL must reproduce."""
+        for layer in self.layers:
+            x_q = layer.forward(x_q)
+        return x_q
+
+    def predict(self, x):
+        """Float inputs in, class indices out, through the int8 reference."""
+        return np.argmax(self.forward(self.input.quantize(x)), axis=1)
+
+
+def calibrate(network, samples, method="minmax", percentile=99.99):
+    """A `TensorQuant` for each layer input and the final output, from `samples`.
+
+    `method` is ``"minmax"`` or ``"percentile"`` (clip the range at the given
+    percentile of each tensor, which ignores rare outliers).
+    """
+    if method not in ("minmax", "percentile"):
+        raise ValueError(f"calibration method must be 'minmax' or 'percentile', not {method!r}")
+    if not 50 < percentile <= 100:
+        raise ValueError(f"percentile must be in (50, 100], not {percentile!r}")
+    ranges = []
+    for values in network.activations(samples):
+        if method == "minmax":
+            lo, hi = values.min(), values.max()
+        else:
+            lo, hi = np.percentile(values, 100 - percentile), np.percentile(values, percentile)
+        ranges.append(TensorQuant.covering(lo, hi))
+    return ranges
+
+
+def quantize(network, samples, method="minmax", percentile=99.99):
+    """Quantise `network` to int8 with activation ranges calibrated on `samples`."""
+    if not isinstance(network, Network):
+        raise TypeError(f"quantize takes a firmware.Network, not {type(network).__name__}")
+    ranges = calibrate(network, samples, method, percentile)
+    layers = []
+    for layer, x_quant, y_quant in zip(network.layers, ranges, ranges[1:]):
+        max_abs = np.abs(layer.weights).max(axis=0)
+        w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)
+        w_q = np.clip(np.round(layer.weights / w_scale), -127, 127).astype(np.int64)
+        acc_scale = x_quant.scale * w_scale
+        bias = np.round(layer.bias / acc_scale).astype(np.int64) - x_quant.zero_point * w_q.sum(axis=0)
+        if np.abs(bias).max(initial=0) >= 1 << 31:
+            raise NetworkError(f"layer {layer.name!r}: quantised bias overflows int32")
+        multipliers, shifts = [], []
+        for channel, scale in enumerate(acc_scale / y_quant.scale):
+            try:
+                m, s = quantize_multiplier(scale)
+            except ValueError as error:
+                raise NetworkError(f"layer {layer.name!r}, output channel {channel}: {error}") from None
+            multipliers.append(m)
+            shifts.append(s)
+        layers.append(QuantizedDense(layer.name, w_q, bias, np.array(multipliers), np.array(shifts),
+                                     x_quant, y_quant, layer.relu))
+    return QuantizedNetwork(tuple(layers))
