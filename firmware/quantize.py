@@ -105,11 +105,17 @@ def quantize(network, samples, method="minmax", percentile=99.99):
         raise TypeError(f"quantize takes a firmware.Network, not {type(network).__name__}")
     ranges = calibrate(network, samples, method, percentile)
     layers = []
-    for layer, x_quant, y_quant in zip(network.layers, ranges, ranges[1:]):
+    for index, layer in enumerate(network.layers):
+        x_quant, y_quant = ranges[index], ranges[index + 1]
         max_abs = np.abs(layer.weights).max(axis=0)
         w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)
         w_q = np.clip(np.round(layer.weights / w_scale), -127, 127).astype(np.int64)
         acc_scale = x_quant.scale * w_scale
+        if acc_scale.max() >= y_quant.scale:
+            # The hardware only shifts right: widen the output range until every
+            # channel's requantisation scale is below 1 (the next layer follows).
+            y_quant = TensorQuant(float(acc_scale.max()) * (1 + 2.0 ** -20), y_quant.zero_point)
+            ranges[index + 1] = y_quant
         bias = np.round(layer.bias / acc_scale).astype(np.int64) - x_quant.zero_point * w_q.sum(axis=0)
         if np.abs(bias).max(initial=0) >= 1 << 31:
             raise NetworkError(f"layer {layer.name!r}: quantised bias overflows int32")

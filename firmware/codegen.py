@@ -1,0 +1,91 @@
+"""Code generation: the instruction streams and memory images of a mapped network."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden import isa
+from golden.device import QuantParams, pack_quant_params
+
+from .mapper import MappingError
+
+__all__ = ["Program", "generate"]
+
+
+@dataclass
+class Program:
+    setup: list          # instructions run once (programs resident tiles), may be empty
+    inference: list      # instructions run per batch
+    wmem: np.ndarray     # (images * rows, cols) int8
+    qmem: np.ndarray     # (channels, 4) words
+    tile_of: dict        # resident mapping: (layer, kb, nb) -> tile
+
+
+def _runs(nbs, accumulate, limit):
+    """Split sorted N blocks into runs of consecutive blocks with one accumulate flag."""
+    runs, current = [], []
+    for nb in nbs:
+        if current and (nb != current[-1] + 1 or accumulate[nb] != accumulate[current[0]]
+                        or len(current) == limit):
+            runs.append(current)
+            current = []
+        current.append(nb)
+    return runs + ([current] if current else [])
+
+
+def generate(qnet, network_map):
+    m, c = network_map, network_map.config
+    R, C = c.rows, c.cols
+    wmem = np.zeros((m.images * R, C), np.int64)
+    qmem = np.zeros((sum(lm.n_blocks for lm in m.layers) * C, 4), np.int64)
+    setup, inference, tile_of = [], [], {}
+    next_tile = 0
+
+    for index, (layer, lm) in enumerate(zip(qnet.layers, m.layers)):
+        for (kb, nb), image in lm.images.items():
+            wmem[image * R:(image + 1) * R] = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+        for channel in range(lm.n_blocks * C):
+            if channel < layer.weights.shape[1]:
+                params = QuantParams(int(layer.bias[channel]), int(layer.multiplier[channel]),
+                                     int(layer.shift[channel]), layer.output.zero_point,
+                                     layer.clamp_min, 127)
+            else:                 # padding channel: zero_point out, ignored downstream
+                params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
+            qmem[lm.qmem_base + channel] = pack_quant_params(params)
+
+        seen_nb = np.zeros(lm.n_blocks, bool)
+        for kb in range(lm.k_blocks):
+            nbs = [int(nb) for nb in np.flatnonzero(lm.nonzero[kb])]
+            accumulate = seen_nb.copy()
+            for run in _runs(nbs, accumulate, c.tiles):
+                if m.resident:
+                    tiles = []
+                    for nb in run:
+                        tile_of[(lm.name, kb, nb)] = next_tile
+                        setup.append(isa.program(next_tile, lm.images[(kb, nb)] * R))
+                        tiles.append(next_tile)
+                        next_tile += 1
+                else:
+                    tiles = list(range(len(run)))
+                    inference += [isa.program(t, lm.images[(kb, nb)] * R) for t, nb in zip(tiles, run)]
+                inference.append(isa.mvm(tiles, m.batch, lm.input_base + kb, lm.psum_base + run[0],
+                                         src_stride=lm.k_blocks, dst_stride=lm.n_blocks,
+                                         tile_stride=1, accumulate=bool(accumulate[run[0]])))
+            seen_nb[nbs] = True
+
+        if index + 1 < len(m.layers):
+            out_base, out_stride = m.layers[index + 1].input_base, m.layers[index + 1].k_blocks
+        else:
+            out_base, out_stride = m.output_base, m.output_blocks
+        for nb in range(lm.n_blocks):
+            inference.append(isa.requant(m.batch, lm.psum_base + nb, out_base + nb * C // R,
+                                         lm.qmem_base + nb * C, lane_block=(nb * C % R) // C,
+                                         src_stride=lm.n_blocks, dst_stride=out_stride))
+    inference.append(isa.halt())
+    if setup:
+        setup.append(isa.halt())
+    for name, program in (("setup", setup), ("inference", inference)):
+        if len(program) > c.imem_depth:
+            raise MappingError(f"the {name} program has {len(program)} instructions, beyond "
+                               f"imem_depth {c.imem_depth}")
+    return Program(setup, inference, wmem, qmem, tile_of)

@@ -1,0 +1,133 @@
+"""Compiler stages: network IR checks, quantisation, pruning, mapping, code generation,
+and an end-to-end run on the golden transport against the int8 reference."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from firmware import Driver
+from firmware.codegen import generate
+from firmware.mapper import MappingError, map_network
+from firmware.network import Dense, Network, NetworkError
+from firmware.prune import block_mask, prune_blocks, prune_magnitude
+from firmware.quantize import TensorQuant, calibrate, quantize
+from firmware.runtime import run_network
+from firmware.transports import GoldenBus
+from golden import AccelConfig, isa
+from golden.device import Device
+from golden.energy import PRESETS, energy_breakdown, ops_per_run
+
+CONFIG = AccelConfig()
+
+
+def random_network(rng, sizes=(40, 24, 10)):
+    return Network(tuple(Dense(f"fc{i}", rng.normal(0, 0.3, (a, b)), rng.normal(0, 0.1, b),
+                               relu=i < len(sizes) - 2)
+                         for i, (a, b) in enumerate(zip(sizes, sizes[1:]))))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Dense("fc", np.zeros((3, 4)), np.zeros(5)), "layer 'fc': bias has shape (5,), the weights have 4 outputs"),
+    (lambda: Dense("fc", np.zeros(3), np.zeros(3)), "layer 'fc': weights must have 2 dimension(s), not shape (3,)"),
+    (lambda: Dense("fc", np.array([["a"]]), np.zeros(1)), "layer 'fc': weights must be a real numeric array"),
+    (lambda: Dense("fc", np.full((2, 2), np.nan), np.zeros(2)), "layer 'fc': weights holds NaN"),
+    (lambda: Network(()), "at least one layer"),
+    (lambda: Network((Dense("a", np.zeros((3, 4)), np.zeros(4)), Dense("b", np.zeros((5, 2)), np.zeros(2)))),
+     "layer 'b' takes 5 inputs, but 'a' gives 4"),
+    (lambda: Network(("conv3x3",)), "layer 0 (str) is not supported; supported: Dense"),
+])
+def test_network_errors_name_the_layer(build, message):
+    with pytest.raises(NetworkError) as info:
+        build()
+    assert message in str(info.value)
+
+
+def test_tensor_quant_covers_range_and_zero():
+    q = TensorQuant.covering(0.0, 2.55)
+    assert q.zero_point == -128 and q.quantize([0.0])[0] == -128 and q.quantize([2.55])[0] == 127
+    symmetric = TensorQuant.covering(-1.0, 1.0)
+    assert abs(symmetric.dequantize(symmetric.quantize([0.5]))[0] - 0.5) <= symmetric.scale / 2
+
+
+def test_percentile_calibration_ignores_outliers():
+    rng = np.random.default_rng(0)
+    net = random_network(rng)
+    samples = rng.normal(0, 1, (500, 40))
+    samples[0, 0] = 1000.0
+    minmax = calibrate(net, samples, "minmax")[0]
+    clipped = calibrate(net, samples, "percentile", 99.9)[0]
+    assert clipped.scale < minmax.scale / 10
+    with pytest.raises(ValueError, match="calibration method must be 'minmax' or 'percentile', not 'mean'"):
+        calibrate(net, samples, "mean")
+
+
+def test_quantised_network_tracks_float():
+    rng = np.random.default_rng(1)
+    net = random_network(rng)
+    x = rng.uniform(0, 1, (300, 40))
+    q = quantize(net, x)
+    float_out, int_out = net.forward(x), q.output.dequantize(q.forward(q.input.quantize(x)))
+    assert np.abs(float_out - int_out).mean() < 0.05 * np.abs(float_out).mean() + 0.02
+    assert np.all(np.abs(q.layers[0].weights) <= 127)
+
+
+def test_magnitude_and_block_pruning():
+    rng = np.random.default_rng(2)
+    net = random_network(rng, (64, 32, 10))
+    pruned, masks = prune_magnitude(net, 0.5)
+    assert abs((pruned.layers[0].weights == 0).mean() - 0.5) < 0.01
+    blocked, masks = prune_blocks(net, 0.5, 16, 16, layers=["fc0"])
+    blocks = (blocked.layers[0].weights.reshape(4, 16, 2, 16) != 0).any(axis=(1, 3))
+    assert blocks.sum() == 4 and np.array_equal(blocked.layers[1].weights, net.layers[1].weights)
+    assert block_mask(np.ones((20, 20)), 0.5, 16, 16).shape == (20, 20)
+    with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\), not 1.0"):
+        prune_blocks(net, 1.0, 16, 16)
+    with pytest.raises(KeyError, match="no layer 'fc9'"):
+        prune_blocks(net, 0.5, 16, 16, layers=["fc9"])
+
+
+def test_mapper_skips_zero_blocks_and_reports_utilisation():
+    rng = np.random.default_rng(3)
+    net, _ = prune_blocks(random_network(rng, (64, 32, 10)), 0.5, 16, 16, layers=["fc0"])
+    q = quantize(net, rng.uniform(0, 1, (100, 64)))
+    network_map = map_network(q, CONFIG)
+    first = network_map.layers[0]
+    assert (first.k_blocks, first.n_blocks) == (4, 2) and first.nonzero.sum() == 4
+    assert first.block_utilisation == 0.5 and network_map.images == 4 + 2
+    assert network_map.layers[1].cell_utilisation == pytest.approx(32 * 10 / (2 * 256))
+    program = generate(q, network_map)
+    programs = [i for i in program.setup + program.inference if i.opcode == isa.Opcode.PROGRAM]
+    assert len(programs) == 6                      # one per stored block, none for zero blocks
+    products = sum(bin(i.tile).count("1") for i in program.inference if i.opcode == isa.Opcode.MVM)
+    assert products == 6
+
+
+def test_mapping_errors_name_the_layer_and_memory():
+    rng = np.random.default_rng(4)
+    big = quantize(random_network(rng, (256, 96, 10)), rng.uniform(0, 1, (50, 256)))
+    with pytest.raises(MappingError, match="layer 'fc0'.*beyond wmem_depth 256"):
+        map_network(big, CONFIG)
+    tiny = AccelConfig(amem_depth=4)
+    small = quantize(random_network(rng, (64, 32, 10)), rng.uniform(0, 1, (50, 64)))
+    with pytest.raises(MappingError, match="one sample needs 7 activation"):
+        map_network(small, tiny)
+    with pytest.raises(MappingError, match="batch must be in 1..36"):
+        map_network(small, CONFIG, batch=100)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.75])
+def test_golden_run_equals_int8_reference(sparsity):
+    rng = np.random.default_rng(5)
+    net, _ = prune_blocks(random_network(rng, (64, 32, 10)), sparsity, 16, 16)
+    x = rng.uniform(0, 1, (50, 64))
+    q = quantize(net, x)
+    x_q = q.input.quantize(x)
+    progress = []
+    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), q, x_q, batch=16,
+                                  progress=lambda done, total: progress.append(done)))
+    assert np.array_equal(run.outputs, q.forward(x_q))
+    assert progress == [16, 32, 48, 50] and run.runs == 4
+    energy = energy_breakdown(run.counters, PRESETS["isaac_reram_32nm"])
+    assert energy["total"] > 0 and energy["ADC"] > 0
+    assert ops_per_run(run.counters, CONFIG) == 2 * run.counters["mvm_products"] * 256
