@@ -17,8 +17,9 @@ class Program:
     setup: list          # instructions run once (programs resident tiles), may be empty
     inference: list      # instructions run per batch
     wmem: np.ndarray     # (images * rows, cols) int8
-    qmem: np.ndarray     # (channels, 4) words
+    qmem: np.ndarray     # (entries, 4 * cols) words, cols channels an entry
     tile_of: dict        # resident mapping: (layer, kb, nb) -> tile
+    layer_pcs: dict      # layer name -> range of its inference instructions
 
 
 def _runs(nbs, accumulate, limit):
@@ -37,11 +38,12 @@ def generate(qnet, network_map):
     m, c = network_map, network_map.config
     R, C = c.rows, c.cols
     wmem = np.zeros((m.images * R, C), np.int64)
-    qmem = np.zeros((sum(lm.n_blocks for lm in m.layers) * C, 4), np.int64)
-    setup, inference, tile_of = [], [], {}
+    qmem = np.zeros((sum(lm.n_blocks for lm in m.layers), C, 4), np.int64)
+    setup, inference, tile_of, layer_pcs = [], [], {}, {}
     next_tile = 0
 
     for index, (layer, lm) in enumerate(zip(qnet.layers, m.layers)):
+        first_pc = len(inference)
         for (kb, nb), image in lm.images.items():
             wmem[image * R:(image + 1) * R] = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
         for channel in range(lm.n_blocks * C):
@@ -51,7 +53,7 @@ def generate(qnet, network_map):
                                      layer.clamp_min, 127)
             else:                 # padding channel: zero_point out, ignored downstream
                 params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
-            qmem[lm.qmem_base + channel] = pack_quant_params(params)
+            qmem[lm.qmem_base + channel // C, channel % C] = pack_quant_params(params)
 
         seen_nb = np.zeros(lm.n_blocks, bool)
         for kb in range(lm.k_blocks):
@@ -79,8 +81,9 @@ def generate(qnet, network_map):
             out_base, out_stride = m.output_base, m.output_blocks
         for nb in range(lm.n_blocks):
             inference.append(isa.requant(m.batch, lm.psum_base + nb, out_base + nb * C // R,
-                                         lm.qmem_base + nb * C, lane_block=(nb * C % R) // C,
+                                         lm.qmem_base + nb, lane_block=(nb * C % R) // C,
                                          src_stride=lm.n_blocks, dst_stride=out_stride))
+        layer_pcs[lm.name] = range(first_pc, len(inference))
     inference.append(isa.halt())
     if setup:
         setup.append(isa.halt())
@@ -88,4 +91,4 @@ def generate(qnet, network_map):
         if len(program) > c.imem_depth:
             raise MappingError(f"the {name} program has {len(program)} instructions, beyond "
                                f"imem_depth {c.imem_depth}")
-    return Program(setup, inference, wmem, qmem, tile_of)
+    return Program(setup, inference, wmem, qmem.reshape(len(qmem), 4 * C), tile_of, layer_pcs)

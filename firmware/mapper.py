@@ -29,7 +29,7 @@ class LayerMap:
     images: dict                 # (kb, nb) -> wmem image index
     input_base: int              # amem entry of (sample 0, kb 0)
     psum_base: int               # psum entry of (sample 0, nb 0)
-    qmem_base: int               # channel of output 0
+    qmem_base: int               # qmem entry of output block 0 (cols channels an entry)
     weights: np.ndarray          # int8, padded to (k_blocks*rows, n_blocks*cols)
     cell_utilisation: float      # weights of the layer / cells of its programmed blocks
 
@@ -79,13 +79,13 @@ def map_network(qnet, config, batch=None):
         nbs.append(nb)
     output_blocks = _blocks(qnet.layers[-1].weights.shape[1], R)
 
-    channels = 0
+    entries = 0
     for layer_map, nb in zip(layers, nbs):
-        layer_map.qmem_base = channels
-        channels += nb * C
-        if channels > config.qmem_depth:
-            raise MappingError(f"layer {layer_map.name!r}: {channels} output channels of "
-                               f"quantisation parameters exceed qmem_depth {config.qmem_depth}")
+        layer_map.qmem_base = entries
+        entries += nb
+        if entries > config.qmem_depth:
+            raise MappingError(f"layer {layer_map.name!r}: {entries} entries of quantisation "
+                               f"parameters exceed qmem_depth {config.qmem_depth}")
 
     amem_per_sample = sum(kbs) + output_blocks
     psum_per_sample = sum(nbs)

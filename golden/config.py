@@ -17,6 +17,10 @@ MEMORY_FIELDS = ("imem_depth", "wmem_depth", "amem_depth", "psum_depth", "qmem_d
 MAX_MEMORY_DEPTH = 1 << 12
 
 
+DEFAULT_DEPTHS = {"imem_depth": 256, "wmem_depth": 256, "amem_depth": 256, "psum_depth": 256,
+                  "qmem_depth": 64}
+
+
 class ConfigError(ValueError):
     """An `AccelConfig` field holds a value the hardware cannot be built with."""
 
@@ -62,8 +66,8 @@ class AccelConfig:
     imem_depth, wmem_depth, amem_depth, psum_depth, qmem_depth : int
         Entries of the instruction memory (128-bit instructions), weight staging
         (one ``cols``-wide int8 row each), activations (one ``rows``-wide int8 vector
-        each), partial sums (one ``cols``-wide int32 vector each) and per-channel
-        quantisation parameters.
+        each), partial sums (one ``cols``-wide int32 vector each) and quantisation
+        parameters (``cols`` output channels each).
     """
 
     tiles: int = 4
@@ -78,7 +82,7 @@ class AccelConfig:
     wmem_depth: int = 256
     amem_depth: int = 256
     psum_depth: int = 256
-    qmem_depth: int = 256
+    qmem_depth: int = 64
 
     def __post_init__(self):
         for name in ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_share"):
@@ -196,6 +200,6 @@ class AccelConfig:
         name = (f"t{self.tiles}_r{self.rows}_c{self.cols}_cb{self.cell_bits}"
                 f"_d{self.dac_bits}_a{self.adc_bits}s{self.adc_shift}_sh{self.adc_share}")
         depths = [getattr(self, f) for f in MEMORY_FIELDS]
-        if depths != [256] * len(MEMORY_FIELDS):
+        if depths != [DEFAULT_DEPTHS[f] for f in MEMORY_FIELDS]:
             name += "_m" + "-".join(map(str, depths))
         return name

@@ -8,8 +8,8 @@ every instr.   FETCH 1 cycle + DECODE 1 cycle (HALT and errors end at DECODE;
 PROGRAM        rows + 1 cycles (one wmem read a cycle, the tile write one cycle later)
 MVM            per vector: amem read 1 + feed 1 + convert N + 2 per selected tile
                (partial-sum read, then write)
-REQUANT        per entry: cols + 2 (psum read with the first parameter read, one lane
-               a cycle, amem write)
+REQUANT        per entry: 2 (psum and parameter reads; all cols lanes requantised and
+               the amem entry written)
 =============  =====================================================================
 """
 
@@ -38,7 +38,7 @@ def mvm_vector_cycles(config, tiles):
 
 
 def requant_entry_cycles(config):
-    return config.cols + 2
+    return 2
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class RunResult:
     error: ErrorCode
     error_pc: int
     counters: dict = field(default_factory=dict)
+    trace: list = field(default_factory=list)   # per executed instruction: (pc, counter deltas)
 
 
 class ProgramError(Exception):
@@ -95,7 +96,8 @@ class Device:
     """NumPy state of one accelerator and an interpreter of its binary programs.
 
     Memories are public arrays: ``imem`` (words), ``wmem`` (int8 rows), ``amem`` (int8
-    vectors), ``psum`` (int32 vectors), ``qmem`` (words); ``tile_weights`` holds what
+    vectors), ``psum`` (int32 vectors), ``qmem`` (words: ``cols`` channels of
+    `pack_quant_params` per entry); ``tile_weights`` holds what
     each tile has been programmed with.
     """
 
@@ -107,7 +109,7 @@ class Device:
         self.wmem = np.zeros((c.wmem_depth, c.cols), np.int64)
         self.amem = np.zeros((c.amem_depth, c.rows), np.int64)
         self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
-        self.qmem = np.zeros((c.qmem_depth, 4), np.int64)
+        self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
 
     def soft_reset(self):
@@ -121,12 +123,17 @@ class Device:
                              f"{self.config.imem_depth}")
         self.imem[:len(words)] = words & 0xFFFF_FFFF
 
-    def run(self, max_instructions=1 << 20):
-        """Run from pc 0 until HALT or an error; return a `RunResult` with the counters."""
+    def run(self, max_instructions=1 << 20, trace=False):
+        """Run from pc 0 until HALT or an error; return a `RunResult` with the counters
+        (and, with `trace`, each instruction's share of them)."""
         counters = dict.fromkeys(COUNTERS, 0)
         self.counters = counters
         pc = 0
+        steps = []
         for _ in range(max_instructions):
+            if trace:
+                before = dict(counters)
+                steps.append((pc, before))
             if pc >= self.config.imem_depth:
                 counters["cycles"] += 1          # the FETCH that finds no instruction
                 return RunResult(False, ErrorCode.PC_OVERFLOW, pc, counters)
@@ -136,17 +143,22 @@ class Device:
             try:
                 if instruction.opcode == Opcode.HALT:
                     counters["instructions"] += 1
-                    return RunResult(True, ErrorCode.NONE, 0, counters)
+                    return RunResult(True, ErrorCode.NONE, 0, counters, self._deltas(steps))
                 execute = {Opcode.PROGRAM: self._program, Opcode.MVM: self._mvm,
                            Opcode.REQUANT: self._requant}.get(instruction.opcode)
                 if execute is None:
                     raise ProgramError(ErrorCode.ILLEGAL_OPCODE)
                 execute(instruction)
             except ProgramError as error:
-                return RunResult(False, error.code, pc, counters)
+                return RunResult(False, error.code, pc, counters, self._deltas(steps))
             counters["instructions"] += 1
             pc += 1
         raise RuntimeError(f"program ran {max_instructions} instructions without halting")
+
+    def _deltas(self, steps):
+        """(pc, counters spent by that instruction) from the snapshots taken before each."""
+        ends = [before for _, before in steps[1:]] + [self.counters]
+        return [(pc, {k: end[k] - before[k] for k in end}) for (pc, before), end in zip(steps, ends)]
 
     # Checks done at DECODE, before anything executes ------------------------------------
 
@@ -204,9 +216,9 @@ class Device:
             raise ProgramError(ErrorCode.MISALIGNED)
         self._check_run(ins.src, ins.src_stride, ins.count, c.psum_depth)
         self._check_run(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
-        self._check_run(ins.aux, 1, c.cols, c.qmem_depth)
+        self._check_run(ins.aux, 1, 1, c.qmem_depth)
         n = ins.count
-        params = unpack_quant_params(self.qmem[ins.aux:ins.aux + c.cols])
+        params = unpack_quant_params(self.qmem[ins.aux].reshape(c.cols, 4))
         outputs = requantize(self.psum[_run_addresses(ins.src, ins.src_stride, n)], **params)
         lanes = slice(ins.aux2 * c.cols, (ins.aux2 + 1) * c.cols)
         for address, output in zip(_run_addresses(ins.dst, ins.dst_stride, n), outputs):
@@ -214,6 +226,6 @@ class Device:
         k = self.counters
         k["cycles"] += n * requant_entry_cycles(c)
         k["psum_reads"] += n
-        k["qmem_reads"] += n * c.cols
+        k["qmem_reads"] += n
         k["requantizations"] += n * c.cols
         k["amem_writes"] += n

@@ -19,11 +19,11 @@ MVM tiles, count, src, src_stride, dst, dst_stride, tile_stride, accumulate
     ``src + i*src_stride`` goes to every selected tile at once; the tile of rank ``j``
     (``j``-th set bit) writes partial-sum entry ``dst + i*dst_stride + j*tile_stride``
     (``aux`` holds ``tile_stride``), adding to it when ``accumulate`` is set (int32, wrapping).
-REQUANT count, src, src_stride, dst, dst_stride, qbase, lane_block
+REQUANT count, src, src_stride, dst, dst_stride, qentry, lane_block
     For each ``i < count``: requantise partial-sum entry ``src + i*src_stride`` with the
-    quantisation parameters of channels ``qbase .. qbase+cols-1`` (``aux``) and write the
-    ``cols`` int8 results to lanes ``lane_block*cols ..`` of activation entry
-    ``dst + i*dst_stride`` (``aux2`` holds ``lane_block``).
+    ``cols`` channels of quantisation parameters in qmem entry ``qentry`` (``aux``), all
+    lanes at once, and write the ``cols`` int8 results to lanes ``lane_block*cols ..``
+    of activation entry ``dst + i*dst_stride`` (``aux2`` holds ``lane_block``).
 """
 
 import enum
@@ -111,9 +111,9 @@ def mvm(tiles, count, src, dst, src_stride=1, dst_stride=1, tile_stride=0, accum
                        dst_stride=dst_stride, aux=tile_stride)
 
 
-def requant(count, src, dst, qbase, lane_block=0, src_stride=1, dst_stride=1):
+def requant(count, src, dst, qentry, lane_block=0, src_stride=1, dst_stride=1):
     return Instruction(Opcode.REQUANT, count=count, src=src, src_stride=src_stride, dst=dst,
-                       dst_stride=dst_stride, aux=qbase, aux2=lane_block)
+                       dst_stride=dst_stride, aux=qentry, aux2=lane_block)
 
 
 def encode(instruction):

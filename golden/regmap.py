@@ -47,7 +47,8 @@ COUNTERS = (
     "cell_reads",           # cells sensed (2 x rows x cols x slices x steps per product)
     "cell_writes",          # cells written (2 x rows x cols x slices per PROGRAM)
     "imem_reads", "wmem_reads", "amem_reads", "amem_writes",
-    "psum_reads", "psum_writes", "qmem_reads",
+    "psum_reads", "psum_writes",
+    "qmem_reads",           # one entry holds the parameters of cols channels
     "requantizations",      # output channels requantised
 )
 
@@ -111,7 +112,7 @@ def memory_windows(config):
         MemoryWindow("wmem", 2 * WINDOW_SPAN, config.wmem_depth, WEIGHT_BITS, config.cols),
         MemoryWindow("amem", 3 * WINDOW_SPAN, config.amem_depth, INPUT_BITS, config.rows),
         MemoryWindow("psum", 4 * WINDOW_SPAN, config.psum_depth, ACC_BITS, config.cols),
-        MemoryWindow("qmem", 5 * WINDOW_SPAN, config.qmem_depth, 32, 4),
+        MemoryWindow("qmem", 5 * WINDOW_SPAN, config.qmem_depth, 32, 4 * config.cols),
     ]
     for w in windows:
         if w.depth * w.entry_stride > WINDOW_SPAN:

@@ -48,7 +48,7 @@ class Accelerator(wiring.Component):
         # Memories: one read and one write port each, the host's while the sequencer idles.
         shapes = {"imem": (128, 32), "wmem": (c.cols * WEIGHT_BITS, 8),
                   "amem": (c.rows * INPUT_BITS, 8), "psum": (c.cols * ACC_BITS, 32),
-                  "qmem": (128, 32)}
+                  "qmem": (c.cols * 128, 32)}
         ports = {}
         for name, (width, granularity) in shapes.items():
             memory = Memory(shape=unsigned(width), depth=self.windows[name].depth, init=[])

@@ -2,7 +2,7 @@
 every counted event. It owns the tiles; the memories belong to the top, which shares
 their ports with the host while the sequencer is idle."""
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,7 +72,8 @@ class Sequencer(wiring.Component):
             "amem_data": In(c.rows * INPUT_BITS),
             "psum_addr": Out(_bits(c.psum_depth)), "psum_en": Out(1),
             "psum_data": In(c.cols * ACC_BITS),
-            "qmem_addr": Out(_bits(c.qmem_depth)), "qmem_en": Out(1), "qmem_data": In(128),
+            "qmem_addr": Out(_bits(c.qmem_depth)), "qmem_en": Out(1),
+            "qmem_data": In(c.cols * 128),
             "amem_waddr": Out(_bits(c.amem_depth)), "amem_wen": Out(c.rows),
             "amem_wdata": Out(c.rows * INPUT_BITS),
             "psum_waddr": Out(_bits(c.psum_depth)), "psum_wen": Out(1),
@@ -87,7 +88,9 @@ class Sequencer(wiring.Component):
         tiles = [CrossbarTile(c) for _ in range(c.tiles)]
         for t, tile in enumerate(tiles):
             m.submodules[f"tile{t}"] = tile
-        m.submodules.requantizer = rq = Requantizer()
+        requantizers = [Requantizer() for _ in range(c.cols)]
+        for k, requantizer in enumerate(requantizers):
+            m.submodules[f"requantizer{k}"] = requantizer
 
         ins = Signal(instruction_layout())
         pc = Signal(range(c.imem_depth + 1))
@@ -96,8 +99,7 @@ class Sequencer(wiring.Component):
         dst = Signal(40)
         tile_addr = Signal(40)                 # psum entry of the current tile rank
         remaining = Signal(c.tiles)            # MVM: selected tiles not yet written back
-        step = Signal(range(max(c.rows, c.cols) + 1))
-        lane_bytes = Signal(c.cols * INPUT_BITS)
+        step = Signal(range(c.rows + 1))          # PROGRAM row
 
         # Decode-time checks, from the fetched word (golden.device does the same, in order).
         word = data.View(instruction_layout(), self.imem_data)
@@ -119,7 +121,7 @@ class Sequencer(wiring.Component):
         misaligned_requant = word.aux2 >= c.rows // c.cols
         bad_addr_requant = (past(word.src, word.src_stride, word.count, c.psum_depth)
                             | past(word.dst, word.dst_stride, word.count, c.amem_depth)
-                            | past(word.aux, 1, c.cols, c.qmem_depth))
+                            | past(word.aux, 1, 1, c.qmem_depth))
 
         # The tile of the lowest remaining rank, one-hot.
         current = Signal(c.tiles)
@@ -129,13 +131,14 @@ class Sequencer(wiring.Component):
             with m.If(current[t]):
                 m.d.comb += current_result.eq(tile.o_stream.payload)
 
-        # Requantiser on lane `step` of the partial-sum entry read at the entry's first cycle.
-        psum_lanes = Array(self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS] for k in range(c.cols))
-        params = data.View(quant_layout(), self.qmem_data)
-        m.d.comb += [rq.acc.eq(psum_lanes[step]), rq.bias.eq(params.bias),
-                     rq.multiplier.eq(params.multiplier), rq.shift.eq(params.shift[:5]),
-                     rq.zero_point.eq(params.zero_point), rq.clamp_min.eq(params.clamp_min),
-                     rq.clamp_max.eq(params.clamp_max)]
+        # One requantiser per lane, on the partial-sum and parameter entries just read.
+        for k, rq in enumerate(requantizers):
+            params = data.View(quant_layout(), self.qmem_data[k * 128:(k + 1) * 128])
+            m.d.comb += [rq.acc.eq(self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]),
+                         rq.bias.eq(params.bias), rq.multiplier.eq(params.multiplier),
+                         rq.shift.eq(params.shift[:5]), rq.zero_point.eq(params.zero_point),
+                         rq.clamp_min.eq(params.clamp_min), rq.clamp_max.eq(params.clamp_max)]
+        lane_bytes = Cat(rq.result for rq in requantizers)
 
         # Events measured from the datapath, not from the instruction stream.
         ev = self.events
@@ -282,26 +285,17 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.next = "MVM_READ"
 
-            # REQUANT, per entry: psum + first parameter read, one lane a cycle, amem write.
+            # REQUANT, per entry: psum and parameter reads, then every lane at once.
             with m.State("REQUANT_READ"):
                 m.d.comb += [self.psum_en.eq(1), self.psum_addr.eq(src),
                              self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux)]
-                m.d.sync += [src.eq(src + ins.src_stride), step.eq(0)]
-                m.next = "REQUANT_LANE"
-            with m.State("REQUANT_LANE"):
-                with m.If(step != c.cols - 1):
-                    m.d.comb += [self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux + step + 1)]
-                for k in range(c.cols):
-                    with m.If(step == k):
-                        m.d.sync += lane_bytes[k * INPUT_BITS:(k + 1) * INPUT_BITS].eq(rq.result)
-                m.d.comb += ev.requantizations.eq(1)
-                m.d.sync += step.eq(step + 1)
-                with m.If(step == c.cols - 1):
-                    m.next = "REQUANT_WRITE"
+                m.d.sync += src.eq(src + ins.src_stride)
+                m.next = "REQUANT_WRITE"
             with m.State("REQUANT_WRITE"):
                 blocks = c.rows // c.cols
                 m.d.comb += [self.amem_waddr.eq(dst),
-                             self.amem_wdata.eq(lane_bytes.replicate(blocks))]
+                             self.amem_wdata.eq(lane_bytes.replicate(blocks)),
+                             ev.requantizations.eq(c.cols)]
                 for b in range(blocks):
                     with m.If(ins.aux2 == b):
                         m.d.comb += self.amem_wen.eq(((1 << c.cols) - 1) << (b * c.cols))

@@ -11,7 +11,7 @@ __all__ = ["random_memories", "random_program", "written_entries"]
 def random_memories(config, rng):
     """Weight staging, activations, partial sums and quantisation parameters."""
     params = []
-    for _ in range(config.qmem_depth):
+    for _ in range(config.qmem_depth * config.cols):
         zero_point = int(rng.integers(-20, 21))
         relu = rng.random() < 0.3
         params.append(pack_quant_params(QuantParams(
@@ -25,7 +25,7 @@ def random_memories(config, rng):
         "wmem": rng.integers(-128, 128, (config.wmem_depth, config.cols)),
         "amem": rng.integers(-128, 128, (config.amem_depth, config.rows)),
         "psum": rng.integers(-(1 << 24), 1 << 24, (config.psum_depth, config.cols)),
-        "qmem": np.array(params, np.int64),
+        "qmem": np.array(params, np.int64).reshape(config.qmem_depth, 4 * config.cols),
     }
 
 
@@ -66,9 +66,9 @@ def random_program(config, rng, length):
             count = _count(rng)
             src, src_stride = _place(rng, config.psum_depth, count)
             dst, dst_stride = _place(rng, config.amem_depth, count)
-            qbase = int(rng.integers(config.qmem_depth - config.cols + 1))
+            qentry = int(rng.integers(config.qmem_depth))
             lane_block = int(rng.integers(config.rows // config.cols))
-            program.append(isa.requant(count, src, dst, qbase, lane_block, src_stride, dst_stride))
+            program.append(isa.requant(count, src, dst, qentry, lane_block, src_stride, dst_stride))
     return program + [isa.halt()]
 
 

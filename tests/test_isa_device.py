@@ -55,7 +55,7 @@ def test_layer_program_computes_and_counts():
     device = small_device(rng)
     params = [QuantParams(bias=int(b), multiplier=1 << 30, shift=6, zero_point=0,
                           clamp_min=0, clamp_max=127) for b in rng.integers(-100, 100, 16)]
-    device.qmem[:16] = [pack_quant_params(p) for p in params]
+    device.qmem[0] = np.concatenate([pack_quant_params(p) for p in params])
     program = [isa.program(0, 0), isa.program(1, 16),
                isa.mvm([0], 4, 0, 0), isa.mvm([1], 4, 4, 0, accumulate=True),
                isa.requant(4, 0, 20, 0), isa.halt()]
@@ -101,7 +101,7 @@ def test_multi_tile_mvm_writes_by_rank():
     ([isa.program(0, 64)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.mvm(1, 3, 30, 0)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.mvm(3, 1, 0, 31, tile_stride=1)], ErrorCode.BAD_ADDRESS, 0),
-    ([isa.requant(1, 0, 0, 17)], ErrorCode.BAD_ADDRESS, 0),
+    ([isa.requant(1, 0, 0, 32)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.requant(1, 0, 0, 0, lane_block=1)], ErrorCode.MISALIGNED, 0),
     ([isa.mvm(1, 0, 0, 0)] * 16, ErrorCode.PC_OVERFLOW, 16),
 ])
