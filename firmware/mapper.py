@@ -31,7 +31,7 @@ class LayerMap:
     psum_base: int               # psum entry of (sample 0, nb 0)
     qmem_base: int               # qmem entry of output block 0 (cols channels an entry)
     weights: np.ndarray          # int8, padded to (k_blocks*rows, n_blocks*cols)
-    cell_utilisation: float      # weights of the layer / cells of its programmed blocks
+    cell_utilisation: float      # cells of stored blocks holding a real (unpadded) weight
 
     @property
     def block_utilisation(self):
@@ -72,9 +72,12 @@ def map_network(qnet, config, batch=None):
         if image * R > config.wmem_depth:
             raise MappingError(f"layer {layer.name!r}: its weight blocks bring the images to "
                                f"{image} x {R} rows, beyond wmem_depth {config.wmem_depth}")
+        real = np.zeros_like(padded, bool)
+        real[:k, :n] = True
+        stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
         cells = int(nonzero.sum()) * R * C
         layers.append(LayerMap(layer.name, kb, nb, nonzero, images, 0, 0, 0, padded,
-                               k * n / cells if cells else 0.0))
+                               stored_real / cells if cells else 0.0))
         kbs.append(kb)
         nbs.append(nb)
     output_blocks = _blocks(qnet.layers[-1].weights.shape[1], R)

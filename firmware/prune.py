@@ -18,7 +18,7 @@ def _selected(network, layers):
     chosen = names if layers is None else list(layers)
     for name in chosen:
         if name not in names:
-            raise KeyError(f"no layer {name!r}; layers are {names}")
+            raise ValueError(f"no layer {name!r}; layers are {names}")
     return set(chosen)
 
 

@@ -83,7 +83,7 @@ def test_magnitude_and_block_pruning():
     assert block_mask(np.ones((20, 20)), 0.5, 16, 16).shape == (20, 20)
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\), not 1.0"):
         prune_blocks(net, 1.0, 16, 16)
-    with pytest.raises(KeyError, match="no layer 'fc9'"):
+    with pytest.raises(ValueError, match="no layer 'fc9'"):
         prune_blocks(net, 0.5, 16, 16, layers=["fc9"])
 
 
