@@ -189,43 +189,40 @@ class Sequencer(wiring.Component):
                              dst.eq(word.dst), tile_addr.eq(word.dst), step.eq(0),
                              remaining.eq(word.tile[:c.tiles])]
                 valid = Signal()
+
+                def dispatch(checks, state, skip_empty_run=True):
+                    """Stop on the first failed check (golden.device checks in this order),
+                    else go to `state`, or straight on when the run is empty."""
+                    for i, (failed, code) in enumerate(checks):
+                        with (m.If if i == 0 else m.Elif)(failed):
+                            stop(code)
+                    with m.Else():
+                        m.d.comb += valid.eq(1)
+                        if skip_empty_run:
+                            with m.If(word.count == 0):
+                                next_instruction()
+                            with m.Else():
+                                m.next = state
+                        else:
+                            m.next = state
+
                 with m.Switch(word.opcode):
                     with m.Case(Opcode.HALT):
                         m.d.comb += valid.eq(1)
                         m.d.sync += [self.running.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
                     with m.Case(Opcode.PROGRAM):
-                        with m.If(bad_tile_program):
-                            stop(ErrorCode.BAD_TILE)
-                        with m.Elif(misaligned_program):
-                            stop(ErrorCode.MISALIGNED)
-                        with m.Elif(bad_addr_program):
-                            stop(ErrorCode.BAD_ADDRESS)
-                        with m.Else():
-                            m.d.comb += [valid.eq(1), ev.tile_programs.eq(1)]
-                            m.next = "PROGRAM"
+                        dispatch([(bad_tile_program, ErrorCode.BAD_TILE),
+                                  (misaligned_program, ErrorCode.MISALIGNED),
+                                  (bad_addr_program, ErrorCode.BAD_ADDRESS)],
+                                 "PROGRAM", skip_empty_run=False)
+                        m.d.comb += ev.tile_programs.eq(valid)
                     with m.Case(Opcode.MVM):
-                        with m.If(bad_tile_mvm):
-                            stop(ErrorCode.BAD_TILE)
-                        with m.Elif(bad_addr_mvm):
-                            stop(ErrorCode.BAD_ADDRESS)
-                        with m.Else():
-                            m.d.comb += valid.eq(1)
-                            with m.If(word.count == 0):
-                                next_instruction()
-                            with m.Else():
-                                m.next = "MVM_READ"
+                        dispatch([(bad_tile_mvm, ErrorCode.BAD_TILE),
+                                  (bad_addr_mvm, ErrorCode.BAD_ADDRESS)], "MVM_READ")
                     with m.Case(Opcode.REQUANT):
-                        with m.If(misaligned_requant):
-                            stop(ErrorCode.MISALIGNED)
-                        with m.Elif(bad_addr_requant):
-                            stop(ErrorCode.BAD_ADDRESS)
-                        with m.Else():
-                            m.d.comb += valid.eq(1)
-                            with m.If(word.count == 0):
-                                next_instruction()
-                            with m.Else():
-                                m.next = "REQUANT_READ"
+                        dispatch([(misaligned_requant, ErrorCode.MISALIGNED),
+                                  (bad_addr_requant, ErrorCode.BAD_ADDRESS)], "REQUANT_READ")
                     with m.Default():
                         stop(ErrorCode.ILLEGAL_OPCODE)
                 m.d.comb += ev.instructions.eq(valid)

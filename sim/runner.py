@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["verilator_bin_dir", "build_dir_for", "run_cocotb", "CocotbRun"]
+__all__ = ["verilator_bin_dir", "build_dir_for", "run_cocotb", "run_component", "CocotbRun"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("TESSERA_BUILD", REPO_ROOT / "build"))
@@ -116,3 +116,17 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
     results = json.loads(results_json.read_text()) if results_json.exists() else {}
     return CocotbRun(tests, failed, results, built - started, finished - built,
                      build_dir / "sim.log")
+
+
+def run_component(component, toplevel, test_module, env, log=print):
+    """Generate `component`'s Verilog into its own build directory (one per toplevel and
+    config) and run the cocotb `test_module` on it; `env` goes to the testbench along
+    with ``TESSERA_CONFIG``."""
+    import rtl
+
+    config = component.config
+    build_dir = build_dir_for(toplevel, config)
+    verilog = rtl.generate_verilog(component, build_dir, toplevel)
+    return run_cocotb(verilog=verilog, toplevel=toplevel, test_module=test_module,
+                      build_dir=build_dir, env={"TESSERA_CONFIG": config.to_json(), **env},
+                      log=log)
