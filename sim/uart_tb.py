@@ -1,0 +1,78 @@
+"""cocotb testbench: the accelerator behind the UART bridge, driven by the firmware's
+serial transport. Checks the bridge's framing and error replies, then runs a network.
+
+Environment: TESSERA_CONFIG, TESSERA_DIVISOR, TESSERA_JOB (pickle of qnet and inputs),
+TESSERA_RESULTS.
+"""
+
+import json
+import os
+import pickle
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles
+from cocotbext.uart import UartSink, UartSource
+
+from firmware.driver import BusError, Driver
+from firmware.runtime import run_network
+from firmware.transports.serial_bus import SerialBus
+from golden import bridge, regmap
+
+from .uart_link import CocotbUartLink
+
+CLOCK_NS = 10
+
+
+async def exchange(link, frame):
+    await link.write(frame)
+    header = await link.read(3)
+    rest = await link.read(4 * header[2] + 1)
+    return bridge.decode_response(header + rest)
+
+
+@cocotb.test()
+async def network_over_uart(dut):
+    divisor = int(os.environ["TESSERA_DIVISOR"])
+    with open(os.environ["TESSERA_JOB"], "rb") as f:
+        job = pickle.load(f)
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
+    baud = 1e9 / (CLOCK_NS * divisor)
+    source, sink = UartSource(dut.rx, baud=baud), UartSink(dut.tx, baud=baud)
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 5)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 5)
+    link = CocotbUartLink(source, sink, timeout_ns=CLOCK_NS * divisor * 10 * 2000)
+
+    # Framing: a burst each way, then each error reply.
+    windows = regmap.memory_windows(__import__("golden").AccelConfig.from_json(os.environ["TESSERA_CONFIG"]))
+    base = windows["psum"].address(0)
+    words = [0x1234_5678, 0xDEAD_BEEF, 7, 0xFFFF_FFFF]
+    assert await exchange(link, bridge.encode_request(bridge.Command.WRITE, base, words=words)) \
+        == (bridge.Status.OK, [])
+    assert await exchange(link, bridge.encode_request(bridge.Command.READ, base, 4)) \
+        == (bridge.Status.OK, words)
+    damaged = bytearray(bridge.encode_request(bridge.Command.WRITE, base, words=[0]))
+    damaged[-2] ^= 0xFF
+    assert await exchange(link, bytes(damaged)) == (bridge.Status.BAD_CHECKSUM, [])
+    assert await exchange(link, bridge.encode_request(bridge.Command.READ, base, 1)) \
+        == (bridge.Status.OK, words[:1]), "a damaged write changed memory"
+    bad_command = bytes([bridge.REQUEST_SYNC, 9, 1, 0, 0, 0, 0])
+    bad_command += bytes([bridge.checksum(bad_command[1:])])
+    assert await exchange(link, bad_command) == (bridge.Status.BAD_COMMAND, [])
+    assert (await exchange(link, bridge.encode_request(bridge.Command.READ, 0x7C, 1)))[0] \
+        == bridge.Status.BUS_ERROR
+    framing_checks = 6
+
+    driver = Driver(SerialBus(link))
+    await driver.discover()
+    try:
+        await driver.bus.read(0x7C)
+        raise AssertionError("SLVERR not reported through the serial transport")
+    except BusError:
+        pass
+    run = await run_network(driver, job["qnet"], job["inputs"], job.get("batch"))
+    with open(os.environ["TESSERA_RESULTS"], "w") as f:
+        json.dump({"outputs": run.outputs.tolist(), "counters": run.counters, "runs": run.runs,
+                   "framing_checks": framing_checks}, f)
