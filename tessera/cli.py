@@ -81,6 +81,21 @@ def cmd_tile_check(args):
     return 0 if figures["value_mismatches"] == figures["cycle_mismatches"] == 0 else 1
 
 
+def cmd_build(args):
+    from rtl.fpga_build import FpgaBuildError, build_board
+
+    config = config_from_args(args)
+    try:
+        report = build_board(args.board, config, args.out, args.baud,
+                             log=lambda message: print(message, flush=True))
+    except FpgaBuildError as error:
+        print(f"tessera build: {error}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def cmd_demo(args):
     from tessera.digits import run_digits
 
@@ -247,6 +262,19 @@ def build_parser():
                           help="output folder (default: build/verilog)")
     add_config_options(generate)
     generate.set_defaults(handler=cmd_generate)
+
+    build = commands.add_parser(
+        "build", help="FPGA bitstream with the YoWASP tools, and its resources and Fmax",
+        description="Build the accelerator behind the UART bridge for a board with the "
+                    "open toolchain from PyPI (YoWASP Yosys and nextpnr), and report resources "
+                    "used / available and Fmax against the board clock. Fails, saying which, "
+                    "when the design does not fit or misses timing.")
+    build.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"])
+    build.add_argument("--baud", type=int, default=115200, help="UART baud rate (default: 115200)")
+    build.add_argument("--out", type=Path, default=DEFAULT_BUILD / "boards",
+                       help="build folder (default: build/boards)")
+    add_config_options(build)
+    build.set_defaults(handler=cmd_build)
 
     compile_ = commands.add_parser(
         "compile", help="quantise, prune and map a network",

