@@ -56,6 +56,15 @@ class UartBridge(wiring.Component):
                 m.d.sync += total.eq(total + value)
                 m.next = next_state
 
+        def word_done(response):
+            """Next word of the burst, or the reply with BUS_ERROR after a SLVERR."""
+            m.d.sync += [index.eq(index + 1), address.eq(address + 4)]
+            with m.If(response != RESP_OKAY):
+                m.d.sync += status.eq(bridge.Status.BUS_ERROR)
+                m.next = "REPLY_SYNC"
+            with m.Else():
+                m.next = "BUS"
+
         with m.FSM():
             with m.State("SYNC"):
                 with m.If(got & (byte_in.payload == bridge.REQUEST_SYNC)):
@@ -122,12 +131,7 @@ class UartBridge(wiring.Component):
                 with m.If(axi.rvalid):
                     m.d.comb += [buf_write.addr.eq(index), buf_write.en.eq(1),
                                  buf_write.data.eq(axi.rdata)]
-                    m.d.sync += [index.eq(index + 1), address.eq(address + 4)]
-                    with m.If(axi.rresp != RESP_OKAY):
-                        m.d.sync += status.eq(bridge.Status.BUS_ERROR)
-                        m.next = "REPLY_SYNC"
-                    with m.Else():
-                        m.next = "BUS"
+                    word_done(axi.rresp)
             with m.State("WRITE"):
                 m.d.comb += [axi.awaddr.eq(address), axi.awvalid.eq(1), axi.wdata.eq(buf_read.data),
                              axi.wstrb.eq(0xF), axi.wvalid.eq(1)]
@@ -136,12 +140,7 @@ class UartBridge(wiring.Component):
             with m.State("WRITE_RESPONSE"):
                 m.d.comb += axi.bready.eq(1)
                 with m.If(axi.bvalid):
-                    m.d.sync += [index.eq(index + 1), address.eq(address + 4)]
-                    with m.If(axi.bresp != RESP_OKAY):
-                        m.d.sync += status.eq(bridge.Status.BUS_ERROR)
-                        m.next = "REPLY_SYNC"
-                    with m.Else():
-                        m.next = "BUS"
+                    word_done(axi.bresp)
 
             # Response: sync, status, count, data, checksum.
             with m.State("REPLY_SYNC"):

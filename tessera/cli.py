@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from golden import AccelConfig, ConfigError
+from golden import AccelConfig
 
 DEFAULT_BUILD = Path("build")
 

@@ -1,4 +1,23 @@
-"""Prints what the RTL checks counted, after the run (also under pytest-xdist)."""
+"""Shared fixtures, and a summary of what the RTL checks counted (also under xdist)."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def small_network():
+    """A quantised 32-16-10 network and its int8 inputs, as the RTL network tests run it."""
+    from firmware.network import Dense, Network
+    from firmware.quantize import quantize
+
+    def build(seed, samples):
+        rng = np.random.default_rng(seed)
+        network = Network((Dense("hidden", rng.normal(0, 0.3, (32, 16)), rng.normal(0, 0.1, 16)),
+                           Dense("out", rng.normal(0, 0.3, (16, 10)), np.zeros(10), relu=False)))
+        x = rng.uniform(0, 1, (samples, 32))
+        qnet = quantize(network, x)
+        return qnet, qnet.input.quantize(x)
+    return build
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 
 from firmware import Driver
-from firmware.network import Dense, Network
-from firmware.quantize import quantize
 from firmware.runtime import run_network
 from firmware.transports import GoldenBus
 from golden import AccelConfig, bridge
@@ -34,13 +32,8 @@ def test_frames_round_trip_and_checks():
         bridge.decode_request(bytes(damaged))
 
 
-def test_network_over_uart_equals_golden(record_property):
-    rng = np.random.default_rng(12)
-    network = Network((Dense("hidden", rng.normal(0, 0.3, (32, 16)), rng.normal(0, 0.1, 16)),
-                       Dense("out", rng.normal(0, 0.3, (16, 10)), np.zeros(10), relu=False)))
-    x = rng.uniform(0, 1, (10, 32))
-    qnet = quantize(network, x)
-    x_q = qnet.input.quantize(x)
+def test_network_over_uart_equals_golden(small_network, record_property):
+    qnet, x_q = small_network(seed=12, samples=10)
     golden = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
     run = run_network_over_uart(qnet, x_q, CONFIG, log=lambda message: None)
     assert run.tests == 1 and run.failed == 0, run.log_tail()
