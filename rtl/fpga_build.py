@@ -68,15 +68,14 @@ def build_board(board, config, out_dir, baud=115200, log=print):
     resources, fmax, target, errors = parse_nextpnr_log(
         timing_log.read_text(errors="replace") if timing_log.exists() else "")
     over = {cell: use for cell, use in resources.items() if use[0] > use[1]}
+    if over:
+        detail = ", ".join(f"{cell} {u}/{a} ({100 * u / a:.0f} %)" for cell, (u, a) in over.items())
+        raise FpgaBuildError(f"{config.name} does not fit the {board}: {detail}")
+    if fmax and fmax < target:
+        raise FpgaBuildError(f"{config.name} misses timing on the {board}: Fmax {fmax:.2f} MHz "
+                             f"below the {target:.2f} MHz clock (log: {timing_log})")
     if failed is not None:
-        if over:
-            detail = ", ".join(f"{cell} {u}/{a} ({100 * u / a:.0f} %)" for cell, (u, a) in over.items())
-            raise FpgaBuildError(f"{config.name} does not fit the {board}: {detail}")
         reason = errors[0] if errors else f"{failed.cmd} exited {failed.returncode}"
         raise FpgaBuildError(f"{board} build of {config.name} failed: {reason} (log: {build_dir})")
     extension = ".bin" if BOARDS[board][2] == "ice40" else ".bit"
-    report = BuildReport(board, config.name, build_dir / f"tessera{extension}", resources, fmax, target)
-    if fmax < target:
-        raise FpgaBuildError(f"{config.name} misses timing on the {board}: Fmax {fmax:.1f} MHz "
-                             f"below the {target:.1f} MHz clock")
-    return report
+    return BuildReport(board, config.name, build_dir / f"tessera{extension}", resources, fmax, target)
