@@ -44,9 +44,11 @@ def harness_speed(verilog, program, build_dir):
     binary = build_dir / "Vaccelerator"
     if not binary.exists() or binary.stat().st_mtime < Path(verilog).stat().st_mtime:
         print("verilating the C++ harness ...", flush=True)
-        subprocess.run(["verilator", "--cc", "--exe", "--build", "-j", "2", "-Mdir", str(build_dir),
-                        "--top-module", "accelerator", *VERILATOR_ARGS, str(harness), str(verilog)],
-                       check=True, stdout=subprocess.DEVNULL)
+        build_dir.mkdir(parents=True, exist_ok=True)
+        with open(build_dir / "build.log", "w") as log:    # Verilator's lint warnings go here
+            subprocess.run(["verilator", "--cc", "--exe", "--build", "-j", "2", "-Mdir",
+                            str(build_dir), "--top-module", "accelerator", *VERILATOR_ARGS,
+                            str(harness), str(verilog)], check=True, stdout=log, stderr=log)
     words = [f"{w:08x}" for w in isa.encode_program(program)]
     imem = regmap.memory_windows(golden.AccelConfig())["imem"].base
     out = subprocess.run([str(binary), hex(imem), *words], check=True, capture_output=True,
