@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 import golden
 from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
 
-__all__ = ["CrossbarTile", "tree_sum", "saturate"]
+__all__ = ["CrossbarTile", "tree_sum", "dac_product", "saturate"]
 
 
 def tree_sum(terms):
@@ -17,6 +17,17 @@ def tree_sum(terms):
         pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
         terms = pairs + terms[len(terms) - len(terms) % 2:]
     return terms[0]
+
+
+def dac_product(chunk, sign_step, value):
+    """``level * value`` without a multiplier, `level` being the DAC chunk (its top bit
+    weighs negative on the sign step): one shifted copy of `value` per set bit. A crossbar
+    cell is an AND gate; left as ``*``, synthesis spent a DSP block on each of them
+    (1,091 MULT18X18D for one 16x16 tile on ECP5)."""
+    top = len(chunk) - 1
+    terms = [Mux(chunk[b], value << b, 0) for b in range(top)]
+    terms.append(Mux(chunk[top], Mux(sign_step, -(value << top), value << top), 0))
+    return tree_sum(terms)
 
 
 def saturate(value, bits):
@@ -115,10 +126,9 @@ class CrossbarTile(wiring.Component):
                     with m.Case(r):
                         m.d.sync += [g_pos[r].eq(pos_row), g_neg[r].eq(neg_row)]
 
-        # One conversion slot: the DAC levels of this step ...
+        # One conversion slot: the DAC chunks of this step ...
         top = slice(INPUT_BITS - cfg.dac_bits, INPUT_BITS)
-        levels = [Mux(first_step, inputs[r][top].as_signed(), inputs[r][top].as_unsigned())
-                  for r in range(cfg.rows)]
+        chunks = [inputs[r][top] for r in range(cfg.rows)]
         # ... on the column of each ADC group that this phase selects.
         for group in range(cfg.adc_groups):
             members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
@@ -128,7 +138,7 @@ class CrossbarTile(wiring.Component):
                 for r in range(cfg.rows):
                     pos = Array(cell(g_pos[r], c, s) for c in members)[phase]
                     neg = Array(cell(g_neg[r], c, s) for c in members)[phase]
-                    diffs.append(levels[r] * (pos - neg))
+                    diffs.append(dac_product(chunks[r], first_step, pos - neg))
                 count = Signal(signed(cfg.count_bits), name=f"count_g{group}_s{s}")
                 code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
                 m.d.comb += [count.eq(tree_sum(diffs)),
