@@ -8,12 +8,17 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["UartRx", "UartTx"]
 
 
-def _check_divisor(divisor):
-    if not isinstance(divisor, int) or divisor < 4:
-        raise ValueError(f"divisor must be an integer >= 4 clock cycles a bit, not {divisor!r}")
+class _UartComponent(wiring.Component):
+    """Both directions run at ``divisor`` clock cycles a bit."""
+
+    def __init__(self, divisor):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"divisor must be an integer >= 4 clock cycles a bit, not {divisor!r}")
+        self.divisor = divisor
+        super().__init__()
 
 
-class UartRx(wiring.Component):
+class UartRx(_UartComponent):
     """Receives bytes on `rx`, sampling each bit in its middle.
 
     Attributes
@@ -27,11 +32,6 @@ class UartRx(wiring.Component):
     rx: In(1, init=1)
     o_stream: Out(stream.Signature(8))
     overrun: Out(1)
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -67,7 +67,7 @@ class UartRx(wiring.Component):
         return m
 
 
-class UartTx(wiring.Component):
+class UartTx(_UartComponent):
     """Sends the bytes of `i_stream` on `tx`.
 
     Attributes
@@ -78,11 +78,6 @@ class UartTx(wiring.Component):
 
     i_stream: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
