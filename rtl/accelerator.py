@@ -127,11 +127,11 @@ class Accelerator(wiring.Component):
                     m.d.comb += [read_csr.eq(value), read_csr_hit.eq(csr_hit)]
 
         # Read response, one cycle after r_en.
-        last_csr, last_value, last_err = Signal(), Signal(32), Signal()
+        last_value, last_err = Signal(32), Signal()
         last_memory = {name: Signal(name=f"read_{name}") for name in ports}
         last_word = Signal(8)
         with m.If(bus.r_en):
-            m.d.sync += [last_csr.eq(read_csr_hit), last_value.eq(read_csr),
+            m.d.sync += [last_value.eq(read_csr),
                          last_err.eq(~read_csr_hit & ~(memory_hit & host_may_access))]
             for name in ports:
                 m.d.sync += last_memory[name].eq(host_hits[name] & host_may_access)
