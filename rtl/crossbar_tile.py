@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 import golden
 from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
 
-__all__ = ["CrossbarTile", "tree_sum", "dac_product", "saturate"]
+__all__ = ["CrossbarTile", "tree_sum", "bit_plane_sum", "saturate"]
 
 
 def tree_sum(terms):
@@ -19,15 +19,17 @@ def tree_sum(terms):
     return terms[0]
 
 
-def dac_product(chunk, sign_step, value):
-    """``level * value`` without a multiplier, `level` being the DAC chunk (its top bit
-    weighs negative on the sign step): one shifted copy of `value` per set bit. A crossbar
-    cell is an AND gate; left as ``*``, synthesis spent a DSP block on each of them
+def bit_plane_sum(chunks, sign_step, values):
+    """``sum_r level_r * values[r]`` without multipliers, ``level_r`` being row r's DAC
+    chunk (its top bit weighs negative on the sign step): per chunk bit, one adder tree
+    over the rows whose bit is set, then shifts, and one negation per column, not per cell.
+    A crossbar cell is an AND gate; left as ``*``, synthesis spent a DSP block on each
     (1,091 MULT18X18D for one 16x16 tile on ECP5)."""
-    top = len(chunk) - 1
-    terms = [Mux(chunk[b], value << b, 0) for b in range(top)]
-    terms.append(Mux(chunk[top], Mux(sign_step, -(value << top), value << top), 0))
-    return tree_sum(terms)
+    bits = len(chunks[0])
+    planes = [tree_sum(Mux(chunk[b], value, 0) for chunk, value in zip(chunks, values))
+              for b in range(bits)]
+    top = planes[-1] << (bits - 1)
+    return tree_sum([planes[b] << b for b in range(bits - 1)] + [Mux(sign_step, -top, top)])
 
 
 def saturate(value, bits):
@@ -97,15 +99,6 @@ class CrossbarTile(wiring.Component):
         cfg = self.config
         m = Module()
 
-        # Cell planes, one flat word per row: cell (c, s) at bit (c * slices + s) * cell_bits.
-        row_bits = cfg.cols * cfg.slices * cfg.cell_bits
-        g_pos = [Signal(row_bits, name=f"g_pos_r{r}") for r in range(cfg.rows)]
-        g_neg = [Signal(row_bits, name=f"g_neg_r{r}") for r in range(cfg.rows)]
-
-        def cell(plane, c, s):
-            lsb = (c * cfg.slices + s) * cfg.cell_bits
-            return plane[lsb:lsb + cfg.cell_bits]
-
         # Inputs left-aligned so the current step's chunk is always the top dac_bits.
         inputs = [Signal(INPUT_BITS, name=f"input_r{r}") for r in range(cfg.rows)]
         first_step = Signal()
@@ -113,39 +106,16 @@ class CrossbarTile(wiring.Component):
         phase = Signal(range(cfg.adc_share))
         acc = [Signal(signed(ACC_BITS), name=f"acc_c{c}") for c in range(cfg.cols)]
         last_slot = (step == cfg.steps - 1) & (phase == cfg.adc_share - 1)
-
-        # Programming: split each int8 into w+/w- magnitudes and cut them into slices.
-        row_data = self.w_stream.payload.weights
-        pos_row = Cat(Mux(row_data[c] > 0, row_data[c], 0).as_unsigned()[:WEIGHT_BITS]
-                      for c in range(cfg.cols))
-        neg_row = Cat(Mux(row_data[c] < 0, -row_data[c], 0).as_unsigned()[:WEIGHT_BITS]
-                      for c in range(cfg.cols))
-        with m.If(self.w_stream.valid & self.w_stream.ready):
-            with m.Switch(self.w_stream.payload.row):
-                for r in range(cfg.rows):
-                    with m.Case(r):
-                        m.d.sync += [g_pos[r].eq(pos_row), g_neg[r].eq(neg_row)]
-
-        # One conversion slot: the DAC chunks of this step ...
         top = slice(INPUT_BITS - cfg.dac_bits, INPUT_BITS)
         chunks = [inputs[r][top] for r in range(cfg.rows)]
-        # ... on the column of each ADC group that this phase selects.
-        for group in range(cfg.adc_groups):
-            members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
-            partial = []
-            for s in range(cfg.slices):
-                diffs = []
-                for r in range(cfg.rows):
-                    pos = Array(cell(g_pos[r], c, s) for c in members)[phase]
-                    neg = Array(cell(g_neg[r], c, s) for c in members)[phase]
-                    diffs.append(dac_product(chunks[r], first_step, pos - neg))
-                count = Signal(signed(cfg.count_bits), name=f"count_g{group}_s{s}")
-                code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
-                m.d.comb += [count.eq(tree_sum(diffs)),
-                             code.eq(saturate(count >> cfg.adc_shift, cfg.adc_bits))]
-                partial.append(code << (s * cfg.cell_bits + cfg.adc_shift))
-            slot_sum = tree_sum(partial)
-            for p, c in enumerate(members):
+
+        if cfg.is_lossless:
+            slot_sums = self._exact_columns(m, chunks, first_step, phase)
+        else:
+            slot_sums = self._converted_columns(m, chunks, first_step, phase)
+        for group, slot_sum in enumerate(slot_sums):
+            for p in range(cfg.adc_share):
+                c = group * cfg.adc_share + p
                 with m.If(self.busy & ~self.o_stream.valid & (phase == p)):
                     m.d.sync += acc[c].eq((acc[c] << cfg.dac_bits) + slot_sum)
 
@@ -183,3 +153,66 @@ class CrossbarTile(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
         return m
+
+    def _program_rows(self, m, words):
+        """Latch the weight row on `w_stream` into ``words[row]``, as `words` encodes it."""
+        with m.If(self.w_stream.valid & self.w_stream.ready):
+            with m.Switch(self.w_stream.payload.row):
+                for r, (word, encode) in enumerate(words):
+                    with m.Case(r):
+                        m.d.sync += word.eq(encode(self.w_stream.payload.weights))
+
+    def _exact_columns(self, m, chunks, sign_step, phase):
+        """The slot sum of each ADC group when the ADC cannot saturate or round.
+
+        Then sum_s 2**(s*cell_bits) * (count+_s - count-_s) is exactly sum_r level_r * w_r,
+        so the slices are recombined before the column sum: the same codes, summed, with
+        one adder tree per column instead of one per (column, slice), and int8 cells.
+        """
+        cfg = self.config
+        rows = [Signal(data.ArrayLayout(signed(WEIGHT_BITS), cfg.cols), name=f"w_r{r}")
+                for r in range(cfg.rows)]
+        self._program_rows(m, [(row, lambda weights: weights) for row in rows])
+        sums = []
+        for group in range(cfg.adc_groups):
+            members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
+            weights = [Array(rows[r][c] for c in members)[phase] for r in range(cfg.rows)]
+            sums.append(bit_plane_sum(chunks, sign_step, weights))
+        return sums
+
+    def _converted_columns(self, m, chunks, sign_step, phase):
+        """The slot sum of each ADC group: per slice, the signed bit-line count of the
+        differential pair goes through the saturating, shifting ADC, then the shift-add."""
+        cfg = self.config
+        # Cell planes, one flat word per row: cell (c, s) at bit (c * slices + s) * cell_bits.
+        row_bits = cfg.cols * cfg.slices * cfg.cell_bits
+        g_pos = [Signal(row_bits, name=f"g_pos_r{r}") for r in range(cfg.rows)]
+        g_neg = [Signal(row_bits, name=f"g_neg_r{r}") for r in range(cfg.rows)]
+
+        def differential_pair(weights):
+            # w+ and w- of every weight; each magnitude's bits are its slices in order.
+            pos = Cat(Mux(w > 0, w, 0).as_unsigned()[:WEIGHT_BITS] for w in weights)
+            neg = Cat(Mux(w < 0, -w, 0).as_unsigned()[:WEIGHT_BITS] for w in weights)
+            return Cat(pos, neg)
+
+        self._program_rows(m, [(Cat(g_pos[r], g_neg[r]), differential_pair)
+                               for r in range(cfg.rows)])
+
+        def cell(plane, c, s):
+            lsb = (c * cfg.slices + s) * cfg.cell_bits
+            return plane[lsb:lsb + cfg.cell_bits]
+
+        sums = []
+        for group in range(cfg.adc_groups):
+            members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
+            partial = []
+            for s in range(cfg.slices):
+                diffs = [Array(cell(g_pos[r], c, s) - cell(g_neg[r], c, s) for c in members)[phase]
+                         for r in range(cfg.rows)]
+                count = Signal(signed(cfg.count_bits), name=f"count_g{group}_s{s}")
+                code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
+                m.d.comb += [count.eq(bit_plane_sum(chunks, sign_step, diffs)),
+                             code.eq(saturate(count >> cfg.adc_shift, cfg.adc_bits))]
+                partial.append(code << (s * cfg.cell_bits + cfg.adc_shift))
+            sums.append(tree_sum(partial))
+        return sums
