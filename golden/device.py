@@ -3,13 +3,15 @@
 Timing contract (the RTL's sequencer implements exactly this; N = steps * adc_share):
 
 =============  =====================================================================
-every instr.   FETCH 1 cycle + DECODE 1 cycle (HALT and errors end at DECODE;
-               PC_OVERFLOW ends at FETCH)
+every instr.   FETCH 1 + DECODE 1 (the run-end products are registered) + CHECK 1
+               (bounds compared, dispatch; HALT and errors end here; PC_OVERFLOW ends
+               at FETCH)
 PROGRAM        rows + 1 cycles (one wmem read a cycle, the tile write one cycle later)
 MVM            per vector: amem read 1 + feed 1 + convert N + 2 per selected tile
                (partial-sum read, then write)
-REQUANT        per entry: 2 (psum and parameter reads; all cols lanes requantised and
-               the amem entry written)
+REQUANT        entries + 4: one psum and parameter read a cycle into the requantiser
+               pipeline (all cols lanes at once); entry i is written 4 cycles after
+               its read (an empty run: 0)
 =============  =====================================================================
 """
 
@@ -24,9 +26,10 @@ from .regmap import COUNTERS
 from .requant import requantize
 
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
-           "program_cycles", "mvm_vector_cycles", "requant_entry_cycles"]
+           "program_cycles", "mvm_vector_cycles", "requant_cycles"]
 
-FETCH_DECODE_CYCLES = 2
+FETCH_DECODE_CYCLES = 3
+REQUANT_LATENCY = 4             # psum read 1 + requantiser stages 3
 
 
 def program_cycles(config):
@@ -37,8 +40,8 @@ def mvm_vector_cycles(config, tiles):
     return 2 + config.steps * config.adc_share + 2 * tiles
 
 
-def requant_entry_cycles(config):
-    return 2
+def requant_cycles(config, entries):
+    return entries + REQUANT_LATENCY if entries else 0
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class Device:
         for address, output in zip(_run_addresses(ins.dst, ins.dst_stride, n), outputs):
             self.amem[address, lanes] = output
         k = self.counters
-        k["cycles"] += n * requant_entry_cycles(c)
+        k["cycles"] += requant_cycles(c, n)
         k["psum_reads"] += n
         k["qmem_reads"] += n
         k["requantizations"] += n * c.cols

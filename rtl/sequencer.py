@@ -2,7 +2,7 @@
 every counted event. It owns the tiles; the memories belong to the top, which shares
 their ports with the host while the sequencer is idle."""
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -100,28 +100,42 @@ class Sequencer(wiring.Component):
         tile_addr = Signal(40)                 # psum entry of the current tile rank
         remaining = Signal(c.tiles)            # MVM: selected tiles not yet written back
         step = Signal(range(c.rows + 1))          # PROGRAM row
+        to_read = Signal(16)                   # REQUANT entries not yet read
+        in_flight = Signal(1 + Requantizer.latency)   # REQUANT: an entry at each stage
 
-        # Decode-time checks, from the fetched word (golden.device does the same, in order).
+        # Run ends: DECODE registers them, CHECK compares (golden.device, in order).
+        # Multiplying only the bits an in-range run can have keeps the products small.
         word = data.View(instruction_layout(), self.imem_data)
-        mask_popcount = sum(word.tile[t] for t in range(c.tiles))
+        bits = _bits(max(c.imem_depth, c.wmem_depth, c.amem_depth, c.psum_depth, c.qmem_depth))
+        ends_width = 2 * bits + 2
+        selected = sum(word.tile[t] for t in range(c.tiles))
 
-        def run_end(base, stride, n, extra=0):
-            return base + stride * (n - 1) + extra
+        def run_end(base, stride, count):
+            """base + stride * (count - 1), or all ones when that is past any memory."""
+            span = (count - 1)[:16]
+            beyond = ((((stride >> bits) != 0) & (span != 0))
+                      | (((span >> bits) != 0) & (stride != 0)) | ((base >> bits) != 0))
+            end = base[:bits] + stride[:bits] * span[:bits]
+            return Mux(beyond, (1 << ends_width) - 1, end)
 
-        def past(base, stride, n, depth, extra=0):
-            return (n != 0) & (run_end(base, stride, n, extra) >= depth)
+        src_end = Signal(ends_width)
+        dst_end = Signal(ends_width)
+        rank_span = Signal(ends_width)         # MVM: psum offset of the last tile rank
+        decode_ends = [src_end.eq(run_end(word.src, word.src_stride, word.count)),
+                       dst_end.eq(run_end(word.dst, word.dst_stride, word.count)),
+                       rank_span.eq(run_end(Const(0, 16), word.aux, selected))]
 
-        bad_tile_program = word.tile >= c.tiles
-        bad_tile_mvm = (word.tile[:c.tiles] == 0) | (word.tile >> c.tiles != 0)
-        misaligned_program = (word.src % c.rows) != 0
-        bad_addr_program = past(word.src, 1, c.rows, c.wmem_depth)
-        bad_addr_mvm = (past(word.src, word.src_stride, word.count, c.amem_depth)
-                        | past(word.dst, word.dst_stride, word.count, c.psum_depth,
-                               word.aux * (mask_popcount - 1)))
-        misaligned_requant = word.aux2 >= c.rows // c.cols
-        bad_addr_requant = (past(word.src, word.src_stride, word.count, c.psum_depth)
-                            | past(word.dst, word.dst_stride, word.count, c.amem_depth)
-                            | past(word.aux, 1, 1, c.qmem_depth))
+        def past(end, depth):
+            return (ins.count != 0) & (end >= depth)
+
+        bad_tile_program = ins.tile >= c.tiles
+        bad_tile_mvm = (ins.tile[:c.tiles] == 0) | (ins.tile >> c.tiles != 0)
+        misaligned_program = (ins.src % c.rows) != 0
+        bad_addr_program = ins.src + c.rows - 1 >= c.wmem_depth
+        bad_addr_mvm = past(src_end, c.amem_depth) | past(dst_end + rank_span, c.psum_depth)
+        misaligned_requant = ins.aux2 >= c.rows // c.cols
+        bad_addr_requant = (past(src_end, c.psum_depth) | past(dst_end, c.amem_depth)
+                            | (ins.aux >= c.qmem_depth))
 
         # The tile of the lowest remaining rank, one-hot.
         current = Signal(c.tiles)
@@ -185,9 +199,13 @@ class Sequencer(wiring.Component):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
-                m.d.sync += [ins.eq(word), count.eq(word.count), src.eq(word.src),
-                             dst.eq(word.dst), tile_addr.eq(word.dst), step.eq(0),
-                             remaining.eq(word.tile[:c.tiles])]
+                m.d.sync += [ins.eq(word), decode_ends]
+                m.next = "CHECK"
+
+            with m.State("CHECK"):
+                m.d.sync += [count.eq(ins.count), to_read.eq(ins.count), src.eq(ins.src),
+                             dst.eq(ins.dst), tile_addr.eq(ins.dst), step.eq(0),
+                             remaining.eq(ins.tile[:c.tiles]), in_flight.eq(0)]
                 valid = Signal()
 
                 def dispatch(checks, state, skip_empty_run=True):
@@ -199,14 +217,14 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.d.comb += valid.eq(1)
                         if skip_empty_run:
-                            with m.If(word.count == 0):
+                            with m.If(ins.count == 0):
                                 next_instruction()
                             with m.Else():
                                 m.next = state
                         else:
                             m.next = state
 
-                with m.Switch(word.opcode):
+                with m.Switch(ins.opcode):
                     with m.Case(Opcode.HALT):
                         m.d.comb += valid.eq(1)
                         m.d.sync += [self.running.eq(0), self.done.eq(1)]
@@ -222,7 +240,7 @@ class Sequencer(wiring.Component):
                                   (bad_addr_mvm, ErrorCode.BAD_ADDRESS)], "MVM_READ")
                     with m.Case(Opcode.REQUANT):
                         dispatch([(misaligned_requant, ErrorCode.MISALIGNED),
-                                  (bad_addr_requant, ErrorCode.BAD_ADDRESS)], "REQUANT_READ")
+                                  (bad_addr_requant, ErrorCode.BAD_ADDRESS)], "REQUANT")
                     with m.Default():
                         stop(ErrorCode.ILLEGAL_OPCODE)
                 m.d.comb += ev.instructions.eq(valid)
@@ -282,24 +300,24 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.next = "MVM_READ"
 
-            # REQUANT, per entry: psum and parameter reads, then every lane at once.
-            with m.State("REQUANT_READ"):
-                m.d.comb += [self.psum_en.eq(1), self.psum_addr.eq(src),
-                             self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux)]
-                m.d.sync += src.eq(src + ins.src_stride)
-                m.next = "REQUANT_WRITE"
-            with m.State("REQUANT_WRITE"):
-                blocks = c.rows // c.cols
-                m.d.comb += [self.amem_waddr.eq(dst),
-                             self.amem_wdata.eq(lane_bytes.replicate(blocks)),
-                             ev.requantizations.eq(c.cols)]
-                for b in range(blocks):
-                    with m.If(ins.aux2 == b):
-                        m.d.comb += self.amem_wen.eq(((1 << c.cols) - 1) << (b * c.cols))
-                m.d.sync += [count.eq(count - 1), dst.eq(dst + ins.dst_stride)]
-                with m.If(count == 1):
-                    next_instruction()
-                with m.Else():
-                    m.next = "REQUANT_READ"
+            # REQUANT: one entry read a cycle; each is written Requantizer.latency + 1 later.
+            with m.State("REQUANT"):
+                reading = to_read != 0
+                with m.If(reading):
+                    m.d.comb += [self.psum_en.eq(1), self.psum_addr.eq(src),
+                                 self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux)]
+                    m.d.sync += [src.eq(src + ins.src_stride), to_read.eq(to_read - 1)]
+                m.d.sync += in_flight.eq(Cat(reading, in_flight[:-1]))
+                with m.If(in_flight[-1]):
+                    blocks = c.rows // c.cols
+                    m.d.comb += [self.amem_waddr.eq(dst),
+                                 self.amem_wdata.eq(lane_bytes.replicate(blocks)),
+                                 ev.requantizations.eq(c.cols)]
+                    for b in range(blocks):
+                        with m.If(ins.aux2 == b):
+                            m.d.comb += self.amem_wen.eq(((1 << c.cols) - 1) << (b * c.cols))
+                    m.d.sync += [count.eq(count - 1), dst.eq(dst + ins.dst_stride)]
+                    with m.If(count == 1):
+                        next_instruction()
 
         return m

@@ -5,7 +5,7 @@ import pytest
 
 from golden import AccelConfig, crossbar_mvm, isa, requantize
 from golden.device import (Device, QuantParams, mvm_vector_cycles, pack_quant_params,
-                           program_cycles, requant_entry_cycles, unpack_quant_params)
+                           program_cycles, requant_cycles, unpack_quant_params)
 from golden.isa import ErrorCode
 from golden.regmap import memory_windows
 
@@ -72,8 +72,8 @@ def test_layer_program_computes_and_counts():
     assert np.array_equal(device.amem[20:24], expected)
 
     k, c = result.counters, CONFIG
-    assert k["cycles"] == (6 * 2 + 2 * program_cycles(c) + 2 * 4 * mvm_vector_cycles(c, 1)
-                           + 4 * requant_entry_cycles(c))
+    assert k["cycles"] == (6 * 3 + 2 * program_cycles(c) + 2 * 4 * mvm_vector_cycles(c, 1)
+                           + requant_cycles(c, 4))
     # psum reads: 4 by the accumulating MVM, 4 by REQUANT
     assert k["mvm_products"] == 8 and k["psum_reads"] == 8 and k["psum_writes"] == 8
     assert k["adc_conversions"] == 8 * c.cols * c.slices * c.steps
