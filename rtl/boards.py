@@ -4,12 +4,20 @@ from amaranth.hdl import Elaboratable, Module
 
 from .uart_top import UartAccelerator
 
-__all__ = ["BoardTop", "BOARDS", "board_platform"]
+__all__ = ["BoardTop", "BOARDS", "BOARD_CONFIGS", "board_platform"]
 
 # name -> (amaranth-boards module, platform class, family)
 BOARDS = {
     "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40"),
     "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5"),
+}
+
+# What `tessera build --board B` builds unless told otherwise (AccelConfig fields over
+# DESIGN.md's defaults): the largest config measured to fit and meet timing.
+BOARD_CONFIGS = {
+    "icebreaker": dict(tiles=1, rows=4, cols=1, imem_depth=16, wmem_depth=8, amem_depth=16,
+                       psum_depth=16, qmem_depth=4),
+    "ulx3s": {},
 }
 
 

@@ -19,16 +19,26 @@ class UsageError(ValueError):
     """Bad input to a command: a file, an array, an option."""
 
 
-def add_config_options(parser):
-    group = parser.add_argument_group("accelerator config (defaults: DESIGN.md)")
+def add_config_options(parser, defaults_from=None):
+    """One option per AccelConfig field; `defaults_from` names where unset ones come
+    from when that is not DESIGN.md (they are then left None for `config_from_args`)."""
+    group = parser.add_argument_group(f"accelerator config (defaults: {defaults_from or 'DESIGN.md'})")
     for field in dataclasses.fields(AccelConfig):
         default = field.default
-        group.add_argument(f"--{field.name.replace('_', '-')}", type=int, default=default,
-                           metavar="N", help=f"default: {'lossless' if default is None else default}")
+        shown = "lossless" if default is None else default
+        group.add_argument(f"--{field.name.replace('_', '-')}", type=int,
+                           default=None if defaults_from else default, metavar="N",
+                           help=f"default: {defaults_from or shown}")
 
 
-def config_from_args(args):
-    return AccelConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(AccelConfig)})
+def config_from_args(args, base=None):
+    """The AccelConfig the options give, unset ones taken from the `base` field dict."""
+    fields = dict(base or {})
+    for field in dataclasses.fields(AccelConfig):
+        value = getattr(args, field.name)
+        if value is not None or base is None:
+            fields[field.name] = value
+    return AccelConfig(**fields)
 
 
 def progress_printer(label):
@@ -82,9 +92,10 @@ def cmd_tile_check(args):
 
 
 def cmd_build(args):
+    from rtl.boards import BOARD_CONFIGS
     from rtl.fpga_build import FpgaBuildError, build_board
 
-    config = config_from_args(args)
+    config = config_from_args(args, base=BOARD_CONFIGS[args.board])
     try:
         report = build_board(args.board, config, args.out, args.baud,
                              log=lambda message: print(message, flush=True))
@@ -269,11 +280,12 @@ def build_parser():
                     "open toolchain from PyPI (YoWASP Yosys and nextpnr), and report resources "
                     "used / available and Fmax against the board clock. Fails, saying which, "
                     "when the design does not fit or misses timing.")
-    build.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"])
+    build.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"],
+                       help="iCEBreaker (iCE40UP5K) or ULX3S 85F (ECP5)")
     build.add_argument("--baud", type=int, default=115200, help="UART baud rate (default: 115200)")
     build.add_argument("--out", type=Path, default=DEFAULT_BUILD / "boards",
                        help="build folder (default: build/boards)")
-    add_config_options(build)
+    add_config_options(build, defaults_from="the board's config, rtl/boards.py")
     build.set_defaults(handler=cmd_build)
 
     compile_ = commands.add_parser(
