@@ -41,8 +41,9 @@ def generate(qnet, network_map):
     qmem = np.zeros((sum(lm.n_blocks for lm in m.layers), C, 4), np.int64)
     setup, inference, tile_of, layer_pcs = [], [], {}, {}
     next_tile = 0
+    layers = qnet.matrix_layers()
 
-    for index, (layer, lm) in enumerate(zip(qnet.layers, m.layers)):
+    for index, (layer, lm) in enumerate(zip(layers, m.layers)):
         first_pc = len(inference)
         for (kb, nb), image in lm.images.items():
             wmem[image * R:(image + 1) * R] = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
@@ -55,34 +56,44 @@ def generate(qnet, network_map):
                 params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
             qmem[lm.qmem_base + channel // C, channel % C] = pack_quant_params(params)
 
+        # One strided run over every sample's positions when the layout allows, else one
+        # run per sample: (count, input entry offset, psum entry offset) per run.
+        per_position = lm.positions * lm.n_blocks
+        if lm.samples_contiguous:
+            runs = [(m.batch * lm.positions, 0, 0)]
+        else:
+            runs = [(lm.positions, s * lm.input_entries, s * per_position) for s in range(m.batch)]
+
         seen_nb = np.zeros(lm.n_blocks, bool)
         for kb in range(lm.k_blocks):
             nbs = [int(nb) for nb in np.flatnonzero(lm.nonzero[kb])]
             accumulate = seen_nb.copy()
-            for run in _runs(nbs, accumulate, c.tiles):
+            for tile_run in _runs(nbs, accumulate, c.tiles):
                 if m.resident:
                     tiles = []
-                    for nb in run:
+                    for nb in tile_run:
                         tile_of[(lm.name, kb, nb)] = next_tile
                         setup.append(isa.program(next_tile, lm.images[(kb, nb)] * R))
                         tiles.append(next_tile)
                         next_tile += 1
                 else:
-                    tiles = list(range(len(run)))
-                    inference += [isa.program(t, lm.images[(kb, nb)] * R) for t, nb in zip(tiles, run)]
-                inference.append(isa.mvm(tiles, m.batch, lm.input_base + kb, lm.psum_base + run[0],
-                                         src_stride=lm.k_blocks, dst_stride=lm.n_blocks,
-                                         tile_stride=1, accumulate=bool(accumulate[run[0]])))
+                    tiles = list(range(len(tile_run)))
+                    inference += [isa.program(t, lm.images[(kb, nb)] * R)
+                                  for t, nb in zip(tiles, tile_run)]
+                for count, src, dst in runs:
+                    inference.append(isa.mvm(
+                        tiles, count, lm.input_base + src + lm.k_offsets[kb],
+                        lm.psum_base + dst + tile_run[0], src_stride=lm.position_stride,
+                        dst_stride=lm.n_blocks, tile_stride=1,
+                        accumulate=bool(accumulate[tile_run[0]])))
             seen_nb[nbs] = True
 
-        if index + 1 < len(m.layers):
-            out_base, out_stride = m.layers[index + 1].input_base, m.layers[index + 1].k_blocks
-        else:
-            out_base, out_stride = m.output_base, m.output_blocks
+        out_base = m.layers[index + 1].input_base if index + 1 < len(m.layers) else m.output_base
         for nb in range(lm.n_blocks):
-            inference.append(isa.requant(m.batch, lm.psum_base + nb, out_base + nb * C // R,
-                                         lm.qmem_base + nb, lane_block=(nb * C % R) // C,
-                                         src_stride=lm.n_blocks, dst_stride=out_stride))
+            inference.append(isa.requant(m.batch * lm.positions, lm.psum_base + nb,
+                                         out_base + nb * C // R, lm.qmem_base + nb,
+                                         lane_block=(nb * C % R) // C, src_stride=lm.n_blocks,
+                                         dst_stride=lm.output_entries))
         layer_pcs[lm.name] = range(first_pc, len(inference))
     inference.append(isa.halt())
     if setup:

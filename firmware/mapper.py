@@ -1,19 +1,27 @@
 """Mapping a quantised network onto the accelerator: blocks, tiles, memory layout.
 
-Each layer's (inputs x outputs) int8 weight matrix is cut into rows x cols blocks. A
-block that is entirely zero is never stored, programmed or computed. The K dimension
-(rows) is summed in the partial sums by accumulating MVMs; the N dimension (cols) is
-spread over tiles that share one input vector. All samples of a batch go through one
-MVM per (K block, run of N blocks).
+Each matrix layer's int8 weight matrix (rows laid out by :mod:`firmware.layout`) is cut
+into rows x cols blocks. A block that is entirely zero is never stored, programmed or
+computed. The K dimension (rows) is summed in the partial sums by accumulating MVMs; the
+N dimension (cols) is spread over tiles that share one input vector.
+
+Convolutions are lowered to im2col vectors with the weights held stationary. The first
+layer's patches are written by the host. A later convolution reads the image its
+predecessor left in the activation memory, one entry group per pixel: each (kernel tap,
+channel block) is one block of the matrix and one strided MVM over all output positions,
+which are "wide" (the input's row pitch; the columns past the valid width are computed
+and never read).
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
+from .quantize import QuantizedConv2d, QuantizedDense
 
-__all__ = ["LayerMap", "NetworkMap", "map_network", "MappingError"]
+__all__ = ["LayerMap", "NetworkMap", "map_network", "input_entries", "MappingError"]
 
 
 class MappingError(NetworkError):
@@ -27,15 +35,25 @@ class LayerMap:
     n_blocks: int
     nonzero: np.ndarray          # (k_blocks, n_blocks) bool
     images: dict                 # (kb, nb) -> wmem image index
-    input_base: int              # amem entry of (sample 0, kb 0)
-    psum_base: int               # psum entry of (sample 0, nb 0)
-    qmem_base: int               # qmem entry of output block 0 (cols channels an entry)
     weights: np.ndarray          # int8, padded to (k_blocks*rows, n_blocks*cols)
     cell_utilisation: float      # cells of stored blocks holding a real (unpadded) weight
+    positions: int               # input vectors per sample (output pixels, wide; 1 for Dense)
+    k_offsets: list              # per K block: its entry in a sample's input tensor
+    position_stride: int         # entries between one position's input and the next's
+    input_entries: int           # entries of one sample's input tensor
+    output_entries: int          # entries of one position's output (channels / rows lanes)
+    input_base: int = 0          # amem entry of sample 0's input tensor
+    psum_base: int = 0           # psum entry of (sample 0, position 0, nb 0)
+    qmem_base: int = 0           # qmem entry of output block 0 (cols channels an entry)
 
     @property
     def block_utilisation(self):
         return float(self.nonzero.mean())
+
+    @property
+    def samples_contiguous(self):
+        """Whether one strided run covers every sample's positions."""
+        return self.positions * self.position_stride == self.input_entries
 
 
 @dataclass
@@ -43,8 +61,8 @@ class NetworkMap:
     config: object
     batch: int
     layers: list
-    output_base: int             # amem entry of (sample 0, output block 0)
-    output_blocks: int
+    output_base: int             # amem entry of (sample 0, output entry 0)
+    output_blocks: int           # amem entries of one sample's output
     images: int                  # wmem images used
     resident: bool               # every block has a tile of its own: program once
     zero_psum_entries: list = field(default_factory=list)
@@ -54,48 +72,82 @@ def _blocks(count, size):
     return -(-count // size)
 
 
+def _lower(qnet, config):
+    """LayerMaps without memory bases: blocks, positions and input addressing."""
+    R, C = config.rows, config.cols
+    layouts = matrix_row_layout(qnet, R)
+    if not isinstance(qnet.layers[-1], QuantizedDense) or isinstance(qnet.layers[-1], QuantizedConv2d):
+        raise MappingError(f"layer {qnet.layers[-1].name!r}: the last layer must be Dense "
+                           f"(the output is read back as one vector per sample)")
+    maps, image = [], None       # image: (producer LayerMap, row pitch, valid width)
+    for index, layer in enumerate(qnet.layers):
+        if not isinstance(layer, QuantizedDense):
+            continue                                     # Flatten: a layout, no work
+        k, n = layer.weights.shape
+        row_index, padded_rows = layouts[layer.name]
+        padded = padded_matrix(layer.weights, row_index, padded_rows, C)
+        kb, nb = padded.shape[0] // R, padded.shape[1] // C
+        nonzero = padded.reshape(kb, R, nb, C).any(axis=(1, 3))
+        real = padded_matrix(np.ones((k, n), bool), row_index, padded_rows, C)
+        cells = int(nonzero.sum()) * R * C
+        stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
+        out_shape = qnet.shapes[index + 1]
+        if image is None:                                # the host writes the vectors
+            positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
+            k_offsets, stride, entries = list(range(kb)), kb, positions * kb
+        else:
+            producer, pitch, _ = image
+            group = producer.output_entries
+            if isinstance(layer, QuantizedConv2d):
+                (kh, kw), s = layer.kernel, layer.stride
+                out_h, out_w = out_shape[:2]
+                taps = [ky * pitch + kx for ky in range(kh) for kx in range(kw)]
+                positions, stride = (out_h - 1) * pitch + out_w, s * group
+            else:
+                height, width = qnet.shapes[index - 1][:2]    # the image Flatten took
+                taps = [y * pitch + x for y in range(height) for x in range(width)]
+                positions, stride = 1, 1
+            k_offsets = [tap * group + b for tap in taps for b in range(group)]
+            entries = producer.positions * group
+        lm = LayerMap(layer.name, kb, nb, nonzero, {}, padded, stored_real / cells if cells else 0.0,
+                      positions, k_offsets, stride, entries, _blocks(nb * C, R))
+        maps.append(lm)
+        if isinstance(layer, QuantizedConv2d):
+            pitch = image[1] if image is not None else out_shape[1]
+            image = (lm, pitch, out_shape[1])
+        else:
+            image = None
+    return maps
+
+
 def map_network(qnet, config, batch=None):
     """Lay `qnet` out on `config`; `batch` defaults to the largest that fits."""
-    R, C = config.rows, config.cols
-    layers, kbs, nbs = [], [], []
+    R = config.rows
+    layers = _lower(qnet, config)
     image = 0
-    for layer in qnet.layers:
-        k, n = layer.weights.shape
-        kb, nb = _blocks(k, R), _blocks(n, C)
-        padded = np.zeros((kb * R, nb * C), np.int64)
-        padded[:k, :n] = layer.weights
-        nonzero = padded.reshape(kb, R, nb, C).any(axis=(1, 3))
-        images = {}
-        for block in zip(*np.nonzero(nonzero)):
-            images[tuple(int(i) for i in block)] = image
+    for lm in layers:
+        for block in zip(*np.nonzero(lm.nonzero)):
+            lm.images[tuple(int(i) for i in block)] = image
             image += 1
         if image * R > config.wmem_depth:
-            raise MappingError(f"layer {layer.name!r}: its weight blocks bring the images to "
+            raise MappingError(f"layer {lm.name!r}: its weight blocks bring the images to "
                                f"{image} x {R} rows, beyond wmem_depth {config.wmem_depth}")
-        real = np.zeros_like(padded, bool)
-        real[:k, :n] = True
-        stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
-        cells = int(nonzero.sum()) * R * C
-        layers.append(LayerMap(layer.name, kb, nb, nonzero, images, 0, 0, 0, padded,
-                               stored_real / cells if cells else 0.0))
-        kbs.append(kb)
-        nbs.append(nb)
-    output_blocks = _blocks(qnet.layers[-1].weights.shape[1], R)
 
     entries = 0
-    for layer_map, nb in zip(layers, nbs):
-        layer_map.qmem_base = entries
-        entries += nb
+    for lm in layers:
+        lm.qmem_base = entries
+        entries += lm.n_blocks
         if entries > config.qmem_depth:
-            raise MappingError(f"layer {layer_map.name!r}: {entries} entries of quantisation "
+            raise MappingError(f"layer {lm.name!r}: {entries} entries of quantisation "
                                f"parameters exceed qmem_depth {config.qmem_depth}")
 
-    amem_per_sample = sum(kbs) + output_blocks
-    psum_per_sample = sum(nbs)
+    output_blocks = layers[-1].output_entries
+    amem_per_sample = sum(lm.input_entries for lm in layers) + output_blocks
+    psum_per_sample = sum(lm.positions * lm.n_blocks for lm in layers)
     largest = min(config.amem_depth // amem_per_sample, config.psum_depth // psum_per_sample,
                   (1 << 16) - 1)
     if largest < 1:
-        worst = max(layers, key=lambda lm: lm.k_blocks + lm.n_blocks)
+        worst = max(layers, key=lambda lm: lm.input_entries + lm.positions * lm.n_blocks)
         raise MappingError(f"layer {worst.name!r}: one sample needs {amem_per_sample} activation "
                            f"and {psum_per_sample} partial-sum entries, the memories hold "
                            f"{config.amem_depth} and {config.psum_depth}")
@@ -104,11 +156,29 @@ def map_network(qnet, config, batch=None):
         raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch}")
 
     amem, psum = 0, 0
-    for layer_map, kb, nb in zip(layers, kbs, nbs):
-        layer_map.input_base, layer_map.psum_base = amem, psum
-        amem += batch * kb
-        psum += batch * nb
-    zero_psum = [lm.psum_base + s * lm.n_blocks + n for lm in layers
-                 for n in range(lm.n_blocks) if not lm.nonzero[:, n].any() for s in range(batch)]
+    for lm in layers:
+        lm.input_base, lm.psum_base = amem, psum
+        amem += batch * lm.input_entries
+        psum += batch * lm.positions * lm.n_blocks
+    zero_psum = [lm.psum_base + (s * lm.positions + p) * lm.n_blocks + n for lm in layers
+                 for n in range(lm.n_blocks) if not lm.nonzero[:, n].any()
+                 for s in range(batch) for p in range(lm.positions)]
     return NetworkMap(config, batch, layers, amem, output_blocks, image,
                       resident=image <= config.tiles, zero_psum_entries=zero_psum)
+
+
+def input_entries(qnet, network_map, x_q):
+    """The amem image of a batch of int8 inputs: the first layer's vectors (im2col
+    patches for a convolution), each padded to whole entries."""
+    first = network_map.layers[0]
+    R = network_map.config.rows
+    x_q = np.asarray(x_q, np.int64)
+    if len(qnet.input_shape) > 1 and x_q.ndim == 2:
+        x_q = x_q.reshape(len(x_q), *qnet.input_shape)
+    layer = qnet.matrix_layers()[0]
+    for earlier in qnet.layers[:qnet.layers.index(layer)]:
+        x_q = earlier.forward(x_q)                       # a leading Flatten
+    vectors = layer.patches(x_q).reshape(-1, layer.weights.shape[0])
+    padded = np.zeros((len(vectors), first.k_blocks * R), np.int64)
+    padded[:, :vectors.shape[1]] = vectors
+    return padded.reshape(-1, R)

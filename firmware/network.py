@@ -1,10 +1,16 @@
-"""A small, typed network description built from NumPy arrays (float, before compression)."""
+"""A small, typed network description built from NumPy arrays (float, before compression).
 
-from dataclasses import dataclass
+Activations are NHWC: a batch of images is ``(batch, height, width, channels)``, a batch of
+vectors ``(batch, features)``. Dense and Conv2d are *matrix layers*: both are an int8
+matrix on the crossbars, ``(inputs, outputs)`` for Dense and ``(kh * kw * cin, cout)``
+(rows in (ky, kx, channel) order) for Conv2d, whose input vectors are im2col patches.
+"""
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["NetworkError", "Dense", "Network"]
+__all__ = ["NetworkError", "Dense", "Conv2d", "Flatten", "Network", "im2col", "col2im"]
 
 
 class NetworkError(ValueError):
@@ -23,8 +29,44 @@ def _float_array(layer, field, value, ndim):
     return array.astype(np.float64)
 
 
+def im2col(x, kh, kw, stride=1):
+    """Patches of NHWC `x` as ``(batch, out_h, out_w, kh * kw * channels)``, (ky, kx, c) order."""
+    batch, height, width, channels = x.shape
+    out_h, out_w = (height - kh) // stride + 1, (width - kw) // stride + 1
+    taps = [x[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride]
+            for ky in range(kh) for kx in range(kw)]
+    return np.concatenate(taps, axis=3)
+
+
+def col2im(cols, input_shape, kh, kw, stride=1):
+    """The adjoint of :func:`im2col`: patch gradients summed back onto the input."""
+    batch, out_h, out_w, _ = cols.shape
+    grad = np.zeros((batch, *input_shape), cols.dtype)
+    channels = input_shape[2]
+    for tap, (ky, kx) in enumerate((ky, kx) for ky in range(kh) for kx in range(kw)):
+        grad[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride] += \
+            cols[..., tap * channels:(tap + 1) * channels]
+    return grad
+
+
+class _MatrixLayer:
+    """What Dense and Conv2d share: a weight matrix, a bias, an optional ReLU."""
+
+    @property
+    def outputs(self):
+        return self.bias.shape[0]
+
+    def with_matrix(self, matrix, bias=None):
+        """This layer with its matrix (and bias) replaced."""
+        return replace(self, weights=np.asarray(matrix).reshape(self.weights.shape),
+                       bias=self.bias if bias is None else bias)
+
+    def _activate(self, y):
+        return np.maximum(y, 0) if self.relu else y
+
+
 @dataclass(frozen=True, eq=False)
-class Dense:
+class Dense(_MatrixLayer):
     """``y = x @ weights + bias``, then ReLU when `relu`. `weights` is (inputs, outputs)."""
     name: str
     weights: np.ndarray
@@ -45,17 +87,94 @@ class Dense:
         return self.weights.shape[0]
 
     @property
-    def outputs(self):
-        return self.weights.shape[1]
+    def matrix(self):
+        return self.weights
+
+    def output_shape(self, input_shape):
+        if input_shape != (self.inputs,):
+            raise NetworkError(f"layer {self.name!r} takes {self.inputs} inputs, not an "
+                               f"activation of shape {input_shape}")
+        return (self.outputs,)
+
+    def patches(self, x):
+        return x
 
     def forward(self, x):
-        y = x @ self.weights + self.bias
-        return np.maximum(y, 0) if self.relu else y
+        return self._activate(x @ self.weights + self.bias)
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(_MatrixLayer):
+    """A 2-D convolution without padding: `weights` is (kh, kw, in channels, out channels)."""
+    name: str
+    weights: np.ndarray
+    bias: np.ndarray
+    relu: bool = True
+    stride: int = 1
+
+    def __post_init__(self):
+        weights = _float_array(self.name, "weights", self.weights, 4)
+        bias = _float_array(self.name, "bias", self.bias, 1)
+        if bias.shape != (weights.shape[3],):
+            raise NetworkError(f"layer {self.name!r}: bias has shape {bias.shape}, the "
+                               f"weights have {weights.shape[3]} output channels")
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
+            raise NetworkError(f"layer {self.name!r}: stride must be a positive integer, "
+                               f"not {self.stride!r}")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "bias", bias)
+
+    @property
+    def kernel(self):
+        return self.weights.shape[:2]
+
+    @property
+    def in_channels(self):
+        return self.weights.shape[2]
+
+    @property
+    def matrix(self):
+        return self.weights.reshape(-1, self.outputs)
+
+    def output_shape(self, input_shape):
+        kh, kw = self.kernel
+        if len(input_shape) != 3 or input_shape[2] != self.in_channels:
+            raise NetworkError(f"layer {self.name!r} takes (height, width, {self.in_channels}) "
+                               f"images, not an activation of shape {input_shape}")
+        height, width, _ = input_shape
+        if height < kh or width < kw:
+            raise NetworkError(f"layer {self.name!r}: its {kh}x{kw} kernel is larger than its "
+                               f"{height}x{width} input")
+        return ((height - kh) // self.stride + 1, (width - kw) // self.stride + 1, self.outputs)
+
+    def patches(self, x):
+        return im2col(x, *self.kernel, self.stride)
+
+    def forward(self, x):
+        return self._activate(self.patches(x) @ self.matrix + self.bias)
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten:
+    """Images to vectors, in (y, x, channel) order."""
+    name: str
+
+    def output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x):
+        return x.reshape(len(x), -1)
+
+
+LAYER_TYPES = (Dense, Conv2d, Flatten)
 
 
 @dataclass(frozen=True, eq=False)
 class Network:
+    """Layers in order; `input_shape` is one sample's, e.g. (64,) or (8, 8, 1) (default:
+    the first Dense layer's inputs)."""
     layers: tuple
+    input_shape: tuple = None
 
     def __post_init__(self):
         layers = tuple(self.layers)
@@ -63,35 +182,56 @@ class Network:
             raise NetworkError("a network needs at least one layer")
         names = set()
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
+            if not isinstance(layer, LAYER_TYPES):
                 raise NetworkError(f"layer {i} ({type(layer).__name__}) is not supported; "
-                                   f"supported: Dense")
+                                   f"supported: {', '.join(t.__name__ for t in LAYER_TYPES)}")
             if layer.name in names:
                 raise NetworkError(f"layer name {layer.name!r} is used twice")
             names.add(layer.name)
-            if i and layer.inputs != layers[i - 1].outputs:
-                raise NetworkError(f"layer {layer.name!r} takes {layer.inputs} inputs, but "
-                                   f"{layers[i - 1].name!r} gives {layers[i - 1].outputs}")
+        shape = self.input_shape
+        if shape is None:
+            if not isinstance(layers[0], Dense):
+                raise NetworkError(f"layer {layers[0].name!r}: a network that does not start "
+                                   f"with Dense needs its input_shape")
+            shape = (layers[0].inputs,)
+        shape = tuple(int(d) for d in shape)
+        shapes = [shape]
+        for i, layer in enumerate(layers):
+            try:
+                shapes.append(layer.output_shape(shapes[-1]))
+            except NetworkError as error:
+                source = "the input" if i == 0 else repr(layers[i - 1].name)
+                raise NetworkError(f"{error}, which {source} gives") from None
         object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "shapes", tuple(shapes))
 
     @property
     def inputs(self):
-        return self.layers[0].inputs
+        return int(np.prod(self.input_shape))
+
+    def matrix_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, _MatrixLayer)]
+
+    def with_layers(self, layers):
+        return Network(tuple(layers), self.input_shape)
+
+    def _check_input(self, x):
+        x = np.asarray(x, np.float64)
+        if x.ndim == 2 and len(self.input_shape) > 1 and x.shape[1] == self.inputs:
+            x = x.reshape(len(x), *self.input_shape)
+        if x.shape[1:] != self.input_shape:
+            raise NetworkError(f"inputs must have shape (batch, {', '.join(map(str, self.input_shape))}), "
+                               f"not {x.shape}")
+        return x
 
     def forward(self, x):
         """Float forward pass."""
-        x = np.asarray(x, np.float64)
-        if x.ndim != 2 or x.shape[1] != self.inputs:
-            raise NetworkError(f"inputs must have shape (batch, {self.inputs}), not {x.shape}")
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        return self.activations(x)[-1]
 
     def activations(self, x):
         """The input of every layer and the network's output, in order."""
-        x = np.asarray(x, np.float64)
-        seen = [x]
+        seen = [self._check_input(x)]
         for layer in self.layers:
-            x = layer.forward(x)
-            seen.append(x)
+            seen.append(layer.forward(seen[-1]))
         return seen

@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from .network import Dense, Network
+from .layout import matrix_row_layout, padded_matrix
 
 __all__ = ["prune_magnitude", "prune_blocks", "block_mask"]
 
@@ -14,7 +14,7 @@ def _check_sparsity(sparsity):
 
 
 def _selected(network, layers):
-    names = [layer.name for layer in network.layers]
+    names = [layer.name for layer in network.matrix_layers()]
     chosen = names if layers is None else list(layers)
     for name in chosen:
         if name not in names:
@@ -28,28 +28,37 @@ def prune_magnitude(network, sparsity, layers=None):
     _check_sparsity(sparsity)
     chosen, new_layers, masks = _selected(network, layers), [], {}
     for layer in network.layers:
-        mask = np.ones_like(layer.weights, bool)
-        if layer.name in chosen and sparsity > 0:
-            threshold = np.quantile(np.abs(layer.weights), sparsity)
-            mask = np.abs(layer.weights) > threshold
-        masks[layer.name] = mask
-        new_layers.append(Dense(layer.name, layer.weights * mask, layer.bias, layer.relu))
-    return Network(tuple(new_layers)), masks
+        if layer in network.matrix_layers():
+            mask = np.ones_like(layer.matrix, bool)
+            if layer.name in chosen and sparsity > 0:
+                threshold = np.quantile(np.abs(layer.matrix), sparsity)
+                mask = np.abs(layer.matrix) > threshold
+            masks[layer.name] = mask
+            layer = layer.with_matrix(layer.matrix * mask)
+        new_layers.append(layer)
+    return network.with_layers(new_layers), masks
 
 
-def block_mask(weights, sparsity, rows, cols):
+def block_mask(weights, sparsity, rows, cols, row_layout=None):
     """Keep-mask zeroing the lowest-L2 `sparsity` fraction of rows x cols blocks
-    (blocks at the edges are padded with zeros for the ranking)."""
+    (blocks at the edges are padded with zeros for the ranking). Each column of blocks
+    keeps its strongest block, so no output channel is cut off from every input.
+    `row_layout` is (padded row of each row, padded row count), as
+    :func:`firmware.layout.matrix_row_layout` gives; default: rows in order."""
     k, n = weights.shape
-    kb, nb = -(-k // rows), -(-n // cols)
-    padded = np.zeros((kb * rows, nb * cols))
-    padded[:k, :n] = weights
+    row_index, padded_rows = row_layout or (np.arange(k), -(-k // rows) * rows)
+    padded = padded_matrix(np.asarray(weights, np.float64), row_index, padded_rows, cols)
+    kb, nb = padded.shape[0] // rows, padded.shape[1] // cols
     norms = np.sqrt((padded.reshape(kb, rows, nb, cols) ** 2).sum(axis=(1, 3)))
-    drop = int(round(sparsity * norms.size))
+    drop = min(int(round(sparsity * norms.size)), norms.size - nb)
+    strongest = np.zeros((kb, nb), bool)
+    strongest[np.argmax(norms, axis=0), np.arange(nb)] = True
+    candidates = np.flatnonzero(~strongest.ravel())
+    weakest = candidates[np.argsort(norms.ravel()[candidates], kind="stable")[:drop]]
     keep_blocks = np.ones(norms.size, bool)
-    keep_blocks[np.argsort(norms, axis=None, kind="stable")[:drop]] = False
+    keep_blocks[weakest] = False
     keep = np.repeat(np.repeat(keep_blocks.reshape(kb, nb), rows, axis=0), cols, axis=1)
-    return keep[:k, :n]
+    return keep[row_index, :n]
 
 
 def prune_blocks(network, sparsity, rows, cols, layers=None):
@@ -57,10 +66,13 @@ def prune_blocks(network, sparsity, rows, cols, layers=None):
     so the mapper never programs or computes them."""
     _check_sparsity(sparsity)
     chosen, new_layers, masks = _selected(network, layers), [], {}
+    layouts = matrix_row_layout(network, rows)
     for layer in network.layers:
-        mask = np.ones_like(layer.weights, bool)
-        if layer.name in chosen and sparsity > 0:
-            mask = block_mask(layer.weights, sparsity, rows, cols)
-        masks[layer.name] = mask
-        new_layers.append(Dense(layer.name, layer.weights * mask, layer.bias, layer.relu))
-    return Network(tuple(new_layers)), masks
+        if layer.name in layouts:
+            mask = np.ones_like(layer.matrix, bool)
+            if layer.name in chosen and sparsity > 0:
+                mask = block_mask(layer.matrix, sparsity, rows, cols, layouts[layer.name])
+            masks[layer.name] = mask
+            layer = layer.with_matrix(layer.matrix * mask)
+        new_layers.append(layer)
+    return network.with_layers(new_layers), masks

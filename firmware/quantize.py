@@ -7,9 +7,10 @@ import numpy as np
 
 from golden import quantize_multiplier, requantize
 
-from .network import Network, NetworkError
+from .network import Conv2d, Flatten, Network, NetworkError, im2col
 
-__all__ = ["TensorQuant", "QuantizedDense", "QuantizedNetwork", "calibrate", "quantize"]
+__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedFlatten",
+           "QuantizedNetwork", "calibrate", "quantize"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class QuantizedDense:
     """Integer layer: ``requantize(x_q @ weights, bias, multiplier, shift, out.zero_point,
     clamp_min, 127)``, exactly what the accelerator computes."""
     name: str
-    weights: np.ndarray      # int8 (inputs, outputs)
+    weights: np.ndarray      # int8 matrix (inputs, outputs); Conv2d: (kh * kw * cin, cout)
     bias: np.ndarray         # int32, input zero point folded in
     multiplier: np.ndarray   # per output channel
     shift: np.ndarray
@@ -47,18 +48,50 @@ class QuantizedDense:
     relu: bool
 
     @property
+    def matrix(self):
+        return self.weights
+
+    @property
     def clamp_min(self):
         return self.output.zero_point if self.relu else -128
 
+    def patches(self, x_q):
+        return np.asarray(x_q, np.int64)
+
     def forward(self, x_q):
-        acc = np.asarray(x_q, np.int64) @ self.weights
+        acc = self.patches(x_q) @ self.weights
         return requantize(acc, self.bias, self.multiplier, self.shift, self.output.zero_point,
                           self.clamp_min, 127)
 
 
 @dataclass(frozen=True, eq=False)
+class QuantizedConv2d(QuantizedDense):
+    """A convolution as a QuantizedDense on im2col patches of the int8 NHWC input."""
+    kernel: tuple = (1, 1)
+    stride: int = 1
+
+    def patches(self, x_q):
+        return im2col(np.asarray(x_q, np.int64), *self.kernel, self.stride)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedFlatten:
+    name: str
+    input: TensorQuant
+
+    @property
+    def output(self):
+        return self.input
+
+    def forward(self, x_q):
+        return np.asarray(x_q).reshape(len(x_q), -1)
+
+
+@dataclass(frozen=True, eq=False)
 class QuantizedNetwork:
     layers: tuple
+    input_shape: tuple = None
+    shapes: tuple = None            # one sample's input shape of each layer, then the output
 
     @property
     def input(self):
@@ -68,8 +101,14 @@ class QuantizedNetwork:
     def output(self):
         return self.layers[-1].output
 
+    def matrix_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, QuantizedDense)]
+
     def forward(self, x_q):
         """The int8 reference: what the golden model and the RTL must reproduce."""
+        x_q = np.asarray(x_q, np.int64)
+        if self.input_shape and x_q.ndim == 2 and len(self.input_shape) > 1:
+            x_q = x_q.reshape(len(x_q), *self.input_shape)
         for layer in self.layers:
             x_q = layer.forward(x_q)
         return x_q
@@ -107,9 +146,13 @@ def quantize(network, samples, method="minmax", percentile=99.99):
     layers = []
     for index, layer in enumerate(network.layers):
         x_quant, y_quant = ranges[index], ranges[index + 1]
-        max_abs = np.abs(layer.weights).max(axis=0)
+        if isinstance(layer, Flatten):
+            ranges[index + 1] = x_quant                 # the same numbers, reshaped
+            layers.append(QuantizedFlatten(layer.name, x_quant))
+            continue
+        max_abs = np.abs(layer.matrix).max(axis=0)
         w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)
-        w_q = np.clip(np.round(layer.weights / w_scale), -127, 127).astype(np.int64)
+        w_q = np.clip(np.round(layer.matrix / w_scale), -127, 127).astype(np.int64)
         acc_scale = x_quant.scale * w_scale
         if acc_scale.max() >= y_quant.scale:
             # The hardware only shifts right: widen the output range until every
@@ -127,6 +170,10 @@ def quantize(network, samples, method="minmax", percentile=99.99):
                 raise NetworkError(f"layer {layer.name!r}, output channel {channel}: {error}") from None
             multipliers.append(m)
             shifts.append(s)
-        layers.append(QuantizedDense(layer.name, w_q, bias, np.array(multipliers), np.array(shifts),
-                                     x_quant, y_quant, layer.relu))
-    return QuantizedNetwork(tuple(layers))
+        fields = (layer.name, w_q, bias, np.array(multipliers), np.array(shifts),
+                  x_quant, y_quant, layer.relu)
+        if isinstance(layer, Conv2d):
+            layers.append(QuantizedConv2d(*fields, kernel=layer.kernel, stride=layer.stride))
+        else:
+            layers.append(QuantizedDense(*fields))
+    return QuantizedNetwork(tuple(layers), network.input_shape, network.shapes)

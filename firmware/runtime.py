@@ -7,7 +7,7 @@ import numpy as np
 from golden.regmap import COUNTERS
 
 from .codegen import generate
-from .mapper import map_network
+from .mapper import input_entries, map_network
 
 __all__ = ["NetworkRun", "run_network"]
 
@@ -60,11 +60,8 @@ async def run_network(driver, qnet, x_q, batch=None, progress=None):
                 await driver.write_entries("psum", entry, zeros)
             await driver.load_program(program.inference)
             loaded = len(chunk)
-        first_layer = network_map.layers[0]
-        padded = np.zeros((len(chunk), first_layer.k_blocks * config.rows), np.int64)
-        padded[:, :chunk.shape[1]] = chunk
-        await driver.write_entries("amem", first_layer.input_base,
-                                   padded.reshape(-1, config.rows))
+        await driver.write_entries("amem", network_map.layers[0].input_base,
+                                   input_entries(qnet, network_map, chunk))
         status = await driver.run()
         _add(result.counters, status.counters)
         entries = await driver.read_entries("amem", network_map.output_base,

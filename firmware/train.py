@@ -1,11 +1,11 @@
-"""Gradient training of float Dense networks in NumPy: training from scratch and the
-short fine-tuning that recovers accuracy after pruning (masks held fixed)."""
+"""Gradient training of float networks (Dense, Conv2d, Flatten) in NumPy: training from
+scratch and the short fine-tuning that recovers accuracy after pruning (masks held fixed)."""
 
 import numpy as np
 
-from .network import Dense, Network
+from .network import Conv2d, Dense, Flatten, Network, col2im
 
-__all__ = ["init_mlp", "train", "accuracy"]
+__all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 
 
 def init_mlp(sizes, rng):
@@ -17,41 +17,75 @@ def init_mlp(sizes, rng):
     return Network(tuple(layers))
 
 
+def init_cnn(input_shape, convs, classes, rng):
+    """He-initialised convolutions, then Flatten and a Dense classifier. `convs` holds
+    (kernel, out channels, stride) per convolution."""
+    layers, shape = [], tuple(input_shape)
+    for i, (kernel, channels, stride) in enumerate(convs):
+        fan_in = kernel * kernel * shape[2]
+        layer = Conv2d(f"conv{i}", rng.normal(0, np.sqrt(2 / fan_in), (kernel, kernel, shape[2], channels)),
+                       np.zeros(channels), stride=stride)
+        layers.append(layer)
+        shape = layer.output_shape(shape)
+    features = int(np.prod(shape))
+    layers += [Flatten("flatten"),
+               Dense("classifier", rng.normal(0, np.sqrt(2 / features), (features, classes)),
+                     np.zeros(classes), relu=False)]
+    return Network(tuple(layers), tuple(input_shape))
+
+
 def accuracy(network, x, y):
     return float(np.mean(np.argmax(network.forward(x), axis=1) == y))
 
 
+def _backward(layer, x, y, grad_y):
+    """(input gradient, matrix gradient or None, bias gradient or None) of one layer."""
+    if isinstance(layer, Flatten):
+        return grad_y.reshape(x.shape), None, None
+    if layer.relu:
+        grad_y = grad_y * (y > 0)
+    patches = layer.patches(x)
+    rows = patches.reshape(-1, patches.shape[-1])
+    grad_rows = grad_y.reshape(-1, grad_y.shape[-1])
+    grad_matrix, grad_bias = rows.T @ grad_rows, grad_rows.sum(axis=0)
+    grad_patches = (grad_rows @ layer.matrix.T).reshape(patches.shape)
+    if isinstance(layer, Conv2d):
+        grad_x = col2im(grad_patches, x.shape[1:], *layer.kernel, layer.stride)
+    else:
+        grad_x = grad_patches
+    return grad_x, grad_matrix, grad_bias
+
+
 def train(network, x, y, epochs, rng, lr=0.05, batch=32, masks=None, progress=None):
-    """Mini-batch SGD with momentum on softmax cross-entropy; `masks` (by layer name)
-    keep pruned weights at zero."""
-    weights = [layer.weights.copy() for layer in network.layers]
-    biases = [layer.bias.copy() for layer in network.layers]
-    relus = [layer.relu for layer in network.layers]
-    keep = [None if masks is None else masks.get(layer.name) for layer in network.layers]
-    velocity = [np.zeros_like(w) for w in weights] + [np.zeros_like(b) for b in biases]
-    classes = weights[-1].shape[1]
+    """Mini-batch SGD with momentum on softmax cross-entropy; `masks` (by layer name,
+    shaped like the layer's matrix) keep pruned weights at zero."""
+    layers = list(network.layers)
+    trained = [i for i, layer in enumerate(layers) if not isinstance(layer, Flatten)]
+    velocity = {i: (np.zeros_like(layers[i].matrix), np.zeros_like(layers[i].bias)) for i in trained}
+    x = network._check_input(x)
+    classes = network.shapes[-1][0]
     for epoch in range(epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
             idx = order[start:start + batch]
             acts = [x[idx]]
-            for w, b, relu in zip(weights, biases, relus):
-                z = acts[-1] @ w + b
-                acts.append(np.maximum(z, 0) if relu else z)
+            for layer in layers:
+                acts.append(layer.forward(acts[-1]))
             logits = acts[-1] - acts[-1].max(axis=1, keepdims=True)
             probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
             grad = (probs - np.eye(classes)[y[idx]]) / len(idx)
-            for i in reversed(range(len(weights))):
-                gw, gb = acts[i].T @ grad, grad.sum(axis=0)
-                if i:
-                    grad = (grad @ weights[i].T) * (acts[i] > 0 if relus[i - 1] else 1)
-                velocity[i] = 0.9 * velocity[i] - lr * gw
-                velocity[len(weights) + i] = 0.9 * velocity[len(weights) + i] - lr * gb
-                weights[i] += velocity[i]
-                biases[i] += velocity[len(weights) + i]
-                if keep[i] is not None:
-                    weights[i] *= keep[i]
+            for i in reversed(range(len(layers))):
+                grad, grad_matrix, grad_bias = _backward(layers[i], acts[i], acts[i + 1], grad)
+                if grad_matrix is None:
+                    continue
+                v_matrix, v_bias = velocity[i]
+                v_matrix[:] = 0.9 * v_matrix - lr * grad_matrix
+                v_bias[:] = 0.9 * v_bias - lr * grad_bias
+                matrix = layers[i].matrix + v_matrix
+                keep = None if masks is None else masks.get(layers[i].name)
+                if keep is not None:
+                    matrix = matrix * keep
+                layers[i] = layers[i].with_matrix(matrix, layers[i].bias + v_bias)
         if progress:
             progress(epoch + 1, epochs)
-    return Network(tuple(Dense(layer.name, w, b, layer.relu)
-                         for layer, w, b in zip(network.layers, weights, biases)))
+    return network.with_layers(layers)

@@ -1,0 +1,51 @@
+"""Where each weight-matrix row lands on the crossbars: the row layout that block pruning
+and the mapper share.
+
+A matrix layer whose input the host writes (the first layer; a first Conv2d gets im2col
+patches) or a Dense layer's output reads its rows contiguously. An image made by a Conv2d
+sits in the activation memory one entry group per pixel, its channels padded to a whole
+number of ``rows``-lane entries; the layer reading it (a Conv2d, or a Dense after Flatten)
+has its rows padded the same way, so that each crossbar block is (kernel tap or pixel,
+channel block).
+"""
+
+import numpy as np
+
+__all__ = ["matrix_row_layout", "padded_matrix"]
+
+
+def _blocks(count, size):
+    return -(-count // size)
+
+
+def matrix_row_layout(network, rows):
+    """{matrix layer name: (padded row index of each matrix row, padded row count)}, for a
+    float or a quantised network (matrix layers have `matrix`, convolutions `kernel`)."""
+    layouts, image = {}, None          # image: (height, width, channels) made on-device
+    for index, (layer, shape) in enumerate(zip(network.layers, network.shapes)):
+        if not hasattr(layer, "matrix"):
+            continue                                     # Flatten
+        k = layer.matrix.shape[0]
+        if image is None:
+            layouts[layer.name] = (np.arange(k), _blocks(k, rows) * rows)
+        else:
+            height, width, channels = image
+            group = _blocks(channels, rows) * rows           # rows per tap or pixel
+            if hasattr(layer, "kernel"):
+                kh, kw = layer.kernel
+                taps = np.arange(kh * kw).repeat(channels)
+            else:
+                taps = np.arange(height * width).repeat(channels)
+            index_ = taps * group + np.tile(np.arange(channels), len(taps) // channels)
+            layouts[layer.name] = (index_, (len(taps) // channels) * group)
+        image = network.shapes[index + 1] if hasattr(layer, "kernel") else None
+    return layouts
+
+
+def padded_matrix(matrix, row_index, padded_rows, cols):
+    """`matrix` with its rows moved to `row_index` and zero rows/columns padding it to
+    ``(padded_rows, whole cols blocks)``."""
+    k, n = matrix.shape
+    padded = np.zeros((padded_rows, _blocks(n, cols) * cols), matrix.dtype)
+    padded[row_index, :n] = matrix
+    return padded
