@@ -114,7 +114,7 @@ def cmd_demo(args):
     rtl_samples = None if args.rtl_all else args.rtl_samples
     if rtl_samples is not None and rtl_samples <= 0:
         raise UsageError(f"--rtl-samples must be a positive integer, not {rtl_samples!r}")
-    print(f"Tessera demo: digits MLP, dense and block-pruned, int8, on {config.name}\n"
+    print(f"Tessera demo: digits MLP and CNN, dense and block-pruned, int8, on {config.name}\n"
           f"golden model on the whole test split, RTL (Verilator) on "
           f"{'all of it' if rtl_samples is None else f'{rtl_samples} digits'}; energy preset "
           f"{args.preset}", flush=True)

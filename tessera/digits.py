@@ -1,6 +1,7 @@
-"""The end-to-end experiment: scikit-learn's digits, an MLP trained in NumPy, int8
-quantised and block-pruned, run on the golden model (whole test split) and on the RTL
-(a subset), with accuracy, cycles, energy and TOPS/W per variant."""
+"""The end-to-end experiment: scikit-learn's digits, an MLP and a small CNN trained in
+NumPy, block-pruned aligned to the crossbar and int8 quantised, run on the golden model
+(whole test split) and on the RTL (a subset), with accuracy, cycles, energy and TOPS/W
+per variant."""
 
 import asyncio
 from dataclasses import dataclass
@@ -15,16 +16,35 @@ from firmware.prune import prune_blocks
 from firmware.quantize import quantize
 from firmware.report import energy_summary, format_table, layer_counters, plot_layer_energy
 from firmware.runtime import run_network
-from firmware.train import accuracy, init_mlp, train
+from firmware.train import accuracy, init_cnn, init_mlp, train
 from firmware.transports import GoldenBus
 from golden import AccelConfig
 from golden.device import Device
 from golden.energy import PRESETS, energy_breakdown
 
-__all__ = ["DigitsResult", "load_digits_split", "run_digits"]
+__all__ = ["DigitsResult", "Model", "MODELS", "load_digits_split", "run_digits"]
 
-HIDDEN = 32
 SPARSITIES = (0.0, 0.5, 0.75)
+PRUNE_STEPS = (0.25, 0.5, 0.75)       # gradual: prune to each step, fine-tune, go on
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    build: object                      # rng -> float Network
+    image: bool                        # inputs as (8, 8, 1) images, else 64 features
+    epochs: int
+    finetune_epochs: int               # per pruning step
+    finetune_lr: float
+
+
+MODELS = (
+    # 64-32-10; pixels ordered by their variance over the training set, so that the rows of
+    # a crossbar block hold pixels of like importance and whole low-variance blocks go.
+    Model("MLP", lambda rng: init_mlp([64, 32, 10], rng), False, 40, 30, 0.05),
+    # conv 3x3x16 (host im2col), conv 3x3x16 stride 2 (on-device im2col), dense 64-10.
+    Model("CNN", lambda rng: init_cnn((8, 8, 1), [(3, 16, 1), (3, 16, 2)], 10, rng), True, 30, 10, 0.02),
+)
 
 
 @dataclass
@@ -43,67 +63,93 @@ def load_digits_split(seed):
     return x[order[:cut]], y[order[:cut]], x[order[cut:]], y[order[cut:]]
 
 
-def run_digits(config=None, rtl_samples=36, seed=0, preset="isaac_reram_32nm",
-               out_dir=Path("build/report"), log=print):
-    """Train, compress, run and report. `rtl_samples=None` runs the whole test split on RTL."""
+def _inputs(model, x, pixel_order):
+    return x.reshape(-1, 8, 8, 1) if model.image else x[:, pixel_order]
+
+
+def prune_gradually(network, sparsity, config, x, y, model, rng, log):
+    """Block-prune every matrix layer to `sparsity` in steps, fine-tuning after each."""
+    for step in [s for s in PRUNE_STEPS if s <= sparsity]:
+        network, masks = prune_blocks(network, step, config.rows, config.cols)
+        log(f"{model.name} block {sparsity:.0%}: pruned to {step:.0%}, fine-tuning ...")
+        network = train(network, x, y, model.finetune_epochs, rng, lr=model.finetune_lr,
+                        masks=masks)
+    return network
+
+
+def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_samples, preset,
+                out_dir, log):
+    """Quantise, run on golden (all) and RTL (subset), and return the table row."""
     from sim.network import run_network_on_rtl
 
+    qnet = quantize(network, x_train[:500])
+    x_q = qnet.input.quantize(x_test)
+    log(f"{model.name} {name}: golden model, {len(x_q)} test digits ...")
+    golden_run = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q))
+    if not np.array_equal(golden_run.outputs, qnet.forward(x_q)):
+        raise AssertionError(f"{model.name} {name}: golden device disagrees with the int8 reference")
+
+    subset = slice(None) if rtl_samples is None else slice(0, rtl_samples)
+    log(f"{model.name} {name}: RTL, {len(x_q[subset])} test digits (Verilator) ...")
+    rtl_outputs, rtl_counters = run_network_on_rtl(qnet, x_q[subset], config, log=log)
+    golden_subset = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q[subset]))
+    rtl_agrees = (np.array_equal(rtl_outputs, golden_subset.outputs)
+                  and rtl_counters == golden_subset.counters)
+
+    samples = len(rtl_outputs)
+    energy = energy_summary(rtl_counters, config, samples, preset)
+    network_map = map_network(qnet, config)
+    program = generate(qnet, network_map)
+    per_layer = {layer: energy_breakdown(counters, PRESETS[preset])
+                 for layer, counters in layer_counters(program, config).items()}
+    stem = f"digits_{model.name.lower()}_{name.replace(' ', '_').replace('%', '')}"
+    plot = plot_layer_energy(per_layer, out_dir / f"{stem}.png",
+                             f"digits {model.name}, {name}: energy per batch of {network_map.batch}")
+    return plot, {
+        "model": model.name, "variant": name,
+        "float": accuracy(network, x_test, y_test),
+        "int8 golden": float(np.mean(np.argmax(golden_run.outputs, 1) == y_test)),
+        "int8 RTL": float(np.mean(np.argmax(rtl_outputs, 1) == y_test[subset])),
+        "RTL samples": samples,
+        "RTL = golden": "yes" if rtl_agrees else "NO",
+        "blocks": sum(int(lm.nonzero.sum()) for lm in network_map.layers),
+        "cycles/inf": energy["cycles_per_inference"],
+        "nJ/inf": energy["per_inference"]["total"] * 1e9,
+        "ADC nJ": energy["per_inference"].get("ADC", 0) * 1e9,
+        "TOPS/W": energy["tops_per_watt"],
+    }
+
+
+def run_digits(config=None, rtl_samples=36, seed=0, preset="isaac_reram_32nm",
+               out_dir=Path("build/report"), models=MODELS, log=print):
+    """Train, compress, run and report. `rtl_samples=None` runs the whole test split on RTL."""
     config = config or AccelConfig()
-    rng = np.random.default_rng(seed)
     x_train, y_train, x_test, y_test = load_digits_split(seed)
-    log(f"training a 64-{HIDDEN}-10 MLP on {len(x_train)} digits ...")
-    dense = train(init_mlp([64, HIDDEN, 10], rng), x_train, y_train, 40, rng)
+    pixel_order = np.argsort(-x_train.var(axis=0), kind="stable")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, plots = [], []
-    for sparsity in SPARSITIES:
-        name = "dense" if sparsity == 0 else f"block {sparsity:.0%}"
-        network = dense
-        if sparsity:
-            # The hidden layer is pruned; the 10-way classifier keeps its two blocks.
-            network, masks = prune_blocks(dense, sparsity, config.rows, config.cols, layers=["dense0"])
-            log(f"{name}: fine-tuning with the block mask ...")
-            network = train(network, x_train, y_train, 15, rng, lr=0.02, masks=masks)
-        qnet = quantize(network, x_train[:500])
-        x_q = qnet.input.quantize(x_test)
-
-        log(f"{name}: golden model, {len(x_q)} test digits ...")
-        golden_run = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q))
-        reference = qnet.forward(x_q)
-        if not np.array_equal(golden_run.outputs, reference):
-            raise AssertionError(f"{name}: golden device disagrees with the int8 reference")
-
-        subset = slice(None) if rtl_samples is None else slice(0, rtl_samples)
-        log(f"{name}: RTL, {len(x_q[subset])} test digits (Verilator) ...")
-        rtl_outputs, rtl_counters = run_network_on_rtl(qnet, x_q[subset], config, log=log)
-        golden_subset = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q[subset]))
-        rtl_agrees = (np.array_equal(rtl_outputs, golden_subset.outputs)
-                      and rtl_counters == golden_subset.counters)
-
-        samples = len(rtl_outputs)
-        energy = energy_summary(rtl_counters, config, samples, preset)
-        network_map = map_network(qnet, config)
-        program = generate(qnet, network_map)
-        per_layer = {layer: energy_breakdown(counters, PRESETS[preset])
-                     for layer, counters in layer_counters(program, config).items()}
-        plots.append(plot_layer_energy(per_layer, out_dir / f"digits_energy_{int(sparsity * 100)}.png",
-                                       f"digits MLP, {name}: energy per batch of {network_map.batch}"))
-        rows.append({
-            "variant": name,
-            "float": accuracy(network, x_test, y_test),
-            "int8 golden": float(np.mean(np.argmax(golden_run.outputs, 1) == y_test)),
-            "int8 RTL": float(np.mean(np.argmax(rtl_outputs, 1) == y_test[subset])),
-            "RTL samples": samples,
-            "RTL = golden": "yes" if rtl_agrees else "NO",
-            "blocks": sum(int(lm.nonzero.sum()) for lm in network_map.layers),
-            "cycles/inf": energy["cycles_per_inference"],
-            "nJ/inf": energy["per_inference"]["total"] * 1e9,
-            "ADC nJ": energy["per_inference"].get("ADC", 0) * 1e9,
-            "TOPS/W": energy["tops_per_watt"],
-        })
-    columns = [("variant", "variant", "{}"), ("float acc", "float", "{:.3f}"),
-               ("int8 golden", "int8 golden", "{:.3f}"), ("int8 RTL", "int8 RTL", "{:.3f}"),
+    for model in models:
+        rng = np.random.default_rng(seed)
+        train_in, test_in = _inputs(model, x_train, pixel_order), _inputs(model, x_test, pixel_order)
+        log(f"training the {model.name} on {len(x_train)} digits ...")
+        dense = train(model.build(rng), train_in, y_train, model.epochs, rng)
+        for sparsity in SPARSITIES:
+            name = "dense" if sparsity == 0 else f"block {sparsity:.0%}"
+            network = prune_gradually(dense, sparsity, config, train_in, y_train, model, rng, log)
+            plot, row = run_variant(model, network, name, config, train_in, test_in, y_test,
+                                    rtl_samples, preset, out_dir, log)
+            base = row if sparsity == 0 else next(r for r in rows if r["model"] == model.name)
+            row["cycles vs dense"] = row["cycles/inf"] / base["cycles/inf"] - 1
+            row["energy vs dense"] = row["nJ/inf"] / base["nJ/inf"] - 1
+            row["int8 vs dense"] = 100 * (row["int8 golden"] - base["int8 golden"])
+            rows.append(row)
+            plots.append(plot)
+    columns = [("model", "model", "{}"), ("variant", "variant", "{}"),
+               ("float acc", "float", "{:.3f}"), ("int8 golden", "int8 golden", "{:.3f}"),
+               ("Δ points", "int8 vs dense", "{:+.1f}"), ("int8 RTL", "int8 RTL", "{:.3f}"),
                ("RTL n", "RTL samples", "{}"), ("RTL=golden", "RTL = golden", "{}"),
                ("blocks", "blocks", "{}"), ("cycles/inf", "cycles/inf", "{:.1f}"),
-               ("nJ/inf", "nJ/inf", "{:.2f}"), ("ADC nJ", "ADC nJ", "{:.2f}"),
+               ("Δ cycles", "cycles vs dense", "{:+.0%}"), ("nJ/inf", "nJ/inf", "{:.2f}"),
+               ("Δ energy", "energy vs dense", "{:+.0%}"), ("ADC nJ", "ADC nJ", "{:.2f}"),
                ("TOPS/W", "TOPS/W", "{:.2f}")]
     return DigitsResult(rows, format_table(rows, columns), plots)
