@@ -56,13 +56,13 @@ def generate(qnet, network_map):
                 params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
             qmem[lm.qmem_base + channel // C, channel % C] = pack_quant_params(params)
 
-        # One strided run over every sample's positions when the layout allows, else one
-        # run per sample: (count, input entry offset, psum entry offset) per run.
-        per_position = lm.positions * lm.n_blocks
+        # One strided run over every sample's positions when the layout allows, else the
+        # layer's runs for each sample: (count, input entry offset, psum entry offset).
         if lm.samples_contiguous:
             runs = [(m.batch * lm.positions, 0, 0)]
         else:
-            runs = [(lm.positions, s * lm.input_entries, s * per_position) for s in range(m.batch)]
+            runs = [(count, s * lm.input_entries + offset, (s * lm.positions + first) * lm.n_blocks)
+                    for s in range(m.batch) for count, offset, first in lm.sample_runs]
 
         seen_nb = np.zeros(lm.n_blocks, bool)
         for kb in range(lm.k_blocks):

@@ -8,9 +8,9 @@ N dimension (cols) is spread over tiles that share one input vector.
 Convolutions are lowered to im2col vectors with the weights held stationary. The first
 layer's patches are written by the host. A later convolution reads the image its
 predecessor left in the activation memory, one entry group per pixel: each (kernel tap,
-channel block) is one block of the matrix and one strided MVM over all output positions,
-which are "wide" (the input's row pitch; the columns past the valid width are computed
-and never read).
+channel block) is one block of the matrix and one strided MVM per output row. Output
+positions keep the input's row pitch ("wide" rows), so a layer's image is addressed
+the same way whatever its valid width.
 """
 
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ class LayerMap:
     position_stride: int         # entries between one position's input and the next's
     input_entries: int           # entries of one sample's input tensor
     output_entries: int          # entries of one position's output (channels / rows lanes)
+    sample_runs: list            # MVM runs of one sample: (count, input offset, first position)
     input_base: int = 0          # amem entry of sample 0's input tensor
     psum_base: int = 0           # psum entry of (sample 0, position 0, nb 0)
     qmem_base: int = 0           # qmem entry of output block 0 (cols channels an entry)
@@ -53,7 +54,8 @@ class LayerMap:
     @property
     def samples_contiguous(self):
         """Whether one strided run covers every sample's positions."""
-        return self.positions * self.position_stride == self.input_entries
+        return (len(self.sample_runs) == 1
+                and self.positions * self.position_stride == self.input_entries)
 
 
 @dataclass
@@ -95,6 +97,7 @@ def _lower(qnet, config):
         if image is None:                                # the host writes the vectors
             positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
             k_offsets, stride, entries = list(range(kb)), kb, positions * kb
+            runs = [(positions, 0, 0)]
         else:
             producer, pitch, _ = image
             group = producer.output_entries
@@ -103,14 +106,16 @@ def _lower(qnet, config):
                 out_h, out_w = out_shape[:2]
                 taps = [ky * pitch + kx for ky in range(kh) for kx in range(kw)]
                 positions, stride = (out_h - 1) * pitch + out_w, s * group
+                # One run per output row: the wide columns past out_w are not computed.
+                runs = [(out_w, y * s * pitch * group, y * pitch) for y in range(out_h)]
             else:
                 height, width = qnet.shapes[index - 1][:2]    # the image Flatten took
                 taps = [y * pitch + x for y in range(height) for x in range(width)]
-                positions, stride = 1, 1
+                positions, stride, runs = 1, 1, [(1, 0, 0)]
             k_offsets = [tap * group + b for tap in taps for b in range(group)]
             entries = producer.positions * group
         lm = LayerMap(layer.name, kb, nb, nonzero, {}, padded, stored_real / cells if cells else 0.0,
-                      positions, k_offsets, stride, entries, _blocks(nb * C, R))
+                      positions, k_offsets, stride, entries, _blocks(nb * C, R), runs)
         maps.append(lm)
         if isinstance(layer, QuantizedConv2d):
             pitch = image[1] if image is not None else out_shape[1]
