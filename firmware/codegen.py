@@ -7,7 +7,7 @@ import numpy as np
 from golden import isa
 from golden.device import QuantParams, pack_quant_params
 
-from .mapper import MappingError
+from .mapper import MappingError, PoolMap
 
 __all__ = ["Program", "generate"]
 
@@ -34,6 +34,29 @@ def _runs(nbs, accumulate, limit):
     return runs + ([current] if current else [])
 
 
+def _pool(pool, batch, out_base):
+    """MAX chains: per sample, output row and entry of a pixel, the window's first two
+    taps into the output row, then each further tap against it."""
+    k, group = pool.size, pool.group
+    taps = [(dy, dx) for dy in range(k) for dx in range(k)]
+    out_entries = pool.out_h * pool.out_w * group
+    program = []
+    for sample in range(batch):
+        for row in range(pool.out_h):
+            for entry in range(group):
+                def tap(dy, dx):
+                    pixel = (k * row + dy) * pool.pitch + dx
+                    return pool.input_base + sample * pool.input_entries + pixel * group + entry
+                out = out_base + sample * out_entries + row * pool.out_w * group + entry
+                program.append(isa.vmax(pool.out_w, tap(*taps[0]), tap(*taps[1]), out,
+                                        src_stride=k * group, other_stride=k * group,
+                                        dst_stride=group))
+                program += [isa.vmax(pool.out_w, out, tap(dy, dx), out, src_stride=group,
+                                     other_stride=k * group, dst_stride=group)
+                            for dy, dx in taps[2:]]
+    return program
+
+
 def generate(qnet, network_map):
     m, c = network_map, network_map.config
     R, C = c.rows, c.cols
@@ -41,10 +64,16 @@ def generate(qnet, network_map):
     qmem = np.zeros((sum(lm.n_blocks for lm in m.layers), C, 4), np.int64)
     setup, inference, tile_of, layer_pcs = [], [], {}, {}
     next_tile = 0
-    layers = qnet.matrix_layers()
+    by_name = {layer.name: layer for layer in qnet.layers}
 
-    for index, (layer, lm) in enumerate(zip(layers, m.layers)):
+    for index, lm in enumerate(m.steps):
         first_pc = len(inference)
+        out_base = m.steps[index + 1].input_base if index + 1 < len(m.steps) else m.output_base
+        if isinstance(lm, PoolMap):
+            inference += _pool(lm, m.batch, out_base)
+            layer_pcs[lm.name] = range(first_pc, len(inference))
+            continue
+        layer = by_name[lm.name]
         for (kb, nb), image in lm.images.items():
             wmem[image * R:(image + 1) * R] = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
         for channel in range(lm.n_blocks * C):
@@ -88,7 +117,6 @@ def generate(qnet, network_map):
                         accumulate=bool(accumulate[tile_run[0]])))
             seen_nb[nbs] = True
 
-        out_base = m.layers[index + 1].input_base if index + 1 < len(m.layers) else m.output_base
         for nb in range(lm.n_blocks):
             inference.append(isa.requant(m.batch * lm.positions, lm.psum_base + nb,
                                          out_base + nb * C // R, lm.qmem_base + nb,

@@ -23,6 +23,9 @@ def matrix_row_layout(network, rows):
     float or a quantised network (matrix layers have `matrix`, convolutions `kernel`)."""
     layouts, image = {}, None          # image: (height, width, channels) made on-device
     for index, (layer, shape) in enumerate(zip(network.layers, network.shapes)):
+        if hasattr(layer, "size"):                       # MaxPool2d: a smaller image
+            image = network.shapes[index + 1]
+            continue
         if not hasattr(layer, "matrix"):
             continue                                     # Flatten
         k = layer.matrix.shape[0]

@@ -19,9 +19,9 @@ import numpy as np
 
 from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
-from .quantize import QuantizedConv2d, QuantizedDense
+from .quantize import QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
 
-__all__ = ["LayerMap", "NetworkMap", "map_network", "input_entries", "MappingError"]
+__all__ = ["LayerMap", "PoolMap", "NetworkMap", "map_network", "input_entries", "MappingError"]
 
 
 class MappingError(NetworkError):
@@ -59,10 +59,32 @@ class LayerMap:
 
 
 @dataclass
+class PoolMap:
+    """Max pooling of an on-device image into a new, compact one, by MAX instructions."""
+    name: str
+    size: int
+    out_h: int
+    out_w: int
+    pitch: int                   # input row pitch, in pixels
+    group: int                   # entries per pixel (channels / rows lanes)
+    input_entries: int
+    input_base: int = 0
+
+    @property
+    def positions(self):
+        return self.out_h * self.out_w
+
+    @property
+    def output_entries(self):
+        return self.group
+
+
+@dataclass
 class NetworkMap:
     config: object
     batch: int
-    layers: list
+    layers: list                 # LayerMaps, one per matrix layer
+    steps: list                  # LayerMaps and PoolMaps in execution order
     output_base: int             # amem entry of (sample 0, output entry 0)
     output_blocks: int           # amem entries of one sample's output
     images: int                  # wmem images used
@@ -75,14 +97,25 @@ def _blocks(count, size):
 
 
 def _lower(qnet, config):
-    """LayerMaps without memory bases: blocks, positions and input addressing."""
+    """LayerMaps and PoolMaps without memory bases: blocks, positions and input addressing."""
     R, C = config.rows, config.cols
     layouts = matrix_row_layout(qnet, R)
     if not isinstance(qnet.layers[-1], QuantizedDense) or isinstance(qnet.layers[-1], QuantizedConv2d):
         raise MappingError(f"layer {qnet.layers[-1].name!r}: the last layer must be Dense "
                            f"(the output is read back as one vector per sample)")
-    maps, image = [], None       # image: (producer LayerMap, row pitch, valid width)
+    maps, image = [], None       # image: (producer step, row pitch, valid width)
     for index, layer in enumerate(qnet.layers):
+        if isinstance(layer, QuantizedMaxPool2d):
+            if image is None:
+                raise MappingError(f"layer {layer.name!r}: pooling runs on an image a Conv2d "
+                                   f"left on the device; this one comes from the host")
+            producer, pitch, _ = image
+            out_h, out_w = qnet.shapes[index + 1][:2]
+            pool = PoolMap(layer.name, layer.size, out_h, out_w, pitch, producer.output_entries,
+                           producer.positions * producer.output_entries)
+            maps.append(pool)
+            image = (pool, out_w, out_w)
+            continue
         if not isinstance(layer, QuantizedDense):
             continue                                     # Flatten: a layout, no work
         k, n = layer.weights.shape
@@ -128,7 +161,8 @@ def _lower(qnet, config):
 def map_network(qnet, config, batch=None):
     """Lay `qnet` out on `config`; `batch` defaults to the largest that fits."""
     R = config.rows
-    layers = _lower(qnet, config)
+    steps = _lower(qnet, config)
+    layers = [step for step in steps if isinstance(step, LayerMap)]
     image = 0
     for lm in layers:
         for block in zip(*np.nonzero(lm.nonzero)):
@@ -147,7 +181,7 @@ def map_network(qnet, config, batch=None):
                                f"parameters exceed qmem_depth {config.qmem_depth}")
 
     output_blocks = layers[-1].output_entries
-    amem_per_sample = sum(lm.input_entries for lm in layers) + output_blocks
+    amem_per_sample = sum(step.input_entries for step in steps) + output_blocks
     psum_per_sample = sum(lm.positions * lm.n_blocks for lm in layers)
     largest = min(config.amem_depth // amem_per_sample, config.psum_depth // psum_per_sample,
                   (1 << 16) - 1)
@@ -161,14 +195,16 @@ def map_network(qnet, config, batch=None):
         raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch}")
 
     amem, psum = 0, 0
+    for step in steps:
+        step.input_base = amem
+        amem += batch * step.input_entries
     for lm in layers:
-        lm.input_base, lm.psum_base = amem, psum
-        amem += batch * lm.input_entries
+        lm.psum_base = psum
         psum += batch * lm.positions * lm.n_blocks
     zero_psum = [lm.psum_base + (s * lm.positions + p) * lm.n_blocks + n for lm in layers
                  for n in range(lm.n_blocks) if not lm.nonzero[:, n].any()
                  for s in range(batch) for p in range(lm.positions)]
-    return NetworkMap(config, batch, layers, amem, output_blocks, image,
+    return NetworkMap(config, batch, layers, steps, amem, output_blocks, image,
                       resident=image <= config.tiles, zero_psum_entries=zero_psum)
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["NetworkError", "Dense", "Conv2d", "Flatten", "Network", "im2col", "col2im"]
+__all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "Flatten", "Network", "im2col",
+           "col2im"]
 
 
 class NetworkError(ValueError):
@@ -155,6 +156,38 @@ class Conv2d(_MatrixLayer):
 
 
 @dataclass(frozen=True, eq=False)
+class MaxPool2d:
+    """Maximum over `size` x `size` windows at stride `size` (a remainder row or column
+    is dropped)."""
+    name: str
+    size: int = 2
+
+    def __post_init__(self):
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 2:
+            raise NetworkError(f"layer {self.name!r}: size must be an integer of at least 2, "
+                               f"not {self.size!r}")
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise NetworkError(f"layer {self.name!r} pools (height, width, channels) images, "
+                               f"not an activation of shape {input_shape}")
+        height, width, channels = input_shape
+        if height < self.size or width < self.size:
+            raise NetworkError(f"layer {self.name!r}: its {self.size}x{self.size} window is "
+                               f"larger than its {height}x{width} input")
+        return (height // self.size, width // self.size, channels)
+
+    def windows(self, x):
+        """`x` cropped to whole windows, as (batch, out_h, size, out_w, size, channels)."""
+        k = self.size
+        out_h, out_w = x.shape[1] // k, x.shape[2] // k
+        return x[:, :out_h * k, :out_w * k].reshape(len(x), out_h, k, out_w, k, x.shape[3])
+
+    def forward(self, x):
+        return self.windows(x).max(axis=(2, 4))
+
+
+@dataclass(frozen=True, eq=False)
 class Flatten:
     """Images to vectors, in (y, x, channel) order."""
     name: str
@@ -166,7 +199,7 @@ class Flatten:
         return x.reshape(len(x), -1)
 
 
-LAYER_TYPES = (Dense, Conv2d, Flatten)
+LAYER_TYPES = (Dense, Conv2d, MaxPool2d, Flatten)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,9 +7,10 @@ import numpy as np
 
 from golden import quantize_multiplier, requantize
 
-from .network import Conv2d, Flatten, Network, NetworkError, im2col
+from .network import Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col
 
-__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedFlatten",
+__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedMaxPool2d",
+           "QuantizedFlatten",
            "QuantizedNetwork", "calibrate", "quantize"]
 
 
@@ -88,6 +89,21 @@ class QuantizedFlatten:
 
 
 @dataclass(frozen=True, eq=False)
+class QuantizedMaxPool2d:
+    """Max commutes with the monotonic int8 mapping: the same scale in and out."""
+    name: str
+    input: TensorQuant
+    size: int = 2
+
+    @property
+    def output(self):
+        return self.input
+
+    def forward(self, x_q):
+        return MaxPool2d(self.name, self.size).forward(np.asarray(x_q))
+
+
+@dataclass(frozen=True, eq=False)
 class QuantizedNetwork:
     layers: tuple
     input_shape: tuple = None
@@ -146,9 +162,10 @@ def quantize(network, samples, method="minmax", percentile=99.99):
     layers = []
     for index, layer in enumerate(network.layers):
         x_quant, y_quant = ranges[index], ranges[index + 1]
-        if isinstance(layer, Flatten):
-            ranges[index + 1] = x_quant                 # the same numbers, reshaped
-            layers.append(QuantizedFlatten(layer.name, x_quant))
+        if isinstance(layer, (Flatten, MaxPool2d)):
+            ranges[index + 1] = x_quant                 # the same numbers, fewer or reshaped
+            layers.append(QuantizedFlatten(layer.name, x_quant) if isinstance(layer, Flatten)
+                          else QuantizedMaxPool2d(layer.name, x_quant, layer.size))
             continue
         max_abs = np.abs(layer.matrix).max(axis=0)
         w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)

@@ -3,7 +3,7 @@ scratch and the short fine-tuning that recovers accuracy after pruning (masks he
 
 import numpy as np
 
-from .network import Conv2d, Dense, Flatten, Network, col2im
+from .network import Conv2d, Dense, Flatten, MaxPool2d, Network, col2im
 
 __all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 
@@ -17,14 +17,20 @@ def init_mlp(sizes, rng):
     return Network(tuple(layers))
 
 
-def init_cnn(input_shape, convs, classes, rng):
-    """He-initialised convolutions, then Flatten and a Dense classifier. `convs` holds
-    (kernel, out channels, stride) per convolution."""
+def init_cnn(input_shape, features, classes, rng):
+    """He-initialised convolutions and poolings, then Flatten and a Dense classifier.
+    `features` holds (kernel, out channels, stride) per convolution, ("maxpool", size)
+    per pooling."""
     layers, shape = [], tuple(input_shape)
-    for i, (kernel, channels, stride) in enumerate(convs):
-        fan_in = kernel * kernel * shape[2]
-        layer = Conv2d(f"conv{i}", rng.normal(0, np.sqrt(2 / fan_in), (kernel, kernel, shape[2], channels)),
-                       np.zeros(channels), stride=stride)
+    for i, spec in enumerate(features):
+        if spec[0] == "maxpool":
+            layer = MaxPool2d(f"pool{i}", spec[1])
+        else:
+            kernel, channels, stride = spec
+            fan_in = kernel * kernel * shape[2]
+            layer = Conv2d(f"conv{i}", rng.normal(0, np.sqrt(2 / fan_in),
+                                                  (kernel, kernel, shape[2], channels)),
+                           np.zeros(channels), stride=stride)
         layers.append(layer)
         shape = layer.output_shape(shape)
     features = int(np.prod(shape))
@@ -42,6 +48,16 @@ def _backward(layer, x, y, grad_y):
     """(input gradient, matrix gradient or None, bias gradient or None) of one layer."""
     if isinstance(layer, Flatten):
         return grad_y.reshape(x.shape), None, None
+    if isinstance(layer, MaxPool2d):
+        # To the window's maximum (shared equally between ties).
+        windows = layer.windows(x)
+        winners = windows == y[:, :, None, :, None, :]
+        share = winners / winners.sum(axis=(2, 4), keepdims=True)
+        grad_x = np.zeros_like(x)
+        k, (out_h, out_w) = layer.size, y.shape[1:3]
+        grad_x[:, :out_h * k, :out_w * k] = (share * grad_y[:, :, None, :, None, :]).reshape(
+            len(x), out_h * k, out_w * k, x.shape[3])
+        return grad_x, None, None
     if layer.relu:
         grad_y = grad_y * (y > 0)
     patches = layer.patches(x)
@@ -60,7 +76,7 @@ def train(network, x, y, epochs, rng, lr=0.05, batch=32, masks=None, progress=No
     """Mini-batch SGD with momentum on softmax cross-entropy; `masks` (by layer name,
     shaped like the layer's matrix) keep pruned weights at zero."""
     layers = list(network.layers)
-    trained = [i for i, layer in enumerate(layers) if not isinstance(layer, Flatten)]
+    trained = [i for i, layer in enumerate(layers) if hasattr(layer, "matrix")]
     velocity = {i: (np.zeros_like(layers[i].matrix), np.zeros_like(layers[i].bias)) for i in trained}
     x = network._check_input(x)
     classes = network.shapes[-1][0]

@@ -12,6 +12,7 @@ MVM            per vector: amem read 1 + feed 1 + convert N + 2 per selected til
 REQUANT        entries + 4: one psum and parameter read a cycle into the requantiser
                pipeline (all cols lanes at once); entry i is written 4 cycles after
                its read (an empty run: 0)
+MAX            per entry: 3 (read one operand, read the other, write the maximum)
 =============  =====================================================================
 """
 
@@ -26,7 +27,7 @@ from .regmap import COUNTERS
 from .requant import requantize
 
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
-           "program_cycles", "mvm_vector_cycles", "requant_cycles"]
+           "program_cycles", "mvm_vector_cycles", "requant_cycles", "max_entry_cycles"]
 
 FETCH_DECODE_CYCLES = 3
 REQUANT_LATENCY = 4             # psum read 1 + requantiser stages 3
@@ -42,6 +43,10 @@ def mvm_vector_cycles(config, tiles):
 
 def requant_cycles(config, entries):
     return entries + REQUANT_LATENCY if entries else 0
+
+
+def max_entry_cycles(config):
+    return 3
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,8 @@ class Device:
                     counters["instructions"] += 1
                     return RunResult(True, ErrorCode.NONE, 0, counters, self._deltas(steps))
                 execute = {Opcode.PROGRAM: self._program, Opcode.MVM: self._mvm,
-                           Opcode.REQUANT: self._requant}.get(instruction.opcode)
+                           Opcode.REQUANT: self._requant,
+                           Opcode.MAX: self._max}.get(instruction.opcode)
                 if execute is None:
                     raise ProgramError(ErrorCode.ILLEGAL_OPCODE)
                 execute(instruction)
@@ -231,4 +237,20 @@ class Device:
         k["psum_reads"] += n
         k["qmem_reads"] += n
         k["requantizations"] += n * c.cols
+        k["amem_writes"] += n
+
+    def _max(self, ins):
+        c = self.config
+        self._check_run(ins.src, ins.src_stride, ins.count, c.amem_depth)
+        self._check_run(ins.aux, ins.aux2, ins.count, c.amem_depth)
+        self._check_run(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
+        n = ins.count
+        # Entry by entry, so that a run writing what a later entry reads sees the write.
+        for a, b, d in zip(_run_addresses(ins.src, ins.src_stride, n),
+                           _run_addresses(ins.aux, ins.aux2, n),
+                           _run_addresses(ins.dst, ins.dst_stride, n)):
+            self.amem[d] = np.maximum(self.amem[a], self.amem[b])
+        k = self.counters
+        k["cycles"] += n * max_entry_cycles(c)
+        k["amem_reads"] += 2 * n
         k["amem_writes"] += n

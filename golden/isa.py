@@ -24,13 +24,18 @@ REQUANT count, src, src_stride, dst, dst_stride, qentry, lane_block
     ``cols`` channels of quantisation parameters in qmem entry ``qentry`` (``aux``), all
     lanes at once, and write the ``cols`` int8 results to lanes ``lane_block*cols ..``
     of activation entry ``dst + i*dst_stride`` (``aux2`` holds ``lane_block``).
+MAX count, src, src_stride, other, other_stride, dst, dst_stride
+    For each ``i < count``: activation entry ``dst + i*dst_stride`` becomes the lane-wise
+    maximum (int8) of entries ``src + i*src_stride`` and ``other + i*other_stride``
+    (``aux`` and ``aux2`` hold ``other`` and ``other_stride``), entry by entry. Max pooling
+    is a chain of these.
 """
 
 import enum
 from dataclasses import dataclass
 
 __all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "WORDS_PER_INSTRUCTION",
-           "halt", "program", "mvm", "requant", "encode", "decode", "encode_program",
+           "halt", "program", "mvm", "requant", "vmax", "encode", "decode", "encode_program",
            "FLAG_ACCUMULATE"]
 
 WORDS_PER_INSTRUCTION = 4
@@ -50,6 +55,7 @@ class Opcode(enum.IntEnum):
     PROGRAM = 1
     MVM = 2
     REQUANT = 3
+    MAX = 4
 
 
 class ErrorCode(enum.IntEnum):
@@ -114,6 +120,11 @@ def mvm(tiles, count, src, dst, src_stride=1, dst_stride=1, tile_stride=0, accum
 def requant(count, src, dst, qentry, lane_block=0, src_stride=1, dst_stride=1):
     return Instruction(Opcode.REQUANT, count=count, src=src, src_stride=src_stride, dst=dst,
                        dst_stride=dst_stride, aux=qentry, aux2=lane_block)
+
+
+def vmax(count, src, other, dst, src_stride=1, other_stride=1, dst_stride=1):
+    return Instruction(Opcode.MAX, count=count, src=src, src_stride=src_stride, dst=dst,
+                       dst_stride=dst_stride, aux=other, aux2=other_stride)
 
 
 def encode(instruction):

@@ -102,6 +102,8 @@ class Sequencer(wiring.Component):
         step = Signal(range(c.rows + 1))          # PROGRAM row
         to_read = Signal(16)                   # REQUANT entries not yet read
         in_flight = Signal(1 + Requantizer.latency)   # REQUANT: an entry at each stage
+        other = Signal(40)                     # MAX: the second operand's entry
+        first_operand = Signal(c.rows * INPUT_BITS)
 
         # Run ends: DECODE registers them, CHECK compares (golden.device, in order).
         # Multiplying only the bits an in-range run can have keeps the products small.
@@ -119,9 +121,11 @@ class Sequencer(wiring.Component):
             return Mux(beyond, (1 << ends_width) - 1, end)
 
         src_end = Signal(ends_width)
+        other_end = Signal(ends_width)         # MAX: aux + aux2 * (count - 1)
         dst_end = Signal(ends_width)
         rank_span = Signal(ends_width)         # MVM: psum offset of the last tile rank
         decode_ends = [src_end.eq(run_end(word.src, word.src_stride, word.count)),
+                       other_end.eq(run_end(word.aux, word.aux2, word.count)),
                        dst_end.eq(run_end(word.dst, word.dst_stride, word.count)),
                        rank_span.eq(run_end(Const(0, 16), word.aux, selected))]
 
@@ -136,6 +140,8 @@ class Sequencer(wiring.Component):
         misaligned_requant = ins.aux2 >= c.rows // c.cols
         bad_addr_requant = (past(src_end, c.psum_depth) | past(dst_end, c.amem_depth)
                             | (ins.aux >= c.qmem_depth))
+        bad_addr_max = (past(src_end, c.amem_depth) | past(other_end, c.amem_depth)
+                        | past(dst_end, c.amem_depth))
 
         # The tile of the lowest remaining rank, one-hot.
         current = Signal(c.tiles)
@@ -204,6 +210,7 @@ class Sequencer(wiring.Component):
 
             with m.State("CHECK"):
                 m.d.sync += [count.eq(ins.count), to_read.eq(ins.count), src.eq(ins.src),
+                             other.eq(ins.aux),
                              dst.eq(ins.dst), tile_addr.eq(ins.dst), step.eq(0),
                              remaining.eq(ins.tile[:c.tiles]), in_flight.eq(0)]
                 valid = Signal()
@@ -241,6 +248,8 @@ class Sequencer(wiring.Component):
                     with m.Case(Opcode.REQUANT):
                         dispatch([(misaligned_requant, ErrorCode.MISALIGNED),
                                   (bad_addr_requant, ErrorCode.BAD_ADDRESS)], "REQUANT")
+                    with m.Case(Opcode.MAX):
+                        dispatch([(bad_addr_max, ErrorCode.BAD_ADDRESS)], "MAX_READ_FIRST")
                     with m.Default():
                         stop(ErrorCode.ILLEGAL_OPCODE)
                 m.d.comb += ev.instructions.eq(valid)
@@ -319,5 +328,28 @@ class Sequencer(wiring.Component):
                     m.d.sync += [count.eq(count - 1), dst.eq(dst + ins.dst_stride)]
                     with m.If(count == 1):
                         next_instruction()
+
+            # MAX, per entry: read one operand, read the other, write the lane-wise maximum.
+            with m.State("MAX_READ_FIRST"):
+                m.d.comb += [self.amem_en.eq(1), self.amem_addr.eq(src)]
+                m.next = "MAX_READ_OTHER"
+            with m.State("MAX_READ_OTHER"):
+                m.d.comb += [self.amem_en.eq(1), self.amem_addr.eq(other)]
+                m.d.sync += first_operand.eq(self.amem_data)
+                m.next = "MAX_WRITE"
+            with m.State("MAX_WRITE"):
+                lanes = []
+                for r in range(c.rows):
+                    a = first_operand[r * INPUT_BITS:(r + 1) * INPUT_BITS].as_signed()
+                    b = self.amem_data[r * INPUT_BITS:(r + 1) * INPUT_BITS].as_signed()
+                    lanes.append(Mux(a > b, a, b))
+                m.d.comb += [self.amem_waddr.eq(dst), self.amem_wdata.eq(Cat(lanes)),
+                             self.amem_wen.eq((1 << c.rows) - 1)]
+                m.d.sync += [src.eq(src + ins.src_stride), other.eq(other + ins.aux2),
+                             dst.eq(dst + ins.dst_stride), count.eq(count - 1)]
+                with m.If(count == 1):
+                    next_instruction()
+                with m.Else():
+                    m.next = "MAX_READ_FIRST"
 
         return m

@@ -175,6 +175,7 @@ def error_programs(config):
         "BAD_TILE_MASK": [isa.mvm(0, 1, 0, 0), isa.halt()],
         ErrorCode.BAD_ADDRESS: [isa.mvm(1, 2, c.amem_depth - 1, 0), isa.halt()],
         "BAD_ADDRESS_QMEM": [isa.requant(1, 0, 0, c.qmem_depth), isa.halt()],
+        "BAD_ADDRESS_MAX_OTHER": [isa.vmax(2, 0, c.amem_depth - 2, 0, other_stride=2), isa.halt()],
         ErrorCode.MISALIGNED: [isa.program(0, 1), isa.halt()],
         "MISALIGNED_LANE": [isa.requant(1, 0, 0, 0, lane_block=c.rows // c.cols), isa.halt()],
         ErrorCode.PC_OVERFLOW: [isa.mvm(1, 0, 0, 0)] * c.imem_depth,

@@ -46,7 +46,7 @@ def random_program(config, rng, length):
     """`length` random legal instructions, then HALT."""
     program = []
     for _ in range(length):
-        kind = rng.choice(["program", "mvm", "mvm", "requant"])
+        kind = rng.choice(["program", "mvm", "mvm", "requant", "max"])
         if kind == "program":
             tile = int(rng.integers(config.tiles))
             image = int(rng.integers(config.wmem_depth // config.rows))
@@ -62,6 +62,12 @@ def random_program(config, rng, length):
             dst, dst_stride = _place(rng, config.psum_depth - tile_stride * (ranks - 1), count)
             program.append(isa.mvm(mask, count, src, dst, src_stride, dst_stride, tile_stride,
                                    accumulate=bool(rng.random() < 0.5)))
+        elif kind == "max":
+            count = _count(rng)
+            src, src_stride = _place(rng, config.amem_depth, count)
+            other, other_stride = _place(rng, config.amem_depth, count)
+            dst, dst_stride = _place(rng, config.amem_depth, count)
+            program.append(isa.vmax(count, src, other, dst, src_stride, other_stride, dst_stride))
         else:
             count = _count(rng)
             src, src_stride = _place(rng, config.psum_depth, count)
@@ -80,6 +86,6 @@ def written_entries(instructions):
             ranks = bin(ins.tile).count("1")
             psum |= {ins.dst + i * ins.dst_stride + j * ins.aux
                      for i in range(ins.count) for j in range(ranks)}
-        elif ins.opcode == isa.Opcode.REQUANT:
+        elif ins.opcode in (isa.Opcode.REQUANT, isa.Opcode.MAX):
             amem |= {ins.dst + i * ins.dst_stride for i in range(ins.count)}
     return sorted(psum), sorted(amem)

@@ -122,3 +122,34 @@ def test_cnn_mapping_errors_name_the_layer():
     program = generate(*(lambda q: (q, map_network(q, CONFIG)))(
         quantize(small_cnn(rng), rng.uniform(0, 1, (4, 8, 8, 1)))))
     assert len(program.inference) <= CONFIG.imem_depth
+
+
+def test_maxpool_through_the_compiler():
+    rng = np.random.default_rng(6)
+    # conv (host im2col) -> 2x2 max pool (MAX chains) -> conv on the pooled image -> dense.
+    net = init_cnn((8, 8, 1), [(3, 16, 1), ("maxpool", 2), (2, 16, 1)], 10, rng)
+    assert net.shapes[2] == (3, 3, 16) and net.shapes[3] == (2, 2, 16)
+    x, y = rng.uniform(0, 1, (12, 8, 8, 1)), rng.integers(0, 10, 12)
+    net = train(net, x, y, 2, rng)                   # runs the pooling backward pass
+    qnet = quantize(net, x)
+    x_q = qnet.input.quantize(x)
+    pooled = qnet.layers[1].forward(qnet.layers[0].forward(x_q))
+    assert np.array_equal(pooled[:, 1, 2], qnet.layers[0].forward(x_q)[:, 2:4, 4:6].max(axis=(1, 2)))
+    network_map = map_network(qnet, CONFIG)
+    program = generate(qnet, network_map)
+    assert any(ins.opcode == 4 for ins in program.inference)          # MAX
+    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+
+
+def test_pool_errors_name_the_layer():
+    from firmware.network import MaxPool2d
+    with pytest.raises(NetworkError, match="layer 'p': size must be an integer of at least 2"):
+        MaxPool2d("p", 1)
+    with pytest.raises(NetworkError, match="layer 'p': its 4x4 window is larger than its 3x3 input"):
+        Network((MaxPool2d("p", 4), Flatten("f")), (3, 3, 2))
+    host_pool = Network((MaxPool2d("p", 2), Flatten("f"), Dense("d", np.ones((8, 2)), np.zeros(2))),
+                        (4, 4, 2))
+    qnet = quantize(host_pool, np.random.default_rng(0).uniform(0, 1, (4, 4, 4, 2)))
+    with pytest.raises(MappingError, match="layer 'p': pooling runs on an image a Conv2d"):
+        map_network(qnet, CONFIG)

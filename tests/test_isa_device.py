@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from golden import AccelConfig, crossbar_mvm, isa, requantize
-from golden.device import (Device, QuantParams, mvm_vector_cycles, pack_quant_params,
+from golden.device import (Device, QuantParams, max_entry_cycles, mvm_vector_cycles,
+                           pack_quant_params,
                            program_cycles, requant_cycles, unpack_quant_params)
 from golden.isa import ErrorCode
 from golden.regmap import memory_windows
@@ -103,6 +104,8 @@ def test_multi_tile_mvm_writes_by_rank():
     ([isa.mvm(3, 1, 0, 31, tile_stride=1)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.requant(1, 0, 0, 32)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.requant(1, 0, 0, 0, lane_block=1)], ErrorCode.MISALIGNED, 0),
+    ([isa.vmax(2, 0, 30, 4, other_stride=2)], ErrorCode.BAD_ADDRESS, 0),
+    ([isa.vmax(2, 0, 4, 31, dst_stride=1)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.mvm(1, 0, 0, 0)] * 16, ErrorCode.PC_OVERFLOW, 16),
 ])
 def test_errors_stop_with_their_code(program, code, pc):
@@ -111,6 +114,24 @@ def test_errors_stop_with_their_code(program, code, pc):
     result = device.run()
     assert (result.done, result.error, result.error_pc) == (False, code, pc)
     assert result.counters["instructions"] == min(pc, 16)
+
+
+def test_max_is_lane_wise_and_sequential():
+    rng = np.random.default_rng(3)
+    device = small_device(rng)
+    before = device.amem.copy()
+    # Entries 0..2 against 8..10 into 20..22, then a run that reads what it writes.
+    program = [isa.vmax(3, 0, 8, 20, other_stride=2), isa.vmax(2, 20, 21, 21), isa.halt()]
+    device.load_program(isa.encode_program(program))
+    result = device.run()
+    expected = np.maximum(before[0:3], before[8:13:2])
+    assert np.array_equal(device.amem[20], expected[0])
+    first = np.maximum(expected[0], expected[1])
+    assert np.array_equal(device.amem[21], first)
+    assert np.array_equal(device.amem[22], np.maximum(first, expected[2]))
+    k = result.counters
+    assert k["cycles"] == 3 * 3 + 5 * max_entry_cycles(CONFIG)
+    assert (k["amem_reads"], k["amem_writes"], k["instructions"]) == (10, 5, 3)
 
 
 def test_program_too_long():
