@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -n 2 -m "not slow"
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,fpga]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,9 +22,9 @@ test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest -n 2
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m pip install --quiet -e '.[test,fpga]'
 	$(VENV)/bin/python bench/sim_speed.py
 	$(VENV)/bin/python bench/ecp5_resources.py
+	$(VENV)/bin/python bench/fpga_builds.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
