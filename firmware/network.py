@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "Flatten", "Network", "im2col",
-           "col2im"]
+__all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Network",
+           "im2col", "col2im"]
 
 
 class NetworkError(ValueError):
@@ -188,6 +188,15 @@ class MaxPool2d:
 
 
 @dataclass(frozen=True, eq=False)
+class AvgPool2d(MaxPool2d):
+    """Mean over `size` x `size` windows at stride `size`. On the accelerator it is a
+    convolution with fixed identity taps (the crossbar sums, requantisation divides)."""
+
+    def forward(self, x):
+        return self.windows(x).mean(axis=(2, 4))
+
+
+@dataclass(frozen=True, eq=False)
 class Flatten:
     """Images to vectors, in (y, x, channel) order."""
     name: str
@@ -199,7 +208,7 @@ class Flatten:
         return x.reshape(len(x), -1)
 
 
-LAYER_TYPES = (Dense, Conv2d, MaxPool2d, Flatten)
+LAYER_TYPES = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten)
 
 
 @dataclass(frozen=True, eq=False)

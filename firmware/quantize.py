@@ -7,7 +7,7 @@ import numpy as np
 
 from golden import quantize_multiplier, requantize
 
-from .network import Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col
+from .network import AvgPool2d, Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col
 
 __all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedMaxPool2d",
            "QuantizedFlatten",
@@ -154,6 +154,17 @@ def calibrate(network, samples, method="minmax", percentile=99.99):
     return ranges
 
 
+def _average_as_convolution(pool, quant, channels):
+    """Average pooling as a convolution with identity taps: the crossbar sums the window,
+    the requantiser divides by its size; input and output share `quant`."""
+    k = pool.size
+    weights = np.tile(np.eye(channels, dtype=np.int64), (k * k, 1))      # (ky, kx, c) rows
+    multiplier, shift = quantize_multiplier(1.0 / (k * k))
+    return QuantizedConv2d(pool.name, weights, np.full(channels, -quant.zero_point * k * k),
+                           np.full(channels, multiplier), np.full(channels, shift), quant,
+                           quant, False, kernel=(k, k), stride=k)
+
+
 def quantize(network, samples, method="minmax", percentile=99.99):
     """Quantise `network` to int8 with activation ranges calibrated on `samples`."""
     if not isinstance(network, Network):
@@ -162,6 +173,10 @@ def quantize(network, samples, method="minmax", percentile=99.99):
     layers = []
     for index, layer in enumerate(network.layers):
         x_quant, y_quant = ranges[index], ranges[index + 1]
+        if isinstance(layer, AvgPool2d):
+            ranges[index + 1] = x_quant
+            layers.append(_average_as_convolution(layer, x_quant, network.shapes[index][2]))
+            continue
         if isinstance(layer, (Flatten, MaxPool2d)):
             ranges[index + 1] = x_quant                 # the same numbers, fewer or reshaped
             layers.append(QuantizedFlatten(layer.name, x_quant) if isinstance(layer, Flatten)

@@ -3,7 +3,7 @@ scratch and the short fine-tuning that recovers accuracy after pruning (masks he
 
 import numpy as np
 
-from .network import Conv2d, Dense, Flatten, MaxPool2d, Network, col2im
+from .network import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, col2im
 
 __all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 
@@ -20,11 +20,11 @@ def init_mlp(sizes, rng):
 def init_cnn(input_shape, features, classes, rng):
     """He-initialised convolutions and poolings, then Flatten and a Dense classifier.
     `features` holds (kernel, out channels, stride) per convolution, ("maxpool", size)
-    per pooling."""
+    or ("avgpool", size) per pooling."""
     layers, shape = [], tuple(input_shape)
     for i, spec in enumerate(features):
-        if spec[0] == "maxpool":
-            layer = MaxPool2d(f"pool{i}", spec[1])
+        if spec[0] in ("maxpool", "avgpool"):
+            layer = (MaxPool2d if spec[0] == "maxpool" else AvgPool2d)(f"pool{i}", spec[1])
         else:
             kernel, channels, stride = spec
             fan_in = kernel * kernel * shape[2]
@@ -49,10 +49,13 @@ def _backward(layer, x, y, grad_y):
     if isinstance(layer, Flatten):
         return grad_y.reshape(x.shape), None, None
     if isinstance(layer, MaxPool2d):
-        # To the window's maximum (shared equally between ties).
+        # Average: to every input of the window; max: to its maximum (ties share).
         windows = layer.windows(x)
-        winners = windows == y[:, :, None, :, None, :]
-        share = winners / winners.sum(axis=(2, 4), keepdims=True)
+        if isinstance(layer, AvgPool2d):
+            share = np.full(windows.shape, 1.0 / layer.size ** 2)
+        else:
+            winners = windows == y[:, :, None, :, None, :]
+            share = winners / winners.sum(axis=(2, 4), keepdims=True)
         grad_x = np.zeros_like(x)
         k, (out_h, out_w) = layer.size, y.shape[1:3]
         grad_x[:, :out_h * k, :out_w * k] = (share * grad_y[:, :, None, :, None, :]).reshape(

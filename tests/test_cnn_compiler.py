@@ -153,3 +153,23 @@ def test_pool_errors_name_the_layer():
     qnet = quantize(host_pool, np.random.default_rng(0).uniform(0, 1, (4, 4, 4, 2)))
     with pytest.raises(MappingError, match="layer 'p': pooling runs on an image a Conv2d"):
         map_network(qnet, CONFIG)
+
+
+def test_avgpool_runs_on_the_crossbar_as_identity_taps():
+    from firmware.quantize import QuantizedConv2d
+    rng = np.random.default_rng(7)
+    net = init_cnn((8, 8, 1), [(3, 16, 1), ("avgpool", 2), (2, 16, 1)], 10, rng)
+    x = rng.uniform(0, 1, (10, 8, 8, 1))
+    assert np.allclose(net.layers[1].forward(np.ones((1, 6, 6, 2)) * 3), 3)
+    net = train(net, x, rng.integers(0, 10, 10), 2, rng)
+    qnet = quantize(net, x)
+    pool = qnet.layers[1]
+    assert isinstance(pool, QuantizedConv2d) and pool.input == pool.output
+    x_q = qnet.input.quantize(x)
+    conv_q = qnet.layers[0].forward(x_q)
+    exact = conv_q[:, :6, :6].reshape(10, 3, 2, 3, 2, 16).mean(axis=(2, 4))
+    assert np.abs(pool.forward(conv_q) - exact).max() <= 0.5     # rounded, not truncated
+    network_map = map_network(qnet, CONFIG)
+    assert network_map.layers[1].k_blocks == 4                   # one block per window tap
+    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
