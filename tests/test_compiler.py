@@ -35,7 +35,7 @@ def random_network(rng, sizes=(40, 24, 10)):
     (lambda: Network(()), "at least one layer"),
     (lambda: Network((Dense("a", np.zeros((3, 4)), np.zeros(4)), Dense("b", np.zeros((5, 2)), np.zeros(2)))),
      "layer 'b' takes 5 inputs, not an activation of shape (4,), which 'a' gives"),
-    (lambda: Network(("conv3x3",)), "layer 0 (str) is not supported; supported: Dense, Conv2d, MaxPool2d, Flatten"),
+    (lambda: Network(("conv3x3",)), "layer 0 (str) is not supported; supported: Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten"),
 ])
 def test_network_errors_name_the_layer(build, message):
     with pytest.raises(NetworkError) as info:
