@@ -22,8 +22,8 @@ def matrix_row_layout(network, rows):
     """{matrix layer name: (padded row index of each matrix row, padded row count)}, for a
     float or a quantised network (matrix layers have `matrix`, convolutions `kernel`)."""
     layouts, image = {}, None          # image: (height, width, channels) made on-device
-    for index, (layer, shape) in enumerate(zip(network.layers, network.shapes)):
-        if hasattr(layer, "size"):                       # MaxPool2d: a smaller image
+    for index, layer in enumerate(network.layers):
+        if hasattr(layer, "size"):                       # a pooling: a smaller image
             image = network.shapes[index + 1]
             continue
         if not hasattr(layer, "matrix"):
@@ -39,8 +39,8 @@ def matrix_row_layout(network, rows):
                 taps = np.arange(kh * kw).repeat(channels)
             else:
                 taps = np.arange(height * width).repeat(channels)
-            index_ = taps * group + np.tile(np.arange(channels), len(taps) // channels)
-            layouts[layer.name] = (index_, (len(taps) // channels) * group)
+            padded_rows = taps * group + np.tile(np.arange(channels), len(taps) // channels)
+            layouts[layer.name] = (padded_rows, (len(taps) // channels) * group)
         image = network.shapes[index + 1] if hasattr(layer, "kernel") else None
     return layouts
 
