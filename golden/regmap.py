@@ -16,7 +16,7 @@ __all__ = ["ID_VALUE", "VERSION", "CSR", "CAPABILITIES", "COUNTERS", "COUNTER_BA
            "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "decode_status", "ADDRESS_BITS"]
 
 ID_VALUE = 0x5445_5353          # "TESS"
-VERSION = 0x0001_0000           # 1.0
+VERSION = 0x0001_0001           # 1.1: MAX, the pipelined REQUANT and the CHECK cycle
 ADDRESS_BITS = 23
 WINDOW_SPAN = 0x10_0000     # 1 MiB per memory window
 
