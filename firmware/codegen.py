@@ -109,10 +109,13 @@ def generate(qnet, network_map):
                     tiles = list(range(len(tile_run)))
                     inference += [isa.program(t, lm.images[(kb, nb)] * R)
                                   for t, nb in zip(tiles, tile_run)]
+                # A residual add reads its skip blocks from an earlier layer's output.
+                source = m.steps[lm.k_inputs[kb]] if kb in lm.k_inputs else lm
+                sample_stride = source.input_entries if lm.positions == 1 else lm.position_stride
                 for count, src, dst in runs:
                     inference.append(isa.mvm(
-                        tiles, count, lm.input_base + src + lm.k_offsets[kb],
-                        lm.psum_base + dst + tile_run[0], src_stride=lm.position_stride,
+                        tiles, count, source.input_base + src + lm.k_offsets[kb],
+                        lm.psum_base + dst + tile_run[0], src_stride=sample_stride,
                         dst_stride=lm.n_blocks, tile_stride=1,
                         accumulate=bool(accumulate[tile_run[0]])))
             seen_nb[nbs] = True

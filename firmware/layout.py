@@ -29,7 +29,12 @@ def matrix_row_layout(network, rows):
         if not hasattr(layer, "matrix"):
             continue                                     # Flatten
         k = layer.matrix.shape[0]
-        if image is None:
+        if hasattr(layer, "source"):                     # residual add: [x; skip], each whole blocks
+            half = k // 2
+            blocks = _blocks(half, rows) * rows
+            layouts[layer.name] = (np.concatenate([np.arange(half), blocks + np.arange(half)]),
+                                   2 * blocks)
+        elif image is None:
             layouts[layer.name] = (np.arange(k), _blocks(k, rows) * rows)
         else:
             height, width, channels = image

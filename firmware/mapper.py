@@ -19,7 +19,7 @@ import numpy as np
 
 from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
-from .quantize import QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
+from .quantize import QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
 
 __all__ = ["LayerMap", "PoolMap", "NetworkMap", "map_network", "input_entries", "MappingError"]
 
@@ -43,6 +43,8 @@ class LayerMap:
     input_entries: int           # entries of one sample's input tensor
     output_entries: int          # entries of one position's output (channels / rows lanes)
     sample_runs: list            # MVM runs of one sample: (count, input offset, first position)
+    k_inputs: dict = field(default_factory=dict)   # K block -> step whose input tensor
+                                                    # holds it, when not this layer's
     input_base: int = 0          # amem entry of sample 0's input tensor
     psum_base: int = 0           # psum entry of (sample 0, position 0, nb 0)
     qmem_base: int = 0           # qmem entry of output block 0 (cols channels an entry)
@@ -104,7 +106,13 @@ def _lower(qnet, config):
         raise MappingError(f"layer {qnet.layers[-1].name!r}: the last layer must be Dense "
                            f"(the output is read back as one vector per sample)")
     maps, image = [], None       # image: (producer step, row pitch, valid width)
+    consumer = {}                # layer name -> the step whose input tensor is its output
+    previous = None              # the last layer that wrote a tensor
     for index, layer in enumerate(qnet.layers):
+        if isinstance(layer, (QuantizedDense, QuantizedMaxPool2d)) and previous is not None:
+            consumer.setdefault(previous, len(maps))
+        if isinstance(layer, (QuantizedDense, QuantizedMaxPool2d)):
+            previous = layer.name
         if isinstance(layer, QuantizedMaxPool2d):
             if image is None:
                 raise MappingError(f"layer {layer.name!r}: pooling runs on an image a Conv2d "
@@ -127,7 +135,17 @@ def _lower(qnet, config):
         cells = int(nonzero.sum()) * R * C
         stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
         out_shape = qnet.shapes[index + 1]
-        if image is None:                                # the host writes the vectors
+        k_inputs = {}
+        if isinstance(layer, QuantizedAdd):
+            if image is not None or len(out_shape) != 1 or layer.source not in consumer:
+                raise MappingError(f"layer {layer.name!r}: the mapper adds vectors made on the "
+                                   f"device (after Dense layers); this residual add is not that")
+            half = kb // 2
+            k_inputs = {b: consumer[layer.source] for b in range(half, kb)}
+            k_offsets = list(range(half)) * 2
+            positions, stride, runs = 1, half, [(1, 0, 0)]
+            entries = half
+        elif image is None:                              # the host writes the vectors
             positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
             k_offsets, stride, entries = list(range(kb)), kb, positions * kb
             runs = [(positions, 0, 0)]
@@ -148,7 +166,7 @@ def _lower(qnet, config):
             k_offsets = [tap * group + b for tap in taps for b in range(group)]
             entries = producer.positions * group
         lm = LayerMap(layer.name, kb, nb, nonzero, {}, padded, stored_real / cells if cells else 0.0,
-                      positions, k_offsets, stride, entries, _blocks(nb * C, R), runs)
+                      positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs)
         maps.append(lm)
         if isinstance(layer, QuantizedConv2d):
             pitch = image[1] if image is not None else out_shape[1]

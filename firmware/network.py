@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Network",
-           "im2col", "col2im"]
+__all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Add",
+           "Network", "im2col", "col2im"]
 
 
 class NetworkError(ValueError):
@@ -208,7 +208,28 @@ class Flatten:
         return x.reshape(len(x), -1)
 
 
-LAYER_TYPES = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten)
+@dataclass(frozen=True, eq=False)
+class Add:
+    """Residual connection: its input plus the output of the earlier layer `source`
+    (same shape), then ReLU when `relu`."""
+    name: str
+    source: str
+    relu: bool = False
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x, skip):
+        y = x + skip
+        return np.maximum(y, 0) if self.relu else y
+
+
+LAYER_TYPES = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten, Add)
+
+
+def skip_index(layers, add):
+    """Index, in the list of activations (network input first), of what `add` adds."""
+    return 1 + [layer.name for layer in layers].index(add.source)
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,6 +265,15 @@ class Network:
             except NetworkError as error:
                 source = "the input" if i == 0 else repr(layers[i - 1].name)
                 raise NetworkError(f"{error}, which {source} gives") from None
+            if isinstance(layer, Add):
+                earlier = [other.name for other in layers[:i - 1]]
+                if layer.source not in earlier:
+                    raise NetworkError(f"layer {layer.name!r}: its source {layer.source!r} is not "
+                                       f"a layer before its input; earlier layers: {earlier}")
+                skipped = shapes[skip_index(layers, layer)]
+                if skipped != shapes[-1]:
+                    raise NetworkError(f"layer {layer.name!r} adds {layer.source!r}'s output of "
+                                       f"shape {skipped} to an input of shape {shapes[-1]}")
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "shapes", tuple(shapes))
@@ -275,5 +305,8 @@ class Network:
         """The input of every layer and the network's output, in order."""
         seen = [self._check_input(x)]
         for layer in self.layers:
-            seen.append(layer.forward(seen[-1]))
+            if isinstance(layer, Add):
+                seen.append(layer.forward(seen[-1], seen[skip_index(self.layers, layer)]))
+            else:
+                seen.append(layer.forward(seen[-1]))
         return seen

@@ -7,9 +7,10 @@ import numpy as np
 
 from golden import quantize_multiplier, requantize
 
-from .network import AvgPool2d, Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col
+from .network import (Add, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col,
+                      skip_index)
 
-__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedMaxPool2d",
+__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedAdd", "QuantizedMaxPool2d",
            "QuantizedFlatten",
            "QuantizedNetwork", "calibrate", "quantize"]
 
@@ -89,6 +90,16 @@ class QuantizedFlatten:
 
 
 @dataclass(frozen=True, eq=False)
+class QuantizedAdd(QuantizedDense):
+    """A residual add on the crossbar: ``[x, skip] @ [[diag(wa)], [diag(wb)]]``, the two
+    input scales as int8 weights, then the usual requantisation."""
+    source: str = ""
+
+    def forward(self, x_q, skip_q):
+        return super().forward(np.concatenate([x_q, skip_q], axis=-1))
+
+
+@dataclass(frozen=True, eq=False)
 class QuantizedMaxPool2d:
     """Max commutes with the monotonic int8 mapping: the same scale in and out."""
     name: str
@@ -125,9 +136,13 @@ class QuantizedNetwork:
         x_q = np.asarray(x_q, np.int64)
         if self.input_shape and x_q.ndim == 2 and len(self.input_shape) > 1:
             x_q = x_q.reshape(len(x_q), *self.input_shape)
+        seen = [x_q]
         for layer in self.layers:
-            x_q = layer.forward(x_q)
-        return x_q
+            if isinstance(layer, QuantizedAdd):
+                seen.append(layer.forward(seen[-1], seen[skip_index(self.layers, layer)]))
+            else:
+                seen.append(layer.forward(seen[-1]))
+        return seen[-1]
 
     def predict(self, x):
         """Float inputs in, class indices out, through the int8 reference."""
@@ -154,6 +169,36 @@ def calibrate(network, samples, method="minmax", percentile=99.99):
     return ranges
 
 
+def _requant_params(name, acc_scale, y_quant):
+    """Per-channel (multiplier, shift) for `acc_scale` to `y_quant`, and `y_quant` widened
+    until every channel's scale is below 1 (the hardware only shifts right)."""
+    if acc_scale.max() >= y_quant.scale:
+        y_quant = TensorQuant(float(acc_scale.max()) * (1 + 2.0 ** -20), y_quant.zero_point)
+    multipliers, shifts = [], []
+    for channel, scale in enumerate(acc_scale / y_quant.scale):
+        try:
+            m, s = quantize_multiplier(scale)
+        except ValueError as error:
+            raise NetworkError(f"layer {name!r}, output channel {channel}: {error}") from None
+        multipliers.append(m)
+        shifts.append(s)
+    return np.array(multipliers), np.array(shifts), y_quant
+
+
+def _add_on_crossbar(add, x_quant, skip_quant, y_quant, channels):
+    """The residual add as a QuantizedAdd: each input's scale, relative to the larger, is
+    an int8 weight on a diagonal (within 0.4 % of the ratio); the zero points fold into
+    the bias."""
+    largest = max(x_quant.scale, skip_quant.scale)
+    wa, wb = (int(round(127 * q.scale / largest)) for q in (x_quant, skip_quant))
+    weights = np.vstack([wa * np.eye(channels, dtype=np.int64), wb * np.eye(channels, dtype=np.int64)])
+    bias = np.full(channels, -(wa * x_quant.zero_point + wb * skip_quant.zero_point))
+    acc_scale = np.full(channels, largest / 127)
+    multipliers, shifts, y_quant = _requant_params(add.name, acc_scale, y_quant)
+    return QuantizedAdd(add.name, weights, bias, multipliers, shifts, x_quant, y_quant, add.relu,
+                        source=add.source)
+
+
 def _average_as_convolution(pool, quant, channels):
     """Average pooling as a convolution with identity taps: the crossbar sums the window,
     the requantiser divides by its size; input and output share `quant`."""
@@ -173,6 +218,11 @@ def quantize(network, samples, method="minmax", percentile=99.99):
     layers = []
     for index, layer in enumerate(network.layers):
         x_quant, y_quant = ranges[index], ranges[index + 1]
+        if isinstance(layer, Add):
+            layers.append(_add_on_crossbar(layer, x_quant, ranges[skip_index(network.layers, layer)],
+                                           y_quant, network.shapes[index][-1]))
+            ranges[index + 1] = layers[-1].output
+            continue
         if isinstance(layer, AvgPool2d):
             ranges[index + 1] = x_quant
             layers.append(_average_as_convolution(layer, x_quant, network.shapes[index][2]))
@@ -186,24 +236,12 @@ def quantize(network, samples, method="minmax", percentile=99.99):
         w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)
         w_q = np.clip(np.round(layer.matrix / w_scale), -127, 127).astype(np.int64)
         acc_scale = x_quant.scale * w_scale
-        if acc_scale.max() >= y_quant.scale:
-            # The hardware only shifts right: widen the output range until every
-            # channel's requantisation scale is below 1 (the next layer follows).
-            y_quant = TensorQuant(float(acc_scale.max()) * (1 + 2.0 ** -20), y_quant.zero_point)
-            ranges[index + 1] = y_quant
+        multipliers, shifts, y_quant = _requant_params(layer.name, acc_scale, y_quant)
+        ranges[index + 1] = y_quant                      # the next layer follows a widening
         bias = np.round(layer.bias / acc_scale).astype(np.int64) - x_quant.zero_point * w_q.sum(axis=0)
         if np.abs(bias).max(initial=0) >= 1 << 31:
             raise NetworkError(f"layer {layer.name!r}: quantised bias overflows int32")
-        multipliers, shifts = [], []
-        for channel, scale in enumerate(acc_scale / y_quant.scale):
-            try:
-                m, s = quantize_multiplier(scale)
-            except ValueError as error:
-                raise NetworkError(f"layer {layer.name!r}, output channel {channel}: {error}") from None
-            multipliers.append(m)
-            shifts.append(s)
-        fields = (layer.name, w_q, bias, np.array(multipliers), np.array(shifts),
-                  x_quant, y_quant, layer.relu)
+        fields = (layer.name, w_q, bias, multipliers, shifts, x_quant, y_quant, layer.relu)
         if isinstance(layer, Conv2d):
             layers.append(QuantizedConv2d(*fields, kernel=layer.kernel, stride=layer.stride))
         else:

@@ -3,7 +3,7 @@ scratch and the short fine-tuning that recovers accuracy after pruning (masks he
 
 import numpy as np
 
-from .network import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, col2im
+from .network import Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, col2im, skip_index
 
 __all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 
@@ -48,6 +48,8 @@ def _backward(layer, x, y, grad_y):
     """(input gradient, matrix gradient or None, bias gradient or None) of one layer."""
     if isinstance(layer, Flatten):
         return grad_y.reshape(x.shape), None, None
+    if isinstance(layer, Add):
+        return grad_y * (y > 0) if layer.relu else grad_y, None, None
     if isinstance(layer, MaxPool2d):
         # Average: to every input of the window; max: to its maximum (ties share).
         windows = layer.windows(x)
@@ -87,14 +89,17 @@ def train(network, x, y, epochs, rng, lr=0.05, batch=32, masks=None, progress=No
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
             idx = order[start:start + batch]
-            acts = [x[idx]]
-            for layer in layers:
-                acts.append(layer.forward(acts[-1]))
+            acts = network.with_layers(layers).activations(x[idx])
             logits = acts[-1] - acts[-1].max(axis=1, keepdims=True)
             probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
             grad = (probs - np.eye(classes)[y[idx]]) / len(idx)
+            skipped = {}                  # activation index -> gradient from a residual Add
             for i in reversed(range(len(layers))):
+                grad = grad + skipped.pop(i + 1, 0)
                 grad, grad_matrix, grad_bias = _backward(layers[i], acts[i], acts[i + 1], grad)
+                if isinstance(layers[i], Add):
+                    j = skip_index(layers, layers[i])
+                    skipped[j] = skipped.get(j, 0) + grad
                 if grad_matrix is None:
                     continue
                 v_matrix, v_bias = velocity[i]

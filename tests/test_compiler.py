@@ -131,3 +131,51 @@ def test_golden_run_equals_int8_reference(sparsity):
     energy = energy_breakdown(run.counters, PRESETS["isaac_reram_32nm"])
     assert energy["total"] > 0 and energy["ADC"] > 0
     assert ops_per_run(run.counters, CONFIG) == 2 * run.counters["mvm_products"] * 256
+
+
+def residual_network(rng):
+    from firmware.network import Add
+    return Network((Dense("fc0", rng.normal(0, 0.3, (40, 24)), rng.normal(0, 0.1, 24)),
+                    Dense("fc1", rng.normal(0, 0.3, (24, 24)), rng.normal(0, 0.1, 24)),
+                    Add("res", source="fc0", relu=True),
+                    Dense("out", rng.normal(0, 0.3, (24, 10)), np.zeros(10), relu=False)))
+
+
+def test_residual_add_trains_quantises_and_runs_on_golden():
+    from firmware.train import train
+    rng = np.random.default_rng(8)
+    net = residual_network(rng)
+    x, y = rng.uniform(0, 1, (30, 40)), rng.integers(0, 10, 30)
+    acts = net.activations(x)
+    assert np.allclose(acts[3], np.maximum(acts[2] + acts[1], 0))
+    # The skip gradient reaches fc0: one SGD step against a finite difference.
+    def loss(network):
+        logits = network.forward(x)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        return -np.mean(logits[np.arange(30), y] - np.log(np.exp(logits).sum(axis=1)))
+    stepped = train(net, x, y, 1, np.random.default_rng(0), lr=1e-3, batch=30)
+    analytic = (net.layers[0].weights - stepped.layers[0].weights)[3, 5] / 1e-3
+    bumped = net.layers[0].weights.copy()
+    bumped[3, 5] += 1e-6
+    numeric = (loss(net.with_layers([net.layers[0].with_matrix(bumped)] + list(net.layers[1:])))
+               - loss(net)) / 1e-6
+    assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-7)
+
+    qnet = quantize(net, x)
+    x_q = qnet.input.quantize(x)
+    res = qnet.layers[2]
+    assert res.weights.shape == (48, 24) and res.weights.max() == 127     # the larger scale
+    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+    # The int8 network tracks the float one.
+    assert np.mean(qnet.predict(x) == np.argmax(net.forward(x), axis=1)) > 0.8
+
+
+def test_residual_add_errors_name_the_layer():
+    from firmware.network import Add
+    rng = np.random.default_rng(9)
+    dense = Dense("fc", rng.normal(size=(4, 3)), np.zeros(3))
+    with pytest.raises(NetworkError, match="layer 'res': its source 'nowhere' is not a layer before its input"):
+        Network((dense, Add("res", "nowhere")))
+    with pytest.raises(NetworkError, match=r"layer 'res' adds 'fc''s output of shape \(3,\) to an input of shape \(2,\)"):
+        Network((dense, Dense("fc2", rng.normal(size=(3, 2)), np.zeros(2)), Add("res", "fc")))
