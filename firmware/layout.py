@@ -2,7 +2,8 @@
 and the mapper share.
 
 A matrix layer whose input the host writes (the first layer; a first Conv2d gets im2col
-patches) or a Dense layer's output reads its rows contiguously. An image made by a Conv2d
+patches, its kernel taps centre first) or a Dense layer's output reads its rows
+contiguously. An image made by a Conv2d
 sits in the activation memory one entry group per pixel, its channels padded to a whole
 number of ``rows``-lane entries; the layer reading it (a Conv2d, or a Dense after Flatten)
 has its rows padded the same way, so that each crossbar block is (kernel tap or pixel,
@@ -16,6 +17,19 @@ __all__ = ["matrix_row_layout", "padded_matrix"]
 
 def _blocks(count, size):
     return -(-count // size)
+
+
+def _centre_first(kernel, k):
+    """Padded row of each (ky, kx, c) patch element of a host-fed convolution: taps in
+    order of distance from the kernel's centre, so that the first crossbar block holds
+    the central taps and a pruned block drops outer ones (the host writes the patches in
+    any order at no cost)."""
+    kh, kw = kernel
+    channels = k // (kh * kw)
+    dy, dx = np.meshgrid(np.arange(kh) - (kh - 1) / 2, np.arange(kw) - (kw - 1) / 2, indexing="ij")
+    rank = np.empty(kh * kw, np.int64)
+    rank[np.argsort((dy ** 2 + dx ** 2).ravel(), kind="stable")] = np.arange(kh * kw)
+    return (rank[:, None] * channels + np.arange(channels)).ravel()
 
 
 def matrix_row_layout(network, rows):
@@ -34,6 +48,8 @@ def matrix_row_layout(network, rows):
             blocks = _blocks(half, rows) * rows
             layouts[layer.name] = (np.concatenate([np.arange(half), blocks + np.arange(half)]),
                                    2 * blocks)
+        elif image is None and hasattr(layer, "kernel"):
+            layouts[layer.name] = (_centre_first(layer.kernel, k), _blocks(k, rows) * rows)
         elif image is None:
             layouts[layer.name] = (np.arange(k), _blocks(k, rows) * rows)
         else:

@@ -238,6 +238,7 @@ def input_entries(qnet, network_map, x_q):
     for earlier in qnet.layers[:qnet.layers.index(layer)]:
         x_q = earlier.forward(x_q)                       # a leading Flatten
     vectors = layer.patches(x_q).reshape(-1, layer.weights.shape[0])
+    row_index, _ = matrix_row_layout(qnet, R)[layer.name]
     padded = np.zeros((len(vectors), first.k_blocks * R), np.int64)
-    padded[:, :vectors.shape[1]] = vectors
+    padded[:, row_index] = vectors
     return padded.reshape(-1, R)
