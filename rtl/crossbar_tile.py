@@ -10,26 +10,38 @@ from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
 __all__ = ["CrossbarTile", "tree_sum", "bit_plane_sum", "saturate"]
 
 
-def tree_sum(terms):
-    """Sum `terms` as a balanced adder tree (shallower logic than a chain)."""
+def tree_sum(terms, m=None, name="sum"):
+    """Sum `terms` as a balanced adder tree (shallower logic than a chain). Given a module
+    `m`, each adder drives a kept wire, so that synthesis maps it to a carry chain instead
+    of folding the tree into one multi-operand sum."""
     terms = list(terms)
+    level = 0
     while len(terms) > 1:
-        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        pairs = []
+        for i in range(0, len(terms) - 1, 2):
+            total = terms[i] + terms[i + 1]
+            if m is not None:
+                wire = Signal.like(total, name=f"{name}_l{level}_{i // 2}", attrs={"keep": 1})
+                m.d.comb += wire.eq(total)
+                total = wire
+            pairs.append(total)
         terms = pairs + terms[len(terms) - len(terms) % 2:]
+        level += 1
     return terms[0]
 
 
-def bit_plane_sum(chunks, sign_step, values):
+def bit_plane_sum(chunks, sign_step, values, m=None, name="plane"):
     """``sum_r level_r * values[r]`` without multipliers, ``level_r`` being row r's DAC
     chunk (its top bit weighs negative on the sign step): per chunk bit, one adder tree
     over the rows whose bit is set, then shifts, and one negation per column, not per cell.
     A crossbar cell is an AND gate; left as ``*``, synthesis spent a DSP block on each
     (1,091 MULT18X18D for one 16x16 tile on ECP5)."""
     bits = len(chunks[0])
-    planes = [tree_sum(Mux(chunk[b], value, 0) for chunk, value in zip(chunks, values))
-              for b in range(bits)]
+    planes = [tree_sum((Mux(chunk[b], value, 0) for chunk, value in zip(chunks, values)),
+                       m, f"{name}_b{b}") for b in range(bits)]
     top = planes[-1] << (bits - 1)
-    return tree_sum([planes[b] << b for b in range(bits - 1)] + [Mux(sign_step, -top, top)])
+    return tree_sum([planes[b] << b for b in range(bits - 1)] + [Mux(sign_step, -top, top)],
+                    m, f"{name}_planes")
 
 
 def saturate(value, bits):
@@ -113,7 +125,11 @@ class CrossbarTile(wiring.Component):
             slot_sums = self._exact_columns(m, chunks, first_step, phase)
         else:
             slot_sums = self._converted_columns(m, chunks, first_step, phase)
-        for group, slot_sum in enumerate(slot_sums):
+        for group, value in enumerate(slot_sums):
+            # A kept wire: else Yosys folds the column sum into the 32-bit accumulator's
+            # add as one multi-operand sum, sign-extending every term to 32 bits.
+            slot_sum = Signal.like(value, name=f"slot_sum_g{group}", attrs={"keep": 1})
+            m.d.comb += slot_sum.eq(value)
             for p in range(cfg.adc_share):
                 c = group * cfg.adc_share + p
                 with m.If(self.busy & ~self.o_stream.valid & (phase == p)):
@@ -177,7 +193,7 @@ class CrossbarTile(wiring.Component):
         for group in range(cfg.adc_groups):
             members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
             weights = [Array(rows[r][c] for c in members)[phase] for r in range(cfg.rows)]
-            sums.append(bit_plane_sum(chunks, sign_step, weights))
+            sums.append(bit_plane_sum(chunks, sign_step, weights, m, f"column_g{group}"))
         return sums
 
     def _converted_columns(self, m, chunks, sign_step, phase):
@@ -211,8 +227,9 @@ class CrossbarTile(wiring.Component):
                          for r in range(cfg.rows)]
                 count = Signal(signed(cfg.count_bits), name=f"count_g{group}_s{s}")
                 code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
-                m.d.comb += [count.eq(bit_plane_sum(chunks, sign_step, diffs)),
+                m.d.comb += [count.eq(bit_plane_sum(chunks, sign_step, diffs, m,
+                                                    f"column_g{group}_s{s}")),
                              code.eq(saturate(count >> cfg.adc_shift, cfg.adc_bits))]
                 partial.append(code << (s * cfg.cell_bits + cfg.adc_shift))
-            sums.append(tree_sum(partial))
+            sums.append(tree_sum(partial, m, f"slices_g{group}"))
         return sums

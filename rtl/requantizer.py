@@ -58,13 +58,16 @@ class Requantizer(wiring.Component):
                                   Mux(total < INT32_MIN, INT32_MIN, total)))
         multiplier = delayed(self.multiplier, 1, "multiplier")
 
-        product = Signal(signed(64))
-        m.d.sync += product.eq(biased * multiplier)
+        # (p + 2**(n+30)) >> (n+31) == ((p >> 30) + 2**n) >> (n+1) for any integer p (the
+        # dropped low bits never carry into the kept ones), so only p >> 30 is kept.
+        product_high = Signal(signed(ACC_BITS + 2))
+        m.d.sync += product_high.eq((biased * multiplier) >> 30)
         shift = delayed(self.shift, 2, "shift")
 
+        rounded = Signal(signed(ACC_BITS + 3))
+        m.d.comb += rounded.eq(product_high + (Const(1, ACC_BITS) << shift))
         scaled = Signal(signed(ACC_BITS + 2))
-        rounding = Const(1, 64) << (shift + 30)
-        m.d.sync += scaled.eq((product + rounding.as_signed()) >> (shift + 31))   # floors
+        m.d.sync += scaled.eq(rounded >> (shift + 1))                    # arithmetic: floors
 
         zero_point = delayed(self.zero_point, 3, "zero_point")
         clamp_min = delayed(self.clamp_min, 3, "clamp_min")
