@@ -36,6 +36,7 @@ class LayerMap:
     nonzero: np.ndarray          # (k_blocks, n_blocks) bool
     images: dict                 # (kb, nb) -> wmem image index
     weights: np.ndarray          # int8, padded to (k_blocks*rows, n_blocks*cols)
+    row_index: np.ndarray        # the padded row of each matrix row (firmware.layout)
     cell_utilisation: float      # cells of stored blocks holding a real (unpadded) weight
     positions: int               # input vectors per sample (output pixels, wide; 1 for Dense)
     k_offsets: list              # per K block: its entry in a sample's input tensor
@@ -109,9 +110,9 @@ def _lower(qnet, config):
     consumer = {}                # layer name -> the step whose input tensor is its output
     previous = None              # the last layer that wrote a tensor
     for index, layer in enumerate(qnet.layers):
-        if isinstance(layer, (QuantizedDense, QuantizedMaxPool2d)) and previous is not None:
-            consumer.setdefault(previous, len(maps))
         if isinstance(layer, (QuantizedDense, QuantizedMaxPool2d)):
+            if previous is not None:
+                consumer.setdefault(previous, len(maps))
             previous = layer.name
         if isinstance(layer, QuantizedMaxPool2d):
             if image is None:
@@ -165,7 +166,8 @@ def _lower(qnet, config):
                 positions, stride, runs = 1, 1, [(1, 0, 0)]
             k_offsets = [tap * group + b for tap in taps for b in range(group)]
             entries = producer.positions * group
-        lm = LayerMap(layer.name, kb, nb, nonzero, {}, padded, stored_real / cells if cells else 0.0,
+        lm = LayerMap(layer.name, kb, nb, nonzero, {}, padded, row_index,
+                      stored_real / cells if cells else 0.0,
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs)
         maps.append(lm)
         if isinstance(layer, QuantizedConv2d):
@@ -238,7 +240,6 @@ def input_entries(qnet, network_map, x_q):
     for earlier in qnet.layers[:qnet.layers.index(layer)]:
         x_q = earlier.forward(x_q)                       # a leading Flatten
     vectors = layer.patches(x_q).reshape(-1, layer.weights.shape[0])
-    row_index, _ = matrix_row_layout(qnet, R)[layer.name]
     padded = np.zeros((len(vectors), first.k_blocks * R), np.int64)
-    padded[:, row_index] = vectors
+    padded[:, first.row_index] = vectors
     return padded.reshape(-1, R)

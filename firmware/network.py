@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Add",
-           "Network", "im2col", "col2im"]
+           "Network", "im2col", "col2im", "run_layers"]
 
 
 class NetworkError(ValueError):
@@ -50,8 +50,24 @@ def col2im(cols, input_shape, kh, kw, stride=1):
     return grad
 
 
+def _check_int(layer, field, value, minimum, what):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise NetworkError(f"layer {layer!r}: {field} must be {what}, not {value!r}")
+
+
 class _MatrixLayer:
-    """What Dense and Conv2d share: a weight matrix, a bias, an optional ReLU."""
+    """What Dense and Conv2d share: a weight matrix, a bias, an optional ReLU. Subclasses
+    define `matrix` and `patches` (the input vectors the matrix multiplies)."""
+
+    def _check_arrays(self, weight_ndim, outputs_are):
+        """Check and store `weights` (outputs on the last axis) and `bias` as floats."""
+        weights = _float_array(self.name, "weights", self.weights, weight_ndim)
+        bias = _float_array(self.name, "bias", self.bias, 1)
+        if bias.shape != (weights.shape[-1],):
+            raise NetworkError(f"layer {self.name!r}: bias has shape {bias.shape}, the "
+                               f"weights have {weights.shape[-1]} {outputs_are}")
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "bias", bias)
 
     @property
     def outputs(self):
@@ -62,7 +78,8 @@ class _MatrixLayer:
         return replace(self, weights=np.asarray(matrix).reshape(self.weights.shape),
                        bias=self.bias if bias is None else bias)
 
-    def _activate(self, y):
+    def forward(self, x):
+        y = self.patches(x) @ self.matrix + self.bias
         return np.maximum(y, 0) if self.relu else y
 
 
@@ -75,13 +92,7 @@ class Dense(_MatrixLayer):
     relu: bool = True
 
     def __post_init__(self):
-        weights = _float_array(self.name, "weights", self.weights, 2)
-        bias = _float_array(self.name, "bias", self.bias, 1)
-        if bias.shape != (weights.shape[1],):
-            raise NetworkError(f"layer {self.name!r}: bias has shape {bias.shape}, the "
-                               f"weights have {weights.shape[1]} outputs")
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "bias", bias)
+        self._check_arrays(2, "outputs")
 
     @property
     def inputs(self):
@@ -100,9 +111,6 @@ class Dense(_MatrixLayer):
     def patches(self, x):
         return x
 
-    def forward(self, x):
-        return self._activate(x @ self.weights + self.bias)
-
 
 @dataclass(frozen=True, eq=False)
 class Conv2d(_MatrixLayer):
@@ -114,16 +122,8 @@ class Conv2d(_MatrixLayer):
     stride: int = 1
 
     def __post_init__(self):
-        weights = _float_array(self.name, "weights", self.weights, 4)
-        bias = _float_array(self.name, "bias", self.bias, 1)
-        if bias.shape != (weights.shape[3],):
-            raise NetworkError(f"layer {self.name!r}: bias has shape {bias.shape}, the "
-                               f"weights have {weights.shape[3]} output channels")
-        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
-            raise NetworkError(f"layer {self.name!r}: stride must be a positive integer, "
-                               f"not {self.stride!r}")
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "bias", bias)
+        self._check_arrays(4, "output channels")
+        _check_int(self.name, "stride", self.stride, 1, "a positive integer")
 
     @property
     def kernel(self):
@@ -151,9 +151,6 @@ class Conv2d(_MatrixLayer):
     def patches(self, x):
         return im2col(x, *self.kernel, self.stride)
 
-    def forward(self, x):
-        return self._activate(self.patches(x) @ self.matrix + self.bias)
-
 
 @dataclass(frozen=True, eq=False)
 class MaxPool2d:
@@ -163,9 +160,7 @@ class MaxPool2d:
     size: int = 2
 
     def __post_init__(self):
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 2:
-            raise NetworkError(f"layer {self.name!r}: size must be an integer of at least 2, "
-                               f"not {self.size!r}")
+        _check_int(self.name, "size", self.size, 2, "an integer of at least 2")
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -230,6 +225,18 @@ LAYER_TYPES = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten, Add)
 def skip_index(layers, add):
     """Index, in the list of activations (network input first), of what `add` adds."""
     return 1 + [layer.name for layer in layers].index(add.source)
+
+
+def run_layers(layers, x):
+    """The input of every layer and the output, in order, through float or quantised
+    layers (a residual add, which has a `source`, also takes that layer's output)."""
+    seen = [x]
+    for layer in layers:
+        if hasattr(layer, "source"):
+            seen.append(layer.forward(seen[-1], seen[skip_index(layers, layer)]))
+        else:
+            seen.append(layer.forward(seen[-1]))
+    return seen
 
 
 @dataclass(frozen=True, eq=False)
@@ -303,10 +310,4 @@ class Network:
 
     def activations(self, x):
         """The input of every layer and the network's output, in order."""
-        seen = [self._check_input(x)]
-        for layer in self.layers:
-            if isinstance(layer, Add):
-                seen.append(layer.forward(seen[-1], seen[skip_index(self.layers, layer)]))
-            else:
-                seen.append(layer.forward(seen[-1]))
-        return seen
+        return run_layers(self.layers, self._check_input(x))

@@ -8,7 +8,7 @@ import numpy as np
 from golden import quantize_multiplier, requantize
 
 from .network import (Add, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col,
-                      skip_index)
+                      run_layers, skip_index)
 
 __all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedAdd", "QuantizedMaxPool2d",
            "QuantizedFlatten",
@@ -136,13 +136,7 @@ class QuantizedNetwork:
         x_q = np.asarray(x_q, np.int64)
         if self.input_shape and x_q.ndim == 2 and len(self.input_shape) > 1:
             x_q = x_q.reshape(len(x_q), *self.input_shape)
-        seen = [x_q]
-        for layer in self.layers:
-            if isinstance(layer, QuantizedAdd):
-                seen.append(layer.forward(seen[-1], seen[skip_index(self.layers, layer)]))
-            else:
-                seen.append(layer.forward(seen[-1]))
-        return seen[-1]
+        return run_layers(self.layers, x_q)[-1]
 
     def predict(self, x):
         """Float inputs in, class indices out, through the int8 reference."""

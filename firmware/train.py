@@ -3,7 +3,8 @@ scratch and the short fine-tuning that recovers accuracy after pruning (masks he
 
 import numpy as np
 
-from .network import Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, col2im, skip_index
+from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, col2im,
+                      run_layers, skip_index)
 
 __all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 
@@ -89,7 +90,7 @@ def train(network, x, y, epochs, rng, lr=0.05, batch=32, masks=None, progress=No
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
             idx = order[start:start + batch]
-            acts = network.with_layers(layers).activations(x[idx])
+            acts = run_layers(layers, x[idx])
             logits = acts[-1] - acts[-1].max(axis=1, keepdims=True)
             probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
             grad = (probs - np.eye(classes)[y[idx]]) / len(idx)
