@@ -35,25 +35,36 @@ def _runs(nbs, accumulate, limit):
 
 
 def _pool(pool, batch, out_base):
-    """MAX chains: per sample, output row and entry of a pixel, the window's first two
-    taps into the output row, then each further tap against it."""
+    """Max pooling in two passes of MAX runs per sample. Down: per output row, the maximum
+    down each window column, over the row's pixels and entries in one run, written as a
+    compact image over the start of the input (each entry lands where the run has already
+    read; nothing else reads a pooled image). Across: per entry of a pixel, the maximum
+    across each window's columns, over every output pixel in one strided run.
+    A size-k pool is 2 * (k - 1) runs per output row and per entry, not k * k - 1 per both."""
     k, group = pool.size, pool.group
-    taps = [(dy, dx) for dy in range(k) for dx in range(k)]
+    row_entries = k * pool.out_w * group             # the entries windows cover, per row
     out_entries = pool.out_h * pool.out_w * group
     program = []
     for sample in range(batch):
+        image = pool.input_base + sample * pool.input_entries
         for row in range(pool.out_h):
-            for entry in range(group):
-                def tap(dy, dx):
-                    pixel = (k * row + dy) * pool.pitch + dx
-                    return pool.input_base + sample * pool.input_entries + pixel * group + entry
-                out = out_base + sample * out_entries + row * pool.out_w * group + entry
-                program.append(isa.vmax(pool.out_w, tap(*taps[0]), tap(*taps[1]), out,
-                                        src_stride=k * group, other_stride=k * group,
-                                        dst_stride=group))
-                program += [isa.vmax(pool.out_w, out, tap(dy, dx), out, src_stride=group,
-                                     other_stride=k * group, dst_stride=group)
-                            for dy, dx in taps[2:]]
+            def input_row(dy):
+                return image + (k * row + dy) * pool.pitch * group
+            column_max = image + row * row_entries
+            program.append(isa.vmax(row_entries, input_row(0), input_row(1), column_max))
+            program += [isa.vmax(row_entries, column_max, input_row(dy), column_max)
+                        for dy in range(2, k)]
+        for entry in range(group):
+            def window_column(dx):
+                return image + dx * group + entry
+            out = out_base + sample * out_entries + entry
+            windows = pool.out_h * pool.out_w
+            program.append(isa.vmax(windows, window_column(0), window_column(1), out,
+                                    src_stride=k * group, other_stride=k * group,
+                                    dst_stride=group))
+            program += [isa.vmax(windows, out, window_column(dx), out, src_stride=group,
+                                 other_stride=k * group, dst_stride=group)
+                        for dx in range(2, k)]
     return program
 
 

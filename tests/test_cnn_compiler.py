@@ -124,22 +124,34 @@ def test_cnn_mapping_errors_name_the_layer():
     assert len(program.inference) <= CONFIG.imem_depth
 
 
-def test_maxpool_through_the_compiler():
+@pytest.mark.parametrize("features", [
+    [(3, 16, 1), ("maxpool", 2), (2, 16, 1)],     # host conv -> pool -> on-device conv
+    [(3, 32, 1), ("maxpool", 3), (2, 16, 1)],     # two entries a pixel, 3x3 windows
+    [(2, 16, 1), (3, 16, 1), ("maxpool", 2)],     # pooling a wide image (pitch 7, valid 5),
+])                                                # the odd row and column cropped
+def test_maxpool_through_the_compiler(features):
     rng = np.random.default_rng(6)
-    # conv (host im2col) -> 2x2 max pool (MAX chains) -> conv on the pooled image -> dense.
-    net = init_cnn((8, 8, 1), [(3, 16, 1), ("maxpool", 2), (2, 16, 1)], 10, rng)
-    assert net.shapes[2] == (3, 3, 16) and net.shapes[3] == (2, 2, 16)
+    net = init_cnn((8, 8, 1), features, 10, rng)
     x, y = rng.uniform(0, 1, (12, 8, 8, 1)), rng.integers(0, 10, 12)
     net = train(net, x, y, 2, rng)                   # runs the pooling backward pass
     qnet = quantize(net, x)
     x_q = qnet.input.quantize(x)
-    pooled = qnet.layers[1].forward(qnet.layers[0].forward(x_q))
-    assert np.array_equal(pooled[:, 1, 2], qnet.layers[0].forward(x_q)[:, 2:4, 4:6].max(axis=(1, 2)))
     network_map = map_network(qnet, CONFIG)
     program = generate(qnet, network_map)
     assert any(ins.opcode == 4 for ins in program.inference)          # MAX
     run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
     assert np.array_equal(run.outputs, qnet.forward(x_q))
+
+
+def test_maxpool_reference_takes_each_window_maximum():
+    rng = np.random.default_rng(6)
+    net = init_cnn((8, 8, 1), [(3, 16, 1), ("maxpool", 2), (2, 16, 1)], 10, rng)
+    assert net.shapes[2] == (3, 3, 16) and net.shapes[3] == (2, 2, 16)
+    x = rng.uniform(0, 1, (12, 8, 8, 1))
+    qnet = quantize(net, x)
+    x_q = qnet.input.quantize(x)
+    conv = qnet.layers[0].forward(x_q)
+    assert np.array_equal(qnet.layers[1].forward(conv)[:, 1, 2], conv[:, 2:4, 4:6].max(axis=(1, 2)))
 
 
 def test_pool_errors_name_the_layer():
