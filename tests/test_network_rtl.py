@@ -39,8 +39,9 @@ def test_cnn_on_rtl_equals_golden(record_property):
     from firmware.train import init_cnn
 
     rng = np.random.default_rng(12)
-    # Host-fed 3x3 conv, then a strided 2x2 conv reading the image in place (wide rows).
-    network = init_cnn((6, 6, 1), [(3, 8, 1), (2, 16, 2)], 10, rng)
+    # Host-fed 3x3 conv, a strided 2x2 conv reading the image in place (wide rows), then a
+    # max pool of that wide image (MAX runs).
+    network = init_cnn((6, 6, 1), [(3, 8, 1), (2, 16, 2), ("maxpool", 2)], 10, rng)
     network, _ = prune_blocks(network, 0.5, CNN_CONFIG.rows, CNN_CONFIG.cols)
     x = rng.uniform(0, 1, (9, 6, 6, 1))
     qnet = quantize(network, x)
@@ -48,7 +49,7 @@ def test_cnn_on_rtl_equals_golden(record_property):
     golden = asyncio.run(run_network(Driver(GoldenBus(Device(CNN_CONFIG))), qnet, x_q))
     outputs, counters = run_network_on_rtl(qnet, x_q, CNN_CONFIG, log=lambda message: None)
     same = np.array_equal(outputs, golden.outputs) and counters == golden.counters
-    record_property("rtl_check", f"CNN conv3x3-conv2x2/2-dense, half its blocks pruned, on "
+    record_property("rtl_check", f"CNN conv3x3-conv2x2/2-maxpool2-dense, half its blocks pruned, on "
                                  f"{CNN_CONFIG.name}: {len(x_q)} samples in {golden.runs} batches, "
                                  f"outputs and {len(counters)} counters "
                                  f"{'identical' if same else 'DIFFERENT'}")
