@@ -127,13 +127,18 @@ def cmd_demo(args):
 
 
 def load_network(path):
-    """A Network from an .npz holding w0, b0, w1, b1, ... (float, weights (in, out)) and
-    optionally `relu`, one bool per layer (default: ReLU on all but the last)."""
+    """(float Network, input layout) from an .onnx model (NCHW images, see
+    :mod:`firmware.onnx_io`) or an .npz holding w0, b0, w1, b1, ... (float, weights
+    (in, out)) and optionally `relu`, one bool per layer (default: all but the last)."""
     from firmware.network import Dense, Network
 
     path = Path(path)
     if not path.exists():
         raise UsageError(f"network file {path} does not exist")
+    if path.suffix == ".onnx":
+        from firmware.onnx_io import load_onnx
+        network = load_onnx(path)
+        return network, "NCHW" if len(network.input_shape) == 3 else "vector"
     with np.load(path) as arrays:
         count = sum(1 for key in arrays.files if key.startswith("w") and key[1:].isdigit())
         if count == 0:
@@ -144,17 +149,29 @@ def load_network(path):
             if f"b{i}" not in arrays.files:
                 raise UsageError(f"{path}: layer {i} has w{i} but no b{i}")
             layers.append(Dense(f"dense{i}", arrays[f"w{i}"], arrays[f"b{i}"], bool(relu[i])))
-    return Network(tuple(layers))
+    return Network(tuple(layers)), "vector"
 
 
-def load_array(path, what):
+def load_inputs(path, what, input_shape, layout):
+    """Samples from an .npy as the network takes them (NHWC images). `layout` "NCHW"
+    (an ONNX model's) takes (samples, C, H, W), or each sample flattened in that order."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{what} file {path} does not exist")
     array = np.load(path)
-    if array.ndim != 2:
-        raise UsageError(f"{what} {path} must be a 2-D array (samples, features), not {array.shape}")
-    return array
+    features = int(np.prod(input_shape))
+    if layout == "NCHW":
+        height, width, channels = input_shape
+        expected = f"(samples, {channels}, {height}, {width}) or (samples, {features})"
+        if array.ndim == 2 and array.shape[1] == features:
+            array = array.reshape(len(array), channels, height, width)
+        if array.shape[1:] != (channels, height, width):
+            raise UsageError(f"{what} {path} must have shape {expected}, not {array.shape}")
+        return array.transpose(0, 2, 3, 1)
+    if array.ndim < 2 or int(np.prod(array.shape[1:])) != features:
+        raise UsageError(f"{what} {path} must have shape (samples, "
+                         f"{', '.join(map(str, input_shape))}), not {array.shape}")
+    return array.reshape(len(array), *input_shape)
 
 
 def cmd_compile(args):
@@ -164,8 +181,8 @@ def cmd_compile(args):
     from firmware.quantize import quantize
 
     config = config_from_args(args)
-    network = load_network(args.network)
-    calibration = load_array(args.calibration, "calibration data")
+    network, layout = load_network(args.network)
+    calibration = load_inputs(args.calibration, "calibration data", network.input_shape, layout)
     if args.prune_blocks:
         network, _ = prune_blocks(network, args.prune_blocks, config.rows, config.cols,
                                   layers=args.prune_layers)
@@ -173,7 +190,7 @@ def cmd_compile(args):
     network_map = map_network(qnet, config)
     program = generate(qnet, network_map)
     with open(args.out, "wb") as f:
-        pickle.dump({"config": config.to_dict(), "qnet": qnet}, f)
+        pickle.dump({"config": config.to_dict(), "qnet": qnet, "input_layout": layout}, f)
     print(f"compiled {len(qnet.layers)} layers for {config.name}: batch {network_map.batch}, "
           f"{network_map.images} weight blocks, {len(program.inference)} instructions a batch, "
           f"tiles {'resident' if network_map.resident else 'reprogrammed every batch'}")
@@ -193,10 +210,8 @@ def cmd_run(args):
     with open(args.compiled, "rb") as f:
         compiled = pickle.load(f)
     config, qnet = AccelConfig.from_dict(compiled["config"]), compiled["qnet"]
-    inputs = load_array(args.inputs, "inputs")
-    if inputs.shape[1] != qnet.layers[0].weights.shape[0]:
-        raise UsageError(f"inputs have {inputs.shape[1]} features, the network takes "
-                         f"{qnet.layers[0].weights.shape[0]}")
+    inputs = load_inputs(args.inputs, "inputs", qnet.input_shape,
+                         compiled.get("input_layout", "vector"))
     x_q = qnet.input.quantize(inputs[:args.limit])
     if args.backend == "golden":
         run = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q,
@@ -290,11 +305,15 @@ def build_parser():
 
     compile_ = commands.add_parser(
         "compile", help="quantise, prune and map a network",
-        description="Read a float network (.npz with w0, b0, w1, b1, ...; weights (in, out)), "
+        description="Read a float network (an ONNX model: Gemm/MatMul, Conv, Relu, MaxPool, "
+                    "AveragePool, Flatten, residual Add; or an .npz with w0, b0, w1, b1, ..., "
+                    "weights (in, out)), "
                     "optionally block-prune it, quantise it to int8 with calibration data, map "
                     "it onto the accelerator and save the result.")
-    compile_.add_argument("network", help="network .npz")
-    compile_.add_argument("--calibration", required=True, help="calibration inputs, .npy (samples, features)")
+    compile_.add_argument("network", help="network .onnx or .npz")
+    compile_.add_argument("--calibration", required=True,
+                          help="calibration inputs, .npy in the model's layout: (samples, "
+                               "features), or (samples, C, H, W) for an ONNX CNN")
     compile_.add_argument("--method", choices=["minmax", "percentile"], default="minmax",
                           help="activation calibration (default: minmax)")
     compile_.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
@@ -309,7 +328,8 @@ def build_parser():
     run = commands.add_parser("run", help="run a compiled network on the golden model or the RTL",
                               description="Run float inputs (.npy) through a compiled network.")
     run.add_argument("compiled", help="file written by `tessera compile`")
-    run.add_argument("--inputs", required=True, help="inputs .npy (samples, features)")
+    run.add_argument("--inputs", required=True,
+                     help="inputs .npy, laid out as for `tessera compile --calibration`")
     run.add_argument("--backend", choices=["golden", "rtl"], default="golden",
                      help="golden device model or Verilated RTL (default: golden)")
     run.add_argument("--limit", type=int, default=None, help="run only the first N samples")

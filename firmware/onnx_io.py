@@ -1,0 +1,328 @@
+"""ONNX interchange: float networks in and out, so a network comes as a user has it.
+
+ONNX images are NCHW, :mod:`firmware.network` images NHWC. Convolution kernels are
+transposed on the way; a Flatten of an image keeps ONNX's (channel, y, x) order by
+permuting the rows of the Dense layer it feeds, which therefore must follow it.
+The graph must be a chain (each node reading the last result) whose only branches are
+residual Adds; Relu folds into the layer before it.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
+                      NetworkError)
+
+__all__ = ["from_onnx", "to_onnx", "load_onnx", "SUPPORTED_OPS", "OPSET"]
+
+OPSET = 17
+SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "AveragePool",
+                 "GlobalAveragePool", "Flatten", "Reshape", "Identity", "Dropout")
+
+
+def _flatten_rows(image_shape):
+    """Row order that takes a Dense's rows from ONNX's (c, y, x) flattening to ours (y, x, c)."""
+    height, width, channels = image_shape
+    return np.arange(channels * height * width).reshape(channels, height, width) \
+        .transpose(1, 2, 0).ravel()
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise NetworkError("ONNX interchange needs the onnx package: pip install onnx") from None
+    return onnx
+
+
+# --- export -----------------------------------------------------------------------------
+
+def to_onnx(network, name="tessera"):
+    """`network` as an ONNX model (opset 17) taking NCHW images or (batch, features)."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, initializers = [], []
+    tensor_of = {}                       # layer name -> its output tensor
+
+    def constant(label, array):
+        initializers.append(numpy_helper.from_array(np.asarray(array, np.float32), label))
+        return label
+
+    def dims(shape):
+        return ["batch", shape[2], shape[0], shape[1]] if len(shape) == 3 else ["batch", shape[0]]
+
+    current = "input"
+    for layer, in_shape in zip(network.layers, network.shapes):
+        out = layer.name
+        if isinstance(layer, Dense):
+            weights = layer.weights
+            if len(in_shape) == 1 and current.endswith(":flat"):
+                # Our rows are (y, x, c); ONNX's flatten gives (c, y, x).
+                weights = weights[np.argsort(_flatten_rows(flattened_from))]
+            nodes.append(helper.make_node("Gemm", [current, constant(f"{out}.weight", weights),
+                                                   constant(f"{out}.bias", layer.bias)],
+                                          [out], name=out))
+        elif isinstance(layer, Conv2d):
+            kernel = layer.weights.transpose(3, 2, 0, 1)
+            nodes.append(helper.make_node(
+                "Conv", [current, constant(f"{out}.weight", kernel),
+                         constant(f"{out}.bias", layer.bias)], [out], name=out,
+                kernel_shape=list(layer.kernel), strides=[layer.stride] * 2))
+        elif isinstance(layer, MaxPool2d):
+            op = "AveragePool" if isinstance(layer, AvgPool2d) else "MaxPool"
+            nodes.append(helper.make_node(op, [current], [out], name=out,
+                                          kernel_shape=[layer.size] * 2, strides=[layer.size] * 2))
+        elif isinstance(layer, Flatten):
+            flattened_from = in_shape
+            out = f"{layer.name}:flat"
+            nodes.append(helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
+        elif isinstance(layer, Add):
+            nodes.append(helper.make_node("Add", [current, tensor_of[layer.source]], [out],
+                                          name=out))
+        if getattr(layer, "relu", False):
+            nodes.append(helper.make_node("Relu", [out], [f"{out}:relu"], name=f"{out}.relu"))
+            out = f"{out}:relu"
+        tensor_of[layer.name] = current = out
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims(network.input_shape))],
+        [helper.make_tensor_value_info(current, TensorProto.FLOAT, dims(network.shapes[-1]))],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="tessera")
+    onnx.checker.check_model(model)
+    return model
+
+
+# --- import -----------------------------------------------------------------------------
+
+def load_onnx(path):
+    """A Network from an .onnx file; errors name the file and the node."""
+    onnx = _onnx()
+    path = Path(path)
+    if not path.exists():
+        raise NetworkError(f"network file {path} does not exist")
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:               # protobuf's errors are its own types
+        raise NetworkError(f"{path}: not a readable ONNX model ({error})") from None
+    try:
+        return from_onnx(model)
+    except NetworkError as error:
+        raise NetworkError(f"{path}: {error}") from None
+
+
+class _Importer:
+    def __init__(self, model):
+        from onnx import numpy_helper
+        graph = model.graph
+        self.constants = {t.name: numpy_helper.to_array(t).astype(np.float64)
+                          for t in graph.initializer}
+        for node in graph.node:                # Constant nodes are initializers too
+            if node.op_type == "Constant":
+                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        inputs = [v for v in graph.input if v.name not in self.constants]
+        if len(inputs) != 1:
+            raise NetworkError(f"the graph must have one input, not {[v.name for v in inputs]}")
+        self.input_shape = self._input_shape(inputs[0])
+        self.layers = []
+        self.producer = {inputs[0].name: None}  # tensor -> index of the layer that made it
+        self.current = inputs[0].name
+        self.shape = self.input_shape
+        self.flattened_from = None               # image shape a Flatten just took
+        self.names = set()
+        self.graph = graph
+
+    @staticmethod
+    def _input_shape(value):
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in value.type.tensor_type.shape.dim]
+        if len(dims) == 4 and all(dims[1:]):
+            return (dims[2], dims[3], dims[1])
+        if len(dims) == 2 and dims[1]:
+            return (dims[1],)
+        raise NetworkError(f"input {value.name!r}: shape must be (batch, channels, height, "
+                           f"width) or (batch, features) with known sizes, not {dims}")
+
+    def _name(self, node, index):
+        name = node.name or f"{node.op_type.lower()}{index}"
+        while name in self.names:
+            name += "_"
+        self.names.add(name)
+        return name
+
+    def _where(self, node, index):
+        return f"node {index} {node.name!r} ({node.op_type})" if node.name else \
+            f"node {index} ({node.op_type})"
+
+    def _attrs(self, node):
+        from onnx import helper
+        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    def _weight(self, node, index, position):
+        if len(node.input) <= position or node.input[position] not in self.constants:
+            raise NetworkError(f"{self._where(node, index)}: input {position} must be a "
+                               f"constant (initializer)")
+        return self.constants[node.input[position]]
+
+    def _append(self, layer, node):
+        try:
+            self.shape = layer.output_shape(self.shape)
+        except NetworkError as error:
+            raise NetworkError(f"{error} (ONNX node {node.name or node.op_type!r})") from None
+        self.layers.append(layer)
+        self.producer[node.output[0]] = len(self.layers) - 1
+        self.current = node.output[0]
+
+    def _rename_output(self, node):
+        """A node that changes nothing in our IR: its output is the current tensor."""
+        self.producer[node.output[0]] = self.producer[self.current]
+        self.current = node.output[0]
+
+    def _dense(self, node, index, weights, bias):
+        if self.flattened_from is not None and self.flattened_from[:2] != (1, 1):
+            weights = weights[_flatten_rows(self.flattened_from)]
+        self.flattened_from = None
+        return Dense(self._name(node, index), weights, bias, relu=False)
+
+    def run(self):
+        for index, node in enumerate(self.graph.node):
+            if node.op_type == "Constant":
+                continue
+            op, attrs, where = node.op_type, self._attrs(node), self._where(node, index)
+            if op not in SUPPORTED_OPS:
+                raise NetworkError(f"{where}: unsupported operator; supported: "
+                                   f"{', '.join(SUPPORTED_OPS)}")
+            activations = ([node.input[0]] if op in ("Gemm", "MatMul", "Conv")  # then weights
+                           else [t for t in node.input if t and t not in self.constants])
+            if op == "Add" and len(activations) == 2:
+                self._residual(node, index, activations)
+                continue
+            if activations != [self.current]:
+                raise NetworkError(f"{where}: reads {activations}, but layers run as a chain "
+                                   f"and the last result is {self.current!r}")
+            if self.flattened_from is not None and op not in ("Gemm", "MatMul", "Relu",
+                                                              "Identity", "Dropout"):
+                raise NetworkError(f"{where}: a flattened image must feed a Gemm or MatMul "
+                                   f"(its rows take ONNX's channel-first order)")
+            getattr(self, f"_op_{op.lower()}")(node, index, attrs, where)
+        outputs = [v.name for v in self.graph.output]
+        if outputs != [self.current]:
+            raise NetworkError(f"the graph's output {outputs} is not the last result "
+                               f"{self.current!r}")
+        return Network(tuple(self.layers), self.input_shape)
+
+    def _op_gemm(self, node, index, attrs, where):
+        if attrs.get("transA", 0):
+            raise NetworkError(f"{where}: transA=1 is not supported")
+        weights = self._weight(node, index, 1) * attrs.get("alpha", 1.0)
+        if attrs.get("transB", 0):
+            weights = weights.T
+        bias = np.zeros(weights.shape[1])
+        if len(node.input) > 2 and node.input[2]:
+            bias = np.broadcast_to(self._weight(node, index, 2) * attrs.get("beta", 1.0),
+                                   bias.shape).copy()
+        self._append(self._dense(node, index, weights, bias), node)
+
+    def _op_matmul(self, node, index, attrs, where):
+        weights = self._weight(node, index, 1)
+        self._append(self._dense(node, index, weights, np.zeros(weights.shape[1])), node)
+
+    def _op_add(self, node, index, attrs, where):
+        """A constant added to a Dense or Conv2d's result: its bias (MatMul + Add)."""
+        layer = self.layers[self.producer[self.current]] if self.layers else None
+        constant = next(t for t in node.input if t in self.constants)
+        if not isinstance(layer, (Dense, Conv2d)) or layer.relu:
+            raise NetworkError(f"{where}: adds a constant to something other than a Gemm, "
+                               f"MatMul or Conv result")
+        try:
+            bias = layer.bias + np.broadcast_to(self.constants[constant].reshape(-1),
+                                                layer.bias.shape)
+        except ValueError:
+            raise NetworkError(f"{where}: constant of shape {self.constants[constant].shape} "
+                               f"is not a bias of {layer.outputs} outputs") from None
+        self.layers[-1] = replace(layer, bias=bias)
+        self._rename_output(node)
+
+    def _residual(self, node, index, activations):
+        where = self._where(node, index)
+        if self.current not in activations:
+            raise NetworkError(f"{where}: neither input is the last result {self.current!r}")
+        skip = activations[1] if activations[0] == self.current else activations[0]
+        source = self.producer.get(skip)
+        if source is None:
+            raise NetworkError(f"{where}: adds {skip!r}, which no layer made (the network "
+                               f"input cannot be a residual source)")
+        self._append(Add(self._name(node, index), self.layers[source].name), node)
+
+    def _op_conv(self, node, index, attrs, where):
+        kernel = self._weight(node, index, 1)
+        if attrs.get("group", 1) != 1:
+            raise NetworkError(f"{where}: grouped convolutions are not supported")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise NetworkError(f"{where}: dilated convolutions are not supported")
+        if any(attrs.get("pads", [0])) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+            raise NetworkError(f"{where}: only unpadded ('valid') convolutions are supported")
+        strides = attrs.get("strides", [1, 1])
+        if len(set(strides)) != 1:
+            raise NetworkError(f"{where}: strides {strides} differ per axis")
+        bias = self._weight(node, index, 2) if len(node.input) > 2 and node.input[2] \
+            else np.zeros(kernel.shape[0])
+        self._append(Conv2d(self._name(node, index), kernel.transpose(2, 3, 1, 0), bias,
+                            relu=False, stride=int(strides[0])), node)
+
+    def _op_relu(self, node, index, attrs, where):
+        position = self.producer[self.current]
+        layer = self.layers[position] if position is not None else None
+        if not isinstance(layer, (Dense, Conv2d, Add)) or layer.relu:
+            raise NetworkError(f"{where}: Relu must follow a Gemm, MatMul, Conv or Add")
+        self.layers[position] = replace(layer, relu=True)
+        self._rename_output(node)
+
+    def _pool(self, node, index, attrs, where, kind):
+        kernel = attrs.get("kernel_shape", [])
+        if len(set(kernel)) != 1 or list(attrs.get("strides", [1, 1])) != list(kernel):
+            raise NetworkError(f"{where}: only square windows at a stride of their size are "
+                               f"supported, not kernel {kernel} strides {attrs.get('strides')}")
+        if any(attrs.get("pads", [0])) or attrs.get("ceil_mode", 0):
+            raise NetworkError(f"{where}: padded or ceil-mode pooling is not supported")
+        self._append(kind(self._name(node, index), int(kernel[0])), node)
+
+    def _op_maxpool(self, node, index, attrs, where):
+        self._pool(node, index, attrs, where, MaxPool2d)
+
+    def _op_averagepool(self, node, index, attrs, where):
+        self._pool(node, index, attrs, where, AvgPool2d)
+
+    def _op_globalaveragepool(self, node, index, attrs, where):
+        if len(self.shape) != 3 or self.shape[0] != self.shape[1]:
+            raise NetworkError(f"{where}: global pooling of a non-square {self.shape} image")
+        self._append(AvgPool2d(self._name(node, index), self.shape[0]), node)
+
+    def _op_flatten(self, node, index, attrs, where):
+        if attrs.get("axis", 1) != 1:
+            raise NetworkError(f"{where}: only axis=1 is supported")
+        self.flattened_from = self.shape if len(self.shape) == 3 else None
+        self._append(Flatten(self._name(node, index)), node)
+
+    def _op_reshape(self, node, index, attrs, where):
+        target = [int(d) for d in self._weight(node, index, 1)]
+        features = int(np.prod(self.shape))
+        if len(target) != 2 or target[1] not in (-1, features) or target[0] not in (-1, 0):
+            raise NetworkError(f"{where}: only a reshape to (batch, {features}) is supported, "
+                               f"not {target}")
+        self._op_flatten(node, index, {}, where)
+
+    def _op_identity(self, node, index, attrs, where):
+        self._rename_output(node)
+
+    _op_dropout = _op_identity
+
+
+def from_onnx(model):
+    """A float Network from an ONNX ModelProto; errors name the node at fault."""
+    _onnx()
+    return _Importer(model).run()

@@ -1,0 +1,117 @@
+"""ONNX interchange: exported networks agree with onnxruntime, imports agree with the
+original, and unsupported graphs are refused naming the node."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from firmware.network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,  # noqa: E402
+                              NetworkError)
+from firmware.onnx_io import from_onnx, load_onnx, to_onnx  # noqa: E402
+from firmware.train import init_cnn, init_mlp  # noqa: E402
+
+
+def onnxruntime_forward(model, x):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+def nchw(x):
+    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+def residual_mlp(rng):
+    return Network((Dense("a", rng.normal(size=(12, 8)), rng.normal(size=8)),
+                    Dense("b", rng.normal(size=(8, 8)), rng.normal(size=8)),
+                    Add("skip", "a", relu=True),
+                    Dense("out", rng.normal(size=(8, 3)), rng.normal(size=3), relu=False)))
+
+
+NETWORKS = {
+    "mlp": lambda rng: init_mlp([20, 16, 5], rng),
+    "cnn": lambda rng: init_cnn((9, 9, 2), [(3, 8, 1), ("maxpool", 2), (2, 6, 1),
+                                            ("avgpool", 2)], 4, rng),
+    "strided cnn": lambda rng: init_cnn((8, 8, 1), [(3, 5, 2), (2, 4, 1)], 3, rng),
+    "residual": residual_mlp,
+}
+
+
+@pytest.mark.parametrize("kind", NETWORKS)
+def test_export_agrees_with_onnxruntime_and_imports_back(kind):
+    rng = np.random.default_rng(1)
+    network = NETWORKS[kind](rng)
+    for layer in network.matrix_layers():      # non-zero biases, so bias paths are checked
+        object.__setattr__(layer, "bias", rng.normal(size=layer.bias.shape))
+    x = rng.uniform(-1, 1, (5, *network.input_shape))
+    model = to_onnx(network)
+    expected = network.forward(x)
+    assert np.allclose(onnxruntime_forward(model, nchw(x)), expected, atol=1e-4)
+    back = from_onnx(model)
+    assert [type(layer) for layer in back.layers] == [type(layer) for layer in network.layers]
+    assert back.input_shape == network.input_shape
+    assert np.allclose(back.forward(x), expected, atol=1e-5)       # float32 weights in ONNX
+
+
+def _model(nodes, initializers, input_dims, output="y"):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_dims)],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in initializers.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_import_of_a_pytorch_style_graph_matches_onnxruntime():
+    # Conv -> Relu -> MaxPool -> Flatten (channel-first) -> MatMul + Add -> Relu -> Gemm(transB).
+    rng = np.random.default_rng(2)
+    init = {"k": rng.normal(size=(4, 2, 3, 3)), "kb": rng.normal(size=4),
+            "w": rng.normal(size=(36, 7)), "b": rng.normal(size=7),
+            "w2": rng.normal(size=(3, 7)), "b2": rng.normal(size=3)}
+    nodes = [helper.make_node("Conv", ["x", "k", "kb"], ["c"], name="conv", kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("MatMul", ["f", "w"], ["m"], name="fc"),
+             helper.make_node("Add", ["m", "b"], ["a"]),
+             helper.make_node("Relu", ["a"], ["h"]),
+             helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], name="head", transB=1)]
+    model = _model(nodes, init, ["n", 2, 8, 8])
+    network = from_onnx(model)
+    assert [layer.name for layer in network.layers][:2] == ["conv", "maxpool2"]
+    assert network.input_shape == (8, 8, 2)
+    x = rng.uniform(-1, 1, (6, 8, 8, 2))
+    assert np.allclose(network.forward(x), onnxruntime_forward(model, nchw(x)), atol=1e-4)
+
+
+@pytest.mark.parametrize("node, init, message", [
+    (helper.make_node("Sigmoid", ["x"], ["y"], name="gate"), {},
+     "node 0 'gate' \\(Sigmoid\\): unsupported operator; supported: Gemm"),
+    (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+     {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): only unpadded"),
+    (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], group=1, strides=[1, 2]),
+     {"k": np.ones((2, 1, 3, 3))}, "strides \\[1, 2\\] differ per axis"),
+    (helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 2]), {},
+     "node 0 'mp' \\(MaxPool\\): only square windows at a stride of their size"),
+    (helper.make_node("Relu", ["x"], ["y"]), {}, "Relu must follow a Gemm, MatMul, Conv or Add"),
+    (helper.make_node("Gemm", ["x", "x"], ["y"], name="fc"), {},
+     "node 0 'fc' \\(Gemm\\): input 1 must be a constant"),
+])
+def test_unsupported_graphs_name_the_node(node, init, message):
+    with pytest.raises(NetworkError, match=message):
+        from_onnx(_model([node], init, ["n", 1, 6, 6]))
+
+
+def test_shape_errors_and_files_name_the_node_and_path(tmp_path):
+    model = _model([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")],
+                   {"w": np.ones((5, 2))}, ["n", 4])
+    with pytest.raises(NetworkError, match="layer 'fc' takes 5 inputs.*ONNX node 'fc'"):
+        from_onnx(model)
+    with pytest.raises(NetworkError, match="network file .*missing.onnx does not exist"):
+        load_onnx(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(NetworkError, match="junk.onnx: not a readable ONNX model"):
+        load_onnx(tmp_path / "junk.onnx")
+    onnx.save(to_onnx(init_mlp([4, 3], np.random.default_rng(0))), tmp_path / "ok.onnx")
+    assert load_onnx(tmp_path / "ok.onnx").input_shape == (4,)
