@@ -62,7 +62,7 @@ def matrix_row_layout(network, rows):
                 taps = np.arange(height * width).repeat(channels)
             padded_rows = taps * group + np.tile(np.arange(channels), len(taps) // channels)
             layouts[layer.name] = (padded_rows, (len(taps) // channels) * group)
-        image = network.shapes[index + 1] if hasattr(layer, "kernel") else None
+        image = network.shapes[index + 1] if len(network.shapes[index + 1]) == 3 else None
     return layouts
 
 

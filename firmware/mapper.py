@@ -108,6 +108,7 @@ def _lower(qnet, config):
                            f"(the output is read back as one vector per sample)")
     maps, image = [], None       # image: (producer step, row pitch, valid width)
     consumer = {}                # layer name -> the step whose input tensor is its output
+    image_of = {}                # layer name -> the image it left on the device
     previous = None              # the last layer that wrote a tensor
     for index, layer in enumerate(qnet.layers):
         if isinstance(layer, (QuantizedDense, QuantizedMaxPool2d)):
@@ -123,7 +124,7 @@ def _lower(qnet, config):
             pool = PoolMap(layer.name, layer.size, out_h, out_w, pitch, producer.output_entries,
                            producer.positions * producer.output_entries)
             maps.append(pool)
-            image = (pool, out_w, out_w)
+            image = image_of[layer.name] = (pool, out_w, out_w)
             continue
         if not isinstance(layer, QuantizedDense):
             continue                                     # Flatten: a layout, no work
@@ -138,14 +139,23 @@ def _lower(qnet, config):
         out_shape = qnet.shapes[index + 1]
         k_inputs = {}
         if isinstance(layer, QuantizedAdd):
-            if image is not None or len(out_shape) != 1 or layer.source not in consumer:
-                raise MappingError(f"layer {layer.name!r}: the mapper adds vectors made on the "
-                                   f"device (after Dense layers); this residual add is not that")
+            # [x; skip] per vector or pixel: the skip blocks read the source's output where
+            # the step after the source found it, at the same offsets.
+            same_image = image is None or image_of.get(layer.source, (None,))[1:] == image[1:]
+            if layer.source not in consumer or not same_image:
+                raise MappingError(f"layer {layer.name!r}: a residual add takes an output the "
+                                   f"device made, laid out like its input; {layer.source!r}'s is not")
             half = kb // 2
             k_inputs = {b: consumer[layer.source] for b in range(half, kb)}
             k_offsets = list(range(half)) * 2
-            positions, stride, runs = 1, half, [(1, 0, 0)]
-            entries = half
+            if image is None:
+                positions, stride, runs, entries = 1, half, [(1, 0, 0)], half
+            else:                                        # a 1x1 convolution of two images
+                producer, pitch, width = image
+                out_h = out_shape[0]
+                positions, stride = producer.positions, half
+                runs = [(width, y * pitch * half, y * pitch) for y in range(out_h)]
+                entries = producer.positions * half
         elif image is None:                              # the host writes the vectors
             positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
             k_offsets, stride, entries = list(range(kb)), kb, positions * kb
@@ -170,9 +180,9 @@ def _lower(qnet, config):
                       stored_real / cells if cells else 0.0,
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs)
         maps.append(lm)
-        if isinstance(layer, QuantizedConv2d):
+        if len(out_shape) == 3:                          # a convolution or an image add
             pitch = image[1] if image is not None else out_shape[1]
-            image = (lm, pitch, out_shape[1])
+            image = image_of[layer.name] = (lm, pitch, out_shape[1])
         else:
             image = None
     return maps

@@ -21,10 +21,17 @@ def init_mlp(sizes, rng):
 def init_cnn(input_shape, features, classes, rng):
     """He-initialised convolutions and poolings, then Flatten and a Dense classifier.
     `features` holds (kernel, out channels, stride) per convolution, ("maxpool", size)
-    or ("avgpool", size) per pooling."""
+    or ("avgpool", size) per pooling, ("residual",) for a 1x1 convolution whose output
+    is added to its input (then ReLU)."""
     layers, shape = [], tuple(input_shape)
     for i, spec in enumerate(features):
-        if spec[0] in ("maxpool", "avgpool"):
+        if spec[0] == "residual":
+            channels = shape[2]
+            layers.append(Conv2d(f"conv{i}", rng.normal(0, np.sqrt(2 / channels),
+                                                        (1, 1, channels, channels)),
+                                 np.zeros(channels)))
+            layer = Add(f"add{i}", layers[-2].name, relu=True)
+        elif spec[0] in ("maxpool", "avgpool"):
             layer = (MaxPool2d if spec[0] == "maxpool" else AvgPool2d)(f"pool{i}", spec[1])
         else:
             kernel, channels, stride = spec

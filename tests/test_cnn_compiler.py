@@ -185,3 +185,21 @@ def test_avgpool_runs_on_the_crossbar_as_identity_taps():
     assert network_map.layers[1].k_blocks == 4                   # one block per window tap
     run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
     assert np.array_equal(run.outputs, qnet.forward(x_q))
+
+
+
+def test_residual_add_of_images_runs_on_golden():
+    rng = np.random.default_rng(9)
+    # conv 3x3 (host) -> conv 1x1 (on-device) + the conv 3x3's image -> 2x2 max pool -> dense:
+    # the add is a 1x1 convolution of two on-device images.
+    net = init_cnn((8, 8, 1), [(3, 16, 1), ("residual",), ("maxpool", 2)], 10, rng)
+    assert [type(layer).__name__ for layer in net.layers][:3] == ["Conv2d", "Conv2d", "Add"]
+    x, y = rng.uniform(0, 1, (10, 8, 8, 1)), rng.integers(0, 10, 10)
+    net = train(net, x, y, 1, rng)                  # back-propagates through both paths
+    qnet = quantize(net, x)
+    x_q = qnet.input.quantize(x)
+    network_map = map_network(qnet, CONFIG)
+    add = next(lm for lm in network_map.layers if lm.name == "add1")
+    assert add.positions == 6 * 6 and add.k_inputs == {1: 1}      # skip block from conv1's input
+    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    assert np.array_equal(run.outputs, qnet.forward(x_q))

@@ -4,6 +4,7 @@ identical to the same driver on the golden model."""
 import asyncio
 
 import numpy as np
+import pytest
 
 from firmware import Driver
 from firmware.runtime import run_network
@@ -33,15 +34,23 @@ def test_network_on_rtl_equals_golden(small_network, record_property):
 CNN_CONFIG = AccelConfig(imem_depth=64, wmem_depth=256, amem_depth=128, psum_depth=64, qmem_depth=8)
 
 
-def test_cnn_on_rtl_equals_golden(record_property):
+CNNS = {
+    # Host-fed 3x3 conv, a strided 2x2 conv reading the image in place (wide rows), then a
+    # max pool of that wide image (MAX runs).
+    "conv3x3-conv2x2/2-maxpool2-dense": [(3, 8, 1), (2, 16, 2), ("maxpool", 2)],
+    # A residual add of two on-device images (a 1x1 conv's and the conv 3x3's), then a pool.
+    "conv3x3-(conv1x1 + skip)-maxpool2-dense": [(3, 16, 1), ("residual",), ("maxpool", 2)],
+}
+
+
+@pytest.mark.parametrize("name", CNNS)
+def test_cnn_on_rtl_equals_golden(record_property, name):
     from firmware.prune import prune_blocks
     from firmware.quantize import quantize
     from firmware.train import init_cnn
 
     rng = np.random.default_rng(12)
-    # Host-fed 3x3 conv, a strided 2x2 conv reading the image in place (wide rows), then a
-    # max pool of that wide image (MAX runs).
-    network = init_cnn((6, 6, 1), [(3, 8, 1), (2, 16, 2), ("maxpool", 2)], 10, rng)
+    network = init_cnn((6, 6, 1), CNNS[name], 10, rng)
     network, _ = prune_blocks(network, 0.5, CNN_CONFIG.rows, CNN_CONFIG.cols)
     x = rng.uniform(0, 1, (9, 6, 6, 1))
     qnet = quantize(network, x)
@@ -49,7 +58,7 @@ def test_cnn_on_rtl_equals_golden(record_property):
     golden = asyncio.run(run_network(Driver(GoldenBus(Device(CNN_CONFIG))), qnet, x_q))
     outputs, counters = run_network_on_rtl(qnet, x_q, CNN_CONFIG, log=lambda message: None)
     same = np.array_equal(outputs, golden.outputs) and counters == golden.counters
-    record_property("rtl_check", f"CNN conv3x3-conv2x2/2-maxpool2-dense, half its blocks pruned, on "
+    record_property("rtl_check", f"CNN {name}, half its blocks pruned, on "
                                  f"{CNN_CONFIG.name}: {len(x_q)} samples in {golden.runs} batches, "
                                  f"outputs and {len(counters)} counters "
                                  f"{'identical' if same else 'DIFFERENT'}")

@@ -36,6 +36,7 @@ NETWORKS = {
                                             ("avgpool", 2)], 4, rng),
     "strided cnn": lambda rng: init_cnn((8, 8, 1), [(3, 5, 2), (2, 4, 1)], 3, rng),
     "residual": residual_mlp,
+    "residual cnn": lambda rng: init_cnn((6, 6, 2), [(3, 4, 1), ("residual",)], 3, rng),
 }
 
 
