@@ -82,8 +82,23 @@ def prune_gradually(network, sparsity, config, x, y, model, rng, log):
     return network
 
 
+def export_onnx(network, pixel_order, path):
+    """`network` as ONNX on raw digits (1x8x8 images; the MLP's pixel order folded into its
+    first layer's rows), for `tessera compile`."""
+    import onnx
+
+    from firmware.onnx_io import to_onnx
+    if pixel_order is not None:
+        first = network.layers[0]
+        raw = np.empty_like(first.weights)
+        raw[pixel_order] = first.weights
+        network = network.with_layers([first.with_matrix(raw)] + list(network.layers[1:]))
+    onnx.save(to_onnx(network, path.stem), path)
+    return path
+
+
 def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_samples, preset,
-                out_dir, log):
+                out_dir, log, pixel_order=None):
     """Quantise, run on golden (all) and RTL (subset), and return the table row."""
     from sim.network import run_network_on_rtl
 
@@ -110,6 +125,7 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
     stem = f"digits_{model.name.lower()}_{name.replace(' ', '_').replace('%', '')}"
     plot = plot_layer_energy(per_layer, out_dir / f"{stem}.png",
                              f"digits {model.name}, {name}: energy per batch of {network_map.batch}")
+    export_onnx(network, None if model.image else pixel_order, out_dir / f"{stem}.onnx")
     return plot, {
         "model": model.name, "variant": name,
         "float": accuracy(network, x_test, y_test),
@@ -132,6 +148,9 @@ def run_digits(config=None, rtl_samples=36, seed=0, preset="isaac_reram_32nm",
     x_train, y_train, x_test, y_test = load_digits_split(seed)
     pixel_order = np.argsort(-x_train.var(axis=0), kind="stable")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Raw digits in ONNX's NCHW layout, for `tessera compile` / `run` on the exported models.
+    np.save(out_dir / "digits_calibration.npy", x_train[:500].reshape(-1, 1, 8, 8))
+    np.save(out_dir / "digits_test.npy", x_test.reshape(-1, 1, 8, 8))
     rows, plots = [], []
     for model in models:
         rng = np.random.default_rng(seed)
@@ -142,7 +161,7 @@ def run_digits(config=None, rtl_samples=36, seed=0, preset="isaac_reram_32nm",
             name = "dense" if sparsity == 0 else f"block {sparsity:.0%}"
             network = prune_gradually(dense, sparsity, config, train_in, y_train, model, rng, log)
             plot, row = run_variant(model, network, name, config, train_in, test_in, y_test,
-                                    rtl_samples, preset, out_dir, log)
+                                    rtl_samples, preset, out_dir, log, pixel_order)
             base = row if sparsity == 0 else next(r for r in rows if r["model"] == model.name)
             row["cycles vs dense"] = row["cycles/inf"] / base["cycles/inf"] - 1
             row["energy vs dense"] = row["nJ/inf"] / base["nJ/inf"] - 1

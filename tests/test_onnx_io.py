@@ -116,3 +116,14 @@ def test_shape_errors_and_files_name_the_node_and_path(tmp_path):
         load_onnx(tmp_path / "junk.onnx")
     onnx.save(to_onnx(init_mlp([4, 3], np.random.default_rng(0))), tmp_path / "ok.onnx")
     assert load_onnx(tmp_path / "ok.onnx").input_shape == (4,)
+
+
+def test_digits_export_folds_the_pixel_order_into_the_first_layer(tmp_path):
+    from tessera.digits import export_onnx
+    rng = np.random.default_rng(4)
+    network = init_mlp([64, 12, 10], rng)
+    order = rng.permutation(64)
+    x = rng.uniform(0, 1, (6, 64))
+    path = export_onnx(network, order, tmp_path / "mlp.onnx")
+    raw = onnxruntime_forward(onnx.load(str(path)), x)
+    assert np.allclose(raw, network.forward(x[:, order]), atol=1e-4)
