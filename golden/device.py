@@ -121,8 +121,9 @@ class Device:
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
 
     def soft_reset(self):
-        """What CONTROL.soft_reset does: tiles (registers) cleared, memories kept."""
-        self.tile_weights[:] = 0
+        """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
+        stops (status and counters clear in the register map); memories and the tiles'
+        weights are kept, as a crossbar's non-volatile cells keep theirs."""
 
     def load_program(self, words):
         words = np.asarray(words, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)

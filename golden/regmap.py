@@ -28,7 +28,8 @@ CAPABILITIES = {name: 0x10 + 4 * i for i, name in enumerate(
     + MEMORY_FIELDS)}
 
 CONTROL_START = 1 << 0          # write 1: run from pc 0 (clears counters and status)
-CONTROL_SOFT_RESET = 1 << 1     # write 1: stop, clear status and counters; memories kept
+CONTROL_SOFT_RESET = 1 << 1     # write 1: stop, clear status and counters; memories
+                                # and tile weights kept
 
 STATUS_BUSY = 1 << 0
 STATUS_DONE = 1 << 1

@@ -112,11 +112,14 @@ class CrossbarTile(wiring.Component):
         m = Module()
 
         # Inputs left-aligned so the current step's chunk is always the top dac_bits.
-        inputs = [Signal(INPUT_BITS, name=f"input_r{r}") for r in range(cfg.rows)]
+        # Datapath registers take no reset: each is loaded before it is read, and the cells
+        # keep their weights across a soft reset (golden.Device.soft_reset). A reset would
+        # be a net to every flip-flop of the array: nextpnr's most congested net.
+        inputs = [Signal(INPUT_BITS, name=f"input_r{r}", reset_less=True) for r in range(cfg.rows)]
         first_step = Signal()
         step = Signal(range(cfg.steps))
         phase = Signal(range(cfg.adc_share))
-        acc = [Signal(signed(ACC_BITS), name=f"acc_c{c}") for c in range(cfg.cols)]
+        acc = [Signal(signed(ACC_BITS), name=f"acc_c{c}", reset_less=True) for c in range(cfg.cols)]
         last_slot = (step == cfg.steps - 1) & (phase == cfg.adc_share - 1)
         top = slice(INPUT_BITS - cfg.dac_bits, INPUT_BITS)
         chunks = [inputs[r][top] for r in range(cfg.rows)]
@@ -186,7 +189,7 @@ class CrossbarTile(wiring.Component):
         one adder tree per column instead of one per (column, slice), and int8 cells.
         """
         cfg = self.config
-        rows = [Signal(data.ArrayLayout(signed(WEIGHT_BITS), cfg.cols), name=f"w_r{r}")
+        rows = [Signal(data.ArrayLayout(signed(WEIGHT_BITS), cfg.cols), name=f"w_r{r}", reset_less=True)
                 for r in range(cfg.rows)]
         self._program_rows(m, [(row, lambda weights: weights) for row in rows])
         sums = []
@@ -202,8 +205,8 @@ class CrossbarTile(wiring.Component):
         cfg = self.config
         # Cell planes, one flat word per row: cell (c, s) at bit (c * slices + s) * cell_bits.
         row_bits = cfg.cols * cfg.slices * cfg.cell_bits
-        g_pos = [Signal(row_bits, name=f"g_pos_r{r}") for r in range(cfg.rows)]
-        g_neg = [Signal(row_bits, name=f"g_neg_r{r}") for r in range(cfg.rows)]
+        g_pos = [Signal(row_bits, name=f"g_pos_r{r}", reset_less=True) for r in range(cfg.rows)]
+        g_neg = [Signal(row_bits, name=f"g_neg_r{r}", reset_less=True) for r in range(cfg.rows)]
 
         def differential_pair(weights):
             # w+ and w- of every weight; each magnitude's bits are its slices in order.

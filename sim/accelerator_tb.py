@@ -205,6 +205,13 @@ async def errors_stop_and_soft_reset_recovers(dut):
         expected, actual = await bench.run_program(good)
         assert actual.ok and not compare_runs(expected, actual), compare_runs(expected, actual)
         assert not await bench.compare_entries("amem", [2, 3])
+        # A soft reset keeps the tiles' weights (non-volatile cells): an MVM without PROGRAM.
+        await bench.driver.soft_reset()
+        bench.golden.soft_reset()
+        expected, actual = await bench.run_program([isa.mvm(1, 2, 0, 0), isa.requant(2, 0, 2, 0),
+                                                    isa.halt()])
+        assert actual.ok and not compare_runs(expected, actual), compare_runs(expected, actual)
+        assert not await bench.compare_entries("amem", [2, 3])
     assert set(seen.values()) == {e.name for e in ErrorCode if e != ErrorCode.NONE}, seen
 
     # Bus errors answer SLVERR and change nothing.
