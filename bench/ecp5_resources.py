@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import rtl
+from rtl.fpga_build import ecp5_synthesis
 from sim.runner import BUILD_ROOT
 from tessera.cli import add_config_options, config_from_args
 
@@ -24,7 +25,8 @@ hierarchy -top accelerator
 proc
 select -assert-none t:$dlatch t:$adlatch t:$dlatchsr
 check -assert
-synth_ecp5 -top accelerator
+synth_ecp5 -top accelerator {synth_opts}
+{after_synth}
 tee -o {stat} stat
 """
 
@@ -45,7 +47,9 @@ def main():
     verilog = rtl.generate_verilog(rtl.Accelerator(config), out, "accelerator")
     script = out / "synth.ys"
     stat = out / "stat.txt"
-    script.write_text(SCRIPT.format(verilog=verilog, stat=stat))
+    synth_opts, after_synth = ecp5_synthesis("t:$mem_v2")   # the same flow as the boards'
+    script.write_text(SCRIPT.format(verilog=verilog, stat=stat, synth_opts=synth_opts,
+                                    after_synth=after_synth))
     print(f"synthesising {config.name} for ECP5 (log: {out / 'yosys.log'}) ...", flush=True)
     started = time.monotonic()
     with open(out / "yosys.log", "w") as log:

