@@ -14,8 +14,8 @@ BOARDS = {
 
 # What `tessera build --board B` builds unless told otherwise (AccelConfig fields over
 # DESIGN.md's defaults): the largest config measured to fit and meet timing. The UP5K:
-# eight 8x1 tiles with the default memories, 5,070 of 5,280 LCs, 24 of 30 RAMs, all 8 DSPs
-# (a second column needs a second requantiser, 4 more DSPs), 19.8 MHz against 12 MHz.
+# eight 8x1 tiles with the default memories, 5,076 of 5,280 LCs, 24 of 30 RAMs, all 8 DSPs
+# (a second column needs a second requantiser, 4 more DSPs), 18.9 MHz against 12 MHz.
 # An 8-row tile costs about 100 LCs; one 16x1 tile took 5,043 LCs and 28 RAMs.
 BOARD_CONFIGS = {
     "icebreaker": dict(tiles=8, rows=8, cols=1),
