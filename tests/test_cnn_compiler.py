@@ -203,3 +203,16 @@ def test_residual_add_of_images_runs_on_golden():
     assert add.positions == 6 * 6 and add.k_inputs == {1: 1}      # skip block from conv1's input
     run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
     assert np.array_equal(run.outputs, qnet.forward(x_q))
+
+
+def test_residual_add_of_a_flattened_image_is_refused_naming_the_layer():
+    from firmware.network import Add
+    rng = np.random.default_rng(9)
+    # The skip is a Flatten's output: the image is on the device, but not laid out as a vector.
+    net = Network((Conv2d("c0", rng.normal(size=(5, 5, 1, 4)), np.zeros(4)), Flatten("flat"),
+                   Dense("d1", rng.normal(size=(64, 64)), np.zeros(64)), Add("res", "flat"),
+                   Dense("out", rng.normal(size=(64, 3)), np.zeros(3), relu=False)), (8, 8, 1))
+    qnet = quantize(net, rng.uniform(0, 1, (4, 8, 8, 1)))
+    with pytest.raises(MappingError, match="layer 'res': a residual add takes an output the device "
+                                           "made, laid out like its input; 'flat''s is not"):
+        map_network(qnet, CONFIG)
