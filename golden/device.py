@@ -123,7 +123,8 @@ class Device:
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
         stops (status and counters clear in the register map); memories and the tiles'
-        weights are kept, as a crossbar's non-volatile cells keep theirs."""
+        weights are kept, as a crossbar's non-volatile cells keep theirs. Weights are zero
+        at power-on (a new Device) and no reset clears them."""
 
     def load_program(self, words):
         words = np.asarray(words, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)
