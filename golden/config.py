@@ -168,6 +168,12 @@ class AccelConfig:
         return self.adc_shift == 0 and self.adc_bits >= self.lossless_adc_bits
 
     @property
+    def result_bits(self):
+        """Bits of a signed register that holds any tile result and every partial sum of
+        its shift-add (each is a sum of some of the terms :attr:`result_bound` adds)."""
+        return self.result_bound.bit_length() + 1
+
+    @property
     def result_bound(self):
         """An upper bound of |tile result|: every code at full scale, every shift at its largest."""
         max_code = 1 << (self.adc_bits - 1)

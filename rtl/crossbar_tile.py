@@ -119,7 +119,9 @@ class CrossbarTile(wiring.Component):
         first_step = Signal()
         step = Signal(range(cfg.steps))
         phase = Signal(range(cfg.adc_share))
-        acc = [Signal(signed(ACC_BITS), name=f"acc_c{c}", reset_less=True) for c in range(cfg.cols)]
+        # Only as wide as a result can be (22 bits by default), sign-extended on the way out.
+        acc = [Signal(signed(cfg.result_bits), name=f"acc_c{c}", reset_less=True)
+               for c in range(cfg.cols)]
         last_slot = (step == cfg.steps - 1) & (phase == cfg.adc_share - 1)
         top = slice(INPUT_BITS - cfg.dac_bits, INPUT_BITS)
         chunks = [inputs[r][top] for r in range(cfg.rows)]
@@ -138,7 +140,7 @@ class CrossbarTile(wiring.Component):
                 with m.If(self.busy & ~self.o_stream.valid & (phase == p)):
                     m.d.sync += acc[c].eq((acc[c] << cfg.dac_bits) + slot_sum)
 
-        m.d.comb += self.o_stream.payload.eq(Cat(*acc))
+        m.d.comb += [self.o_stream.payload[c].eq(acc[c]) for c in range(cfg.cols)]
 
         def accept_input():
             m.d.sync += [inputs[r].eq(self.i_stream.payload[r]) for r in range(cfg.rows)]
