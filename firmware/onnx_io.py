@@ -231,21 +231,31 @@ class _Importer:
         weights = self._weight(node, index, 1)
         self._append(self._dense(node, index, weights, np.zeros(weights.shape[1])), node)
 
+    def _fold(self, node, where, kinds, what, change):
+        """Fold `node` into the layer that made the last result, as `change(layer)`; that
+        layer must be one of `kinds` without its ReLU yet, else the error says `what`."""
+        position = self.producer[self.current]
+        layer = self.layers[position] if position is not None else None
+        if not isinstance(layer, kinds) or layer.relu:
+            raise NetworkError(f"{where}: {what}")
+        self.layers[position] = change(layer)
+        self._rename_output(node)
+
     def _op_add(self, node, index, attrs, where):
         """A constant added to a Dense or Conv2d's result: its bias (MatMul + Add)."""
-        layer = self.layers[self.producer[self.current]] if self.layers else None
-        constant = next(t for t in node.input if t in self.constants)
-        if not isinstance(layer, (Dense, Conv2d)) or layer.relu:
-            raise NetworkError(f"{where}: adds a constant to something other than a Gemm, "
-                               f"MatMul or Conv result")
-        try:
-            bias = layer.bias + np.broadcast_to(self.constants[constant].reshape(-1),
-                                                layer.bias.shape)
-        except ValueError:
-            raise NetworkError(f"{where}: constant of shape {self.constants[constant].shape} "
-                               f"is not a bias of {layer.outputs} outputs") from None
-        self.layers[-1] = replace(layer, bias=bias)
-        self._rename_output(node)
+        constant = self.constants[next(t for t in node.input if t in self.constants)]
+
+        def add_bias(layer):
+            try:
+                bias = layer.bias + np.broadcast_to(constant.reshape(-1), layer.bias.shape)
+            except ValueError:
+                raise NetworkError(f"{where}: constant of shape {constant.shape} is not a bias "
+                                   f"of {layer.outputs} outputs") from None
+            return replace(layer, bias=bias)
+
+        self._fold(node, where, (Dense, Conv2d),
+                   "adds a constant to something other than a Gemm, MatMul or Conv result",
+                   add_bias)
 
     def _residual(self, node, index, activations):
         where = self._where(node, index)
@@ -275,12 +285,9 @@ class _Importer:
                             relu=False, stride=int(strides[0])), node)
 
     def _op_relu(self, node, index, attrs, where):
-        position = self.producer[self.current]
-        layer = self.layers[position] if position is not None else None
-        if not isinstance(layer, (Dense, Conv2d, Add)) or layer.relu:
-            raise NetworkError(f"{where}: Relu must follow a Gemm, MatMul, Conv or Add")
-        self.layers[position] = replace(layer, relu=True)
-        self._rename_output(node)
+        self._fold(node, where, (Dense, Conv2d, Add),
+                   "Relu must follow a Gemm, MatMul, Conv or Add",
+                   lambda layer: replace(layer, relu=True))
 
     def _pool(self, node, index, attrs, where, kind):
         kernel = attrs.get("kernel_shape", [])
