@@ -78,6 +78,16 @@ class AcceleratorBench:
         self.stall_bus(True)
         return expected, actual
 
+    async def run_matching(self, instructions):
+        """Run a program that must succeed, with the same status and counters on both."""
+        expected, actual = await self.run_program(instructions)
+        problems = compare_runs(expected, actual)
+        assert actual.ok and not problems, problems
+
+    async def soft_reset(self):
+        await self.driver.soft_reset()
+        self.golden.soft_reset()
+
     async def compare_entries(self, memory, entries):
         mismatches = []
         for e in entries:
@@ -190,9 +200,7 @@ async def errors_stop_and_soft_reset_recovers(dut):
     await bench.load_memories(random_memories(config, rng))
     # No reset clears the tiles' weights (non-volatile cells); the previous test left some,
     # a fresh golden device has none. Program every tile on both before comparing.
-    expected, actual = await bench.run_program(
-        [isa.program(t, 0) for t in range(config.tiles)] + [isa.halt()])
-    assert actual.ok and not compare_runs(expected, actual), compare_runs(expected, actual)
+    await bench.run_matching([isa.program(t, 0) for t in range(config.tiles)] + [isa.halt()])
     seen = {}
     for case, instructions in error_programs(config).items():
         expected, actual = await bench.run_program(instructions)
@@ -201,21 +209,16 @@ async def errors_stop_and_soft_reset_recovers(dut):
         assert not problems, f"{case}: " + "; ".join(problems)
         seen[str(case)] = actual.error.name
         assert dut.done.value == 1, "done/interrupt line low after an error"
-        await bench.driver.soft_reset()
-        bench.golden.soft_reset()
+        await bench.soft_reset()
         status = await bench.driver.status()
         assert not (status["error"] or status["done"] or status["busy"]), status
         # The device works again: a good program after the reset matches the golden model.
-        good = [isa.program(0, 0), isa.mvm(1, 2, 0, 0, accumulate=True), isa.requant(2, 0, 2, 0), isa.halt()]
-        expected, actual = await bench.run_program(good)
-        assert actual.ok and not compare_runs(expected, actual), compare_runs(expected, actual)
+        await bench.run_matching([isa.program(0, 0), isa.mvm(1, 2, 0, 0, accumulate=True),
+                                  isa.requant(2, 0, 2, 0), isa.halt()])
         assert not await bench.compare_entries("amem", [2, 3])
         # A soft reset keeps the tiles' weights (non-volatile cells): an MVM without PROGRAM.
-        await bench.driver.soft_reset()
-        bench.golden.soft_reset()
-        expected, actual = await bench.run_program([isa.mvm(1, 2, 0, 0), isa.requant(2, 0, 2, 0),
-                                                    isa.halt()])
-        assert actual.ok and not compare_runs(expected, actual), compare_runs(expected, actual)
+        await bench.soft_reset()
+        await bench.run_matching([isa.mvm(1, 2, 0, 0), isa.requant(2, 0, 2, 0), isa.halt()])
         assert not await bench.compare_entries("amem", [2, 3])
     assert set(seen.values()) == {e.name for e in ErrorCode if e != ErrorCode.NONE}, seen
 
