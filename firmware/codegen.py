@@ -48,23 +48,21 @@ def _pool(pool, batch, out_base):
     for sample in range(batch):
         image = pool.input_base + sample * pool.input_entries
         for row in range(pool.out_h):
-            def input_row(dy):
-                return image + (k * row + dy) * pool.pitch * group
+            input_rows = [image + (k * row + dy) * pool.pitch * group for dy in range(k)]
             column_max = image + row * row_entries
-            program.append(isa.vmax(row_entries, input_row(0), input_row(1), column_max))
-            program += [isa.vmax(row_entries, column_max, input_row(dy), column_max)
-                        for dy in range(2, k)]
+            program.append(isa.vmax(row_entries, input_rows[0], input_rows[1], column_max))
+            program += [isa.vmax(row_entries, column_max, input_row, column_max)
+                        for input_row in input_rows[2:]]
         for entry in range(group):
-            def window_column(dx):
-                return image + dx * group + entry
+            window_columns = [image + dx * group + entry for dx in range(k)]
             out = out_base + sample * out_entries + entry
             windows = pool.out_h * pool.out_w
-            program.append(isa.vmax(windows, window_column(0), window_column(1), out,
+            program.append(isa.vmax(windows, window_columns[0], window_columns[1], out,
                                     src_stride=k * group, other_stride=k * group,
                                     dst_stride=group))
-            program += [isa.vmax(windows, out, window_column(dx), out, src_stride=group,
+            program += [isa.vmax(windows, out, window_column, out, src_stride=group,
                                  other_stride=k * group, dst_stride=group)
-                        for dx in range(2, k)]
+                        for window_column in window_columns[2:]]
     return program
 
 

@@ -55,11 +55,12 @@ def to_onnx(network, name="tessera"):
         return ["batch", shape[2], shape[0], shape[1]] if len(shape) == 3 else ["batch", shape[0]]
 
     current = "input"
+    flattened_from = None                # the image shape a Flatten just took
     for layer, in_shape in zip(network.layers, network.shapes):
         out = layer.name
         if isinstance(layer, Dense):
             weights = layer.weights
-            if len(in_shape) == 1 and current.endswith(":flat"):
+            if flattened_from is not None:
                 # Our rows are (y, x, c); ONNX's flatten gives (c, y, x).
                 weights = weights[np.argsort(_flatten_rows(flattened_from))]
             nodes.append(helper.make_node("Gemm", [current, constant(f"{out}.weight", weights),
@@ -76,7 +77,6 @@ def to_onnx(network, name="tessera"):
             nodes.append(helper.make_node(op, [current], [out], name=out,
                                           kernel_shape=[layer.size] * 2, strides=[layer.size] * 2))
         elif isinstance(layer, Flatten):
-            flattened_from = in_shape
             out = f"{layer.name}:flat"
             nodes.append(helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
         elif isinstance(layer, Add):
@@ -86,6 +86,7 @@ def to_onnx(network, name="tessera"):
             nodes.append(helper.make_node("Relu", [out], [f"{out}:relu"], name=f"{out}.relu"))
             out = f"{out}:relu"
         tensor_of[layer.name] = current = out
+        flattened_from = in_shape if isinstance(layer, Flatten) and len(in_shape) == 3 else None
     graph = helper.make_graph(
         nodes, name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims(network.input_shape))],
