@@ -41,7 +41,7 @@ class UartBridge(wiring.Component):
 
         command, count, address = Signal(8), Signal(8), Signal(32)
         total = Signal(8)            # running byte sum for the checksum
-        index = Signal(9)            # byte or word index within the current field
+        index = Signal(range(4 * bridge.MAX_COUNT + 1))   # byte or word index within a field
         word = Signal(32)
         status = Signal(8)
         replied = Signal(8)          # words the response carries
