@@ -9,5 +9,5 @@ __all__ = ["run_accelerator_check"]
 
 def run_accelerator_check(config, programs=200, seed=1, log=print):
     """Run `sim.accelerator_tb` on the accelerator of `config`; returns a `CocotbRun`."""
-    return run_component(rtl.Accelerator(config), "accelerator", "sim.accelerator_tb",
+    return run_component(lambda: rtl.Accelerator(config), config, "accelerator", "sim.accelerator_tb",
                          {"TESSERA_PROGRAMS": str(programs), "TESSERA_SEED": str(seed)}, log)

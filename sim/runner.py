@@ -5,6 +5,7 @@ Makefile flow rejects its version string, so we use `cocotb_tools.runner` and pu
 the wheel's bin folder first on PATH (TOOLCHAIN.md).
 """
 
+import hashlib
 import json
 import os
 import re
@@ -118,15 +119,30 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
                      build_dir / "sim.log")
 
 
-def run_component(component, toplevel, test_module, env, log=print):
-    """Generate `component`'s Verilog into its own build directory (one per toplevel and
-    config) and run the cocotb `test_module` on it; `env` goes to the testbench along
-    with ``TESSERA_CONFIG``."""
+def rtl_digest(config, build_key=""):
+    """A digest of what a design's Verilog depends on: the RTL and golden sources, the
+    config and any other elaboration parameter (`build_key`)."""
+    digest = hashlib.sha256(f"{config.to_json()}\n{build_key}\n".encode())
+    for folder in ("rtl", "golden"):
+        for path in sorted((REPO_ROOT / folder).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_component(make_component, config, toplevel, test_module, env, log=print, build_key=""):
+    """Generate the Verilog of ``make_component()`` (for `config`) into its own build
+    directory (one per toplevel and config) and run the cocotb `test_module` on it; `env`
+    goes to the testbench along with ``TESSERA_CONFIG``. A design whose Verilog was already
+    generated from the same sources, config and `build_key` is not elaborated again."""
     import rtl
 
-    config = component.config
     build_dir = build_dir_for(toplevel, config)
-    verilog = rtl.generate_verilog(component, build_dir, toplevel)
+    verilog, stamp = build_dir / f"{toplevel}.v", build_dir / f"{toplevel}.sources"
+    digest = rtl_digest(config, build_key)
+    if not (verilog.exists() and stamp.exists() and stamp.read_text() == digest):
+        log(f"elaborating {toplevel} for {config.name} ...")
+        verilog = rtl.generate_verilog(make_component(), build_dir, toplevel)
+        stamp.write_text(digest)
     return run_cocotb(verilog=verilog, toplevel=toplevel, test_module=test_module,
                       build_dir=build_dir, env={"TESSERA_CONFIG": config.to_json(), **env},
                       log=log)

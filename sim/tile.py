@@ -9,5 +9,5 @@ __all__ = ["run_tile_check"]
 
 def run_tile_check(config, vectors=2000, seed=1, log=print):
     """Run `sim.tile_tb` on the tile of `config`; returns a `CocotbRun`."""
-    return run_component(rtl.CrossbarTile(config), "crossbar_tile", "sim.tile_tb",
+    return run_component(lambda: rtl.CrossbarTile(config), config, "crossbar_tile", "sim.tile_tb",
                          {"TESSERA_VECTORS": str(vectors), "TESSERA_SEED": str(seed)}, log)
