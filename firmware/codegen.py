@@ -1,4 +1,5 @@
-"""Code generation: the instruction streams and memory images of a mapped network."""
+"""Code generation: the instruction stream and memory images of one segment, placed for
+a batch (see :mod:`firmware.mapper`)."""
 
 from dataclasses import dataclass
 
@@ -7,18 +8,15 @@ import numpy as np
 from golden import isa
 from golden.device import QuantParams, pack_quant_params
 
-from .mapper import MappingError, PoolMap
+from .mapper import PoolMap
 
-__all__ = ["Program", "generate"]
+__all__ = ["SegmentCode", "segment_images", "segment_program"]
 
 
 @dataclass
-class Program:
-    setup: list          # instructions run once (programs resident tiles), may be empty
+class SegmentCode:
+    setup: list          # instructions run once per weight load (programs resident tiles)
     inference: list      # instructions run per batch
-    wmem: np.ndarray     # (images * rows, cols) int8
-    qmem: np.ndarray     # (entries, 4 * cols) words, cols channels an entry
-    tile_of: dict        # resident mapping: (layer, kb, nb) -> tile
     layer_pcs: dict      # layer name -> range of its inference instructions
 
 
@@ -34,7 +32,7 @@ def _runs(nbs, accumulate, limit):
     return runs + ([current] if current else [])
 
 
-def _pool(pool, batch, out_base):
+def _pool(pool, batch, in_base, out_base):
     """Max pooling in two passes of MAX runs per sample. Down: per output row, the maximum
     down each window column, over the row's pixels and entries in one run, written as a
     compact image over the start of the input (each entry lands where the run has already
@@ -46,7 +44,7 @@ def _pool(pool, batch, out_base):
     out_entries = pool.out_h * pool.out_w * group
     program = []
     for sample in range(batch):
-        image = pool.input_base + sample * pool.input_entries
+        image = in_base + sample * pool.input_entries
         for row in range(pool.out_h):
             input_rows = [image + (k * row + dy) * pool.pitch * group for dy in range(k)]
             column_max = image + row * row_entries
@@ -66,80 +64,84 @@ def _pool(pool, batch, out_base):
     return program
 
 
-def generate(qnet, network_map):
-    m, c = network_map, network_map.config
+def segment_images(qnet, network_map, segment, placement):
+    """The segment's weight-staging image ``(images * rows, cols)`` and its parameter image
+    ``(entries, 4 * cols)`` words (cols channels an entry); neither depends on the batch."""
+    c = network_map.config
     R, C = c.rows, c.cols
-    wmem = np.zeros((m.images * R, C), np.int64)
-    qmem = np.zeros((sum(lm.n_blocks for lm in m.layers), C, 4), np.int64)
-    setup, inference, tile_of, layer_pcs = [], [], {}, {}
-    next_tile = 0
-    by_name = {layer.name: layer for layer in qnet.layers}
-
-    for index, lm in enumerate(m.steps):
-        first_pc = len(inference)
-        out_base = m.steps[index + 1].input_base if index + 1 < len(m.steps) else m.output_base
-        if isinstance(lm, PoolMap):
-            inference += _pool(lm, m.batch, out_base)
-            layer_pcs[lm.name] = range(first_pc, len(inference))
-            continue
-        layer = by_name[lm.name]
-        for (kb, nb), image in lm.images.items():
-            wmem[image * R:(image + 1) * R] = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
-        for channel in range(lm.n_blocks * C):
+    steps, by_name = network_map.steps, {layer.name: layer for layer in qnet.layers}
+    wmem = np.zeros((segment.images * R, C), np.int64)
+    for (s, kb, nb), image in placement.image.items():
+        wmem[image * R:(image + 1) * R] = steps[s].weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+    qmem = np.zeros((segment.qmem_entries, C, 4), np.int64)
+    for (s, nb), entry in placement.qentry.items():
+        layer = by_name[steps[s].name]
+        for lane in range(C):
+            channel = nb * C + lane
             if channel < layer.weights.shape[1]:
                 params = QuantParams(int(layer.bias[channel]), int(layer.multiplier[channel]),
                                      int(layer.shift[channel]), layer.output.zero_point,
                                      layer.clamp_min, 127)
-            else:                 # padding channel: zero_point out, ignored downstream
+            else:             # padding channel: zero_point out, ignored downstream
                 params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
-            qmem[lm.qmem_base + channel // C, channel % C] = pack_quant_params(params)
+            qmem[entry, lane] = pack_quant_params(params)
+    return wmem, qmem.reshape(len(qmem), 4 * C)
 
-        # One strided run over every sample's positions when the layout allows, else the
-        # layer's runs for each sample: (count, input entry offset, psum entry offset).
-        if lm.samples_contiguous:
-            runs = [(m.batch * lm.positions, 0, 0)]
+
+def _matrix_step(s, segment, place, config, steps, resident, setup, inference):
+    """PROGRAMs and MVMs of the segment's blocks of matrix step `s` (K block by K block,
+    each K block's output blocks in runs over the tiles), then its REQUANTs."""
+    lm, R, C = steps[s], config.rows, config.cols
+    # One strided run over every sample's positions when the layout allows, else the
+    # layer's runs for each sample: (count, input entry offset, psum entry offset).
+    if lm.samples_contiguous:
+        runs = [(place.batch * lm.positions, 0, 0)]
+    else:
+        runs = [(count, n * lm.input_entries + offset, (n * lm.positions + first) * lm.n_blocks)
+                for n in range(place.batch) for count, offset, first in lm.sample_runs]
+    # An output block accumulates after its first stored K block, computed in this segment
+    # or in an earlier chunk of the layer (chunks take each output block's K blocks in order).
+    first_kb = {}
+    for kb, nb in zip(*np.nonzero(lm.nonzero)):
+        first_kb.setdefault(int(nb), int(kb))
+    blocks = segment.blocks.get(s, [])
+    for kb in sorted({kb for kb, _ in blocks}):
+        nbs = sorted(nb for k, nb in blocks if k == kb)
+        accumulate = {nb: kb > first_kb[nb] for nb in nbs}
+        for tile_run in _runs(nbs, accumulate, config.tiles):
+            programs = (setup if resident else inference)
+            first_tile = len(setup) if resident else 0
+            tiles = list(range(first_tile, first_tile + len(tile_run)))
+            programs += [isa.program(t, place.image[(s, kb, nb)] * R) for t, nb in zip(tiles, tile_run)]
+            # A residual add reads its skip blocks from an earlier layer's output.
+            source = lm.k_inputs.get(kb, s)
+            sample_stride = steps[source].input_entries if lm.positions == 1 else lm.position_stride
+            for count, src, dst in runs:
+                inference.append(isa.mvm(
+                    tiles, count, place.tensor_base[source] + src + lm.k_offsets[kb],
+                    place.psum_base[s] + dst + tile_run[0], src_stride=sample_stride,
+                    dst_stride=lm.n_blocks, tile_stride=1, accumulate=accumulate[tile_run[0]]))
+    out_base = place.tensor_base[s + 1]
+    for nb in segment.requants.get(s, []):
+        inference.append(isa.requant(place.batch * lm.positions, place.psum_base[s] + nb,
+                                     out_base + nb * C // R, place.qentry[(s, nb)],
+                                     lane_block=(nb * C % R) // C, src_stride=lm.n_blocks,
+                                     dst_stride=lm.output_entries))
+
+
+def segment_program(network_map, segment, place, resident=False):
+    """The segment's instructions for `place.batch` samples. `resident`: its blocks are
+    programmed into tiles of their own once, by the setup program, not per batch."""
+    config, steps = network_map.config, network_map.steps
+    setup, inference, layer_pcs = [], [], {}
+    for s in segment.steps:
+        first_pc = len(inference)
+        if isinstance(steps[s], PoolMap):
+            inference += _pool(steps[s], place.batch, place.tensor_base[s], place.tensor_base[s + 1])
         else:
-            runs = [(count, s * lm.input_entries + offset, (s * lm.positions + first) * lm.n_blocks)
-                    for s in range(m.batch) for count, offset, first in lm.sample_runs]
-
-        seen_nb = np.zeros(lm.n_blocks, bool)
-        for kb in range(lm.k_blocks):
-            nbs = [int(nb) for nb in np.flatnonzero(lm.nonzero[kb])]
-            accumulate = seen_nb.copy()
-            for tile_run in _runs(nbs, accumulate, c.tiles):
-                if m.resident:
-                    tiles = []
-                    for nb in tile_run:
-                        tile_of[(lm.name, kb, nb)] = next_tile
-                        setup.append(isa.program(next_tile, lm.images[(kb, nb)] * R))
-                        tiles.append(next_tile)
-                        next_tile += 1
-                else:
-                    tiles = list(range(len(tile_run)))
-                    inference += [isa.program(t, lm.images[(kb, nb)] * R)
-                                  for t, nb in zip(tiles, tile_run)]
-                # A residual add reads its skip blocks from an earlier layer's output.
-                source = m.steps[lm.k_inputs[kb]] if kb in lm.k_inputs else lm
-                sample_stride = source.input_entries if lm.positions == 1 else lm.position_stride
-                for count, src, dst in runs:
-                    inference.append(isa.mvm(
-                        tiles, count, source.input_base + src + lm.k_offsets[kb],
-                        lm.psum_base + dst + tile_run[0], src_stride=sample_stride,
-                        dst_stride=lm.n_blocks, tile_stride=1,
-                        accumulate=bool(accumulate[tile_run[0]])))
-            seen_nb[nbs] = True
-
-        for nb in range(lm.n_blocks):
-            inference.append(isa.requant(m.batch * lm.positions, lm.psum_base + nb,
-                                         out_base + nb * C // R, lm.qmem_base + nb,
-                                         lane_block=(nb * C % R) // C, src_stride=lm.n_blocks,
-                                         dst_stride=lm.output_entries))
-        layer_pcs[lm.name] = range(first_pc, len(inference))
+            _matrix_step(s, segment, place, config, steps, resident, setup, inference)
+        layer_pcs[steps[s].name] = range(first_pc, len(inference))
     inference.append(isa.halt())
     if setup:
         setup.append(isa.halt())
-    for name, program in (("setup", setup), ("inference", inference)):
-        if len(program) > c.imem_depth:
-            raise MappingError(f"the {name} program has {len(program)} instructions, beyond "
-                               f"imem_depth {c.imem_depth}")
-    return Program(setup, inference, wmem, qmem.reshape(len(qmem), 4 * C), tile_of, layer_pcs)
+    return SegmentCode(setup, inference, layer_pcs)

@@ -2,11 +2,16 @@
 
 A transport provides::
 
-    async def read(address) -> int          # one 32-bit word; raises BusError on SLVERR
-    async def write(address, value) -> None # raises BusError on SLVERR
-    async def wait_done(timeout_s) -> bool  # True once the done line (or STATUS) says done
+    async def read(address) -> int                  # one 32-bit word; BusError on SLVERR
+    async def write(address, value) -> None         # BusError on SLVERR
+    async def read_burst(address, count) -> list    # `count` words from address, address + 4, ...
+    async def write_burst(address, words) -> None
+    async def wait_done(timeout_s) -> bool          # True once the done line (or STATUS) says done
+    max_burst: int                                  # the most words one burst moves
 
-Every wait has a timeout: the driver never hangs on a dead device.
+Memory images move in bursts; the driver counts every word it moves, per memory (and
+"csr" for registers), so that a run can book its off-chip traffic. Every wait has a
+timeout: the driver never hangs on a dead device.
 """
 
 from dataclasses import dataclass
@@ -59,18 +64,37 @@ class Driver:
         self.bus = bus
         self.config = None
         self.windows = None
+        self.reset_transfer_counts()
+
+    def reset_transfer_counts(self):
+        self._moved = {"written": {}, "read": {}}
+
+    def transfer_counts(self):
+        """Words moved since the last reset: {"written": {memory: n}, "read": {memory: n}}."""
+        return {way: dict(counts) for way, counts in self._moved.items()}
+
+    def _count(self, way, memory, words):
+        self._moved[way][memory] = self._moved[way].get(memory, 0) + words
+
+    async def _read_csr(self, address):
+        self._count("read", "csr", 1)
+        return await self.bus.read(address)
+
+    async def _write_csr(self, address, value):
+        self._count("written", "csr", 1)
+        await self.bus.write(address, value)
 
     async def discover(self):
         """Check the ID and version, read the capability registers, return the config."""
-        ident = await self.bus.read(regmap.CSR["ID"])
+        ident = await self._read_csr(regmap.CSR["ID"])
         if ident != regmap.ID_VALUE:
             raise BusError(regmap.CSR["ID"], "read", f"ID 0x{ident:08x} is not a Tessera "
                                                      f"accelerator (0x{regmap.ID_VALUE:08x})")
-        version = await self.bus.read(regmap.CSR["VERSION"])
+        version = await self._read_csr(regmap.CSR["VERSION"])
         if version >> 16 != regmap.VERSION >> 16:
             raise BusError(regmap.CSR["VERSION"], "read",
                            f"version 0x{version:08x} is incompatible with 0x{regmap.VERSION:08x}")
-        fields = {name: await self.bus.read(address)
+        fields = {name: await self._read_csr(address)
                   for name, address in regmap.CAPABILITIES.items()}
         self.config = AccelConfig(**fields)
         self.windows = regmap.memory_windows(self.config)
@@ -83,41 +107,60 @@ class Driver:
             raise KeyError(f"no memory {memory!r}; memories are {sorted(self.windows)}")
         return self.windows[memory]
 
+    def _bursts(self, window, start, count):
+        """(address, first entry, entries) runs of whole entries that one burst each can
+        move: entries are contiguous when their words fill their stride."""
+        per_burst = max(1, self.bus.max_burst // window.entry_words)
+        if window.entry_words * 4 != window.entry_stride:
+            per_burst = 1
+        for first in range(start, start + count, per_burst):
+            entries = min(per_burst, start + count - first)
+            yield window.address(first), first - start, entries
+
+    def _check_span(self, window, start, count):
+        if start < 0 or count < 0 or start + count > window.depth:
+            raise IndexError(f"{window.name} entries {start}..{start + count - 1} outside "
+                             f"0..{window.depth - 1}")
+
     async def write_entries(self, memory, start, entries):
         window = self._window(memory)
         words = window.pack(entries)
-        if start < 0 or start + len(words) > window.depth:
-            raise IndexError(f"{memory} entries {start}..{start + len(words) - 1} outside "
-                             f"0..{window.depth - 1}")
-        for i, entry_words in enumerate(words):
-            for w, value in enumerate(entry_words):
-                await self.bus.write(window.address(start + i, w), int(value))
+        self._check_span(window, start, len(words))
+        for address, offset, count in self._bursts(window, start, len(words)):
+            await self.bus.write_burst(address, [int(w) for w in words[offset:offset + count].ravel()])
+        self._count("written", memory, words.size)
 
     async def read_entries(self, memory, start, count, signed=True):
         window = self._window(memory)
-        if start < 0 or start + count > window.depth:
-            raise IndexError(f"{memory} entries {start}..{start + count - 1} outside "
-                             f"0..{window.depth - 1}")
-        words = [[await self.bus.read(window.address(start + i, w))
-                  for w in range(window.entry_words)] for i in range(count)]
-        return window.unpack(np.array(words, np.int64).reshape(count, -1), signed=signed)
+        self._check_span(window, start, count)
+        words = np.zeros((count, window.entry_words), np.int64)
+        for address, offset, entries in self._bursts(window, start, count):
+            burst = await self.bus.read_burst(address, entries * window.entry_words)
+            words[offset:offset + entries] = np.array(burst, np.int64).reshape(entries, -1)
+        self._count("read", memory, words.size)
+        return window.unpack(words, signed=signed)
 
     async def load_program(self, instructions):
-        words = np.array(isa.encode_program(instructions), np.int64).reshape(-1, 4)
-        await self.write_entries("imem", 0, words)
+        await self.load_words(np.array(isa.encode_program(instructions), np.int64))
+
+    async def load_words(self, words):
+        """An encoded program (``(instructions, 4)`` words) into the instruction memory."""
+        await self.write_entries("imem", 0, np.asarray(words, np.int64).reshape(-1, 4))
 
     async def start(self):
-        await self.bus.write(regmap.CSR["CONTROL"], regmap.CONTROL_START)
+        await self._write_csr(regmap.CSR["CONTROL"], regmap.CONTROL_START)
 
     async def soft_reset(self):
-        await self.bus.write(regmap.CSR["CONTROL"], regmap.CONTROL_SOFT_RESET)
+        await self._write_csr(regmap.CSR["CONTROL"], regmap.CONTROL_SOFT_RESET)
 
     async def status(self):
-        return regmap.decode_status(await self.bus.read(regmap.CSR["STATUS"]))
+        return regmap.decode_status(await self._read_csr(regmap.CSR["STATUS"]))
 
     async def read_counters(self):
-        return {name: await self.bus.read(regmap.counter_address(name))
-                for name in regmap.COUNTERS}
+        first = regmap.counter_address(regmap.COUNTERS[0])
+        values = await self.bus.read_burst(first, len(regmap.COUNTERS))
+        self._count("read", "csr", len(values))
+        return dict(zip(regmap.COUNTERS, values))
 
     async def run(self, timeout_s=10.0, raise_on_error=True):
         """Start the loaded program, wait for done (at most `timeout_s`), read the counters."""

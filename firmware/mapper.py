@@ -1,4 +1,4 @@
-"""Mapping a quantised network onto the accelerator: blocks, tiles, memory layout.
+"""Mapping a quantised network onto the accelerator: blocks, tiles, segments, memory layout.
 
 Each matrix layer's int8 weight matrix (rows laid out by :mod:`firmware.layout`) is cut
 into rows x cols blocks. A block that is entirely zero is never stored, programmed or
@@ -11,6 +11,16 @@ predecessor left in the activation memory, one entry group per pixel: each (kern
 channel block) is one block of the matrix and one strided MVM per output row. Output
 positions keep the input's row pitch ("wide" rows), so a layer's image is addressed
 the same way whatever its valid width.
+
+A network whose weights, parameters or program do not fit the memories at once is cut
+into *segments*, each one device program with its own weight and parameter images: whole
+steps while they fit, and a matrix layer too big on its own in chunks of its blocks
+(groups of up to `tiles` output blocks, all their K blocks, in order; the partial sums
+stay in place between chunks). Tensors are numbered by the step that reads them (the last
+is the network's output). A segment's input tensor sits at one end of the activation
+memory and its output at the other, alternating, so the next segment finds its input
+where the last one wrote it: only the network's input and output, and a residual add's
+skip from an earlier segment, move through the host.
 """
 
 from dataclasses import dataclass, field
@@ -21,7 +31,11 @@ from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
 from .quantize import QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
 
-__all__ = ["LayerMap", "PoolMap", "NetworkMap", "map_network", "input_entries", "MappingError"]
+__all__ = ["LayerMap", "PoolMap", "Segment", "Placement", "NetworkMap", "lower", "block_order",
+           "tensor_entries", "place_segment", "MappingError", "MEMORY_LIMITS"]
+
+# What can close a segment, in the order the compile summary names them.
+MEMORY_LIMITS = ("wmem", "qmem", "imem", "amem", "psum")
 
 
 class MappingError(NetworkError):
@@ -34,7 +48,6 @@ class LayerMap:
     k_blocks: int
     n_blocks: int
     nonzero: np.ndarray          # (k_blocks, n_blocks) bool
-    images: dict                 # (kb, nb) -> wmem image index
     weights: np.ndarray          # int8, padded to (k_blocks*rows, n_blocks*cols)
     row_index: np.ndarray        # the padded row of each matrix row (firmware.layout)
     cell_utilisation: float      # cells of stored blocks holding a real (unpadded) weight
@@ -46,13 +59,14 @@ class LayerMap:
     sample_runs: list            # MVM runs of one sample: (count, input offset, first position)
     k_inputs: dict = field(default_factory=dict)   # K block -> step whose input tensor
                                                     # holds it, when not this layer's
-    input_base: int = 0          # amem entry of sample 0's input tensor
-    psum_base: int = 0           # psum entry of (sample 0, position 0, nb 0)
-    qmem_base: int = 0           # qmem entry of output block 0 (cols channels an entry)
 
     @property
     def block_utilisation(self):
         return float(self.nonzero.mean())
+
+    @property
+    def stored_blocks(self):
+        return int(self.nonzero.sum())
 
     @property
     def samples_contiguous(self):
@@ -71,7 +85,6 @@ class PoolMap:
     pitch: int                   # input row pitch, in pixels
     group: int                   # entries per pixel (channels / rows lanes)
     input_entries: int
-    input_base: int = 0
 
     @property
     def positions(self):
@@ -82,24 +95,11 @@ class PoolMap:
         return self.group
 
 
-@dataclass
-class NetworkMap:
-    config: object
-    batch: int
-    layers: list                 # LayerMaps, one per matrix layer
-    steps: list                  # LayerMaps and PoolMaps in execution order
-    output_base: int             # amem entry of (sample 0, output entry 0)
-    output_blocks: int           # amem entries of one sample's output
-    images: int                  # wmem images used
-    resident: bool               # every block has a tile of its own: program once
-    zero_psum_entries: list = field(default_factory=list)
-
-
 def _blocks(count, size):
     return -(-count // size)
 
 
-def _lower(qnet, config):
+def lower(qnet, config):
     """LayerMaps and PoolMaps without memory bases: blocks, positions and input addressing."""
     R, C = config.rows, config.cols
     layouts = matrix_row_layout(qnet, R)
@@ -176,7 +176,7 @@ def _lower(qnet, config):
                 positions, stride, runs = 1, 1, [(1, 0, 0)]
             k_offsets = [tap * group + b for tap in taps for b in range(group)]
             entries = producer.positions * group
-        lm = LayerMap(layer.name, kb, nb, nonzero, {}, padded, row_index,
+        lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
                       stored_real / cells if cells else 0.0,
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs)
         maps.append(lm)
@@ -188,68 +188,109 @@ def _lower(qnet, config):
     return maps
 
 
-def map_network(qnet, config, batch=None):
-    """Lay `qnet` out on `config`; `batch` defaults to the largest that fits."""
-    R = config.rows
-    steps = _lower(qnet, config)
-    layers = [step for step in steps if isinstance(step, LayerMap)]
-    image = 0
-    for lm in layers:
-        for block in zip(*np.nonzero(lm.nonzero)):
-            lm.images[tuple(int(i) for i in block)] = image
-            image += 1
-        if image * R > config.wmem_depth:
-            raise MappingError(f"layer {lm.name!r}: its weight blocks bring the images to "
-                               f"{image} x {R} rows, beyond wmem_depth {config.wmem_depth}")
-
-    entries = 0
-    for lm in layers:
-        lm.qmem_base = entries
-        entries += lm.n_blocks
-        if entries > config.qmem_depth:
-            raise MappingError(f"layer {lm.name!r}: {entries} entries of quantisation "
-                               f"parameters exceed qmem_depth {config.qmem_depth}")
-
-    output_blocks = layers[-1].output_entries
-    amem_per_sample = sum(step.input_entries for step in steps) + output_blocks
-    psum_per_sample = sum(lm.positions * lm.n_blocks for lm in layers)
-    largest = min(config.amem_depth // amem_per_sample, config.psum_depth // psum_per_sample,
-                  (1 << 16) - 1)
-    if largest < 1:
-        worst = max(layers, key=lambda lm: lm.input_entries + lm.positions * lm.n_blocks)
-        raise MappingError(f"layer {worst.name!r}: one sample needs {amem_per_sample} activation "
-                           f"and {psum_per_sample} partial-sum entries, the memories hold "
-                           f"{config.amem_depth} and {config.psum_depth}")
-    batch = largest if batch is None else batch
-    if not 1 <= batch <= largest:
-        raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch}")
-
-    amem, psum = 0, 0
-    for step in steps:
-        step.input_base = amem
-        amem += batch * step.input_entries
-    for lm in layers:
-        lm.psum_base = psum
-        psum += batch * lm.positions * lm.n_blocks
-    zero_psum = [lm.psum_base + (s * lm.positions + p) * lm.n_blocks + n for lm in layers
-                 for n in range(lm.n_blocks) if not lm.nonzero[:, n].any()
-                 for s in range(batch) for p in range(lm.positions)]
-    return NetworkMap(config, batch, layers, steps, amem, output_blocks, image,
-                      resident=image <= config.tiles, zero_psum_entries=zero_psum)
 
 
-def input_entries(qnet, network_map, x_q):
-    """The amem image of a batch of int8 inputs: the first layer's vectors (im2col
-    patches for a convolution), each padded to whole entries."""
-    first = network_map.layers[0]
-    R = network_map.config.rows
-    x_q = np.asarray(x_q, np.int64)
-    if len(qnet.input_shape) > 1 and x_q.ndim == 2:
-        x_q = x_q.reshape(len(x_q), *qnet.input_shape)
-    layer = qnet.matrix_layers()[0]
-    for earlier in qnet.layers[:qnet.layers.index(layer)]:
-        x_q = earlier.forward(x_q)                       # a leading Flatten
-    vectors = layer.patches(x_q).reshape(-1, layer.weights.shape[0])
-    padded = np.zeros((len(vectors), first.k_blocks * R), np.int64)
-    padded[:, first.row_index] = vectors
-    return padded.reshape(-1, R)
+def block_order(lm, tiles):
+    """A matrix layer's stored blocks in the order its chunks take them: groups of up to
+    `tiles` consecutive output blocks, and within a group every K block, so that a chunk
+    keeps the N-split over the tiles and finishes whole output blocks as early as it can."""
+    order = []
+    for first in range(0, lm.n_blocks, tiles):
+        group = range(first, min(first + tiles, lm.n_blocks))
+        order += [(kb, nb) for kb in range(lm.k_blocks) for nb in group if lm.nonzero[kb, nb]]
+    return order
+
+
+@dataclass
+class Segment:
+    """One device program: whole steps, or one chunk of a matrix layer's blocks."""
+    steps: tuple                 # step indices, in order
+    blocks: dict                 # matrix step -> the (kb, nb) blocks this segment computes
+    requants: dict               # matrix step -> output blocks requantised here
+    zero_columns: dict           # matrix step -> all-zero output blocks (psum zeroed by host)
+    limit: str = "end"           # what closed it: a memory of MEMORY_LIMITS, or "end"
+    part: tuple = None           # (chunk, chunks) of a split layer
+    input_at_top: bool = False   # its input tensor at the top of amem (output at the bottom)
+
+    @property
+    def images(self):
+        return sum(len(blocks) for blocks in self.blocks.values())
+
+    @property
+    def qmem_entries(self):
+        return sum(len(nbs) for nbs in self.requants.values())
+
+
+def tensor_entries(steps, tensor):
+    """Activation entries of one sample of `tensor` (the input of step `tensor`, or the
+    network's output for ``len(steps)``)."""
+    if tensor < len(steps):
+        return steps[tensor].input_entries
+    return steps[-1].output_entries
+
+
+def segment_tensors(steps, segment):
+    """The tensors a segment touches: its input, skips it reads, inner ones, its output."""
+    first, last = segment.steps[0], segment.steps[-1]
+    skips = sorted({t for s in segment.steps if isinstance(steps[s], LayerMap)
+                    for t in steps[s].k_inputs.values() if t < first})
+    inner = list(range(first + 1, last + 1))
+    return [first], skips, inner, [last + 1]
+
+
+@dataclass
+class Placement:
+    """Where a segment's data sits for a batch: amem base of each tensor, psum base of
+    each matrix step, wmem image of each block, qmem entry of each requantised block."""
+    batch: int
+    tensor_base: dict            # tensor -> amem entry of (sample 0, entry 0)
+    psum_base: dict              # matrix step -> psum entry of (sample 0, position 0, nb 0)
+    image: dict                  # (step, kb, nb) -> wmem image index
+    qentry: dict                 # (step, nb) -> qmem entry
+    amem_used: int
+    psum_used: int
+
+
+def place_segment(steps, segment, batch, amem_depth):
+    """Lay one segment out for `batch` samples: its input tensor at one end of the
+    activation memory, its output at the other (which end alternates from segment to
+    segment), skips and inner tensors in between."""
+    (t_in,), skips, inner, (t_out,) = segment_tensors(steps, segment)
+    size = {t: batch * tensor_entries(steps, t) for t in [t_in, *skips, *inner, t_out]}
+    bottom, top = (t_out, t_in) if segment.input_at_top else (t_in, t_out)
+    bases, cursor = {}, 0
+    for t in [bottom, *skips, *inner]:
+        bases[t], cursor = cursor, cursor + size[t]
+    bases[top] = amem_depth - size[top]
+    psum_base, psum = {}, 0
+    for s in segment.steps:
+        if isinstance(steps[s], LayerMap):
+            psum_base[s] = psum
+            psum += batch * steps[s].positions * steps[s].n_blocks
+    image = {(s, kb, nb): i for i, (s, kb, nb) in
+             enumerate((s, kb, nb) for s, blocks in segment.blocks.items() for kb, nb in blocks)}
+    qentry = {(s, nb): i for i, (s, nb) in
+              enumerate((s, nb) for s, nbs in segment.requants.items() for nb in nbs)}
+    return Placement(batch, bases, psum_base, image, qentry, sum(size.values()), psum)
+
+
+@dataclass
+class NetworkMap:
+    config: object
+    steps: list                  # LayerMaps and PoolMaps in execution order
+    segments: list               # Segments in execution order
+    batch: int                   # samples a full batch runs
+
+    @property
+    def layers(self):
+        return [step for step in self.steps if isinstance(step, LayerMap)]
+
+    @property
+    def images(self):
+        """Weight blocks stored (each one wmem image, in some segment)."""
+        return sum(lm.stored_blocks for lm in self.layers)
+
+    @property
+    def resident(self):
+        """Every block has a tile of its own: tiles are programmed once, not per batch."""
+        return len(self.segments) == 1 and self.images <= self.config.tiles

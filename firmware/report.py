@@ -2,38 +2,51 @@
 
 import numpy as np
 
-from golden import isa
 from golden.device import Device
-from golden.energy import PRESETS, energy_breakdown, ops_per_run
+from golden.energy import OFF_CHIP, PRESETS, energy_breakdown, ops_per_run
 
-__all__ = ["energy_summary", "layer_counters", "plot_layer_energy", "format_table"]
+__all__ = ["energy_summary", "host_words_total", "layer_counters", "plot_layer_energy",
+           "format_table"]
 
 
-def energy_summary(counters, config, samples, preset="isaac_reram_32nm"):
-    """Energy per inference by component (J), total, and TOPS/W of the crossbar work."""
+def host_words_total(host_words):
+    """Words moved either way over the host link, from a run's ``host_words``."""
+    return sum(n for counts in (host_words or {}).values() for n in counts.values())
+
+
+def energy_summary(counters, config, samples, preset="isaac_reram_32nm", host_words=None):
+    """Energy per inference by component (J), on chip and off chip (host transfers), and
+    TOPS/W of the crossbar work on the on-chip energy."""
     table = PRESETS[preset]
-    breakdown = energy_breakdown(counters, table)
+    events = dict(counters, host_bits=32 * host_words_total(host_words))
+    breakdown = energy_breakdown(events, table)
+    on_chip = breakdown["total"] - breakdown.get(OFF_CHIP, 0.0)
     ops = ops_per_run(counters, config)
     return {"per_inference": {k: v / samples for k, v in breakdown.items()},
-            "tops_per_watt": ops / breakdown["total"] / 1e12 if breakdown["total"] else 0.0,
+            "on_chip_per_inference": on_chip / samples,
+            "off_chip_per_inference": breakdown.get(OFF_CHIP, 0.0) / samples,
+            "tops_per_watt": ops / on_chip / 1e12 if on_chip else 0.0,
             "cycles_per_inference": counters["cycles"] / samples,
+            "host_words_per_inference": host_words_total(host_words) / samples,
             "preset": table.name}
 
 
-def layer_counters(program, config):
-    """Counters of one inference batch split by layer, from the golden model's
-    per-instruction trace of the compiled program (its totals are what the RTL counts)."""
-    device = Device(config)
-    device.load_program(isa.encode_program(program.inference))
-    result = device.run(trace=True)
+def layer_counters(exe, batch=None):
+    """Device counters of one batch split by layer, from the golden model's per-instruction
+    trace of each segment's program (counters do not depend on the data; tile programming
+    of a resident network, done once, is left out)."""
+    batch = batch or exe.batch
     layers = {}
-    for name, pcs in program.layer_pcs.items():
-        total = {}
-        for pc, deltas in result.trace:
-            if pc in pcs:
-                for key, value in deltas.items():
-                    total[key] = total.get(key, 0) + value
-        layers[name] = total
+    for run in exe.plans[batch]:
+        device = Device(exe.config)
+        device.load_program(run.program)
+        trace = device.run(trace=True).trace
+        for name, (start, stop) in run.layer_pcs.items():
+            total = layers.setdefault(name, {})
+            for pc, deltas in trace:
+                if start <= pc < stop:
+                    for key, value in deltas.items():
+                        total[key] = total.get(key, 0) + value
     return layers
 
 

@@ -1,4 +1,5 @@
-"""Running a compiled network through the driver, on any transport."""
+"""Running an `Executable` through the driver, on any transport: segment by segment,
+batch by batch, counting every word the host moves. Needs neither the compiler nor Amaranth."""
 
 from dataclasses import dataclass, field
 
@@ -6,19 +7,23 @@ import numpy as np
 
 from golden.regmap import COUNTERS
 
-from .codegen import generate
-from .mapper import input_entries, map_network
+from .network import im2col
 
-__all__ = ["NetworkRun", "run_network"]
+__all__ = ["NetworkRun", "run_executable", "run_golden", "input_entries"]
 
 
 @dataclass
 class NetworkRun:
     outputs: np.ndarray                  # int8, (samples, outputs)
-    counters: dict                       # summed over the inference runs
-    setup_counters: dict = field(default_factory=dict)
-    runs: int = 0
-    batch: int = 0
+    counters: dict                       # device counters summed over the inference runs
+    setup_counters: dict = field(default_factory=dict)   # tile programming, once
+    host_words: dict = field(default_factory=dict)       # {"written"/"read": {memory: words}}
+    runs: int = 0                        # device runs (segments x batches)
+    batches: list = field(default_factory=list)          # samples of each batch, in order
+
+    @property
+    def batch(self):
+        return max(self.batches, default=0)
 
 
 def _add(total, counters):
@@ -26,49 +31,76 @@ def _add(total, counters):
         total[name] = total.get(name, 0) + counters.get(name, 0)
 
 
-async def run_network(driver, qnet, x_q, batch=None, progress=None):
-    """Run the int8 inputs `x_q` through `qnet` on the device behind `driver`.
+def input_entries(spec, config, x_q):
+    """The amem entries of a batch of int8 samples: the first layer's vectors (im2col
+    patches for a host-fed convolution) with their rows where the mapper laid them."""
+    x_q = np.asarray(x_q, np.int64).reshape(len(x_q), *spec.shape)
+    if spec.kernel is not None:
+        vectors = im2col(x_q, *spec.kernel, spec.stride)
+    else:
+        vectors = x_q
+    vectors = vectors.reshape(-1, len(spec.row_index))
+    padded = np.zeros((len(vectors), spec.padded_rows), np.int64)
+    padded[:, spec.row_index] = vectors
+    return padded.reshape(-1, config.rows)
 
-    Weights and quantisation parameters are loaded once; inputs go in a batch at a time
-    (the largest the memories hold, or `batch`). `progress(done, total)` is called after
-    every batch.
-    """
+
+async def run_executable(driver, exe, x_q, progress=None):
+    """Run the int8 samples `x_q` (shaped as `exe.input.shape`, or flattened) through `exe`
+    on the device behind `driver`. `progress(done, total)` is called after every batch."""
     config = driver.config or await driver.discover()
+    if config != exe.config:
+        raise ValueError(f"the executable is compiled for {exe.config.name}; the device "
+                         f"is {config.name}")
     x_q = np.asarray(x_q, np.int64)
-    first = map_network(qnet, config, batch)
-    plans = {first.batch: (first, generate(qnet, first))}
-    program = plans[first.batch][1]
-
-    await driver.write_entries("wmem", 0, program.wmem)
-    await driver.write_entries("qmem", 0, program.qmem)
-    result = NetworkRun(np.zeros((len(x_q), qnet.layers[-1].weights.shape[1]), np.int64), {},
-                        batch=first.batch)
-    if program.setup:
-        await driver.load_program(program.setup)
-        result.setup_counters = (await driver.run()).counters
-
-    loaded = None
-    for start in range(0, len(x_q), first.batch):
-        chunk = x_q[start:start + first.batch]
-        if len(chunk) not in plans:
-            tail = map_network(qnet, config, len(chunk))
-            plans[len(chunk)] = (tail, generate(qnet, tail))
-        network_map, program = plans[len(chunk)]
-        if loaded != len(chunk):
-            zeros = np.zeros((1, config.cols), np.int64)
-            for entry in network_map.zero_psum_entries:
-                await driver.write_entries("psum", entry, zeros)
-            await driver.load_program(program.inference)
-            loaded = len(chunk)
-        await driver.write_entries("amem", network_map.layers[0].input_base,
-                                   input_entries(qnet, network_map, chunk))
-        status = await driver.run()
-        _add(result.counters, status.counters)
-        entries = await driver.read_entries("amem", network_map.output_base,
-                                            len(chunk) * network_map.output_blocks)
-        outputs = entries.reshape(len(chunk), -1)[:, :result.outputs.shape[1]]
-        result.outputs[start:start + len(chunk)] = outputs
-        result.runs += 1
+    if len(x_q) == 0:
+        raise ValueError("no samples to run")
+    result = NetworkRun(np.zeros((len(x_q), exe.output.features), np.int64), {})
+    driver.reset_transfer_counts()
+    weights_loaded = program_loaded = None
+    done = 0
+    for batch in exe.batches(len(x_q)):
+        chunk = x_q[done:done + batch]
+        host = {0: input_entries(exe.input, config, chunk)}
+        for index, (image, run) in enumerate(zip(exe.segments, exe.plans[batch])):
+            if weights_loaded != index:
+                await driver.write_entries("wmem", 0, image.wmem)
+                await driver.write_entries("qmem", 0, image.qmem)
+                if len(image.setup):
+                    await driver.load_words(image.setup)
+                    _add(result.setup_counters, (await driver.run()).counters)
+                weights_loaded, program_loaded = index, None
+            if program_loaded != (index, batch):
+                await driver.load_words(run.program)
+                zeros = np.zeros((1, config.cols), np.int64)
+                for entry in run.zero_psum:
+                    await driver.write_entries("psum", int(entry), zeros)
+                program_loaded = (index, batch)
+            for transfer in run.writes:
+                await driver.write_entries("amem", transfer.base, host[transfer.tensor])
+            status = await driver.run()
+            _add(result.counters, status.counters)
+            result.runs += 1
+            for transfer in run.reads:
+                host[transfer.tensor] = await driver.read_entries(
+                    "amem", transfer.base, batch * transfer.entries)
+        final = host[max(host)]
+        result.outputs[done:done + batch] = final.reshape(batch, -1)[:, :exe.output.features]
+        result.batches.append(batch)
+        done += batch
         if progress:
-            progress(min(start + first.batch, len(x_q)), len(x_q))
+            progress(done, len(x_q))
+    result.host_words = driver.transfer_counts()
     return result
+
+
+def run_golden(exe, x_q, progress=None):
+    """Run `exe` on a fresh golden device model of its config, through the same driver."""
+    import asyncio
+
+    from golden.device import Device
+
+    from .driver import Driver
+    from .transports import GoldenBus
+
+    return asyncio.run(run_executable(Driver(GoldenBus(Device(exe.config))), exe, x_q, progress))

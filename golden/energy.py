@@ -8,7 +8,8 @@ estimates for comparing configurations, not sign-off numbers.
 
 from dataclasses import dataclass, fields
 
-__all__ = ["EnergyTable", "PRESETS", "energy_breakdown", "COMPONENTS", "ops_per_run"]
+__all__ = ["EnergyTable", "PRESETS", "energy_breakdown", "COMPONENTS", "ops_per_run",
+           "DRAM_PJ_PER_BIT", "OFF_CHIP"]
 
 # Which component each counter's energy is booked to.
 COMPONENTS = {
@@ -22,7 +23,14 @@ COMPONENTS = {
     "psum_reads": "SRAM", "psum_writes": "SRAM", "qmem_reads": "SRAM",
     "imem_reads": "control",
     "cycles": "control",                        # sequencer, clock tree, leakage per cycle
+    "host_bits": "off-chip",                    # words the host moves, x 32 (not a device counter)
 }
+
+# DRAM: 640 pJ per 32-bit access (Horowitz, "Computing's energy problem", ISSCC 2014,
+# Fig. 1.1.9, 45 nm, LPDDR) -> 640 / 32 = 20 pJ per bit moved between host memory and
+# the accelerator. The same in every preset: it is the memory the host streams from.
+DRAM_PJ_PER_BIT = 640.0 / 32
+OFF_CHIP = "off-chip"
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class EnergyTable:
     qmem_reads: float
     imem_reads: float
     cycles: float
+    host_bits: float = DRAM_PJ_PER_BIT
 
     def events(self):
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
@@ -99,7 +108,8 @@ PRESETS = {
 
 
 def energy_breakdown(counters, table):
-    """Joules per component from a counter dict, plus the total."""
+    """Joules per component from a counter dict (with ``host_bits`` when the host moved
+    data), plus the total."""
     picojoules = {}
     for event, energy in table.events().items():
         component = COMPONENTS[event]

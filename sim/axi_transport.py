@@ -10,7 +10,11 @@ __all__ = ["CocotbAxiBus"]
 
 class CocotbAxiBus:
     """`read`/`write` are AXI4-Lite transactions; `wait_done` sleeps on the done line
-    (raced against a timer), so Python does not wake while the device runs."""
+    (raced against a timer), so Python does not wake while the device runs. A burst is
+    one cocotbext-axi call (AXI4-Lite has no bursts: the manager issues its words back to
+    back)."""
+
+    max_burst = 1024
 
     def __init__(self, master, done, clock_period_ns, max_wait_cycles=2_000_000,
                  transaction_timeout_cycles=10_000):
@@ -19,9 +23,9 @@ class CocotbAxiBus:
         self.max_wait_cycles = max_wait_cycles
         self.transaction_timeout_ns = transaction_timeout_cycles * clock_period_ns
 
-    async def _transaction(self, address, operation, transaction):
+    async def _transaction(self, address, operation, transaction, words=1):
         try:
-            return await with_timeout(transaction, self.transaction_timeout_ns, "ns")
+            return await with_timeout(transaction, self.transaction_timeout_ns * words, "ns")
         except SimTimeoutError:
             raise BusError(address, operation, "no response (timeout)") from None
 
@@ -34,6 +38,21 @@ class CocotbAxiBus:
     async def write(self, address, value):
         response = await self._transaction(
             address, "write", self.master.write(address, int(value).to_bytes(4, "little")))
+        if response.resp != AxiResp.OKAY:
+            raise BusError(address, "write", response.resp.name)
+
+    async def read_burst(self, address, count):
+        response = await self._transaction(address, "read", self.master.read(address, 4 * count),
+                                           count)
+        if response.resp != AxiResp.OKAY:
+            raise BusError(address, "read", response.resp.name)
+        data = bytes(response.data)
+        return [int.from_bytes(data[4 * i:4 * i + 4], "little") for i in range(count)]
+
+    async def write_burst(self, address, words):
+        data = b"".join((int(w) & 0xFFFF_FFFF).to_bytes(4, "little") for w in words)
+        response = await self._transaction(address, "write", self.master.write(address, data),
+                                           len(words))
         if response.resp != AxiResp.OKAY:
             raise BusError(address, "write", response.resp.name)
 

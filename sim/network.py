@@ -1,28 +1,43 @@
-"""Run a quantised network on the RTL accelerator (Verilator + cocotb + firmware driver)."""
+"""Run a compiled executable on the RTL accelerator (Verilator + cocotb + firmware driver)."""
 
-import pickle
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 import rtl
+from firmware.executable import load_executable
 
 from .runner import build_dir_for, run_component
 
-__all__ = ["run_network_on_rtl", "RTLRunError"]
+__all__ = ["run_executable_on_rtl", "RTLRun", "RTLRunError"]
 
 
 class RTLRunError(RuntimeError):
     pass
 
 
-def run_network_on_rtl(qnet, inputs, config, batch=None, log=print):
-    """Outputs (int8) and summed counters of `inputs` through `qnet` on the RTL of `config`."""
-    job = build_dir_for("accelerator", config) / "network_job.pkl"
+@dataclass
+class RTLRun:
+    outputs: np.ndarray          # int8, (samples, outputs)
+    counters: dict               # device counters summed over the inference runs
+    setup_counters: dict
+    host_words: dict             # {"written"/"read": {memory: words}}
+    batches: list
+    runs: int
+
+
+def run_executable_on_rtl(executable_path, x_q, log=print):
+    """Run the int8 samples `x_q` through the executable file on the RTL of its config."""
+    exe = load_executable(executable_path)
+    job = build_dir_for("accelerator", exe.config) / "network_inputs.npy"
     job.parent.mkdir(parents=True, exist_ok=True)
-    with open(job, "wb") as f:
-        pickle.dump({"qnet": qnet, "inputs": np.asarray(inputs), "batch": batch}, f)
-    run = run_component(rtl.Accelerator(config), "accelerator", "sim.network_tb",
-                        {"TESSERA_JOB": str(job)}, log)
+    np.save(job, np.asarray(x_q, np.int64), allow_pickle=False)
+    run = run_component(lambda: rtl.Accelerator(exe.config), exe.config, "accelerator", "sim.network_tb",
+                        {"TESSERA_EXECUTABLE": str(Path(executable_path).resolve()),
+                         "TESSERA_INPUTS": str(job)}, log)
     if run.failed or "outputs" not in run.results:
         raise RTLRunError(f"RTL run failed; last lines of {run.log_path}:\n{run.log_tail()}")
-    return np.array(run.results["outputs"], np.int64), run.results["counters"]
+    r = run.results
+    return RTLRun(np.array(r["outputs"], np.int64), r["counters"], r["setup_counters"],
+                  r["host_words"], r["batches"], r["runs"])

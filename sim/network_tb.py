@@ -1,19 +1,21 @@
-"""cocotb module: run a compiled network through the firmware driver on the RTL.
+"""cocotb module: run a compiled executable through the firmware driver on the RTL.
 
-Environment: TESSERA_JOB, a pickle of {"qnet", "inputs", "batch"}; TESSERA_RESULTS.
+Environment: TESSERA_EXECUTABLE (a file `Executable.save` wrote), TESSERA_INPUTS (an
+.npy of int8 samples), TESSERA_RESULTS.
 """
 
 import json
 import os
-import pickle
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from firmware.driver import Driver
-from firmware.runtime import run_network
+from firmware.executable import load_executable
+from firmware.runtime import run_executable
 
 from .axi_transport import CocotbAxiBus
 
@@ -22,8 +24,8 @@ CLOCK_NS = 10
 
 @cocotb.test()
 async def network_on_rtl(dut):
-    with open(os.environ["TESSERA_JOB"], "rb") as f:
-        job = pickle.load(f)
+    exe = load_executable(os.environ["TESSERA_EXECUTABLE"])
+    x_q = np.load(os.environ["TESSERA_INPUTS"], allow_pickle=False)
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
     master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
@@ -33,8 +35,9 @@ async def network_on_rtl(dut):
     dut.rst.value = 0
     driver = Driver(CocotbAxiBus(master, dut.done, CLOCK_NS))
     await driver.discover()
-    run = await run_network(driver, job["qnet"], job["inputs"], job.get("batch"),
-                            progress=lambda done, total: dut._log.info("%d/%d samples", done, total))
+    run = await run_executable(driver, exe, x_q,
+                               progress=lambda done, total: dut._log.info("%d/%d samples", done, total))
     with open(os.environ["TESSERA_RESULTS"], "w") as f:
         json.dump({"outputs": run.outputs.tolist(), "counters": run.counters,
-                   "setup_counters": run.setup_counters, "runs": run.runs, "batch": run.batch}, f)
+                   "setup_counters": run.setup_counters, "host_words": run.host_words,
+                   "runs": run.runs, "batches": run.batches}, f)

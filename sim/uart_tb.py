@@ -1,21 +1,22 @@
 """cocotb testbench: the accelerator behind the UART bridge, driven by the firmware's
 serial transport. Checks the bridge's framing and error replies, then runs a network.
 
-Environment: TESSERA_CONFIG, TESSERA_DIVISOR, TESSERA_JOB (pickle of qnet and inputs),
+Environment: TESSERA_CONFIG, TESSERA_DIVISOR, TESSERA_EXECUTABLE, TESSERA_INPUTS (.npy),
 TESSERA_RESULTS.
 """
 
 import json
 import os
-import pickle
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.uart import UartSink, UartSource
 
 from firmware.driver import BusError, Driver
-from firmware.runtime import run_network
+from firmware.executable import load_executable
+from firmware.runtime import run_executable
 from firmware.transports.serial_bus import SerialBus
 from golden import bridge, regmap
 
@@ -34,8 +35,8 @@ async def exchange(link, frame):
 @cocotb.test()
 async def network_over_uart(dut):
     divisor = int(os.environ["TESSERA_DIVISOR"])
-    with open(os.environ["TESSERA_JOB"], "rb") as f:
-        job = pickle.load(f)
+    exe = load_executable(os.environ["TESSERA_EXECUTABLE"])
+    x_q = np.load(os.environ["TESSERA_INPUTS"], allow_pickle=False)
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     baud = 1e9 / (CLOCK_NS * divisor)
     source, sink = UartSource(dut.rx, baud=baud), UartSink(dut.tx, baud=baud)
@@ -53,6 +54,13 @@ async def network_over_uart(dut):
         == (bridge.Status.OK, [])
     assert await exchange(link, bridge.encode_request(bridge.Command.READ, base, 4)) \
         == (bridge.Status.OK, words)
+    # The longest frames (4 x 255 data bytes: the bridge's byte index must reach 1,020).
+    longest = [(0x0101_0101 * i) ^ 0xA5A5_0000 for i in range(bridge.MAX_COUNT)]
+    assert await exchange(link, bridge.encode_request(bridge.Command.WRITE, base, words=longest)) \
+        == (bridge.Status.OK, [])
+    assert await exchange(link, bridge.encode_request(bridge.Command.READ, base, bridge.MAX_COUNT)) \
+        == (bridge.Status.OK, longest)
+    await exchange(link, bridge.encode_request(bridge.Command.WRITE, base, words=words))
     damaged = bytearray(bridge.encode_request(bridge.Command.WRITE, base, words=[0]))
     damaged[-2] ^= 0xFF
     assert await exchange(link, bytes(damaged)) == (bridge.Status.BAD_CHECKSUM, [])
@@ -63,7 +71,7 @@ async def network_over_uart(dut):
     assert await exchange(link, bad_command) == (bridge.Status.BAD_COMMAND, [])
     assert (await exchange(link, bridge.encode_request(bridge.Command.READ, 0x7C, 1)))[0] \
         == bridge.Status.BUS_ERROR
-    framing_checks = 6
+    framing_checks = 8
 
     driver = Driver(SerialBus(link))
     await driver.discover()
@@ -72,7 +80,8 @@ async def network_over_uart(dut):
         raise AssertionError("SLVERR not reported through the serial transport")
     except BusError:
         pass
-    run = await run_network(driver, job["qnet"], job["inputs"], job.get("batch"))
+    run = await run_executable(driver, exe, x_q)
     with open(os.environ["TESSERA_RESULTS"], "w") as f:
         json.dump({"outputs": run.outputs.tolist(), "counters": run.counters, "runs": run.runs,
+                   "host_words": run.host_words,
                    "framing_checks": framing_checks}, f)

@@ -1,10 +1,8 @@
 """The `tessera` command line."""
 
 import argparse
-import asyncio
 import dataclasses
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -63,8 +61,7 @@ def cmd_generate(args):
 def cmd_tile_check(args):
     from sim.tile import run_tile_check
 
-    if args.vectors <= 0:
-        raise UsageError(f"--vectors must be a positive integer, not {args.vectors!r}")
+    require_positive("--vectors", args.vectors)
     config = config_from_args(args)
     print(f"crossbar tile RTL against the golden model, {args.vectors} random int8 products\n"
           f"config: {config}")
@@ -112,8 +109,7 @@ def cmd_demo(args):
 
     config = config_from_args(args)
     rtl_samples = None if args.rtl_all else args.rtl_samples
-    if rtl_samples is not None and rtl_samples <= 0:
-        raise UsageError(f"--rtl-samples must be a positive integer, not {rtl_samples!r}")
+    require_positive("--rtl-samples", rtl_samples)
     print(f"Tessera demo: digits MLP and CNN, dense and block-pruned, int8, on {config.name}\n"
           f"golden model on the whole test split, RTL (Verilator) on "
           f"{'all of it' if rtl_samples is None else f'{rtl_samples} digits'}; energy preset "
@@ -126,6 +122,36 @@ def cmd_demo(args):
     return 0 if all(row["RTL = golden"] == "yes" for row in result.rows) else 1
 
 
+def load_array(path, what):
+    """An .npy file as data (never unpickled): refused in one line if it is missing, not an
+    .npy array, empty, not numeric, or holds NaN or infinite values (the first one named)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} file {path} does not exist")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise UsageError(f"{what} {path}: not a numeric .npy array ({error})") from None
+    except (OSError, EOFError) as error:
+        raise UsageError(f"{what} {path}: not an .npy array ({error})") from None
+    if isinstance(array, np.lib.npyio.NpzFile):
+        array.close()
+        raise UsageError(f"{what} {path} is an .npz archive; give one .npy array "
+                         f"(np.save(path, array))")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+            or array.dtype == bool):
+        raise UsageError(f"{what} {path} holds {array.dtype} values, not numbers")
+    if array.ndim == 0 or len(array) == 0 or array.size == 0:
+        raise UsageError(f"{what} {path} holds no samples (shape {array.shape})")
+    if np.issubdtype(array.dtype, np.floating):
+        bad = np.argwhere(~np.isfinite(array))
+        if len(bad):
+            index = tuple(int(i) for i in bad[0])
+            raise UsageError(f"{what} {path} holds {array[index]} at index {index}: "
+                             f"inputs must be finite")
+    return array
+
+
 def load_network(path):
     """(float Network, input layout) from an .onnx model (NCHW images, see
     :mod:`firmware.onnx_io`) or an .npz holding w0, b0, w1, b1, ... (float, weights
@@ -133,17 +159,29 @@ def load_network(path):
     from firmware.network import Dense, Network
 
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise UsageError(f"network file {path} does not exist")
     if path.suffix == ".onnx":
         from firmware.onnx_io import load_onnx
         network = load_onnx(path)
         return network, "NCHW" if len(network.input_shape) == 3 else "vector"
-    with np.load(path) as arrays:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise UsageError(f"network {path}: not an .onnx model or an .npz of arrays ({error})") from None
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise UsageError(f"network {path} is a single .npy array; give an .onnx model or an "
+                         f".npz holding w0, b0, w1, b1, ...")
+    with arrays:
         count = sum(1 for key in arrays.files if key.startswith("w") and key[1:].isdigit())
         if count == 0:
             raise UsageError(f"{path}: no layer arrays w0, b0, ... found (keys: {arrays.files})")
-        relu = arrays["relu"] if "relu" in arrays.files else [i < count - 1 for i in range(count)]
+        relu = [i < count - 1 for i in range(count)]
+        if "relu" in arrays.files:
+            relu = np.asarray(arrays["relu"]).ravel()
+            if len(relu) != count:
+                raise UsageError(f"{path}: relu has {len(relu)} entries, the network has "
+                                 f"{count} layers (w0..w{count - 1})")
         layers = []
         for i in range(count):
             if f"b{i}" not in arrays.files:
@@ -155,10 +193,7 @@ def load_network(path):
 def load_inputs(path, what, input_shape, layout):
     """Samples from an .npy as the network takes them (NHWC images). `layout` "NCHW"
     (an ONNX model's) takes (samples, C, H, W), or each sample flattened in that order."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{what} file {path} does not exist")
-    array = np.load(path)
+    array = load_array(path, what)
     features = int(np.prod(input_shape))
     if layout == "NCHW":
         height, width, channels = input_shape
@@ -174,78 +209,142 @@ def load_inputs(path, what, input_shape, layout):
     return array.reshape(len(array), *input_shape)
 
 
+def load_labels(path, samples, classes):
+    labels = load_array(path, "labels")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(f"labels {path} must be one integer class per sample, shape (samples,), "
+                         f"not {labels.dtype} {labels.shape}")
+    if len(labels) < samples:
+        raise UsageError(f"labels {path} has {len(labels)} labels for {samples} samples")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if len(bad):
+        raise UsageError(f"labels {path}: label {labels[bad[0]]} at index {bad[0]} is not a "
+                         f"class of the network's {classes} outputs")
+    return labels[:samples]
+
+
+def require_positive(option, value):
+    if value is not None and value <= 0:
+        raise UsageError(f"{option} must be a positive integer, not {value}")
+    return value
+
+
 def cmd_compile(args):
-    from firmware.codegen import generate
-    from firmware.mapper import map_network
+    from firmware.compiler import compile_network
     from firmware.prune import prune_blocks
     from firmware.quantize import quantize
 
     config = config_from_args(args)
+    require_positive("--batch", args.batch)
     network, layout = load_network(args.network)
     calibration = load_inputs(args.calibration, "calibration data", network.input_shape, layout)
     if args.prune_blocks:
         network, _ = prune_blocks(network, args.prune_blocks, config.rows, config.cols,
                                   layers=args.prune_layers)
     qnet = quantize(network, calibration, args.method, args.percentile)
-    network_map = map_network(qnet, config)
-    program = generate(qnet, network_map)
-    with open(args.out, "wb") as f:
-        pickle.dump({"config": config.to_dict(), "qnet": qnet, "input_layout": layout}, f)
-    print(f"compiled {len(qnet.layers)} layers for {config.name}: batch {network_map.batch}, "
-          f"{network_map.images} weight blocks, {len(program.inference)} instructions a batch, "
-          f"tiles {'resident' if network_map.resident else 'reprogrammed every batch'}")
-    for lm in network_map.layers:
-        print(f"  {lm.name}: {lm.k_blocks}x{lm.n_blocks} blocks, {lm.nonzero.sum()} stored "
-              f"({lm.block_utilisation:.0%}), crossbar cell utilisation {lm.cell_utilisation:.0%}")
+    exe = compile_network(qnet, config, batch=args.batch, input_layout=layout)
+    exe.save(args.out)
+    print("\n".join(exe.summary))
     print(f"wrote {args.out}")
 
 
 def cmd_run(args):
-    from firmware import Driver
+    from firmware.executable import load_executable
     from firmware.report import energy_summary
-    from firmware.runtime import run_network
-    from firmware.transports import GoldenBus
-    from golden.device import Device
+    from firmware.runtime import run_golden
 
-    with open(args.compiled, "rb") as f:
-        compiled = pickle.load(f)
-    config, qnet = AccelConfig.from_dict(compiled["config"]), compiled["qnet"]
-    inputs = load_inputs(args.inputs, "inputs", qnet.input_shape,
-                         compiled.get("input_layout", "vector"))
-    x_q = qnet.input.quantize(inputs[:args.limit])
+    require_positive("--limit", args.limit)
+    exe = load_executable(args.compiled)
+    config = exe.config
+    inputs = load_inputs(args.inputs, "inputs", exe.input.shape, exe.input.layout)
+    inputs = inputs[:args.limit]
+    labels = (load_labels(args.labels, len(inputs), exe.output.features)
+              if args.labels else None)
+    x_q = exe.input.quantize(inputs)
     if args.backend == "golden":
-        run = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q,
-                                      progress=progress_printer("golden")))
-        outputs, counters = run.outputs, run.counters
+        run = run_golden(exe, x_q, progress=progress_printer("golden"))
     else:
-        from sim.network import run_network_on_rtl
-        outputs, counters = run_network_on_rtl(qnet, x_q, config)
-    summary = energy_summary(counters, config, len(x_q), args.preset)
+        from sim.network import run_executable_on_rtl
+        run = run_executable_on_rtl(args.compiled, x_q)
+    summary = energy_summary(run.counters, config, len(x_q), args.preset, run.host_words)
+    predictions = np.argmax(run.outputs, axis=1)
     record = {"backend": args.backend, "config": config.to_dict(), "samples": len(x_q),
-              "outputs_int8": outputs.tolist(),
-              "outputs": qnet.output.dequantize(outputs).tolist(),
-              "predictions": np.argmax(outputs, axis=1).tolist(), "counters": counters}
+              "outputs_int8": run.outputs.tolist(),
+              "outputs": exe.output.dequantize(run.outputs).tolist(),
+              "predictions": predictions.tolist(), "counters": run.counters,
+              "host_words": run.host_words, "setup_counters": run.setup_counters,
+              "batch": exe.batch, "batches": run.batches, "segments": len(exe.segments)}
+    if labels is not None:
+        record["accuracy"] = float(np.mean(predictions == labels))
     Path(args.out).write_text(json.dumps(record))
-    print(f"{len(x_q)} samples on {args.backend}: {summary['cycles_per_inference']:.1f} cycles and "
-          f"{summary['per_inference']['total'] * 1e9:.2f} nJ per inference ({summary['preset']}); "
-          f"wrote {args.out}")
+    print(f"{len(x_q)} samples on {args.backend}, {config.name}, {len(exe.segments)} segment(s), "
+          f"in batches of {' + '.join(map(str, run.batches))} samples")
+    print(f"  cycles per inference       {summary['cycles_per_inference']:.1f}  (mean over these "
+          f"batches; a full batch is {exe.batch})")
+    print(f"  on-chip energy             {summary['on_chip_per_inference'] * 1e9:.2f} nJ per "
+          f"inference ({summary['preset']})")
+    print(f"  off-chip (host transfers)  {summary['off_chip_per_inference'] * 1e9:.2f} nJ per "
+          f"inference, {summary['host_words_per_inference']:.0f} words")
+    if labels is not None:
+        print(f"  top-1 accuracy             {record['accuracy']:.4f} ({len(labels)} labels)")
+    print(f"wrote {args.out}")
+
+
+def check_run_record(record, path):
+    """The fields `tessera report` uses, checked: every counter present and a
+    non-negative integer, a positive sample count, host words likewise."""
+    from golden.regmap import COUNTERS
+
+    if not isinstance(record, dict):
+        raise UsageError(f"run file {path} holds {type(record).__name__}, not a run record")
+    for key in ("config", "samples", "counters", "backend"):
+        if key not in record:
+            raise UsageError(f"run file {path} has no {key!r} field")
+    samples = record["samples"]
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0:
+        raise UsageError(f"run file {path}: samples must be a positive integer, not {samples!r}")
+    counters = record["counters"]
+    if not isinstance(counters, dict):
+        raise UsageError(f"run file {path}: counters must be an object of counter values")
+    for name in COUNTERS:
+        value = counters.get(name)
+        if name not in counters:
+            raise UsageError(f"run file {path}: counter {name!r} is missing")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"run file {path}: counter {name!r} must be a non-negative "
+                             f"integer, not {value!r}")
+    host = record.get("host_words", {})
+    for way, counts in (host.items() if isinstance(host, dict) else [("host_words", host)]):
+        if not isinstance(counts, dict) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                                               for v in counts.values()):
+            raise UsageError(f"run file {path}: host_words[{way!r}] must map memories to "
+                             f"non-negative word counts")
 
 
 def cmd_report(args):
     from firmware.report import energy_summary
 
     path = Path(args.run)
-    if not path.exists():
+    if not path.is_file():
         raise UsageError(f"run file {path} does not exist")
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"run file {path} is not JSON ({error})") from None
+    check_run_record(record, path)
     config = AccelConfig.from_dict(record["config"])
-    summary = energy_summary(record["counters"], config, record["samples"], args.preset)
-    print(f"{record['samples']} samples on {record['backend']}, {config.name}, {summary['preset']}")
-    print(f"  cycles per inference  {summary['cycles_per_inference']:.1f}")
+    summary = energy_summary(record["counters"], config, record["samples"], args.preset,
+                             record.get("host_words"))
+    batch = f", batches of {record['batch']}" if "batch" in record else ""
+    print(f"{record['samples']} samples on {record['backend']}, {config.name}{batch}; "
+          f"{summary['preset']}; per inference:")
+    print(f"  cycles                {summary['cycles_per_inference']:10.1f}")
     for component, joules in sorted(summary["per_inference"].items(), key=lambda kv: -kv[1]):
         print(f"  {component:<20}  {joules * 1e9:10.3f} nJ")
-    print(f"  TOPS/W                {summary['tops_per_watt']:.3f}")
-    print("counters: " + ", ".join(f"{k}={v}" for k, v in record["counters"].items()))
+    print(f"  on chip               {summary['on_chip_per_inference'] * 1e9:10.3f} nJ")
+    print(f"  host words            {summary['host_words_per_inference']:10.1f} (32 bits each)")
+    print(f"  TOPS/W (on chip)      {summary['tops_per_watt']:10.3f}")
+    print("counters (whole run): " + ", ".join(f"{k}={v}" for k, v in record["counters"].items()))
 
 
 def build_parser():
@@ -309,7 +408,8 @@ def build_parser():
                     "AveragePool, Flatten, residual Add; or an .npz with w0, b0, w1, b1, ..., "
                     "weights (in, out)), "
                     "optionally block-prune it, quantise it to int8 with calibration data, map "
-                    "it onto the accelerator and save the result.")
+                    "it onto the accelerator (in segments when it does not fit the memories at "
+                    "once) and save the executable: a zip of a JSON manifest and .npy arrays.")
     compile_.add_argument("network", help="network .onnx or .npz")
     compile_.add_argument("--calibration", required=True,
                           help="calibration inputs, .npy in the model's layout: (samples, "
@@ -321,18 +421,24 @@ def build_parser():
                           help="block sparsity aligned to rows x cols (default: 0)")
     compile_.add_argument("--prune-layers", nargs="*", metavar="LAYER",
                           help="layers to prune (default: all)")
-    compile_.add_argument("--out", default="compiled.pkl", help="output file (default: compiled.pkl)")
+    compile_.add_argument("--batch", type=int, default=None,
+                          help="samples a batch (default: the largest the memories hold)")
+    compile_.add_argument("--out", default="compiled.tessera",
+                          help="executable file, data only (default: compiled.tessera)")
     add_config_options(compile_)
     compile_.set_defaults(handler=cmd_compile)
 
     run = commands.add_parser("run", help="run a compiled network on the golden model or the RTL",
                               description="Run float inputs (.npy) through a compiled network.")
-    run.add_argument("compiled", help="file written by `tessera compile`")
+    run.add_argument("compiled", help="executable written by `tessera compile`")
     run.add_argument("--inputs", required=True,
                      help="inputs .npy, laid out as for `tessera compile --calibration`")
     run.add_argument("--backend", choices=["golden", "rtl"], default="golden",
                      help="golden device model or Verilated RTL (default: golden)")
-    run.add_argument("--limit", type=int, default=None, help="run only the first N samples")
+    run.add_argument("--limit", type=int, default=None,
+                     help="run only the first N samples")
+    run.add_argument("--labels", default=None,
+                     help="true classes, .npy of integers (samples,): prints top-1 accuracy")
     run.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm")
     run.add_argument("--out", default="run.json", help="outputs and counters (default: run.json)")
     run.set_defaults(handler=cmd_run)

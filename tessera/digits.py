@@ -3,23 +3,19 @@ NumPy, block-pruned aligned to the crossbar and int8 quantised, run on the golde
 (whole test split) and on the RTL (a subset), with accuracy, cycles, energy and TOPS/W
 per variant."""
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from firmware import Driver
-from firmware.codegen import generate
-from firmware.mapper import map_network
+from firmware.compiler import compile_network
+from firmware.executable import load_executable
 from firmware.prune import prune_blocks
 from firmware.quantize import quantize
 from firmware.report import energy_summary, format_table, layer_counters, plot_layer_energy
-from firmware.runtime import run_network
+from firmware.runtime import run_golden
 from firmware.train import accuracy, init_cnn, init_mlp, train
-from firmware.transports import GoldenBus
 from golden import AccelConfig
-from golden.device import Device
 from golden.energy import PRESETS, energy_breakdown
 
 __all__ = ["DigitsResult", "Model", "MODELS", "load_digits_split", "run_digits"]
@@ -99,43 +95,47 @@ def export_onnx(network, pixel_order, path):
 
 def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_samples, preset,
                 out_dir, log, pixel_order=None):
-    """Quantise, run on golden (all) and RTL (subset), and return the table row."""
-    from sim.network import run_network_on_rtl
+    """Quantise and compile to an executable file, run that file on golden (all) and RTL
+    (subset), and return the table row."""
+    from sim.network import run_executable_on_rtl
 
+    stem = f"digits_{model.name.lower()}_{name.replace(' ', '_').replace('%', '')}"
     qnet = quantize(network, x_train[:500])
-    x_q = qnet.input.quantize(x_test)
+    compile_network(qnet, config).save(out_dir / f"{stem}.tessera")
+    exe = load_executable(out_dir / f"{stem}.tessera")
+    x_q = exe.input.quantize(x_test)
     log(f"{model.name} {name}: golden model, {len(x_q)} test digits ...")
-    golden_run = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q))
+    golden_run = run_golden(exe, x_q)
     if not np.array_equal(golden_run.outputs, qnet.forward(x_q)):
         raise AssertionError(f"{model.name} {name}: golden device disagrees with the int8 reference")
 
     subset = slice(None) if rtl_samples is None else slice(0, rtl_samples)
     log(f"{model.name} {name}: RTL, {len(x_q[subset])} test digits (Verilator) ...")
-    rtl_outputs, rtl_counters = run_network_on_rtl(qnet, x_q[subset], config, log=log)
-    golden_subset = asyncio.run(run_network(Driver(GoldenBus(Device(config))), qnet, x_q[subset]))
-    rtl_agrees = (np.array_equal(rtl_outputs, golden_subset.outputs)
-                  and rtl_counters == golden_subset.counters)
+    rtl_run = run_executable_on_rtl(out_dir / f"{stem}.tessera", x_q[subset], log=log)
+    golden_subset = run_golden(exe, x_q[subset])
+    rtl_agrees = (np.array_equal(rtl_run.outputs, golden_subset.outputs)
+                  and rtl_run.counters == golden_subset.counters
+                  and rtl_run.host_words == golden_subset.host_words)
 
-    samples = len(rtl_outputs)
-    energy = energy_summary(rtl_counters, config, samples, preset)
-    network_map = map_network(qnet, config)
-    program = generate(qnet, network_map)
+    samples = len(rtl_run.outputs)
+    energy = energy_summary(rtl_run.counters, config, samples, preset, rtl_run.host_words)
     per_layer = {layer: energy_breakdown(counters, PRESETS[preset])
-                 for layer, counters in layer_counters(program, config).items()}
-    stem = f"digits_{model.name.lower()}_{name.replace(' ', '_').replace('%', '')}"
+                 for layer, counters in layer_counters(exe).items()}
     plot = plot_layer_energy(per_layer, out_dir / f"{stem}.png",
-                             f"digits {model.name}, {name}: energy per batch of {network_map.batch}")
+                             f"digits {model.name}, {name}: on-chip energy per batch of {exe.batch}")
     export_onnx(network, None if model.image else pixel_order, out_dir / f"{stem}.onnx")
     return plot, {
         "model": model.name, "variant": name,
         "float": accuracy(network, x_test, y_test),
         "int8 golden": float(np.mean(np.argmax(golden_run.outputs, 1) == y_test)),
-        "int8 RTL": float(np.mean(np.argmax(rtl_outputs, 1) == y_test[subset])),
+        "int8 RTL": float(np.mean(np.argmax(rtl_run.outputs, 1) == y_test[subset])),
         "RTL samples": samples,
         "RTL = golden": "yes" if rtl_agrees else "NO",
-        "blocks": sum(int(lm.nonzero.sum()) for lm in network_map.layers),
+        "batch": exe.batch,
+        "blocks": sum(len(segment.wmem) // config.rows for segment in exe.segments),
         "cycles/inf": energy["cycles_per_inference"],
-        "nJ/inf": energy["per_inference"]["total"] * 1e9,
+        "nJ/inf": energy["on_chip_per_inference"] * 1e9,
+        "off-chip nJ": energy["off_chip_per_inference"] * 1e9,
         "ADC nJ": energy["per_inference"].get("ADC", 0) * 1e9,
         "TOPS/W": energy["tops_per_watt"],
     }
@@ -151,6 +151,7 @@ def run_digits(config=None, rtl_samples=36, seed=0, preset="isaac_reram_32nm",
     # Raw digits in ONNX's NCHW layout, for `tessera compile` / `run` on the exported models.
     np.save(out_dir / "digits_calibration.npy", x_train[:500].reshape(-1, 1, 8, 8))
     np.save(out_dir / "digits_test.npy", x_test.reshape(-1, 1, 8, 8))
+    np.save(out_dir / "digits_test_labels.npy", y_test)
     rows, plots = [], []
     for model in models:
         rng = np.random.default_rng(seed)
@@ -173,7 +174,8 @@ def run_digits(config=None, rtl_samples=36, seed=0, preset="isaac_reram_32nm",
                ("Δ points", "int8 vs dense", "{:+.1f}"), ("int8 RTL", "int8 RTL", "{:.3f}"),
                ("RTL n", "RTL samples", "{}"), ("RTL=golden", "RTL = golden", "{}"),
                ("blocks", "blocks", "{}"), ("cycles/inf", "cycles/inf", "{:.1f}"),
-               ("Δ cycles", "cycles vs dense", "{:+.0%}"), ("nJ/inf", "nJ/inf", "{:.2f}"),
-               ("Δ energy", "energy vs dense", "{:+.0%}"), ("ADC nJ", "ADC nJ", "{:.2f}"),
+               ("batch", "batch", "{}"), ("Δ cycles", "cycles vs dense", "{:+.0%}"),
+               ("on-chip nJ/inf", "nJ/inf", "{:.2f}"), ("Δ energy", "energy vs dense", "{:+.0%}"),
+               ("ADC nJ", "ADC nJ", "{:.2f}"), ("off-chip nJ/inf", "off-chip nJ", "{:.2f}"),
                ("TOPS/W", "TOPS/W", "{:.2f}")]
     return DigitsResult(rows, format_table(rows, columns), plots)

@@ -1,6 +1,7 @@
-"""The command line on the golden backend: compile, run, report, and its error messages."""
+"""The command line on the golden backend: compile, run, report, and its one-line errors."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -18,17 +19,49 @@ def files(tmp_path):
     return tmp_path
 
 
-def test_compile_run_report(files, capsys):
-    compiled, run = files / "net.pkl", files / "run.json"
+def compile_mlp(files, *extra):
+    compiled = files / "net.tessera"
     assert main(["compile", str(files / "mlp.npz"), "--calibration", str(files / "calib.npy"),
-                 "--prune-blocks", "0.5", "--out", str(compiled)]) == 0
+                 "--out", str(compiled), *extra]) == 0
+    return compiled
+
+
+def test_compile_run_report(files, capsys):
+    compiled, run = compile_mlp(files, "--prune-blocks", "0.5"), files / "run.json"
     assert "dense0: 3x2 blocks, 3 stored (50%)" in capsys.readouterr().out
     assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--out", str(run)]) == 0
     record = json.loads(run.read_text())
     assert record["samples"] == 50 and len(record["predictions"]) == 50
     assert record["counters"]["mvm_products"] > 0
+    # 50 samples in the compiled batch and powers of two; the inputs (40 -> 3 entries of
+    # 4 words) written once per sample.
+    assert sum(record["batches"]) == 50 and record["host_words"]["written"]["amem"] == 50 * 3 * 4
     assert main(["report", str(run)]) == 0
-    assert "TOPS/W" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "TOPS/W (on chip)" in out and "off-chip" in out
+
+
+def test_labels_give_top1_accuracy(files, capsys):
+    compiled, run = compile_mlp(files), files / "run.json"
+    assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--out", str(run)]) == 0
+    predictions = np.array(json.loads(run.read_text())["predictions"])
+    labels = predictions.copy()
+    labels[:10] = (labels[:10] + 1) % 10                # 10 of 50 wrong, by construction
+    np.save(files / "labels.npy", labels)
+    assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--labels",
+                 str(files / "labels.npy"), "--out", str(run)]) == 0
+    assert "top-1 accuracy             0.8000 (50 labels)" in capsys.readouterr().out
+    assert json.loads(run.read_text())["accuracy"] == 0.8
+
+
+def expect_error(capsys, argv, message):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n") == 1, err                    # one line, no traceback
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -37,22 +70,85 @@ def test_compile_run_report(files, capsys):
      "AccelConfig.rows must be a positive integer, not 0"),
     (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--prune-blocks", "0.5",
       "--prune-layers", "conv9"], "no layer 'conv9'"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--batch", "0"],
+     "--batch must be a positive integer, not 0"),
     (["report", "{d}/nothing.json"], "run file"),
 ])
 def test_errors_name_what_is_wrong(files, capsys, argv, message):
-    with pytest.raises(SystemExit) as info:
-        main([a.format(d=files) for a in argv])
-    assert info.value.code == 2
-    assert message in capsys.readouterr().err
+    expect_error(capsys, [a.format(d=files) for a in argv], message)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda a: np.where(np.arange(a.size).reshape(a.shape) == 85, np.nan, a),
+     "holds nan at index (2, 5): inputs must be finite"),
+    (lambda a: np.where(np.arange(a.size).reshape(a.shape) == 41, np.inf, a),
+     "holds inf at index (1, 1): inputs must be finite"),
+    (lambda a: a[:0], "holds no samples (shape (0, 40))"),
+    (lambda a: a.astype(str), "holds <U32 values, not numbers"),
+])
+@pytest.mark.parametrize("which", ["inputs", "calibration"])
+def test_bad_arrays_are_refused_naming_file_and_index(files, capsys, bad, message, which):
+    compiled = compile_mlp(files)
+    array = bad(np.load(files / "inputs.npy"))
+    np.save(files / "bad.npy", array)
+    if which == "inputs":
+        argv = ["run", compiled, "--inputs", files / "bad.npy"]
+    else:
+        argv = ["compile", files / "mlp.npz", "--calibration", files / "bad.npy"]
+    expect_error(capsys, argv, f"{files / 'bad.npy'} {message}")
+
+
+def test_limits_npz_inputs_relu_and_pickles_are_refused(files, capsys):
+    compiled = compile_mlp(files)
+    inputs = files / "inputs.npy"
+    for limit in ("-5", "0"):
+        expect_error(capsys, ["run", compiled, "--inputs", inputs, "--limit", limit],
+                     f"--limit must be a positive integer, not {limit}")
+    np.savez(files / "inputs.npz", x=np.load(inputs))
+    expect_error(capsys, ["run", compiled, "--inputs", files / "inputs.npz"],
+                 "is an .npz archive; give one .npy array")
+    arrays = dict(np.load(files / "mlp.npz"))
+    np.savez(files / "relu3.npz", relu=np.array([True, False, True]), **arrays)
+    expect_error(capsys, ["compile", files / "relu3.npz", "--calibration", files / "calib.npy"],
+                 "relu has 3 entries, the network has 2 layers (w0..w1)")
+    (files / "old.pkl").write_bytes(pickle.dumps({"config": {}, "qnet": None}))
+    expect_error(capsys, ["run", files / "old.pkl", "--inputs", inputs],
+                 "not a Tessera executable: a Python pickle (never loaded")
+    np.save(files / "labels.npy", np.arange(10))
+    expect_error(capsys, ["run", compiled, "--inputs", inputs, "--labels", files / "labels.npy"],
+                 "has 10 labels for 50 samples")
+
+
+@pytest.fixture
+def run_file(files):
+    compiled, run = compile_mlp(files), files / "run.json"
+    assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--out", str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r["counters"].pop("adc_conversions"), "counter 'adc_conversions' is missing"),
+    (lambda r: r["counters"].update(cycles=-3), "counter 'cycles' must be a non-negative integer, not -3"),
+    (lambda r: r["counters"].update(cell_reads="many"),
+     "counter 'cell_reads' must be a non-negative integer, not 'many'"),
+    (lambda r: r.update(samples=0), "samples must be a positive integer, not 0"),
+    (lambda r: r.update(samples=2.5), "samples must be a positive integer, not 2.5"),
+    (lambda r: r["host_words"]["read"].update(amem=-1), "host_words['read'] must map memories"),
+])
+def test_report_refuses_damaged_run_files(run_file, capsys, damage, message):
+    record = json.loads(run_file.read_text())
+    damage(record)
+    run_file.write_text(json.dumps(record))
+    expect_error(capsys, ["report", run_file], message)
 
 
 def test_compile_and_run_an_onnx_cnn(tmp_path, capsys):
     """A CNN as a user has it (ONNX, NCHW inputs) through compile and run, the outputs
-    equal to the int8 reference of the network the importer built."""
+    equal to the int8 reference of the network the importer builds, quantised apart."""
     onnx = pytest.importorskip("onnx")
-    import pickle
 
-    from firmware.onnx_io import to_onnx
+    from firmware.onnx_io import load_onnx, to_onnx
+    from firmware.quantize import quantize
     from firmware.train import init_cnn
 
     rng = np.random.default_rng(3)
@@ -61,16 +157,15 @@ def test_compile_and_run_an_onnx_cnn(tmp_path, capsys):
     images = rng.uniform(0, 1, (30, 1, 8, 8))                       # NCHW, as ONNX takes them
     np.save(tmp_path / "calib.npy", images)
     np.save(tmp_path / "inputs.npy", images[:7].reshape(7, -1))      # flattened NCHW also works
-    compiled, run = tmp_path / "cnn.pkl", tmp_path / "run.json"
+    compiled, run = tmp_path / "cnn.tessera", tmp_path / "run.json"
     assert main(["compile", str(tmp_path / "cnn.onnx"), "--calibration", str(tmp_path / "calib.npy"),
-                 "--prune-blocks", "0.5", "--out", str(compiled)]) == 0
+                 "--out", str(compiled)]) == 0
     assert "conv0: 1x1 blocks" in capsys.readouterr().out
     assert main(["run", str(compiled), "--inputs", str(tmp_path / "inputs.npy"), "--out", str(run)]) == 0
-    qnet = pickle.loads(compiled.read_bytes())["qnet"]
+    qnet = quantize(load_onnx(tmp_path / "cnn.onnx"), images.transpose(0, 2, 3, 1))
     expected = qnet.forward(qnet.input.quantize(images[:7].transpose(0, 2, 3, 1)))
     assert json.loads(run.read_text())["outputs_int8"] == expected.tolist()
 
     np.save(tmp_path / "wrong.npy", images[:, :, :7])
-    with pytest.raises(SystemExit):
-        main(["run", str(compiled), "--inputs", str(tmp_path / "wrong.npy")])
-    assert "must have shape (samples, 1, 8, 8) or (samples, 64), not (30, 1, 7, 8)" in capsys.readouterr().err
+    expect_error(capsys, ["run", compiled, "--inputs", tmp_path / "wrong.npy"],
+                 "must have shape (samples, 1, 8, 8) or (samples, 64), not (30, 1, 7, 8)")

@@ -1,22 +1,17 @@
 """Convolutions through the compiler: the IR, training gradients, block layout, and golden
 runs equal to the int8 reference for host-fed and on-device (strided, wide) im2col."""
 
-import asyncio
-
 import numpy as np
 import pytest
 
-from firmware import Driver
-from firmware.codegen import generate
-from firmware.mapper import MappingError, map_network
+from firmware.compiler import compile_network, map_network
+from firmware.mapper import MappingError
 from firmware.network import Conv2d, Dense, Flatten, Network, NetworkError, col2im, im2col
 from firmware.prune import prune_blocks
 from firmware.quantize import quantize
-from firmware.runtime import run_network
+from firmware.runtime import run_golden
 from firmware.train import init_cnn, train
-from firmware.transports import GoldenBus
-from golden import AccelConfig
-from golden.device import Device
+from golden import AccelConfig, isa
 
 CONFIG = AccelConfig()
 
@@ -103,7 +98,7 @@ def test_cnn_golden_run_equals_int8_reference(stride, sparsity):
     network_map = map_network(qnet, CONFIG)
     assert network_map.layers[0].positions == 36 and network_map.layers[0].samples_contiguous
     assert not network_map.layers[1].samples_contiguous          # wide, per-sample runs
-    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    run = run_golden(compile_network(qnet, CONFIG), x_q)
     reference = qnet.forward(x_q)
     assert np.array_equal(run.outputs, reference)
     assert len(np.unique(reference, axis=0)) > 1                  # not a constant output
@@ -116,12 +111,8 @@ def test_cnn_mapping_errors_name_the_layer():
     conv_last = Network((Conv2d("c", rng.normal(size=(3, 3, 1, 4)), np.zeros(4)),), (8, 8, 1))
     with pytest.raises(MappingError, match="layer 'c': the last layer must be Dense"):
         map_network(quantize(conv_last, rng.uniform(0, 1, (4, 8, 8, 1))), CONFIG)
-    big = init_cnn((8, 8, 1), [(3, 64, 1), (3, 64, 1)], 10, rng)   # 9 taps x 4 x 4 blocks
-    with pytest.raises(MappingError, match="layer 'conv1': its weight blocks .* beyond wmem_depth"):
-        map_network(quantize(big, rng.uniform(0, 1, (4, 8, 8, 1))), CONFIG)
-    program = generate(*(lambda q: (q, map_network(q, CONFIG)))(
-        quantize(small_cnn(rng), rng.uniform(0, 1, (4, 8, 8, 1)))))
-    assert len(program.inference) <= CONFIG.imem_depth
+    exe = compile_network(quantize(small_cnn(rng), rng.uniform(0, 1, (4, 8, 8, 1))), CONFIG)
+    assert all(len(run.program) <= CONFIG.imem_depth for run in exe.plans[exe.batch])
 
 
 @pytest.mark.parametrize("features", [
@@ -136,10 +127,9 @@ def test_maxpool_through_the_compiler(features):
     net = train(net, x, y, 2, rng)                   # runs the pooling backward pass
     qnet = quantize(net, x)
     x_q = qnet.input.quantize(x)
-    network_map = map_network(qnet, CONFIG)
-    program = generate(qnet, network_map)
-    assert any(ins.opcode == 4 for ins in program.inference)          # MAX
-    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    exe = compile_network(qnet, CONFIG)
+    assert any(words[0] & 0xF == isa.Opcode.MAX for words in exe.plans[exe.batch][0].program)
+    run = run_golden(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 
@@ -183,7 +173,7 @@ def test_avgpool_runs_on_the_crossbar_as_identity_taps():
     assert np.abs(pool.forward(conv_q) - exact).max() <= 0.5     # rounded, not truncated
     network_map = map_network(qnet, CONFIG)
     assert network_map.layers[1].k_blocks == 4                   # one block per window tap
-    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    run = run_golden(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 
@@ -201,7 +191,7 @@ def test_residual_add_of_images_runs_on_golden():
     network_map = map_network(qnet, CONFIG)
     add = next(lm for lm in network_map.layers if lm.name == "add1")
     assert add.positions == 6 * 6 and add.k_inputs == {1: 1}      # skip block from conv1's input
-    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    run = run_golden(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 

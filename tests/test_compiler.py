@@ -1,21 +1,16 @@
 """Compiler stages: network IR checks, quantisation, pruning, mapping, code generation,
 and an end-to-end run on the golden transport against the int8 reference."""
 
-import asyncio
-
 import numpy as np
 import pytest
 
-from firmware import Driver
-from firmware.codegen import generate
-from firmware.mapper import MappingError, map_network
+from firmware.compiler import compile_network, map_network
+from firmware.mapper import MappingError
 from firmware.network import Dense, Network, NetworkError
 from firmware.prune import block_mask, prune_blocks, prune_magnitude
 from firmware.quantize import TensorQuant, calibrate, quantize
-from firmware.runtime import run_network
-from firmware.transports import GoldenBus
+from firmware.runtime import run_golden
 from golden import AccelConfig, isa
-from golden.device import Device
 from golden.energy import PRESETS, energy_breakdown, ops_per_run
 
 CONFIG = AccelConfig()
@@ -96,21 +91,22 @@ def test_mapper_skips_zero_blocks_and_reports_utilisation():
     assert (first.k_blocks, first.n_blocks) == (4, 2) and first.nonzero.sum() == 4
     assert first.block_utilisation == 0.5 and network_map.images == 4 + 2
     assert network_map.layers[1].cell_utilisation == pytest.approx(32 * 10 / (2 * 256))
-    program = generate(q, network_map)
-    programs = [i for i in program.setup + program.inference if i.opcode == isa.Opcode.PROGRAM]
+    exe = compile_network(q, CONFIG)
+    words = np.vstack([exe.segments[0].setup.reshape(-1, 4), exe.plans[exe.batch][0].program])
+    instructions = [isa.decode(w) for w in words]
+    programs = [i for i in instructions if i.opcode == isa.Opcode.PROGRAM]
     assert len(programs) == 6                      # one per stored block, none for zero blocks
-    products = sum(bin(i.tile).count("1") for i in program.inference if i.opcode == isa.Opcode.MVM)
+    products = sum(bin(i.tile).count("1") for i in instructions if i.opcode == isa.Opcode.MVM)
     assert products == 6
 
 
 def test_mapping_errors_name_the_layer_and_memory():
     rng = np.random.default_rng(4)
-    big = quantize(random_network(rng, (256, 96, 10)), rng.uniform(0, 1, (50, 256)))
-    with pytest.raises(MappingError, match="layer 'fc0'.*beyond wmem_depth 256"):
-        map_network(big, CONFIG)
     tiny = AccelConfig(amem_depth=4)
     small = quantize(random_network(rng, (64, 32, 10)), rng.uniform(0, 1, (50, 64)))
-    with pytest.raises(MappingError, match="one sample needs 7 activation"):
+    # fc0 alone: its 4 input entries and 2 output entries (by hand: 64/16, 32/16).
+    with pytest.raises(MappingError, match="layer 'fc0': one sample's tensors need 6 activation "
+                                           "entries, beyond amem_depth 4"):
         map_network(small, tiny)
     with pytest.raises(MappingError, match="batch must be in 1..36"):
         map_network(small, CONFIG, batch=100)
@@ -124,8 +120,8 @@ def test_golden_run_equals_int8_reference(sparsity):
     q = quantize(net, x)
     x_q = q.input.quantize(x)
     progress = []
-    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), q, x_q, batch=16,
-                                  progress=lambda done, total: progress.append(done)))
+    run = run_golden(compile_network(q, CONFIG, batch=16), x_q,
+                     progress=lambda done, total: progress.append(done))
     assert np.array_equal(run.outputs, q.forward(x_q))
     assert progress == [16, 32, 48, 50] and run.runs == 4
     energy = energy_breakdown(run.counters, PRESETS["isaac_reram_32nm"])
@@ -165,7 +161,7 @@ def test_residual_add_trains_quantises_and_runs_on_golden():
     x_q = qnet.input.quantize(x)
     res = qnet.layers[2]
     assert res.weights.shape == (48, 24) and res.weights.max() == 127     # the larger scale
-    run = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
+    run = run_golden(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     # The int8 network tracks the float one.
     assert np.mean(qnet.predict(x) == np.argmax(net.forward(x), axis=1)) > 0.8

@@ -1,33 +1,60 @@
-"""A quantised network through the firmware driver on the RTL: predictions and counters
-identical to the same driver on the golden model."""
-
-import asyncio
+"""Compiled executables through the firmware driver on the RTL: outputs, every device
+counter and every host transfer count identical to the same file on the golden model."""
 
 import numpy as np
 import pytest
 
-from firmware import Driver
-from firmware.runtime import run_network
-from firmware.transports import GoldenBus
+from firmware.compiler import compile_network
+from firmware.network import Add, Dense, Network
+from firmware.quantize import quantize
+from firmware.runtime import run_golden
 from golden import AccelConfig
-from golden.device import Device
-from sim.network import run_network_on_rtl
+from sim.network import run_executable_on_rtl
 
 # Its own memory sizes, so its build never races the accelerator tests' builds.
 CONFIG = AccelConfig(imem_depth=16, wmem_depth=48, amem_depth=32, psum_depth=32, qmem_depth=8)
 
 
-def test_network_on_rtl_equals_golden(small_network, record_property):
-    qnet, x_q = small_network(seed=9, samples=20)
-    golden = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
-    outputs, counters = run_network_on_rtl(qnet, x_q, CONFIG, log=lambda message: None)
-    record_property("rtl_check", f"network 32-16-10 on {CONFIG.name}: {len(x_q)} samples in "
-                                 f"{golden.runs} batches, outputs and {len(counters)} counters "
-                                 f"{'identical' if np.array_equal(outputs, golden.outputs) and counters == golden.counters else 'DIFFERENT'}")
-    assert golden.runs == 3          # 8 + 8 + 4: the tail batch is compiled separately
+def check_on_rtl(qnet, x_q, config, path, record_property, what):
+    """Run the executable file on golden and RTL; record and assert that they agree."""
+    exe = compile_network(qnet, config)
+    exe.save(path)
+    golden = run_golden(exe, x_q)
+    rtl = run_executable_on_rtl(path, x_q, log=lambda message: None)
+    same = (np.array_equal(rtl.outputs, golden.outputs) and rtl.counters == golden.counters
+            and rtl.host_words == golden.host_words)
+    moved = sum(n for way in golden.host_words.values() for n in way.values())
+    record_property("rtl_check", f"{what} on {config.name}: {len(x_q)} samples, "
+                                 f"{len(exe.segments)} segment(s), {golden.runs} device runs; "
+                                 f"outputs, {len(rtl.counters)} counters and {moved} host words "
+                                 f"{'identical' if same else 'DIFFERENT'}")
     assert np.array_equal(golden.outputs, qnet.forward(x_q))
-    assert np.array_equal(outputs, golden.outputs)
-    assert counters == golden.counters
+    assert np.array_equal(rtl.outputs, golden.outputs)
+    assert rtl.counters == golden.counters
+    assert rtl.host_words == golden.host_words
+    return exe, golden
+
+
+def test_network_on_rtl_equals_golden(small_network, record_property, tmp_path):
+    qnet, x_q = small_network(seed=9, samples=20)
+    exe, golden = check_on_rtl(qnet, x_q, CONFIG, tmp_path / "mlp.tessera", record_property,
+                               "network 32-16-10")
+    assert len(exe.segments) == 1 and golden.batches == [8, 8, 4]    # the tail compiled for 4
+
+
+def test_segmented_network_on_rtl_equals_golden(record_property, tmp_path):
+    """Ten segments (fc0 and fc1 in parts of 3 blocks, the residual add's skip read back
+    to the host and written again), weights and programs reloaded every batch."""
+    rng = np.random.default_rng(1)
+    network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), rng.normal(0, 0.1, 48)),
+                       Dense("fc1", rng.normal(0, 0.2, (48, 48)), rng.normal(0, 0.1, 48)),
+                       Add("res", source="fc0", relu=True),
+                       Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
+    x = rng.uniform(0, 1, (7, 64))
+    qnet = quantize(network, x)
+    exe, golden = check_on_rtl(qnet, qnet.input.quantize(x), CONFIG, tmp_path / "res.tessera",
+                               record_property, "residual MLP 64-48-48(+skip)-10, segmented")
+    assert len(exe.segments) >= 3 and golden.batches == [3, 3, 1]
 
 
 # A config of its own again (its own Verilator build).
@@ -44,9 +71,8 @@ CNNS = {
 
 
 @pytest.mark.parametrize("name", CNNS)
-def test_cnn_on_rtl_equals_golden(record_property, name):
+def test_cnn_on_rtl_equals_golden(record_property, tmp_path, name):
     from firmware.prune import prune_blocks
-    from firmware.quantize import quantize
     from firmware.train import init_cnn
 
     rng = np.random.default_rng(12)
@@ -54,14 +80,5 @@ def test_cnn_on_rtl_equals_golden(record_property, name):
     network, _ = prune_blocks(network, 0.5, CNN_CONFIG.rows, CNN_CONFIG.cols)
     x = rng.uniform(0, 1, (9, 6, 6, 1))
     qnet = quantize(network, x)
-    x_q = qnet.input.quantize(x)
-    golden = asyncio.run(run_network(Driver(GoldenBus(Device(CNN_CONFIG))), qnet, x_q))
-    outputs, counters = run_network_on_rtl(qnet, x_q, CNN_CONFIG, log=lambda message: None)
-    same = np.array_equal(outputs, golden.outputs) and counters == golden.counters
-    record_property("rtl_check", f"CNN {name}, half its blocks pruned, on "
-                                 f"{CNN_CONFIG.name}: {len(x_q)} samples in {golden.runs} batches, "
-                                 f"outputs and {len(counters)} counters "
-                                 f"{'identical' if same else 'DIFFERENT'}")
-    assert np.array_equal(golden.outputs, qnet.forward(x_q))
-    assert np.array_equal(outputs, golden.outputs)
-    assert counters == golden.counters
+    check_on_rtl(qnet, qnet.input.quantize(x), CNN_CONFIG, tmp_path / "cnn.tessera",
+                 record_property, f"CNN {name}, half its blocks pruned")

@@ -1,17 +1,13 @@
 """The UART bridge in simulation: framing, error replies, and a network run end to end
 over the firmware's serial transport, identical to the golden model."""
 
-import asyncio
-
 import numpy as np
 import pytest
 
-from firmware import Driver
-from firmware.runtime import run_network
-from firmware.transports import GoldenBus
+from firmware.compiler import compile_network
+from firmware.runtime import run_golden
 from golden import AccelConfig, bridge
-from golden.device import Device
-from sim.uart import run_network_over_uart
+from sim.uart import run_executable_over_uart
 
 CONFIG = AccelConfig(tiles=2, imem_depth=16, wmem_depth=48, amem_depth=32, psum_depth=32,
                      qmem_depth=8)
@@ -32,10 +28,12 @@ def test_frames_round_trip_and_checks():
         bridge.decode_request(bytes(damaged))
 
 
-def test_network_over_uart_equals_golden(small_network, record_property):
+def test_network_over_uart_equals_golden(small_network, record_property, tmp_path):
     qnet, x_q = small_network(seed=12, samples=10)
-    golden = asyncio.run(run_network(Driver(GoldenBus(Device(CONFIG))), qnet, x_q))
-    run = run_network_over_uart(qnet, x_q, CONFIG, log=lambda message: None)
+    exe = compile_network(qnet, CONFIG)
+    golden = run_golden(exe, x_q)
+    run = run_executable_over_uart(exe.save(tmp_path / "mlp.tessera"), x_q,
+                                   log=lambda message: None)
     assert run.tests == 1 and run.failed == 0, run.log_tail()
     outputs = np.array(run.results["outputs"])
     record_property("rtl_check", f"UART bridge on {CONFIG.name}: {run.results['framing_checks']} "
@@ -44,3 +42,4 @@ def test_network_over_uart_equals_golden(small_network, record_property):
                                  f"{'identical' if np.array_equal(outputs, golden.outputs) and run.results['counters'] == golden.counters else 'DIFFERENT'}")
     assert np.array_equal(outputs, golden.outputs)
     assert run.results["counters"] == golden.counters
+    assert run.results["host_words"] == golden.host_words

@@ -1,6 +1,7 @@
 """The driver's bus over the golden device model: the register map of golden.regmap,
 served from a `golden.device.Device`, so the driver code is the same as on RTL or board."""
 
+import numpy as np
 
 from golden import regmap
 from golden.device import Device
@@ -15,8 +16,11 @@ class GoldenBus:
     """Word reads and writes decoded as the RTL decodes them, SLVERR cases included.
 
     A start runs the whole program at once (the model is not cycle-stepped); the
-    counters then hold the model's predictions.
+    counters then hold the model's predictions. A burst of whole, contiguous memory
+    entries is one array copy; any other burst goes word by word.
     """
+
+    max_burst = 1 << 20
 
     def __init__(self, device):
         if not isinstance(device, Device):
@@ -77,6 +81,37 @@ class GoldenBus:
         words[word] = value
         signed = window.name not in ("imem", "qmem")
         getattr(self.device, window.name)[entry] = window.unpack(words[None], signed=signed)[0]
+
+    def _entry_span(self, address, count):
+        """(window, first entry, entries) when a burst covers whole contiguous entries."""
+        located = self._locate(address)
+        if located is None:
+            return None
+        window, entry, word = located
+        entries, rest = divmod(count, window.entry_words)
+        if word or rest or window.entry_words * 4 != window.entry_stride \
+                or entry + entries > window.depth:
+            return None
+        return window, entry, entries
+
+    async def read_burst(self, address, count):
+        span = self._entry_span(address, count)
+        if span is None:
+            return [await self.read(address + 4 * i) for i in range(count)]
+        window, entry, entries = span
+        array = getattr(self.device, window.name)
+        return window.pack(array[entry:entry + entries]).ravel().tolist()
+
+    async def write_burst(self, address, words):
+        span = self._entry_span(address, len(words))
+        if span is None:
+            for i, value in enumerate(words):
+                await self.write(address + 4 * i, value)
+            return
+        window, entry, entries = span
+        signed = window.name not in ("imem", "qmem")
+        words = np.asarray(words, np.int64) & 0xFFFF_FFFF
+        getattr(self.device, window.name)[entry:entry + entries] = window.unpack(words, signed=signed)
 
     def _run(self):
         result = self.device.run()

@@ -13,7 +13,10 @@ __all__ = ["SerialBus", "PySerialLink"]
 class SerialBus:
     """Word reads and writes as bridge frames over `link`, an object with
     ``async write(data: bytes)`` and ``async read(n: int, timeout_s: float) -> bytes``
-    (raising TimeoutError). There is no interrupt line: `wait_done` polls STATUS."""
+    (raising TimeoutError). There is no interrupt line: `wait_done` polls STATUS. A
+    burst is one frame of up to `bridge.MAX_COUNT` words."""
+
+    max_burst = bridge.MAX_COUNT
 
     def __init__(self, link, timeout_s=1.0, poll_interval_s=0.0):
         self.link, self.timeout_s, self.poll_interval_s = link, timeout_s, poll_interval_s
@@ -43,6 +46,21 @@ class SerialBus:
     async def write(self, address, value):
         await self._transaction(bridge.encode_request(bridge.Command.WRITE, address, words=[value]),
                                 address, "write")
+
+    async def read_burst(self, address, count):
+        words = []
+        for first in range(0, count, self.max_burst):
+            n = min(self.max_burst, count - first)
+            at = address + 4 * first
+            words += await self._transaction(bridge.encode_request(bridge.Command.READ, at, n),
+                                             at, "read")
+        return words
+
+    async def write_burst(self, address, words):
+        for first in range(0, len(words), self.max_burst):
+            at = address + 4 * first
+            await self._transaction(bridge.encode_request(
+                bridge.Command.WRITE, at, words=words[first:first + self.max_burst]), at, "write")
 
     async def wait_done(self, timeout_s):
         deadline = time.monotonic() + timeout_s

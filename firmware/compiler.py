@@ -1,0 +1,279 @@
+"""Compiling a quantised network for a config into an `Executable`: segments that fit
+the memories, a batch, the programs for each batch size and the host transfers."""
+
+from dataclasses import replace
+
+import numpy as np
+
+from golden import isa
+
+from .codegen import segment_images, segment_program
+from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
+from .mapper import (MappingError, NetworkMap, PoolMap, Segment, block_order, lower, place_segment,
+                     segment_tensors)
+from .quantize import QuantizedConv2d
+
+__all__ = ["compile_network", "map_network"]
+
+MAX_COUNT = (1 << isa.FIELDS["count"][1]) - 1
+
+
+def _whole(steps, s):
+    """Step `s` as a segment of its own: every stored block, every output block."""
+    step = steps[s]
+    if isinstance(step, PoolMap):
+        return Segment((s,), {}, {}, {})
+    blocks = [(int(kb), int(nb)) for kb, nb in zip(*np.nonzero(step.nonzero))]
+    zero = [nb for nb in range(step.n_blocks) if not step.nonzero[:, nb].any()]
+    return Segment((s,), {s: blocks}, {s: list(range(step.n_blocks))}, {s: zero})
+
+
+def _merge(a, b):
+    return Segment(a.steps + b.steps, {**a.blocks, **b.blocks}, {**a.requants, **b.requants},
+                   {**a.zero_columns, **b.zero_columns})
+
+
+def _overflow(network_map, segment, batch):
+    """The first memory `segment` overflows at `batch` samples, or None."""
+    c, steps = network_map.config, network_map.steps
+    if segment.images * c.rows > c.wmem_depth:
+        return "wmem"
+    if segment.qmem_entries > c.qmem_depth:
+        return "qmem"
+    place = place_segment(steps, segment, batch, c.amem_depth)
+    if place.amem_used > c.amem_depth:
+        return "amem"
+    if place.psum_used > c.psum_depth:
+        return "psum"
+    if any(batch * steps[s].positions > MAX_COUNT for s in segment.steps):
+        return "instruction count field"
+    if len(segment_program(network_map, segment, place).inference) > c.imem_depth:
+        return "imem"
+    return None
+
+
+def _chunks(network_map, s):
+    """Matrix step `s` cut into segments of its blocks (`block_order`), each as many as fit;
+    all-zero output blocks are requantised (from zeroed partial sums) in the first."""
+    lm, tiles = network_map.steps[s], network_map.config.tiles
+    last_kb = {}
+    for kb, nb in block_order(lm, tiles):
+        last_kb[nb] = kb
+    items = [("zero", nb) for nb in range(lm.n_blocks) if nb not in last_kb]
+    items += [("block", block) for block in block_order(lm, tiles)]
+    chunks, current, limit = [], None, None
+
+    def extended(segment, item):
+        kind, value = item
+        blocks, requants, zero = (list(segment.blocks[s]), list(segment.requants[s]),
+                                  list(segment.zero_columns[s])) if segment else ([], [], [])
+        if kind == "zero":
+            requants.append(value)
+            zero.append(value)
+        else:
+            blocks.append(value)
+            if last_kb[value[1]] == value[0]:
+                requants.append(value[1])
+        return Segment((s,), {s: blocks}, {s: requants}, {s: zero})
+
+    for item in items:
+        candidate = extended(current, item)
+        failure = _overflow(network_map, candidate, 1)
+        if failure is None:
+            current = candidate
+            continue
+        if current is None:
+            raise MappingError(f"layer {lm.name!r}: not even one weight block fits a segment "
+                               f"({failure} too small)")
+        current.limit = limit = failure
+        chunks.append(current)
+        current = extended(None, item)
+        if _overflow(network_map, current, 1) is not None:
+            raise MappingError(f"layer {lm.name!r}: not even one weight block fits a segment "
+                               f"({_overflow(network_map, current, 1)} too small)")
+    current.limit = "end of layer"
+    chunks.append(current)
+    return [replace(chunk, part=(i, len(chunks))) for i, chunk in enumerate(chunks)]
+
+
+def _footprint_error(network_map, s, failure):
+    c, step = network_map.config, network_map.steps[s]
+    place = place_segment(network_map.steps, _whole(network_map.steps, s), 1, c.amem_depth)
+    if failure == "amem":
+        return (f"layer {step.name!r}: one sample's tensors need {place.amem_used} activation "
+                f"entries, beyond amem_depth {c.amem_depth}")
+    if failure == "psum":
+        return (f"layer {step.name!r}: one sample needs {place.psum_used} partial-sum entries, "
+                f"beyond psum_depth {c.psum_depth}")
+    return f"layer {step.name!r}: one sample's program does not fit {failure}"
+
+
+def cut_segments(network_map):
+    """Whole steps while they fit (at one sample), a layer too big alone in chunks."""
+    steps, segments, current = network_map.steps, [], None
+    for s, step in enumerate(steps):
+        whole = _whole(steps, s)
+        if current is not None:
+            failure = _overflow(network_map, _merge(current, whole), 1)
+            if failure is None:
+                current = _merge(current, whole)
+                continue
+            current.limit = failure
+            segments.append(current)
+            current = None
+        failure = _overflow(network_map, whole, 1)
+        if failure is None:
+            current = whole
+        elif isinstance(step, PoolMap) or failure in ("amem", "psum", "instruction count field"):
+            raise MappingError(_footprint_error(network_map, s, failure))
+        else:
+            segments += _chunks(network_map, s)
+    if current is not None:
+        current.limit = "end of network"
+        segments.append(current)
+    # Tensors ping-pong between the ends of amem; chunks of one layer share a layout.
+    at_top = False
+    for i, segment in enumerate(segments):
+        if i and segment.steps != segments[i - 1].steps:
+            at_top = not at_top
+        segment.input_at_top = at_top
+    return segments
+
+
+def _largest_batch(network_map):
+    c, steps = network_map.config, network_map.steps
+    largest = MAX_COUNT // max(step.positions for step in steps)
+    for segment in network_map.segments:
+        place = place_segment(steps, segment, 1, c.amem_depth)
+        largest = min(largest, c.amem_depth // place.amem_used, c.psum_depth // max(place.psum_used, 1))
+    fits = lambda b: all(_overflow(network_map, seg, b) is None for seg in network_map.segments)
+    low, high = 1, largest                   # programs grow with the batch: bisect imem
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def map_network(qnet, config, batch=None):
+    """Lower `qnet`, cut it into segments and choose the batch (the largest that every
+    segment's memories hold, or `batch`)."""
+    steps = lower(qnet, config)
+    network_map = NetworkMap(config, steps, [], 1)
+    network_map.segments = cut_segments(network_map)
+    largest = _largest_batch(network_map)
+    if batch is not None and not (isinstance(batch, int) and 1 <= batch <= largest):
+        raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch!r}")
+    network_map.batch = batch or largest
+    return network_map
+
+
+def _input_spec(qnet, network_map, layout):
+    first_layer, first = qnet.matrix_layers()[0], network_map.layers[0]
+    conv = isinstance(first_layer, QuantizedConv2d)
+    return InputSpec(tuple(qnet.input_shape), layout, float(qnet.input.scale),
+                     int(qnet.input.zero_point), np.asarray(first.row_index, np.int64),
+                     first.k_blocks * network_map.config.rows,
+                     tuple(first_layer.kernel) if conv else None,
+                     first_layer.stride if conv else 1)
+
+
+def _transfers(network_map, batch):
+    """Per segment, (writes, reads) of tensors through the host: the network's input
+    before the first segment, its output after the last, and a skip an earlier segment
+    made, read after its producer's last segment and written before its reader."""
+    steps, segments, c = network_map.steps, network_map.segments, network_map.config
+    places = [place_segment(steps, seg, batch, c.amem_depth) for seg in segments]
+    transfer = lambda t, place: Transfer(t, place.tensor_base[t], steps[t].input_entries
+                                         if t < len(steps) else steps[-1].output_entries)
+    writes = [[] for _ in segments]
+    reads = [[] for _ in segments]
+    writes[0].append(transfer(0, places[0]))
+    reads[-1].append(transfer(len(steps), places[-1]))
+    for i, seg in enumerate(segments):
+        if i and seg.steps == segments[i - 1].steps:
+            continue                              # a later chunk: its skips are in place
+        for t in segment_tensors(steps, seg)[1]:
+            producer = max(j for j, other in enumerate(segments) if t - 1 in other.steps)
+            reads[producer].append(transfer(t, places[producer]))
+            writes[i].append(transfer(t, places[i]))
+    return places, writes, reads
+
+
+def _summary(qnet, network_map, exe):
+    c, m = network_map.config, network_map
+    lines = [f"compiled {len(qnet.layers)} layers for {c.name}: {len(m.segments)} segment(s), "
+             f"batch {m.batch} samples, {m.images} weight blocks, tiles "
+             + ("resident (programmed once)" if exe.resident else
+                "reprogrammed every batch")]
+    for lm in m.layers:
+        lines.append(f"  {lm.name}: {lm.k_blocks}x{lm.n_blocks} blocks, {lm.stored_blocks} stored "
+                     f"({lm.block_utilisation:.0%}), crossbar cell utilisation {lm.cell_utilisation:.0%}")
+    if len(m.segments) > 1:
+        lines.append(f"  {len(m.segments)} segments, each loading its weights, parameters and "
+                     f"program every batch:")
+        i = 0
+        while i < len(m.segments):
+            seg, layers = m.segments[i], ", ".join(exe.segments[i].layers)
+            if seg.part is None:
+                lines.append(f"    {i}: {layers}: {seg.images} blocks, {seg.qmem_entries} parameter "
+                             f"entries, {len(exe.plans[m.batch][i].program)} instructions; "
+                             f"closed by {seg.limit}")
+                i += 1
+                continue
+            parts = m.segments[i:i + seg.part[1]]
+            limits = sorted({p.limit for p in parts[:-1]})
+            lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} parts of up to "
+                         f"{max(p.images for p in parts)} blocks, closed by "
+                         f"{', '.join(limits) or 'end of layer'}; its input and partial sums "
+                         f"stay on chip between parts")
+            i += len(parts)
+    return lines
+
+
+def resident_config_hint(network_map):
+    """What would hold the network as one segment, at one sample a batch, and what would
+    keep every weight block in a tile of its own."""
+    c, m = network_map.config, network_map
+    whole = Segment((), {}, {}, {})
+    for s in range(len(m.steps)):
+        whole = _merge(whole, _whole(m.steps, s))
+    place = place_segment(m.steps, whole, 1, c.amem_depth)
+    program = len(segment_program(m, whole, place).inference)
+    need = {"wmem_depth": m.images * c.rows, "qmem_depth": whole.qmem_entries,
+            "amem_depth": place.amem_used, "psum_depth": place.psum_used, "imem_depth": program}
+    return (", ".join(f"{name} >= {value}" for name, value in need.items())
+            + f" (one segment at batch 1); tiles >= {m.images} to keep every block in a tile")
+
+
+def compile_network(qnet, config, batch=None, input_layout="vector"):
+    """`qnet` compiled for `config` into an `Executable`."""
+    network_map = map_network(qnet, config, batch)
+    steps, segments = network_map.steps, network_map.segments
+    resident = network_map.resident
+    sizes = [network_map.batch] + [1 << k for k in range(network_map.batch.bit_length())
+                                   if 1 << k < network_map.batch][::-1]
+    images, plans = [], {}
+    for size in sizes:
+        places, writes, reads = _transfers(network_map, size)
+        runs = []
+        for i, (segment, place) in enumerate(zip(segments, places)):
+            code = segment_program(network_map, segment, place, resident)
+            if size == sizes[0]:
+                wmem, qmem = segment_images(qnet, network_map, segment, place)
+                images.append(SegmentImage(
+                    [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem, qmem,
+                    np.array(isa.encode_program(code.setup), np.int64).reshape(-1, 4)))
+            zero = [place.psum_base[s] + (n * steps[s].positions + p) * steps[s].n_blocks + nb
+                    for s, nbs in segment.zero_columns.items() for nb in nbs
+                    for n in range(size) for p in range(steps[s].positions)]
+            runs.append(SegmentRun(np.array(isa.encode_program(code.inference), np.int64).reshape(-1, 4),
+                                   np.array(zero, np.int64), writes[i], reads[i],
+                                   {name: (pcs.start, pcs.stop) for name, pcs in code.layer_pcs.items()}))
+        plans[size] = runs
+    last = qnet.layers[-1]
+    output = OutputSpec(int(last.weights.shape[1]), float(last.output.scale),
+                        int(last.output.zero_point), steps[-1].output_entries)
+    exe = Executable(config, _input_spec(qnet, network_map, input_layout), output, images, plans,
+                     resident)
+    exe.summary = _summary(qnet, network_map, exe)
+    return exe

@@ -1,0 +1,117 @@
+"""The executable file: data only, the same run after a round trip, foreign files refused
+in one line, and nothing unpickled."""
+
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from firmware.compiler import compile_network
+from firmware.executable import ExecutableError, load_executable
+from firmware.runtime import run_golden
+from golden import AccelConfig
+
+
+@pytest.fixture
+def compiled(small_network, tmp_path):
+    qnet, x_q = small_network(seed=3, samples=13)
+    exe = compile_network(qnet, AccelConfig(wmem_depth=32))      # 2 segments
+    path = exe.save(tmp_path / "net.tessera")
+    return exe, path, qnet, x_q
+
+
+def test_round_trip_runs_the_same(compiled):
+    exe, path, qnet, x_q = compiled
+    loaded = load_executable(path)
+    assert loaded.config == exe.config and len(loaded.segments) == len(exe.segments) == 2
+    before, after = run_golden(exe, x_q), run_golden(loaded, x_q)
+    assert np.array_equal(after.outputs, qnet.forward(x_q))
+    assert np.array_equal(after.outputs, before.outputs)
+    assert after.counters == before.counters and after.host_words == before.host_words
+    with zipfile.ZipFile(path) as archive:        # data only: a manifest and .npy arrays
+        assert all(n == "manifest.json" or n.endswith(".npy") for n in archive.namelist())
+
+
+class Payload:
+    """Unpickling this would create the file `marker`."""
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def write_crafted(tmp_path, kind):
+    path = tmp_path / f"crafted_{kind}"
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps({"config": {}, "qnet": Payload(tmp_path / "pwned")}))
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "json":
+        path.write_text(json.dumps({"config": AccelConfig().to_dict()}))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("hello.txt", "hi")
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("pickle", "not a Tessera executable: a Python pickle (never loaded"),
+    ("random", "not a Tessera executable: not an executable (unrecognised bytes)"),
+    ("json", "not a Tessera executable: a JSON or text file"),
+    ("empty", "not a Tessera executable: an empty file"),
+    ("zip", "not a Tessera executable: a zip archive without a Tessera manifest"),
+])
+def test_foreign_files_are_refused_in_one_line(tmp_path, kind, message):
+    path = write_crafted(tmp_path, kind)
+    with pytest.raises(ExecutableError) as info:
+        load_executable(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_another_format_version_is_refused(compiled, tmp_path):
+    _, path, _, _ = compiled
+    other = tmp_path / "v99.tessera"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(other, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "manifest.json":
+                manifest = json.loads(data)
+                manifest["version"] = 99
+                data = json.dumps(manifest)
+            target.writestr(name, data)
+    with pytest.raises(ExecutableError, match="format version 99; this Tessera reads version 1"):
+        load_executable(other)
+
+
+def test_a_damaged_manifest_is_refused(compiled, tmp_path):
+    _, path, _, _ = compiled
+    damaged = tmp_path / "damaged.tessera"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(damaged, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "manifest.json":
+                manifest = json.loads(data)
+                del manifest["input"]
+                data = json.dumps(manifest)
+            target.writestr(name, data)
+    with pytest.raises(ExecutableError, match="damaged Tessera executable: bad or missing field"):
+        load_executable(damaged)
+
+
+def test_an_executable_refuses_a_device_of_another_config(compiled):
+    import asyncio
+
+    from firmware import Driver
+    from firmware.runtime import run_executable
+    from firmware.transports import GoldenBus
+    from golden.device import Device
+    exe, _, _, x_q = compiled
+    with pytest.raises(ValueError, match="compiled for .*; the device is"):
+        asyncio.run(run_executable(Driver(GoldenBus(Device(AccelConfig()))), exe, x_q))
