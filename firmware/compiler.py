@@ -56,12 +56,11 @@ def _chunks(network_map, s):
     """Matrix step `s` cut into segments of its blocks (`block_order`), each as many as fit;
     all-zero output blocks are requantised (from zeroed partial sums) in the first."""
     lm, tiles = network_map.steps[s], network_map.config.tiles
-    last_kb = {}
-    for kb, nb in block_order(lm, tiles):
-        last_kb[nb] = kb
+    order = block_order(lm, tiles)
+    last_kb = {nb: kb for kb, nb in order}          # the last K block of each output block
     items = [("zero", nb) for nb in range(lm.n_blocks) if nb not in last_kb]
-    items += [("block", block) for block in block_order(lm, tiles)]
-    chunks, current, limit = [], None, None
+    items += [("block", block) for block in order]
+    chunks, current = [], None
 
     def extended(segment, item):
         kind, value = item
@@ -79,18 +78,15 @@ def _chunks(network_map, s):
     for item in items:
         candidate = extended(current, item)
         failure = _overflow(network_map, candidate, 1)
-        if failure is None:
-            current = candidate
-            continue
-        if current is None:
+        if failure is not None and current is not None:      # close this part, start the next
+            current.limit = failure
+            chunks.append(current)
+            candidate = extended(None, item)
+            failure = _overflow(network_map, candidate, 1)
+        if failure is not None:
             raise MappingError(f"layer {lm.name!r}: not even one weight block fits a segment "
                                f"({failure} too small)")
-        current.limit = limit = failure
-        chunks.append(current)
-        current = extended(None, item)
-        if _overflow(network_map, current, 1) is not None:
-            raise MappingError(f"layer {lm.name!r}: not even one weight block fits a segment "
-                               f"({_overflow(network_map, current, 1)} too small)")
+        current = candidate
     current.limit = "end of layer"
     chunks.append(current)
     return [replace(chunk, part=(i, len(chunks))) for i, chunk in enumerate(chunks)]

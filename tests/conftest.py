@@ -20,6 +20,24 @@ def small_network():
     return build
 
 
+@pytest.fixture
+def residual_mlp():
+    """A quantised 64-48-48(+skip from the first layer)-10 network and its int8 inputs."""
+    from firmware.network import Add, Dense, Network
+    from firmware.quantize import quantize
+
+    def build(seed, samples):
+        rng = np.random.default_rng(seed)
+        network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), rng.normal(0, 0.1, 48)),
+                           Dense("fc1", rng.normal(0, 0.2, (48, 48)), rng.normal(0, 0.1, 48)),
+                           Add("res", source="fc0", relu=True),
+                           Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
+        x = rng.uniform(0, 1, (samples, 64))
+        qnet = quantize(network, x)
+        return qnet, qnet.input.quantize(x)
+    return build
+
+
 def pytest_terminal_summary(terminalreporter):
     lines = [value for outcome in ("passed", "failed")
              for report in terminalreporter.stats.get(outcome, [])

@@ -75,32 +75,29 @@ def test_foreign_files_are_refused_in_one_line(tmp_path, kind, message):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_another_format_version_is_refused(compiled, tmp_path):
-    _, path, _, _ = compiled
-    other = tmp_path / "v99.tessera"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(other, "w") as target:
+def rewrite_manifest(path, target, edit):
+    """A copy of the executable at `path` with `edit(manifest)` applied to its manifest."""
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(target, "w") as copy:
         for name in source.namelist():
             data = source.read(name)
             if name == "manifest.json":
                 manifest = json.loads(data)
-                manifest["version"] = 99
+                edit(manifest)
                 data = json.dumps(manifest)
-            target.writestr(name, data)
+            copy.writestr(name, data)
+    return target
+
+
+def test_another_format_version_is_refused(compiled, tmp_path):
+    other = rewrite_manifest(compiled[1], tmp_path / "v99.tessera",
+                             lambda manifest: manifest.update(version=99))
     with pytest.raises(ExecutableError, match="format version 99; this Tessera reads version 1"):
         load_executable(other)
 
 
 def test_a_damaged_manifest_is_refused(compiled, tmp_path):
-    _, path, _, _ = compiled
-    damaged = tmp_path / "damaged.tessera"
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(damaged, "w") as target:
-        for name in source.namelist():
-            data = source.read(name)
-            if name == "manifest.json":
-                manifest = json.loads(data)
-                del manifest["input"]
-                data = json.dumps(manifest)
-            target.writestr(name, data)
+    damaged = rewrite_manifest(compiled[1], tmp_path / "damaged.tessera",
+                               lambda manifest: manifest.pop("input"))
     with pytest.raises(ExecutableError, match="damaged Tessera executable: bad or missing field"):
         load_executable(damaged)
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from firmware.compiler import compile_network
-from firmware.network import Add, Dense, Network
 from firmware.quantize import quantize
 from firmware.runtime import run_golden
 from golden import AccelConfig
@@ -42,18 +41,12 @@ def test_network_on_rtl_equals_golden(small_network, record_property, tmp_path):
     assert len(exe.segments) == 1 and golden.batches == [8, 8, 4]    # the tail compiled for 4
 
 
-def test_segmented_network_on_rtl_equals_golden(record_property, tmp_path):
+def test_segmented_network_on_rtl_equals_golden(residual_mlp, record_property, tmp_path):
     """Ten segments (fc0 and fc1 in parts of 3 blocks, the residual add's skip read back
     to the host and written again), weights and programs reloaded every batch."""
-    rng = np.random.default_rng(1)
-    network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), rng.normal(0, 0.1, 48)),
-                       Dense("fc1", rng.normal(0, 0.2, (48, 48)), rng.normal(0, 0.1, 48)),
-                       Add("res", source="fc0", relu=True),
-                       Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
-    x = rng.uniform(0, 1, (7, 64))
-    qnet = quantize(network, x)
-    exe, golden = check_on_rtl(qnet, qnet.input.quantize(x), CONFIG, tmp_path / "res.tessera",
-                               record_property, "residual MLP 64-48-48(+skip)-10, segmented")
+    qnet, x_q = residual_mlp(seed=1, samples=7)
+    exe, golden = check_on_rtl(qnet, x_q, CONFIG, tmp_path / "res.tessera", record_property,
+                               "residual MLP 64-48-48(+skip)-10, segmented")
     assert len(exe.segments) >= 3 and golden.batches == [3, 3, 1]
 
 

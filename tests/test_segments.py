@@ -6,7 +6,7 @@ import pytest
 
 from firmware.compiler import compile_network, map_network
 from firmware.mapper import MappingError
-from firmware.network import Add, Dense, Network
+from firmware.network import Dense, Network
 from firmware.quantize import quantize
 from firmware.runtime import run_golden
 from firmware.train import init_cnn
@@ -104,18 +104,16 @@ def test_one_sample_that_does_not_fit_is_refused_naming_the_layer():
     with pytest.raises(MappingError, match="layer 'fc0': one sample needs 3 partial-sum "
                                            "entries, beyond psum_depth 2"):
         map_network(qnet, AccelConfig(psum_depth=2))
+    # One block needs PROGRAM, MVM, REQUANTs and HALT: three instructions are too few.
+    with pytest.raises(MappingError, match=r"layer 'fc0': not even one weight block fits a "
+                                           r"segment \(imem too small\)"):
+        map_network(qnet, AccelConfig(imem_depth=3))
 
 
-def test_a_residual_skip_from_an_earlier_segment_goes_through_the_host():
-    rng = np.random.default_rng(7)
-    network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), rng.normal(0, 0.1, 48)),
-                       Dense("fc1", rng.normal(0, 0.2, (48, 48)), rng.normal(0, 0.1, 48)),
-                       Add("res", source="fc0", relu=True),
-                       Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
-    x = rng.uniform(0, 1, (10, 64))
-    qnet = quantize(network, x)
+def test_a_residual_skip_from_an_earlier_segment_goes_through_the_host(residual_mlp):
+    qnet, x_q = residual_mlp(seed=7, samples=10)
     config = AccelConfig(wmem_depth=3 * 16)
-    exe, run = assert_runs_exactly(qnet, qnet.input.quantize(x), config)
+    exe, run = assert_runs_exactly(qnet, x_q, config)
     runs = exe.plans[exe.batch]
     producer = max(i for i, s in enumerate(exe.segments) if s.layers == ["fc0"])
     reader = min(i for i, s in enumerate(exe.segments) if s.layers == ["res"])
