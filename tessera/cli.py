@@ -223,6 +223,19 @@ def load_labels(path, samples, classes):
     return labels[:samples]
 
 
+def describe_batches(batches):
+    """'10 batches of 36, 1 of 8' from the batch sizes of a run, in order."""
+    runs = []
+    for size in batches:
+        if runs and runs[-1][0] == size:
+            runs[-1][1] += 1
+        else:
+            runs.append([size, 1])
+    (size, count), rest = runs[0], runs[1:]
+    first = f"{count} {'batch' if count == 1 else 'batches'} of {size}"
+    return ", ".join([first] + [f"{count} of {size}" for size, count in rest])
+
+
 def require_positive(option, value):
     if value is not None and value <= 0:
         raise UsageError(f"{option} must be a positive integer, not {value}")
@@ -278,7 +291,7 @@ def cmd_run(args):
         record["accuracy"] = float(np.mean(predictions == labels))
     Path(args.out).write_text(json.dumps(record))
     print(f"{len(x_q)} samples on {args.backend}, {config.name}, {len(exe.segments)} segment(s), "
-          f"in batches of {' + '.join(map(str, run.batches))} samples")
+          f"in {describe_batches(run.batches)}")
     print(f"  cycles per inference       {summary['cycles_per_inference']:.1f}  (mean over these "
           f"batches; a full batch is {exe.batch})")
     print(f"  on-chip energy             {summary['on_chip_per_inference'] * 1e9:.2f} nJ per "
