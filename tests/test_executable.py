@@ -112,3 +112,23 @@ def test_an_executable_refuses_a_device_of_another_config(compiled):
     exe, _, _, x_q = compiled
     with pytest.raises(ValueError, match="compiled for .*; the device is"):
         asyncio.run(run_executable(Driver(GoldenBus(Device(AccelConfig()))), exe, x_q))
+
+
+def test_running_needs_neither_the_compiler_nor_amaranth(compiled):
+    """Load and run an executable in a fresh interpreter; list what it imported."""
+    import subprocess
+    import sys
+    _, path, qnet, x_q = compiled
+    script = (
+        "import sys, numpy as np\n"
+        "from firmware.executable import load_executable\n"
+        "from firmware.runtime import run_golden\n"
+        f"run = run_golden(load_executable({str(path)!r}), np.array({x_q.tolist()}))\n"
+        "print(run.outputs.tolist())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('amaranth', 'rtl', 'sim', 'cocotb', 'onnx') or m in ('firmware.compiler', "
+        "'firmware.mapper', 'firmware.codegen', 'firmware.quantize', 'firmware.prune')))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == str(qnet.forward(x_q).tolist())
+    assert out[1] == "[]"

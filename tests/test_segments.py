@@ -63,7 +63,13 @@ def test_segments_close_at_wmem_and_a_network_exactly_at_the_limit_is_one():
     assert limits(exact, qnet) == ["end of network"]
     one_less = AccelConfig(wmem_depth=9 * 16)
     assert limits(one_less, qnet) == ["wmem", "end of network"]        # fc0 | fc1
-    assert_runs_exactly(qnet, x_q, one_less)
+    _, streamed = assert_runs_exactly(qnet, x_q, one_less, batch=4)
+    # The same network held whole: the same outputs; streamed, each of the 3 batches
+    # writes all 10 blocks (16 rows of 4 words) again, where the whole one writes them once.
+    _, whole = assert_runs_exactly(qnet, x_q, exact, batch=4)
+    assert np.array_equal(streamed.outputs, whole.outputs)
+    assert whole.host_words["written"]["wmem"] == 10 * 16 * 4
+    assert streamed.host_words["written"]["wmem"] == 3 * 10 * 16 * 4
     chunks = AccelConfig(wmem_depth=3 * 16)                            # fc0 in 3 + 3 + 2
     assert limits(chunks, qnet) == ["wmem", "wmem", "end of layer", "end of network"]
     assert_runs_exactly(qnet, x_q, chunks)
