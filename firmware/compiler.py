@@ -10,7 +10,7 @@ from golden import isa
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (MappingError, NetworkMap, PoolMap, Segment, block_order, lower, place_segment,
-                     segment_tensors)
+                     segment_tensors, tensor_entries)
 from .quantize import QuantizedConv2d
 
 __all__ = ["compile_network", "map_network"]
@@ -179,8 +179,7 @@ def _transfers(network_map, batch):
     made, read after its producer's last segment and written before its reader."""
     steps, segments, c = network_map.steps, network_map.segments, network_map.config
     places = [place_segment(steps, seg, batch, c.amem_depth) for seg in segments]
-    transfer = lambda t, place: Transfer(t, place.tensor_base[t], steps[t].input_entries
-                                         if t < len(steps) else steps[-1].output_entries)
+    transfer = lambda t, place: Transfer(t, place.tensor_base[t], tensor_entries(steps, t))
     writes = [[] for _ in segments]
     reads = [[] for _ in segments]
     writes[0].append(transfer(0, places[0]))

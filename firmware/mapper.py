@@ -32,10 +32,7 @@ from .network import NetworkError
 from .quantize import QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
 
 __all__ = ["LayerMap", "PoolMap", "Segment", "Placement", "NetworkMap", "lower", "block_order",
-           "tensor_entries", "place_segment", "MappingError", "MEMORY_LIMITS"]
-
-# What can close a segment, in the order the compile summary names them.
-MEMORY_LIMITS = ("wmem", "qmem", "imem", "amem", "psum")
+           "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
 class MappingError(NetworkError):
@@ -208,7 +205,7 @@ class Segment:
     blocks: dict                 # matrix step -> the (kb, nb) blocks this segment computes
     requants: dict               # matrix step -> output blocks requantised here
     zero_columns: dict           # matrix step -> all-zero output blocks (psum zeroed by host)
-    limit: str = "end"           # what closed it: a memory of MEMORY_LIMITS, or "end"
+    limit: str = "end"           # what closed it: a memory's name, or the end of a layer or network
     part: tuple = None           # (chunk, chunks) of a split layer
     input_at_top: bool = False   # its input tensor at the top of amem (output at the bottom)
 
