@@ -10,6 +10,9 @@ from golden import quantize_multiplier, requantize
 from .network import (Add, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col,
                       run_layers, skip_index)
 
+# Weight scale floor, relative to y_scale / x_scale: see `quantize`.
+DEAD_CHANNEL_RATIO = 2.0 ** -16
+
 __all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedAdd", "QuantizedMaxPool2d",
            "QuantizedFlatten",
            "QuantizedNetwork", "calibrate", "quantize"]
@@ -170,6 +173,7 @@ def _requant_params(name, acc_scale, y_quant):
         y_quant = TensorQuant(float(acc_scale.max()) * (1 + 2.0 ** -20), y_quant.zero_point)
     multipliers, shifts = [], []
     for channel, scale in enumerate(acc_scale / y_quant.scale):
+        scale = max(scale, 2.0 ** -32)           # the smallest the hardware represents
         try:
             m, s = quantize_multiplier(scale)
         except ValueError as error:
@@ -226,8 +230,12 @@ def quantize(network, samples, method="minmax", percentile=99.99):
             layers.append(QuantizedFlatten(layer.name, x_quant) if isinstance(layer, Flatten)
                           else QuantizedMaxPool2d(layer.name, x_quant, layer.size))
             continue
+        # A dead channel (weights ~0, as trained networks often have) or an all-zero layer:
+        # its weight scale is floored where a weight moves the output by 2**-16 LSB per
+        # input LSB, so its weights quantise to 0 and the requantisation scale (and the
+        # bias in accumulator units) stay representable.
         max_abs = np.abs(layer.matrix).max(axis=0)
-        w_scale = np.where(max_abs > 0, max_abs / 127.0, 1.0)
+        w_scale = np.maximum(max_abs / 127.0, DEAD_CHANNEL_RATIO * y_quant.scale / x_quant.scale)
         w_q = np.clip(np.round(layer.matrix / w_scale), -127, 127).astype(np.int64)
         acc_scale = x_quant.scale * w_scale
         multipliers, shifts, y_quant = _requant_params(layer.name, acc_scale, y_quant)

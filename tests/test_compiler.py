@@ -175,3 +175,28 @@ def test_residual_add_errors_name_the_layer():
         Network((dense, Add("res", "nowhere")))
     with pytest.raises(NetworkError, match=r"layer 'res' adds 'fc''s output of shape \(3,\) to an input of shape \(2,\)"):
         Network((dense, Dense("fc2", rng.normal(size=(3, 2)), np.zeros(2)), Add("res", "fc")))
+
+
+@pytest.mark.parametrize("dead", ["one hidden unit", "whole layer"])
+def test_dead_channels_and_zero_layers_compile_and_run(dead):
+    """A hidden unit whose weights are ~0 (1e-12) or a layer of zeros used to raise
+    'requantisation scale must be in [2**-32, 1)'; now its weights quantise to 0 and its
+    output is its bias, as in the float network."""
+    rng = np.random.default_rng(11)
+    net = random_network(rng, (40, 24, 10))
+    w0 = net.layers[0].weights.copy()
+    if dead == "one hidden unit":
+        w0[:, 5] = 1e-12
+    else:
+        w0[:] = 0.0
+    net = net.with_layers([net.layers[0].with_matrix(w0)] + list(net.layers[1:]))
+    x = rng.uniform(0, 1, (60, 40))
+    q = quantize(net, x)
+    assert np.all(q.layers[0].weights[:, 5] == 0)
+    x_q = q.input.quantize(x)
+    run = run_golden(compile_network(q, CONFIG), x_q)
+    assert np.array_equal(run.outputs, q.forward(x_q))
+    # The dead unit outputs relu(its bias) for every sample, to within one output LSB.
+    int_hidden = q.layers[0].output.dequantize(q.layers[0].forward(x_q))[:, 5]
+    expected = max(net.layers[0].bias[5], 0.0)
+    assert np.abs(int_hidden - expected).max() <= q.layers[0].output.scale
