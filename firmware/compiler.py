@@ -170,7 +170,8 @@ def _input_spec(qnet, network_map, layout):
                      int(qnet.input.zero_point), np.asarray(first.row_index, np.int64),
                      first.k_blocks * network_map.config.rows,
                      tuple(first_layer.kernel) if conv else None,
-                     first_layer.stride if conv else 1)
+                     first_layer.stride if conv else 1,
+                     tuple(first_layer.pads) if conv else (0, 0, 0, 0))
 
 
 def _transfers(network_map, batch):

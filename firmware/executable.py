@@ -41,6 +41,7 @@ class InputSpec:
     padded_rows: int             # the vector's rows, whole crossbar blocks
     kernel: tuple = None         # a host-fed first convolution: (kh, kw), im2col patches
     stride: int = 1
+    pads: tuple = (0, 0, 0, 0)   # its padding (top, left, bottom, right), at the zero point
 
     def quantize(self, x):
         return np.clip(np.round(np.asarray(x) / self.scale) + self.zero_point,
@@ -139,7 +140,8 @@ class Executable:
             "format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict(),
             "input": {"shape": list(spec.shape), "layout": spec.layout, "scale": spec.scale,
                       "zero_point": spec.zero_point, "padded_rows": spec.padded_rows,
-                      "kernel": list(spec.kernel) if spec.kernel else None, "stride": spec.stride},
+                      "kernel": list(spec.kernel) if spec.kernel else None, "stride": spec.stride,
+                      "pads": list(spec.pads)},
             "output": vars(self.output), "segments": segments, "plans": plans,
             "resident": self.resident, "summary": self.summary,
             "arrays": sorted(arrays),
@@ -212,7 +214,8 @@ def _from_manifest(manifest, arrays):
     inp = manifest["input"]
     spec = InputSpec(tuple(inp["shape"]), inp["layout"], float(inp["scale"]),
                      int(inp["zero_point"]), arrays["input_row_index"], int(inp["padded_rows"]),
-                     tuple(inp["kernel"]) if inp["kernel"] else None, int(inp["stride"]))
+                     tuple(inp["kernel"]) if inp["kernel"] else None, int(inp["stride"]),
+                     tuple(int(p) for p in inp["pads"]))
     if spec.layout not in ("vector", "NCHW"):
         raise ValueError(f"input layout {spec.layout!r}")
     segments = [SegmentImage(list(seg["layers"]), seg["limit"],

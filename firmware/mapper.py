@@ -161,6 +161,10 @@ def lower(qnet, config):
             producer, pitch, _ = image
             group = producer.output_entries
             if isinstance(layer, QuantizedConv2d):
+                if any(layer.pads):
+                    raise MappingError(f"layer {layer.name!r}: padding is realised for a first "
+                                       f"(host-fed) convolution only, not yet for one that reads "
+                                       f"an on-device image")
                 (kh, kw), s = layer.kernel, layer.stride
                 out_h, out_w = out_shape[:2]
                 taps = [ky * pitch + kx for ky in range(kh) for kx in range(kw)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Add",
-           "Network", "im2col", "col2im", "run_layers"]
+           "Network", "im2col", "col2im", "pad_images", "run_layers"]
 
 
 class NetworkError(ValueError):
@@ -112,18 +112,35 @@ class Dense(_MatrixLayer):
         return x
 
 
+def pad_images(x, pads, value=0):
+    """NHWC `x` with `pads` (top, left, bottom, right) rows and columns of `value` added."""
+    top, left, bottom, right = pads
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
 @dataclass(frozen=True, eq=False)
 class Conv2d(_MatrixLayer):
-    """A 2-D convolution without padding: `weights` is (kh, kw, in channels, out channels)."""
+    """A 2-D convolution: `weights` is (kh, kw, in channels, out channels); `pads` adds
+    (top, left, bottom, right) rows and columns of zeros around the input first."""
     name: str
     weights: np.ndarray
     bias: np.ndarray
     relu: bool = True
     stride: int = 1
+    pads: tuple = (0, 0, 0, 0)
 
     def __post_init__(self):
         self._check_arrays(4, "output channels")
         _check_int(self.name, "stride", self.stride, 1, "a positive integer")
+        pads = tuple(self.pads)
+        if len(pads) != 4:
+            raise NetworkError(f"layer {self.name!r}: pads must be (top, left, bottom, right), "
+                               f"not {self.pads!r}")
+        for value in pads:
+            _check_int(self.name, "pads", value, 0, "non-negative integers")
+        object.__setattr__(self, "pads", pads)
 
     @property
     def kernel(self):
@@ -142,14 +159,15 @@ class Conv2d(_MatrixLayer):
         if len(input_shape) != 3 or input_shape[2] != self.in_channels:
             raise NetworkError(f"layer {self.name!r} takes (height, width, {self.in_channels}) "
                                f"images, not an activation of shape {input_shape}")
-        height, width, _ = input_shape
+        top, left, bottom, right = self.pads
+        height, width = input_shape[0] + top + bottom, input_shape[1] + left + right
         if height < kh or width < kw:
             raise NetworkError(f"layer {self.name!r}: its {kh}x{kw} kernel is larger than its "
-                               f"{height}x{width} input")
+                               f"{height}x{width} {'padded ' if any(self.pads) else ''}input")
         return ((height - kh) // self.stride + 1, (width - kw) // self.stride + 1, self.outputs)
 
     def patches(self, x):
-        return im2col(x, *self.kernel, self.stride)
+        return im2col(pad_images(x, self.pads), *self.kernel, self.stride)
 
 
 @dataclass(frozen=True, eq=False)

@@ -68,10 +68,12 @@ def to_onnx(network, name="tessera"):
                                           [out], name=out))
         elif isinstance(layer, Conv2d):
             kernel = layer.weights.transpose(3, 2, 0, 1)
+            top, left, bottom, right = layer.pads
             nodes.append(helper.make_node(
                 "Conv", [current, constant(f"{out}.weight", kernel),
                          constant(f"{out}.bias", layer.bias)], [out], name=out,
-                kernel_shape=list(layer.kernel), strides=[layer.stride] * 2))
+                kernel_shape=list(layer.kernel), strides=[layer.stride] * 2,
+                pads=[top, left, bottom, right]))
         elif isinstance(layer, MaxPool2d):
             op = "AveragePool" if isinstance(layer, AvgPool2d) else "MaxPool"
             nodes.append(helper.make_node(op, [current], [out], name=out,
@@ -275,15 +277,33 @@ class _Importer:
             raise NetworkError(f"{where}: grouped convolutions are not supported")
         if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise NetworkError(f"{where}: dilated convolutions are not supported")
-        if any(attrs.get("pads", [0])) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
-            raise NetworkError(f"{where}: only unpadded ('valid') convolutions are supported")
         strides = attrs.get("strides", [1, 1])
         if len(set(strides)) != 1:
             raise NetworkError(f"{where}: strides {strides} differ per axis")
+        pads = self._pads(attrs, where, kernel.shape[2:], int(strides[0]))
         bias = self._weight(node, index, 2) if len(node.input) > 2 and node.input[2] \
             else np.zeros(kernel.shape[0])
         self._append(Conv2d(self._name(node, index), kernel.transpose(2, 3, 1, 0), bias,
-                            relu=False, stride=int(strides[0])), node)
+                            relu=False, stride=int(strides[0]), pads=pads), node)
+
+    def _pads(self, attrs, where, kernel, stride):
+        """(top, left, bottom, right) from ONNX `pads` (y0, x0, y1, x1) or `auto_pad`."""
+        auto = attrs.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("NOTSET", "VALID"):
+            y0, x0, y1, x1 = attrs.get("pads", [0, 0, 0, 0]) if auto == "NOTSET" else [0] * 4
+            return (int(y0), int(x0), int(y1), int(x1))
+        if auto not in ("SAME_UPPER", "SAME_LOWER"):
+            raise NetworkError(f"{where}: auto_pad {auto!r} is not supported")
+        total = []
+        for size, k in zip(self.shape[:2], kernel):
+            out = -(-size // stride)
+            total.append(max((out - 1) * stride + k - size, 0))
+        small = [t // 2 for t in total]
+        large = [t - t // 2 for t in total]
+        # SAME_UPPER puts the odd extra row or column at the end, SAME_LOWER at the start.
+        begin, end = (small, large) if auto == "SAME_UPPER" else (large, small)
+        return (begin[0], begin[1], end[0], end[1])
 
     def _op_relu(self, node, index, attrs, where):
         self._fold(node, where, (Dense, Conv2d, Add),

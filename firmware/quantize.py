@@ -8,7 +8,7 @@ import numpy as np
 from golden import quantize_multiplier, requantize
 
 from .network import (Add, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col,
-                      run_layers, skip_index)
+                      pad_images, run_layers, skip_index)
 
 # Weight scale floor, relative to y_scale / x_scale: see `quantize`.
 DEAD_CHANNEL_RATIO = 2.0 ** -16
@@ -74,9 +74,12 @@ class QuantizedConv2d(QuantizedDense):
     """A convolution as a QuantizedDense on im2col patches of the int8 NHWC input."""
     kernel: tuple = (1, 1)
     stride: int = 1
+    pads: tuple = (0, 0, 0, 0)
 
     def patches(self, x_q):
-        return im2col(np.asarray(x_q, np.int64), *self.kernel, self.stride)
+        """im2col patches, the padding at the input's zero point (real 0)."""
+        x_q = pad_images(np.asarray(x_q, np.int64), self.pads, self.input.zero_point)
+        return im2col(x_q, *self.kernel, self.stride)
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,7 +248,8 @@ def quantize(network, samples, method="minmax", percentile=99.99):
             raise NetworkError(f"layer {layer.name!r}: quantised bias overflows int32")
         fields = (layer.name, w_q, bias, multipliers, shifts, x_quant, y_quant, layer.relu)
         if isinstance(layer, Conv2d):
-            layers.append(QuantizedConv2d(*fields, kernel=layer.kernel, stride=layer.stride))
+            layers.append(QuantizedConv2d(*fields, kernel=layer.kernel, stride=layer.stride,
+                                          pads=layer.pads))
         else:
             layers.append(QuantizedDense(*fields))
     return QuantizedNetwork(tuple(layers), network.input_shape, network.shapes)

@@ -7,7 +7,7 @@ import numpy as np
 
 from golden.regmap import COUNTERS
 
-from .network import im2col
+from .network import im2col, pad_images
 
 __all__ = ["NetworkRun", "run_executable", "run_golden", "input_entries"]
 
@@ -36,7 +36,7 @@ def input_entries(spec, config, x_q):
     patches for a host-fed convolution) with their rows where the mapper laid them."""
     x_q = np.asarray(x_q, np.int64).reshape(len(x_q), *spec.shape)
     if spec.kernel is not None:
-        vectors = im2col(x_q, *spec.kernel, spec.stride)
+        vectors = im2col(pad_images(x_q, spec.pads, spec.zero_point), *spec.kernel, spec.stride)
     else:
         vectors = x_q
     vectors = vectors.reshape(-1, len(spec.row_index))

@@ -20,7 +20,7 @@ def init_mlp(sizes, rng):
 
 def init_cnn(input_shape, features, classes, rng):
     """He-initialised convolutions and poolings, then Flatten and a Dense classifier.
-    `features` holds (kernel, out channels, stride) per convolution, ("maxpool", size)
+    `features` holds (kernel, out channels, stride[, padding]) per convolution, ("maxpool", size)
     or ("avgpool", size) per pooling, ("residual",) for a 1x1 convolution whose output
     is added to its input (then ReLU)."""
     layers, shape = [], tuple(input_shape)
@@ -34,11 +34,11 @@ def init_cnn(input_shape, features, classes, rng):
         elif spec[0] in ("maxpool", "avgpool"):
             layer = (MaxPool2d if spec[0] == "maxpool" else AvgPool2d)(f"pool{i}", spec[1])
         else:
-            kernel, channels, stride = spec
+            kernel, channels, stride, pad = (*spec, 0)[:4]
             fan_in = kernel * kernel * shape[2]
             layer = Conv2d(f"conv{i}", rng.normal(0, np.sqrt(2 / fan_in),
                                                   (kernel, kernel, shape[2], channels)),
-                           np.zeros(channels), stride=stride)
+                           np.zeros(channels), stride=stride, pads=(pad,) * 4)
         layers.append(layer)
         shape = layer.output_shape(shape)
     features = int(np.prod(shape))
@@ -79,7 +79,10 @@ def _backward(layer, x, y, grad_y):
     grad_matrix, grad_bias = rows.T @ grad_rows, grad_rows.sum(axis=0)
     grad_patches = (grad_rows @ layer.matrix.T).reshape(patches.shape)
     if isinstance(layer, Conv2d):
-        grad_x = col2im(grad_patches, x.shape[1:], *layer.kernel, layer.stride)
+        top, left, bottom, right = layer.pads
+        padded = (x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3])
+        grad_x = col2im(grad_patches, padded, *layer.kernel, layer.stride)
+        grad_x = grad_x[:, top:top + x.shape[1], left:left + x.shape[2]]
     else:
         grad_x = grad_patches
     return grad_x, grad_matrix, grad_bias

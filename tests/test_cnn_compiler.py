@@ -74,6 +74,50 @@ def test_conv_gradient_matches_finite_difference():
     assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-7)
 
 
+def test_padded_conv_gradient_matches_finite_difference():
+    """Both convolutions padded: the first layer's weight gradient flows back through the
+    second's padded input gradient, cropped to the unpadded image."""
+    rng = np.random.default_rng(3)
+    net = init_cnn((6, 6, 1), [(3, 4, 1, 1), (3, 3, 1, 1)], 10, rng)
+    x, y = rng.uniform(0, 1, (5, 6, 6, 1)), rng.integers(0, 10, 5)
+
+    def loss(network):
+        logits = network.forward(x)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        return -np.mean(logits[np.arange(5), y] - np.log(np.exp(logits).sum(axis=1)))
+
+    lr = 1e-3
+    stepped = train(net, x, y, 1, np.random.default_rng(2), lr=lr, batch=5)
+    for index in (0, 1):
+        analytic = (net.layers[0].weights - stepped.layers[0].weights)[0, index, 0, 1] / lr
+        bumped = net.layers[0].weights.copy()
+        bumped[0, index, 0, 1] += 1e-6
+        layers = list(net.layers)
+        layers[0] = layers[0].with_matrix(bumped.reshape(layers[0].matrix.shape))
+        numeric = (loss(net.with_layers(layers)) - loss(net)) / 1e-6
+        assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-7)
+
+
+def test_a_padded_first_conv_runs_and_an_on_device_one_is_refused():
+    rng = np.random.default_rng(4)
+    # 8x8 padded by 2 on each side: 5x5 windows give an 8x8 output (by hand: 12 - 5 + 1).
+    net = init_cnn((8, 8, 1), [(5, 16, 1, 2), ("maxpool", 2), (2, 16, 1)], 10, rng)
+    assert net.shapes[1] == (8, 8, 16)
+    x = rng.uniform(0, 1, (7, 8, 8, 1))
+    qnet = quantize(net, x)
+    x_q = qnet.input.quantize(x)
+    # The border is the input zero point (real 0): the quantised patch at the corner
+    # holds it where the image is not.
+    corner = qnet.layers[0].patches(x_q)[:, 0, 0].reshape(7, 5, 5)
+    assert np.all(corner[:, :2, :] == qnet.input.zero_point)
+    run = run_golden(compile_network(qnet, CONFIG), x_q)
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+    on_device = init_cnn((8, 8, 1), [(3, 16, 1), (3, 16, 1, 1)], 10, rng)
+    with pytest.raises(MappingError, match="layer 'conv1': padding is realised for a first "
+                                           "\\(host-fed\\) convolution only"):
+        map_network(quantize(on_device, x), CONFIG)
+
+
 def test_block_pruning_of_an_on_device_conv_drops_whole_taps():
     rng = np.random.default_rng(3)
     net = small_cnn(rng, channels=(8, 16))          # 8 channels pad to one 16-row block a tap

@@ -89,8 +89,10 @@ def test_import_of_a_pytorch_style_graph_matches_onnxruntime():
 @pytest.mark.parametrize("node, init, message", [
     (helper.make_node("Sigmoid", ["x"], ["y"], name="gate"), {},
      "node 0 'gate' \\(Sigmoid\\): unsupported operator; supported: Gemm"),
-    (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-     {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): only unpadded"),
+    (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], dilations=[2, 2]),
+     {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): dilated convolutions"),
+    (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], group=2),
+     {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): grouped convolutions"),
     (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], group=1, strides=[1, 2]),
      {"k": np.ones((2, 1, 3, 3))}, "strides \\[1, 2\\] differ per axis"),
     (helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 2]), {},
@@ -102,6 +104,26 @@ def test_import_of_a_pytorch_style_graph_matches_onnxruntime():
 def test_unsupported_graphs_name_the_node(node, init, message):
     with pytest.raises(NetworkError, match=message):
         from_onnx(_model([node], init, ["n", 1, 6, 6]))
+
+
+@pytest.mark.parametrize("padding", [{"pads": [1, 2, 0, 1]}, {"auto_pad": "SAME_UPPER"},
+                                     {"auto_pad": "SAME_LOWER"}, {"auto_pad": "VALID"}])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_padded_convolutions_match_onnxruntime(padding, stride):
+    rng = np.random.default_rng(3)
+    init = {"k": rng.normal(size=(3, 2, 4, 3)), "kb": rng.normal(size=3),
+            "w": rng.normal(size=(3 * 49 if stride == 1 else 3 * 16, 2)), "b": rng.normal(size=2)}
+    nodes = [helper.make_node("Conv", ["x", "k", "kb"], ["c"], name="conv", kernel_shape=[4, 3],
+                              strides=[stride, stride], **padding),
+             helper.make_node("Flatten", ["c"], ["f"], axis=1)]
+    x = rng.uniform(-1, 1, (4, 7, 7, 2))
+    conv = from_onnx(_model(nodes, init, ["n", 2, 7, 7], output="f"))
+    features = int(np.prod(conv.shapes[-1]))
+    init["w"] = rng.normal(size=(features, 2))
+    model = _model(nodes + [helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="fc")], init,
+                   ["n", 2, 7, 7])
+    network = from_onnx(model)
+    assert np.allclose(network.forward(x), onnxruntime_forward(model, nchw(x)), atol=1e-4)
 
 
 def test_shape_errors_and_files_name_the_node_and_path(tmp_path):
