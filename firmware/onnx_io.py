@@ -15,7 +15,7 @@ import numpy as np
 from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
                       NetworkError)
 
-__all__ = ["from_onnx", "to_onnx", "load_onnx", "SUPPORTED_OPS", "OPSET"]
+__all__ = ["from_onnx", "to_onnx", "load_onnx", "load_onnx_model", "SUPPORTED_OPS", "OPSET"]
 
 OPSET = 17
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "AveragePool",
@@ -104,6 +104,12 @@ def to_onnx(network, name="tessera"):
 
 def load_onnx(path):
     """A Network from an .onnx file; errors name the file and the node."""
+    return load_onnx_model(path)[0]
+
+
+def load_onnx_model(path):
+    """(Network, GivenQuant or None) from an .onnx file: a quantised (QDQ or QOperator)
+    model brings its own scales and zero points. Errors name the file and the node."""
     onnx = _onnx()
     path = Path(path)
     if not path.exists():
@@ -113,7 +119,8 @@ def load_onnx(path):
     except Exception as error:               # protobuf's errors are its own types
         raise NetworkError(f"{path}: not a readable ONNX model ({error})") from None
     try:
-        return from_onnx(model)
+        importer = _Importer(model)
+        return importer.run(), importer.given_quant()
     except NetworkError as error:
         raise NetworkError(f"{path}: {error}") from None
 
@@ -121,12 +128,19 @@ def load_onnx(path):
 class _Importer:
     def __init__(self, model):
         from onnx import numpy_helper
+
+        from .onnx_quantized import dequantize_graph, is_quantized
         graph = model.graph
-        self.constants = {t.name: numpy_helper.to_array(t).astype(np.float64)
-                          for t in graph.initializer}
+        raw = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         for node in graph.node:                # Constant nodes are initializers too
             if node.op_type == "Constant":
-                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+                raw[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        self.nodes, self.model_quant = list(graph.node), None
+        if is_quantized(model):
+            self.nodes, self.model_quant = dequantize_graph(model, raw)
+        # float16, float64 and integer constants alike become float64
+        self.constants = {name: np.asarray(value).astype(np.float64) for name, value in raw.items()}
+        self.layer_weights = {}                  # layer name -> its weight constant's name
         inputs = [v for v in graph.input if v.name not in self.constants]
         if len(inputs) != 1:
             raise NetworkError(f"the graph must have one input, not {[v.name for v in inputs]}")
@@ -176,6 +190,8 @@ class _Importer:
             self.shape = layer.output_shape(self.shape)
         except NetworkError as error:
             raise NetworkError(f"{error} (ONNX node {node.name or node.op_type!r})") from None
+        if node.op_type in ("Gemm", "MatMul", "Conv"):
+            self.layer_weights[layer.name] = node.input[1]
         self.layers.append(layer)
         self.producer[node.output[0]] = len(self.layers) - 1
         self.current = node.output[0]
@@ -192,7 +208,7 @@ class _Importer:
         return Dense(self._name(node, index), weights, bias, relu=False)
 
     def run(self):
-        for index, node in enumerate(self.graph.node):
+        for index, node in enumerate(self.nodes):
             if node.op_type == "Constant":
                 continue
             op, attrs, where = node.op_type, self._attrs(node), self._where(node, index)
@@ -217,6 +233,28 @@ class _Importer:
             raise NetworkError(f"the graph's output {outputs} is not the last result "
                                f"{self.current!r}")
         return Network(tuple(self.layers), self.input_shape)
+
+    def given_quant(self):
+        """The model's own quantisation by layer (a GivenQuant), or None for a float model."""
+        from .quantize import GivenQuant
+        if self.model_quant is None:
+            return None
+        ranges = [None] * (len(self.layers) + 1)
+        for tensor, quant in self.model_quant.activations.items():
+            if tensor in self.producer:
+                made_by = self.producer[tensor]
+                ranges[0 if made_by is None else made_by + 1] = quant
+        scales = {}
+        for layer in self.layers:
+            weight = self.layer_weights.get(layer.name)
+            if weight in self.model_quant.weight_scales:
+                scale = np.asarray(self.model_quant.weight_scales[weight], np.float64)
+                if scale.size not in (1, layer.outputs):
+                    raise NetworkError(f"layer {layer.name!r}: {scale.size} weight scales for "
+                                       f"{layer.outputs} output channels (per-channel scales "
+                                       f"must run along the outputs)")
+                scales[layer.name] = np.broadcast_to(scale.reshape(-1), (layer.outputs,)).copy()
+        return GivenQuant(tuple(ranges), scales, f"the {self.model_quant.format} model")
 
     def _op_gemm(self, node, index, attrs, where):
         if attrs.get("transA", 0):

@@ -15,7 +15,7 @@ DEAD_CHANNEL_RATIO = 2.0 ** -16
 
 __all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedAdd", "QuantizedMaxPool2d",
            "QuantizedFlatten",
-           "QuantizedNetwork", "calibrate", "quantize"]
+           "QuantizedNetwork", "GivenQuant", "calibrate", "quantize"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,16 @@ class TensorQuant:
         scale = (hi - lo) / 255.0 if hi > lo else 1.0
         zero_point = int(np.clip(np.round(-128 - lo / scale), -128, 127))
         return cls(scale, zero_point)
+
+
+@dataclass(frozen=True)
+class GivenQuant:
+    """Quantisation a model brings (a QDQ or QOperator ONNX model): `ranges[i]` is the
+    TensorQuant of layer i's input (the last: the output), None where not given;
+    `weight_scales` holds per-output-channel weight scales by layer name."""
+    ranges: tuple
+    weight_scales: dict
+    source: str = "the model"
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,11 +221,30 @@ def _average_as_convolution(pool, quant, channels):
                            quant, False, kernel=(k, k), stride=k)
 
 
-def quantize(network, samples, method="minmax", percentile=99.99):
-    """Quantise `network` to int8 with activation ranges calibrated on `samples`."""
+def _given_ranges(network, samples, method, percentile, given):
+    """The model's own ranges; any it leaves out calibrated on `samples` (if given)."""
+    ranges = list(given.ranges)
+    if any(r is None for r in ranges):
+        if samples is None:
+            missing = [i for i, r in enumerate(ranges) if r is None]
+            where = ", ".join("the network input" if i == 0 else
+                              f"layer {network.layers[i - 1].name!r}'s output" for i in missing)
+            raise NetworkError(f"{given.source} gives no quantisation for {where}; give "
+                               f"calibration data")
+        calibrated = calibrate(network, samples, method, percentile)
+        ranges = [r if r is not None else c for r, c in zip(ranges, calibrated)]
+    return ranges
+
+
+def quantize(network, samples, method="minmax", percentile=99.99, given=None):
+    """Quantise `network` to int8 with activation ranges calibrated on `samples`, or with
+    the ranges and weight scales a quantised model brings (`given`, a GivenQuant)."""
     if not isinstance(network, Network):
         raise TypeError(f"quantize takes a firmware.Network, not {type(network).__name__}")
-    ranges = calibrate(network, samples, method, percentile)
+    if given is None:
+        ranges = calibrate(network, samples, method, percentile)
+    else:
+        ranges = _given_ranges(network, samples, method, percentile, given)
     layers = []
     for index, layer in enumerate(network.layers):
         x_quant, y_quant = ranges[index], ranges[index + 1]
@@ -239,7 +268,11 @@ def quantize(network, samples, method="minmax", percentile=99.99):
         # bias in accumulator units) stay representable.
         max_abs = np.abs(layer.matrix).max(axis=0)
         w_scale = np.maximum(max_abs / 127.0, DEAD_CHANNEL_RATIO * y_quant.scale / x_quant.scale)
-        w_q = np.clip(np.round(layer.matrix / w_scale), -127, 127).astype(np.int64)
+        w_min = -127
+        if given is not None and layer.name in given.weight_scales:
+            w_scale = np.broadcast_to(given.weight_scales[layer.name], w_scale.shape)
+            w_min = -128                                # the model's own int8 weights, exactly
+        w_q = np.clip(np.round(layer.matrix / w_scale), w_min, 127).astype(np.int64)
         acc_scale = x_quant.scale * w_scale
         multipliers, shifts, y_quant = _requant_params(layer.name, acc_scale, y_quant)
         ranges[index + 1] = y_quant                      # the next layer follows a widening

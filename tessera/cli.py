@@ -153,18 +153,19 @@ def load_array(path, what):
 
 
 def load_network(path):
-    """(float Network, input layout) from an .onnx model (NCHW images, see
-    :mod:`firmware.onnx_io`) or an .npz holding w0, b0, w1, b1, ... (float, weights
-    (in, out)) and optionally `relu`, one bool per layer (default: all but the last)."""
+    """(float Network, input layout, the model's own quantisation or None) from an .onnx
+    model (NCHW images, see :mod:`firmware.onnx_io`; a QDQ or QOperator model brings its
+    scales) or an .npz holding w0, b0, w1, b1, ... (float, weights (in, out)) and
+    optionally `relu`, one bool per layer (default: all but the last)."""
     from firmware.network import Dense, Network
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"network file {path} does not exist")
     if path.suffix == ".onnx":
-        from firmware.onnx_io import load_onnx
-        network = load_onnx(path)
-        return network, "NCHW" if len(network.input_shape) == 3 else "vector"
+        from firmware.onnx_io import load_onnx_model
+        network, given = load_onnx_model(path)
+        return network, "NCHW" if len(network.input_shape) == 3 else "vector", given
     try:
         arrays = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -187,7 +188,7 @@ def load_network(path):
             if f"b{i}" not in arrays.files:
                 raise UsageError(f"{path}: layer {i} has w{i} but no b{i}")
             layers.append(Dense(f"dense{i}", arrays[f"w{i}"], arrays[f"b{i}"], bool(relu[i])))
-    return Network(tuple(layers)), "vector"
+    return Network(tuple(layers)), "vector", None
 
 
 def load_inputs(path, what, input_shape, layout):
@@ -249,12 +250,17 @@ def cmd_compile(args):
 
     config = config_from_args(args)
     require_positive("--batch", args.batch)
-    network, layout = load_network(args.network)
-    calibration = load_inputs(args.calibration, "calibration data", network.input_shape, layout)
+    network, layout, given = load_network(args.network)
+    if args.calibration is None and given is None:
+        raise UsageError(f"{args.network} is a float model: give --calibration data")
+    calibration = None if args.calibration is None else \
+        load_inputs(args.calibration, "calibration data", network.input_shape, layout)
     if args.prune_blocks:
         network, _ = prune_blocks(network, args.prune_blocks, config.rows, config.cols,
                                   layers=args.prune_layers)
-    qnet = quantize(network, calibration, args.method, args.percentile)
+    qnet = quantize(network, calibration, args.method, args.percentile, given=given)
+    if given is not None:
+        print(f"quantisation from {given.source}: its scales and zero points, no recalibration")
     exe = compile_network(qnet, config, batch=args.batch, input_layout=layout)
     exe.save(args.out)
     print("\n".join(exe.summary))
@@ -424,9 +430,10 @@ def build_parser():
                     "it onto the accelerator (in segments when it does not fit the memories at "
                     "once) and save the executable: a zip of a JSON manifest and .npy arrays.")
     compile_.add_argument("network", help="network .onnx or .npz")
-    compile_.add_argument("--calibration", required=True,
+    compile_.add_argument("--calibration", default=None,
                           help="calibration inputs, .npy in the model's layout: (samples, "
-                               "features), or (samples, C, H, W) for an ONNX CNN")
+                               "features), or (samples, C, H, W) for an ONNX CNN; needed for "
+                               "a float model, not for a QDQ or QOperator one")
     compile_.add_argument("--method", choices=["minmax", "percentile"], default="minmax",
                           help="activation calibration (default: minmax)")
     compile_.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")

@@ -1,0 +1,114 @@
+"""Quantised ONNX models as onnxruntime's own quantiser makes them (QDQ per-tensor, QDQ
+per-channel, QOperator), taken with their scales and compared with onnxruntime."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,  # noqa: E402
+                                      quantize_static)
+
+from firmware.compiler import compile_network  # noqa: E402
+from firmware.network import NetworkError  # noqa: E402
+from firmware.onnx_io import load_onnx_model, to_onnx  # noqa: E402
+from firmware.quantize import quantize  # noqa: E402
+from firmware.runtime import run_golden  # noqa: E402
+from firmware.train import init_cnn, init_mlp, train  # noqa: E402
+from golden import AccelConfig  # noqa: E402
+from tessera.cli import main  # noqa: E402
+from tessera.digits import load_digits_split  # noqa: E402
+
+FORMS = {
+    "QDQ per-tensor": dict(quant_format=QuantFormat.QDQ, per_channel=False,
+                           activation_type=QuantType.QInt8),
+    "QDQ per-channel": dict(quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8),
+    "QOperator": dict(quant_format=QuantFormat.QOperator, per_channel=False,
+                      activation_type=QuantType.QUInt8),
+}
+
+
+class Reader(CalibrationDataReader):
+    def __init__(self, x):
+        self.samples = iter([{"input": x[i:i + 1]} for i in range(len(x))])
+
+    def get_next(self):
+        return next(self.samples, None)
+
+
+def onnx_inputs(kind, x):
+    return x.astype(np.float32) if kind == "MLP" else x.reshape(-1, 1, 8, 8).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A digits MLP and a padded CNN, trained briefly, as float ONNX files."""
+    folder = tmp_path_factory.mktemp("models")
+    x_train, y_train, x_test, _ = load_digits_split(0)
+    rng = np.random.default_rng(0)
+    built = {
+        "MLP": train(init_mlp([64, 32, 10], rng), x_train, y_train, 8, rng),
+        # a 3x3 convolution padded by 1 (8x8 stays 8x8), pooling, a valid 2x2 one
+        "CNN": train(init_cnn((8, 8, 1), [(3, 8, 1, 1), ("maxpool", 2), (2, 16, 1)], 10, rng),
+                     x_train.reshape(-1, 8, 8, 1), y_train, 4, rng),
+    }
+    paths = {}
+    for kind, network in built.items():
+        paths[kind] = folder / f"{kind}.onnx"
+        onnx.save(to_onnx(network), paths[kind])
+    return paths, x_train[:200], x_test
+
+
+def ort_run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("kind", ["MLP", "CNN"])
+def test_quantised_models_compile_and_match_onnxruntime(models, tmp_path, capsys, kind, form):
+    paths, calibration, x_test = models
+    quantised = tmp_path / f"{kind}_{form.replace(' ', '_')}.onnx"
+    quantize_static(str(paths[kind]), str(quantised), Reader(onnx_inputs(kind, calibration)),
+                    weight_type=QuantType.QInt8, **FORMS[form])
+    # The default options compile it, with no calibration data.
+    assert main(["compile", str(quantised), "--out", str(tmp_path / "q.tessera")]) == 0
+    assert "no recalibration" in capsys.readouterr().out
+
+    network, given = load_onnx_model(quantised)
+    qnet = quantize(network, None, given=given)
+    x = onnx_inputs(kind, x_test)
+    reference = ort_run(quantised, x)
+    x_q = qnet.input.quantize(x if kind == "MLP" else x.transpose(0, 2, 3, 1))
+    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+    ours = qnet.output.dequantize(run.outputs)
+    lsb = np.abs(ours - reference) / qnet.output.scale
+    assert np.mean(ours.argmax(1) == reference.argmax(1)) >= 0.99
+    assert np.mean(lsb <= 1 + 1e-6) >= 0.99
+    assert lsb.max() <= 2 + 1e-6
+
+
+@pytest.mark.parametrize("kind", ["MLP", "CNN"])
+def test_float_models_agree_with_onnxruntime(models, kind):
+    paths, calibration, x_test = models
+    network, given = load_onnx_model(paths[kind])
+    assert given is None
+    shape = (-1, *network.input_shape)
+    qnet = quantize(network, calibration.reshape(shape))
+    x_q = qnet.input.quantize(x_test.reshape(shape))
+    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    reference = ort_run(paths[kind], onnx_inputs(kind, x_test))
+    assert np.mean(run.outputs.argmax(1) == reference.argmax(1)) >= 0.98
+
+
+def test_asymmetric_weights_are_refused_naming_the_node(models, tmp_path):
+    paths, calibration, _ = models
+    quantised = tmp_path / "uint8_weights.onnx"
+    quantize_static(str(paths["MLP"]), str(quantised), Reader(onnx_inputs("MLP", calibration)),
+                    quant_format=QuantFormat.QDQ, weight_type=QuantType.QUInt8,
+                    activation_type=QuantType.QUInt8)
+    with pytest.raises(NetworkError, match=r"uint8_weights.onnx: node \d+ .*\(DequantizeLinear\): "
+                                           r"weights must be symmetric int8"):
+        load_onnx_model(quantised)
