@@ -81,7 +81,7 @@ def segment_images(qnet, network_map, segment, placement):
             if channel < layer.weights.shape[1]:
                 params = QuantParams(int(layer.bias[channel]), int(layer.multiplier[channel]),
                                      int(layer.shift[channel]), layer.output.zero_point,
-                                     layer.clamp_min, 127)
+                                     layer.clamp_min, layer.clamp_max)
             else:             # padding channel: zero_point out, ignored downstream
                 params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
             qmem[entry, lane] = pack_quant_params(params)

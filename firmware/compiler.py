@@ -241,8 +241,9 @@ def resident_config_hint(network_map):
             + f" (one segment at batch 1); tiles >= {m.images} to keep every block in a tile")
 
 
-def compile_network(qnet, config, batch=None, input_layout="vector"):
-    """`qnet` compiled for `config` into an `Executable`."""
+def compile_network(qnet, config, batch=None, input_layout="vector", head=None):
+    """`qnet` compiled for `config` into an `Executable`; `head` (a final Softmax,
+    LogSoftmax or ArgMax of the model) is left to the host."""
     network_map = map_network(qnet, config, batch)
     steps, segments = network_map.steps, network_map.segments
     resident = network_map.resident
@@ -268,8 +269,11 @@ def compile_network(qnet, config, batch=None, input_layout="vector"):
         plans[size] = runs
     last = qnet.layers[-1]
     output = OutputSpec(int(last.weights.shape[1]), float(last.output.scale),
-                        int(last.output.zero_point), steps[-1].output_entries)
+                        int(last.output.zero_point), steps[-1].output_entries, head)
     exe = Executable(config, _input_spec(qnet, network_map, input_layout), output, images, plans,
                      resident)
     exe.summary = _summary(qnet, network_map, exe)
+    if head:
+        exe.summary.append(f"  the model's final {head} runs on the host, on the dequantised "
+                           f"outputs")
     return exe

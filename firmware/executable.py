@@ -54,9 +54,21 @@ class OutputSpec:
     scale: float
     zero_point: int
     entries: int                 # activation entries of one sample's output
+    head: str = None             # "Softmax", "LogSoftmax" or "ArgMax", applied on the host
 
     def dequantize(self, q):
         return self.scale * (np.asarray(q, np.float64) - self.zero_point)
+
+    def finish(self, q):
+        """The model's outputs from the device's int8 ones: dequantised, then the head."""
+        logits = self.dequantize(q)
+        if self.head in ("Softmax", "LogSoftmax"):
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            return np.exp(log_probs) if self.head == "Softmax" else log_probs
+        if self.head == "ArgMax":
+            return np.argmax(logits, axis=1)[:, None]
+        return logits
 
 
 @dataclass(frozen=True)

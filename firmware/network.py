@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Add",
-           "Network", "im2col", "col2im", "pad_images", "run_layers"]
+           "Network", "activate", "im2col", "col2im", "pad_images", "run_layers"]
 
 
 class NetworkError(ValueError):
@@ -50,6 +50,13 @@ def col2im(cols, input_shape, kh, kw, stride=1):
     return grad
 
 
+def activate(y, relu, clip):
+    """ReLU when `relu`, then the upper clamp `clip` (Clip(0, clip), e.g. ReLU6) when set."""
+    if relu:
+        y = np.maximum(y, 0)
+    return y if clip is None else np.minimum(y, clip)
+
+
 def _check_int(layer, field, value, minimum, what):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise NetworkError(f"layer {layer!r}: {field} must be {what}, not {value!r}")
@@ -79,17 +86,18 @@ class _MatrixLayer:
                        bias=self.bias if bias is None else bias)
 
     def forward(self, x):
-        y = self.patches(x) @ self.matrix + self.bias
-        return np.maximum(y, 0) if self.relu else y
+        return activate(self.patches(x) @ self.matrix + self.bias, self.relu, self.clip)
 
 
 @dataclass(frozen=True, eq=False)
 class Dense(_MatrixLayer):
-    """``y = x @ weights + bias``, then ReLU when `relu`. `weights` is (inputs, outputs)."""
+    """``y = x @ weights + bias``, then ReLU when `relu` and the upper clamp `clip` when
+    set. `weights` is (inputs, outputs)."""
     name: str
     weights: np.ndarray
     bias: np.ndarray
     relu: bool = True
+    clip: float = None
 
     def __post_init__(self):
         self._check_arrays(2, "outputs")
@@ -130,6 +138,7 @@ class Conv2d(_MatrixLayer):
     relu: bool = True
     stride: int = 1
     pads: tuple = (0, 0, 0, 0)
+    clip: float = None
 
     def __post_init__(self):
         self._check_arrays(4, "output channels")
@@ -224,17 +233,17 @@ class Flatten:
 @dataclass(frozen=True, eq=False)
 class Add:
     """Residual connection: its input plus the output of the earlier layer `source`
-    (same shape), then ReLU when `relu`."""
+    (same shape), then ReLU when `relu` and the upper clamp `clip` when set."""
     name: str
     source: str
     relu: bool = False
+    clip: float = None
 
     def output_shape(self, input_shape):
         return input_shape
 
     def forward(self, x, skip):
-        y = x + skip
-        return np.maximum(y, 0) if self.relu else y
+        return activate(x + skip, self.relu, self.clip)
 
 
 LAYER_TYPES = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten, Add)

@@ -7,7 +7,7 @@ The graph must be a chain (each node reading the last result) whose only branche
 residual Adds; Relu folds into the layer before it.
 """
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +15,15 @@ import numpy as np
 from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
                       NetworkError)
 
-__all__ = ["from_onnx", "to_onnx", "load_onnx", "load_onnx_model", "SUPPORTED_OPS", "OPSET"]
+__all__ = ["from_onnx", "to_onnx", "load_onnx", "load_onnx_model", "ImportedModel",
+           "SUPPORTED_OPS", "HEAD_OPS", "OPSET", "OPSETS"]
 
 OPSET = 17
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Conv", "Relu", "MaxPool", "AveragePool",
-                 "GlobalAveragePool", "Flatten", "Reshape", "Identity", "Dropout")
+OPSETS = range(13, 22)              # the default-domain opsets imported (13..21)
+HEAD_OPS = ("Softmax", "LogSoftmax", "ArgMax")      # at the end only, computed on the host
+SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Conv", "Relu", "Clip", "BatchNormalization",
+                 "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",
+                 "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout") + HEAD_OPS
 
 
 def _flatten_rows(image_shape):
@@ -87,6 +91,11 @@ def to_onnx(network, name="tessera"):
         if getattr(layer, "relu", False):
             nodes.append(helper.make_node("Relu", [out], [f"{out}:relu"], name=f"{out}.relu"))
             out = f"{out}:relu"
+        if getattr(layer, "clip", None) is not None:
+            nodes.append(helper.make_node("Clip", [out, constant(f"{out}.low", 0.0),
+                                                   constant(f"{out}.high", layer.clip)],
+                                          [f"{out}:clip"], name=f"{out}.clip"))
+            out = f"{out}:clip"
         tensor_of[layer.name] = current = out
         flattened_from = in_shape if isinstance(layer, Flatten) and len(in_shape) == 3 else None
     graph = helper.make_graph(
@@ -104,12 +113,19 @@ def to_onnx(network, name="tessera"):
 
 def load_onnx(path):
     """A Network from an .onnx file; errors name the file and the node."""
-    return load_onnx_model(path)[0]
+    return load_onnx_model(path).network
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    network: Network
+    quant: object = None         # GivenQuant of a QDQ or QOperator model, else None
+    head: str = None             # a final Softmax, LogSoftmax or ArgMax, run on the host
 
 
 def load_onnx_model(path):
-    """(Network, GivenQuant or None) from an .onnx file: a quantised (QDQ or QOperator)
-    model brings its own scales and zero points. Errors name the file and the node."""
+    """An `ImportedModel` from an .onnx file: a quantised (QDQ or QOperator) model brings
+    its own scales and zero points. Errors name the file and the node."""
     onnx = _onnx()
     path = Path(path)
     if not path.exists():
@@ -120,7 +136,8 @@ def load_onnx_model(path):
         raise NetworkError(f"{path}: not a readable ONNX model ({error})") from None
     try:
         importer = _Importer(model)
-        return importer.run(), importer.given_quant()
+        network = importer.run()
+        return ImportedModel(network, importer.given_quant(), importer.head)
     except NetworkError as error:
         raise NetworkError(f"{path}: {error}") from None
 
@@ -141,6 +158,11 @@ class _Importer:
         # float16, float64 and integer constants alike become float64
         self.constants = {name: np.asarray(value).astype(np.float64) for name, value in raw.items()}
         self.layer_weights = {}                  # layer name -> its weight constant's name
+        self.head = None                         # a final Softmax, LogSoftmax or ArgMax
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        if opset not in OPSETS:
+            raise NetworkError(f"opset {opset}: the importer takes opsets {OPSETS[0]} to "
+                               f"{OPSETS[-1]} (onnx.version_converter converts a model)")
         inputs = [v for v in graph.input if v.name not in self.constants]
         if len(inputs) != 1:
             raise NetworkError(f"the graph must have one input, not {[v.name for v in inputs]}")
@@ -215,6 +237,9 @@ class _Importer:
             if op not in SUPPORTED_OPS:
                 raise NetworkError(f"{where}: unsupported operator; supported: "
                                    f"{', '.join(SUPPORTED_OPS)}")
+            if self.head is not None and op not in ("Identity",):
+                raise NetworkError(f"{where}: follows the {self.head}, which must end the graph "
+                                   f"(it runs on the host)")
             activations = ([node.input[0]] if op in ("Gemm", "MatMul", "Conv")  # then weights
                            else [t for t in node.input if t and t not in self.constants])
             if op == "Add" and len(activations) == 2:
@@ -224,7 +249,8 @@ class _Importer:
                 raise NetworkError(f"{where}: reads {activations}, but layers run as a chain "
                                    f"and the last result is {self.current!r}")
             if self.flattened_from is not None and op not in ("Gemm", "MatMul", "Relu",
-                                                              "Identity", "Dropout"):
+                                                              "Identity", "Dropout", "Squeeze",
+                                                              "Unsqueeze", "Transpose"):
                 raise NetworkError(f"{where}: a flattened image must feed a Gemm or MatMul "
                                    f"(its rows take ONNX's channel-first order)")
             getattr(self, f"_op_{op.lower()}")(node, index, attrs, where)
@@ -343,6 +369,75 @@ class _Importer:
         begin, end = (small, large) if auto == "SAME_UPPER" else (large, small)
         return (begin[0], begin[1], end[0], end[1])
 
+    def _op_clip(self, node, index, attrs, where):
+        """Clip(0, high) (ReLU6 is Clip(0, 6)): a ReLU and an upper clamp of the layer before."""
+        low = attrs.get("min", self._bound(node, index, 1, -np.inf))
+        high = attrs.get("max", self._bound(node, index, 2, np.inf))
+        if low != 0 or not high > 0:
+            raise NetworkError(f"{where}: only Clip(0, max) with max > 0 (e.g. ReLU6) is "
+                               f"supported, not min={low} max={high}")
+        self._fold(node, where, (Dense, Conv2d, Add), "Clip must follow a Gemm, MatMul, Conv "
+                   "or Add", lambda layer: replace(layer, relu=True,
+                                                   clip=None if np.isinf(high) else float(high)))
+
+    def _bound(self, node, index, position, default):
+        if len(node.input) <= position or not node.input[position]:
+            return default
+        return float(np.asarray(self._weight(node, index, position)).reshape(-1)[0])
+
+    def _op_batchnormalization(self, node, index, attrs, where):
+        """Folded into the Conv, Gemm or MatMul before it: W' = W g, b' = (b - mean) g + B,
+        g = scale / sqrt(var + epsilon), per channel."""
+        if attrs.get("training_mode", 0):
+            raise NetworkError(f"{where}: training_mode=1 cannot be folded")
+        scale, offset, mean, var = (self._weight(node, index, i) for i in range(1, 5))
+        gain = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
+
+        def fold(layer):
+            if gain.shape != (layer.outputs,):
+                raise NetworkError(f"{where}: {gain.shape[0]} channels for a layer of "
+                                   f"{layer.outputs} outputs")
+            return layer.with_matrix(layer.matrix * gain, (layer.bias - mean) * gain + offset)
+
+        self._fold(node, where, (Dense, Conv2d), "a BatchNormalization folds only into the "
+                   "Conv, Gemm or MatMul right before it (no activation between)", fold)
+
+    def _op_softmax(self, node, index, attrs, where):
+        if len(self.shape) != 1 or attrs.get("axis", -1) not in (-1, 1):
+            raise NetworkError(f"{where}: only over the classes of a (batch, classes) output, "
+                               f"axis {attrs.get('axis', -1)}")
+        self.head = node.op_type
+        self._rename_output(node)
+
+    _op_logsoftmax = _op_softmax
+
+    def _op_argmax(self, node, index, attrs, where):
+        if attrs.get("select_last_index", 0):
+            raise NetworkError(f"{where}: select_last_index=1 is not supported")
+        self._op_softmax(node, index, attrs, where)
+
+    def _layout_noop(self, node, where, what):
+        """Squeeze, Unsqueeze or Transpose that moves only size-1 axes: a rename."""
+        features = [d for d in self.shape if d != 1]
+        if len(features) > 1:
+            raise NetworkError(f"{where}: {what} of a {self.shape} tensor changes its layout; "
+                               f"only moves of size-1 axes are supported")
+        self._rename_output(node)
+
+    def _op_transpose(self, node, index, attrs, where):
+        perm = list(attrs.get("perm", []))
+        if perm and perm[0] != 0:
+            raise NetworkError(f"{where}: perm {perm} moves the batch axis")
+        if perm != sorted(perm):
+            self._layout_noop(node, where, f"Transpose perm={perm}")
+        else:
+            self._rename_output(node)
+
+    def _op_squeeze(self, node, index, attrs, where):
+        self._layout_noop(node, where, node.op_type)
+
+    _op_unsqueeze = _op_squeeze
+
     def _op_relu(self, node, index, attrs, where):
         self._fold(node, where, (Dense, Conv2d, Add),
                    "Relu must follow a Gemm, MatMul, Conv or Add",
@@ -352,9 +447,11 @@ class _Importer:
         kernel = attrs.get("kernel_shape", [])
         if len(set(kernel)) != 1 or list(attrs.get("strides", [1, 1])) != list(kernel):
             raise NetworkError(f"{where}: only square windows at a stride of their size are "
-                               f"supported, not kernel {kernel} strides {attrs.get('strides')}")
-        if any(attrs.get("pads", [0])) or attrs.get("ceil_mode", 0):
-            raise NetworkError(f"{where}: padded or ceil-mode pooling is not supported")
+                               f"supported, not kernel_shape {kernel} strides {attrs.get('strides')}")
+        for attribute in ("pads", "ceil_mode", "dilations"):
+            if attribute in attrs and any(np.atleast_1d(attrs[attribute]) != (1 if attribute == "dilations" else 0)):
+                raise NetworkError(f"{where}: pooling with {attribute}={attrs[attribute]} is not "
+                                   f"supported")
         self._append(kind(self._name(node, index), int(kernel[0])), node)
 
     def _op_maxpool(self, node, index, attrs, where):
@@ -377,6 +474,14 @@ class _Importer:
     def _op_reshape(self, node, index, attrs, where):
         target = [int(d) for d in self._weight(node, index, 1)]
         features = int(np.prod(self.shape))
+        if not self.layers and len(target) == 4 and len(self.shape) == 1 \
+                and target[0] in (-1, 0) and int(np.prod(target[1:])) == features:
+            # The input reshaped to NCHW images: the network takes images (users' arrays
+            # stay (samples, features), read in NCHW order).
+            channels, height, width = target[1:]
+            self.input_shape = self.shape = (height, width, channels)
+            self._rename_output(node)
+            return
         if len(target) != 2 or target[1] not in (-1, features) or target[0] not in (-1, 0):
             raise NetworkError(f"{where}: only a reshape to (batch, {features}) is supported, "
                                f"not {target}")

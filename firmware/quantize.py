@@ -61,6 +61,7 @@ class QuantizedDense:
     input: TensorQuant
     output: TensorQuant
     relu: bool
+    clip: float = None       # the float layer's upper clamp (Clip(0, clip)), if any
 
     @property
     def matrix(self):
@@ -70,13 +71,17 @@ class QuantizedDense:
     def clamp_min(self):
         return self.output.zero_point if self.relu else -128
 
+    @property
+    def clamp_max(self):
+        return 127 if self.clip is None else int(self.output.quantize(self.clip))
+
     def patches(self, x_q):
         return np.asarray(x_q, np.int64)
 
     def forward(self, x_q):
         acc = self.patches(x_q) @ self.weights
         return requantize(acc, self.bias, self.multiplier, self.shift, self.output.zero_point,
-                          self.clamp_min, 127)
+                          self.clamp_min, self.clamp_max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,7 +212,7 @@ def _add_on_crossbar(add, x_quant, skip_quant, y_quant, channels):
     acc_scale = np.full(channels, largest / 127)
     multipliers, shifts, y_quant = _requant_params(add.name, acc_scale, y_quant)
     return QuantizedAdd(add.name, weights, bias, multipliers, shifts, x_quant, y_quant, add.relu,
-                        source=add.source)
+                        add.clip, source=add.source)
 
 
 def _average_as_convolution(pool, quant, channels):
@@ -279,7 +284,8 @@ def quantize(network, samples, method="minmax", percentile=99.99, given=None):
         bias = np.round(layer.bias / acc_scale).astype(np.int64) - x_quant.zero_point * w_q.sum(axis=0)
         if np.abs(bias).max(initial=0) >= 1 << 31:
             raise NetworkError(f"layer {layer.name!r}: quantised bias overflows int32")
-        fields = (layer.name, w_q, bias, multipliers, shifts, x_quant, y_quant, layer.relu)
+        fields = (layer.name, w_q, bias, multipliers, shifts, x_quant, y_quant, layer.relu,
+                  layer.clip)
         if isinstance(layer, Conv2d):
             layers.append(QuantizedConv2d(*fields, kernel=layer.kernel, stride=layer.stride,
                                           pads=layer.pads))

@@ -52,12 +52,18 @@ def accuracy(network, x, y):
     return float(np.mean(np.argmax(network.forward(x), axis=1) == y))
 
 
+def _passes(layer, y):
+    """Where the activation (ReLU, clamp) lets the gradient through."""
+    mask = (y > 0) if layer.relu else np.ones(y.shape, bool)
+    return mask if layer.clip is None else mask & (y < layer.clip)
+
+
 def _backward(layer, x, y, grad_y):
     """(input gradient, matrix gradient or None, bias gradient or None) of one layer."""
     if isinstance(layer, Flatten):
         return grad_y.reshape(x.shape), None, None
     if isinstance(layer, Add):
-        return grad_y * (y > 0) if layer.relu else grad_y, None, None
+        return grad_y * _passes(layer, y), None, None
     if isinstance(layer, MaxPool2d):
         # Average: to every input of the window; max: to its maximum (ties share).
         windows = layer.windows(x)
@@ -71,8 +77,7 @@ def _backward(layer, x, y, grad_y):
         grad_x[:, :out_h * k, :out_w * k] = (share * grad_y[:, :, None, :, None, :]).reshape(
             len(x), out_h * k, out_w * k, x.shape[3])
         return grad_x, None, None
-    if layer.relu:
-        grad_y = grad_y * (y > 0)
+    grad_y = grad_y * _passes(layer, y)
     patches = layer.patches(x)
     rows = patches.reshape(-1, patches.shape[-1])
     grad_rows = grad_y.reshape(-1, grad_y.shape[-1])

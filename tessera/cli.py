@@ -153,7 +153,8 @@ def load_array(path, what):
 
 
 def load_network(path):
-    """(float Network, input layout, the model's own quantisation or None) from an .onnx
+    """(float Network, input layout, the model's own quantisation or None, a final
+    Softmax/LogSoftmax/ArgMax or None) from an .onnx
     model (NCHW images, see :mod:`firmware.onnx_io`; a QDQ or QOperator model brings its
     scales) or an .npz holding w0, b0, w1, b1, ... (float, weights (in, out)) and
     optionally `relu`, one bool per layer (default: all but the last)."""
@@ -164,8 +165,9 @@ def load_network(path):
         raise UsageError(f"network file {path} does not exist")
     if path.suffix == ".onnx":
         from firmware.onnx_io import load_onnx_model
-        network, given = load_onnx_model(path)
-        return network, "NCHW" if len(network.input_shape) == 3 else "vector", given
+        model = load_onnx_model(path)
+        layout = "NCHW" if len(model.network.input_shape) == 3 else "vector"
+        return model.network, layout, model.quant, model.head
     try:
         arrays = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -188,7 +190,7 @@ def load_network(path):
             if f"b{i}" not in arrays.files:
                 raise UsageError(f"{path}: layer {i} has w{i} but no b{i}")
             layers.append(Dense(f"dense{i}", arrays[f"w{i}"], arrays[f"b{i}"], bool(relu[i])))
-    return Network(tuple(layers)), "vector", None
+    return Network(tuple(layers)), "vector", None, None
 
 
 def load_inputs(path, what, input_shape, layout):
@@ -250,7 +252,7 @@ def cmd_compile(args):
 
     config = config_from_args(args)
     require_positive("--batch", args.batch)
-    network, layout, given = load_network(args.network)
+    network, layout, given, head = load_network(args.network)
     if args.calibration is None and given is None:
         raise UsageError(f"{args.network} is a float model: give --calibration data")
     calibration = None if args.calibration is None else \
@@ -261,7 +263,7 @@ def cmd_compile(args):
     qnet = quantize(network, calibration, args.method, args.percentile, given=given)
     if given is not None:
         print(f"quantisation from {given.source}: its scales and zero points, no recalibration")
-    exe = compile_network(qnet, config, batch=args.batch, input_layout=layout)
+    exe = compile_network(qnet, config, batch=args.batch, input_layout=layout, head=head)
     exe.save(args.out)
     print("\n".join(exe.summary))
     print(f"wrote {args.out}")
@@ -289,7 +291,7 @@ def cmd_run(args):
     predictions = np.argmax(run.outputs, axis=1)
     record = {"backend": args.backend, "config": config.to_dict(), "samples": len(x_q),
               "outputs_int8": run.outputs.tolist(),
-              "outputs": exe.output.dequantize(run.outputs).tolist(),
+              "outputs": exe.output.finish(run.outputs).tolist(),
               "predictions": predictions.tolist(), "counters": run.counters,
               "host_words": run.host_words, "setup_counters": run.setup_counters,
               "batch": exe.batch, "batches": run.batches, "segments": len(exe.segments)}

@@ -200,3 +200,22 @@ def test_dead_channels_and_zero_layers_compile_and_run(dead):
     int_hidden = q.layers[0].output.dequantize(q.layers[0].forward(x_q))[:, 5]
     expected = max(net.layers[0].bias[5], 0.0)
     assert np.abs(int_hidden - expected).max() <= q.layers[0].output.scale
+
+
+def test_an_upper_clamp_reaches_the_requantiser():
+    """Clip(0, 0.5) with an output range of [0, 2] (as a quantised model may give): the
+    clamp is quantize(0.5) = -128 + 0.5 / (2 / 255) = -64 (by hand), on golden as in the
+    int8 reference."""
+    from firmware.quantize import GivenQuant
+    rng = np.random.default_rng(12)
+    net = Network((Dense("fc0", rng.normal(0, 0.5, (40, 24)), rng.normal(0, 0.1, 24), clip=0.5),
+                   Dense("out", rng.normal(0, 0.3, (24, 10)), np.zeros(10), relu=False)))
+    x = rng.uniform(0, 1, (30, 40))
+    given = GivenQuant((TensorQuant.covering(0, 1), TensorQuant.covering(0, 2), None), {})
+    q = quantize(net, x, given=given)
+    assert q.layers[0].clamp_max == -64
+    x_q = q.input.quantize(x)
+    hidden = q.layers[0].forward(x_q)
+    assert hidden.max() == -64 and (hidden == -64).mean() > 0.1      # the clamp binds
+    run = run_golden(compile_network(q, CONFIG), x_q)
+    assert np.array_equal(run.outputs, q.forward(x_q))

@@ -149,3 +149,139 @@ def test_digits_export_folds_the_pixel_order_into_the_first_layer(tmp_path):
     path = export_onnx(network, order, tmp_path / "mlp.onnx")
     raw = onnxruntime_forward(onnx.load(str(path)), x)
     assert np.allclose(raw, network.forward(x[:, order]), atol=1e-4)
+
+
+def _graph(nodes, initializers, input_dims, output="y", opset=17, dtype=np.float32,
+           output_type=TensorProto.FLOAT):
+    """A model of `nodes`; float initializers stored as `dtype`."""
+    stored = {k: np.asarray(v, dtype) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+              for k, v in initializers.items()}
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_dims)],
+        [helper.make_tensor_value_info(output, output_type, None)],
+        [numpy_helper.from_array(v, k) for k, v in stored.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+SUPPORTED = {
+    # Conv -> BatchNormalization (folded) -> Clip(0, 6) -> Flatten -> Gemm -> Softmax (host)
+    "batchnorm, relu6, softmax": (
+        [helper.make_node("Conv", ["x", "k", "kb"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+         helper.make_node("BatchNormalization", ["c", "g", "beta", "mean", "var"], ["n"], epsilon=1e-3),
+         helper.make_node("Clip", ["n", "zero", "six"], ["r"]),
+         helper.make_node("Flatten", ["r"], ["f"]),
+         helper.make_node("Gemm", ["f", "w2", "b"], ["l"]),
+         helper.make_node("Softmax", ["l"], ["y"], axis=-1)],
+        ["n", 1, 6, 6], "Softmax"),
+    # the input (N, 36) reshaped to images; Gemm -> BatchNormalization; LogSoftmax
+    "input reshape, gemm batchnorm, logsoftmax": (
+        [helper.make_node("Reshape", ["x", "shape"], ["i"]),
+         helper.make_node("Conv", ["i", "k", "kb"], ["c"], kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("Flatten", ["r"], ["f"]),
+         helper.make_node("Gemm", ["f", "w2", "b"], ["l"]),
+         helper.make_node("BatchNormalization", ["l", "g5", "beta5", "mean5", "var5"], ["n"]),
+         helper.make_node("LogSoftmax", ["n"], ["y"])],
+        ["n", 36], "LogSoftmax"),
+    # layout no-ops around a vector: Unsqueeze to (N, 5, 1, 1), Transpose, Squeeze; ArgMax
+    "squeeze, unsqueeze, transpose, argmax": (
+        [helper.make_node("Flatten", ["x"], ["f"]),
+         helper.make_node("Gemm", ["f", "w3", "b"], ["l"]),
+         helper.make_node("Unsqueeze", ["l", "axes"], ["u"]),
+         helper.make_node("Transpose", ["u"], ["t"], perm=[0, 2, 3, 1]),
+         helper.make_node("Squeeze", ["t", "axes12"], ["s"]),
+         helper.make_node("ArgMax", ["s"], ["y"], axis=1, keepdims=1)],
+        ["n", 1, 6, 6], "ArgMax"),
+}
+
+
+def _case(case, opset=17, dtype=np.float32):
+    rng = np.random.default_rng(8)
+    init = {"k": rng.normal(size=(4, 1, 3, 3)), "kb": rng.normal(size=4),
+            "g": rng.uniform(0.5, 2, 4), "beta": rng.normal(size=4), "mean": rng.normal(size=4),
+            "var": rng.uniform(0.5, 2, 4), "w2": rng.normal(size=(144, 5)) / 4,
+            "w3": rng.normal(size=(36, 5)), "b": rng.normal(size=5),
+            "g5": rng.uniform(0.5, 2, 5), "beta5": rng.normal(size=5), "mean5": rng.normal(size=5),
+            "var5": rng.uniform(0.5, 2, 5), "six": np.array(6.0), "zero": np.array(0.0),
+            "shape": np.array([-1, 1, 6, 6]), "axes": np.array([2, 3]), "axes12": np.array([1, 2])}
+    nodes, dims, head = SUPPORTED[case]
+    used = {name for node in nodes for name in node.input}
+    model = _graph(nodes, {k: v for k, v in init.items() if k in used}, dims, opset=opset,
+                   dtype=dtype, output_type=TensorProto.INT64 if head == "ArgMax" else TensorProto.FLOAT)
+    x = rng.uniform(-1, 1, (7, *dims[1:])).astype(np.float32)
+    return model, x, head
+
+
+def _head(head, logits):
+    if head == "ArgMax":
+        return logits.argmax(1)[:, None]
+    shifted = logits - logits.max(1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    return np.exp(log_probabilities) if head == "Softmax" else log_probabilities
+
+
+def _nhwc(x):
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+@pytest.mark.parametrize("case", SUPPORTED)
+def test_supported_ops_match_onnxruntime(case, opset):
+    model, x, head = _case(case, opset)
+    imported = _imported(model)
+    assert imported.head == head
+    expected = onnxruntime_forward(model, x)
+    ours = _head(head, imported.network.forward(_nhwc(x)))
+    assert np.array_equal(ours, expected) if head == "ArgMax" else np.allclose(ours, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float16, 3e-2), (np.float64, 1e-6)])
+@pytest.mark.parametrize("case", SUPPORTED)
+def test_float16_and_float64_initialisers_are_converted(case, dtype, tolerance):
+    model, x, _ = _case(case)
+    cast, _, _ = _case(case, dtype=dtype)
+    exact = _imported(model).network.forward(_nhwc(x))
+    assert np.allclose(_imported(cast).network.forward(_nhwc(x)), exact,
+                       atol=tolerance * np.abs(exact).max())
+
+
+def _imported(model):
+    import tempfile
+    from pathlib import Path
+
+    from firmware.onnx_io import load_onnx_model
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        onnx.save(model, path)
+        return load_onnx_model(path)
+
+
+@pytest.mark.parametrize("nodes, init, message", [
+    ([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w", "b"], ["g"]),
+      helper.make_node("Clip", ["g", "lo", "hi"], ["y"])],
+     {"w": np.ones((36, 3)), "b": np.zeros(3), "lo": np.array(-1.0), "hi": np.array(1.0)},
+     r"node 2 \(Clip\): only Clip\(0, max\) with max > 0 .* not min=-1.0 max=1.0"),
+    ([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w", "b"], ["g"]),
+      helper.make_node("Relu", ["g"], ["r"]),
+      helper.make_node("BatchNormalization", ["r", "s", "b", "b", "s"], ["y"])],
+     {"w": np.ones((36, 3)), "b": np.zeros(3), "s": np.ones(3)},
+     r"node 3 \(BatchNormalization\): a BatchNormalization folds only into the Conv, Gemm or "
+     r"MatMul right before it"),
+    ([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w", "b"], ["g"]),
+      helper.make_node("Softmax", ["g"], ["s"]), helper.make_node("Gemm", ["s", "w2", "b"], ["y"])],
+     {"w": np.ones((36, 3)), "b": np.zeros(3), "w2": np.ones((3, 3))},
+     r"node 3 \(Gemm\): follows the Softmax, which must end the graph"),
+    ([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], {},
+     r"node 0 \(Transpose\): Transpose perm=\[0, 2, 3, 1\] of a \(6, 6, 1\) tensor changes its layout"),
+    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1])],
+     {}, r"node 0 \(MaxPool\): pooling with pads=\[1, 1, 1, 1\] is not supported"),
+])
+def test_refused_constructs_name_node_and_attribute(nodes, init, message):
+    with pytest.raises(NetworkError, match=message):
+        from_onnx(_graph(nodes, init, ["n", 1, 6, 6]))
+
+
+def test_opsets_outside_13_to_21_are_refused():
+    model = _graph([helper.make_node("Identity", ["x"], ["y"])], {}, ["n", 4], opset=11)
+    with pytest.raises(NetworkError, match="opset 11: the importer takes opsets 13 to 21"):
+        from_onnx(model)

@@ -76,8 +76,8 @@ def test_quantised_models_compile_and_match_onnxruntime(models, tmp_path, capsys
     assert main(["compile", str(quantised), "--out", str(tmp_path / "q.tessera")]) == 0
     assert "no recalibration" in capsys.readouterr().out
 
-    network, given = load_onnx_model(quantised)
-    qnet = quantize(network, None, given=given)
+    model = load_onnx_model(quantised)
+    qnet = quantize(model.network, None, given=model.quant)
     x = onnx_inputs(kind, x_test)
     reference = ort_run(quantised, x)
     x_q = qnet.input.quantize(x if kind == "MLP" else x.transpose(0, 2, 3, 1))
@@ -93,8 +93,9 @@ def test_quantised_models_compile_and_match_onnxruntime(models, tmp_path, capsys
 @pytest.mark.parametrize("kind", ["MLP", "CNN"])
 def test_float_models_agree_with_onnxruntime(models, kind):
     paths, calibration, x_test = models
-    network, given = load_onnx_model(paths[kind])
-    assert given is None
+    model = load_onnx_model(paths[kind])
+    network = model.network
+    assert model.quant is None
     shape = (-1, *network.input_shape)
     qnet = quantize(network, calibration.reshape(shape))
     x_q = qnet.input.quantize(x_test.reshape(shape))
