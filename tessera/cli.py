@@ -245,9 +245,50 @@ def require_positive(option, value):
     return value
 
 
+PRUNING_AGREEMENT_WARNING = 0.95     # top-1 agreement with the unpruned model below this warns
+
+
+def prune_honestly(args, network, layout, calibration, config):
+    """Block-prune; fine-tune with the mask held when training data is given; then say how
+    far the pruned model's outputs are from the unpruned one's, and warn when far."""
+    from firmware.prune import prune_blocks
+    from firmware.train import train
+
+    if bool(args.train) != bool(args.labels):
+        raise UsageError("fine-tuning needs both --train (inputs) and --labels")
+    pruned, masks = prune_blocks(network, args.prune_blocks, config.rows, config.cols,
+                                 layers=args.prune_layers)
+    if args.train:
+        x_train = load_inputs(args.train, "training data", network.input_shape, layout)
+        y_train = load_labels(args.labels, len(x_train), network.shapes[-1][0])
+        print(f"fine-tuning the {args.prune_blocks:.0%} block-pruned model on {len(x_train)} "
+              f"samples, {args.finetune_epochs} epochs ...", flush=True)
+        pruned = train(pruned, x_train, y_train, args.finetune_epochs,
+                       np.random.default_rng(0), masks=masks)
+    reference, basis = ((calibration, "calibration") if calibration is not None
+                        else (x_train, "training") if args.train else (None, None))
+    if reference is None:
+        print(f"warning: pruned {args.prune_blocks:.0%} of the blocks without fine-tuning and "
+              f"with no data to measure the cost; give --calibration, or --train and --labels",
+              file=sys.stderr)
+        return pruned
+    before, after = network.forward(reference), pruned.forward(reference)
+    agreement = float(np.mean(before.argmax(1) == after.argmax(1)))
+    error = float(np.linalg.norm(after - before) / max(np.linalg.norm(before), 1e-30))
+    print(f"pruned {args.prune_blocks:.0%} of the blocks{' and fine-tuned' if args.train else ''}: "
+          f"top-1 agreement with the unpruned model {agreement:.1%}, relative output error "
+          f"{error:.1%} (float, on the {len(reference)} {basis} samples)")
+    if agreement < PRUNING_AGREEMENT_WARNING:
+        advice = ("prune less" if args.train else
+                  "fine-tune with --train X.npy --labels Y.npy, or prune less")
+        print(f"warning: the pruned model agrees with the unpruned one on only {agreement:.1%} "
+              f"of the {basis} samples (below {PRUNING_AGREEMENT_WARNING:.0%}): {advice}",
+              file=sys.stderr)
+    return pruned
+
+
 def cmd_compile(args):
     from firmware.compiler import compile_network
-    from firmware.prune import prune_blocks
     from firmware.quantize import quantize
 
     config = config_from_args(args)
@@ -258,8 +299,9 @@ def cmd_compile(args):
     calibration = None if args.calibration is None else \
         load_inputs(args.calibration, "calibration data", network.input_shape, layout)
     if args.prune_blocks:
-        network, _ = prune_blocks(network, args.prune_blocks, config.rows, config.cols,
-                                  layers=args.prune_layers)
+        network = prune_honestly(args, network, layout, calibration, config)
+    elif args.train or args.labels:
+        raise UsageError("--train and --labels fine-tune a pruned model: give --prune-blocks")
     qnet = quantize(network, calibration, args.method, args.percentile, given=given)
     if given is not None:
         print(f"quantisation from {given.source}: its scales and zero points, no recalibration")
@@ -443,6 +485,13 @@ def build_parser():
                           help="block sparsity aligned to rows x cols (default: 0)")
     compile_.add_argument("--prune-layers", nargs="*", metavar="LAYER",
                           help="layers to prune (default: all)")
+    compile_.add_argument("--train", default=None, metavar="X.npy",
+                          help="training inputs to fine-tune the pruned model on (with --labels); "
+                               "without them compile measures and warns")
+    compile_.add_argument("--labels", default=None, metavar="Y.npy",
+                          help="classes of the --train inputs, integers (samples,)")
+    compile_.add_argument("--finetune-epochs", type=int, default=20,
+                          help="fine-tuning epochs (default: 20)")
     compile_.add_argument("--batch", type=int, default=None,
                           help="samples a batch (default: the largest the memories hold)")
     compile_.add_argument("--out", default="compiled.tessera",

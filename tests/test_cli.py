@@ -22,7 +22,7 @@ def files(tmp_path):
 def compile_mlp(files, *extra):
     compiled = files / "net.tessera"
     assert main(["compile", str(files / "mlp.npz"), "--calibration", str(files / "calib.npy"),
-                 "--out", str(compiled), *extra]) == 0
+                 "--out", str(compiled), *map(str, extra)]) == 0
     return compiled
 
 
@@ -169,3 +169,31 @@ def test_compile_and_run_an_onnx_cnn(tmp_path, capsys):
     np.save(tmp_path / "wrong.npy", images[:, :, :7])
     expect_error(capsys, ["run", compiled, "--inputs", tmp_path / "wrong.npy"],
                  "must have shape (samples, 1, 8, 8) or (samples, 64), not (30, 1, 7, 8)")
+
+
+def test_pruning_measures_warns_and_fine_tunes(files, capsys):
+    """Without training data, compile says how far the pruned model is from the unpruned
+    one on the calibration set and warns; with it, it fine-tunes the pruned model first."""
+    calibration = np.load(files / "calib.npy")
+    np.save(files / "train.npy", calibration)
+    # labels the unpruned float model gives: fine-tuning can learn them back
+    from tessera.cli import load_network
+    network = load_network(files / "mlp.npz")[0]
+    np.save(files / "labels.npy", network.forward(calibration).argmax(1))
+    compile_mlp(files, "--prune-blocks", "0.5")
+    captured = capsys.readouterr()
+    line = next(l for l in captured.out.splitlines() if l.startswith("pruned 50% of the blocks:"))
+    agreement = float(line.split("agreement with the unpruned model ")[1].split("%")[0])
+    assert "on the 100 calibration samples" in line
+    assert agreement < 95                             # 74.0 % for this seed
+    assert "below 95%): fine-tune with --train X.npy --labels Y.npy" in captured.err
+    compile_mlp(files, "--prune-blocks", "0.5", "--train", files / "train.npy", "--labels",
+                files / "labels.npy", "--finetune-epochs", "30")
+    captured = capsys.readouterr()
+    tuned = next(l for l in captured.out.splitlines()
+                 if l.startswith("pruned 50% of the blocks and fine-tuned"))
+    assert float(tuned.split("unpruned model ")[1].split("%")[0]) >= 95   # 97.0 %
+    assert "warning" not in captured.err
+    expect_error(capsys, ["compile", files / "mlp.npz", "--calibration", files / "calib.npy",
+                          "--prune-blocks", "0.5", "--train", files / "train.npy"],
+                 "fine-tuning needs both --train (inputs) and --labels")
