@@ -56,7 +56,7 @@ def lenet5(rng):
 
 
 def _forms():
-    from onnxruntime.quantization import QuantFormat, QuantType
+    from onnxruntime.quantization import QuantFormat
     return {"QDQ per-channel": dict(quant_format=QuantFormat.QDQ, per_channel=True),
             "QOperator per-tensor": dict(quant_format=QuantFormat.QOperator, per_channel=False)}
 
