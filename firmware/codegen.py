@@ -8,7 +8,7 @@ import numpy as np
 from golden import isa
 from golden.device import QuantParams, pack_quant_params
 
-from .mapper import PoolMap
+from .mapper import COPY, PadMap, PoolMap
 
 __all__ = ["SegmentCode", "segment_images", "segment_program"]
 
@@ -35,32 +35,53 @@ def _runs(nbs, accumulate, limit):
 def _pool(pool, batch, in_base, out_base):
     """Max pooling in two passes of MAX runs per sample. Down: per output row, the maximum
     down each window column, over the row's pixels and entries in one run, written as a
-    compact image over the start of the input (each entry lands where the run has already
-    read; nothing else reads a pooled image). Across: per entry of a pixel, the maximum
-    across each window's columns, over every output pixel in one strided run.
+    compact row over the start of the input (each entry lands where the run has already
+    read, and below every input row a later output row reads). Across: the maximum across
+    each window's columns; when the windows tile the image (stride = size) one strided run
+    per entry of a pixel covers every output pixel, else one run per output row.
     A size-k pool is 2 * (k - 1) runs per output row and per entry, not k * k - 1 per both."""
-    k, group = pool.size, pool.group
-    row_entries = k * pool.out_w * group             # the entries windows cover, per row
+    k, s, group = pool.size, pool.stride, pool.group
+    span = (pool.out_w - 1) * s + k                  # input columns the windows cover
+    row_entries = span * group
     out_entries = pool.out_h * pool.out_w * group
     program = []
     for sample in range(batch):
         image = in_base + sample * pool.input_entries
         for row in range(pool.out_h):
-            input_rows = [image + (k * row + dy) * pool.pitch * group for dy in range(k)]
+            input_rows = [image + (s * row + dy) * pool.pitch * group for dy in range(k)]
             column_max = image + row * row_entries
             program.append(isa.vmax(row_entries, input_rows[0], input_rows[1], column_max))
             program += [isa.vmax(row_entries, column_max, input_row, column_max)
                         for input_row in input_rows[2:]]
-        for entry in range(group):
-            window_columns = [image + dx * group + entry for dx in range(k)]
-            out = out_base + sample * out_entries + entry
-            windows = pool.out_h * pool.out_w
-            program.append(isa.vmax(windows, window_columns[0], window_columns[1], out,
-                                    src_stride=k * group, other_stride=k * group,
-                                    dst_stride=group))
-            program += [isa.vmax(windows, out, window_column, out, src_stride=group,
-                                 other_stride=k * group, dst_stride=group)
-                        for window_column in window_columns[2:]]
+        out = out_base + sample * out_entries
+        rows = [(pool.out_h * pool.out_w, 0)] if s == k else \
+            [(pool.out_w, row) for row in range(pool.out_h)]
+        for count, row in rows:
+            for entry in range(group):
+                columns = [image + (row * span + dx) * group + entry for dx in range(k)]
+                dst = out + row * pool.out_w * group + entry
+                program.append(isa.vmax(count, columns[0], columns[1], dst, src_stride=s * group,
+                                        other_stride=s * group, dst_stride=group))
+                program += [isa.vmax(count, dst, column, dst, src_stride=group,
+                                     other_stride=s * group, dst_stride=group)
+                            for column in columns[2:]]
+    return program
+
+
+def _pad(pad, batch, in_base, out_base, place):
+    """Per sample: every entry of the bordered image from the fill constant, then each input
+    row over its interior (a MAX against the COPY constant)."""
+    fill = place.constant_base + place.constants.index(pad.fill)
+    copy = place.constant_base + place.constants.index(COPY)
+    top, left = pad.pads[:2]
+    group, out_entries = pad.group, pad.positions * pad.group
+    program = []
+    for sample in range(batch):
+        image, out = in_base + sample * pad.input_entries, out_base + sample * out_entries
+        program.append(isa.vmax(out_entries, fill, fill, out, src_stride=0, other_stride=0))
+        program += [isa.vmax(pad.in_w * group, image + y * pad.pitch * group, copy,
+                             out + ((y + top) * pad.out_w + left) * group, other_stride=0)
+                    for y in range(pad.in_h)]
     return program
 
 
@@ -138,6 +159,9 @@ def segment_program(network_map, segment, place, resident=False):
         first_pc = len(inference)
         if isinstance(steps[s], PoolMap):
             inference += _pool(steps[s], place.batch, place.tensor_base[s], place.tensor_base[s + 1])
+        elif isinstance(steps[s], PadMap):
+            inference += _pad(steps[s], place.batch, place.tensor_base[s], place.tensor_base[s + 1],
+                              place)
         else:
             _matrix_step(s, segment, place, config, steps, resident, setup, inference)
         layer_pcs[steps[s].name] = range(first_pc, len(inference))

@@ -9,7 +9,7 @@ from golden import isa
 
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
-from .mapper import (MappingError, NetworkMap, PoolMap, Segment, block_order, lower, place_segment,
+from .mapper import (LayerMap, MappingError, NetworkMap, Segment, block_order, lower, place_segment,
                      segment_tensors, tensor_entries)
 from .quantize import QuantizedConv2d
 
@@ -21,7 +21,7 @@ MAX_COUNT = (1 << isa.FIELDS["count"][1]) - 1
 def _whole(steps, s):
     """Step `s` as a segment of its own: every stored block, every output block."""
     step = steps[s]
-    if isinstance(step, PoolMap):
+    if not isinstance(step, LayerMap):                  # pooling or padding: no weights
         return Segment((s,), {}, {}, {})
     blocks = [(int(kb), int(nb)) for kb, nb in zip(*np.nonzero(step.nonzero))]
     zero = [nb for nb in range(step.n_blocks) if not step.nonzero[:, nb].any()]
@@ -120,7 +120,8 @@ def cut_segments(network_map):
         failure = _overflow(network_map, whole, 1)
         if failure is None:
             current = whole
-        elif isinstance(step, PoolMap) or failure in ("amem", "psum", "instruction count field"):
+        elif not isinstance(step, LayerMap) or failure in ("amem", "psum",
+                                                           "instruction count field"):
             raise MappingError(_footprint_error(network_map, s, failure))
         else:
             segments += _chunks(network_map, s)
@@ -259,13 +260,15 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None):
                 wmem, qmem = segment_images(qnet, network_map, segment, place)
                 images.append(SegmentImage(
                     [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem, qmem,
-                    np.array(isa.encode_program(code.setup), np.int64).reshape(-1, 4)))
+                    np.array(isa.encode_program(code.setup), np.int64).reshape(-1, 4),
+                    np.repeat(np.array(place.constants, np.int64)[:, None], config.rows, axis=1)))
             zero = [place.psum_base[s] + (n * steps[s].positions + p) * steps[s].n_blocks + nb
                     for s, nbs in segment.zero_columns.items() for nb in nbs
                     for n in range(size) for p in range(steps[s].positions)]
             runs.append(SegmentRun(np.array(isa.encode_program(code.inference), np.int64).reshape(-1, 4),
                                    np.array(zero, np.int64), writes[i], reads[i],
-                                   {name: (pcs.start, pcs.stop) for name, pcs in code.layer_pcs.items()}))
+                                   {name: (pcs.start, pcs.stop) for name, pcs in code.layer_pcs.items()},
+                                   place.constant_base))
         plans[size] = runs
     last = qnet.layers[-1]
     output = OutputSpec(int(last.weights.shape[1]), float(last.output.scale),

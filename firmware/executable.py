@@ -88,6 +88,7 @@ class SegmentImage:
     wmem: np.ndarray             # (images * rows, cols) int8
     qmem: np.ndarray             # (entries, 4 * cols) words
     setup: np.ndarray            # words of the tile-programming program (resident), may be empty
+    constants: np.ndarray        # (entries, rows) int8 the host writes before each run
 
     @property
     def images(self):
@@ -102,6 +103,7 @@ class SegmentRun:
     writes: list                 # Transfers host -> amem before the run
     reads: list                  # Transfers amem -> host after the run
     layer_pcs: dict              # layer name -> (first pc, end pc)
+    constants_base: int = 0      # amem entry of the segment's constant entries
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Executable:
         arrays = {"input_row_index": self.input.row_index}
         segments = []
         for i, seg in enumerate(self.segments):
-            for name in ("wmem", "qmem", "setup"):
+            for name in ("wmem", "qmem", "setup", "constants"):
                 arrays[f"segment{i}_{name}"] = getattr(seg, name)
             segments.append({"layers": seg.layers, "limit": seg.limit, "part": seg.part})
         plans = {}
@@ -146,6 +148,7 @@ class Executable:
                 arrays[f"batch{batch}_segment{i}_zero_psum"] = run.zero_psum
                 plans[str(batch)].append({
                     "writes": [vars(t) for t in run.writes], "reads": [vars(t) for t in run.reads],
+                    "constants_base": run.constants_base,
                     "layer_pcs": {name: list(pcs) for name, pcs in run.layer_pcs.items()}})
         spec = self.input
         manifest = {
@@ -233,7 +236,7 @@ def _from_manifest(manifest, arrays):
     segments = [SegmentImage(list(seg["layers"]), seg["limit"],
                              tuple(seg["part"]) if seg["part"] else None,
                              arrays[f"segment{i}_wmem"], arrays[f"segment{i}_qmem"],
-                             arrays[f"segment{i}_setup"])
+                             arrays[f"segment{i}_setup"], arrays[f"segment{i}_constants"])
                 for i, seg in enumerate(manifest["segments"])]
     plans = {}
     for batch, runs in manifest["plans"].items():
@@ -243,7 +246,8 @@ def _from_manifest(manifest, arrays):
             SegmentRun(arrays[f"batch{batch}_segment{i}_program"],
                        arrays[f"batch{batch}_segment{i}_zero_psum"],
                        [Transfer(**t) for t in run["writes"]], [Transfer(**t) for t in run["reads"]],
-                       {name: tuple(pcs) for name, pcs in run["layer_pcs"].items()})
+                       {name: tuple(pcs) for name, pcs in run["layer_pcs"].items()},
+                       int(run["constants_base"]))
             for i, run in enumerate(runs)]
     if not plans:
         raise ValueError("no batch plans")

@@ -31,7 +31,7 @@ from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
 from .quantize import QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
 
-__all__ = ["LayerMap", "PoolMap", "Segment", "Placement", "NetworkMap", "lower", "block_order",
+__all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "lower", "block_order",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
@@ -82,6 +82,10 @@ class PoolMap:
     pitch: int                   # input row pitch, in pixels
     group: int                   # entries per pixel (channels / rows lanes)
     input_entries: int
+    stride: int = None           # default: the window size
+
+    def __post_init__(self):
+        self.stride = self.stride or self.size
 
     @property
     def positions(self):
@@ -92,8 +96,57 @@ class PoolMap:
         return self.group
 
 
+COPY = -128                      # max(x, -128) = x: a MAX against it copies
+
+
+@dataclass
+class PadMap:
+    """An on-device image copied into a compact one with a border of `fill` (the zero point
+    before a padded convolution, -128 before a padded max pool), by MAX runs against
+    constant entries the host writes: the whole image from the fill, then each row over it."""
+    name: str
+    in_h: int
+    in_w: int
+    pitch: int                   # input row pitch, in pixels
+    group: int
+    pads: tuple                  # (top, left, bottom, right)
+    fill: int
+    input_entries: int
+
+    @property
+    def out_h(self):
+        return self.in_h + self.pads[0] + self.pads[2]
+
+    @property
+    def out_w(self):
+        return self.in_w + self.pads[1] + self.pads[3]
+
+    @property
+    def positions(self):
+        return self.out_h * self.out_w
+
+    @property
+    def output_entries(self):
+        return self.group
+
+    @property
+    def constants(self):
+        """Constant entries (every lane one value) its MAX runs read."""
+        return (self.fill, COPY)
+
+
 def _blocks(count, size):
     return -(-count // size)
+
+
+def _pad_step(maps, name, image, shape, pads, fill):
+    """Append the PadMap that borders `image` (of `shape`) for the step `name`; return the
+    padded image."""
+    producer, pitch, width = image
+    pad = PadMap(f"{name}.pad", shape[0], width, pitch, producer.output_entries, tuple(pads),
+                 int(fill), producer.positions * producer.output_entries)
+    maps.append(pad)
+    return (pad, pad.out_w, pad.out_w)
 
 
 def lower(qnet, config):
@@ -104,6 +157,7 @@ def lower(qnet, config):
         raise MappingError(f"layer {qnet.layers[-1].name!r}: the last layer must be Dense "
                            f"(the output is read back as one vector per sample)")
     maps, image = [], None       # image: (producer step, row pitch, valid width)
+    # (a padded convolution or pool of an on-device image reads a PadMap's bordered copy)
     consumer = {}                # layer name -> the step whose input tensor is its output
     image_of = {}                # layer name -> the image it left on the device
     previous = None              # the last layer that wrote a tensor
@@ -116,10 +170,12 @@ def lower(qnet, config):
             if image is None:
                 raise MappingError(f"layer {layer.name!r}: pooling runs on an image a Conv2d "
                                    f"left on the device; this one comes from the host")
+            if any(layer.pads):
+                image = _pad_step(maps, layer.name, image, qnet.shapes[index], layer.pads, COPY)
             producer, pitch, _ = image
             out_h, out_w = qnet.shapes[index + 1][:2]
             pool = PoolMap(layer.name, layer.size, out_h, out_w, pitch, producer.output_entries,
-                           producer.positions * producer.output_entries)
+                           producer.positions * producer.output_entries, layer.stride)
             maps.append(pool)
             image = image_of[layer.name] = (pool, out_w, out_w)
             continue
@@ -158,13 +214,12 @@ def lower(qnet, config):
             k_offsets, stride, entries = list(range(kb)), kb, positions * kb
             runs = [(positions, 0, 0)]
         else:
+            if isinstance(layer, QuantizedConv2d) and any(layer.pads):
+                image = _pad_step(maps, layer.name, image, qnet.shapes[index], layer.pads,
+                                  layer.input.zero_point)
             producer, pitch, _ = image
             group = producer.output_entries
             if isinstance(layer, QuantizedConv2d):
-                if any(layer.pads):
-                    raise MappingError(f"layer {layer.name!r}: padding is realised for a first "
-                                       f"(host-fed) convolution only, not yet for one that reads "
-                                       f"an on-device image")
                 (kh, kw), s = layer.kernel, layer.stride
                 out_h, out_w = out_shape[:2]
                 taps = [ky * pitch + kx for ky in range(kh) for kx in range(kw)]
@@ -250,6 +305,14 @@ class Placement:
     qentry: dict                 # (step, nb) -> qmem entry
     amem_used: int
     psum_used: int
+    constant_base: int = 0       # amem entry of the first constant entry
+    constants: tuple = ()        # the value filling every lane of each constant entry
+
+
+def segment_constants(steps, segment):
+    """The constant entries a segment's steps read (each: one value in every lane)."""
+    return tuple(sorted({value for s in segment.steps
+                         for value in getattr(steps[s], "constants", ())}))
 
 
 def place_segment(steps, segment, batch, amem_depth):
@@ -263,6 +326,9 @@ def place_segment(steps, segment, batch, amem_depth):
     for t in [bottom, *skips, *inner]:
         bases[t], cursor = cursor, cursor + size[t]
     bases[top] = amem_depth - size[top]
+    constants = segment_constants(steps, segment)
+    constant_base = cursor
+    cursor += len(constants)
     psum_base, psum = {}, 0
     for s in segment.steps:
         if isinstance(steps[s], LayerMap):
@@ -272,7 +338,8 @@ def place_segment(steps, segment, batch, amem_depth):
              enumerate((s, kb, nb) for s, blocks in segment.blocks.items() for kb, nb in blocks)}
     qentry = {(s, nb): i for i, (s, nb) in
               enumerate((s, nb) for s, nbs in segment.requants.items() for nb in nbs)}
-    return Placement(batch, bases, psum_base, image, qentry, sum(size.values()), psum)
+    return Placement(batch, bases, psum_base, image, qentry, sum(size.values()) + len(constants),
+                     psum, constant_base, constants)
 
 
 @dataclass

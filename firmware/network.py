@@ -179,43 +179,71 @@ class Conv2d(_MatrixLayer):
         return im2col(pad_images(x, self.pads), *self.kernel, self.stride)
 
 
+def _check_pads(name, pads):
+    pads = tuple(pads)
+    if len(pads) != 4:
+        raise NetworkError(f"layer {name!r}: pads must be (top, left, bottom, right), not {pads!r}")
+    for value in pads:
+        _check_int(name, "pads", value, 0, "non-negative integers")
+    return pads
+
+
 @dataclass(frozen=True, eq=False)
 class MaxPool2d:
-    """Maximum over `size` x `size` windows at stride `size` (a remainder row or column
-    is dropped)."""
+    """Maximum over `size` x `size` windows every `stride` pixels (default: `size`), after
+    `pads` (top, left, bottom, right) that never win; a remainder row or column is dropped."""
     name: str
     size: int = 2
+    stride: int = None
+    pads: tuple = (0, 0, 0, 0)
 
     def __post_init__(self):
         _check_int(self.name, "size", self.size, 2, "an integer of at least 2")
+        object.__setattr__(self, "stride", self.size if self.stride is None else self.stride)
+        _check_int(self.name, "stride", self.stride, 1, "a positive integer")
+        object.__setattr__(self, "pads", _check_pads(self.name, self.pads))
+        if max(self.pads) >= self.size:
+            raise NetworkError(f"layer {self.name!r}: pads {self.pads} must be smaller than "
+                               f"the {self.size}x{self.size} window")
+
+    @property
+    def tiled(self):
+        """Windows that tile the image: stride equal to the size, no padding."""
+        return self.stride == self.size and not any(self.pads)
 
     def output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise NetworkError(f"layer {self.name!r} pools (height, width, channels) images, "
                                f"not an activation of shape {input_shape}")
-        height, width, channels = input_shape
+        top, left, bottom, right = self.pads
+        height, width = input_shape[0] + top + bottom, input_shape[1] + left + right
         if height < self.size or width < self.size:
             raise NetworkError(f"layer {self.name!r}: its {self.size}x{self.size} window is "
                                f"larger than its {height}x{width} input")
-        return (height // self.size, width // self.size, channels)
+        return ((height - self.size) // self.stride + 1, (width - self.size) // self.stride + 1,
+                input_shape[2])
 
-    def windows(self, x):
-        """`x` cropped to whole windows, as (batch, out_h, size, out_w, size, channels)."""
-        k = self.size
-        out_h, out_w = x.shape[1] // k, x.shape[2] // k
-        return x[:, :out_h * k, :out_w * k].reshape(len(x), out_h, k, out_w, k, x.shape[3])
+    def windows(self, x, fill=0):
+        """(batch, out_h, out_w, size, size, channels) windows of `x` padded with `fill`."""
+        k, s = self.size, self.stride
+        x = pad_images(x, self.pads, fill)
+        out_h, out_w = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+        view = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))
+        return view[:, ::s, ::s][:, :out_h, :out_w].transpose(0, 1, 2, 4, 5, 3)
 
     def forward(self, x):
-        return self.windows(x).max(axis=(2, 4))
+        fill = np.iinfo(x.dtype).min if np.issubdtype(x.dtype, np.integer) else -np.inf
+        return self.windows(x, fill).max(axis=(3, 4))
 
 
 @dataclass(frozen=True, eq=False)
 class AvgPool2d(MaxPool2d):
-    """Mean over `size` x `size` windows at stride `size`. On the accelerator it is a
-    convolution with fixed identity taps (the crossbar sums, requantisation divides)."""
+    """Mean over `size` x `size` windows every `stride` pixels, padding counted as zeros
+    (ONNX's count_include_pad=1). On the accelerator it is a convolution with fixed
+    identity taps (the crossbar sums, requantisation divides)."""
 
     def forward(self, x):
-        return self.windows(x).mean(axis=(2, 4))
+        return self.windows(x).mean(axis=(3, 4))
 
 
 @dataclass(frozen=True, eq=False)

@@ -80,8 +80,11 @@ def to_onnx(network, name="tessera"):
                 pads=[top, left, bottom, right]))
         elif isinstance(layer, MaxPool2d):
             op = "AveragePool" if isinstance(layer, AvgPool2d) else "MaxPool"
+            top, left, bottom, right = layer.pads
+            extra = {"count_include_pad": 1} if op == "AveragePool" else {}
             nodes.append(helper.make_node(op, [current], [out], name=out,
-                                          kernel_shape=[layer.size] * 2, strides=[layer.size] * 2))
+                                          kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2,
+                                          pads=[top, left, bottom, right], **extra))
         elif isinstance(layer, Flatten):
             out = f"{layer.name}:flat"
             nodes.append(helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
@@ -444,15 +447,23 @@ class _Importer:
                    lambda layer: replace(layer, relu=True))
 
     def _pool(self, node, index, attrs, where, kind):
-        kernel = attrs.get("kernel_shape", [])
-        if len(set(kernel)) != 1 or list(attrs.get("strides", [1, 1])) != list(kernel):
-            raise NetworkError(f"{where}: only square windows at a stride of their size are "
-                               f"supported, not kernel_shape {kernel} strides {attrs.get('strides')}")
-        for attribute in ("pads", "ceil_mode", "dilations"):
-            if attribute in attrs and any(np.atleast_1d(attrs[attribute]) != (1 if attribute == "dilations" else 0)):
-                raise NetworkError(f"{where}: pooling with {attribute}={attrs[attribute]} is not "
-                                   f"supported")
-        self._append(kind(self._name(node, index), int(kernel[0])), node)
+        kernel, strides = attrs.get("kernel_shape", []), attrs.get("strides", [1, 1])
+        if len(set(kernel)) != 1 or len(set(strides)) != 1:
+            raise NetworkError(f"{where}: only square windows with one stride are supported, "
+                               f"not kernel_shape {kernel} strides {strides}")
+        if attrs.get("ceil_mode", 0):
+            raise NetworkError(f"{where}: pooling with ceil_mode=1 is not supported")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise NetworkError(f"{where}: pooling with dilations={attrs['dilations']} is not "
+                               f"supported")
+        pads = self._pads(attrs, where, kernel, int(strides[0]))
+        if kind is AvgPool2d and any(pads) and not attrs.get("count_include_pad", 0):
+            raise NetworkError(f"{where}: padded average pooling with count_include_pad=0 "
+                               f"divides by a count that varies at the border; only "
+                               f"count_include_pad=1 is supported")
+        if max(pads) >= kernel[0]:
+            raise NetworkError(f"{where}: pads {list(pads)} must be smaller than the window")
+        self._append(kind(self._name(node, index), int(kernel[0]), int(strides[0]), pads), node)
 
     def _op_maxpool(self, node, index, attrs, where):
         self._pool(node, index, attrs, where, MaxPool2d)

@@ -126,13 +126,17 @@ class QuantizedMaxPool2d:
     name: str
     input: TensorQuant
     size: int = 2
+    stride: int = None
+    pads: tuple = (0, 0, 0, 0)
 
     @property
     def output(self):
         return self.input
 
     def forward(self, x_q):
-        return MaxPool2d(self.name, self.size).forward(np.asarray(x_q))
+        """Padding is -128: it never wins (every window holds a pixel of the image)."""
+        pool = MaxPool2d(self.name, self.size, self.stride, self.pads)
+        return pool.forward(np.asarray(x_q, np.int64).clip(-128, 127).astype(np.int8)).astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -223,7 +227,7 @@ def _average_as_convolution(pool, quant, channels):
     multiplier, shift = quantize_multiplier(1.0 / (k * k))
     return QuantizedConv2d(pool.name, weights, np.full(channels, -quant.zero_point * k * k),
                            np.full(channels, multiplier), np.full(channels, shift), quant,
-                           quant, False, kernel=(k, k), stride=k)
+                           quant, False, kernel=(k, k), stride=pool.stride, pads=pool.pads)
 
 
 def _given_ranges(network, samples, method, percentile, given):
@@ -268,7 +272,8 @@ def quantize(network, samples, method="minmax", percentile=99.99, given=None):
         if isinstance(layer, (Flatten, MaxPool2d)):
             ranges[index + 1] = x_quant                 # the same numbers, fewer or reshaped
             layers.append(QuantizedFlatten(layer.name, x_quant) if isinstance(layer, Flatten)
-                          else QuantizedMaxPool2d(layer.name, x_quant, layer.size))
+                          else QuantizedMaxPool2d(layer.name, x_quant, layer.size, layer.stride,
+                                                  layer.pads))
             continue
         # A dead channel (weights ~0, as trained networks often have) or an all-zero layer:
         # its weight scale is floored where a weight moves the output by 2**-16 LSB per

@@ -76,6 +76,8 @@ async def run_executable(driver, exe, x_q, progress=None):
                 for entry in run.zero_psum:
                     await driver.write_entries("psum", int(entry), zeros)
                 program_loaded = (index, batch)
+            if len(image.constants):                 # other segments may have used the space
+                await driver.write_entries("amem", run.constants_base, image.constants)
             for transfer in run.writes:
                 await driver.write_entries("amem", transfer.base, host[transfer.tensor])
             status = await driver.run()

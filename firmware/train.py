@@ -3,8 +3,8 @@ scratch and the short fine-tuning that recovers accuracy after pruning (masks he
 
 import numpy as np
 
-from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, col2im,
-                      run_layers, skip_index)
+from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, NetworkError,
+                      col2im, run_layers, skip_index)
 
 __all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 
@@ -20,8 +20,8 @@ def init_mlp(sizes, rng):
 
 def init_cnn(input_shape, features, classes, rng):
     """He-initialised convolutions and poolings, then Flatten and a Dense classifier.
-    `features` holds (kernel, out channels, stride[, padding]) per convolution, ("maxpool", size)
-    or ("avgpool", size) per pooling, ("residual",) for a 1x1 convolution whose output
+    `features` holds (kernel, out channels, stride[, padding]) per convolution, ("maxpool",
+    size[, stride[, padding]]) or ("avgpool", ...) per pooling, ("residual",) for a 1x1 convolution whose output
     is added to its input (then ReLU)."""
     layers, shape = [], tuple(input_shape)
     for i, spec in enumerate(features):
@@ -32,7 +32,9 @@ def init_cnn(input_shape, features, classes, rng):
                                  np.zeros(channels)))
             layer = Add(f"add{i}", layers[-2].name, relu=True)
         elif spec[0] in ("maxpool", "avgpool"):
-            layer = (MaxPool2d if spec[0] == "maxpool" else AvgPool2d)(f"pool{i}", spec[1])
+            size, stride, pad = (*spec[1:], None, 0)[:3]
+            layer = (MaxPool2d if spec[0] == "maxpool" else AvgPool2d)(f"pool{i}", size, stride,
+                                                                       (pad,) * 4)
         else:
             kernel, channels, stride, pad = (*spec, 0)[:4]
             fan_in = kernel * kernel * shape[2]
@@ -65,15 +67,18 @@ def _backward(layer, x, y, grad_y):
     if isinstance(layer, Add):
         return grad_y * _passes(layer, y), None, None
     if isinstance(layer, MaxPool2d):
+        if not layer.tiled:
+            raise NetworkError(f"layer {layer.name!r}: training through overlapping or padded "
+                               f"pooling is not supported")
         # Average: to every input of the window; max: to its maximum (ties share).
-        windows = layer.windows(x)
+        k, (out_h, out_w) = layer.size, y.shape[1:3]
+        windows = x[:, :out_h * k, :out_w * k].reshape(len(x), out_h, k, out_w, k, x.shape[3])
         if isinstance(layer, AvgPool2d):
             share = np.full(windows.shape, 1.0 / layer.size ** 2)
         else:
             winners = windows == y[:, :, None, :, None, :]
             share = winners / winners.sum(axis=(2, 4), keepdims=True)
         grad_x = np.zeros_like(x)
-        k, (out_h, out_w) = layer.size, y.shape[1:3]
         grad_x[:, :out_h * k, :out_w * k] = (share * grad_y[:, :, None, :, None, :]).reshape(
             len(x), out_h * k, out_w * k, x.shape[3])
         return grad_x, None, None

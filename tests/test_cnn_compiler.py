@@ -6,7 +6,8 @@ import pytest
 
 from firmware.compiler import compile_network, map_network
 from firmware.mapper import MappingError
-from firmware.network import Conv2d, Dense, Flatten, Network, NetworkError, col2im, im2col
+from firmware.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, NetworkError,
+                              col2im, im2col)
 from firmware.prune import prune_blocks
 from firmware.quantize import quantize
 from firmware.runtime import run_golden
@@ -98,7 +99,7 @@ def test_padded_conv_gradient_matches_finite_difference():
         assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-7)
 
 
-def test_a_padded_first_conv_runs_and_an_on_device_one_is_refused():
+def test_a_padded_first_conv_runs_on_golden():
     rng = np.random.default_rng(4)
     # 8x8 padded by 2 on each side: 5x5 windows give an 8x8 output (by hand: 12 - 5 + 1).
     net = init_cnn((8, 8, 1), [(5, 16, 1, 2), ("maxpool", 2), (2, 16, 1)], 10, rng)
@@ -112,10 +113,51 @@ def test_a_padded_first_conv_runs_and_an_on_device_one_is_refused():
     assert np.all(corner[:, :2, :] == qnet.input.zero_point)
     run = run_golden(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
-    on_device = init_cnn((8, 8, 1), [(3, 16, 1), (3, 16, 1, 1)], 10, rng)
-    with pytest.raises(MappingError, match="layer 'conv1': padding is realised for a first "
-                                           "\\(host-fed\\) convolution only"):
-        map_network(quantize(on_device, x), CONFIG)
+
+
+def cnn_with(rng, *middle):
+    """conv 3x3x16 (host-fed), the `middle` layers on the device, then flatten and dense."""
+    conv0 = Conv2d("conv0", rng.normal(0, 0.4, (3, 3, 1, 16)), rng.normal(0, 0.1, 16))
+    network = Network((conv0, *middle), (9, 9, 1))
+    features = int(np.prod(network.shapes[-1]))
+    return Network((conv0, *middle, Flatten("flat"),
+                    Dense("out", rng.normal(0, 0.3, (features, 10)), np.zeros(10), relu=False)),
+                   (9, 9, 1))
+
+
+@pytest.mark.parametrize("middle", [
+    # a padded convolution of an on-device image: a PadMap borders it with the zero point
+    lambda rng: [Conv2d("conv1", rng.normal(0, 0.3, (3, 3, 16, 16)), np.zeros(16),
+                        pads=(1, 1, 1, 1))],
+    # asymmetric padding (SAME_UPPER of an even kernel), strided
+    lambda rng: [Conv2d("conv1", rng.normal(0, 0.3, (2, 2, 16, 16)), np.zeros(16), stride=2,
+                        pads=(0, 0, 1, 1))],
+    # an overlapping max pool with padding (ResNet's stem: 3x3, stride 2, pad 1): -128 border
+    lambda rng: [MaxPool2d("pool", 3, stride=2, pads=(1, 1, 1, 1))],
+    # an overlapping max pool without padding, then a padded average pool
+    lambda rng: [MaxPool2d("pool", 3, stride=1), AvgPool2d("avg", 2, stride=2, pads=(1, 1, 0, 0))],
+])
+def test_on_device_padding_and_strided_pools_run_on_golden(middle):
+    rng = np.random.default_rng(13)
+    net = cnn_with(rng, *middle(rng))
+    x = rng.uniform(0, 1, (6, 9, 9, 1))
+    qnet = quantize(net, x)
+    x_q = qnet.input.quantize(x)
+    exe = compile_network(qnet, CONFIG)
+    run = run_golden(exe, x_q)
+    reference = qnet.forward(x_q)
+    assert np.array_equal(run.outputs, reference)
+    assert len(np.unique(reference, axis=0)) > 1
+
+
+def test_pooling_reference_by_hand():
+    """A 3x3 stride-2 max pool padded by 1 on a 4x4 ramp: windows centred on (0,0), (0,2),
+    (2,0), (2,2) take the maxima of rows/columns 0-1, 1-3 (by hand)."""
+    x = np.arange(16, dtype=np.float64).reshape(1, 4, 4, 1)
+    pooled = MaxPool2d("p", 3, stride=2, pads=(1, 1, 1, 1)).forward(x)
+    assert pooled[0, :, :, 0].tolist() == [[5, 7], [13, 15]]
+    averaged = AvgPool2d("a", 2, stride=2, pads=(1, 1, 1, 1)).forward(x)
+    assert averaged[0, 0, 0, 0] == 0 / 4 and averaged[0, 1, 1, 0] == (5 + 6 + 9 + 10) / 4
 
 
 def test_block_pruning_of_an_on_device_conv_drops_whole_taps():

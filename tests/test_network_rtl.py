@@ -60,6 +60,9 @@ CNNS = {
     "conv3x3-conv2x2/2-maxpool2-dense": [(3, 8, 1), (2, 16, 2), ("maxpool", 2)],
     # A residual add of two on-device images (a 1x1 conv's and the conv 3x3's), then a pool.
     "conv3x3-(conv1x1 + skip)-maxpool2-dense": [(3, 16, 1), ("residual",), ("maxpool", 2)],
+    # A padded convolution of an on-device image and an overlapping, padded max pool: both
+    # read a copy bordered by MAX runs from constant entries (zero point, -128).
+    "conv3x3-conv3x3pad1-maxpool3/2pad1-dense": [(3, 8, 1), (3, 16, 1, 1), ("maxpool", 3, 2, 1)],
 }
 
 

@@ -30,8 +30,18 @@ def residual_mlp(rng):
                     Dense("out", rng.normal(size=(8, 3)), rng.normal(size=3), relu=False)))
 
 
+def strided_pools(rng):
+    conv = Conv2d("c", rng.normal(size=(3, 3, 2, 4)), rng.normal(size=4), pads=(1, 1, 1, 1))
+    layers = [conv, MaxPool2d("mp", 3, stride=2, pads=(1, 1, 1, 1)),
+              AvgPool2d("ap", 2, stride=1, pads=(0, 0, 1, 1)), Flatten("f")]
+    features = int(np.prod(Network(tuple(layers), (9, 9, 2)).shapes[-1]))
+    return Network(tuple(layers) + (Dense("d", rng.normal(size=(features, 3)), rng.normal(size=3),
+                                          relu=False),), (9, 9, 2))
+
+
 NETWORKS = {
     "mlp": lambda rng: init_mlp([20, 16, 5], rng),
+    "strided and padded pools": strided_pools,
     "cnn": lambda rng: init_cnn((9, 9, 2), [(3, 8, 1), ("maxpool", 2), (2, 6, 1),
                                             ("avgpool", 2)], 4, rng),
     "strided cnn": lambda rng: init_cnn((8, 8, 1), [(3, 5, 2), (2, 4, 1)], 3, rng),
@@ -95,8 +105,8 @@ def test_import_of_a_pytorch_style_graph_matches_onnxruntime():
      {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): grouped convolutions"),
     (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], group=1, strides=[1, 2]),
      {"k": np.ones((2, 1, 3, 3))}, "strides \\[1, 2\\] differ per axis"),
-    (helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 2]), {},
-     "node 0 'mp' \\(MaxPool\\): only square windows at a stride of their size"),
+    (helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 3]), {},
+     "node 0 'mp' \\(MaxPool\\): only square windows with one stride"),
     (helper.make_node("Relu", ["x"], ["y"]), {}, "Relu must follow a Gemm, MatMul, Conv or Add"),
     (helper.make_node("Gemm", ["x", "x"], ["y"], name="fc"), {},
      "node 0 'fc' \\(Gemm\\): input 1 must be a constant"),
@@ -273,8 +283,12 @@ def _imported(model):
      r"node 3 \(Gemm\): follows the Softmax, which must end the graph"),
     ([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], {},
      r"node 0 \(Transpose\): Transpose perm=\[0, 2, 3, 1\] of a \(6, 6, 1\) tensor changes its layout"),
-    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1])],
-     {}, r"node 0 \(MaxPool\): pooling with pads=\[1, 1, 1, 1\] is not supported"),
+    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+     {}, r"node 0 \(MaxPool\): pooling with ceil_mode=1 is not supported"),
+    ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])],
+     {}, r"node 0 \(MaxPool\): pooling with dilations=\[2, 2\] is not supported"),
+    ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+     {}, r"node 0 \(AveragePool\): padded average pooling with count_include_pad=0"),
 ])
 def test_refused_constructs_name_node_and_attribute(nodes, init, message):
     with pytest.raises(NetworkError, match=message):
