@@ -205,15 +205,31 @@ def _requant_params(name, acc_scale, y_quant):
     return np.array(multipliers), np.array(shifts), y_quant
 
 
+def scale_weights(scale_a, scale_b, largest=127):
+    """Integer weights (wa, wb), each in 1..`largest`, whose ratio is the closest to
+    scale_a / scale_b (the best rational approximation with both terms at most `largest`)."""
+    ratio = scale_a / scale_b
+    best = None
+    for wb in range(1, largest + 1):
+        wa = int(round(ratio * wb))
+        if 1 <= wa <= largest:
+            error = abs(wa / wb - ratio) / ratio
+            if best is None or error < best[0] - 1e-15:
+                best = (error, wa, wb)
+    if best is None:                     # a ratio beyond 1/127..127: the smaller input weighs 1
+        return (largest, 1) if ratio > 1 else (1, largest)
+    return best[1], best[2]
+
+
 def _add_on_crossbar(add, x_quant, skip_quant, y_quant, channels):
-    """The residual add as a QuantizedAdd: each input's scale, relative to the larger, is
-    an int8 weight on a diagonal (within 0.4 % of the ratio); the zero points fold into
-    the bias."""
-    largest = max(x_quant.scale, skip_quant.scale)
-    wa, wb = (int(round(127 * q.scale / largest)) for q in (x_quant, skip_quant))
+    """The residual add as a QuantizedAdd: the two input scales as int8 weights on diagonals
+    whose ratio is the best with both at most 127 (typically within 1e-4 of the scales'
+    ratio); the zero points fold into the bias."""
+    wa, wb = scale_weights(x_quant.scale, skip_quant.scale)
     weights = np.vstack([wa * np.eye(channels, dtype=np.int64), wb * np.eye(channels, dtype=np.int64)])
     bias = np.full(channels, -(wa * x_quant.zero_point + wb * skip_quant.zero_point))
-    acc_scale = np.full(channels, largest / 127)
+    # acc = wa (a - za) + wb (b - zb); one accumulator unit is scale_a / wa ~ scale_b / wb
+    acc_scale = np.full(channels, (x_quant.scale / wa + skip_quant.scale / wb) / 2)
     multipliers, shifts, y_quant = _requant_params(add.name, acc_scale, y_quant)
     return QuantizedAdd(add.name, weights, bias, multipliers, shifts, x_quant, y_quant, add.relu,
                         add.clip, source=add.source)

@@ -160,11 +160,25 @@ def test_residual_add_trains_quantises_and_runs_on_golden():
     qnet = quantize(net, x)
     x_q = qnet.input.quantize(x)
     res = qnet.layers[2]
-    assert res.weights.shape == (48, 24) and res.weights.max() == 127     # the larger scale
+    assert res.weights.shape == (48, 24) and res.weights.max() <= 127
+    wa, wb = res.weights[0, 0], res.weights[24, 0]              # the two diagonals
+    ratio = res.input.scale / qnet.layers[0].output.scale        # x's scale over the skip's
+    assert abs(wa / wb - ratio) / ratio < 1e-3
     run = run_golden(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     # The int8 network tracks the float one.
     assert np.mean(qnet.predict(x) == np.argmax(net.forward(x), axis=1)) > 0.8
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    (1.0, 1.0, (1, 1)), (0.5, 1.0, (1, 2)), (3.0, 7.0, (3, 7)),
+    # 0.8137 ~ 83/102 = 0.81373, a convergent of [0; 1, 4, 2, 1, 2, 1, 1, 3] and, by
+    # exhaustive search of p/q <= 127/127, the closest; 1000 is beyond 127: the smaller weighs 1
+    (0.8137, 1.0, (83, 102)), (1000.0, 1.0, (127, 1)),
+])
+def test_scale_weights_are_the_best_ratio_within_int8(a, b, expected):
+    from firmware.quantize import scale_weights
+    assert scale_weights(a, b) == expected
 
 
 def test_residual_add_errors_name_the_layer():
