@@ -72,8 +72,20 @@ class LayerMap:
                 and self.positions * self.position_stride == self.input_entries)
 
 
+class _ImageStep:
+    """A step that makes a compact image of `out_h` x `out_w` pixels, `group` entries each."""
+
+    @property
+    def positions(self):
+        return self.out_h * self.out_w
+
+    @property
+    def output_entries(self):
+        return self.group
+
+
 @dataclass
-class PoolMap:
+class PoolMap(_ImageStep):
     """Max pooling of an on-device image into a new, compact one, by MAX instructions."""
     name: str
     size: int
@@ -87,20 +99,12 @@ class PoolMap:
     def __post_init__(self):
         self.stride = self.stride or self.size
 
-    @property
-    def positions(self):
-        return self.out_h * self.out_w
-
-    @property
-    def output_entries(self):
-        return self.group
-
 
 COPY = -128                      # max(x, -128) = x: a MAX against it copies
 
 
 @dataclass
-class PadMap:
+class PadMap(_ImageStep):
     """An on-device image copied into a compact one with a border of `fill` (the zero point
     before a padded convolution, -128 before a padded max pool), by MAX runs against
     constant entries the host writes: the whole image from the fill, then each row over it."""
@@ -120,14 +124,6 @@ class PadMap:
     @property
     def out_w(self):
         return self.in_w + self.pads[1] + self.pads[3]
-
-    @property
-    def positions(self):
-        return self.out_h * self.out_w
-
-    @property
-    def output_entries(self):
-        return self.group
 
     @property
     def constants(self):

@@ -53,26 +53,30 @@ def test_conv_errors_name_the_layer(build, message):
     assert message in str(info.value)
 
 
+def assert_gradient_matches_finite_difference(net, x, y, layer, element):
+    """One plain SGD step (no momentum yet at step 1: velocity = -lr * grad) moves weight
+    `element` of layer `layer` by -lr times its finite-difference gradient."""
+    def loss(network):
+        logits = network.forward(x)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        return -np.mean(logits[np.arange(len(x)), y] - np.log(np.exp(logits).sum(axis=1)))
+
+    lr = 1e-3
+    stepped = train(net, x, y, 1, np.random.default_rng(2), lr=lr, batch=len(x))
+    analytic = (net.layers[layer].weights - stepped.layers[layer].weights)[element] / lr
+    bumped = net.layers[layer].weights.copy()
+    bumped[element] += 1e-6
+    layers = list(net.layers)
+    layers[layer] = layers[layer].with_matrix(bumped.reshape(layers[layer].matrix.shape))
+    numeric = (loss(net.with_layers(layers)) - loss(net)) / 1e-6
+    assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-7)
+
+
 def test_conv_gradient_matches_finite_difference():
     rng = np.random.default_rng(1)
     net = small_cnn(rng, channels=(4, 3))
     x, y = rng.uniform(0, 1, (5, 8, 8, 1)), rng.integers(0, 10, 5)
-
-    def loss(network):
-        logits = network.forward(x)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        return -np.mean(logits[np.arange(5), y] - np.log(np.exp(logits).sum(axis=1)))
-
-    # One plain SGD step (no momentum yet at step 1: velocity = -lr * grad) on one weight.
-    lr = 1e-3
-    stepped = train(net, x, y, 1, np.random.default_rng(2), lr=lr, batch=5)
-    analytic = (net.layers[1].weights - stepped.layers[1].weights)[1, 2, 0, 1] / lr
-    bumped = net.layers[1].weights.copy()
-    bumped[1, 2, 0, 1] += 1e-6
-    layers = list(net.layers)
-    layers[1] = layers[1].with_matrix(bumped.reshape(layers[1].matrix.shape))
-    numeric = (loss(net.with_layers(layers)) - loss(net)) / 1e-6
-    assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-7)
+    assert_gradient_matches_finite_difference(net, x, y, 1, (1, 2, 0, 1))
 
 
 def test_padded_conv_gradient_matches_finite_difference():
@@ -81,22 +85,8 @@ def test_padded_conv_gradient_matches_finite_difference():
     rng = np.random.default_rng(3)
     net = init_cnn((6, 6, 1), [(3, 4, 1, 1), (3, 3, 1, 1)], 10, rng)
     x, y = rng.uniform(0, 1, (5, 6, 6, 1)), rng.integers(0, 10, 5)
-
-    def loss(network):
-        logits = network.forward(x)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        return -np.mean(logits[np.arange(5), y] - np.log(np.exp(logits).sum(axis=1)))
-
-    lr = 1e-3
-    stepped = train(net, x, y, 1, np.random.default_rng(2), lr=lr, batch=5)
-    for index in (0, 1):
-        analytic = (net.layers[0].weights - stepped.layers[0].weights)[0, index, 0, 1] / lr
-        bumped = net.layers[0].weights.copy()
-        bumped[0, index, 0, 1] += 1e-6
-        layers = list(net.layers)
-        layers[0] = layers[0].with_matrix(bumped.reshape(layers[0].matrix.shape))
-        numeric = (loss(net.with_layers(layers)) - loss(net)) / 1e-6
-        assert analytic == pytest.approx(numeric, rel=1e-3, abs=1e-7)
+    for element in ((0, 0, 0, 1), (0, 1, 0, 1)):           # a corner tap, an edge tap
+        assert_gradient_matches_finite_difference(net, x, y, 0, element)
 
 
 def test_a_padded_first_conv_runs_on_golden():
