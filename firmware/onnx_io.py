@@ -276,6 +276,8 @@ class _Importer:
         scales = {}
         for layer in self.layers:
             weight = self.layer_weights.get(layer.name)
+            if weight in self.model_quant.asymmetric:
+                raise NetworkError(self.model_quant.asymmetric[weight])
             if weight in self.model_quant.weight_scales:
                 scale = np.asarray(self.model_quant.weight_scales[weight], np.float64)
                 if scale.size not in (1, layer.outputs):

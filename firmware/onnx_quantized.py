@@ -34,6 +34,7 @@ class ModelQuant:
     """The model's quantisation: activations by tensor name, weight scales by weight name."""
     activations: dict = field(default_factory=dict)    # tensor -> TensorQuant (int8)
     weight_scales: dict = field(default_factory=dict)  # float weight constant -> per-channel scales
+    asymmetric: dict = field(default_factory=dict)     # constant -> why it cannot be a weight
     format: str = ""                                   # "QDQ" or "QOperator"
 
 
@@ -152,19 +153,25 @@ class _Rewriter:
                 continue
             if op == "QLinearAdd":
                 formats.add("QOperator")
-                self._set(node.input[0], self._tensor_quant(node, index, 1, 2), node, index)
-                self._set(node.input[3], self._tensor_quant(node, index, 4, 5), node, index)
+                operands = []
+                for at in (0, 3):
+                    quant = self._tensor_quant(node, index, at + 1, at + 2)
+                    if node.input[at] in self.constants:        # a bias: its real values
+                        q = np.asarray(self.constants[node.input[at]], np.float64)
+                        zero = quant.zero_point + (128 if np.asarray(
+                            self.constants[node.input[at + 2]]).dtype == np.uint8 else 0)
+                        operands.append(self._constant(f"{name}.constant{at}",
+                                                       quant.scale * (q - zero)))
+                    else:
+                        self._set(node.input[at], quant, node, index)
+                        operands.append(node.input[at])
                 self._set(node.output[0], self._tensor_quant(node, index, 6, 7), node, index)
-                self._emit("Add", [node.input[0], node.input[3]], node.output, name)
+                self._emit("Add", operands, node.output, name)
                 continue
             if op in ("QLinearAveragePool", "QLinearGlobalAveragePool"):
                 formats.add("QOperator")
-                x, y = self._tensor_quant(node, index, 1, 2), self._tensor_quant(node, index, 3, 4)
-                if x != y:
-                    raise NetworkError(f"{self._where(node, index)}: average pooling that "
-                                       f"requantises ({x} in, {y} out) is not supported")
-                self._set(node.input[0], x, node, index)
-                self._set(node.output[0], y, node, index)
+                self._set(node.input[0], self._tensor_quant(node, index, 1, 2), node, index)
+                self._set(node.output[0], self._tensor_quant(node, index, 3, 4), node, index)
                 float_op = op.replace("QLinear", "")
                 self._emit(float_op, node.input[:1], node.output, name,
                            [a for a in node.attribute if a.name != "channels_last"])
@@ -190,16 +197,18 @@ class _Rewriter:
         if q.dtype not in (np.int8, np.uint8):
             raise NetworkError(f"{self._where(node, index)}: a constant of {q.dtype} behind "
                                f"DequantizeLinear is not supported")
-        if q.dtype == np.uint8 or np.any(zero != 0):
-            raise NetworkError(f"{self._where(node, index)}: weights must be symmetric int8 "
-                               f"(zero point 0), not {q.dtype} with zero point "
-                               f"{zero.reshape(-1)[:4].tolist()}")
         axis %= q.ndim
-        channels = q.shape[axis] if scale.size > 1 else 1
         shape = [1] * q.ndim
         if scale.size > 1:
-            shape[axis] = channels
-        self.constants[node.output[0]] = q.astype(np.float64) * scale.reshape(shape)
+            shape[axis] = scale.size
+        self.constants[node.output[0]] = (q.astype(np.float64) - zero.reshape(
+            shape if zero.size > 1 else ())) * scale.reshape(shape if scale.size > 1 else ())
+        if q.dtype == np.uint8 or np.any(zero != 0):
+            # fine as a value (a bias an Add adds), refused where it is a layer's weights
+            self.quant.asymmetric[node.output[0]] = (
+                f"{self._where(node, index)}: weights must be symmetric int8 (zero point 0), "
+                f"not {q.dtype} with zero point {zero.reshape(-1)[:4].tolist()}")
+            return
         # Per output channel (Conv: axis 0, Gemm/MatMul: N), or one for the tensor; the
         # importer checks the count against the layer's outputs.
         self.quant.weight_scales[node.output[0]] = scale.reshape(-1)

@@ -235,15 +235,17 @@ def _add_on_crossbar(add, x_quant, skip_quant, y_quant, channels):
                         add.clip, source=add.source)
 
 
-def _average_as_convolution(pool, quant, channels):
+def _average_as_convolution(pool, x_quant, y_quant, channels):
     """Average pooling as a convolution with identity taps: the crossbar sums the window,
-    the requantiser divides by its size; input and output share `quant`."""
+    the requantiser divides by its size (and rescales to `y_quant`, which a quantised model
+    may give; calibrated, it is `x_quant`)."""
     k = pool.size
     weights = np.tile(np.eye(channels, dtype=np.int64), (k * k, 1))      # (ky, kx, c) rows
-    multiplier, shift = quantize_multiplier(1.0 / (k * k))
-    return QuantizedConv2d(pool.name, weights, np.full(channels, -quant.zero_point * k * k),
-                           np.full(channels, multiplier), np.full(channels, shift), quant,
-                           quant, False, kernel=(k, k), stride=pool.stride, pads=pool.pads)
+    multipliers, shifts, y_quant = _requant_params(
+        pool.name, np.full(channels, x_quant.scale / (k * k)), y_quant)
+    return QuantizedConv2d(pool.name, weights, np.full(channels, -x_quant.zero_point * k * k),
+                           multipliers, shifts, x_quant, y_quant, False, kernel=(k, k),
+                           stride=pool.stride, pads=pool.pads)
 
 
 def _given_ranges(network, samples, method, percentile, given):
@@ -282,8 +284,10 @@ def quantize(network, samples, method="minmax", percentile=99.99, given=None):
             ranges[index + 1] = layers[-1].output
             continue
         if isinstance(layer, AvgPool2d):
-            ranges[index + 1] = x_quant
-            layers.append(_average_as_convolution(layer, x_quant, network.shapes[index][2]))
+            model_given = given is not None and given.ranges[index + 1] is not None
+            layers.append(_average_as_convolution(layer, x_quant, y_quant if model_given else x_quant,
+                                                  network.shapes[index][2]))
+            ranges[index + 1] = layers[-1].output
             continue
         if isinstance(layer, (Flatten, MaxPool2d)):
             ranges[index + 1] = x_quant                 # the same numbers, fewer or reshaped

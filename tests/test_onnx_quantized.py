@@ -136,3 +136,68 @@ def test_a_quantised_residual_add_matches_onnxruntime(tmp_path, form):
     lsb = np.rint(np.abs(qnet.output.dequantize(run.outputs) - ort_run(tmp_path / "q.onnx", x))
                   / qnet.output.scale)
     assert lsb.max() <= 1 and np.mean(lsb == 1) <= 0.01
+
+
+def pooling_graph(rng, bias_add=True):
+    """Conv(pad 1) -> Relu -> AveragePool 2 -> Conv -> Relu -> GlobalAveragePool -> Flatten
+    -> MatMul [-> Add (bias)] -> Dropout -> Identity: quantised, the QLinear pools, a
+    QLinearMatMul [and a QLinearAdd of a constant] in QOperator form."""
+    from onnx import TensorProto, helper, numpy_helper
+    init = {"k1": rng.normal(0, 0.5, (8, 1, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+            "k2": rng.normal(0, 0.3, (16, 8, 2, 2)), "b2": rng.normal(0, 0.1, 16),
+            "w": rng.normal(0, 0.5, (16, 10)), "b": rng.normal(0, 0.1, 10)}
+    nodes = [helper.make_node("Conv", ["input", "k1", "b1"], ["c1"], kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("AveragePool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "k2", "b2"], ["c2"], kernel_shape=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "w"], ["m" if bias_add else "a"]),
+             *([helper.make_node("Add", ["m", "b"], ["a"])] if bias_add else []),
+             helper.make_node("Dropout", ["a"], ["d"]),
+             helper.make_node("Identity", ["d"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "pools", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in init.items()
+         if bias_add or k != "b"])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("bias_add", [False, True])
+@pytest.mark.parametrize("form", FORMS)
+def test_pools_matmul_and_layout_ops_quantised_match_onnxruntime(tmp_path, form, bias_add):
+    """Top-1 classes agree throughout. The int8 outputs differ from onnxruntime's in two
+    ways, both measured and explained, neither a fault:
+    - QDQ: the 2x2 average pool's input and output share a scale, so a quarter of its
+      averages are exact ties, which onnxruntime rounds to even and the hardware (TFLite's
+      single rounding) up: 10 % of the pool's values, spread by the next convolution to
+      ~40 % of the outputs by one LSB and ~3 % by two or three;
+    - a MatMul whose bias is a separate Add: onnxruntime rounds the MatMul's output to its
+      own scale before adding, Tessera folds the bias and rounds once (27 % of QOperator
+      outputs by one LSB; none without the Add)."""
+    rng = np.random.default_rng(21)
+    onnx.save(pooling_graph(rng, bias_add), tmp_path / "pools.onnx")
+    x = rng.uniform(0, 1, (300, 1, 8, 8)).astype(np.float32)
+    quantize_static(str(tmp_path / "pools.onnx"), str(tmp_path / "q.onnx"), Reader(x[:100]),
+                    weight_type=QuantType.QInt8, **FORMS[form])
+    ops = {node.op_type for node in onnx.load(tmp_path / "q.onnx").graph.node}
+    if form == "QOperator":
+        assert {"QLinearMatMul", "QLinearAveragePool", "QLinearGlobalAveragePool"} <= ops
+        assert ("QLinearAdd" in ops) == bias_add
+    model = load_onnx_model(tmp_path / "q.onnx")
+    qnet = quantize(model.network, None, given=model.quant)
+    x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
+    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+    reference = ort_run(tmp_path / "q.onnx", x)
+    lsb = np.rint(np.abs(qnet.output.dequantize(run.outputs) - reference) / qnet.output.scale)
+    assert np.mean(run.outputs.argmax(1) == reference.argmax(1)) >= 0.99
+    if form == "QOperator" and not bias_add:
+        assert np.mean(lsb == 0) >= 0.99 and lsb.max() <= 1     # measured: all 3,000 equal
+    elif form == "QOperator":
+        assert lsb.max() <= 1                                    # measured: 810 of 3,000 by 1
+    else:
+        assert np.mean(lsb <= 1) >= 0.9 and lsb.max() <= 4       # measured: 95-97 %, 2-4
