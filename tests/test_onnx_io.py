@@ -295,6 +295,50 @@ def test_refused_constructs_name_node_and_attribute(nodes, init, message):
         from_onnx(_graph(nodes, init, ["n", 1, 6, 6]))
 
 
+@pytest.mark.parametrize("nodes, init, dims, message", [
+    ([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"], transA=1)],
+     {"w": np.ones((36, 3))}, ["n", 1, 6, 6], r"node 1 \(Gemm\): transA=1 is not supported"),
+    ([helper.make_node("Reshape", ["x", "s"], ["y"])], {"s": np.array([-1, 6, 6])}, ["n", 1, 6, 6],
+     r"node 0 \(Reshape\): only a reshape to \(batch, 36\) is supported, not \[-1, 6, 6\]"),
+    ([helper.make_node("Softmax", ["x"], ["y"], axis=2)], {}, ["n", 1, 6, 6],
+     r"node 0 \(Softmax\): only over the classes of a \(batch, classes\) output"),
+    ([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["g"]),
+      helper.make_node("BatchNormalization", ["g", "s", "s", "s", "s"], ["y"], training_mode=1)],
+     {"w": np.ones((36, 3)), "s": np.ones(3)}, ["n", 1, 6, 6],
+     r"node 2 \(BatchNormalization\): training_mode=1 cannot be folded"),
+])
+def test_more_refusals_name_node_and_attribute(nodes, init, dims, message):
+    with pytest.raises(NetworkError, match=message):
+        from_onnx(_graph(nodes, init, dims))
+
+
+def test_quantised_graphs_refuse_per_channel_activations_and_float_qgemm_outputs():
+    q = {"s": np.array([0.1, 0.2], np.float32), "z": np.zeros(2, np.int8)}
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], name="quant")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.INT8, None)],
+        [numpy_helper.from_array(v, k) for k, v in q.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(NetworkError, match=r"node 0 'quant' \(QuantizeLinear\): per-channel "
+                                           r"activation scales are not supported"):
+        from_onnx(model)
+    init = {"xs": np.array(0.1, np.float32), "xz": np.array(0, np.int8),
+            "w": np.ones((2, 3), np.int8), "ws": np.array(0.5, np.float32),
+            "wz": np.array(0, np.int8)}
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["q"]),
+         helper.make_node("QGemm", ["q", "xs", "xz", "w", "ws", "wz"], ["y"], name="fc",
+                          domain="com.microsoft")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    with pytest.raises(NetworkError, match=r"node 1 'fc' \(QGemm\): a QGemm with a float output"):
+        from_onnx(model)
+
+
 def test_opsets_outside_13_to_21_are_refused():
     model = _graph([helper.make_node("Identity", ["x"], ["y"])], {}, ["n", 4], opset=11)
     with pytest.raises(NetworkError, match="opset 11: the importer takes opsets 13 to 21"):
