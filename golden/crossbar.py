@@ -7,7 +7,7 @@ columns or vectors in Python (the loops are over the few steps and slices only).
 import numpy as np
 
 __all__ = ["check_int8", "weight_slices", "input_levels", "column_counts",
-           "adc_convert", "crossbar_mvm", "reference_mvm"]
+           "adc_convert", "crossbar_mvm", "reference_mvm", "tile_products"]
 
 
 def check_int8(name, array, shape=None):
@@ -96,3 +96,15 @@ def reference_mvm(x, weights):
     """The exact product ``x @ w`` in int64: what a lossless tile must return."""
     return check_int8("inputs", x) @ check_int8("weights", weights)
 
+
+
+def tile_products(config, x, weights):
+    """What tiles holding the column blocks of `weights` (rows x any number of columns)
+    return for inputs `x`: ``x @ weights`` when the config is lossless (`crossbar_mvm`
+    equals it there, a property the tests check for every config they draw), else the
+    bit-serial model, tile by tile."""
+    if config.is_lossless:
+        return reference_mvm(x, weights)
+    weights = np.asarray(weights)
+    return np.concatenate([crossbar_mvm(config, x, weights[:, i:i + config.cols])
+                           for i in range(0, weights.shape[1], config.cols)], axis=1)

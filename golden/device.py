@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import AccelConfig
-from .crossbar import crossbar_mvm
+from .crossbar import tile_products
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode
 from .regmap import COUNTERS
 from .requant import requantize
@@ -96,6 +96,17 @@ def _wrap_int32(values):
     return ((np.asarray(values, np.int64) + (1 << 31)) % (1 << 32)) - (1 << 31)
 
 
+def _reads_before_writes(src, other, dst):
+    """Whether a MAX run may be done at once: no two entries write one address and no
+    entry writes an address a later entry reads (entry i may write what it reads)."""
+    if len(np.unique(dst)) != len(dst):
+        return False
+    last_read = {}                       # address -> the latest entry that reads it
+    for index, (a, b) in enumerate(zip(src.tolist(), other.tolist())):
+        last_read[a] = last_read[b] = index
+    return all(last_read.get(address, -1) <= i for i, address in enumerate(dst.tolist()))
+
+
 def _run_addresses(base, stride, count):
     return base + stride * np.arange(count, dtype=np.int64)
 
@@ -119,6 +130,7 @@ class Device:
         self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
+        self._decoded = {}               # instruction words -> Instruction (words are the key)
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -149,7 +161,10 @@ class Device:
                 return RunResult(False, ErrorCode.PC_OVERFLOW, pc, counters)
             counters["cycles"] += FETCH_DECODE_CYCLES
             counters["imem_reads"] += 1
-            instruction = decode(self.imem[pc])
+            words = tuple(self.imem[pc].tolist())
+            instruction = self._decoded.get(words)
+            if instruction is None:
+                instruction = self._decoded[words] = decode(words)
             try:
                 if instruction.opcode == Opcode.HALT:
                     counters["instructions"] += 1
@@ -202,13 +217,19 @@ class Device:
                         extra=ins.aux * (len(tiles) - 1))
         n, conv = ins.count, c.steps * c.adc_share
         inputs = self.amem[_run_addresses(ins.src, ins.src_stride, n)]
-        results = [crossbar_mvm(c, inputs, self.tile_weights[tile]) for tile in tiles]
-        # Vector by vector, tile rank by rank: the order in which overlapping runs land.
-        for i in range(n):
-            for rank, result in enumerate(results):
-                address = ins.dst + i * ins.dst_stride + rank * ins.aux
+        weights = np.concatenate([self.tile_weights[tile] for tile in tiles], axis=1)
+        results = tile_products(c, inputs, weights).reshape(n, len(tiles), c.cols)
+        addresses = (ins.dst + ins.dst_stride * np.arange(n, dtype=np.int64)[:, None]
+                     + ins.aux * np.arange(len(tiles), dtype=np.int64)[None, :]).ravel()
+        results = results.reshape(-1, c.cols)
+        if len(np.unique(addresses)) == len(addresses):       # no write lands on another
+            base = self.psum[addresses] if ins.accumulate else 0
+            self.psum[addresses] = _wrap_int32(base + results)
+        else:
+            # Vector by vector, tile rank by rank: the order in which overlapping runs land.
+            for address, result in zip(addresses, results):
                 base = self.psum[address] if ins.accumulate else 0
-                self.psum[address] = _wrap_int32(base + result[i])
+                self.psum[address] = _wrap_int32(base + result)
         k, products = self.counters, n * len(tiles)
         k["cycles"] += n * mvm_vector_cycles(c, len(tiles))
         # Tile of rank j holds its product from the cycle after the feed to its psum write.
@@ -232,8 +253,12 @@ class Device:
         params = unpack_quant_params(self.qmem[ins.aux].reshape(c.cols, 4))
         outputs = requantize(self.psum[_run_addresses(ins.src, ins.src_stride, n)], **params)
         lanes = slice(ins.aux2 * c.cols, (ins.aux2 + 1) * c.cols)
-        for address, output in zip(_run_addresses(ins.dst, ins.dst_stride, n), outputs):
-            self.amem[address, lanes] = output
+        addresses = _run_addresses(ins.dst, ins.dst_stride, n)
+        if len(np.unique(addresses)) == n:
+            self.amem[addresses, lanes] = outputs
+        else:                                                  # the last write of each wins
+            for address, output in zip(addresses, outputs):
+                self.amem[address, lanes] = output
         k = self.counters
         k["cycles"] += requant_cycles(c, n)
         k["psum_reads"] += n
@@ -247,11 +272,14 @@ class Device:
         self._check_run(ins.aux, ins.aux2, ins.count, c.amem_depth)
         self._check_run(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
         n = ins.count
-        # Entry by entry, so that a run writing what a later entry reads sees the write.
-        for a, b, d in zip(_run_addresses(ins.src, ins.src_stride, n),
-                           _run_addresses(ins.aux, ins.aux2, n),
-                           _run_addresses(ins.dst, ins.dst_stride, n)):
-            self.amem[d] = np.maximum(self.amem[a], self.amem[b])
+        src, other = _run_addresses(ins.src, ins.src_stride, n), _run_addresses(ins.aux, ins.aux2, n)
+        dst = _run_addresses(ins.dst, ins.dst_stride, n)
+        if _reads_before_writes(src, other, dst):
+            self.amem[dst] = np.maximum(self.amem[src], self.amem[other])
+        else:
+            # Entry by entry, so that a run writing what a later entry reads sees the write.
+            for a, b, d in zip(src, other, dst):
+                self.amem[d] = np.maximum(self.amem[a], self.amem[b])
         k = self.counters
         k["cycles"] += n * max_entry_cycles(c)
         k["amem_reads"] += 2 * n

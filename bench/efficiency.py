@@ -1,0 +1,94 @@
+"""How busy the tiles are, and how fast the golden model is, per network.
+
+For each network (random weights of the demos' shapes; 50 % variants block-pruned without
+fine-tuning, which keeps the block pattern): cycles per inference against the ADC bound
+(every tile's ADCs converting every cycle: adc_conversions / (tiles x cols / adc_share x
+slices)), their ratio, the share of MVM vectors that use all tiles, and the golden
+backend's wall time against a bare NumPy int64 forward pass of the same int8 network, both
+at the same batch.
+
+    .venv/bin/python bench/efficiency.py [--samples N]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from firmware.compiler import compile_network
+from firmware.prune import prune_blocks
+from firmware.quantize import quantize
+from firmware.report import format_table
+from firmware.runtime import run_golden
+from firmware.train import init_cnn, init_mlp
+from golden import AccelConfig, isa
+from tessera.digits import MODELS
+from tessera.mnist import MNIST_MEMORIES, lenet5
+
+
+def networks(rng):
+    digits_mlp, digits_cnn = (model.build(rng) for model in MODELS)
+    return [("digits MLP 64-32-10", digits_mlp, (64,), AccelConfig()),
+            ("digits CNN", digits_cnn, (8, 8, 1), AccelConfig()),
+            ("MLP 128-256-256-128", init_mlp([128, 256, 256, 128], rng), (128,), AccelConfig()),
+            ("MNIST LeNet-5", lenet5(rng), (28, 28, 1), AccelConfig(**MNIST_MEMORIES))]
+
+
+def measure(name, network, shape, config, samples, rng):
+    x = rng.uniform(0, 1, (samples, *shape))
+    qnet = quantize(network, x[:64])
+    exe = compile_network(qnet, config)
+    x_q = qnet.input.quantize(x)
+    run_golden(exe, x_q[:4]), qnet.forward(x_q[:4])            # warm-up: first calls
+    started = time.perf_counter()
+    run = run_golden(exe, x_q)
+    golden_s = time.perf_counter() - started
+    started = time.perf_counter()
+    reference = qnet.forward(x_q)
+    numpy_s = time.perf_counter() - started
+    if not np.array_equal(run.outputs, reference):
+        raise SystemExit(f"{name}: golden differs from the int8 reference")
+    c = run.counters
+    bound = c["adc_conversions"] / (config.tiles * config.adc_groups * config.slices)
+    full = vectors = 0
+    for plan in exe.plans[exe.batch]:
+        for words in plan.program:
+            ins = isa.decode(words)
+            if ins.opcode == isa.Opcode.MVM:
+                vectors += ins.count
+                full += ins.count if bin(ins.tile).count("1") == config.tiles else 0
+    return {"network": name, "config": config.name, "batch": exe.batch,
+            "segments": len(exe.segments), "cycles": c["cycles"] / samples,
+            "bound": bound / samples, "ratio": bound / c["cycles"],
+            "all tiles": full / vectors if vectors else 0.0,
+            "golden ms": 1e3 * golden_s / samples, "numpy ms": 1e3 * numpy_s / samples,
+            "x numpy": golden_s / numpy_s}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=64,
+                        help="inferences per network (default: 64)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, network, shape, config in networks(rng):
+        for sparsity in (0.0, 0.5):
+            variant = network if not sparsity else \
+                prune_blocks(network, sparsity, config.rows, config.cols)[0]
+            label = f"{name}{' 50 %' if sparsity else ''}"
+            print(f"{label} ...", flush=True)
+            rows.append(measure(label, variant, shape, config, args.samples, rng))
+    columns = [("network", "network", "{}"), ("batch", "batch", "{}"),
+               ("segments", "segments", "{}"), ("cycles/inf", "cycles", "{:.0f}"),
+               ("ADC bound/inf", "bound", "{:.0f}"), ("bound/actual", "ratio", "{:.2f}"),
+               ("vectors on all tiles", "all tiles", "{:.0%}"),
+               ("golden ms/inf", "golden ms", "{:.2f}"), ("NumPy ms/inf", "numpy ms", "{:.3f}"),
+               ("golden/NumPy", "x numpy", "{:.0f}x")]
+    print(f"\n{args.samples} inferences each; cycles from the golden model's counters; "
+          f"wall times on this machine, both at the executable's batch")
+    print(format_table(rows, columns))
+
+
+if __name__ == "__main__":
+    main()
