@@ -129,7 +129,8 @@ class Accelerator(wiring.Component):
         # Read response, one cycle after r_en.
         last_value, last_err = Signal(32), Signal()
         last_memory = {name: Signal(name=f"read_{name}") for name in ports}
-        last_word = Signal(8)
+        # wide enough for the widest entry (a qmem entry is 4 x cols words: 512 at 128 cols)
+        last_word = Signal(range(max(w.entry_words for w in self.windows.values())))
         with m.If(bus.r_en):
             m.d.sync += [last_value.eq(read_csr),
                          last_err.eq(~read_csr_hit & ~(memory_hit & host_may_access))]

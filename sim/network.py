@@ -8,7 +8,7 @@ import numpy as np
 import rtl
 from firmware.executable import load_executable
 
-from .runner import build_dir_for, run_component
+from .runner import inputs_file, run_component
 
 __all__ = ["run_executable_on_rtl", "RTLRun", "RTLRunError"]
 
@@ -30,12 +30,11 @@ class RTLRun:
 def run_executable_on_rtl(executable_path, x_q, log=print):
     """Run the int8 samples `x_q` through the executable file on the RTL of its config."""
     exe = load_executable(executable_path)
-    job = build_dir_for("accelerator", exe.config) / "network_inputs.npy"
-    job.parent.mkdir(parents=True, exist_ok=True)
-    np.save(job, np.asarray(x_q, np.int64), allow_pickle=False)
-    run = run_component(lambda: rtl.Accelerator(exe.config), exe.config, "accelerator", "sim.network_tb",
-                        {"TESSERA_EXECUTABLE": str(Path(executable_path).resolve()),
-                         "TESSERA_INPUTS": str(job)}, log)
+    with inputs_file(exe.config, "accelerator", x_q) as inputs:
+        run = run_component(lambda: rtl.Accelerator(exe.config), exe.config, "accelerator",
+                            "sim.network_tb",
+                            {"TESSERA_EXECUTABLE": str(Path(executable_path).resolve()),
+                             "TESSERA_INPUTS": str(inputs)}, log)
     if run.failed or "outputs" not in run.results:
         raise RTLRunError(f"RTL run failed; last lines of {run.log_path}:\n{run.log_tail()}")
     r = run.results

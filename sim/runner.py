@@ -5,6 +5,8 @@ Makefile flow rejects its version string, so we use `cocotb_tools.runner` and pu
 the wheel's bin folder first on PATH (TOOLCHAIN.md).
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -13,7 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["verilator_bin_dir", "build_dir_for", "run_cocotb", "run_component", "CocotbRun"]
+__all__ = ["verilator_bin_dir", "build_dir_for", "run_cocotb", "run_component", "CocotbRun",
+           "inputs_file"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("TESSERA_BUILD", REPO_ROOT / "build"))
@@ -129,6 +132,46 @@ def rtl_digest(config, build_key=""):
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def inputs_file(config, block, x_q):
+    """A file of int8 samples for one run's testbench (its own name: runs may share a
+    build directory), removed afterwards."""
+    import tempfile
+
+    import numpy as np
+    folder = build_dir_for(block, config)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix="inputs_", suffix=".npy",
+                                     delete=False) as handle:
+        np.save(handle, np.asarray(x_q, np.int64), allow_pickle=False)
+    try:
+        yield Path(handle.name)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def build_lock(build_dir, timeout_s=3600, poll_s=0.5):
+    """Hold the build directory for one run (elaboration, Verilator build and simulation
+    share its files), waiting at most `timeout_s` for another process to finish with it."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "w") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{build_dir} still in use by another run after "
+                                       f"{timeout_s} s") from None
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_component(make_component, config, toplevel, test_module, env, log=print, build_key=""):
     """Generate the Verilog of ``make_component()`` (for `config`) into its own build
     directory (one per toplevel and config) and run the cocotb `test_module` on it; `env`
@@ -137,12 +180,13 @@ def run_component(make_component, config, toplevel, test_module, env, log=print,
     import rtl
 
     build_dir = build_dir_for(toplevel, config)
-    verilog, stamp = build_dir / f"{toplevel}.v", build_dir / f"{toplevel}.sources"
-    digest = rtl_digest(config, build_key)
-    if not (verilog.exists() and stamp.exists() and stamp.read_text() == digest):
-        log(f"elaborating {toplevel} for {config.name} ...")
-        verilog = rtl.generate_verilog(make_component(), build_dir, toplevel)
-        stamp.write_text(digest)
-    return run_cocotb(verilog=verilog, toplevel=toplevel, test_module=test_module,
-                      build_dir=build_dir, env={"TESSERA_CONFIG": config.to_json(), **env},
-                      log=log)
+    with build_lock(build_dir):
+        verilog, stamp = build_dir / f"{toplevel}.v", build_dir / f"{toplevel}.sources"
+        digest = rtl_digest(config, build_key)
+        if not (verilog.exists() and stamp.exists() and stamp.read_text() == digest):
+            log(f"elaborating {toplevel} for {config.name} ...")
+            verilog = rtl.generate_verilog(make_component(), build_dir, toplevel)
+            stamp.write_text(digest)
+        return run_cocotb(verilog=verilog, toplevel=toplevel, test_module=test_module,
+                          build_dir=build_dir, env={"TESSERA_CONFIG": config.to_json(), **env},
+                          log=log)

@@ -2,12 +2,10 @@
 
 from pathlib import Path
 
-import numpy as np
-
 from firmware.executable import load_executable
 from rtl.uart_top import UartAccelerator
 
-from .runner import build_dir_for, run_component
+from .runner import inputs_file, run_component
 
 __all__ = ["run_executable_over_uart"]
 
@@ -16,10 +14,9 @@ def run_executable_over_uart(executable_path, x_q, divisor=8, log=print):
     """Outputs, counters and figures of int8 samples `x_q` through the executable file,
     over the simulated UART."""
     config = load_executable(executable_path).config
-    job = build_dir_for("uart_accelerator", config) / "network_inputs.npy"
-    job.parent.mkdir(parents=True, exist_ok=True)
-    np.save(job, np.asarray(x_q, np.int64), allow_pickle=False)
-    return run_component(lambda: UartAccelerator(config, divisor), config, "uart_accelerator", "sim.uart_tb",
-                         {"TESSERA_EXECUTABLE": str(Path(executable_path).resolve()),
-                          "TESSERA_INPUTS": str(job), "TESSERA_DIVISOR": str(divisor)}, log,
-                         build_key=f"divisor={divisor}")
+    with inputs_file(config, "uart_accelerator", x_q) as inputs:
+        return run_component(lambda: UartAccelerator(config, divisor), config, "uart_accelerator",
+                             "sim.uart_tb",
+                             {"TESSERA_EXECUTABLE": str(Path(executable_path).resolve()),
+                              "TESSERA_INPUTS": str(inputs), "TESSERA_DIVISOR": str(divisor)},
+                             log, build_key=f"divisor={divisor}")
