@@ -61,6 +61,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=int, default=20000,
                         help="vectors of the long MVM (default 20000)")
+    parser.add_argument("--samples", type=int, default=360,
+                        help="samples of the network run on the RTL (default 360)")
     args = parser.parse_args()
     config = golden.AccelConfig()
     program = long_program(config, args.vectors)
@@ -79,6 +81,45 @@ def main():
                             ("C++ harness, no Python", harness, harness_rate)]:
         print(f"  {name:<28}{run['cycles']:>12,}{run['wall_seconds']:>10.2f}{rate:>14,.0f}")
     print(f"  ratio harness / cocotb: {harness_rate / cocotb_rate:.2f}")
+    network_on_rtl(config, args.samples)
+
+
+def network_on_rtl(config, samples):
+    """What `tessera run --backend rtl` costs a sample: the digits MLP's shape (random
+    weights) compiled for `config`, run once to build, then timed, against golden."""
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from firmware.compiler import compile_network
+    from firmware.quantize import quantize
+    from firmware.runtime import run_golden
+    from firmware.train import init_mlp
+    from sim.network import run_executable_on_rtl
+
+    rng = np.random.default_rng(0)
+    network = init_mlp([64, 32, 10], rng)
+    x = rng.uniform(0, 1, (samples, 64))
+    qnet = quantize(network, x)
+    x_q = qnet.input.quantize(x)
+    exe = compile_network(qnet, config)
+    with tempfile.TemporaryDirectory() as folder:
+        path = exe.save(Path(folder) / "mlp.tessera")
+        run_executable_on_rtl(path, x_q[:1], log=lambda message: None)   # builds if needed
+        started = time.perf_counter()
+        rtl = run_executable_on_rtl(path, x_q, log=lambda message: None)
+        rtl_s = time.perf_counter() - started
+    started = time.perf_counter()
+    golden = run_golden(exe, x_q)
+    golden_s = time.perf_counter() - started
+    same = np.array_equal(rtl.outputs, golden.outputs) and rtl.counters == golden.counters
+    print(f"\nMLP 64-32-10 through the driver, {samples} samples in batches of "
+          f"{max(rtl.batches)} (RTL {'=' if same else '!='} golden):")
+    print(f"  RTL (Verilator + cocotb, AXI4-Lite bursts)  {1e3 * rtl_s / samples:8.1f} ms/sample "
+          f"(whole run, simulator start-up included)")
+    print(f"  golden model                                 {1e3 * golden_s / samples:8.2f} ms/sample "
+          f"(RTL / golden {rtl_s / golden_s:.0f}x)")
 
 
 if __name__ == "__main__":
