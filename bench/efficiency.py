@@ -20,7 +20,7 @@ from firmware.prune import prune_blocks
 from firmware.quantize import quantize
 from firmware.report import format_table
 from firmware.runtime import run_golden
-from firmware.train import init_cnn, init_mlp
+from firmware.train import init_mlp
 from golden import AccelConfig, isa
 from tessera.digits import MODELS
 from tessera.mnist import MNIST_MEMORIES, lenet5
