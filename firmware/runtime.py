@@ -86,7 +86,7 @@ async def run_executable(driver, exe, x_q, progress=None):
             for transfer in run.reads:
                 host[transfer.tensor] = await driver.read_entries(
                     "amem", transfer.base, batch * transfer.entries)
-        final = host[max(host)]
+        final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch] = final.reshape(batch, -1)[:, :exe.output.features]
         result.batches.append(batch)
         done += batch
