@@ -499,13 +499,14 @@ def build_parser():
     build.set_defaults(handler=cmd_build)
 
     compile_ = commands.add_parser(
-        "compile", help="quantise, prune and map a network",
-        description="Read a float network (an ONNX model: Gemm/MatMul, Conv, Relu, MaxPool, "
-                    "AveragePool, Flatten, residual Add; or an .npz with w0, b0, w1, b1, ..., "
-                    "weights (in, out)), "
-                    "optionally block-prune it, quantise it to int8 with calibration data, map "
-                    "it onto the accelerator (in segments when it does not fit the memories at "
-                    "once) and save the executable: a zip of a JSON manifest and .npy arrays.")
+        "compile", help="quantise, prune and map a network into an executable file",
+        description="Read a network (an ONNX model, float or quantised by onnxruntime as QDQ "
+                    "or QOperator: see the README's list of operators; or an .npz with w0, b0, "
+                    "w1, b1, ..., weights (in, out)), optionally block-prune it (measuring the "
+                    "cost, fine-tuning with --train and --labels), quantise it to int8 with "
+                    "calibration data or with the model's own scales, map it onto the "
+                    "accelerator (in segments when it does not fit the memories at once) and "
+                    "save the executable: a zip of a JSON manifest and .npy arrays.")
     compile_.add_argument("network", help="network .onnx or .npz")
     compile_.add_argument("--calibration", default=None,
                           help="calibration inputs, .npy in the model's layout: (samples, "
@@ -533,7 +534,9 @@ def build_parser():
     compile_.set_defaults(handler=cmd_compile)
 
     run = commands.add_parser("run", help="run a compiled network on the golden model or the RTL",
-                              description="Run float inputs (.npy) through a compiled network.")
+                              description="Run float inputs (.npy) through an executable from "
+                                          "`tessera compile`; print cycles, energy on and off "
+                                          "chip (and accuracy with --labels); save run.json.")
     run.add_argument("compiled", help="executable written by `tessera compile`")
     run.add_argument("--inputs", required=True,
                      help="inputs .npy, laid out as for `tessera compile --calibration`")
