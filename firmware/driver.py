@@ -110,9 +110,7 @@ class Driver:
     def _bursts(self, window, start, count):
         """(address, first entry, entries) runs of whole entries that one burst each can
         move: entries are contiguous when their words fill their stride."""
-        per_burst = max(1, self.bus.max_burst // window.entry_words)
-        if window.entry_words * 4 != window.entry_stride:
-            per_burst = 1
+        per_burst = max(1, self.bus.max_burst // window.entry_words) if window.contiguous else 1
         for first in range(start, start + count, per_burst):
             entries = min(per_burst, start + count - first)
             yield window.address(first), first - start, entries

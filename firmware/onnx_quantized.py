@@ -42,6 +42,12 @@ def is_quantized(model):
     return any(node.op_type in QUANTIZED_OPS for node in model.graph.node)
 
 
+def _as_int8(q):
+    """Quantised values in the int8 domain `TensorQuant` uses: uint8 shifted by -128."""
+    q = np.asarray(q)
+    return q.astype(np.float64) - (128 if q.dtype == np.uint8 else 0)
+
+
 class _Rewriter:
     def __init__(self, model, constants):
         self.constants = constants          # name -> array, as read (dtypes kept)
@@ -68,14 +74,10 @@ class _Rewriter:
         zero = (self._const(node, index, zero_at, "a zero point")
                 if len(node.input) > zero_at and node.input[zero_at] else np.uint8(0))
         zero = np.asarray(zero)
-        if zero.dtype == np.uint8:
-            point = int(zero.reshape(-1)[0]) - 128
-        elif zero.dtype == np.int8:
-            point = int(zero.reshape(-1)[0])
-        else:
+        if zero.dtype not in (np.int8, np.uint8):
             raise NetworkError(f"{self._where(node, index)}: activations must be int8 or "
                                f"uint8, not {zero.dtype}")
-        return TensorQuant(float(scale.reshape(-1)[0]), point)
+        return TensorQuant(float(scale.reshape(-1)[0]), int(_as_int8(zero).reshape(-1)[0]))
 
     def _weights(self, node, index, at, axis):
         """(float weights, per-output-channel scales) of an int8 weight with its scale and
@@ -157,11 +159,10 @@ class _Rewriter:
                 for at in (0, 3):
                     quant = self._tensor_quant(node, index, at + 1, at + 2)
                     if node.input[at] in self.constants:        # a bias: its real values
-                        q = np.asarray(self.constants[node.input[at]], np.float64)
-                        zero = quant.zero_point + (128 if np.asarray(
-                            self.constants[node.input[at + 2]]).dtype == np.uint8 else 0)
-                        operands.append(self._constant(f"{name}.constant{at}",
-                                                       quant.scale * (q - zero)))
+                        operands.append(self._constant(
+                            f"{name}.constant{at}",
+                            quant.scale * (_as_int8(self.constants[node.input[at]])
+                                           - quant.zero_point)))
                     else:
                         self._set(node.input[at], quant, node, index)
                         operands.append(node.input[at])

@@ -71,6 +71,11 @@ class MemoryWindow:
         return -(-self.lanes * self.lane_bits // 32)
 
     @property
+    def contiguous(self):
+        """Whether an entry's words fill its stride, so a run of entries is one run of words."""
+        return self.entry_words * 4 == self.entry_stride
+
+    @property
     def entry_stride(self):
         """Bytes between entries: the entry's words rounded up to a power of two."""
         return 4 * (1 << (self.entry_words - 1).bit_length())

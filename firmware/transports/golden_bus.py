@@ -89,8 +89,7 @@ class GoldenBus:
             return None
         window, entry, word = located
         entries, rest = divmod(count, window.entry_words)
-        if word or rest or window.entry_words * 4 != window.entry_stride \
-                or entry + entries > window.depth:
+        if word or rest or not window.contiguous or entry + entries > window.depth:
             return None
         return window, entry, entries
 
