@@ -56,7 +56,7 @@ def measure(name, network, shape, config, samples, rng):
             ins = isa.decode(words)
             if ins.opcode == isa.Opcode.MVM:
                 vectors += ins.count
-                full += ins.count if bin(ins.tile).count("1") == config.tiles else 0
+                full += ins.count if ins.mvm_tiles == config.tiles else 0
     return {"network": name, "config": config.name, "batch": exe.batch,
             "segments": len(exe.segments), "cycles": c["cycles"] / samples,
             "bound": bound / samples, "ratio": bound / c["cycles"],

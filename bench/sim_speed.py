@@ -19,10 +19,12 @@ from sim.runner import BUILD_ROOT, VERILATOR_ARGS, make_flags, run_cocotb, veril
 
 
 def long_program(config, vectors):
-    """Every tile programmed, then one MVM of `vectors` vectors on all tiles."""
-    program = [isa.program(t, 0) for t in range(config.tiles)]
-    program.append(isa.mvm((1 << config.tiles) - 1, vectors, 0, 0, src_stride=0, dst_stride=0,
-                           tile_stride=1))
+    """Every tile programmed, then one MVM of `vectors` vectors, K-reduced over all tiles
+    (a power of two of them)."""
+    ktiles = 1 << (config.tiles.bit_length() - 1)
+    program = [isa.program(0, 0, tiles=config.tiles)]
+    program.append(isa.mvm(0, vectors, 0, 0, src_stride=0, dst_stride=0, k_stride=1,
+                           ktiles=ktiles))
     return program + [isa.halt()]
 
 

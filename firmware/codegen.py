@@ -20,18 +20,6 @@ class SegmentCode:
     layer_pcs: dict      # layer name -> range of its inference instructions
 
 
-def _runs(nbs, accumulate, limit):
-    """Split sorted N blocks into runs of consecutive blocks with one accumulate flag."""
-    runs, current = [], []
-    for nb in nbs:
-        if current and (nb != current[-1] + 1 or accumulate[nb] != accumulate[current[0]]
-                        or len(current) == limit):
-            runs.append(current)
-            current = []
-        current.append(nb)
-    return runs + ([current] if current else [])
-
-
 def _pool(pool, batch, in_base, out_base):
     """Max pooling in two passes of MAX runs per sample. Down: per output row, the maximum
     down each window column, over the row's pixels and entries in one run, written as a
@@ -86,14 +74,24 @@ def _pad(pad, batch, in_base, out_base, place):
 
 
 def segment_images(qnet, network_map, segment, placement):
-    """The segment's weight-staging image ``(images * rows, cols)`` and its parameter image
+    """The segment's weight-staging image ``(slots * rows, tiles * cols)`` (each job's
+    blocks in the lanes of its tiles, replicas included) and its parameter image
     ``(entries, 4 * cols)`` words (cols channels an entry); neither depends on the batch."""
     c = network_map.config
     R, C = c.rows, c.cols
     steps, by_name = network_map.steps, {layer.name: layer for layer in qnet.layers}
-    wmem = np.zeros((segment.images * R, C), np.int64)
-    for (s, kb, nb), image in placement.image.items():
-        wmem[image * R:(image + 1) * R] = steps[s].weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+    slots = max(placement.slot.values(), default=-1) + 1
+    wmem = np.zeros((slots * R, c.tiles, C), np.int64)
+    for job, slot in placement.slot.items():
+        weights = steps[job.step].weights
+        replicas = 1 if placement.resident else job.replicas
+        for r in range(replicas):
+            for n, nb in enumerate(job.nbs):
+                for k, kb in enumerate(job.kbs):
+                    tile = placement.first_tile[job] + (r * job.ngroups + n) * job.ktiles + k
+                    wmem[slot * R:(slot + 1) * R, tile] = \
+                        weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+    wmem = wmem.reshape(slots * R, c.tiles * C)
     qmem = np.zeros((segment.qmem_entries, C, 4), np.int64)
     for (s, nb), entry in placement.qentry.items():
         layer = by_name[steps[s].name]
@@ -109,10 +107,10 @@ def segment_images(qnet, network_map, segment, placement):
     return wmem, qmem.reshape(len(qmem), 4 * C)
 
 
-def _matrix_step(s, segment, place, config, steps, resident, setup, inference):
-    """PROGRAMs and MVMs of the segment's blocks of matrix step `s` (K block by K block,
-    each K block's output blocks in runs over the tiles), then its REQUANTs."""
-    lm, R, C = steps[s], config.rows, config.cols
+def _matrix_step(s, segment, place, config, steps, setup, inference):
+    """Per job of matrix step `s` in the segment: its PROGRAM (in the setup program when
+    the tiles are resident) and its MVMs; then the step's REQUANTs."""
+    lm = steps[s]
     # One strided run over every sample's positions when the layout allows, else the
     # layer's runs for each sample: (count, input entry offset, psum entry offset).
     if lm.samples_contiguous:
@@ -120,29 +118,29 @@ def _matrix_step(s, segment, place, config, steps, resident, setup, inference):
     else:
         runs = [(count, n * lm.input_entries + offset, (n * lm.positions + first) * lm.n_blocks)
                 for n in range(place.batch) for count, offset, first in lm.sample_runs]
-    # An output block accumulates after its first stored K block, computed in this segment
-    # or in an earlier chunk of the layer (chunks take each output block's K blocks in order).
-    first_kb = {}
-    for kb, nb in zip(*np.nonzero(lm.nonzero)):
-        first_kb.setdefault(int(nb), int(kb))
-    blocks = segment.blocks.get(s, [])
-    for kb in sorted({kb for kb, _ in blocks}):
-        nbs = sorted(nb for k, nb in blocks if k == kb)
-        accumulate = {nb: kb > first_kb[nb] for nb in nbs}
-        for tile_run in _runs(nbs, accumulate, config.tiles):
-            programs = (setup if resident else inference)
-            first_tile = len(setup) if resident else 0
-            tiles = list(range(first_tile, first_tile + len(tile_run)))
-            programs += [isa.program(t, place.image[(s, kb, nb)] * R) for t, nb in zip(tiles, tile_run)]
-            # A residual add reads its skip blocks from an earlier layer's output.
-            source = lm.k_inputs.get(kb, s)
-            sample_stride = steps[source].input_entries if lm.positions == 1 else lm.position_stride
-            for count, src, dst in runs:
-                inference.append(isa.mvm(
-                    tiles, count, place.tensor_base[source] + src + lm.k_offsets[kb],
-                    place.psum_base[s] + dst + tile_run[0], src_stride=sample_stride,
-                    dst_stride=lm.n_blocks, tile_stride=1, accumulate=accumulate[tile_run[0]]))
+    jobs = segment.jobs.get(s, [])
+    if place.resident and jobs:
+        first, last = place.first_tile[jobs[0]], max(place.first_tile[j] + j.ktiles * j.ngroups
+                                                     for j in jobs)
+        setup.append(isa.program(first, 0, tiles=last - first))
+    for job in jobs:
+        first_tile, replicas = place.first_tile[job], 1 if place.resident else job.replicas
+        if not place.resident:
+            inference.append(isa.program(first_tile, place.slot[job] * config.rows,
+                                         tiles=job.tiles))
+        # A residual add reads its skip blocks from an earlier layer's output.
+        source = lm.k_inputs.get(job.kbs[0], s)
+        sample_stride = steps[source].input_entries if lm.positions == 1 else lm.position_stride
+        k_offsets = [lm.k_offsets[kb] for kb in job.kbs]
+        k_stride = k_offsets[1] - k_offsets[0] if len(k_offsets) > 1 else 0
+        for count, src, dst in runs:
+            inference.append(isa.mvm(
+                first_tile, count, place.tensor_base[source] + src + k_offsets[0],
+                place.psum_base[s] + dst + job.nbs[0], src_stride=sample_stride,
+                dst_stride=lm.n_blocks, k_stride=k_stride, n_stride=1, ktiles=job.ktiles,
+                ngroups=job.ngroups, replicas=replicas, accumulate=job.accumulate))
     out_base = place.tensor_base[s + 1]
+    C, R = config.cols, config.rows
     for nb in segment.requants.get(s, []):
         inference.append(isa.requant(place.batch * lm.positions, place.psum_base[s] + nb,
                                      out_base + nb * C // R, place.qentry[(s, nb)],
@@ -150,9 +148,9 @@ def _matrix_step(s, segment, place, config, steps, resident, setup, inference):
                                      dst_stride=lm.output_entries))
 
 
-def segment_program(network_map, segment, place, resident=False):
-    """The segment's instructions for `place.batch` samples. `resident`: its blocks are
-    programmed into tiles of their own once, by the setup program, not per batch."""
+def segment_program(network_map, segment, place):
+    """The segment's instructions for `place.batch` samples. When `place` is resident, its
+    blocks are programmed into tiles of their own once, by the setup program, not per batch."""
     config, steps = network_map.config, network_map.steps
     setup, inference, layer_pcs = [], [], {}
     for s in segment.steps:
@@ -163,7 +161,7 @@ def segment_program(network_map, segment, place, resident=False):
             inference += _pad(steps[s], place.batch, place.tensor_base[s], place.tensor_base[s + 1],
                               place)
         else:
-            _matrix_step(s, segment, place, config, steps, resident, setup, inference)
+            _matrix_step(s, segment, place, config, steps, setup, inference)
         layer_pcs[steps[s].name] = range(first_pc, len(inference))
     inference.append(isa.halt())
     if setup:

@@ -9,8 +9,8 @@ from golden import isa
 
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
-from .mapper import (LayerMap, MappingError, NetworkMap, Segment, block_order, lower, place_segment,
-                     segment_tensors, tensor_entries)
+from .mapper import (LayerMap, MappingError, NetworkMap, Segment, lower, place_segment,
+                     resident_tiles, segment_tensors, tensor_entries)
 from .quantize import QuantizedConv2d
 
 __all__ = ["compile_network", "map_network"]
@@ -19,24 +19,23 @@ MAX_COUNT = (1 << isa.FIELDS["count"][1]) - 1
 
 
 def _whole(steps, s):
-    """Step `s` as a segment of its own: every stored block, every output block."""
+    """Step `s` as a segment of its own: every job, every output block."""
     step = steps[s]
     if not isinstance(step, LayerMap):                  # pooling or padding: no weights
         return Segment((s,), {}, {}, {})
-    blocks = [(int(kb), int(nb)) for kb, nb in zip(*np.nonzero(step.nonzero))]
     zero = [nb for nb in range(step.n_blocks) if not step.nonzero[:, nb].any()]
-    return Segment((s,), {s: blocks}, {s: list(range(step.n_blocks))}, {s: zero})
+    return Segment((s,), {s: list(step.jobs)}, {s: list(range(step.n_blocks))}, {s: zero})
 
 
 def _merge(a, b):
-    return Segment(a.steps + b.steps, {**a.blocks, **b.blocks}, {**a.requants, **b.requants},
+    return Segment(a.steps + b.steps, {**a.jobs, **b.jobs}, {**a.requants, **b.requants},
                    {**a.zero_columns, **b.zero_columns})
 
 
 def _overflow(network_map, segment, batch):
     """The first memory `segment` overflows at `batch` samples, or None."""
     c, steps = network_map.config, network_map.steps
-    if segment.images * c.rows > c.wmem_depth:
+    if segment.slots * c.rows > c.wmem_depth:
         return "wmem"
     if segment.qmem_entries > c.qmem_depth:
         return "qmem"
@@ -53,27 +52,25 @@ def _overflow(network_map, segment, batch):
 
 
 def _chunks(network_map, s):
-    """Matrix step `s` cut into segments of its blocks (`block_order`), each as many as fit;
-    all-zero output blocks are requantised (from zeroed partial sums) in the first."""
-    lm, tiles = network_map.steps[s], network_map.config.tiles
-    order = block_order(lm, tiles)
-    last_kb = {nb: kb for kb, nb in order}          # the last K block of each output block
-    items = [("zero", nb) for nb in range(lm.n_blocks) if nb not in last_kb]
-    items += [("block", block) for block in order]
+    """Matrix step `s` cut into segments of its jobs, each as many as fit; all-zero output
+    blocks are requantised (from zeroed partial sums) in the first."""
+    lm = network_map.steps[s]
+    last_job = {nb: job for job in lm.jobs for nb in job.nbs}     # each output block's last
+    items = [("zero", nb) for nb in range(lm.n_blocks) if nb not in last_job]
+    items += [("job", job) for job in lm.jobs]
     chunks, current = [], None
 
     def extended(segment, item):
         kind, value = item
-        blocks, requants, zero = (list(segment.blocks[s]), list(segment.requants[s]),
-                                  list(segment.zero_columns[s])) if segment else ([], [], [])
+        jobs, requants, zero = (list(segment.jobs[s]), list(segment.requants[s]),
+                                list(segment.zero_columns[s])) if segment else ([], [], [])
         if kind == "zero":
             requants.append(value)
             zero.append(value)
         else:
-            blocks.append(value)
-            if last_kb[value[1]] == value[0]:
-                requants.append(value[1])
-        return Segment((s,), {s: blocks}, {s: requants}, {s: zero})
+            jobs.append(value)
+            requants += [nb for nb in value.nbs if last_job[nb] == value]
+        return Segment((s,), {s: jobs}, {s: requants}, {s: zero})
 
     for item in items:
         candidate = extended(current, item)
@@ -84,8 +81,8 @@ def _chunks(network_map, s):
             candidate = extended(None, item)
             failure = _overflow(network_map, candidate, 1)
         if failure is not None:
-            raise MappingError(f"layer {lm.name!r}: not even one weight block fits a segment "
-                               f"({failure} too small)")
+            raise MappingError(f"layer {lm.name!r}: not even one job's weight blocks fit a "
+                               f"segment ({failure} too small)")
         current = candidate
     current.limit = "end of layer"
     chunks.append(current)
@@ -180,7 +177,8 @@ def _transfers(network_map, batch):
     before the first segment, its output after the last, and a skip an earlier segment
     made, read after its producer's last segment and written before its reader."""
     steps, segments, c = network_map.steps, network_map.segments, network_map.config
-    places = [place_segment(steps, seg, batch, c.amem_depth) for seg in segments]
+    places = [place_segment(steps, seg, batch, c.amem_depth, network_map.resident)
+              for seg in segments]
     transfer = lambda t, place: Transfer(t, place.tensor_base[t], tensor_entries(steps, t))
     writes = [[] for _ in segments]
     reads = [[] for _ in segments]
@@ -199,12 +197,15 @@ def _transfers(network_map, batch):
 def _summary(qnet, network_map, exe):
     c, m = network_map.config, network_map
     lines = [f"compiled {len(qnet.layers)} layers for {c.name}: {len(m.segments)} segment(s), "
-             f"batch {m.batch} samples, {m.images} weight blocks, tiles "
+             f"batch {m.batch} samples, {m.blocks} weight blocks, tiles "
              + ("resident (programmed once)" if exe.resident else
                 "reprogrammed every batch")]
     for lm in m.layers:
+        shapes = sorted({(j.ktiles, j.ngroups, j.replicas) for j in lm.jobs}, reverse=True)
         lines.append(f"  {lm.name}: {lm.k_blocks}x{lm.n_blocks} blocks, {lm.stored_blocks} stored "
-                     f"({lm.block_utilisation:.0%}), crossbar cell utilisation {lm.cell_utilisation:.0%}")
+                     f"({lm.block_utilisation:.0%}), crossbar cell utilisation "
+                     f"{lm.cell_utilisation:.0%}; {len(lm.jobs)} job(s) of "
+                     + ", ".join(f"{k} K x {n} N x {r} replica(s)" for k, n, r in shapes))
     if len(m.segments) > 1:
         lines.append(f"  {len(m.segments)} segments, each loading its weights, parameters and "
                      f"program every batch:")
@@ -212,7 +213,7 @@ def _summary(qnet, network_map, exe):
         while i < len(m.segments):
             seg, layers = m.segments[i], ", ".join(exe.segments[i].layers)
             if seg.part is None:
-                lines.append(f"    {i}: {layers}: {seg.images} blocks, {seg.qmem_entries} parameter "
+                lines.append(f"    {i}: {layers}: {seg.blocks} blocks, {seg.qmem_entries} parameter "
                              f"entries, {len(exe.plans[m.batch][i].program)} instructions; "
                              f"closed by {seg.limit}")
                 i += 1
@@ -220,7 +221,7 @@ def _summary(qnet, network_map, exe):
             parts = m.segments[i:i + seg.part[1]]
             limits = sorted({p.limit for p in parts[:-1]})
             lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} parts of up to "
-                         f"{max(p.images for p in parts)} blocks, closed by "
+                         f"{max(p.blocks for p in parts)} blocks, closed by "
                          f"{', '.join(limits) or 'end of layer'}; its input and partial sums "
                          f"stay on chip between parts")
             i += len(parts)
@@ -236,10 +237,11 @@ def resident_config_hint(network_map):
         whole = _merge(whole, _whole(m.steps, s))
     place = place_segment(m.steps, whole, 1, c.amem_depth)
     program = len(segment_program(m, whole, place).inference)
-    need = {"wmem_depth": m.images * c.rows, "qmem_depth": whole.qmem_entries,
+    need = {"wmem_depth": whole.slots * c.rows, "qmem_depth": whole.qmem_entries,
             "amem_depth": place.amem_used, "psum_depth": place.psum_used, "imem_depth": program}
     return (", ".join(f"{name} >= {value}" for name, value in need.items())
-            + f" (one segment at batch 1); tiles >= {m.images} to keep every block in a tile")
+            + f" (one segment at batch 1); tiles >= {resident_tiles(whole)[1]} to keep every "
+              f"block in a tile")
 
 
 def compile_network(qnet, config, batch=None, input_layout="vector", head=None):
@@ -255,13 +257,14 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None):
         places, writes, reads = _transfers(network_map, size)
         runs = []
         for i, (segment, place) in enumerate(zip(segments, places)):
-            code = segment_program(network_map, segment, place, resident)
+            code = segment_program(network_map, segment, place)
             if size == sizes[0]:
                 wmem, qmem = segment_images(qnet, network_map, segment, place)
                 images.append(SegmentImage(
                     [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem, qmem,
                     np.array(isa.encode_program(code.setup), np.int64).reshape(-1, 4),
-                    np.repeat(np.array(place.constants, np.int64)[:, None], config.rows, axis=1)))
+                    np.repeat(np.array(place.constants, np.int64)[:, None], config.rows, axis=1),
+                    segment.blocks))
             zero = [place.psum_base[s] + (n * steps[s].positions + p) * steps[s].n_blocks + nb
                     for s, nbs in segment.zero_columns.items() for nb in nbs
                     for n in range(size) for p in range(steps[s].positions)]

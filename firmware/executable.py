@@ -22,7 +22,7 @@ __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun"
            "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
 
 FORMAT = "tessera-executable"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2              # 2: instruction set 2 (tile ranges), wmem lanes per tile
 MANIFEST = "manifest.json"
 
 
@@ -85,14 +85,11 @@ class SegmentImage:
     layers: list                 # names of the layers it computes (part of one, or whole ones)
     limit: str                   # what closed it: a memory name, or "end"
     part: tuple                  # (chunk, chunks) of a split layer, else None
-    wmem: np.ndarray             # (images * rows, cols) int8
+    wmem: np.ndarray             # (slots * rows, tiles * cols) int8: a lane per tile
     qmem: np.ndarray             # (entries, 4 * cols) words
     setup: np.ndarray            # words of the tile-programming program (resident), may be empty
     constants: np.ndarray        # (entries, rows) int8 the host writes before each run
-
-    @property
-    def images(self):
-        return len(self.wmem)
+    blocks: int = 0              # weight blocks its jobs compute
 
 
 @dataclass
@@ -139,7 +136,8 @@ class Executable:
         for i, seg in enumerate(self.segments):
             for name in ("wmem", "qmem", "setup", "constants"):
                 arrays[f"segment{i}_{name}"] = getattr(seg, name)
-            segments.append({"layers": seg.layers, "limit": seg.limit, "part": seg.part})
+            segments.append({"layers": seg.layers, "limit": seg.limit, "part": seg.part,
+                             "blocks": seg.blocks})
         plans = {}
         for batch, runs in self.plans.items():
             plans[str(batch)] = []
@@ -236,7 +234,8 @@ def _from_manifest(manifest, arrays):
     segments = [SegmentImage(list(seg["layers"]), seg["limit"],
                              tuple(seg["part"]) if seg["part"] else None,
                              arrays[f"segment{i}_wmem"], arrays[f"segment{i}_qmem"],
-                             arrays[f"segment{i}_setup"], arrays[f"segment{i}_constants"])
+                             arrays[f"segment{i}_setup"], arrays[f"segment{i}_constants"],
+                             int(seg["blocks"]))
                 for i, seg in enumerate(manifest["segments"])]
     plans = {}
     for batch, runs in manifest["plans"].items():

@@ -31,12 +31,40 @@ from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
 from .quantize import QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
 
-__all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "lower", "block_order",
+__all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
+           "plan_jobs",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
 class MappingError(NetworkError):
     """The network does not fit the hardware; says which layer and which memory."""
+
+
+def _power_of_two_at_most(n):
+    return 1 << (n.bit_length() - 1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One PROGRAM and its MVMs: tile ``(r * ngroups + n) * ktiles + k`` of the job's range
+    holds block ``(kbs[k], nbs[n])`` of step `step` for every replica ``r``."""
+    step: int
+    kbs: tuple                   # K blocks, their inputs evenly spaced in one tensor
+    nbs: tuple                   # consecutive output blocks
+    replicas: int
+    accumulate: bool             # adds to partial sums an earlier job of the layer wrote
+
+    @property
+    def ktiles(self):
+        return len(self.kbs)
+
+    @property
+    def ngroups(self):
+        return len(self.nbs)
+
+    @property
+    def tiles(self):
+        return self.ktiles * self.ngroups * self.replicas
 
 
 @dataclass
@@ -56,6 +84,7 @@ class LayerMap:
     sample_runs: list            # MVM runs of one sample: (count, input offset, first position)
     k_inputs: dict = field(default_factory=dict)   # K block -> step whose input tensor
                                                     # holds it, when not this layer's
+    jobs: list = field(default_factory=list)         # `plan_jobs`, in execution order
 
     @property
     def block_utilisation(self):
@@ -231,6 +260,7 @@ def lower(qnet, config):
         lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
                       stored_real / cells if cells else 0.0,
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs)
+        lm.jobs = plan_jobs(lm, len(maps), config.tiles)
         maps.append(lm)
         if len(out_shape) == 3:                          # a convolution or an image add
             pitch = image[1] if image is not None else out_shape[1]
@@ -242,22 +272,56 @@ def lower(qnet, config):
 
 
 
-def block_order(lm, tiles):
-    """A matrix layer's stored blocks in the order its chunks take them: groups of up to
-    `tiles` consecutive output blocks, and within a group every K block, so that a chunk
-    keeps the N-split over the tiles and finishes whole output blocks as early as it can."""
-    order = []
-    for first in range(0, lm.n_blocks, tiles):
-        group = range(first, min(first + tiles, lm.n_blocks))
-        order += [(kb, nb) for kb in range(lm.k_blocks) for nb in group if lm.nonzero[kb, nb]]
-    return order
+def _power_of_two_runs(items, fits):
+    """`items` cut greedily into runs whose lengths are powers of two, each run as long as
+    `fits(run)` allows."""
+    runs, i = [], 0
+    while i < len(items):
+        length = 1
+        while i + 2 * length <= len(items) and fits(items[i:i + 2 * length]):
+            length *= 2
+        runs.append(items[i:i + length])
+        i += length
+    return runs
+
+
+def plan_jobs(lm, step, tiles):
+    """The layer's jobs: output blocks in groups of up to ``ngroups`` (consecutive), and
+    per group its stored K blocks in runs of up to ``ktiles`` whose inputs are evenly
+    spaced entries of one tensor. K-reduction comes first: it reads one input per tile
+    and writes one partial sum per vector, where an N-split writes one per tile. The
+    tiles left over hold replicas. A group's blocks that are zero while another output
+    block of the group needs that K block are computed as zeros (only when ngroups > 1)."""
+    ktiles = min(_power_of_two_at_most(lm.k_blocks), _power_of_two_at_most(tiles))
+    ngroups = min(_power_of_two_at_most(lm.n_blocks), _power_of_two_at_most(tiles // ktiles))
+    stored = [nb for nb in range(lm.n_blocks) if lm.nonzero[:, nb].any()]
+    groups = {}
+    for nb in stored:
+        groups.setdefault(nb // ngroups, []).append(nb)
+    source = lambda kb: lm.k_inputs.get(kb, -1)
+    jobs = []
+    for members in groups.values():
+        consecutive = lambda run: run[-1] - run[0] == len(run) - 1 and len(run) <= ngroups
+        for nbs in _power_of_two_runs(members, consecutive):
+            kbs = [kb for kb in range(lm.k_blocks) if lm.nonzero[kb, nbs].any()]
+
+            def spaced(run):
+                offsets = [lm.k_offsets[kb] for kb in run]
+                steps = {b - a for a, b in zip(offsets, offsets[1:])}
+                return (len(run) <= ktiles and len({source(kb) for kb in run}) == 1
+                        and len(steps) == 1 and min(steps) >= 0)
+            for i, run in enumerate(_power_of_two_runs(kbs, spaced)):
+                width = len(run) * len(nbs)
+                jobs.append(Job(step, tuple(run), tuple(nbs),
+                                _power_of_two_at_most(tiles // width), i > 0))
+    return jobs
 
 
 @dataclass
 class Segment:
-    """One device program: whole steps, or one chunk of a matrix layer's blocks."""
+    """One device program: whole steps, or one chunk of a matrix layer's jobs."""
     steps: tuple                 # step indices, in order
-    blocks: dict                 # matrix step -> the (kb, nb) blocks this segment computes
+    jobs: dict                   # matrix step -> the Jobs this segment runs, in order
     requants: dict               # matrix step -> output blocks requantised here
     zero_columns: dict           # matrix step -> all-zero output blocks (psum zeroed by host)
     limit: str = "end"           # what closed it: a memory's name, or the end of a layer or network
@@ -265,8 +329,14 @@ class Segment:
     input_at_top: bool = False   # its input tensor at the top of amem (output at the bottom)
 
     @property
-    def images(self):
-        return sum(len(blocks) for blocks in self.blocks.values())
+    def slots(self):
+        """wmem slots (``rows`` entries each, a lane per tile): one per job."""
+        return sum(len(jobs) for jobs in self.jobs.values())
+
+    @property
+    def blocks(self):
+        """Stored weight blocks its jobs compute."""
+        return sum(job.ktiles * job.ngroups for jobs in self.jobs.values() for job in jobs)
 
     @property
     def qmem_entries(self):
@@ -293,16 +363,19 @@ def segment_tensors(steps, segment):
 @dataclass
 class Placement:
     """Where a segment's data sits for a batch: amem base of each tensor, psum base of
-    each matrix step, wmem image of each block, qmem entry of each requantised block."""
+    each matrix step, wmem slot and first tile of each job, qmem entry of each requantised
+    block."""
     batch: int
     tensor_base: dict            # tensor -> amem entry of (sample 0, entry 0)
     psum_base: dict              # matrix step -> psum entry of (sample 0, position 0, nb 0)
-    image: dict                  # (step, kb, nb) -> wmem image index
+    slot: dict                   # Job -> wmem slot (its rows in every lane it uses)
+    first_tile: dict             # Job -> the first tile of its range
     qentry: dict                 # (step, nb) -> qmem entry
     amem_used: int
     psum_used: int
     constant_base: int = 0       # amem entry of the first constant entry
     constants: tuple = ()        # the value filling every lane of each constant entry
+    resident: bool = False       # jobs on tiles of their own, programmed once
 
 
 def segment_constants(steps, segment):
@@ -311,10 +384,22 @@ def segment_constants(steps, segment):
                          for value in getattr(steps[s], "constants", ())}))
 
 
-def place_segment(steps, segment, batch, amem_depth):
+def resident_tiles(segment):
+    """First tiles that give each job (unreplicated) a range of its own, aligned to its
+    ktiles, and the tiles they need: when these fit, the tiles are programmed once."""
+    first, cursor = {}, 0
+    for jobs in segment.jobs.values():
+        for job in jobs:
+            cursor = -(-cursor // job.ktiles) * job.ktiles
+            first[job], cursor = cursor, cursor + job.ktiles * job.ngroups
+    return first, cursor
+
+
+def place_segment(steps, segment, batch, amem_depth, resident=False):
     """Lay one segment out for `batch` samples: its input tensor at one end of the
     activation memory, its output at the other (which end alternates from segment to
-    segment), skips and inner tensors in between."""
+    segment), skips and inner tensors in between. Each job has a wmem slot of its own
+    and runs from tile 0, or, `resident`, every job has its own tiles and slot 0."""
     (t_in,), skips, inner, (t_out,) = segment_tensors(steps, segment)
     size = {t: batch * tensor_entries(steps, t) for t in [t_in, *skips, *inner, t_out]}
     bottom, top = (t_out, t_in) if segment.input_at_top else (t_in, t_out)
@@ -330,12 +415,15 @@ def place_segment(steps, segment, batch, amem_depth):
         if isinstance(steps[s], LayerMap):
             psum_base[s] = psum
             psum += batch * steps[s].positions * steps[s].n_blocks
-    image = {(s, kb, nb): i for i, (s, kb, nb) in
-             enumerate((s, kb, nb) for s, blocks in segment.blocks.items() for kb, nb in blocks)}
+    jobs = [job for step_jobs in segment.jobs.values() for job in step_jobs]
+    if resident:
+        slot, first_tile = dict.fromkeys(jobs, 0), resident_tiles(segment)[0]
+    else:
+        slot, first_tile = {job: i for i, job in enumerate(jobs)}, dict.fromkeys(jobs, 0)
     qentry = {(s, nb): i for i, (s, nb) in
               enumerate((s, nb) for s, nbs in segment.requants.items() for nb in nbs)}
-    return Placement(batch, bases, psum_base, image, qentry, sum(size.values()) + len(constants),
-                     psum, constant_base, constants)
+    return Placement(batch, bases, psum_base, slot, first_tile, qentry,
+                     sum(size.values()) + len(constants), psum, constant_base, constants, resident)
 
 
 @dataclass
@@ -350,11 +438,12 @@ class NetworkMap:
         return [step for step in self.steps if isinstance(step, LayerMap)]
 
     @property
-    def images(self):
-        """Weight blocks stored (each one wmem image, in some segment)."""
+    def blocks(self):
+        """Weight blocks stored (and computed), over all segments."""
         return sum(lm.stored_blocks for lm in self.layers)
 
     @property
     def resident(self):
         """Every block has a tile of its own: tiles are programmed once, not per batch."""
-        return len(self.segments) == 1 and self.images <= self.config.tiles
+        return len(self.segments) == 1 and \
+            resident_tiles(self.segments[0])[1] <= self.config.tiles

@@ -4,6 +4,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from .isa import FIELDS, MAX_TILES
+
 __all__ = ["AccelConfig", "ConfigError"]
 
 WEIGHT_BITS = 8     # int8 weights
@@ -14,10 +16,12 @@ MAGNITUDE_MAX = 1 << (WEIGHT_BITS - 1)
 
 
 MEMORY_FIELDS = ("imem_depth", "wmem_depth", "amem_depth", "psum_depth", "qmem_depth")
-MAX_MEMORY_DEPTH = 1 << 12
+MAX_MEMORY_DEPTH = 1 << FIELDS["src"][1]      # what an instruction's address field reaches
 
 
-DEFAULT_DEPTHS = {"imem_depth": 256, "wmem_depth": 256, "amem_depth": 256, "psum_depth": 256,
+# amem and psum hold a batch of 32 through a 256-wide layer: enough vectors per weight
+# load that programming the tiles costs little beside converting.
+DEFAULT_DEPTHS = {"imem_depth": 256, "wmem_depth": 256, "amem_depth": 1024, "psum_depth": 1024,
                   "qmem_depth": 64}
 
 
@@ -65,7 +69,7 @@ class AccelConfig:
         takes ``adc_share`` conversion cycles.
     imem_depth, wmem_depth, amem_depth, psum_depth, qmem_depth : int
         Entries of the instruction memory (128-bit instructions), weight staging
-        (one ``cols``-wide int8 row each), activations (one ``rows``-wide int8 vector
+        (one ``cols``-wide int8 row for every tile, a lane per tile), activations (one ``rows``-wide int8 vector
         each), partial sums (one ``cols``-wide int32 vector each) and quantisation
         parameters (``cols`` output channels each).
     """
@@ -80,8 +84,8 @@ class AccelConfig:
     adc_share: int = 1
     imem_depth: int = 256
     wmem_depth: int = 256
-    amem_depth: int = 256
-    psum_depth: int = 256
+    amem_depth: int = 1024
+    psum_depth: int = 1024
     qmem_depth: int = 64
 
     def __post_init__(self):
@@ -93,8 +97,9 @@ class AccelConfig:
         if self.rows % self.cols != 0:
             raise ConfigError(f"AccelConfig.cols must divide rows ({self.rows}), so that "
                               f"requantised outputs pack into input vectors, not {self.cols!r}")
-        if self.tiles > 8:
-            raise ConfigError(f"AccelConfig.tiles must be at most 8, not {self.tiles!r}")
+        if self.tiles > MAX_TILES:
+            raise ConfigError(f"AccelConfig.tiles must be at most {MAX_TILES} (an instruction's "
+                              f"tile field), not {self.tiles!r}")
         for name in MEMORY_FIELDS:
             _check_positive_int(name, getattr(self, name))
             if getattr(self, name) > MAX_MEMORY_DEPTH:

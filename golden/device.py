@@ -6,13 +6,24 @@ Timing contract (the RTL's sequencer implements exactly this; N = steps * adc_sh
 every instr.   FETCH 1 + DECODE 1 (the run-end products are registered) + CHECK 1
                (bounds compared, dispatch; HALT and errors end here; PC_OVERFLOW ends
                at FETCH)
-PROGRAM        rows + 1 cycles (one wmem read a cycle, the tile write one cycle later)
-MVM            per vector: amem read 1 + feed 1 + convert N + 2 per selected tile
-               (partial-sum read, then write)
+PROGRAM        rows + 1 cycles, however many tiles (one wmem entry read a cycle, holding
+               a row for every tile; the tiles' writes one cycle later)
+MVM            pipelined in rounds of ``replicas`` vectors. A round feeds E = replicas *
+               ktiles activation entries (one amem read a cycle, into the tiles' input
+               buffers), converts N cycles, and writes G = replicas * ngroups partial
+               sums (a psum read and, a cycle later, its write, one a cycle). Round i's
+               conversion starts at S_i = E + 1 + i*P, P = max(N, E + 2, G + 1): the
+               next round is fed while this one converts, and its sums are written while
+               the next converts. The run ends after the last round's writes: E + 1 +
+               (Q - 1)*P + N + G + 2 cycles for Q = ceil(count / replicas) rounds (0 when
+               count is 0). Every round takes the same time; a short last round only
+               reads, converts and writes less.
 REQUANT        entries + 4: one psum and parameter read a cycle into the requantiser
                pipeline (all cols lanes at once); entry i is written 4 cycles after
                its read (an empty run: 0)
-MAX            per entry: 3 (read one operand, read the other, write the maximum)
+MAX            2 per entry + 1: read one operand, read the other, and write the maximum
+               while the next entry's first operand is read (a read sees a write of the
+               same cycle, so the run behaves entry by entry); an empty run: 0
 =============  =====================================================================
 """
 
@@ -27,7 +38,7 @@ from .regmap import COUNTERS
 from .requant import requantize
 
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
-           "program_cycles", "mvm_vector_cycles", "requant_cycles", "max_entry_cycles"]
+           "program_cycles", "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles"]
 
 FETCH_DECODE_CYCLES = 3
 REQUANT_LATENCY = 4             # psum read 1 + requantiser stages 3
@@ -37,16 +48,27 @@ def program_cycles(config):
     return config.rows + 1
 
 
-def mvm_vector_cycles(config, tiles):
-    return 2 + config.steps * config.adc_share + 2 * tiles
+def mvm_round_cycles(config, ktiles, ngroups, replicas):
+    """P: cycles from one round's conversion start to the next's."""
+    feeds, writes = replicas * ktiles, replicas * ngroups
+    return max(config.steps * config.adc_share, feeds + 2, writes + 1)
+
+
+def mvm_cycles(config, count, ktiles=1, ngroups=1, replicas=1):
+    if not count:
+        return 0
+    feeds, writes = replicas * ktiles, replicas * ngroups
+    rounds = -(-count // replicas)
+    return (feeds + 1 + (rounds - 1) * mvm_round_cycles(config, ktiles, ngroups, replicas)
+            + config.steps * config.adc_share + writes + 2)
 
 
 def requant_cycles(config, entries):
     return entries + REQUANT_LATENCY if entries else 0
 
 
-def max_entry_cycles(config):
-    return 3
+def max_cycles(config, entries):
+    return 2 * entries + 1 if entries else 0
 
 
 @dataclass(frozen=True)
@@ -114,7 +136,8 @@ def _run_addresses(base, stride, count):
 class Device:
     """NumPy state of one accelerator and an interpreter of its binary programs.
 
-    Memories are public arrays: ``imem`` (words), ``wmem`` (int8 rows), ``amem`` (int8
+    Memories are public arrays: ``imem`` (words), ``wmem`` (int8 rows, ``cols`` lanes per
+    tile), ``amem`` (int8
     vectors), ``psum`` (int32 vectors), ``qmem`` (words: ``cols`` channels of
     `pack_quant_params` per entry); ``tile_weights`` holds what
     each tile has been programmed with.
@@ -125,7 +148,7 @@ class Device:
             raise TypeError(f"config must be a golden.AccelConfig, not {config!r}")
         self.config = c = config
         self.imem = np.zeros((c.imem_depth, WORDS_PER_INSTRUCTION), np.int64)
-        self.wmem = np.zeros((c.wmem_depth, c.cols), np.int64)
+        self.wmem = np.zeros((c.wmem_depth, c.tiles * c.cols), np.int64)   # a lane per tile
         self.amem = np.zeros((c.amem_depth, c.rows), np.int64)
         self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
@@ -195,52 +218,72 @@ class Device:
 
     def _program(self, ins):
         c = self.config
-        if ins.tile >= c.tiles:
+        if ins.count == 0 or ins.tile + ins.count > c.tiles:
             raise ProgramError(ErrorCode.BAD_TILE)
         if ins.src % c.rows:
             raise ProgramError(ErrorCode.MISALIGNED)
         self._check_run(ins.src, 1, c.rows, c.wmem_depth)
-        self.tile_weights[ins.tile] = self.wmem[ins.src:ins.src + c.rows]
+        lanes = self.wmem[ins.src:ins.src + c.rows].reshape(c.rows, c.tiles, c.cols)
+        tiles = slice(ins.tile, ins.tile + ins.count)
+        self.tile_weights[tiles] = lanes[:, tiles].transpose(1, 0, 2)
         k = self.counters
         k["cycles"] += program_cycles(c)
-        k["tile_programs"] += 1
-        k["wmem_reads"] += c.rows
-        k["cell_writes"] += 2 * c.rows * c.cols * c.slices
+        k["tile_programs"] += ins.count
+        k["wmem_reads"] += c.rows * ins.count           # one row of each programmed tile's lane
+        k["cell_writes"] += ins.count * 2 * c.rows * c.cols * c.slices
 
     def _mvm(self, ins):
         c = self.config
-        if ins.tile == 0 or ins.tile >> c.tiles:
+        K, G, R = ins.ktiles, ins.ngroups, ins.replicas
+        if ins.tile % K or ins.tile + ins.mvm_tiles > c.tiles:
             raise ProgramError(ErrorCode.BAD_TILE)
-        tiles = [t for t in range(c.tiles) if ins.tile >> t & 1]
-        self._check_run(ins.src, ins.src_stride, ins.count, c.amem_depth)
+        self._check_run(ins.src, ins.src_stride, ins.count, c.amem_depth,
+                        extra=ins.aux * (K - 1))
         self._check_run(ins.dst, ins.dst_stride, ins.count, c.psum_depth,
-                        extra=ins.aux * (len(tiles) - 1))
-        n, conv = ins.count, c.steps * c.adc_share
-        inputs = self.amem[_run_addresses(ins.src, ins.src_stride, n)]
-        weights = np.concatenate([self.tile_weights[tile] for tile in tiles], axis=1)
-        results = tile_products(c, inputs, weights).reshape(n, len(tiles), c.cols)
-        addresses = (ins.dst + ins.dst_stride * np.arange(n, dtype=np.int64)[:, None]
-                     + ins.aux * np.arange(len(tiles), dtype=np.int64)[None, :]).ravel()
-        results = results.reshape(-1, c.cols)
-        if len(np.unique(addresses)) == len(addresses):       # no write lands on another
-            base = self.psum[addresses] if ins.accumulate else 0
-            self.psum[addresses] = _wrap_int32(base + results)
-        else:
-            # Vector by vector, tile rank by rank: the order in which overlapping runs land.
-            for address, result in zip(addresses, results):
-                base = self.psum[address] if ins.accumulate else 0
-                self.psum[address] = _wrap_int32(base + result)
-        k, products = self.counters, n * len(tiles)
-        k["cycles"] += n * mvm_vector_cycles(c, len(tiles))
-        # Tile of rank j holds its product from the cycle after the feed to its psum write.
-        k["tile_busy_cycles"] += n * sum(conv + 2 + 2 * j for j in range(len(tiles)))
+                        extra=ins.aux2 * (G - 1))
+        n = ins.count
+        if n:
+            vectors = np.arange(n, dtype=np.int64)
+            # tiles[r, g, k]: replica r's tile for K block k and output block g
+            tiles = ins.tile + np.arange(R * G * K).reshape(R, G, K)
+            entries = (ins.src + ins.src_stride * vectors[:, None]
+                       + ins.aux * np.arange(K, dtype=np.int64)[None, :])      # (n, K)
+            inputs = self.amem[entries]                                        # (n, K, rows)
+            results = np.empty((n, G, c.cols), np.int64)
+            for r in range(min(R, n)):
+                mine = slice(r, None, R)
+                weights = self.tile_weights[tiles[r]]                          # (G, K, rows, cols)
+                if c.is_lossless:
+                    # The adder tree's sum is one product over the K tiles' stacked rows.
+                    stacked = weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols)
+                    results[mine] = (inputs[mine].reshape(-1, K * c.rows) @ stacked
+                                     ).reshape(-1, G, c.cols)
+                else:
+                    results[mine] = sum(
+                        tile_products(c, inputs[mine, k], weights[:, k].transpose(1, 0, 2)
+                                      .reshape(c.rows, G * c.cols)).reshape(-1, G, c.cols)
+                        for k in range(K))
+            addresses = (ins.dst + ins.dst_stride * vectors[:, None]
+                         + ins.aux2 * np.arange(G, dtype=np.int64)[None, :]).ravel()
+            results = results.reshape(-1, c.cols)
+            if len(np.unique(addresses)) == len(addresses):       # no write lands on another
+                base = self.psum[addresses] if ins.accumulate else 0
+                self.psum[addresses] = _wrap_int32(base + results)
+            else:
+                # Vector by vector, output block by block: the order in which the writes land.
+                for address, result in zip(addresses, results):
+                    base = self.psum[address] if ins.accumulate else 0
+                    self.psum[address] = _wrap_int32(base + result)
+        k, products = self.counters, n * K * G
+        k["cycles"] += mvm_cycles(c, n, K, G, R)
+        k["tile_busy_cycles"] += products * c.steps * c.adc_share
         k["mvm_products"] += products
         k["dac_conversions"] += products * c.rows * c.steps
         k["adc_conversions"] += products * c.cols * c.slices * c.steps
         k["cell_reads"] += products * 2 * c.rows * c.cols * c.slices * c.steps
-        k["amem_reads"] += n
-        k["psum_reads"] += products if ins.accumulate else 0
-        k["psum_writes"] += products
+        k["amem_reads"] += n * K
+        k["psum_reads"] += n * G if ins.accumulate else 0
+        k["psum_writes"] += n * G
 
     def _requant(self, ins):
         c = self.config
@@ -281,6 +324,6 @@ class Device:
             for a, b, d in zip(src, other, dst):
                 self.amem[d] = np.maximum(self.amem[a], self.amem[b])
         k = self.counters
-        k["cycles"] += n * max_entry_cycles(c)
+        k["cycles"] += max_cycles(c, n)
         k["amem_reads"] += 2 * n
         k["amem_writes"] += n

@@ -1,24 +1,23 @@
 """The instruction set: encoding, constructors and the error codes the sequencer reports.
 
-An instruction is 128 bits, stored as four little-endian 32-bit words:
-
-======  ============================================================================
-word 0  opcode [3:0], flags [7:4] (bit 4: accumulate), tile [15:8], count [31:16]
-word 1  src [15:0], src_stride [31:16]
-word 2  dst [15:0], dst_stride [31:16]
-word 3  aux [15:0], aux2 [31:16]
-======  ============================================================================
+An instruction is 128 bits, stored as four little-endian 32-bit words; `FIELDS` places
+each field (memory addresses and strides are 12 bits: no memory is deeper than 4096).
 
 HALT
     Stop; the status register reads done.
-PROGRAM tile, src
-    Write weight-staging rows ``src .. src+rows-1`` into tile ``tile``. ``src`` must be
-    a multiple of ``rows``.
-MVM tiles, count, src, src_stride, dst, dst_stride, tile_stride, accumulate
-    ``tile`` is a mask. For each vector ``i < count`` the activation entry
-    ``src + i*src_stride`` goes to every selected tile at once; the tile of rank ``j``
-    (``j``-th set bit) writes partial-sum entry ``dst + i*dst_stride + j*tile_stride``
-    (``aux`` holds ``tile_stride``), adding to it when ``accumulate`` is set (int32, wrapping).
+PROGRAM tile, count, src
+    Program the ``count`` tiles ``tile ..`` at once, each from its own lane of the weight
+    staging memory (an entry holds one ``cols``-wide row for every tile): tile ``t`` takes
+    rows ``src .. src+rows-1`` of lane ``t``. ``src`` must be a multiple of ``rows``.
+MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, accumulate
+    The ``ktiles * ngroups * replicas`` tiles from ``tile`` on (each factor a power of two,
+    held as its log2; ``tile`` a multiple of ``ktiles``). Tile ``tile + (r*ngroups + n)*ktiles
+    + k`` is replica ``r``'s tile for K block ``k`` and output block ``n``. Vector ``v <
+    count`` runs on replica ``v % replicas``: its K tiles take activation entries ``src +
+    v*src_stride + k*k_stride``, an adder tree sums their results, and output block ``n``'s
+    sum goes to partial-sum entry ``dst + v*dst_stride + n*n_stride``, added to it when
+    ``accumulate`` is set (int32, wrapping). Writes land vector by vector, then by ``n``.
+    ``aux`` and ``aux2`` hold ``k_stride`` and ``n_stride``.
 REQUANT count, src, src_stride, dst, dst_stride, qentry, lane_block
     For each ``i < count``: requantise partial-sum entry ``src + i*src_stride`` with the
     ``cols`` channels of quantisation parameters in qmem entry ``qentry`` (``aux``), all
@@ -34,7 +33,7 @@ MAX count, src, src_stride, other, other_stride, dst, dst_stride
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "WORDS_PER_INSTRUCTION",
+__all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "MAX_TILES", "WORDS_PER_INSTRUCTION",
            "halt", "program", "mvm", "requant", "vmax", "encode", "decode", "encode_program",
            "FLAG_ACCUMULATE"]
 
@@ -44,10 +43,12 @@ FLAG_ACCUMULATE = 1
 # name: (lsb, width) in the 128-bit instruction; rtl/ builds its decoder from this table.
 FIELDS = {
     "opcode": (0, 4), "flags": (4, 4), "tile": (8, 8), "count": (16, 16),
-    "src": (32, 16), "src_stride": (48, 16),
-    "dst": (64, 16), "dst_stride": (80, 16),
-    "aux": (96, 16), "aux2": (112, 16),
+    "src": (32, 12), "src_stride": (44, 12),
+    "dst": (56, 12), "dst_stride": (68, 12),
+    "aux": (80, 12), "aux2": (92, 12),
+    "ktiles_log2": (104, 4), "ngroups_log2": (108, 4), "replicas_log2": (112, 4),
 }
+MAX_TILES = 1 << FIELDS["tile"][1]     # tiles an instruction can name
 
 
 class Opcode(enum.IntEnum):
@@ -62,7 +63,7 @@ class ErrorCode(enum.IntEnum):
     """What stopped the sequencer; read from STATUS[15:8]."""
     NONE = 0
     ILLEGAL_OPCODE = 1
-    BAD_TILE = 2        # PROGRAM tile >= tiles; MVM mask empty or naming absent tiles
+    BAD_TILE = 2        # a tile range empty or past the last tile; MVM tile not a multiple of ktiles
     BAD_ADDRESS = 3     # a run reaches past the end of a memory
     MISALIGNED = 4      # PROGRAM src not a multiple of rows; REQUANT lane block >= rows/cols
     PC_OVERFLOW = 5     # ran off the end of the instruction memory without HALT
@@ -80,6 +81,9 @@ class Instruction:
     dst_stride: int = 0
     aux: int = 0
     aux2: int = 0
+    ktiles_log2: int = 0
+    ngroups_log2: int = 0
+    replicas_log2: int = 0
 
     def __post_init__(self):
         for name, (_, width) in FIELDS.items():
@@ -87,6 +91,23 @@ class Instruction:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << width:
                 raise ValueError(f"instruction field {name} must be an integer in "
                                  f"0..{(1 << width) - 1}, not {value!r}")
+
+    @property
+    def ktiles(self):
+        return 1 << self.ktiles_log2
+
+    @property
+    def ngroups(self):
+        return 1 << self.ngroups_log2
+
+    @property
+    def replicas(self):
+        return 1 << self.replicas_log2
+
+    @property
+    def mvm_tiles(self):
+        """Tiles an MVM uses: ktiles * ngroups * replicas."""
+        return 1 << (self.ktiles_log2 + self.ngroups_log2 + self.replicas_log2)
 
     @property
     def accumulate(self):
@@ -105,16 +126,25 @@ def halt():
     return Instruction(Opcode.HALT)
 
 
-def program(tile, src):
-    return Instruction(Opcode.PROGRAM, tile=tile, src=src)
+def program(tile, src, tiles=1):
+    """Program `tiles` tiles from `tile` on, each from its own wmem lane at row `src`."""
+    return Instruction(Opcode.PROGRAM, tile=tile, count=tiles, src=src)
 
 
-def mvm(tiles, count, src, dst, src_stride=1, dst_stride=1, tile_stride=0, accumulate=False):
-    """`tiles` is an iterable of tile indices or a mask."""
-    mask = tiles if isinstance(tiles, int) else sum(1 << t for t in set(tiles))
-    return Instruction(Opcode.MVM, flags=FLAG_ACCUMULATE if accumulate else 0, tile=mask,
+def _log2(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value & (value - 1):
+        raise ValueError(f"MVM {name} must be a power of two, not {value!r}")
+    return value.bit_length() - 1
+
+
+def mvm(tile, count, src, dst, src_stride=1, dst_stride=1, k_stride=0, n_stride=0,
+        ktiles=1, ngroups=1, replicas=1, accumulate=False):
+    """An MVM on the ``ktiles * ngroups * replicas`` tiles from `tile` on."""
+    return Instruction(Opcode.MVM, flags=FLAG_ACCUMULATE if accumulate else 0, tile=tile,
                        count=count, src=src, src_stride=src_stride, dst=dst,
-                       dst_stride=dst_stride, aux=tile_stride)
+                       dst_stride=dst_stride, aux=k_stride, aux2=n_stride,
+                       ktiles_log2=_log2("ktiles", ktiles), ngroups_log2=_log2("ngroups", ngroups),
+                       replicas_log2=_log2("replicas", replicas))
 
 
 def requant(count, src, dst, qentry, lane_block=0, src_stride=1, dst_stride=1):

@@ -16,7 +16,7 @@ __all__ = ["ID_VALUE", "VERSION", "CSR", "CAPABILITIES", "COUNTERS", "COUNTER_BA
            "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "decode_status", "ADDRESS_BITS"]
 
 ID_VALUE = 0x5445_5353          # "TESS"
-VERSION = 0x0001_0001           # 1.1: MAX, the pipelined REQUANT and the CHECK cycle
+VERSION = 0x0002_0000           # 2.0: tile ranges, K-reduction, replication, pipelined MVM and MAX
 ADDRESS_BITS = 23
 WINDOW_SPAN = 0x10_0000     # 1 MiB per memory window
 
@@ -39,7 +39,7 @@ STATUS_ERROR = 1 << 2
 COUNTER_BASE = 0x100
 COUNTERS = (
     "cycles",               # cycles from start to HALT or error
-    "tile_busy_cycles",     # summed over tiles: cycles holding a product in flight
+    "tile_busy_cycles",     # summed over tiles: cycles converting (steps x adc_share per product)
     "instructions",         # instructions executed, HALT included
     "tile_programs",        # PROGRAM instructions
     "mvm_products",         # vector x tile products
@@ -115,7 +115,8 @@ def memory_windows(config):
     """The memory windows of `config`, by name."""
     windows = [
         MemoryWindow("imem", 1 * WINDOW_SPAN, config.imem_depth, 32, 4),
-        MemoryWindow("wmem", 2 * WINDOW_SPAN, config.wmem_depth, WEIGHT_BITS, config.cols),
+        MemoryWindow("wmem", 2 * WINDOW_SPAN, config.wmem_depth, WEIGHT_BITS,
+                     config.tiles * config.cols),
         MemoryWindow("amem", 3 * WINDOW_SPAN, config.amem_depth, INPUT_BITS, config.rows),
         MemoryWindow("psum", 4 * WINDOW_SPAN, config.psum_depth, ACC_BITS, config.cols),
         MemoryWindow("qmem", 5 * WINDOW_SPAN, config.qmem_depth, 32, 4 * config.cols),

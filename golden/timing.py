@@ -13,14 +13,14 @@ def tile_program_cycles(config, rows=None):
 
 
 def tile_mvm_cycles(config):
-    """Cycles from the input vector's handshake to its result becoming valid.
-
-    One cycle per conversion slot (``steps * adc_share``), plus one to present the result.
-    """
+    """Cycles from a product's start to its result: the start cycle loads the staged
+    input, then one cycle per conversion slot (``steps * adc_share``); the result is
+    held from the cycle after the last slot."""
     return config.steps * config.adc_share + 1
 
 
 def tile_mvm_interval(config):
-    """Cycles between products when inputs are always valid and the output always ready:
-    the result's handshake cycle also accepts the next input, so no cycle is added."""
-    return tile_mvm_cycles(config)
+    """The shortest interval between starts: one conversion, ``steps * adc_share``. The
+    next input is staged while the current one converts and a start in the last slot
+    continues with no gap."""
+    return config.steps * config.adc_share

@@ -1,6 +1,6 @@
 """The accelerator top: memories, sequencer (with the tiles), CSRs, counters, AXI4-Lite."""
 
-from amaranth.hdl import Cat, Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -14,6 +14,22 @@ from .sequencer import Sequencer
 __all__ = ["Accelerator"]
 
 WINDOW_SHIFT = (regmap.WINDOW_SPAN - 1).bit_length()
+
+
+def _write_through(m, name, read, write, granularity):
+    """The read port's data, with the lanes written at its address in the cycle of the
+    read replaced by what was written. The sequencer reads amem and psum in the cycle it
+    writes them (pipelined MAX and MVM writes); this makes the run behave entry by entry,
+    as golden.device does. (Done here rather than as a transparent port: Yosys's ECP5
+    memory mapping asserts on a transparent port with byte lanes.)"""
+    hit = Signal(name=f"{name}_write_hit")
+    written = Signal.like(write.data, name=f"{name}_written")
+    lanes = Signal.like(write.en, name=f"{name}_written_lanes")
+    m.d.sync += [hit.eq(read.en & write.en.any() & (read.addr == write.addr)),
+                 written.eq(write.data), lanes.eq(write.en)]
+    return Cat(Mux(hit & lanes[i], written[i * granularity:(i + 1) * granularity],
+                   read.data[i * granularity:(i + 1) * granularity])
+               for i in range(len(write.en)))
 
 
 class Accelerator(wiring.Component):
@@ -46,7 +62,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [seq.start.eq(start), self.done.eq(seq.done | seq.error)]
 
         # Memories: one read and one write port each, the host's while the sequencer idles.
-        shapes = {"imem": (128, 32), "wmem": (c.cols * WEIGHT_BITS, 8),
+        shapes = {"imem": (128, 32), "wmem": (c.tiles * c.cols * WEIGHT_BITS, 8),
                   "amem": (c.rows * INPUT_BITS, 8), "psum": (c.cols * ACC_BITS, 32),
                   "qmem": (c.cols * 128, 32)}
         ports = {}
@@ -80,7 +96,10 @@ class Accelerator(wiring.Component):
         host_may_access = ~seq.running
         for name, (read, write, granularity) in ports.items():
             addr, en, data_ = seq_read[name]
-            m.d.comb += data_.eq(read.data)
+            if name in ("amem", "psum"):
+                m.d.comb += data_.eq(_write_through(m, name, read, write, granularity))
+            else:
+                m.d.comb += data_.eq(read.data)
             with m.If(seq.running):
                 m.d.comb += [read.addr.eq(addr), read.en.eq(en)]
                 if name in seq_write:

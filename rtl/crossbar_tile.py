@@ -59,13 +59,19 @@ def weight_row_layout(cols):
 
 class CrossbarTile(wiring.Component):
     """A crossbar tile; bit-exact with :func:`golden.crossbar_mvm`, timed by
-    :func:`golden.tile_mvm_cycles` and :func:`golden.tile_program_cycles`.
+    :func:`golden.tile_mvm_cycles`, :func:`golden.tile_mvm_interval` and
+    :func:`golden.tile_program_cycles`.
 
     Each int8 weight is held as differential cell pairs (``w+``/``w-`` magnitudes cut into
     ``cell_bits`` slices). An input vector is applied MSB-first, ``dac_bits`` per step (the
     first step carries the sign and is applied as a signed level); each column's signed count
     goes through a saturating ADC and is shift-added into an int32 (Horner order, so no
     barrel shifter). Groups of ``adc_share`` columns share the ADCs, one column a cycle.
+
+    Inputs are double-buffered: the next vector is staged while the current one converts,
+    and ``start`` in a conversion's last cycle begins the next one with no gap, so a tile
+    started every ``steps * adc_share`` cycles converts every cycle. The sequencer times
+    the starts (every tile of an MVM in lockstep, see :mod:`golden.device`).
 
     Parameters
     ----------
@@ -74,14 +80,19 @@ class CrossbarTile(wiring.Component):
     Attributes
     ----------
     w_stream : In(stream.Signature(StructLayout(row, weights)))
-        Programs one weight row per transfer. Accepted only while idle; it takes
-        priority over ``i_stream`` in the same cycle.
+        Programs one weight row per transfer; ready while not converting.
     i_stream : In(stream.Signature(ArrayLayout(signed(8), rows)))
-        Input vectors.
-    o_stream : Out(stream.Signature(ArrayLayout(signed(32), cols)))
-        Column results, in input order. Back-pressure stalls the tile.
-    busy : Out(1)
-        A product is in flight (accepted and not yet handed over).
+        Stages the next input vector (always ready; a transfer replaces a staged vector
+        not yet started).
+    start : In(1)
+        Convert the staged vector, from the next cycle on. Taken while idle or in the
+        last cycle of a conversion; ignored otherwise.
+    result : Out(ArrayLayout(signed(32), cols))
+        The last product's column results, held until the next product's replace them.
+    finishing : Out(1)
+        The last conversion cycle of a product: ``result`` takes it at the end of this cycle.
+    done : Out(1)
+        ``result`` took a new product (``tile_mvm_cycles`` after its start).
     converting : Out(1)
         The ADCs convert this cycle (``adc_groups * slices`` conversions).
     step_start : Out(1)
@@ -97,8 +108,10 @@ class CrossbarTile(wiring.Component):
         super().__init__({
             "w_stream": In(stream.Signature(weight_row_layout(config.cols))),
             "i_stream": In(stream.Signature(data.ArrayLayout(signed(INPUT_BITS), config.rows))),
-            "o_stream": Out(stream.Signature(data.ArrayLayout(signed(ACC_BITS), config.cols))),
-            "busy": Out(1),
+            "start": In(1),
+            "result": Out(data.ArrayLayout(signed(ACC_BITS), config.cols)),
+            "finishing": Out(1),
+            "done": Out(1),
             "converting": Out(1),
             "step_start": Out(1),
         })
@@ -115,6 +128,7 @@ class CrossbarTile(wiring.Component):
         # Datapath registers take no reset: each is loaded before it is read, and the cells
         # keep their weights across a soft reset (golden.Device.soft_reset). A reset would
         # be a net to every flip-flop of the array: nextpnr's most congested net.
+        staged = [Signal(INPUT_BITS, name=f"staged_r{r}", reset_less=True) for r in range(cfg.rows)]
         inputs = [Signal(INPUT_BITS, name=f"input_r{r}", reset_less=True) for r in range(cfg.rows)]
         first_step = Signal()
         step = Signal(range(cfg.steps))
@@ -122,9 +136,15 @@ class CrossbarTile(wiring.Component):
         # Only as wide as a result can be (22 bits by default), sign-extended on the way out.
         acc = [Signal(signed(cfg.result_bits), name=f"acc_c{c}", reset_less=True)
                for c in range(cfg.cols)]
+        results = [Signal(signed(cfg.result_bits), name=f"result_c{c}", reset_less=True)
+                   for c in range(cfg.cols)]
         last_slot = (step == cfg.steps - 1) & (phase == cfg.adc_share - 1)
         top = slice(INPUT_BITS - cfg.dac_bits, INPUT_BITS)
         chunks = [inputs[r][top] for r in range(cfg.rows)]
+
+        m.d.comb += self.i_stream.ready.eq(1)
+        with m.If(self.i_stream.valid):
+            m.d.sync += [staged[r].eq(self.i_stream.payload[r]) for r in range(cfg.rows)]
 
         if cfg.is_lossless:
             slot_sums = self._exact_columns(m, chunks, first_step, phase)
@@ -137,40 +157,38 @@ class CrossbarTile(wiring.Component):
             m.d.comb += slot_sum.eq(value)
             for p in range(cfg.adc_share):
                 c = group * cfg.adc_share + p
-                with m.If(self.busy & ~self.o_stream.valid & (phase == p)):
-                    m.d.sync += acc[c].eq((acc[c] << cfg.dac_bits) + slot_sum)
+                # The first step starts from zero: no clear between back-to-back products.
+                total = Mux(first_step, 0, acc[c] << cfg.dac_bits) + slot_sum
+                with m.If(self.converting & (phase == p)):
+                    m.d.sync += acc[c].eq(total)
+                with m.If(self.converting & last_slot):
+                    # Columns of the last phase finish now; the others already have.
+                    m.d.sync += results[c].eq(total if p == cfg.adc_share - 1 else acc[c])
 
-        m.d.comb += [self.o_stream.payload[c].eq(acc[c]) for c in range(cfg.cols)]
+        m.d.comb += [self.result[c].eq(results[c]) for c in range(cfg.cols)]
+        m.d.comb += self.finishing.eq(self.converting & last_slot)
+        m.d.sync += self.done.eq(self.finishing)
 
-        def accept_input():
-            m.d.sync += [inputs[r].eq(self.i_stream.payload[r]) for r in range(cfg.rows)]
-            m.d.sync += [a.eq(0) for a in acc]
+        def start():
+            m.d.sync += [inputs[r].eq(staged[r]) for r in range(cfg.rows)]
             m.d.sync += [first_step.eq(1), step.eq(0), phase.eq(0)]
+            m.next = "CONVERT"
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.w_stream.ready.eq(1),
-                             self.i_stream.ready.eq(~self.w_stream.valid)]
-                with m.If(self.i_stream.valid & self.i_stream.ready):
-                    accept_input()
-                    m.next = "CONVERT"
+                m.d.comb += self.w_stream.ready.eq(1)
+                with m.If(self.start):
+                    start()
             with m.State("CONVERT"):
-                m.d.comb += [self.busy.eq(1), self.converting.eq(1),
-                             self.step_start.eq(phase == 0)]
+                m.d.comb += [self.converting.eq(1), self.step_start.eq(phase == 0)]
                 with m.If(phase == cfg.adc_share - 1):
                     m.d.sync += [phase.eq(0), step.eq(step + 1), first_step.eq(0)]
                     m.d.sync += [inputs[r].eq(inputs[r] << cfg.dac_bits) for r in range(cfg.rows)]
                 with m.Else():
                     m.d.sync += phase.eq(phase + 1)
                 with m.If(last_slot):
-                    m.next = "RESULT"
-            with m.State("RESULT"):
-                m.d.comb += [self.busy.eq(1), self.o_stream.valid.eq(1),
-                             self.i_stream.ready.eq(self.o_stream.ready)]
-                with m.If(self.o_stream.ready):
-                    with m.If(self.i_stream.valid):
-                        accept_input()
-                        m.next = "CONVERT"
+                    with m.If(self.start):
+                        start()
                     with m.Else():
                         m.next = "IDLE"
         return m

@@ -17,12 +17,12 @@ def ecp5_synthesis(memories="t:$mem_v2 n:core.accelerator.* %i"):
     the accelerator's memories in the design's hierarchy.
 
     synth_ecp5 runs up to its RAM mapping and, after the steps below, from its cell
-    mapping on. The accelerator's memories never see a read and a write in the same
-    cycle (the host makes one access a cycle and only while the sequencer idles; the
-    sequencer reads and writes a memory in different states), so Yosys is told not to
-    emulate read-first behaviour on the block RAMs: that costs a register and a
-    multiplexer per data bit (2,048 for qmem) and a net from the bus's write data to all
-    of them. LUTs are mapped by classic ABC: Yosys 0.70's ABC9 fails an internal
+    mapping on. Nothing uses what a block RAM reads while the same cycle writes that
+    entry (the host makes one access a cycle and only while the sequencer idles; where
+    the sequencer reads an amem or psum entry it writes in that cycle, the accelerator's
+    write-through register answers), so Yosys is told not to emulate read-first
+    behaviour on the block RAMs: that costs a register and a multiplexer per data bit
+    (2,048 for qmem) and a net from the bus's write data to all of them. LUTs are mapped by classic ABC: Yosys 0.70's ABC9 fails an internal
     assertion (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on configs of two
     or more 16x16 tiles, and synth_ecp5 no longer has a switch for the classic flow.
     """

@@ -2,12 +2,12 @@
 every counted event. It owns the tiles; the memories belong to the top, which shares
 their ports with the host while the sequencer is idle."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
-from golden.isa import FIELDS, ErrorCode, Opcode
+from golden.isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode
 from golden.regmap import COUNTERS
 
 from .crossbar_tile import CrossbarTile
@@ -17,13 +17,15 @@ __all__ = ["Sequencer", "instruction_layout", "quant_layout"]
 
 
 def instruction_layout():
-    """The 128-bit instruction as a Struct, built from golden.isa.FIELDS."""
+    """The 128-bit instruction as a Struct, built from golden.isa.FIELDS (bits no field
+    names are `unused`)."""
     fields, position = {}, 0
     for name, (lsb, width) in sorted(FIELDS.items(), key=lambda item: item[1][0]):
         if lsb != position:
             raise AssertionError(f"gap before instruction field {name}")
         fields[name] = unsigned(width)
         position = lsb + width
+    fields["unused"] = unsigned(32 * WORDS_PER_INSTRUCTION - position)
     return data.StructLayout(fields)
 
 
@@ -51,7 +53,8 @@ class Sequencer(wiring.Component):
     error_code : Out(8)
     error_pc : Out(16)
     <mem>_addr, <mem>_en, <mem>_data :
-        Read ports of imem, wmem, amem, psum, qmem (data arrives a cycle after en).
+        Read ports of imem, wmem, amem, psum, qmem (data arrives a cycle after en; the amem
+        and psum ports see a write of the same cycle). A wmem entry is a row for every tile.
     amem_waddr, amem_wen (one bit per lane), amem_wdata; psum_waddr, psum_wen, psum_wdata :
         Write ports.
     events : Out(StructLayout(counter name -> increment))
@@ -67,7 +70,7 @@ class Sequencer(wiring.Component):
             "error_code": Out(8), "error_pc": Out(16),
             "imem_addr": Out(_bits(c.imem_depth)), "imem_en": Out(1), "imem_data": In(128),
             "wmem_addr": Out(_bits(c.wmem_depth)), "wmem_en": Out(1),
-            "wmem_data": In(c.cols * WEIGHT_BITS),
+            "wmem_data": In(c.tiles * c.cols * WEIGHT_BITS),
             "amem_addr": Out(_bits(c.amem_depth)), "amem_en": Out(1),
             "amem_data": In(c.rows * INPUT_BITS),
             "psum_addr": Out(_bits(c.psum_depth)), "psum_en": Out(1),
@@ -97,23 +100,21 @@ class Sequencer(wiring.Component):
         # Run addresses need only the memories' address bits: CHECK has proved every
         # address of the run in range (the increment after the last one may wrap).
         address_bits = _bits(max(c.wmem_depth, c.amem_depth, c.psum_depth))
-        count = Signal(16)                    # vectors or entries still to go
+        count = Signal(16)                    # entries (REQUANT, MAX) or vectors (MVM feeds) to go
         src = Signal(address_bits)
         dst = Signal(address_bits)
-        tile_addr = Signal(address_bits)       # psum entry of the current tile rank
-        remaining = Signal(c.tiles)            # MVM: selected tiles not yet written back
         step = Signal(range(c.rows + 1))          # PROGRAM row
         to_read = Signal(16)                   # REQUANT entries not yet read
         in_flight = Signal(1 + Requantizer.latency)   # REQUANT: an entry at each stage
         other = Signal(address_bits)           # MAX: the second operand's entry
         first_operand = Signal(c.rows * INPUT_BITS)
+        max_pending = Signal()                 # MAX: an entry's maximum is due for writing
 
         # Run ends: DECODE registers them, CHECK compares (golden.device, in order).
         # Multiplying only the bits an in-range run can have keeps the products small.
         word = data.View(instruction_layout(), self.imem_data)
         bits = _bits(max(c.imem_depth, c.wmem_depth, c.amem_depth, c.psum_depth, c.qmem_depth))
         ends_width = 2 * bits + 2
-        selected = sum(word.tile[t] for t in range(c.tiles))
 
         def run_end(base, stride, count):
             """base + stride * (count - 1), or all ones when that is past any memory."""
@@ -123,36 +124,137 @@ class Sequencer(wiring.Component):
             end = base[:bits] + stride[:bits] * span[:bits]
             return Mux(beyond, (1 << ends_width) - 1, end)
 
+        tile_bits = _bits(c.tiles) + 1
+
+        def lane_span(stride, log2):
+            """stride * (2**log2 - 1), or all ones when that is past any memory. Only a
+            range of at most `tiles` tiles matters (CHECK refuses the rest first)."""
+            small = log2[:_bits(tile_bits + 1)]
+            beyond = ((stride >> bits) != 0) & (small != 0)
+            return Mux(beyond, (1 << ends_width) - 1, (stride[:bits] << small) - stride[:bits])
+        log_bits = len(word.ktiles_log2) + 2
+        mvm_log = Signal(log_bits)             # log2 of the tiles an MVM uses
         src_end = Signal(ends_width)
         other_end = Signal(ends_width)         # MAX: aux + aux2 * (count - 1)
         dst_end = Signal(ends_width)
-        rank_span = Signal(ends_width)         # MVM: psum offset of the last tile rank
+        k_span = Signal(ends_width)            # MVM: aux * (ktiles - 1)
+        n_span = Signal(ends_width)            # MVM: aux2 * (ngroups - 1)
         decode_ends = [src_end.eq(run_end(word.src, word.src_stride, word.count)),
                        other_end.eq(run_end(word.aux, word.aux2, word.count)),
                        dst_end.eq(run_end(word.dst, word.dst_stride, word.count)),
-                       rank_span.eq(run_end(Const(0, 16), word.aux, selected))]
+                       k_span.eq(lane_span(word.aux, word.ktiles_log2)),
+                       n_span.eq(lane_span(word.aux2, word.ngroups_log2)),
+                       mvm_log.eq(word.ktiles_log2 + word.ngroups_log2 + word.replicas_log2)]
 
         def past(end, depth):
             return (ins.count != 0) & (end >= depth)
 
-        bad_tile_program = ins.tile >= c.tiles
-        bad_tile_mvm = (ins.tile[:c.tiles] == 0) | (ins.tile >> c.tiles != 0)
+        bad_tile_program = (ins.count == 0) | (ins.tile + ins.count > c.tiles)
+        misaligned_tile = (ins.tile & ((Const(1, 9) << ins.ktiles_log2[:4]) - 1)[:8]) != 0
+        bad_tile_mvm = (misaligned_tile | (mvm_log >= tile_bits)
+                        | (ins.tile + (Const(1, tile_bits + 1) << mvm_log[:_bits(tile_bits + 1)])
+                           > c.tiles))
         misaligned_program = (ins.src % c.rows) != 0
         bad_addr_program = ins.src + c.rows - 1 >= c.wmem_depth
-        bad_addr_mvm = past(src_end, c.amem_depth) | past(dst_end + rank_span, c.psum_depth)
+        bad_addr_mvm = past(src_end + k_span, c.amem_depth) | past(dst_end + n_span, c.psum_depth)
         misaligned_requant = ins.aux2 >= c.rows // c.cols
         bad_addr_requant = (past(src_end, c.psum_depth) | past(dst_end, c.amem_depth)
                             | (ins.aux >= c.qmem_depth))
         bad_addr_max = (past(src_end, c.amem_depth) | past(other_end, c.amem_depth)
                         | past(dst_end, c.amem_depth))
 
-        # The tile of the lowest remaining rank, one-hot.
-        current = Signal(c.tiles)
-        m.d.comb += current.eq(remaining & (~remaining + 1))
-        current_result = Signal(c.cols * ACC_BITS)
-        for t, tile in enumerate(tiles):
-            with m.If(current[t]):
-                m.d.comb += current_result.eq(tile.o_stream.payload)
+        # MVM shape, fixed at CHECK: each tile's place in the range (golden.isa: tile
+        # first + (r * ngroups + n) * ktiles + k), and the round's feeds, writes and period.
+        klog, nlog, rlog = ins.ktiles_log2, ins.ngroups_log2, ins.replicas_log2
+        n_conv = c.steps * c.adc_share
+        # Widths from the config: a legal MVM's E and G are at most `tiles`.
+        round_bits = (2 * c.tiles + n_conv + 4).bit_length()
+        feeds = Signal(tile_bits + 1)          # E = replicas * ktiles
+        writes = Signal(tile_bits + 1)         # G = replicas * ngroups
+        period = Signal(round_bits)            # P = max(N, E + 2, G + 1)
+        k_last = Signal(tile_bits)             # ktiles - 1
+        n_last = Signal(tile_bits)             # ngroups - 1
+        round_vectors = Signal(tile_bits + 1)  # replicas
+        in_mvm = Signal(c.tiles)               # tiles of the range
+        slot = [Signal(tile_bits, name=f"slot_t{t}") for t in range(c.tiles)]     # r * K + k
+        replica = [Signal(tile_bits, name=f"replica_t{t}") for t in range(c.tiles)]
+        check_shape = []
+        for t in range(c.tiles):
+            offset = (Const(t, tile_bits + 1) - ins.tile)[:tile_bits]
+            k = offset & ((Const(1, tile_bits) << klog) - 1)
+            r = offset >> (klog + nlog)
+            check_shape += [in_mvm[t].eq((t >= ins.tile) & (r < (Const(1, tile_bits + 1) << rlog))),
+                            slot[t].eq((r << klog) | k), replica[t].eq(r)]
+        # Only a legal shape matters (CHECK refuses the rest): log2 E, log2 G < tile_bits.
+        e_value = (Const(1, tile_bits + 1) << (rlog + klog)[:_bits(tile_bits + 1)])[:tile_bits + 1]
+        g_value = (Const(1, tile_bits + 1) << (rlog + nlog)[:_bits(tile_bits + 1)])[:tile_bits + 1]
+        longest = Mux(e_value + 2 > g_value + 1, e_value + 2, g_value + 1)
+        one = Const(1, tile_bits + 1)
+        check_shape += [feeds.eq(e_value), writes.eq(g_value),
+                        period.eq(Mux(longest > n_conv, longest, n_conv)),
+                        k_last.eq((one << klog[:_bits(tile_bits + 1)]) - 1),
+                        n_last.eq((one << nlog[:_bits(tile_bits + 1)]) - 1),
+                        round_vectors.eq(one << rlog[:_bits(tile_bits + 1)])]
+
+        # Round engines of an MVM (golden.device's timing contract). `cycle` counts from
+        # the last start (from 1 on entry); feeds run at cycles 1..E of it, a start at E + 2
+        # for the first round and at P after, the writes from the cycle the tiles are done.
+        cycle = Signal(round_bits)
+        started_any = Signal()
+        # A round's vectors (at most `replicas`) and whether it is the run's last pass from
+        # the feed to the start to the writes; only the feed counts what is left.
+        feed_round_vectors = Signal(tile_bits + 1)
+        start_pending = Signal()               # a fed round waits for its start
+        start_vectors = Signal(tile_bits + 1)
+        start_last = Signal()
+        conv_vectors = Signal(tile_bits + 1)   # the round converting
+        conv_last = Signal()
+        feed_index = Signal(tile_bits + 1)     # slot of the next feed (r * K + k)
+        feed_k = Signal(tile_bits)
+        feed_r = Signal(tile_bits + 1)
+        # After a round's last vector, the vector's entry is the next round's first.
+        feed_vector = Signal(address_bits)     # entry of (vector v, K block 0)
+        feed_addr = Signal(address_bits)
+        latch_valid = Signal()                 # the entry read last cycle goes to ...
+        latch_slot = Signal(tile_bits + 1)     # ... the tiles of this slot
+        wb_vectors = Signal(tile_bits + 1)     # the round being written
+        wb_last = Signal()
+        wb_active = Signal()
+        wb_index = Signal(tile_bits + 1)       # group of the next psum read (r * G + n)
+        wb_n = Signal(tile_bits)
+        wb_r = Signal(tile_bits + 1)
+        wb_vector = Signal(address_bits)       # entry of (vector v, output block 0)
+        wb_addr = Signal(address_bits)
+        write_valid = Signal()                 # a psum write this cycle, of ...
+        write_enable = Signal()                # ... a vector of the run (not past count)
+        write_group = Signal(tile_bits + 1)
+        write_addr = Signal(address_bits)
+        write_last = Signal()                  # the run's last write
+        tree_base = Signal(range(2 * (1 << (c.tiles - 1).bit_length()) + 1))
+
+        # The adder tree: level L sums tiles i * 2**L .. (i + 1) * 2**L - 1 (int32, wrapping);
+        # group g of an MVM is node (log2 ktiles, first / ktiles + g), aligned by CHECK.
+        width = 1 << (c.tiles - 1).bit_length()
+        level = [Cat(tile.result[k].as_signed()[:ACC_BITS] for k in range(c.cols))
+                 for tile in tiles] + [Const(0, c.cols * ACC_BITS)] * (width - c.tiles)
+        nodes, offsets = [], []
+        while True:
+            offsets.append(len(nodes))
+            nodes += level
+            if len(level) == 1:
+                break
+            level = [Cat((a[k * ACC_BITS:(k + 1) * ACC_BITS] + b[k * ACC_BITS:(k + 1) * ACC_BITS])
+                         [:ACC_BITS] for k in range(c.cols))
+                     for a, b in zip(level[0::2], level[1::2])]
+        node_select = Signal(range(len(nodes) + 1))
+        group_sum = Signal(c.cols * ACC_BITS)
+        with m.Switch(node_select):
+            for i, node in enumerate(nodes):
+                with m.Case(i):
+                    m.d.comb += group_sum.eq(node)
+        level_offset = Array(Const(offsets[min(L, len(offsets) - 1)], len(tree_base))
+                             for L in range(1 << len(klog)))
+        check_shape.append(tree_base.eq(level_offset[klog] + (ins.tile >> klog)))
 
         # One requantiser per lane, on the partial-sum and parameter entries just read.
         for k, rq in enumerate(requantizers):
@@ -165,24 +267,26 @@ class Sequencer(wiring.Component):
 
         # Events measured from the datapath, not from the instruction stream.
         ev = self.events
-        busy = [tile.busy for tile in tiles]
         converting = [tile.converting for tile in tiles]
         step_starts = [tile.step_start for tile in tiles]
         cell_writes = [tile.w_stream.valid & tile.w_stream.ready for tile in tiles]
-        products = [tile.i_stream.valid & tile.i_stream.ready for tile in tiles]
         m.d.comb += [
             ev.cycles.eq(self.running),
-            ev.tile_busy_cycles.eq(sum(busy)),
-            ev.mvm_products.eq(sum(products)),
+            ev.tile_busy_cycles.eq(sum(converting)),
             ev.dac_conversions.eq(sum(step_starts) * c.rows),
             ev.adc_conversions.eq(sum(converting) * (c.adc_groups * c.slices)),
             ev.cell_reads.eq(sum(converting) * (2 * c.rows * c.adc_groups * c.slices)),
             ev.cell_writes.eq(sum(cell_writes) * (2 * c.cols * c.slices)),
-            ev.imem_reads.eq(self.imem_en), ev.wmem_reads.eq(self.wmem_en),
+            ev.tile_programs.eq(0),
+            ev.imem_reads.eq(self.imem_en), ev.wmem_reads.eq(sum(cell_writes)),
             ev.amem_reads.eq(self.amem_en), ev.amem_writes.eq(self.amem_wen.any()),
             ev.psum_reads.eq(self.psum_en), ev.psum_writes.eq(self.psum_wen),
             ev.qmem_reads.eq(self.qmem_en),
         ]
+        tile_starts = Signal(c.tiles)
+        for t, tile in enumerate(tiles):
+            m.d.comb += tile.start.eq(tile_starts[t])
+        m.d.comb += ev.mvm_products.eq(sum(tile_starts))
 
         def stop(code):
             m.d.sync += [self.running.eq(0), self.error.eq(1), self.error_code.eq(code),
@@ -213,9 +317,15 @@ class Sequencer(wiring.Component):
 
             with m.State("CHECK"):
                 m.d.sync += [count.eq(ins.count), to_read.eq(ins.count), src.eq(ins.src),
-                             other.eq(ins.aux),
-                             dst.eq(ins.dst), tile_addr.eq(ins.dst), step.eq(0),
-                             remaining.eq(ins.tile[:c.tiles]), in_flight.eq(0)]
+                             other.eq(ins.aux), dst.eq(ins.dst), step.eq(0), in_flight.eq(0),
+                             max_pending.eq(0), check_shape,
+                             cycle.eq(1), started_any.eq(0), start_pending.eq(0),
+                             feed_index.eq(0), feed_k.eq(0),
+                             feed_r.eq(0), feed_vector.eq(ins.src), feed_addr.eq(ins.src),
+                             latch_valid.eq(0),
+                             wb_active.eq(0), wb_index.eq(0),
+                             wb_n.eq(0), wb_r.eq(0), wb_vector.eq(ins.dst), wb_addr.eq(ins.dst),
+                             write_valid.eq(0)]
                 valid = Signal()
 
                 def dispatch(checks, state, skip_empty_run=True):
@@ -244,73 +354,115 @@ class Sequencer(wiring.Component):
                                   (misaligned_program, ErrorCode.MISALIGNED),
                                   (bad_addr_program, ErrorCode.BAD_ADDRESS)],
                                  "PROGRAM", skip_empty_run=False)
-                        m.d.comb += ev.tile_programs.eq(valid)
                     with m.Case(Opcode.MVM):
                         dispatch([(bad_tile_mvm, ErrorCode.BAD_TILE),
-                                  (bad_addr_mvm, ErrorCode.BAD_ADDRESS)], "MVM_READ")
+                                  (bad_addr_mvm, ErrorCode.BAD_ADDRESS)], "MVM")
                     with m.Case(Opcode.REQUANT):
                         dispatch([(misaligned_requant, ErrorCode.MISALIGNED),
                                   (bad_addr_requant, ErrorCode.BAD_ADDRESS)], "REQUANT")
                     with m.Case(Opcode.MAX):
-                        dispatch([(bad_addr_max, ErrorCode.BAD_ADDRESS)], "MAX_READ_FIRST")
+                        dispatch([(bad_addr_max, ErrorCode.BAD_ADDRESS)], "MAX_FIRST")
                     with m.Default():
                         stop(ErrorCode.ILLEGAL_OPCODE)
                 m.d.comb += ev.instructions.eq(valid)
 
-            # PROGRAM: rows + 1 cycles; row k is read at cycle k and written at k + 1.
+            # PROGRAM: rows + 1 cycles; row k is read at cycle k and written at k + 1, into
+            # every tile of the range from its own lane.
             with m.State("PROGRAM"):
                 with m.If(step < c.rows):
                     m.d.comb += [self.wmem_en.eq(1), self.wmem_addr.eq(src + step)]
+                with m.If(step == 1):                        # each tile's first row
+                    m.d.comb += ev.tile_programs.eq(sum(cell_writes))
                 with m.If(step != 0):
+                    lane_bits = c.cols * WEIGHT_BITS
                     for t, tile in enumerate(tiles):
-                        m.d.comb += [tile.w_stream.valid.eq(ins.tile == t),
+                        m.d.comb += [tile.w_stream.valid.eq((t >= ins.tile)
+                                                            & (t < ins.tile + ins.count)),
                                      tile.w_stream.payload.row.eq(step - 1),
-                                     tile.w_stream.payload.weights.eq(self.wmem_data)]
+                                     tile.w_stream.payload.weights.eq(
+                                         self.wmem_data[t * lane_bits:(t + 1) * lane_bits])]
                 m.d.sync += step.eq(step + 1)
                 with m.If(step == c.rows):
                     next_instruction()
 
-            # MVM, per vector: read, feed, convert, then read/write psum per tile rank.
-            with m.State("MVM_READ"):
-                m.d.comb += [self.amem_en.eq(1), self.amem_addr.eq(src)]
-                m.d.sync += [src.eq(src + ins.src_stride), tile_addr.eq(dst),
-                             remaining.eq(ins.tile[:c.tiles])]
-                m.next = "MVM_FEED"
-            with m.State("MVM_FEED"):
-                for t, tile in enumerate(tiles):
-                    m.d.comb += [tile.i_stream.valid.eq(remaining[t]),
-                                 tile.i_stream.payload.eq(self.amem_data)]
-                m.next = "MVM_WAIT"
-            with m.State("MVM_WAIT"):
-                result_valid = Cat(tile.o_stream.valid & current[t]
-                                   for t, tile in enumerate(tiles)).any()
-                with m.If(result_valid):
-                    m.d.comb += [self.psum_en.eq(ins.flags[0]), self.psum_addr.eq(tile_addr)]
-                    m.next = "MVM_WRITE"
-            with m.State("MVM_PSUM_READ"):
-                m.d.comb += [self.psum_en.eq(ins.flags[0]), self.psum_addr.eq(tile_addr)]
-                m.next = "MVM_WRITE"
-            with m.State("MVM_WRITE"):
-                accumulate = ins.flags[0]
-                lanes = []
-                for k in range(c.cols):
-                    old = self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]
-                    new = current_result[k * ACC_BITS:(k + 1) * ACC_BITS]
-                    lanes.append((new + (old & accumulate.replicate(ACC_BITS)))[:ACC_BITS])
-                m.d.comb += [self.psum_wen.eq(1), self.psum_waddr.eq(tile_addr),
-                             self.psum_wdata.eq(Cat(lanes))]
-                for t, tile in enumerate(tiles):
-                    m.d.comb += tile.o_stream.ready.eq(current[t])
-                m.d.sync += [remaining.eq(remaining & ~current),
-                             tile_addr.eq(tile_addr + ins.aux)]
-                with m.If((remaining & ~current) != 0):
-                    m.next = "MVM_PSUM_READ"
-                with m.Else():
-                    m.d.sync += [count.eq(count - 1), dst.eq(dst + ins.dst_stride)]
-                    with m.If(count == 1):
-                        next_instruction()
+            # MVM: three engines over rounds of `replicas` vectors (feed, start, write).
+            with m.State("MVM"):
+                m.d.sync += cycle.eq(cycle + 1)
+                # Feed: slot e = r * K + k of the next round reads entry
+                # src + v * src_stride + k * k_stride (v = round * R + r), if v < count.
+                feeding = (cycle >= 1) & (cycle <= feeds) & (count != 0)
+                m.d.comb += feed_round_vectors.eq(Mux(count > round_vectors, round_vectors,
+                                                      count))
+                with m.If(feeding):
+                    active = feed_r < feed_round_vectors
+                    m.d.comb += [self.amem_en.eq(active), self.amem_addr.eq(feed_addr)]
+                    m.d.sync += [latch_valid.eq(active), latch_slot.eq(feed_index),
+                                 feed_index.eq(feed_index + 1)]
+                    with m.If(feed_k == k_last):
+                        m.d.sync += [feed_k.eq(0), feed_r.eq(feed_r + 1),
+                                     feed_vector.eq(feed_vector + ins.src_stride),
+                                     feed_addr.eq(feed_vector + ins.src_stride)]
                     with m.Else():
-                        m.next = "MVM_READ"
+                        m.d.sync += [feed_k.eq(feed_k + 1), feed_addr.eq(feed_addr + ins.aux)]
+                    with m.If(cycle == feeds):               # the round's last feed
+                        m.d.sync += [count.eq(count - feed_round_vectors),
+                                     start_pending.eq(1), start_vectors.eq(feed_round_vectors),
+                                     start_last.eq(count == feed_round_vectors),
+                                     feed_index.eq(0), feed_r.eq(0)]
+                with m.Else():
+                    m.d.sync += latch_valid.eq(0)
+                for t, tile in enumerate(tiles):
+                    m.d.comb += [tile.i_stream.valid.eq(latch_valid & in_mvm[t]
+                                                        & (slot[t] == latch_slot)),
+                                 tile.i_stream.payload.eq(self.amem_data)]
+                # Start: the round's tiles of vectors below count, all at once.
+                start_now = start_pending & Mux(started_any, cycle == period, cycle == feeds + 2)
+                with m.If(start_now):
+                    m.d.comb += tile_starts.eq(Cat(in_mvm[t] & (replica[t] < start_vectors)
+                                                   for t in range(c.tiles)))
+                    m.d.sync += [cycle.eq(1), started_any.eq(1), start_pending.eq(0),
+                                 conv_vectors.eq(start_vectors), conv_last.eq(start_last)]
+                # Write: from the cycle the tiles are done, group g = r * G + n a cycle: its
+                # psum entry dst + v * dst_stride + n * n_stride is read, and written the
+                # next cycle with the group's sum (added to what was read, accumulating).
+                # (The round's facts move on in its last conversion cycle: the next round
+                # may start in that very cycle.)
+                any_done = Cat(tile.done for tile in tiles).any()
+                with m.If(Cat(tile.finishing for tile in tiles).any()):
+                    m.d.sync += [wb_vectors.eq(conv_vectors), wb_last.eq(conv_last)]
+                reading = Signal()
+                m.d.comb += reading.eq(any_done | wb_active)
+                with m.If(reading):
+                    active = wb_r < wb_vectors
+                    m.d.comb += [self.psum_en.eq(ins.flags[0] & active),
+                                 self.psum_addr.eq(wb_addr)]
+                    last_group = wb_index == writes - 1
+                    m.d.sync += [write_valid.eq(1), write_enable.eq(active),
+                                 write_group.eq(wb_index), write_addr.eq(wb_addr),
+                                 write_last.eq(last_group & wb_last),
+                                 wb_active.eq(~last_group), wb_index.eq(wb_index + 1)]
+                    with m.If(wb_n == n_last):
+                        m.d.sync += [wb_n.eq(0), wb_r.eq(wb_r + 1),
+                                     wb_vector.eq(wb_vector + ins.dst_stride),
+                                     wb_addr.eq(wb_vector + ins.dst_stride)]
+                    with m.Else():
+                        m.d.sync += [wb_n.eq(wb_n + 1), wb_addr.eq(wb_addr + ins.aux2)]
+                    with m.If(last_group):
+                        m.d.sync += [wb_index.eq(0), wb_r.eq(0)]
+                with m.Else():
+                    m.d.sync += write_valid.eq(0)
+                m.d.comb += node_select.eq(tree_base + write_group)
+                with m.If(write_valid):
+                    accumulate = ins.flags[0]
+                    lanes = []
+                    for k in range(c.cols):
+                        old = self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]
+                        new = group_sum[k * ACC_BITS:(k + 1) * ACC_BITS]
+                        lanes.append((new + (old & accumulate.replicate(ACC_BITS)))[:ACC_BITS])
+                    m.d.comb += [self.psum_wen.eq(write_enable), self.psum_waddr.eq(write_addr),
+                                 self.psum_wdata.eq(Cat(lanes))]
+                    with m.If(write_last):
+                        next_instruction()
 
             # REQUANT: one entry read a cycle; each is written Requantizer.latency + 1 later.
             with m.State("REQUANT"):
@@ -332,27 +484,29 @@ class Sequencer(wiring.Component):
                     with m.If(count == 1):
                         next_instruction()
 
-            # MAX, per entry: read one operand, read the other, write the lane-wise maximum.
-            with m.State("MAX_READ_FIRST"):
-                m.d.comb += [self.amem_en.eq(1), self.amem_addr.eq(src)]
-                m.next = "MAX_READ_OTHER"
-            with m.State("MAX_READ_OTHER"):
-                m.d.comb += [self.amem_en.eq(1), self.amem_addr.eq(other)]
-                m.d.sync += first_operand.eq(self.amem_data)
-                m.next = "MAX_WRITE"
-            with m.State("MAX_WRITE"):
-                lanes = []
-                for r in range(c.rows):
-                    a = first_operand[r * INPUT_BITS:(r + 1) * INPUT_BITS].as_signed()
-                    b = self.amem_data[r * INPUT_BITS:(r + 1) * INPUT_BITS].as_signed()
-                    lanes.append(Mux(a > b, a, b))
-                m.d.comb += [self.amem_waddr.eq(dst), self.amem_wdata.eq(Cat(lanes)),
-                             self.amem_wen.eq((1 << c.rows) - 1)]
-                m.d.sync += [src.eq(src + ins.src_stride), other.eq(other + ins.aux2),
-                             dst.eq(dst + ins.dst_stride), count.eq(count - 1)]
-                with m.If(count == 1):
-                    next_instruction()
+            # MAX, 2 cycles an entry + 1: read one operand; read the other while keeping the
+            # first; write the maximum while reading the next entry's first operand (the
+            # read sees that write, so a run that reads what it wrote works entry by entry).
+            with m.State("MAX_FIRST"):
+                with m.If(max_pending):
+                    lanes = []
+                    for r in range(c.rows):
+                        a = first_operand[r * INPUT_BITS:(r + 1) * INPUT_BITS].as_signed()
+                        b = self.amem_data[r * INPUT_BITS:(r + 1) * INPUT_BITS].as_signed()
+                        lanes.append(Mux(a > b, a, b))
+                    m.d.comb += [self.amem_waddr.eq(dst), self.amem_wdata.eq(Cat(lanes)),
+                                 self.amem_wen.eq((1 << c.rows) - 1)]
+                    m.d.sync += dst.eq(dst + ins.dst_stride)
+                with m.If(count != 0):
+                    m.d.comb += [self.amem_en.eq(1), self.amem_addr.eq(src)]
+                    m.d.sync += [src.eq(src + ins.src_stride), count.eq(count - 1)]
+                    m.next = "MAX_OTHER"
                 with m.Else():
-                    m.next = "MAX_READ_FIRST"
+                    next_instruction()
+            with m.State("MAX_OTHER"):
+                m.d.comb += [self.amem_en.eq(1), self.amem_addr.eq(other)]
+                m.d.sync += [first_operand.eq(self.amem_data), other.eq(other + ins.aux2),
+                             max_pending.eq(1)]
+                m.next = "MAX_FIRST"
 
         return m

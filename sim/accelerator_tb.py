@@ -180,15 +180,18 @@ def error_programs(config):
     c = config
     bad_opcode = isa.Instruction(opcode=15)
     return {
-        ErrorCode.ILLEGAL_OPCODE: [isa.mvm(1, 1, 0, 0), bad_opcode, isa.halt()],
+        ErrorCode.ILLEGAL_OPCODE: [isa.mvm(0, 1, 0, 0), bad_opcode, isa.halt()],
         ErrorCode.BAD_TILE: [isa.program(c.tiles, 0), isa.halt()],
-        "BAD_TILE_MASK": [isa.mvm(0, 1, 0, 0), isa.halt()],
-        ErrorCode.BAD_ADDRESS: [isa.mvm(1, 2, c.amem_depth - 1, 0), isa.halt()],
+        "BAD_TILE_RANGE": [isa.program(0, 0, tiles=c.tiles + 1), isa.halt()],
+        "BAD_TILE_ALIGN": [isa.mvm(1, 1, 0, 0, ktiles=2), isa.halt()],
+        "BAD_TILE_MVM": [isa.mvm(0, 1, 0, 0, replicas=1 << c.tiles.bit_length()), isa.halt()],
+        ErrorCode.BAD_ADDRESS: [isa.mvm(0, 2, c.amem_depth - 1, 0), isa.halt()],
+        "BAD_ADDRESS_K": [isa.mvm(0, 1, c.amem_depth - 1, 0, ktiles=2, k_stride=1), isa.halt()],
         "BAD_ADDRESS_QMEM": [isa.requant(1, 0, 0, c.qmem_depth), isa.halt()],
         "BAD_ADDRESS_MAX_OTHER": [isa.vmax(2, 0, c.amem_depth - 2, 0, other_stride=2), isa.halt()],
         ErrorCode.MISALIGNED: [isa.program(0, 1), isa.halt()],
         "MISALIGNED_LANE": [isa.requant(1, 0, 0, 0, lane_block=c.rows // c.cols), isa.halt()],
-        ErrorCode.PC_OVERFLOW: [isa.mvm(1, 0, 0, 0)] * c.imem_depth,
+        ErrorCode.PC_OVERFLOW: [isa.mvm(0, 0, 0, 0)] * c.imem_depth,
     }
 
 
@@ -200,7 +203,7 @@ async def errors_stop_and_soft_reset_recovers(dut):
     await bench.load_memories(random_memories(config, rng))
     # No reset clears the tiles' weights (non-volatile cells); the previous test left some,
     # a fresh golden device has none. Program every tile on both before comparing.
-    await bench.run_matching([isa.program(t, 0) for t in range(config.tiles)] + [isa.halt()])
+    await bench.run_matching([isa.program(0, 0, tiles=config.tiles), isa.halt()])
     seen = {}
     for case, instructions in error_programs(config).items():
         expected, actual = await bench.run_program(instructions)
@@ -213,12 +216,12 @@ async def errors_stop_and_soft_reset_recovers(dut):
         status = await bench.driver.status()
         assert not (status["error"] or status["done"] or status["busy"]), status
         # The device works again: a good program after the reset matches the golden model.
-        await bench.run_matching([isa.program(0, 0), isa.mvm(1, 2, 0, 0, accumulate=True),
+        await bench.run_matching([isa.program(0, 0), isa.mvm(0, 2, 0, 0, accumulate=True),
                                   isa.requant(2, 0, 2, 0), isa.halt()])
         assert not await bench.compare_entries("amem", [2, 3])
         # A soft reset keeps the tiles' weights (non-volatile cells): an MVM without PROGRAM.
         await bench.soft_reset()
-        await bench.run_matching([isa.mvm(1, 2, 0, 0), isa.requant(2, 0, 2, 0), isa.halt()])
+        await bench.run_matching([isa.mvm(0, 2, 0, 0), isa.requant(2, 0, 2, 0), isa.halt()])
         assert not await bench.compare_entries("amem", [2, 3])
     assert set(seen.values()) == {e.name for e in ErrorCode if e != ErrorCode.NONE}, seen
 
@@ -237,7 +240,9 @@ async def errors_stop_and_soft_reset_recovers(dut):
             bus_errors += 1
     assert bus_errors == 4, f"only {bus_errors} of 4 bad accesses answered SLVERR"
     # Memory access while running: start a long program and poke memory immediately.
-    long_program = [isa.mvm((1 << config.tiles) - 1, 16, 0, 0, 0, 0)] * (config.imem_depth - 1) + [isa.halt()]
+    all_tiles = 1 << (config.tiles.bit_length() - 1)
+    long_program = [isa.mvm(0, 16, 0, 0, 0, 0, replicas=all_tiles)] * (config.imem_depth - 1) \
+        + [isa.halt()]
     await bench.driver.load_program(long_program)
     await bench.driver.start()
     try:

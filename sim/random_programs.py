@@ -22,7 +22,7 @@ def random_memories(config, rng):
             clamp_min=zero_point if relu else int(rng.integers(-128, -60)),
             clamp_max=int(rng.integers(60, 128)))))
     return {
-        "wmem": rng.integers(-128, 128, (config.wmem_depth, config.cols)),
+        "wmem": rng.integers(-128, 128, (config.wmem_depth, config.tiles * config.cols)),
         "amem": rng.integers(-128, 128, (config.amem_depth, config.rows)),
         "psum": rng.integers(-(1 << 24), 1 << 24, (config.psum_depth, config.cols)),
         "qmem": np.array(params, np.int64).reshape(config.qmem_depth, 4 * config.cols),
@@ -42,6 +42,25 @@ def _place(rng, depth, count):
     return int(rng.integers(0, depth - span)), stride
 
 
+def _mvm_shape(config, rng):
+    """(ktiles, ngroups, replicas, first tile) of a random legal tile range."""
+    most = config.tiles.bit_length() - 1                  # log2 of the largest power of two
+    total = int(rng.integers(0, most + 1))
+    klog = int(rng.integers(0, total + 1))
+    nlog = int(rng.integers(0, total - klog + 1))
+    span, ktiles = 1 << total, 1 << klog
+    first = ktiles * int(rng.integers(0, (config.tiles - span) // ktiles + 1))
+    return ktiles, 1 << nlog, 1 << (total - klog - nlog), first
+
+
+def _inner(rng, depth, lanes):
+    """A stride between a vector's `lanes` entries (K blocks or output blocks) that fits."""
+    stride = int(rng.integers(0, 4))
+    while stride and stride * (lanes - 1) >= depth:
+        stride -= 1
+    return stride
+
+
 def random_program(config, rng, length):
     """`length` random legal instructions, then HALT."""
     program = []
@@ -49,18 +68,18 @@ def random_program(config, rng, length):
         kind = rng.choice(["program", "mvm", "mvm", "requant", "max"])
         if kind == "program":
             tile = int(rng.integers(config.tiles))
+            tiles = int(rng.integers(1, config.tiles - tile + 1))
             image = int(rng.integers(config.wmem_depth // config.rows))
-            program.append(isa.program(tile, config.rows * image))
+            program.append(isa.program(tile, config.rows * image, tiles=tiles))
         elif kind == "mvm":
-            mask = int(rng.integers(1, 1 << config.tiles))
-            ranks = bin(mask).count("1")
-            count = _count(rng)
-            tile_stride = int(rng.integers(0, 6))
-            if tile_stride * (ranks - 1) >= config.psum_depth:
-                tile_stride = 0
-            src, src_stride = _place(rng, config.amem_depth, count)
-            dst, dst_stride = _place(rng, config.psum_depth - tile_stride * (ranks - 1), count)
-            program.append(isa.mvm(mask, count, src, dst, src_stride, dst_stride, tile_stride,
+            ktiles, ngroups, replicas, first = _mvm_shape(config, rng)
+            count = _count(rng, 6)
+            k_stride = _inner(rng, config.amem_depth, ktiles)
+            n_stride = _inner(rng, config.psum_depth, ngroups)
+            src, src_stride = _place(rng, config.amem_depth - k_stride * (ktiles - 1), count)
+            dst, dst_stride = _place(rng, config.psum_depth - n_stride * (ngroups - 1), count)
+            program.append(isa.mvm(first, count, src, dst, src_stride, dst_stride, k_stride,
+                                   n_stride, ktiles, ngroups, replicas,
                                    accumulate=bool(rng.random() < 0.5)))
         elif kind == "max":
             count = _count(rng)
@@ -83,9 +102,8 @@ def written_entries(instructions):
     psum, amem = set(), set()
     for ins in instructions:
         if ins.opcode == isa.Opcode.MVM:
-            ranks = bin(ins.tile).count("1")
-            psum |= {ins.dst + i * ins.dst_stride + j * ins.aux
-                     for i in range(ins.count) for j in range(ranks)}
+            psum |= {ins.dst + i * ins.dst_stride + n * ins.aux2
+                     for i in range(ins.count) for n in range(ins.ngroups)}
         elif ins.opcode in (isa.Opcode.REQUANT, isa.Opcode.MAX):
             amem |= {ins.dst + i * ins.dst_stride for i in range(ins.count)}
     return sorted(psum), sorted(amem)

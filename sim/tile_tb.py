@@ -20,8 +20,8 @@ import golden
 from sim.packing import pack_ints, unpack_ints
 
 VECTORS_PER_WEIGHT_SET = 500
-GAP_PROBABILITY = 0.3           # input valid held low
-BACKPRESSURE_PROBABILITY = 0.3  # output ready held low
+GAP_PROBABILITY = 0.3           # a start later than the shortest interval
+DECOY_PROBABILITY = 0.2         # a vector staged, then replaced before its start
 
 
 class TileBench:
@@ -38,7 +38,7 @@ class TileBench:
     async def start(self):
         Clock(self.dut.clk, 10, unit="ns").start()
         self.dut.rst.value = 1
-        for name in ("w_stream__valid", "i_stream__valid", "o_stream__ready"):
+        for name in ("w_stream__valid", "i_stream__valid", "start"):
             getattr(self.dut, name).value = 0
         for _ in range(3):
             await RisingEdge(self.dut.clk)
@@ -70,41 +70,48 @@ class TileBench:
         dut.w_stream__valid.value = 0
         return last - first + 1
 
-    async def stream(self, vectors):
-        """Stream `vectors` in with random gaps and random output back-pressure.
+    def schedule(self, count):
+        """Start cycles (back to back, or with random gaps) and, per cycle, what to stage:
+        each vector somewhere between the previous start and its own, sometimes after a
+        decoy that it replaces."""
+        interval = golden.tile_mvm_interval(self.config)
+        starts, stages, previous = [], {}, 0
+        for i in range(count):
+            gap = int(self.rng.integers(1, 4)) if self.rng.random() < GAP_PROBABILITY else 0
+            start = previous + 1 if i == 0 else previous + interval + gap
+            stage = int(self.rng.integers(previous, start))
+            if self.rng.random() < DECOY_PROBABILITY and stage + 1 < start:
+                stages[stage] = ("decoy", None)
+                stage = int(self.rng.integers(stage + 1, start))
+            stages[stage] = ("vector", i)
+            starts.append(start)
+            previous = start
+        return starts, stages
 
-        Returns the results in order and, for each, the cycles from its input
-        handshake to its result first becoming valid.
-        """
+    async def stream(self, vectors):
+        """Stage and start `vectors` on a random schedule; return the results in order and
+        each one's cycles from its start to ``done``."""
         dut, cfg = self.dut, self.config
-        pending_accepts, results, latencies = [], [], []
-        next_input, waiting_since = 0, None
-        cycle_limit = self.cycle + len(vectors) * (golden.tile_mvm_cycles(cfg) + 2) * 20 + 100
-        while len(results) < len(vectors):
-            if self.cycle > cycle_limit:
-                raise TimeoutError(f"tile stalled: {len(results)}/{len(vectors)} results "
-                                   f"after {self.cycle} cycles")
-            offer = next_input < len(vectors) and self.rng.random() >= GAP_PROBABILITY
-            dut.i_stream__valid.value = int(offer)
-            if offer:
-                dut.i_stream__payload.value = pack_ints(vectors[next_input], 8)
-            dut.o_stream__ready.value = int(self.rng.random() >= BACKPRESSURE_PROBABILITY)
+        starts, stages = self.schedule(len(vectors))
+        start_set = set(starts)
+        results, done_cycles = [], []
+        for t in range(starts[-1] + golden.tile_mvm_cycles(cfg) + 2):
+            kind, index = stages.get(t, (None, None))
+            dut.i_stream__valid.value = int(kind is not None)
+            if kind is not None:
+                vector = vectors[index] if kind == "vector" else self.rng.integers(-128, 128, cfg.rows)
+                dut.i_stream__payload.value = pack_ints(vector, 8)
+            dut.start.value = int(t in start_set)
             await self.settle()
-            if dut.o_stream__valid.value:
-                if waiting_since is None:
-                    waiting_since = self.cycle
-                    latencies.append(self.cycle - pending_accepts.pop(0))
-                if dut.o_stream__ready.value:
-                    results.append(unpack_ints(dut.o_stream__payload.value.to_unsigned(),
-                                               32, cfg.cols))
-                    waiting_since = None
-            if offer and dut.i_stream__ready.value:
-                pending_accepts.append(self.cycle)
-                next_input += 1
+            if dut.done.value:
+                done_cycles.append(t)
+                results.append(unpack_ints(dut.result.value.to_unsigned(), 32, cfg.cols))
             await self.next_cycle()
         dut.i_stream__valid.value = 0
-        dut.o_stream__ready.value = 0
-        return np.array(results, dtype=np.int64), latencies
+        dut.start.value = 0
+        latencies = [d - s for s, d in zip(starts, done_cycles)]
+        latencies += [None] * (len(vectors) - len(done_cycles))        # missing results
+        return np.array(results, dtype=np.int64).reshape(-1, cfg.cols), latencies
 
 
 def random_weights(config, rng):
@@ -145,6 +152,8 @@ async def tile_matches_golden(dut):
 
         got, latencies = await bench.stream(vectors)
         expected = golden.crossbar_mvm(config, vectors, weights)
+        if len(got) != len(expected):
+            raise AssertionError(f"{len(got)} results for {len(expected)} products")
         bad = np.flatnonzero(np.any(got != expected, axis=1))
         if len(bad) and first_error is None:
             i = bad[0]

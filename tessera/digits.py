@@ -132,7 +132,7 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
         "RTL samples": samples,
         "RTL = golden": "yes" if rtl_agrees else "NO",
         "batch": exe.batch,
-        "blocks": sum(len(segment.wmem) // config.rows for segment in exe.segments),
+        "blocks": sum(segment.blocks for segment in exe.segments),
         "cycles/inf": energy["cycles_per_inference"],
         "nJ/inf": energy["on_chip_per_inference"] * 1e9,
         "off-chip nJ": energy["off_chip_per_inference"] * 1e9,

@@ -15,8 +15,11 @@ CONFIGS = {
                                     adc_share=2, **SMALL_MEMORIES),
     "narrow_cells_shifted_adc": AccelConfig(tiles=3, rows=8, cols=4, cell_bits=1, dac_bits=4,
                                             adc_bits=7, adc_shift=1, adc_share=4, **SMALL_MEMORIES),
+    # More than 8 tiles, and a one-step DAC: rounds set by the feeds and writes, not N.
+    "twelve_tiles_one_step": AccelConfig(tiles=12, rows=8, cols=4, cell_bits=8, dac_bits=8,
+                                         **SMALL_MEMORIES),
 }
-PROGRAMS = 170      # x 3 configs = 510 random programs a run
+PROGRAMS = 130      # x 4 configs = 520 random programs a run
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -179,7 +179,7 @@ def test_cnn_golden_run_equals_int8_reference(stride, sparsity):
     assert np.array_equal(run.outputs, reference)
     assert len(np.unique(reference, axis=0)) > 1                  # not a constant output
     blocks = sum(int(lm.nonzero.sum()) for lm in network_map.layers)
-    assert run.counters["mvm_products"] > 0 and blocks <= network_map.images
+    assert run.counters["mvm_products"] > 0 and blocks <= network_map.blocks
 
 
 def test_cnn_mapping_errors_name_the_layer():

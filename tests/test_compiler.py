@@ -89,14 +89,17 @@ def test_mapper_skips_zero_blocks_and_reports_utilisation():
     network_map = map_network(q, CONFIG)
     first = network_map.layers[0]
     assert (first.k_blocks, first.n_blocks) == (4, 2) and first.nonzero.sum() == 4
-    assert first.block_utilisation == 0.5 and network_map.images == 4 + 2
+    assert first.block_utilisation == 0.5 and network_map.blocks == 4 + 2
     assert network_map.layers[1].cell_utilisation == pytest.approx(32 * 10 / (2 * 256))
     exe = compile_network(q, CONFIG)
     words = np.vstack([exe.segments[0].setup.reshape(-1, 4), exe.plans[exe.batch][0].program])
     instructions = [isa.decode(w) for w in words]
     programs = [i for i in instructions if i.opcode == isa.Opcode.PROGRAM]
-    assert len(programs) == 6                      # one per stored block, none for zero blocks
-    products = sum(bin(i.tile).count("1") for i in instructions if i.opcode == isa.Opcode.MVM)
+    # One PROGRAM per job: fc0's output blocks each hold 2 stored K blocks (runs of 1 or 2,
+    # or both), fc1 is one job of its 2 K blocks; every job's tiles hold stored blocks only.
+    tiles = sum(i.count for i in programs)
+    assert tiles >= 6 and all(i.count & (i.count - 1) == 0 for i in programs)
+    products = sum(i.ktiles * i.ngroups for i in instructions if i.opcode == isa.Opcode.MVM)
     assert products == 6
 
 
@@ -108,8 +111,9 @@ def test_mapping_errors_name_the_layer_and_memory():
     with pytest.raises(MappingError, match="layer 'fc0': one sample's tensors need 6 activation "
                                            "entries, beyond amem_depth 4"):
         map_network(small, tiny)
-    with pytest.raises(MappingError, match="batch must be in 1..36"):
-        map_network(small, CONFIG, batch=100)
+    # 1,024 amem entries hold 146 samples of 4 + 2 + 1 entries (by hand).
+    with pytest.raises(MappingError, match="batch must be in 1..146"):
+        map_network(small, CONFIG, batch=147)
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.75])

@@ -18,7 +18,7 @@ from golden import AccelConfig, ConfigError
     (dict(adc_share=3), "AccelConfig.adc_share must divide cols (16)"),
     (dict(rows=8192), "AccelConfig.rows must be at most 4096, not 8192"),
     (dict(rows=16, cols=12), "AccelConfig.cols must divide rows (16)"),
-    (dict(tiles=9), "AccelConfig.tiles must be at most 8, not 9"),
+    (dict(tiles=257), "AccelConfig.tiles must be at most 256 (an instruction's tile field), not 257"),
     (dict(psum_depth=0), "AccelConfig.psum_depth must be a positive integer, not 0"),
     (dict(imem_depth=5000), "AccelConfig.imem_depth must be at most 4096, not 5000"),
     (dict(adc_bits=20, adc_shift=16), "beyond int32"),

@@ -30,13 +30,15 @@ def test_driver_runs_a_program_and_reads_back():
     driver, device = make_driver()
     rng = np.random.default_rng(0)
     weights, inputs = rng.integers(-128, 128, (16, 16)), rng.integers(-128, 128, (3, 16))
-    run(driver.write_entries("wmem", 0, weights))
+    lanes = np.zeros((16, CONFIG.tiles * 16), np.int64)
+    lanes[:, 16:32] = weights                                        # tile 1's lane
+    run(driver.write_entries("wmem", 0, lanes))
     run(driver.write_entries("amem", 4, inputs))
-    run(driver.load_program([isa.program(1, 0), isa.mvm([1], 3, 4, 10), isa.halt()]))
+    run(driver.load_program([isa.program(1, 0), isa.mvm(1, 3, 4, 10), isa.halt()]))
     status = run(driver.run())
     assert status.ok and status.counters["mvm_products"] == 3
     assert np.array_equal(run(driver.read_entries("psum", 10, 3)), inputs @ weights)
-    assert np.array_equal(device.wmem[:16], weights)
+    assert np.array_equal(device.wmem[:16, 16:32], weights)
 
 
 def test_driver_reports_device_errors():

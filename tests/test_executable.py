@@ -17,7 +17,7 @@ from golden import AccelConfig
 @pytest.fixture
 def compiled(small_network, tmp_path):
     qnet, x_q = small_network(seed=3, samples=13)
-    exe = compile_network(qnet, AccelConfig(wmem_depth=32))      # 2 segments
+    exe = compile_network(qnet, AccelConfig(wmem_depth=16))      # 2 segments, a job each
     path = exe.save(tmp_path / "net.tessera")
     return exe, path, qnet, x_q
 
@@ -91,7 +91,7 @@ def rewrite_manifest(path, target, edit):
 def test_another_format_version_is_refused(compiled, tmp_path):
     other = rewrite_manifest(compiled[1], tmp_path / "v99.tessera",
                              lambda manifest: manifest.update(version=99))
-    with pytest.raises(ExecutableError, match="format version 99; this Tessera reads version 1"):
+    with pytest.raises(ExecutableError, match="format version 99; this Tessera reads version 2"):
         load_executable(other)
 
 

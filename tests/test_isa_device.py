@@ -12,11 +12,18 @@ CONFIG = AccelConfig(imem_depth=16, wmem_depth=64, amem_depth=32, psum_depth=32,
 
 
 def test_encode_decode_round_trip():
-    ins = isa.mvm([0, 2], 3, 5, 7, src_stride=2, dst_stride=3, tile_stride=4, accumulate=True)
+    ins = isa.mvm(4, 3, 5, 7, src_stride=2, dst_stride=3, k_stride=4, n_stride=6, ktiles=2,
+                  replicas=4, accumulate=True)
     words = isa.encode(ins)
-    assert words[0] == isa.Opcode.MVM | 1 << 4 | 0b101 << 8 | 3 << 16
-    assert words[1] == 5 | 2 << 16 and words[2] == 7 | 3 << 16 and words[3] == 4
+    # By hand from the field table: src [43:32], src_stride [55:44], dst [67:56] (its low
+    # byte ends word 1), dst_stride [79:68], aux [91:80], aux2 [103:92] (its low nibble ends
+    # word 2), log2 ktiles [107:104], log2 ngroups [111:108], log2 replicas [115:112].
+    assert words[0] == isa.Opcode.MVM | 1 << 4 | 4 << 8 | 3 << 16
+    assert words[1] == 5 | 2 << 12 | 7 << 24
+    assert words[2] == 3 << 4 | 4 << 16 | 6 << 28
+    assert words[3] == 1 << 8 | 2 << 16
     assert isa.decode(words) == ins
+    assert (ins.ktiles, ins.ngroups, ins.replicas, ins.mvm_tiles) == (2, 1, 4, 8)
 
 
 def test_instruction_fields_are_checked():
@@ -24,6 +31,10 @@ def test_instruction_fields_are_checked():
         isa.mvm(1, 70000, 0, 0)
     with pytest.raises(ValueError, match="instruction field tile"):
         isa.program(-1, 0)
+    with pytest.raises(ValueError, match="instruction field src must be an integer in 0..4095"):
+        isa.vmax(1, 4096, 0, 0)
+    with pytest.raises(ValueError, match="MVM ktiles must be a power of two, not 3"):
+        isa.mvm(0, 1, 0, 0, ktiles=3)
 
 
 def test_quant_params_pack_round_trip():
@@ -48,70 +59,98 @@ def small_device(rng):
     return device
 
 
-def test_layer_program_computes_and_counts():
-    """A two-tile layer (K = 32 split over tiles by accumulation) against NumPy."""
+def lane(device, tile, first_row=0):
+    """The 16 weight rows from `first_row` of `tile`'s wmem lane."""
+    return device.wmem[first_row:first_row + 16, tile * 16:(tile + 1) * 16]
+
+
+def test_k_reduction_layer_computes_and_counts():
+    """K = 32 over two tiles summed by the adder tree: one psum write per vector."""
     rng = np.random.default_rng(1)
     device = small_device(rng)
     params = [QuantParams(bias=int(b), multiplier=1 << 30, shift=6, zero_point=0,
                           clamp_min=0, clamp_max=127) for b in rng.integers(-100, 100, 16)]
     device.qmem[0] = np.concatenate([pack_quant_params(p) for p in params])
-    program = [isa.program(0, 0), isa.program(1, 16),
-               isa.mvm([0], 4, 0, 0), isa.mvm([1], 4, 4, 0, accumulate=True),
+    program = [isa.program(0, 0, tiles=2),
+               isa.mvm(0, 4, 0, 0, src_stride=2, k_stride=1, ktiles=2),
                isa.requant(4, 0, 20, 0), isa.halt()]
     device.load_program(isa.encode_program(program))
     result = device.run()
     assert result.done and result.error == ErrorCode.NONE
 
-    x = np.hstack([device.amem[0:4], device.amem[4:8]])
-    w = np.vstack([device.wmem[0:16], device.wmem[16:32]])
+    x = device.amem[0:8].reshape(4, 32)                    # vector v: entries 2v, 2v + 1
+    w = np.vstack([lane(device, 0), lane(device, 1)])
     acc = x @ w
     assert np.array_equal(device.psum[0:4], acc)
     bias = np.array([p.bias for p in params])
     expected = requantize(acc, bias, 1 << 30, 6, 0, 0, 127)
     assert np.array_equal(device.amem[20:24], expected)
 
-    # By hand, from the timing contract, for 16x16 tiles of 2-bit cells (4 slices) and a
-    # 1-bit DAC (8 steps): 6 instructions x 3 (fetch, decode, check) = 18; 2 PROGRAMs x
-    # (16 rows + 1) = 34; 2 MVMs x 4 vectors x (read 1 + feed 1 + convert 8 + 2 for one
-    # tile) = 96; REQUANT 4 entries + 4 = 8. Total 156.
+    # By hand, for 16x16 tiles of 2-bit cells (4 slices) and a 1-bit DAC (8 steps, N = 8):
+    # 4 instructions x 3 (fetch, decode, check) = 12; PROGRAM 16 rows + 1 = 17 for both
+    # tiles; MVM: 2 feeds (E) + 1 before the first conversion, 3 more rounds of
+    # P = max(8, E + 2, 1 + 1) = 8, the last conversion 8, its one write (G = 1) + 2 = 38;
+    # REQUANT 4 entries + 4 = 8. Total 75.
     k = result.counters
-    assert k["cycles"] == 156
-    # psum reads: 4 by the accumulating MVM, 4 by REQUANT
-    assert k["mvm_products"] == 8 and k["psum_reads"] == 8 and k["psum_writes"] == 8
+    assert k["cycles"] == 75
+    assert k["mvm_products"] == 8 and k["psum_reads"] == 4 and k["psum_writes"] == 4
+    assert k["amem_reads"] == 8 and k["wmem_reads"] == 32     # 4 vectors x 2; 16 rows x 2 lanes
     assert k["adc_conversions"] == 4096          # 8 products x 16 cols x 4 slices x 8 steps
-    assert k["cell_writes"] == 4096              # 2 PROGRAMs x 2 cells x 16 x 16 x 4 slices
-    assert k["requantizations"] == 64 and k["instructions"] == 6    # 4 entries x 16 lanes
+    assert k["cell_writes"] == 4096              # 2 tiles x 2 cells x 16 x 16 x 4 slices
+    assert k["tile_busy_cycles"] == 64 and k["tile_programs"] == 2
+    assert k["requantizations"] == 64 and k["instructions"] == 4    # 4 entries x 16 lanes
 
 
-def test_multi_tile_mvm_writes_by_rank():
+def test_n_split_replicas_accumulate():
+    """Two output blocks on two replicas: vector v runs on tiles 2 (v % 2) and 2 (v % 2) + 1."""
     rng = np.random.default_rng(2)
     device = small_device(rng)
-    program = [isa.program(1, 0), isa.program(3, 16), isa.mvm([1, 3], 2, 0, 10, tile_stride=5),
+    device.psum[:] = rng.integers(-1000, 1000, device.psum.shape)
+    before = device.psum.copy()
+    program = [isa.program(0, 16, tiles=4),
+               isa.mvm(0, 3, 0, 10, dst_stride=2, n_stride=1, ngroups=2, replicas=2,
+                       accumulate=True),
                isa.halt()]
     device.load_program(isa.encode_program(program))
     result = device.run()
     assert result.done
-    assert np.array_equal(device.psum[10:12], crossbar_mvm(CONFIG, device.amem[0:2], device.wmem[0:16]))
-    assert np.array_equal(device.psum[15:17], crossbar_mvm(CONFIG, device.amem[0:2], device.wmem[16:32]))
-    # By hand: 4 instructions x 3 = 12; 2 PROGRAMs x 17 = 34; 2 vectors x (1 + 1 + 8 + 2 x 2
-    # tiles) = 28: 74 cycles. Busy: per vector, rank 0 holds its product 8 + 2 cycles and
-    # rank 1 two more (its psum write waits for rank 0's): 10 + 12 = 22, x 2 vectors = 44.
-    assert result.counters["cycles"] == 74 and result.counters["tile_busy_cycles"] == 44
+    for v in range(3):
+        for n in range(2):
+            tile = 2 * (v % 2) + n
+            expected = before[10 + 2 * v + n] + device.amem[v] @ lane(device, tile, 16)
+            assert np.array_equal(device.psum[10 + 2 * v + n], expected)
+    assert np.array_equal(device.psum[16:], before[16:])
+    # By hand: 3 instructions x 3 = 9; PROGRAM 17; MVM with E = 2 feeds, G = 4 writes,
+    # P = max(8, 4, 5) = 8, 2 rounds: 3 + 8 + 8 + 4 + 2 = 25. Total 51.
+    k = result.counters
+    assert k["cycles"] == 51
+    assert (k["mvm_products"], k["amem_reads"], k["psum_reads"], k["psum_writes"]) == (6, 3, 6, 6)
+
+
+def test_feeds_set_the_round_when_conversion_is_short():
+    """An 8-bit DAC converts in one step (N = 1): the round is the feeds, E + 2."""
+    config = AccelConfig(dac_bits=8, cell_bits=8, imem_depth=16, wmem_depth=64, amem_depth=32,
+                         psum_depth=32, qmem_depth=32)
+    device = Device(config)
+    program = [isa.mvm(0, 5, 0, 0, src_stride=2, k_stride=1, ktiles=2, replicas=2), isa.halt()]
+    device.load_program(isa.encode_program(program))
+    # 2 x 3; E = 4, G = 2, P = max(1, 6, 3) = 6, 3 rounds: 5 + 2 x 6 + 1 + 2 + 2 = 22. 28.
+    assert device.run().counters["cycles"] == 28
 
 
 def test_a_lossy_shared_adc_config_times_by_hand():
     """3 tiles of 8x4, 4-bit cells (2 slices), 2-bit DAC (4 steps), ADCs shared by 2 columns:
-    a step converts in 2 cycles, so a vector takes 1 + 1 + 4 x 2 + 2 x tiles."""
+    a step converts in 2 cycles, so a round converts in N = 8."""
     config = AccelConfig(tiles=3, rows=8, cols=4, cell_bits=4, dac_bits=2, adc_share=2,
                          imem_depth=16, wmem_depth=64, amem_depth=32, psum_depth=32, qmem_depth=32)
     device = Device(config)
-    program = [isa.program(0, 0), isa.program(2, 8), isa.mvm([0, 2], 5, 0, 0, tile_stride=8),
+    program = [isa.program(0, 0, tiles=3), isa.mvm(0, 5, 0, 0, src_stride=2, k_stride=1, ktiles=2),
                isa.requant(3, 0, 20, 0), isa.vmax(4, 0, 8, 24), isa.halt()]
     device.load_program(isa.encode_program(program))
     k = device.run().counters
-    # 6 x 3 = 18; PROGRAM 2 x (8 + 1) = 18; MVM 5 x (1 + 1 + 8 + 4) = 70; REQUANT 3 + 4 = 7;
-    # MAX 4 x 3 = 12: 125 cycles.
-    assert k["cycles"] == 125
+    # 5 x 3 = 15; PROGRAM 8 + 1 = 9; MVM E = 2, P = 8, 5 rounds: 3 + 4 x 8 + 8 + 1 + 2 = 46;
+    # REQUANT 3 + 4 = 7; MAX 2 x 4 + 1 = 9: 86 cycles.
+    assert k["cycles"] == 86
     # 10 products x 4 cols x 2 slices x 4 steps; x 8 rows x 2 cells for the cells sensed
     assert k["adc_conversions"] == 320 and k["cell_reads"] == 5120
     assert k["dac_conversions"] == 10 * 8 * 4 and k["requantizations"] == 3 * 4
@@ -120,12 +159,16 @@ def test_a_lossy_shared_adc_config_times_by_hand():
 @pytest.mark.parametrize("program, code, pc", [
     ([isa.halt().__class__(opcode=9)], ErrorCode.ILLEGAL_OPCODE, 0),
     ([isa.mvm(1, 0, 0, 0), isa.program(4, 0)], ErrorCode.BAD_TILE, 1),
-    ([isa.mvm(0, 1, 0, 0)], ErrorCode.BAD_TILE, 0),
-    ([isa.mvm(1 << 4, 1, 0, 0)], ErrorCode.BAD_TILE, 0),
+    ([isa.program(3, 0, tiles=2)], ErrorCode.BAD_TILE, 0),
+    ([isa.program(0, 0, tiles=0)], ErrorCode.BAD_TILE, 0),
+    ([isa.mvm(1, 1, 0, 0, ktiles=2)], ErrorCode.BAD_TILE, 0),      # not aligned to ktiles
+    ([isa.mvm(0, 1, 0, 0, ktiles=4, replicas=2)], ErrorCode.BAD_TILE, 0),
+    ([isa.mvm(4, 1, 0, 0)], ErrorCode.BAD_TILE, 0),
     ([isa.program(0, 8)], ErrorCode.MISALIGNED, 0),
     ([isa.program(0, 64)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.mvm(1, 3, 30, 0)], ErrorCode.BAD_ADDRESS, 0),
-    ([isa.mvm(3, 1, 0, 31, tile_stride=1)], ErrorCode.BAD_ADDRESS, 0),
+    ([isa.mvm(0, 1, 31, 0, ktiles=2, k_stride=1)], ErrorCode.BAD_ADDRESS, 0),
+    ([isa.mvm(0, 1, 0, 31, ngroups=2, n_stride=1)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.requant(1, 0, 0, 32)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.requant(1, 0, 0, 0, lane_block=1)], ErrorCode.MISALIGNED, 0),
     ([isa.vmax(2, 0, 30, 4, other_stride=2)], ErrorCode.BAD_ADDRESS, 0),
@@ -154,7 +197,7 @@ def test_max_is_lane_wise_and_sequential():
     assert np.array_equal(device.amem[21], first)
     assert np.array_equal(device.amem[22], np.maximum(first, expected[2]))
     k = result.counters
-    assert k["cycles"] == 3 * 3 + 5 * 3            # 3 instructions; 5 MAX entries of 3 cycles
+    assert k["cycles"] == 3 * 3 + (2 * 3 + 1) + (2 * 2 + 1)   # 3 instructions; 2 entries + 1 each
     assert (k["amem_reads"], k["amem_writes"], k["instructions"]) == (10, 5, 3)
 
 

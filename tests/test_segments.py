@@ -35,13 +35,15 @@ def limits(config, qnet):
 
 
 def test_the_big_mlp_runs_on_the_default_config():
-    """784-512-256-10 on 4 tiles of 16x16 with 256-row wmem: 16 blocks a segment, so
-    49 x 32 / 16 = 98 parts for fc0, 32 x 16 / 16 = 32 for fc1, 1 for fc2 (by hand)."""
+    """784-512-256-10 on 4 tiles of 16x16 with 256-row wmem: 16 jobs (slots) a segment.
+    By hand: fc0's 49 K blocks per output block make 12 jobs of 4 and one of 1 (32 x 13 =
+    416 jobs, 26 parts), fc1's 32 make 8 of 4 (16 x 8 = 128, 8 parts), fc2's 16 make 4."""
     qnet, x_q = mlp(np.random.default_rng(0), (784, 512, 256, 10), samples=7)
     exe, run = assert_runs_exactly(qnet, x_q, AccelConfig())
-    assert len(exe.segments) == 98 + 32 + 1
-    # Every weight word goes over the link once per batch: 2,096 blocks x 16 rows x 4 words.
-    assert run.host_words["written"]["wmem"] == len(run.batches) * 2096 * 16 * 4
+    assert len(exe.segments) == 26 + 8 + 1
+    # Every slot goes over the link once per batch, all four lanes (a 1-block job's
+    # replicas fill them): 548 slots x 16 rows x 16 words.
+    assert run.host_words["written"]["wmem"] == len(run.batches) * 548 * 16 * 16
     # The input (784 -> 49 entries of 4 words) in, the output (1 entry) out, per sample.
     assert run.host_words["written"]["amem"] == 7 * 49 * 4
     assert run.host_words["read"]["amem"] == 7 * 1 * 4
@@ -49,29 +51,32 @@ def test_the_big_mlp_runs_on_the_default_config():
 
 def test_a_cnn_whose_weights_exceed_wmem_runs():
     rng = np.random.default_rng(1)
-    network = init_cnn((8, 8, 1), [(3, 64, 1), (3, 64, 1)], 10, rng)   # conv1: 9 x 4 x 4 blocks
+    network = init_cnn((8, 8, 1), [(3, 64, 1), (3, 64, 1)], 10, rng)   # conv1: 36 x 4 blocks
     x = rng.uniform(0, 1, (5, 8, 8, 1))
     qnet = quantize(network, x)
     exe, _ = assert_runs_exactly(qnet, qnet.input.quantize(x), AccelConfig())
     conv1 = [s for s in exe.segments if s.layers == ["conv1"]]
-    assert len(conv1) == 144 // 16 and all(s.part for s in conv1)
+    # Per output block 9 jobs, one a tap (its 4 channel blocks, adjacent entries): 36 jobs,
+    # 16 a segment.
+    assert len(conv1) == 3 and all(s.part for s in conv1)
 
 
 def test_segments_close_at_wmem_and_a_network_exactly_at_the_limit_is_one():
-    qnet, x_q = mlp(np.random.default_rng(2), (64, 32, 10))            # 8 + 2 blocks
-    exact = AccelConfig(wmem_depth=10 * 16)
+    # fc0: 2 jobs (an output block's 4 K blocks each); fc1: 1 job (2 K blocks, 2 replicas).
+    qnet, x_q = mlp(np.random.default_rng(2), (64, 32, 10))
+    exact = AccelConfig(wmem_depth=3 * 16)
     assert limits(exact, qnet) == ["end of network"]
-    one_less = AccelConfig(wmem_depth=9 * 16)
+    one_less = AccelConfig(wmem_depth=2 * 16)
     assert limits(one_less, qnet) == ["wmem", "end of network"]        # fc0 | fc1
     _, streamed = assert_runs_exactly(qnet, x_q, one_less, batch=4)
     # The same network held whole: the same outputs; streamed, each of the 3 batches
-    # writes all 10 blocks (16 rows of 4 words) again, where the whole one writes them once.
+    # writes all 3 slots (16 rows of 16 words) again, where the whole one writes them once.
     _, whole = assert_runs_exactly(qnet, x_q, exact, batch=4)
     assert np.array_equal(streamed.outputs, whole.outputs)
-    assert whole.host_words["written"]["wmem"] == 10 * 16 * 4
-    assert streamed.host_words["written"]["wmem"] == 3 * 10 * 16 * 4
-    chunks = AccelConfig(wmem_depth=3 * 16)                            # fc0 in 3 + 3 + 2
-    assert limits(chunks, qnet) == ["wmem", "wmem", "end of layer", "end of network"]
+    assert whole.host_words["written"]["wmem"] == 3 * 16 * 16
+    assert streamed.host_words["written"]["wmem"] == 3 * 3 * 16 * 16
+    chunks = AccelConfig(wmem_depth=1 * 16)                            # fc0 in 1 + 1
+    assert limits(chunks, qnet) == ["wmem", "end of layer", "end of network"]
     assert_runs_exactly(qnet, x_q, chunks)
 
 
@@ -111,8 +116,8 @@ def test_one_sample_that_does_not_fit_is_refused_naming_the_layer():
                                            "entries, beyond psum_depth 2"):
         map_network(qnet, AccelConfig(psum_depth=2))
     # One block needs PROGRAM, MVM, REQUANTs and HALT: three instructions are too few.
-    with pytest.raises(MappingError, match=r"layer 'fc0': not even one weight block fits a "
-                                           r"segment \(imem too small\)"):
+    with pytest.raises(MappingError, match=r"layer 'fc0': not even one job's weight blocks fit "
+                                           r"a segment \(imem too small\)"):
         map_network(qnet, AccelConfig(imem_depth=3))
 
 
