@@ -125,7 +125,7 @@ class Driver:
         words = window.pack(entries)
         self._check_span(window, start, len(words))
         for address, offset, count in self._bursts(window, start, len(words)):
-            await self.bus.write_burst(address, [int(w) for w in words[offset:offset + count].ravel()])
+            await self.bus.write_burst(address, words[offset:offset + count].ravel())
         self._count("written", memory, words.size)
 
     async def read_entries(self, memory, start, count, signed=True):

@@ -115,7 +115,17 @@ class ProgramError(Exception):
 
 
 def _wrap_int32(values):
-    return ((np.asarray(values, np.int64) + (1 << 31)) % (1 << 32)) - (1 << 31)
+    return np.asarray(values, np.int64).astype(np.int32).astype(np.int64)  # casts wrap
+
+
+def _distinct(base, stride, count, inner_stride=0, inner=1):
+    """Whether the addresses base + i*stride + j*inner_stride (i < count, j < inner) are
+    all different: at once when each run of `inner` is spread out and the runs do not
+    overlap, else by counting them."""
+    if (inner == 1 or inner_stride > 0) and (count == 1 or stride > inner_stride * (inner - 1)):
+        return True
+    addresses = base + stride * np.arange(count)[:, None] + inner_stride * np.arange(inner)
+    return len(np.unique(addresses)) == count * inner
 
 
 def _reads_before_writes(src, other, dst):
@@ -123,10 +133,11 @@ def _reads_before_writes(src, other, dst):
     entry writes an address a later entry reads (entry i may write what it reads)."""
     if len(np.unique(dst)) != len(dst):
         return False
-    last_read = {}                       # address -> the latest entry that reads it
-    for index, (a, b) in enumerate(zip(src.tolist(), other.tolist())):
-        last_read[a] = last_read[b] = index
-    return all(last_read.get(address, -1) <= i for i, address in enumerate(dst.tolist()))
+    entries = np.arange(len(dst))
+    last_read = np.full(int(max(src.max(), other.max(), dst.max())) + 1, -1)
+    np.maximum.at(last_read, src, entries)      # address -> the latest entry that reads it
+    np.maximum.at(last_read, other, entries)
+    return bool(np.all(last_read[dst] <= entries))
 
 
 def _run_addresses(base, stride, count):
@@ -266,7 +277,7 @@ class Device:
             addresses = (ins.dst + ins.dst_stride * vectors[:, None]
                          + ins.aux2 * np.arange(G, dtype=np.int64)[None, :]).ravel()
             results = results.reshape(-1, c.cols)
-            if len(np.unique(addresses)) == len(addresses):       # no write lands on another
+            if _distinct(ins.dst, ins.dst_stride, n, ins.aux2, G):   # no write lands on another
                 base = self.psum[addresses] if ins.accumulate else 0
                 self.psum[addresses] = _wrap_int32(base + results)
             else:
@@ -297,7 +308,7 @@ class Device:
         outputs = requantize(self.psum[_run_addresses(ins.src, ins.src_stride, n)], **params)
         lanes = slice(ins.aux2 * c.cols, (ins.aux2 + 1) * c.cols)
         addresses = _run_addresses(ins.dst, ins.dst_stride, n)
-        if len(np.unique(addresses)) == n:
+        if _distinct(ins.dst, ins.dst_stride, n):
             self.amem[addresses, lanes] = outputs
         else:                                                  # the last write of each wins
             for address, output in zip(addresses, outputs):

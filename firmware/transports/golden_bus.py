@@ -99,7 +99,7 @@ class GoldenBus:
             return [await self.read(address + 4 * i) for i in range(count)]
         window, entry, entries = span
         array = getattr(self.device, window.name)
-        return window.pack(array[entry:entry + entries]).ravel().tolist()
+        return window.pack(array[entry:entry + entries]).ravel()
 
     async def write_burst(self, address, words):
         span = self._entry_span(address, len(words))
