@@ -6,8 +6,9 @@ Timing contract (the RTL's sequencer implements exactly this; N = steps * adc_sh
 every instr.   FETCH 1 + DECODE 1 (the run-end products are registered) + CHECK 1
                (bounds compared, dispatch; HALT and errors end here; PC_OVERFLOW ends
                at FETCH)
-PROGRAM        rows + 1 cycles, however many tiles (one wmem entry read a cycle, holding
-               a row for every tile; the tiles' writes one cycle later)
+PROGRAM        rows * adc_share + 1 cycles, however many tiles (a wmem entry, holding a
+               row for every tile, read every adc_share cycles; the tiles write it in the
+               adc_share cycles after its read, one phase's columns a cycle)
 MVM            pipelined in rounds of ``replicas`` vectors. A round feeds E = replicas *
                ktiles activation entries (one amem read a cycle, into the tiles' input
                buffers), converts N cycles, and writes G = replicas * ngroups partial
@@ -36,6 +37,7 @@ from .crossbar import tile_products
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode
 from .regmap import COUNTERS
 from .requant import requantize
+from .timing import tile_program_cycles
 
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
            "program_cycles", "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles"]
@@ -45,7 +47,7 @@ REQUANT_LATENCY = 4             # psum read 1 + requantiser stages 3
 
 
 def program_cycles(config):
-    return config.rows + 1
+    return tile_program_cycles(config) + 1
 
 
 def mvm_round_cycles(config, ktiles, ngroups, replicas):
@@ -328,7 +330,7 @@ class Device:
         n = ins.count
         src, other = _run_addresses(ins.src, ins.src_stride, n), _run_addresses(ins.aux, ins.aux2, n)
         dst = _run_addresses(ins.dst, ins.dst_stride, n)
-        if _reads_before_writes(src, other, dst):
+        if n and _reads_before_writes(src, other, dst):
             self.amem[dst] = np.maximum(self.amem[src], self.amem[other])
         else:
             # Entry by entry, so that a run writing what a later entry reads sees the write.

@@ -8,8 +8,10 @@ __all__ = ["tile_program_cycles", "tile_mvm_cycles", "tile_mvm_interval"]
 
 
 def tile_program_cycles(config, rows=None):
-    """Cycles to program `rows` weight rows (all of them by default): one row a cycle."""
-    return config.rows if rows is None else rows
+    """Cycles to program `rows` weight rows (all of them by default): a row a cycle, or,
+    when ADCs are shared and the cells sit in a memory of one entry per phase, a row in
+    ``adc_share`` cycles (one write per phase)."""
+    return (config.rows if rows is None else rows) * config.adc_share
 
 
 def tile_mvm_cycles(config):

@@ -1,6 +1,7 @@
 """One crossbar tile: differential cell array, bit-serial DAC, shared ADCs, shift-add."""
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -80,7 +81,8 @@ class CrossbarTile(wiring.Component):
     Attributes
     ----------
     w_stream : In(stream.Signature(StructLayout(row, weights)))
-        Programs one weight row per transfer; ready while not converting.
+        Programs one weight row per transfer (``adc_share`` cycles each); not while
+        converting (the sequencer never does).
     i_stream : In(stream.Signature(ArrayLayout(signed(8), rows)))
         Stages the next input vector (always ready; a transfer replaces a staged vector
         not yet started).
@@ -146,10 +148,11 @@ class CrossbarTile(wiring.Component):
         with m.If(self.i_stream.valid):
             m.d.sync += [staged[r].eq(self.i_stream.payload[r]) for r in range(cfg.rows)]
 
+        weights = self._cell_weights(m, phase)
         if cfg.is_lossless:
-            slot_sums = self._exact_columns(m, chunks, first_step, phase)
+            slot_sums = self._exact_columns(m, chunks, first_step, weights)
         else:
-            slot_sums = self._converted_columns(m, chunks, first_step, phase)
+            slot_sums = self._converted_columns(m, chunks, first_step, weights)
         for group, value in enumerate(slot_sums):
             # A kept wire: else Yosys folds the column sum into the 32-bit accumulator's
             # add as one multi-operand sum, sign-extending every term to 32 bits.
@@ -176,7 +179,6 @@ class CrossbarTile(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.w_stream.ready.eq(1)
                 with m.If(self.start):
                     start()
             with m.State("CONVERT"):
@@ -193,61 +195,75 @@ class CrossbarTile(wiring.Component):
                         m.next = "IDLE"
         return m
 
-    def _program_rows(self, m, words):
-        """Latch the weight row on `w_stream` into ``words[row]``, as `words` encodes it."""
-        with m.If(self.w_stream.valid & self.w_stream.ready):
-            with m.Switch(self.w_stream.payload.row):
-                for r, (word, encode) in enumerate(words):
-                    with m.Case(r):
-                        m.d.sync += word.eq(encode(self.w_stream.payload.weights))
+    def _cell_weights(self, m, phase):
+        """``weights[r][g]``: the int8 weight of row r in the column group g converts at
+        `phase` (column ``g * adc_share + phase``).
 
-    def _exact_columns(self, m, chunks, sign_step, phase):
+        With one column per ADC every cell is read every cycle: registers. With shared
+        ADCs a cycle reads only the ``adc_groups`` columns of one phase, so the cells live
+        in a memory of ``adc_share`` entries, one per phase, as ISAAC shares an ADC across
+        128 columns: a 128x128 tile is then a memory and one adder tree per ADC, not 16,384
+        multiplexed registers. A weight row then takes ``adc_share`` cycles to program, one
+        write per phase (`golden.tile_program_cycles`).
+        """
+        cfg = self.config
+        w_in = self.w_stream
+        if cfg.adc_share == 1:
+            rows = [Signal(data.ArrayLayout(signed(WEIGHT_BITS), cfg.cols), name=f"w_r{r}",
+                           reset_less=True) for r in range(cfg.rows)]
+            m.d.comb += w_in.ready.eq(1)
+            with m.If(w_in.valid):
+                with m.Switch(w_in.payload.row):
+                    for r, row in enumerate(rows):
+                        with m.Case(r):
+                            m.d.sync += row.eq(w_in.payload.weights)
+            return [[rows[r][g] for g in range(cfg.adc_groups)] for r in range(cfg.rows)]
+
+        lanes = cfg.rows * cfg.adc_groups                  # lane (r, g): weight of row r, group g
+        m.submodules.cells = cells = Memory(shape=unsigned(lanes * WEIGHT_BITS),
+                                            depth=cfg.adc_share, init=[])
+        write = cells.write_port(granularity=WEIGHT_BITS)
+        read = cells.read_port(domain="comb")
+        m.d.comb += read.addr.eq(phase)
+        write_phase = Signal(range(cfg.adc_share))
+        row_of_phase = Cat(Array(w_in.payload.weights[g * cfg.adc_share + p].as_unsigned()
+                                 for p in range(cfg.adc_share))[write_phase]
+                           for g in range(cfg.adc_groups))
+        m.d.comb += [write.addr.eq(write_phase), write.data.eq(row_of_phase.replicate(cfg.rows)),
+                     w_in.ready.eq(write_phase == cfg.adc_share - 1)]
+        with m.If(w_in.valid):
+            m.d.sync += write_phase.eq(Mux(write_phase == cfg.adc_share - 1, 0, write_phase + 1))
+            with m.Switch(w_in.payload.row):
+                for r in range(cfg.rows):
+                    with m.Case(r):
+                        m.d.comb += write.en.eq(((1 << cfg.adc_groups) - 1) << (r * cfg.adc_groups))
+        word = read.data
+        return [[word[(r * cfg.adc_groups + g) * WEIGHT_BITS:][:WEIGHT_BITS].as_signed()
+                 for g in range(cfg.adc_groups)] for r in range(cfg.rows)]
+
+    def _exact_columns(self, m, chunks, sign_step, weights):
         """The slot sum of each ADC group when the ADC cannot saturate or round.
 
         Then sum_s 2**(s*cell_bits) * (count+_s - count-_s) is exactly sum_r level_r * w_r,
         so the slices are recombined before the column sum: the same codes, summed, with
         one adder tree per column instead of one per (column, slice), and int8 cells.
         """
-        cfg = self.config
-        rows = [Signal(data.ArrayLayout(signed(WEIGHT_BITS), cfg.cols), name=f"w_r{r}", reset_less=True)
-                for r in range(cfg.rows)]
-        self._program_rows(m, [(row, lambda weights: weights) for row in rows])
-        sums = []
-        for group in range(cfg.adc_groups):
-            members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
-            weights = [Array(rows[r][c] for c in members)[phase] for r in range(cfg.rows)]
-            sums.append(bit_plane_sum(chunks, sign_step, weights, m, f"column_g{group}"))
-        return sums
+        return [bit_plane_sum(chunks, sign_step, [row[g] for row in weights], m, f"column_g{g}")
+                for g in range(self.config.adc_groups)]
 
-    def _converted_columns(self, m, chunks, sign_step, phase):
+    def _converted_columns(self, m, chunks, sign_step, weights):
         """The slot sum of each ADC group: per slice, the signed bit-line count of the
-        differential pair goes through the saturating, shifting ADC, then the shift-add."""
+        differential pair (the slices of w+ = max(w, 0) and w- = max(-w, 0)) goes through
+        the saturating, shifting ADC, then the shift-add."""
         cfg = self.config
-        # Cell planes, one flat word per row: cell (c, s) at bit (c * slices + s) * cell_bits.
-        row_bits = cfg.cols * cfg.slices * cfg.cell_bits
-        g_pos = [Signal(row_bits, name=f"g_pos_r{r}", reset_less=True) for r in range(cfg.rows)]
-        g_neg = [Signal(row_bits, name=f"g_neg_r{r}", reset_less=True) for r in range(cfg.rows)]
-
-        def differential_pair(weights):
-            # w+ and w- of every weight; each magnitude's bits are its slices in order.
-            pos = Cat(Mux(w > 0, w, 0).as_unsigned()[:WEIGHT_BITS] for w in weights)
-            neg = Cat(Mux(w < 0, -w, 0).as_unsigned()[:WEIGHT_BITS] for w in weights)
-            return Cat(pos, neg)
-
-        self._program_rows(m, [(Cat(g_pos[r], g_neg[r]), differential_pair)
-                               for r in range(cfg.rows)])
-
-        def cell(plane, c, s):
-            lsb = (c * cfg.slices + s) * cfg.cell_bits
-            return plane[lsb:lsb + cfg.cell_bits]
-
         sums = []
         for group in range(cfg.adc_groups):
-            members = [group * cfg.adc_share + p for p in range(cfg.adc_share)]
+            pos = [Mux(row[group] > 0, row[group], 0).as_unsigned()[:WEIGHT_BITS] for row in weights]
+            neg = [Mux(row[group] < 0, -row[group], 0).as_unsigned()[:WEIGHT_BITS] for row in weights]
             partial = []
             for s in range(cfg.slices):
-                diffs = [Array(cell(g_pos[r], c, s) - cell(g_neg[r], c, s) for c in members)[phase]
-                         for r in range(cfg.rows)]
+                bits = slice(s * cfg.cell_bits, (s + 1) * cfg.cell_bits)
+                diffs = [p[bits] - n[bits] for p, n in zip(pos, neg)]
                 count = Signal(signed(cfg.count_bits), name=f"count_g{group}_s{s}")
                 code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
                 m.d.comb += [count.eq(bit_plane_sum(chunks, sign_step, diffs, m,

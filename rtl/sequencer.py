@@ -10,7 +10,7 @@ from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
 from golden.isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode
 from golden.regmap import COUNTERS
 
-from .crossbar_tile import CrossbarTile
+from .crossbar_tile import CrossbarTile, tree_sum
 from .requantizer import Requantizer
 
 __all__ = ["Sequencer", "instruction_layout", "quant_layout"]
@@ -35,6 +35,17 @@ def quant_layout():
         "bias": signed(32), "multiplier": unsigned(32), "shift": unsigned(8),
         "zero_point": signed(8), "clamp_min": signed(8), "clamp_max": signed(8),
         "reserved": unsigned(32)})
+
+
+def mux_tree(select, values):
+    """``values[select]`` as a balanced tree of 2:1 multiplexers, one level per select bit
+    (shallow paths, where a chain of cases would be as deep as `values` is long)."""
+    level, bit = list(values), 0
+    while len(level) > 1:
+        level = [Mux(select[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
 
 
 def _bits(depth):
@@ -104,6 +115,7 @@ class Sequencer(wiring.Component):
         src = Signal(address_bits)
         dst = Signal(address_bits)
         step = Signal(range(c.rows + 1))          # PROGRAM row
+        program_phase = Signal(range(c.adc_share))  # PROGRAM: the tiles' write phase
         to_read = Signal(16)                   # REQUANT entries not yet read
         in_flight = Signal(1 + Requantizer.latency)   # REQUANT: an entry at each stage
         other = Signal(address_bits)           # MAX: the second operand's entry
@@ -248,10 +260,7 @@ class Sequencer(wiring.Component):
                      for a, b in zip(level[0::2], level[1::2])]
         node_select = Signal(range(len(nodes) + 1))
         group_sum = Signal(c.cols * ACC_BITS)
-        with m.Switch(node_select):
-            for i, node in enumerate(nodes):
-                with m.Case(i):
-                    m.d.comb += group_sum.eq(node)
+        m.d.comb += group_sum.eq(mux_tree(node_select, nodes))
         level_offset = Array(Const(offsets[min(L, len(offsets) - 1)], len(tree_base))
                              for L in range(1 << len(klog)))
         check_shape.append(tree_base.eq(level_offset[klog] + (ins.tile >> klog)))
@@ -270,15 +279,20 @@ class Sequencer(wiring.Component):
         converting = [tile.converting for tile in tiles]
         step_starts = [tile.step_start for tile in tiles]
         cell_writes = [tile.w_stream.valid & tile.w_stream.ready for tile in tiles]
+        # Balanced sums: a chain of `tiles` adders is a path Amaranth's netlist checks walk
+        # from every node (elaboration grew with the square of the tiles).
+        tiles_converting = Signal(range(c.tiles + 1))
+        tiles_written = Signal(range(c.tiles + 1))
+        m.d.comb += [tiles_converting.eq(tree_sum(converting)), tiles_written.eq(tree_sum(cell_writes))]
         m.d.comb += [
             ev.cycles.eq(self.running),
-            ev.tile_busy_cycles.eq(sum(converting)),
-            ev.dac_conversions.eq(sum(step_starts) * c.rows),
-            ev.adc_conversions.eq(sum(converting) * (c.adc_groups * c.slices)),
-            ev.cell_reads.eq(sum(converting) * (2 * c.rows * c.adc_groups * c.slices)),
-            ev.cell_writes.eq(sum(cell_writes) * (2 * c.cols * c.slices)),
+            ev.tile_busy_cycles.eq(tiles_converting),
+            ev.dac_conversions.eq(tree_sum(step_starts) * c.rows),
+            ev.adc_conversions.eq(tiles_converting * (c.adc_groups * c.slices)),
+            ev.cell_reads.eq(tiles_converting * (2 * c.rows * c.adc_groups * c.slices)),
+            ev.cell_writes.eq(tiles_written * (2 * c.cols * c.slices)),
             ev.tile_programs.eq(0),
-            ev.imem_reads.eq(self.imem_en), ev.wmem_reads.eq(sum(cell_writes)),
+            ev.imem_reads.eq(self.imem_en), ev.wmem_reads.eq(tiles_written),
             ev.amem_reads.eq(self.amem_en), ev.amem_writes.eq(self.amem_wen.any()),
             ev.psum_reads.eq(self.psum_en), ev.psum_writes.eq(self.psum_wen),
             ev.qmem_reads.eq(self.qmem_en),
@@ -286,7 +300,7 @@ class Sequencer(wiring.Component):
         tile_starts = Signal(c.tiles)
         for t, tile in enumerate(tiles):
             m.d.comb += tile.start.eq(tile_starts[t])
-        m.d.comb += ev.mvm_products.eq(sum(tile_starts))
+        m.d.comb += ev.mvm_products.eq(tree_sum(tile_starts[t] for t in range(c.tiles)))
 
         def stop(code):
             m.d.sync += [self.running.eq(0), self.error.eq(1), self.error_code.eq(code),
@@ -317,7 +331,8 @@ class Sequencer(wiring.Component):
 
             with m.State("CHECK"):
                 m.d.sync += [count.eq(ins.count), to_read.eq(ins.count), src.eq(ins.src),
-                             other.eq(ins.aux), dst.eq(ins.dst), step.eq(0), in_flight.eq(0),
+                             other.eq(ins.aux), dst.eq(ins.dst), step.eq(0), program_phase.eq(0),
+                             in_flight.eq(0),
                              max_pending.eq(0), check_shape,
                              cycle.eq(1), started_any.eq(0), start_pending.eq(0),
                              feed_index.eq(0), feed_k.eq(0),
@@ -366,23 +381,33 @@ class Sequencer(wiring.Component):
                         stop(ErrorCode.ILLEGAL_OPCODE)
                 m.d.comb += ev.instructions.eq(valid)
 
-            # PROGRAM: rows + 1 cycles; row k is read at cycle k and written at k + 1, into
-            # every tile of the range from its own lane.
+            # PROGRAM: rows * adc_share + 1 cycles; row k is read at cycle k * adc_share and
+            # offered in the adc_share cycles after (the read port holds it), to every tile
+            # of the range from its own lane.
             with m.State("PROGRAM"):
-                with m.If(step < c.rows):
+                # Cycle step * adc_share + program_phase: row `step` is read at phase 0;
+                # the row offered is the one read before.
+                offering = (program_phase != 0) | (step != 0)
+                row = Mux(program_phase == 0, step - 1, step)
+                first_offer = ((step == 1) if c.adc_share == 1
+                               else (step == 0) & (program_phase == 1))
+                with m.If((step < c.rows) & (program_phase == 0)):
                     m.d.comb += [self.wmem_en.eq(1), self.wmem_addr.eq(src + step)]
-                with m.If(step == 1):                        # each tile's first row
-                    m.d.comb += ev.tile_programs.eq(sum(cell_writes))
-                with m.If(step != 0):
+                with m.If(program_phase == c.adc_share - 1):
+                    m.d.sync += [step.eq(step + 1), program_phase.eq(0)]
+                with m.Else():
+                    m.d.sync += program_phase.eq(program_phase + 1)
+                with m.If(first_offer):                      # each tile's first row
+                    m.d.comb += ev.tile_programs.eq(tree_sum(tile.w_stream.valid for tile in tiles))
+                with m.If(offering):
                     lane_bits = c.cols * WEIGHT_BITS
                     for t, tile in enumerate(tiles):
                         m.d.comb += [tile.w_stream.valid.eq((t >= ins.tile)
                                                             & (t < ins.tile + ins.count)),
-                                     tile.w_stream.payload.row.eq(step - 1),
+                                     tile.w_stream.payload.row.eq(row),
                                      tile.w_stream.payload.weights.eq(
                                          self.wmem_data[t * lane_bits:(t + 1) * lane_bits])]
-                m.d.sync += step.eq(step + 1)
-                with m.If(step == c.rows):
+                with m.If((step == c.rows) & (program_phase == 0)):
                     next_instruction()
 
             # MVM: three engines over rounds of `replicas` vectors (feed, start, write).

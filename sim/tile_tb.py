@@ -53,8 +53,9 @@ class TileBench:
         await ReadOnly()
 
     async def program(self, weights):
-        """Write every row back to back; return the cycles from first to last handshake + 1."""
-        dut, first, last = self.dut, None, None
+        """Offer every row back to back; return the cycles from the first offer to the last
+        handshake, inclusive."""
+        dut, first, last = self.dut, self.cycle, None
         await FallingEdge(dut.clk)
         for r in range(self.config.rows):
             dut.w_stream__valid.value = 1
@@ -64,7 +65,6 @@ class TileBench:
                 accepted = bool(dut.w_stream__ready.value)
                 await self.next_cycle()
                 if accepted:
-                    first = self.cycle - 1 if first is None else first
                     last = self.cycle - 1
                     break
         dut.w_stream__valid.value = 0

@@ -148,9 +148,10 @@ def test_a_lossy_shared_adc_config_times_by_hand():
                isa.requant(3, 0, 20, 0), isa.vmax(4, 0, 8, 24), isa.halt()]
     device.load_program(isa.encode_program(program))
     k = device.run().counters
-    # 5 x 3 = 15; PROGRAM 8 + 1 = 9; MVM E = 2, P = 8, 5 rounds: 3 + 4 x 8 + 8 + 1 + 2 = 46;
-    # REQUANT 3 + 4 = 7; MAX 2 x 4 + 1 = 9: 86 cycles.
-    assert k["cycles"] == 86
+    # 5 x 3 = 15; PROGRAM 8 rows x 2 phases + 1 = 17 (the cells sit in a memory of one
+    # entry per phase); MVM E = 2, P = 8, 5 rounds: 3 + 4 x 8 + 8 + 1 + 2 = 46; REQUANT
+    # 3 + 4 = 7; MAX 2 x 4 + 1 = 9: 94 cycles.
+    assert k["cycles"] == 94
     # 10 products x 4 cols x 2 slices x 4 steps; x 8 rows x 2 cells for the cells sensed
     assert k["adc_conversions"] == 320 and k["cell_reads"] == 5120
     assert k["dac_conversions"] == 10 * 8 * 4 and k["requantizations"] == 3 * 4
@@ -188,7 +189,8 @@ def test_max_is_lane_wise_and_sequential():
     device = small_device(rng)
     before = device.amem.copy()
     # Entries 0..2 against 8..10 into 20..22, then a run that reads what it writes.
-    program = [isa.vmax(3, 0, 8, 20, other_stride=2), isa.vmax(2, 20, 21, 21), isa.halt()]
+    program = [isa.vmax(3, 0, 8, 20, other_stride=2), isa.vmax(2, 20, 21, 21),
+               isa.vmax(0, 0, 0, 0), isa.halt()]
     device.load_program(isa.encode_program(program))
     result = device.run()
     expected = np.maximum(before[0:3], before[8:13:2])
@@ -197,8 +199,9 @@ def test_max_is_lane_wise_and_sequential():
     assert np.array_equal(device.amem[21], first)
     assert np.array_equal(device.amem[22], np.maximum(first, expected[2]))
     k = result.counters
-    assert k["cycles"] == 3 * 3 + (2 * 3 + 1) + (2 * 2 + 1)   # 3 instructions; 2 entries + 1 each
-    assert (k["amem_reads"], k["amem_writes"], k["instructions"]) == (10, 5, 3)
+    # 4 instructions; 2 cycles an entry + 1 for each run; the empty run costs nothing more
+    assert k["cycles"] == 4 * 3 + (2 * 3 + 1) + (2 * 2 + 1)
+    assert (k["amem_reads"], k["amem_writes"], k["instructions"]) == (10, 5, 4)
 
 
 def test_program_too_long():
