@@ -255,9 +255,16 @@ class Sequencer(wiring.Component):
             nodes += level
             if len(level) == 1:
                 break
-            level = [Cat((a[k * ACC_BITS:(k + 1) * ACC_BITS] + b[k * ACC_BITS:(k + 1) * ACC_BITS])
-                         [:ACC_BITS] for k in range(c.cols))
-                     for a, b in zip(level[0::2], level[1::2])]
+            sums = []
+            for i, (a, b) in enumerate(zip(level[0::2], level[1::2])):
+                # A wire per node: an expression used twice (by the mux and the next
+                # level) would be written out twice, and its inputs again, level by level.
+                node = Signal(c.cols * ACC_BITS, name=f"tree_l{len(offsets)}_{i}")
+                m.d.comb += node.eq(Cat((a[k * ACC_BITS:(k + 1) * ACC_BITS]
+                                         + b[k * ACC_BITS:(k + 1) * ACC_BITS])[:ACC_BITS]
+                                        for k in range(c.cols)))
+                sums.append(node)
+            level = sums
         node_select = Signal(range(len(nodes) + 1))
         group_sum = Signal(c.cols * ACC_BITS)
         m.d.comb += group_sum.eq(mux_tree(node_select, nodes))

@@ -39,3 +39,15 @@ def test_accelerator_matches_golden(name, record_property):
     assert figures["programs"] == PROGRAMS
     assert figures["output_mismatches"] == figures["counter_mismatches"] == 0
     assert figures["status_mismatches"] == 0
+
+
+def test_sixty_four_tiles_elaborate(tmp_path):
+    """64 tiles (of 8x4) elaborate into Verilog, each tile instantiated once."""
+    import re
+
+    from rtl import Accelerator, generate_verilog
+
+    config = AccelConfig(tiles=64, rows=8, cols=4, **SMALL_MEMORIES)
+    verilog = generate_verilog(Accelerator(config), tmp_path, "accelerator").read_text()
+    tiles = set(re.findall(r"\btile(\d+)\b", verilog))
+    assert tiles == {str(t) for t in range(64)}

@@ -237,3 +237,25 @@ def test_an_upper_clamp_reaches_the_requantiser():
     assert hidden.max() == -64 and (hidden == -64).mean() > 0.1      # the clamp binds
     run = run_golden(compile_network(q, CONFIG), x_q)
     assert np.array_equal(run.outputs, q.forward(x_q))
+
+
+def test_jobs_reduce_over_k_replicate_and_fill_64_tiles():
+    """By hand from the mapper's rule (K-reduction first, up to the tiles; output blocks
+    next; replicas fill the rest): 256-64-10 on 64 tiles is one job of 16 K x 4 N tiles
+    for fc0 and one of 4 K blocks x 16 replicas for fc1."""
+    rng = np.random.default_rng(9)
+    q = quantize(random_network(rng, (256, 64, 10)), rng.uniform(0, 1, (50, 256)))
+    config = AccelConfig(tiles=64, wmem_depth=64, amem_depth=256, psum_depth=256)
+    network_map = map_network(q, config)
+    shapes = [[(j.ktiles, j.ngroups, j.replicas) for j in lm.jobs] for lm in network_map.layers]
+    assert shapes == [[(16, 4, 1)], [(4, 1, 16)]]
+    exe = compile_network(q, config)
+    words = np.vstack([exe.segments[0].setup.reshape(-1, 4), exe.plans[exe.batch][0].program])
+    instructions = [isa.decode(w) for w in words]
+    assert max(i.mvm_tiles for i in instructions if i.opcode == isa.Opcode.MVM) == 64
+    assert max(i.count for i in instructions if i.opcode == isa.Opcode.PROGRAM) == 64
+    x = rng.uniform(0, 1, (40, 256))
+    run = run_golden(exe, q.input.quantize(x))
+    assert np.array_equal(run.outputs, q.forward(q.input.quantize(x)))
+    # Every MVM vector of fc0 converts on all 64 tiles: its products are 64 per sample.
+    assert run.counters["mvm_products"] == 40 * (64 + 4)
