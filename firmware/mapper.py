@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from golden.device import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
+
 from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
 from .quantize import QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
@@ -444,6 +446,14 @@ class NetworkMap:
 
     @property
     def resident(self):
-        """Every block has a tile of its own: tiles are programmed once, not per batch."""
-        return len(self.segments) == 1 and \
-            resident_tiles(self.segments[0])[1] <= self.config.tiles
+        """Every block has a tile of its own, so the tiles are programmed once, not per
+        batch, and that is faster at this batch than reprogramming with replicas."""
+        if len(self.segments) != 1 or resident_tiles(self.segments[0])[1] > self.config.tiles:
+            return False
+        c, jobs = self.config, [j for js in self.segments[0].jobs.values() for j in js]
+        vectors = lambda job: self.batch * self.steps[job.step].positions
+        held = sum(FETCH_DECODE_CYCLES + mvm_cycles(c, vectors(j), j.ktiles, j.ngroups)
+                   for j in jobs)
+        streamed = sum(2 * FETCH_DECODE_CYCLES + program_cycles(c)
+                       + mvm_cycles(c, vectors(j), j.ktiles, j.ngroups, j.replicas) for j in jobs)
+        return held <= streamed
