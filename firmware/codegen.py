@@ -88,7 +88,8 @@ def segment_images(qnet, network_map, segment, placement):
         for r in range(replicas):
             for n, nb in enumerate(job.nbs):
                 for k, kb in enumerate(job.kbs):
-                    tile = placement.first_tile[job] + (r * job.ngroups + n) * job.ktiles + k
+                    tile = isa.mvm_tile(placement.first_tile[job], r, n, k, job.ktiles,
+                                        job.ngroups)
                     wmem[slot * R:(slot + 1) * R, tile] = \
                         weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
     wmem = wmem.reshape(slots * R, c.tiles * C)

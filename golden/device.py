@@ -257,7 +257,7 @@ class Device:
         n = ins.count
         if n:
             vectors = np.arange(n, dtype=np.int64)
-            # tiles[r, g, k]: replica r's tile for K block k and output block g
+            # tiles[r, g, k]: replica r's tile for K block k and output block g (isa.mvm_tile)
             tiles = ins.tile + np.arange(R * G * K).reshape(R, G, K)
             entries = (ins.src + ins.src_stride * vectors[:, None]
                        + ins.aux * np.arange(K, dtype=np.int64)[None, :])      # (n, K)

@@ -34,7 +34,7 @@ import enum
 from dataclasses import dataclass
 
 __all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "MAX_TILES", "WORDS_PER_INSTRUCTION",
-           "halt", "program", "mvm", "requant", "vmax", "encode", "decode", "encode_program",
+           "halt", "program", "mvm", "mvm_tile", "requant", "vmax", "encode", "decode", "encode_program",
            "FLAG_ACCUMULATE"]
 
 WORDS_PER_INSTRUCTION = 4
@@ -145,6 +145,12 @@ def mvm(tile, count, src, dst, src_stride=1, dst_stride=1, k_stride=0, n_stride=
                        dst_stride=dst_stride, aux=k_stride, aux2=n_stride,
                        ktiles_log2=_log2("ktiles", ktiles), ngroups_log2=_log2("ngroups", ngroups),
                        replicas_log2=_log2("replicas", replicas))
+
+
+def mvm_tile(first, replica, group, k, ktiles, ngroups):
+    """The tile of an MVM's range that holds K block `k` of output block `group` for
+    `replica`."""
+    return first + (replica * ngroups + group) * ktiles + k
 
 
 def requant(count, src, dst, qentry, lane_block=0, src_stride=1, dst_stride=1):

@@ -309,6 +309,15 @@ class Sequencer(wiring.Component):
             m.d.comb += tile.start.eq(tile_starts[t])
         m.d.comb += ev.mvm_products.eq(tree_sum(tile_starts[t] for t in range(c.tiles)))
 
+        def walk(lane, lane_last, replica, vector, addr, vector_stride, lane_stride):
+            """One step of a round's walk over (replica, lane) entries, lanes inner: the
+            next lane's entry, or the next replica's vector's first."""
+            with m.If(lane == lane_last):
+                m.d.sync += [lane.eq(0), replica.eq(replica + 1),
+                             vector.eq(vector + vector_stride), addr.eq(vector + vector_stride)]
+            with m.Else():
+                m.d.sync += [lane.eq(lane + 1), addr.eq(addr + lane_stride)]
+
         def stop(code):
             m.d.sync += [self.running.eq(0), self.error.eq(1), self.error_code.eq(code),
                          self.error_pc.eq(pc)]
@@ -430,12 +439,7 @@ class Sequencer(wiring.Component):
                     m.d.comb += [self.amem_en.eq(active), self.amem_addr.eq(feed_addr)]
                     m.d.sync += [latch_valid.eq(active), latch_slot.eq(feed_index),
                                  feed_index.eq(feed_index + 1)]
-                    with m.If(feed_k == k_last):
-                        m.d.sync += [feed_k.eq(0), feed_r.eq(feed_r + 1),
-                                     feed_vector.eq(feed_vector + ins.src_stride),
-                                     feed_addr.eq(feed_vector + ins.src_stride)]
-                    with m.Else():
-                        m.d.sync += [feed_k.eq(feed_k + 1), feed_addr.eq(feed_addr + ins.aux)]
+                    walk(feed_k, k_last, feed_r, feed_vector, feed_addr, ins.src_stride, ins.aux)
                     with m.If(cycle == feeds):               # the round's last feed
                         m.d.sync += [count.eq(count - feed_round_vectors),
                                      start_pending.eq(1), start_vectors.eq(feed_round_vectors),
@@ -473,12 +477,7 @@ class Sequencer(wiring.Component):
                                  write_group.eq(wb_index), write_addr.eq(wb_addr),
                                  write_last.eq(last_group & wb_last),
                                  wb_active.eq(~last_group), wb_index.eq(wb_index + 1)]
-                    with m.If(wb_n == n_last):
-                        m.d.sync += [wb_n.eq(0), wb_r.eq(wb_r + 1),
-                                     wb_vector.eq(wb_vector + ins.dst_stride),
-                                     wb_addr.eq(wb_vector + ins.dst_stride)]
-                    with m.Else():
-                        m.d.sync += [wb_n.eq(wb_n + 1), wb_addr.eq(wb_addr + ins.aux2)]
+                    walk(wb_n, n_last, wb_r, wb_vector, wb_addr, ins.dst_stride, ins.aux2)
                     with m.If(last_group):
                         m.d.sync += [wb_index.eq(0), wb_r.eq(0)]
                 with m.Else():
