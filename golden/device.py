@@ -133,6 +133,13 @@ def _distinct(base, stride, count, inner_stride=0, inner=1):
 def _reads_before_writes(src, other, dst):
     """Whether a MAX run may be done at once: no two entries write one address and no
     entry writes an address a later entry reads (entry i may write what it reads)."""
+    # The runs are arithmetic with strides >= 0, so their ends bound them: a run that
+    # writes apart from what it reads, or reads each entry where it writes it, is safe.
+    lo, hi = dst[0], dst[-1]
+    apart = lambda run: run[-1] < lo or run[0] > hi
+    distinct = len(dst) == 1 or dst[1] > dst[0]
+    if distinct and apart(other) and (apart(src) or (src[0] == lo and src[-1] == hi)):
+        return True
     if len(np.unique(dst)) != len(dst):
         return False
     entries = np.arange(len(dst))

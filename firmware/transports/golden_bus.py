@@ -30,6 +30,7 @@ class GoldenBus:
         self.windows = regmap.memory_windows(self.config)
         self._status = 0
         self._counters = dict.fromkeys(regmap.COUNTERS, 0)
+        self._counter_at = {regmap.counter_address(name): name for name in regmap.COUNTERS}
         self._csr_values = {regmap.CSR["ID"]: regmap.ID_VALUE,
                             regmap.CSR["VERSION"]: regmap.VERSION, regmap.CSR["CONTROL"]: 0}
         for name, address in regmap.CAPABILITIES.items():
@@ -54,9 +55,8 @@ class GoldenBus:
             return self._status
         if address in self._csr_values:
             return self._csr_values[address]
-        for name in regmap.COUNTERS:
-            if address == regmap.counter_address(name):
-                return self._counters[name] & 0xFFFF_FFFF
+        if address in self._counter_at:
+            return self._counters[self._counter_at[address]] & 0xFFFF_FFFF
         located = self._locate(address)
         if located is None:
             raise BusError(address, "read")
