@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import AccelConfig
-from .crossbar import tile_products
+from .crossbar import int8_matmul, tile_products
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode
 from .regmap import COUNTERS
 from .requant import requantize
@@ -276,8 +276,8 @@ class Device:
                 if c.is_lossless:
                     # The adder tree's sum is one product over the K tiles' stacked rows.
                     stacked = weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols)
-                    results[mine] = (inputs[mine].reshape(-1, K * c.rows) @ stacked
-                                     ).reshape(-1, G, c.cols)
+                    results[mine] = int8_matmul(inputs[mine].reshape(-1, K * c.rows),
+                                                stacked).reshape(-1, G, c.cols)
                 else:
                     results[mine] = sum(
                         tile_products(c, inputs[mine, k], weights[:, k].transpose(1, 0, 2)

@@ -139,3 +139,18 @@ def test_bad_values_name_the_position():
         crossbar_mvm(AccelConfig(), np.zeros(16), np.zeros((16, 16), int))
     with pytest.raises(ValueError, match=r"inputs must have shape \(batch, 16\)"):
         crossbar_mvm(AccelConfig(), np.zeros((2, 8), int), np.zeros((16, 16), int))
+
+
+def test_int8_matmul_is_exact_at_the_extremes():
+    """The float64 BLAS path equals integer arithmetic, even where every product is the
+    largest (-128 x -128) and 4,096 of them add up."""
+    from golden.crossbar import int8_matmul
+
+    x = np.full((3, 4096), -128)
+    w = np.full((4096, 5), -128)
+    w[:, 1] = 127
+    expected = [[4096 * 16384, -4096 * 16256] + [4096 * 16384] * 3] * 3
+    assert np.array_equal(int8_matmul(x, w), np.array(expected))
+    rng = np.random.default_rng(0)
+    x, w = rng.integers(-128, 128, (50, 300)), rng.integers(-128, 128, (300, 40))
+    assert np.array_equal(int8_matmul(x, w), reference_mvm(x, w))
