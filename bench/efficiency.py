@@ -95,8 +95,8 @@ def main():
                ("segments", "segments", "{}"), ("cycles/inf", "cycles", "{:.0f}"),
                ("ADC bound/inf", "bound", "{:.0f}"), ("bound/actual", "ratio", "{:.2f}"),
                ("vectors on all tiles", "all tiles", "{:.0%}"),
-               ("golden ms/inf", "golden ms", "{:.2f}"), ("NumPy ms/inf", "numpy ms", "{:.3f}"),
-               ("golden/NumPy", "x numpy", "{:.0f}x")]
+               ("golden ms/inf", "golden ms", "{:.3f}"), ("NumPy ms/inf", "numpy ms", "{:.4f}"),
+               ("golden/NumPy", "x numpy", "{:.1f}x")]
     print(f"\nAt least {args.samples} inferences each, in whole batches; cycles from the golden "
           f"model's counters; wall times on this machine, golden and NumPy both a batch at a time, "
           f"the fastest of {REPEATS} runs")

@@ -174,6 +174,7 @@ class Device:
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
         self._decoded = {}               # instruction words -> Instruction (words are the key)
+        self._params = {}                # qmem entry bytes -> its unpacked parameters
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -313,7 +314,10 @@ class Device:
         self._check_run(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
         self._check_run(ins.aux, 1, 1, c.qmem_depth)
         n = ins.count
-        params = unpack_quant_params(self.qmem[ins.aux].reshape(c.cols, 4))
+        entry = self.qmem[ins.aux]
+        params = self._params.get(entry.tobytes())      # the words are the key
+        if params is None:
+            params = self._params[entry.tobytes()] = unpack_quant_params(entry.reshape(c.cols, 4))
         outputs = requantize(self.psum[_run_addresses(ins.src, ins.src_stride, n)], **params)
         lanes = slice(ins.aux2 * c.cols, (ins.aux2 + 1) * c.cols)
         addresses = _run_addresses(ins.dst, ins.dst_stride, n)

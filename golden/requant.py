@@ -34,7 +34,7 @@ def quantize_multiplier(scale):
 
 
 def saturate_int32(values):
-    return np.clip(values, INT32_MIN, INT32_MAX)
+    return np.minimum(np.maximum(values, INT32_MIN), INT32_MAX)   # np.clip, without its overhead
 
 
 def _check_params(multiplier, shift):
@@ -47,7 +47,8 @@ def _check_params(multiplier, shift):
 
 
 def _finish(scaled, zero_point, clamp_min, clamp_max):
-    return np.clip(scaled + np.asarray(zero_point, np.int64), clamp_min, clamp_max).astype(np.int64)
+    return np.minimum(np.maximum(scaled + np.asarray(zero_point, np.int64), clamp_min),
+                      clamp_max).astype(np.int64)
 
 
 def requantize(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):
