@@ -98,7 +98,11 @@ class LayerMap:
 
     @property
     def samples_contiguous(self):
-        """Whether one strided run covers every sample's positions."""
+        """Whether one strided run covers every sample's positions: they follow each other
+        at the position stride, or there is one position a sample (then the run steps
+        from sample to sample, as a Dense layer's does)."""
+        if self.positions == 1:
+            return self.sample_runs == [(1, 0, 0)]
         return (len(self.sample_runs) == 1
                 and self.positions * self.position_stride == self.input_entries)
 

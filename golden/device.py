@@ -160,7 +160,8 @@ class Device:
     tile), ``amem`` (int8
     vectors), ``psum`` (int32 vectors), ``qmem`` (words: ``cols`` channels of
     `pack_quant_params` per entry); ``tile_weights`` holds what
-    each tile has been programmed with.
+    each tile has been programmed with (read it: only PROGRAM writes it, and clears the
+    products' cached weight matrices).
     """
 
     def __init__(self, config):
@@ -175,6 +176,7 @@ class Device:
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
         self._decoded = {}               # instruction words -> Instruction (words are the key)
         self._params = {}                # qmem entry bytes -> its unpacked parameters
+        self._stacked = {}               # (first tile, ktiles, ngroups) -> stacked weights
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -247,6 +249,7 @@ class Device:
         lanes = self.wmem[ins.src:ins.src + c.rows].reshape(c.rows, c.tiles, c.cols)
         tiles = slice(ins.tile, ins.tile + ins.count)
         self.tile_weights[tiles] = lanes[:, tiles].transpose(1, 0, 2)
+        self._stacked.clear()
         k = self.counters
         k["cycles"] += program_cycles(c)
         k["tile_programs"] += ins.count
@@ -273,13 +276,20 @@ class Device:
             results = np.empty((n, G, c.cols), np.int64)
             for r in range(min(R, n)):
                 mine = slice(r, None, R)
-                weights = self.tile_weights[tiles[r]]                          # (G, K, rows, cols)
                 if c.is_lossless:
-                    # The adder tree's sum is one product over the K tiles' stacked rows.
-                    stacked = weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols)
+                    # The adder tree's sum is one product over the K tiles' stacked rows
+                    # (kept until a PROGRAM changes the tiles).
+                    key = (int(tiles[r, 0, 0]), K, G)
+                    stacked = self._stacked.get(key)
+                    if stacked is None:
+                        weights = self.tile_weights[tiles[r]]                  # (G, K, rows, cols)
+                        stacked = self._stacked[key] = np.asarray(
+                            weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols),
+                            np.float64)
                     results[mine] = int8_matmul(inputs[mine].reshape(-1, K * c.rows),
                                                 stacked).reshape(-1, G, c.cols)
                 else:
+                    weights = self.tile_weights[tiles[r]]
                     results[mine] = sum(
                         tile_products(c, inputs[mine, k], weights[:, k].transpose(1, 0, 2)
                                       .reshape(c.rows, G * c.cols)).reshape(-1, G, c.cols)
