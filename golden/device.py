@@ -133,13 +133,6 @@ def _distinct(base, stride, count, inner_stride=0, inner=1):
 def _reads_before_writes(src, other, dst):
     """Whether a MAX run may be done at once: no two entries write one address and no
     entry writes an address a later entry reads (entry i may write what it reads)."""
-    # The runs are arithmetic with strides >= 0, so their ends bound them: a run that
-    # writes apart from what it reads, or reads each entry where it writes it, is safe.
-    lo, hi = dst[0], dst[-1]
-    apart = lambda run: run[-1] < lo or run[0] > hi
-    distinct = len(dst) == 1 or dst[1] > dst[0]
-    if distinct and apart(other) and (apart(src) or (src[0] == lo and src[-1] == hi)):
-        return True
     if len(np.unique(dst)) != len(dst):
         return False
     entries = np.arange(len(dst))
@@ -147,6 +140,24 @@ def _reads_before_writes(src, other, dst):
     np.maximum.at(last_read, src, entries)      # address -> the latest entry that reads it
     np.maximum.at(last_read, other, entries)
     return bool(np.all(last_read[dst] <= entries))
+
+
+def _disjoint_max(count, src, other, dst):
+    """Whether a MAX run (each a (base, stride)) writes distinct entries, none that it
+    reads, except each entry's own first operand: the cheap, common case of
+    `_reads_before_writes`, decided from the runs' ends."""
+    end = lambda run: run[0] + run[1] * (count - 1)
+    lo, hi = dst[0], end(dst)
+    apart = lambda run: end(run) < lo or run[0] > hi
+    distinct = count == 1 or dst[1] > 0
+    return distinct and apart(other) and (apart(src) or src == dst)
+
+
+def _run_slice(base, stride, count):
+    """The entries of a run as a slice (a view, not a copy); a stride of 0 repeats one."""
+    if stride == 0:
+        return np.full(count, base)
+    return slice(base, base + stride * (count - 1) + 1, stride)
 
 
 def _run_addresses(base, stride, count):
@@ -349,14 +360,19 @@ class Device:
         self._check_run(ins.aux, ins.aux2, ins.count, c.amem_depth)
         self._check_run(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
         n = ins.count
-        src, other = _run_addresses(ins.src, ins.src_stride, n), _run_addresses(ins.aux, ins.aux2, n)
-        dst = _run_addresses(ins.dst, ins.dst_stride, n)
-        if n and _reads_before_writes(src, other, dst):
-            self.amem[dst] = np.maximum(self.amem[src], self.amem[other])
-        else:
-            # Entry by entry, so that a run writing what a later entry reads sees the write.
-            for a, b, d in zip(src, other, dst):
-                self.amem[d] = np.maximum(self.amem[a], self.amem[b])
+        src, other, dst = runs = ((ins.src, ins.src_stride), (ins.aux, ins.aux2),
+                                  (ins.dst, ins.dst_stride))
+        if n and _disjoint_max(n, *runs):
+            self.amem[_run_slice(*dst, n)] = np.maximum(self.amem[_run_slice(*src, n)],
+                                                        self.amem[_run_slice(*other, n)])
+        elif n:
+            src, other, dst = (_run_addresses(*run, n) for run in runs)
+            if _reads_before_writes(src, other, dst):
+                self.amem[dst] = np.maximum(self.amem[src], self.amem[other])
+            else:
+                # Entry by entry, so that a run writing what a later entry reads sees it.
+                for a, b, d in zip(src, other, dst):
+                    self.amem[d] = np.maximum(self.amem[a], self.amem[b])
         k = self.counters
         k["cycles"] += max_cycles(c, n)
         k["amem_reads"] += 2 * n
