@@ -80,28 +80,26 @@ class MemoryWindow:
         """Bytes between entries: the entry's words rounded up to a power of two."""
         return 4 * (1 << (self.entry_words - 1).bit_length())
 
+    @property
+    def _lane_type(self):
+        """The little-endian unsigned type of one lane: a word is its lanes' bytes, lane 0
+        lowest, so packing is a reinterpretation of the same bytes."""
+        return np.dtype(f"<u{self.lane_bits // 8}")
+
     def pack(self, entries):
         """Entries (``(n, lanes)`` integers, signed or not) to ``(n, entry_words)`` words."""
         entries = np.asarray(entries, np.int64).reshape(-1, self.lanes)
-        mask = (1 << self.lane_bits) - 1
-        per_word = 32 // self.lane_bits
-        lanes = np.zeros((len(entries), self.entry_words * per_word), np.int64)
-        lanes[:, :self.lanes] = entries & mask
-        lanes = lanes.reshape(len(entries), self.entry_words, per_word)
-        shifts = np.arange(per_word, dtype=np.int64) * self.lane_bits
-        return (lanes << shifts).sum(axis=2)
+        lanes = np.zeros((len(entries), self.entry_words * 32 // self.lane_bits), self._lane_type)
+        lanes[:, :self.lanes] = entries & ((1 << self.lane_bits) - 1)
+        return lanes.view("<u4").astype(np.int64)
 
     def unpack(self, words, signed=True):
         """Inverse of `pack`: ``(n, entry_words)`` words to ``(n, lanes)`` lane values."""
-        words = np.asarray(words, np.int64).reshape(-1, self.entry_words)
-        per_word = 32 // self.lane_bits
-        shifts = np.arange(per_word, dtype=np.int64) * self.lane_bits
-        lanes = ((words[:, :, None] >> shifts) & ((1 << self.lane_bits) - 1))
-        lanes = lanes.reshape(len(words), -1)[:, :self.lanes]
+        words = (np.asarray(words, np.int64).reshape(-1, self.entry_words) & 0xFFFF_FFFF)
+        lanes = words.astype("<u4").view(self._lane_type)[:, :self.lanes]
         if signed:
-            sign = 1 << (self.lane_bits - 1)
-            lanes = (lanes ^ sign) - sign
-        return lanes
+            lanes = lanes.view(self._lane_type.str.replace("u", "i"))
+        return lanes.astype(np.int64)
 
     def address(self, entry, word=0):
         if not 0 <= entry < self.depth:

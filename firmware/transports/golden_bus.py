@@ -51,6 +51,9 @@ class GoldenBus:
         return window.pack(array[entry:entry + 1])[0]
 
     async def read(self, address):
+        return self._read_word(address)
+
+    def _read_word(self, address):
         if address == regmap.CSR["STATUS"]:
             return self._status
         if address in self._csr_values:
@@ -95,8 +98,8 @@ class GoldenBus:
 
     async def read_burst(self, address, count):
         span = self._entry_span(address, count)
-        if span is None:
-            return [await self.read(address + 4 * i) for i in range(count)]
+        if span is None:                     # CSRs (the counters): word by word
+            return [self._read_word(address + 4 * i) for i in range(count)]
         window, entry, entries = span
         array = getattr(self.device, window.name)
         return window.pack(array[entry:entry + entries]).ravel()
