@@ -136,12 +136,13 @@ class Sequencer(wiring.Component):
             end = base[:bits] + stride[:bits] * span[:bits]
             return Mux(beyond, (1 << ends_width) - 1, end)
 
-        tile_bits = _bits(c.tiles) + 1
+        tile_bits = _bits(c.tiles) + 1          # a tile index, or a count of tiles
+        legal_log = _bits(tile_bits + 1)        # bits of the log2 of a legal tile count
 
         def lane_span(stride, log2):
             """stride * (2**log2 - 1), or all ones when that is past any memory. Only a
             range of at most `tiles` tiles matters (CHECK refuses the rest first)."""
-            small = log2[:_bits(tile_bits + 1)]
+            small = log2[:legal_log]
             beyond = ((stride >> bits) != 0) & (small != 0)
             return Mux(beyond, (1 << ends_width) - 1, (stride[:bits] << small) - stride[:bits])
         log_bits = len(word.ktiles_log2) + 2
@@ -164,7 +165,7 @@ class Sequencer(wiring.Component):
         bad_tile_program = (ins.count == 0) | (ins.tile + ins.count > c.tiles)
         misaligned_tile = (ins.tile & ((Const(1, 9) << ins.ktiles_log2[:4]) - 1)[:8]) != 0
         bad_tile_mvm = (misaligned_tile | (mvm_log >= tile_bits)
-                        | (ins.tile + (Const(1, tile_bits + 1) << mvm_log[:_bits(tile_bits + 1)])
+                        | (ins.tile + (Const(1, tile_bits + 1) << mvm_log[:legal_log])
                            > c.tiles))
         misaligned_program = (ins.src % c.rows) != 0
         bad_addr_program = ins.src + c.rows - 1 >= c.wmem_depth
@@ -198,15 +199,15 @@ class Sequencer(wiring.Component):
             check_shape += [in_mvm[t].eq((t >= ins.tile) & (r < (Const(1, tile_bits + 1) << rlog))),
                             slot[t].eq((r << klog) | k), replica[t].eq(r)]
         # Only a legal shape matters (CHECK refuses the rest): log2 E, log2 G < tile_bits.
-        e_value = (Const(1, tile_bits + 1) << (rlog + klog)[:_bits(tile_bits + 1)])[:tile_bits + 1]
-        g_value = (Const(1, tile_bits + 1) << (rlog + nlog)[:_bits(tile_bits + 1)])[:tile_bits + 1]
+        e_value = (Const(1, tile_bits + 1) << (rlog + klog)[:legal_log])[:tile_bits + 1]
+        g_value = (Const(1, tile_bits + 1) << (rlog + nlog)[:legal_log])[:tile_bits + 1]
         longest = Mux(e_value + 2 > g_value + 1, e_value + 2, g_value + 1)
         one = Const(1, tile_bits + 1)
         check_shape += [feeds.eq(e_value), writes.eq(g_value),
                         period.eq(Mux(longest > n_conv, longest, n_conv)),
-                        k_last.eq((one << klog[:_bits(tile_bits + 1)]) - 1),
-                        n_last.eq((one << nlog[:_bits(tile_bits + 1)]) - 1),
-                        round_vectors.eq(one << rlog[:_bits(tile_bits + 1)])]
+                        k_last.eq((one << klog[:legal_log]) - 1),
+                        n_last.eq((one << nlog[:legal_log]) - 1),
+                        round_vectors.eq(one << rlog[:legal_log])]
 
         # Round engines of an MVM (golden.device's timing contract). `cycle` counts from
         # the last start (from 1 on entry); feeds run at cycles 1..E of it, a start at E + 2
