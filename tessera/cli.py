@@ -408,6 +408,26 @@ def check_run_record(record, path):
                              f"non-negative word counts")
 
 
+def report_record(record, config, summary):
+    """What `tessera report --json` prints: every figure with its unit and basis in its
+    name (per inference, or the whole run for the counters)."""
+    per_inference = dict(summary["per_inference"])
+    total = per_inference.pop("total")
+    return {
+        "samples": record["samples"], "backend": record["backend"],
+        "batches": record.get("batches"), "config": config.to_dict(),
+        "config_name": config.name, "preset": summary["preset"],
+        "cycles_per_inference": summary["cycles_per_inference"],
+        "joules_per_inference": per_inference,
+        "joules_per_inference_total": total,
+        "joules_per_inference_on_chip": summary["on_chip_per_inference"],
+        "joules_per_inference_off_chip": summary["off_chip_per_inference"],
+        "host_words_per_inference": summary["host_words_per_inference"],
+        "tops_per_watt_on_chip": summary["tops_per_watt"],
+        "counters_whole_run": record["counters"],
+    }
+
+
 def cmd_report(args):
     from firmware.report import energy_summary
 
@@ -422,6 +442,9 @@ def cmd_report(args):
     config = AccelConfig.from_dict(record["config"])
     summary = energy_summary(record["counters"], config, record["samples"], args.preset,
                              record.get("host_words"))
+    if args.json:
+        print(json.dumps(report_record(record, config, summary), indent=1))
+        return
     batch = f", batches of {record['batch']}" if "batch" in record else ""
     print(f"{record['samples']} samples on {record['backend']}, {config.name}{batch}; "
           f"{summary['preset']}; per inference:")
@@ -555,6 +578,9 @@ def build_parser():
                                              "from the counters a `tessera run` saved.")
     report.add_argument("run", help="file written by `tessera run`")
     report.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm")
+    report.add_argument("--json", action="store_true",
+                        help="print the figures as one JSON object (joules per inference by "
+                             "component, cycles, TOPS/W, the run's counters)")
     report.set_defaults(handler=cmd_report)
     return parser
 

@@ -41,6 +41,26 @@ def test_compile_run_report(files, capsys):
     assert "TOPS/W (on chip)" in out and "off-chip" in out
 
 
+def test_report_json_is_counters_times_the_preset(files, capsys):
+    """By hand from the preset's table: the ADC's joules per inference are the run's ADC
+    conversions x pJ per conversion / samples; on and off chip add up to the total."""
+    from golden.energy import PRESETS
+
+    compiled, run = compile_mlp(files), files / "run.json"
+    assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run), "--preset", "sram_imc_65nm", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    counters, table = report["counters_whole_run"], PRESETS["sram_imc_65nm"]
+    assert report["preset"] == table.name and report["samples"] == 50
+    assert report["joules_per_inference"]["ADC"] == pytest.approx(
+        counters["adc_conversions"] * table.adc_conversions * 1e-12 / 50)
+    assert report["joules_per_inference_on_chip"] + report["joules_per_inference_off_chip"] \
+        == pytest.approx(report["joules_per_inference_total"])
+    assert report["cycles_per_inference"] == counters["cycles"] / 50
+    assert report["tops_per_watt_on_chip"] > 0
+
+
 def test_labels_give_top1_accuracy(files, capsys):
     compiled, run = compile_mlp(files), files / "run.json"
     assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--out", str(run)]) == 0
