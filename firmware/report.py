@@ -51,21 +51,23 @@ def layer_counters(exe, batch=None):
 
 
 def plot_layer_energy(per_layer, path, title):
-    """A stacked bar per layer of energy by component (matplotlib, written as PNG)."""
+    """A stacked bar per layer of energy per inference by component (joules in, nJ shown;
+    matplotlib, written as PNG)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(per_layer)
-    components = sorted({c for breakdown in per_layer.values() for c in breakdown if c != "total"})
+    components = sorted({c for breakdown in per_layer.values() for c in breakdown
+                         if c not in ("total", OFF_CHIP)})          # on chip: the device's own
     fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(names), 4))
     bottom = np.zeros(len(names))
     for component in components:
         values = np.array([per_layer[n].get(component, 0.0) * 1e9 for n in names])
         ax.bar(names, values, bottom=bottom, label=component)
         bottom += values
-    ax.set_ylabel("energy per batch (nJ)")
-    ax.set_title(title)
+    ax.set_ylabel("energy per inference (nJ)")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -119,10 +119,13 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
 
     samples = len(rtl_run.outputs)
     energy = energy_summary(rtl_run.counters, config, samples, preset, rtl_run.host_words)
-    per_layer = {layer: energy_breakdown(counters, PRESETS[preset])
+    # One batch's counters per layer, divided by its samples: energy per inference.
+    per_layer = {layer: {component: joules / exe.batch for component, joules
+                         in energy_breakdown(counters, PRESETS[preset]).items()}
                  for layer, counters in layer_counters(exe).items()}
     plot = plot_layer_energy(per_layer, out_dir / f"{stem}.png",
-                             f"digits {model.name}, {name}: on-chip energy per batch of {exe.batch}")
+                             f"digits {model.name}, {name}: on-chip energy per inference\n"
+                             f"{PRESETS[preset].name}, {config.name}, batch of {exe.batch}")
     export_onnx(network, None if model.image else pixel_order, out_dir / f"{stem}.onnx")
     return plot, {
         "model": model.name, "variant": name,
