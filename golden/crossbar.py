@@ -7,7 +7,7 @@ columns or vectors in Python (the loops are over the few steps and slices only).
 import numpy as np
 
 __all__ = ["check_int8", "weight_slices", "input_levels", "column_counts",
-           "adc_convert", "crossbar_mvm", "reference_mvm", "int8_matmul", "tile_products"]
+           "adc_convert", "crossbar_mvm", "reference_mvm", "int8_matmul"]
 
 
 def check_int8(name, array, shape=None):
@@ -97,22 +97,9 @@ def reference_mvm(x, weights):
     return check_int8("inputs", x) @ check_int8("weights", weights)
 
 
-
 def int8_matmul(x, weights):
     """``x @ weights`` for int8-valued integer arrays, exactly, through float64 BLAS: each
     product is at most 2**14 and a sum of fewer than 2**39 of them stays below 2**53,
     where float64 holds every integer. (NumPy's integer matmul does not use BLAS: several
     times slower.)"""
     return (np.asarray(x, np.float64) @ np.asarray(weights, np.float64)).astype(np.int64)
-
-
-def tile_products(config, x, weights):
-    """What tiles holding the column blocks of `weights` (rows x any number of columns)
-    return for inputs `x`: ``x @ weights`` when the config is lossless (`crossbar_mvm`
-    equals it there, a property the tests check for every config they draw), else the
-    bit-serial model, tile by tile."""
-    if config.is_lossless:
-        return int8_matmul(check_int8("inputs", x), check_int8("weights", weights))
-    weights = np.asarray(weights)
-    return np.concatenate([crossbar_mvm(config, x, weights[:, i:i + config.cols])
-                           for i in range(0, weights.shape[1], config.cols)], axis=1)

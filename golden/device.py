@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import AccelConfig
-from .crossbar import int8_matmul, tile_products
+from .crossbar import crossbar_mvm, int8_matmul
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode
 from .regmap import COUNTERS
 from .requant import requantize
@@ -300,10 +300,11 @@ class Device:
                     results[mine] = int8_matmul(inputs[mine].reshape(-1, K * c.rows),
                                                 stacked).reshape(-1, G, c.cols)
                 else:
+                    # Lossy: each tile's bit-serial product, then the adder tree's sum.
                     weights = self.tile_weights[tiles[r]]
                     results[mine] = sum(
-                        tile_products(c, inputs[mine, k], weights[:, k].transpose(1, 0, 2)
-                                      .reshape(c.rows, G * c.cols)).reshape(-1, G, c.cols)
+                        np.stack([crossbar_mvm(c, inputs[mine, k], weights[g, k])
+                                  for g in range(G)], axis=1)
                         for k in range(K))
             addresses = (ins.dst + ins.dst_stride * vectors[:, None]
                          + ins.aux2 * np.arange(G, dtype=np.int64)[None, :]).ravel()
