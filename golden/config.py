@@ -60,10 +60,9 @@ class AccelConfig:
         Input bits applied per step; an int8 input takes ``8 // dac_bits`` steps.
     adc_bits : int or None
         ADC resolution in bits (signed code). ``None`` picks the lossless width,
-        :attr:`lossless_adc_bits`.
-    adc_shift : int
-        Right shift (arithmetic) applied to a column count before the ADC
-        saturates it; the shift-add scales it back.
+        :attr:`lossless_adc_bits`. Below it, each MVM instruction chooses the ADC's
+        range: its ``adc_shift`` (0 .. :attr:`max_adc_shift`) right-shifts a column count
+        before the ADC saturates it, and the shift-add scales it back.
     adc_share : int
         Logical columns that share one set of ADCs (one per slice); a step then
         takes ``adc_share`` conversion cycles.
@@ -80,7 +79,6 @@ class AccelConfig:
     cell_bits: int = 2
     dac_bits: int = 1
     adc_bits: "int | None" = None
-    adc_shift: int = 0
     adc_share: int = 1
     imem_depth: int = 256
     wmem_depth: int = 256
@@ -107,10 +105,6 @@ class AccelConfig:
                                   f"not {getattr(self, name)!r}")
         if self.rows > 4096:
             raise ConfigError(f"AccelConfig.rows must be at most 4096, not {self.rows!r}")
-        if isinstance(self.adc_shift, bool) or not isinstance(self.adc_shift, int) \
-                or not 0 <= self.adc_shift <= 16:
-            raise ConfigError(f"AccelConfig.adc_shift must be an integer in 0..16, "
-                              f"not {self.adc_shift!r}")
         if self.adc_bits is None:
             object.__setattr__(self, "adc_bits", self.lossless_adc_bits)
         if isinstance(self.adc_bits, bool) or not isinstance(self.adc_bits, int) \
@@ -121,8 +115,8 @@ class AccelConfig:
         memory_windows(self)
         if self.result_bound >= 1 << (ACC_BITS - 1):
             raise ConfigError(
-                f"AccelConfig.adc_bits={self.adc_bits} with adc_shift={self.adc_shift} "
-                f"can produce tile results up to {self.result_bound}, beyond int32")
+                f"AccelConfig.adc_bits={self.adc_bits} can produce tile results up to "
+                f"{self.result_bound}, beyond int32")
 
     # Derived quantities -----------------------------------------------------------------
 
@@ -165,12 +159,18 @@ class AccelConfig:
 
     @property
     def lossless_adc_bits(self):
-        """The smallest ADC width that never saturates with ``adc_shift=0``."""
+        """The smallest ADC width that never saturates (with an MVM shift of 0)."""
         return self.count_bits
 
     @property
     def is_lossless(self):
-        return self.adc_shift == 0 and self.adc_bits >= self.lossless_adc_bits
+        return self.adc_bits >= self.lossless_adc_bits
+
+    @property
+    def max_adc_shift(self):
+        """The largest ADC shift an MVM may ask for: at it no count saturates, so a larger
+        one would only drop bits (0 when the ADC is lossless: nothing to range)."""
+        return max(0, self.lossless_adc_bits - self.adc_bits)
 
     @property
     def result_bits(self):
@@ -180,9 +180,9 @@ class AccelConfig:
 
     @property
     def result_bound(self):
-        """An upper bound of |tile result|: every code at full scale, every shift at its largest."""
+        """An upper bound of |tile result|: every code at full scale, at the largest shift."""
         max_code = 1 << (self.adc_bits - 1)
-        weight_sum = sum(1 << (k * self.dac_bits + s * self.cell_bits + self.adc_shift)
+        weight_sum = sum(1 << (k * self.dac_bits + s * self.cell_bits + self.max_adc_shift)
                          for k in range(self.steps) for s in range(self.slices))
         return max_code * weight_sum
 
@@ -209,7 +209,7 @@ class AccelConfig:
     def name(self):
         """A short tag, unique per config, for build directories and reports."""
         name = (f"t{self.tiles}_r{self.rows}_c{self.cols}_cb{self.cell_bits}"
-                f"_d{self.dac_bits}_a{self.adc_bits}s{self.adc_shift}_sh{self.adc_share}")
+                f"_d{self.dac_bits}_a{self.adc_bits}_sh{self.adc_share}")
         depths = [getattr(self, f) for f in MEMORY_FIELDS]
         if depths != [DEFAULT_DEPTHS[f] for f in MEMORY_FIELDS]:
             name += "_m" + "-".join(map(str, depths))

@@ -7,7 +7,7 @@ columns or vectors in Python (the loops are over the few steps and slices only).
 import numpy as np
 
 __all__ = ["check_int8", "weight_slices", "input_levels", "column_counts",
-           "adc_convert", "crossbar_mvm", "reference_mvm", "int8_matmul"]
+           "adc_convert", "shift_add", "crossbar_mvm", "reference_mvm", "int8_matmul"]
 
 
 def check_int8(name, array, shape=None):
@@ -57,18 +57,38 @@ def input_levels(config, x):
 def column_counts(config, x, weights):
     """Signed bit-line difference counts, shape ``(steps, slices, batch, cols)``."""
     g_pos, g_neg = weight_slices(config, weights)
-    levels = input_levels(config, x)
-    return np.einsum("kbr,src->ksbc", levels, g_pos - g_neg)
+    levels = input_levels(config, x).astype(np.float64)
+    # Exact in float64 (|count| < 2**53 by far), and BLAS instead of an integer einsum.
+    return np.rint(levels[:, None] @ (g_pos - g_neg)[None].astype(np.float64)).astype(np.int64)
 
 
-def adc_convert(config, counts):
-    """The ADC: arithmetic right shift by ``adc_shift``, then saturate to a signed
-    ``adc_bits`` code at both ends. The only place precision is lost."""
+def adc_round(counts, adc_shift):
+    """``counts / 2**adc_shift`` rounded to the nearest integer, ties up: a mid-tread ADC
+    whose step is 2**adc_shift counts. (Truncating instead would bias every code by half a
+    step, and the shift-add multiplies that bias by the sum of its weights.)"""
+    return (np.asarray(counts) + ((1 << adc_shift) >> 1)) >> adc_shift
+
+
+def adc_convert(config, counts, adc_shift=0):
+    """The ADC: a count in steps of ``2**adc_shift`` (`adc_round`; the MVM's choice of
+    range, at most ``config.max_adc_shift``), saturated to a signed ``adc_bits`` code at
+    both ends. The only place precision is lost."""
+    if not 0 <= adc_shift <= config.max_adc_shift:
+        raise ValueError(f"adc_shift must be in 0..{config.max_adc_shift} for this config, "
+                         f"not {adc_shift!r}")
     lo, hi = -(1 << (config.adc_bits - 1)), (1 << (config.adc_bits - 1)) - 1
-    return np.clip(np.asarray(counts) >> config.adc_shift, lo, hi)
+    return np.clip(adc_round(counts, adc_shift), lo, hi)
 
 
-def crossbar_mvm(config, x, weights):
+def shift_add(config, codes, adc_shift=0):
+    """``sum_{k,s} codes[k, s] << (k*dac_bits + s*cell_bits + adc_shift)``: the column
+    results of ADC codes shaped ``(steps, slices, batch, cols)``."""
+    weight_exp = (np.arange(config.steps)[:, None] * config.dac_bits
+                  + np.arange(config.slices)[None, :] * config.cell_bits + adc_shift)
+    return np.einsum("ksbc,ks->bc", codes, np.int64(1) << weight_exp)
+
+
+def crossbar_mvm(config, x, weights, adc_shift=0):
     """The tile's int32 result for each input vector.
 
     Parameters
@@ -78,17 +98,15 @@ def crossbar_mvm(config, x, weights):
 
     Returns an int64 array of shape ``(batch, cols)`` (or ``(cols,)``) holding
     ``sum_{k,s} adc(count[k, s]) << (k*dac_bits + s*cell_bits + adc_shift)``,
-    which is ``x @ weights`` exactly when the config is lossless.
+    which is ``x @ weights`` exactly when the config is lossless (`adc_shift` 0).
     """
     x = np.asarray(x)
     single = x.ndim == 1
     batch = np.atleast_2d(x)
     if batch.ndim != 2 or batch.shape[1] != config.rows:
         raise ValueError(f"inputs must have shape (batch, {config.rows}), not {x.shape}")
-    codes = adc_convert(config, column_counts(config, batch, weights))
-    weight_exp = (np.arange(config.steps)[:, None] * config.dac_bits
-                  + np.arange(config.slices)[None, :] * config.cell_bits + config.adc_shift)
-    result = np.einsum("ksbc,ks->bc", codes, np.int64(1) << weight_exp)
+    result = shift_add(config, adc_convert(config, column_counts(config, batch, weights), adc_shift),
+                       adc_shift)
     return result[0] if single else result
 
 

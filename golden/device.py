@@ -35,6 +35,7 @@ import numpy as np
 from .config import AccelConfig
 from .crossbar import crossbar_mvm, int8_matmul
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode
+from .nonideal import AnalogTiles
 from .regmap import COUNTERS
 from .requant import requantize
 from .timing import tile_program_cycles
@@ -175,10 +176,13 @@ class Device:
     products' cached weight matrices).
     """
 
-    def __init__(self, config):
+    def __init__(self, config, nonideal=None):
+        """`nonideal` (a `golden.NonIdealities`) perturbs the analog side of every MVM;
+        the counters and timing are those of the ideal device."""
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be a golden.AccelConfig, not {config!r}")
         self.config = c = config
+        self.analog = AnalogTiles(c, nonideal) if nonideal is not None and nonideal.active else None
         self.imem = np.zeros((c.imem_depth, WORDS_PER_INSTRUCTION), np.int64)
         self.wmem = np.zeros((c.wmem_depth, c.tiles * c.cols), np.int64)   # a lane per tile
         self.amem = np.zeros((c.amem_depth, c.rows), np.int64)
@@ -261,6 +265,9 @@ class Device:
         tiles = slice(ins.tile, ins.tile + ins.count)
         self.tile_weights[tiles] = lanes[:, tiles].transpose(1, 0, 2)
         self._stacked.clear()
+        if self.analog is not None:
+            for t in range(ins.tile, ins.tile + ins.count):
+                self.analog.program(t, self.tile_weights[t])
         k = self.counters
         k["cycles"] += program_cycles(c)
         k["tile_programs"] += ins.count
@@ -272,6 +279,8 @@ class Device:
         K, G, R = ins.ktiles, ins.ngroups, ins.replicas
         if ins.tile % K or ins.tile + ins.mvm_tiles > c.tiles:
             raise ProgramError(ErrorCode.BAD_TILE)
+        if ins.adc_shift > c.max_adc_shift:
+            raise ProgramError(ErrorCode.BAD_SHIFT)
         self._check_run(ins.src, ins.src_stride, ins.count, c.amem_depth,
                         extra=ins.aux * (K - 1))
         self._check_run(ins.dst, ins.dst_stride, ins.count, c.psum_depth,
@@ -287,7 +296,12 @@ class Device:
             results = np.empty((n, G, c.cols), np.int64)
             for r in range(min(R, n)):
                 mine = slice(r, None, R)
-                if c.is_lossless:
+                if self.analog is not None:
+                    results[mine] = sum(
+                        np.stack([self.analog.mvm(tiles[r, g, k], inputs[mine, k], ins.adc_shift)
+                                  for g in range(G)], axis=1)
+                        for k in range(K))
+                elif c.is_lossless:
                     # The adder tree's sum is one product over the K tiles' stacked rows
                     # (kept until a PROGRAM changes the tiles).
                     key = (int(tiles[r, 0, 0]), K, G)
@@ -303,7 +317,7 @@ class Device:
                     # Lossy: each tile's bit-serial product, then the adder tree's sum.
                     weights = self.tile_weights[tiles[r]]
                     results[mine] = sum(
-                        np.stack([crossbar_mvm(c, inputs[mine, k], weights[g, k])
+                        np.stack([crossbar_mvm(c, inputs[mine, k], weights[g, k], ins.adc_shift)
                                   for g in range(G)], axis=1)
                         for k in range(K))
             addresses = (ins.dst + ins.dst_stride * vectors[:, None]

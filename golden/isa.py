@@ -9,7 +9,7 @@ PROGRAM tile, count, src
     Program the ``count`` tiles ``tile ..`` at once, each from its own lane of the weight
     staging memory (an entry holds one ``cols``-wide row for every tile): tile ``t`` takes
     rows ``src .. src+rows-1`` of lane ``t``. ``src`` must be a multiple of ``rows``.
-MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, accumulate
+MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, adc_shift, accumulate
     The ``ktiles * ngroups * replicas`` tiles from ``tile`` on (each factor a power of two,
     held as its log2; ``tile`` a multiple of ``ktiles``). Tile ``tile + (r*ngroups + n)*ktiles
     + k`` is replica ``r``'s tile for K block ``k`` and output block ``n``. Vector ``v <
@@ -17,7 +17,9 @@ MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, n
     v*src_stride + k*k_stride``, an adder tree sums their results, and output block ``n``'s
     sum goes to partial-sum entry ``dst + v*dst_stride + n*n_stride``, added to it when
     ``accumulate`` is set (int32, wrapping). Writes land vector by vector, then by ``n``.
-    ``aux`` and ``aux2`` hold ``k_stride`` and ``n_stride``.
+    ``aux`` and ``aux2`` hold ``k_stride`` and ``n_stride``. Every tile's ADCs take the
+    range ``adc_shift`` sets (`golden.crossbar.adc_convert`), at most the config's
+    ``max_adc_shift``: the compiler calibrates it per layer.
 REQUANT count, src, src_stride, dst, dst_stride, qentry, lane_block
     For each ``i < count``: requantise partial-sum entry ``src + i*src_stride`` with the
     ``cols`` channels of quantisation parameters in qmem entry ``qentry`` (``aux``), all
@@ -47,6 +49,7 @@ FIELDS = {
     "dst": (56, 12), "dst_stride": (68, 12),
     "aux": (80, 12), "aux2": (92, 12),
     "ktiles_log2": (104, 4), "ngroups_log2": (108, 4), "replicas_log2": (112, 4),
+    "adc_shift": (116, 4),
 }
 MAX_TILES = 1 << FIELDS["tile"][1]     # tiles an instruction can name
 
@@ -67,6 +70,7 @@ class ErrorCode(enum.IntEnum):
     BAD_ADDRESS = 3     # a run reaches past the end of a memory
     MISALIGNED = 4      # PROGRAM src not a multiple of rows; REQUANT lane block >= rows/cols
     PC_OVERFLOW = 5     # ran off the end of the instruction memory without HALT
+    BAD_SHIFT = 6       # MVM adc_shift beyond the config's max_adc_shift
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Instruction:
     ktiles_log2: int = 0
     ngroups_log2: int = 0
     replicas_log2: int = 0
+    adc_shift: int = 0
 
     def __post_init__(self):
         for name, (_, width) in FIELDS.items():
@@ -138,13 +143,13 @@ def _log2(name, value):
 
 
 def mvm(tile, count, src, dst, src_stride=1, dst_stride=1, k_stride=0, n_stride=0,
-        ktiles=1, ngroups=1, replicas=1, accumulate=False):
+        ktiles=1, ngroups=1, replicas=1, adc_shift=0, accumulate=False):
     """An MVM on the ``ktiles * ngroups * replicas`` tiles from `tile` on."""
     return Instruction(Opcode.MVM, flags=FLAG_ACCUMULATE if accumulate else 0, tile=tile,
                        count=count, src=src, src_stride=src_stride, dst=dst,
                        dst_stride=dst_stride, aux=k_stride, aux2=n_stride,
                        ktiles_log2=_log2("ktiles", ktiles), ngroups_log2=_log2("ngroups", ngroups),
-                       replicas_log2=_log2("replicas", replicas))
+                       replicas_log2=_log2("replicas", replicas), adc_shift=adc_shift)
 
 
 def mvm_tile(first, replica, group, k, ktiles, ngroups):

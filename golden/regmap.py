@@ -16,7 +16,7 @@ __all__ = ["ID_VALUE", "VERSION", "CSR", "CAPABILITIES", "COUNTERS", "COUNTER_BA
            "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "decode_status", "ADDRESS_BITS"]
 
 ID_VALUE = 0x5445_5353          # "TESS"
-VERSION = 0x0002_0000           # 2.0: tile ranges, K-reduction, replication, pipelined MVM and MAX
+VERSION = 0x0003_0000           # 3.0: the ADC shift per MVM (2.0: tile ranges, pipelined MVM)
 ADDRESS_BITS = 23
 WINDOW_SPAN = 0x10_0000     # 1 MiB per memory window
 
@@ -24,7 +24,7 @@ CSR = {"ID": 0x00, "VERSION": 0x04, "CONTROL": 0x80, "STATUS": 0x84}
 
 # Capability registers: the config, one field per word, so a driver discovers the hardware.
 CAPABILITIES = {name: 0x10 + 4 * i for i, name in enumerate(
-    ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_bits", "adc_shift", "adc_share")
+    ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_bits", "adc_share")
     + MEMORY_FIELDS)}
 
 CONTROL_START = 1 << 0          # write 1: run from pc 0 (clears counters and status)

@@ -1,6 +1,6 @@
 """One crossbar tile: differential cell array, bit-serial DAC, shared ADCs, shift-add."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -51,6 +51,11 @@ def saturate(value, bits):
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
+def adc_round(count, shift):
+    """`golden.crossbar.adc_round`: ``count / 2**shift`` to the nearest, ties up."""
+    return (count + (Const(1, 2) << shift >> 1)) >> shift
+
+
 def weight_row_layout(cols):
     return data.StructLayout({
         "row": unsigned(16),
@@ -89,6 +94,10 @@ class CrossbarTile(wiring.Component):
     start : In(1)
         Convert the staged vector, from the next cycle on. Taken while idle or in the
         last cycle of a conversion; ignored otherwise.
+    adc_shift : In(range(max_adc_shift + 1))
+        The ADCs' range for the product `start` begins (taken with it): a column count
+        is divided by ``2**adc_shift``, to the nearest, before saturating, and the result
+        shifted back.
     result : Out(ArrayLayout(signed(32), cols))
         The last product's column results, held until the next product's replace them.
     finishing : Out(1)
@@ -111,6 +120,7 @@ class CrossbarTile(wiring.Component):
             "w_stream": In(stream.Signature(weight_row_layout(config.cols))),
             "i_stream": In(stream.Signature(data.ArrayLayout(signed(INPUT_BITS), config.rows))),
             "start": In(1),
+            "adc_shift": In(range(config.max_adc_shift + 1)),
             "result": Out(data.ArrayLayout(signed(ACC_BITS), config.cols)),
             "finishing": Out(1),
             "done": Out(1),
@@ -133,6 +143,7 @@ class CrossbarTile(wiring.Component):
         staged = [Signal(INPUT_BITS, name=f"staged_r{r}", reset_less=True) for r in range(cfg.rows)]
         inputs = [Signal(INPUT_BITS, name=f"input_r{r}", reset_less=True) for r in range(cfg.rows)]
         first_step = Signal()
+        adc_shift = Signal.like(self.adc_shift, name="product_adc_shift")
         step = Signal(range(cfg.steps))
         phase = Signal(range(cfg.adc_share))
         # Only as wide as a result can be (22 bits by default), sign-extended on the way out.
@@ -152,7 +163,7 @@ class CrossbarTile(wiring.Component):
         if cfg.is_lossless:
             slot_sums = self._exact_columns(m, chunks, first_step, weights)
         else:
-            slot_sums = self._converted_columns(m, chunks, first_step, weights)
+            slot_sums = self._converted_columns(m, chunks, first_step, weights, adc_shift)
         for group, value in enumerate(slot_sums):
             # A kept wire: else Yosys folds the column sum into the 32-bit accumulator's
             # add as one multi-operand sum, sign-extending every term to 32 bits.
@@ -165,8 +176,10 @@ class CrossbarTile(wiring.Component):
                 with m.If(self.converting & (phase == p)):
                     m.d.sync += acc[c].eq(total)
                 with m.If(self.converting & last_slot):
-                    # Columns of the last phase finish now; the others already have.
-                    m.d.sync += results[c].eq(total if p == cfg.adc_share - 1 else acc[c])
+                    # Columns of the last phase finish now; the others already have. One
+                    # shift back for the ADC range: it is common to every code of the product.
+                    finished = total if p == cfg.adc_share - 1 else acc[c]
+                    m.d.sync += results[c].eq(finished << adc_shift)
 
         m.d.comb += [self.result[c].eq(results[c]) for c in range(cfg.cols)]
         m.d.comb += self.finishing.eq(self.converting & last_slot)
@@ -174,7 +187,7 @@ class CrossbarTile(wiring.Component):
 
         def start():
             m.d.sync += [inputs[r].eq(staged[r]) for r in range(cfg.rows)]
-            m.d.sync += [first_step.eq(1), step.eq(0), phase.eq(0)]
+            m.d.sync += [first_step.eq(1), step.eq(0), phase.eq(0), adc_shift.eq(self.adc_shift)]
             m.next = "CONVERT"
 
         with m.FSM():
@@ -251,10 +264,11 @@ class CrossbarTile(wiring.Component):
         return [bit_plane_sum(chunks, sign_step, [row[g] for row in weights], m, f"column_g{g}")
                 for g in range(self.config.adc_groups)]
 
-    def _converted_columns(self, m, chunks, sign_step, weights):
+    def _converted_columns(self, m, chunks, sign_step, weights, adc_shift):
         """The slot sum of each ADC group: per slice, the signed bit-line count of the
         differential pair (the slices of w+ = max(w, 0) and w- = max(-w, 0)) goes through
-        the saturating, shifting ADC, then the shift-add."""
+        the saturating, shifting ADC, then the shift-add (all but the shift back, which
+        the result takes once)."""
         cfg = self.config
         sums = []
         for group in range(cfg.adc_groups):
@@ -268,7 +282,7 @@ class CrossbarTile(wiring.Component):
                 code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
                 m.d.comb += [count.eq(bit_plane_sum(chunks, sign_step, diffs, m,
                                                     f"column_g{group}_s{s}")),
-                             code.eq(saturate(count >> cfg.adc_shift, cfg.adc_bits))]
-                partial.append(code << (s * cfg.cell_bits + cfg.adc_shift))
+                             code.eq(saturate(adc_round(count, adc_shift), cfg.adc_bits))]
+                partial.append(code << (s * cfg.cell_bits))
             sums.append(tree_sum(partial, m, f"slices_g{group}"))
         return sums

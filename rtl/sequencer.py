@@ -167,6 +167,7 @@ class Sequencer(wiring.Component):
         bad_tile_mvm = (misaligned_tile | (mvm_log >= tile_bits)
                         | (ins.tile + (Const(1, tile_bits + 1) << mvm_log[:legal_log])
                            > c.tiles))
+        bad_shift = ins.adc_shift > c.max_adc_shift
         misaligned_program = (ins.src % c.rows) != 0
         bad_addr_program = ins.src + c.rows - 1 >= c.wmem_depth
         bad_addr_mvm = past(src_end + k_span, c.amem_depth) | past(dst_end + n_span, c.psum_depth)
@@ -307,7 +308,7 @@ class Sequencer(wiring.Component):
         ]
         tile_starts = Signal(c.tiles)
         for t, tile in enumerate(tiles):
-            m.d.comb += tile.start.eq(tile_starts[t])
+            m.d.comb += [tile.start.eq(tile_starts[t]), tile.adc_shift.eq(ins.adc_shift)]
         m.d.comb += ev.mvm_products.eq(tree_sum(tile_starts[t] for t in range(c.tiles)))
 
         def walk(lane, lane_last, replica, vector, addr, vector_stride, lane_stride):
@@ -388,6 +389,7 @@ class Sequencer(wiring.Component):
                                  "PROGRAM", skip_empty_run=False)
                     with m.Case(Opcode.MVM):
                         dispatch([(bad_tile_mvm, ErrorCode.BAD_TILE),
+                                  (bad_shift, ErrorCode.BAD_SHIFT),
                                   (bad_addr_mvm, ErrorCode.BAD_ADDRESS)], "MVM")
                     with m.Case(Opcode.REQUANT):
                         dispatch([(misaligned_requant, ErrorCode.MISALIGNED),

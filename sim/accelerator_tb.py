@@ -190,6 +190,9 @@ def error_programs(config):
         "BAD_ADDRESS_QMEM": [isa.requant(1, 0, 0, c.qmem_depth), isa.halt()],
         "BAD_ADDRESS_MAX_OTHER": [isa.vmax(2, 0, c.amem_depth - 2, 0, other_stride=2), isa.halt()],
         ErrorCode.MISALIGNED: [isa.program(0, 1), isa.halt()],
+        # Checked after the tiles and before the addresses, as golden.device does.
+        ErrorCode.BAD_SHIFT: [isa.mvm(1, 2, c.amem_depth - 1, 0, adc_shift=c.max_adc_shift + 1),
+                              isa.halt()],
         "MISALIGNED_LANE": [isa.requant(1, 0, 0, 0, lane_block=c.rows // c.cols), isa.halt()],
         ErrorCode.PC_OVERFLOW: [isa.mvm(0, 0, 0, 0)] * c.imem_depth,
     }

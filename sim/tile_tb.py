@@ -17,6 +17,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 import golden
+from golden.crossbar import adc_round
 from sim.packing import pack_ints, unpack_ints
 
 VECTORS_PER_WEIGHT_SET = 500
@@ -38,7 +39,7 @@ class TileBench:
     async def start(self):
         Clock(self.dut.clk, 10, unit="ns").start()
         self.dut.rst.value = 1
-        for name in ("w_stream__valid", "i_stream__valid", "start"):
+        for name in ("w_stream__valid", "i_stream__valid", "start", "adc_shift"):
             getattr(self.dut, name).value = 0
         for _ in range(3):
             await RisingEdge(self.dut.clk)
@@ -88,9 +89,9 @@ class TileBench:
             previous = start
         return starts, stages
 
-    async def stream(self, vectors):
-        """Stage and start `vectors` on a random schedule; return the results in order and
-        each one's cycles from its start to ``done``."""
+    async def stream(self, vectors, shifts):
+        """Stage and start `vectors` on a random schedule, each with its ADC shift; return
+        the results in order and each one's cycles from its start to ``done``."""
         dut, cfg = self.dut, self.config
         starts, stages = self.schedule(len(vectors))
         start_set = set(starts)
@@ -102,6 +103,11 @@ class TileBench:
                 vector = vectors[index] if kind == "vector" else self.rng.integers(-128, 128, cfg.rows)
                 dut.i_stream__payload.value = pack_ints(vector, 8)
             dut.start.value = int(t in start_set)
+            if t in start_set:
+                dut.adc_shift.value = int(shifts[starts.index(t)])
+            elif self.config.max_adc_shift:
+                # Only the start's value counts: anything else is noise.
+                dut.adc_shift.value = int(self.rng.integers(0, self.config.max_adc_shift + 1))
             await self.settle()
             if dut.done.value:
                 done_cycles.append(t)
@@ -150,8 +156,12 @@ async def tile_matches_golden(dut):
         program_cycles = await bench.program(weights)
         figures["program_cycle_mismatches"] += program_cycles != golden.tile_program_cycles(config)
 
-        got, latencies = await bench.stream(vectors)
-        expected = golden.crossbar_mvm(config, vectors, weights)
+        shifts = rng.integers(0, config.max_adc_shift + 1, count)
+        got, latencies = await bench.stream(vectors, shifts)
+        expected = np.empty((count, config.cols), np.int64)
+        for shift in np.unique(shifts):
+            expected[shifts == shift] = golden.crossbar_mvm(config, vectors[shifts == shift],
+                                                            weights, int(shift))
         if len(got) != len(expected):
             raise AssertionError(f"{len(got)} results for {len(expected)} products")
         bad = np.flatnonzero(np.any(got != expected, axis=1))
@@ -161,9 +171,12 @@ async def tile_matches_golden(dut):
                            f"got {got[i].tolist()} expected {expected[i].tolist()}")
         figures["value_mismatches"] += len(bad)
         figures["cycle_mismatches"] += sum(lat != golden.tile_mvm_cycles(config) for lat in latencies)
-        counts = golden.column_counts(config, vectors, weights)
-        figures["saturated_codes"] += int(np.sum(golden.adc_convert(config, counts)
-                                                 != counts >> config.adc_shift))
+        counts = golden.column_counts(config, vectors, weights)          # (steps, slices, n, cols)
+        for shift in map(int, np.unique(shifts)):
+            mine = counts[:, :, shifts == shift]
+            figures["saturated_codes"] += int(np.sum(golden.adc_convert(config, mine, shift)
+                                                     != adc_round(mine, shift)))
+        figures["shifts_used"] = sorted(set(figures.get("shifts_used", [])) | set(map(int, shifts)))
         figures["vectors"] += count
 
     figures["sim_cycles"] = bench.cycle - started_cycle

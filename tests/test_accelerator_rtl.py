@@ -14,7 +14,7 @@ CONFIGS = {
                                                          dac_bits=2).lossless_adc_bits - 2,
                                     adc_share=2, **SMALL_MEMORIES),
     "narrow_cells_shifted_adc": AccelConfig(tiles=3, rows=8, cols=4, cell_bits=1, dac_bits=4,
-                                            adc_bits=7, adc_shift=1, adc_share=4, **SMALL_MEMORIES),
+                                            adc_bits=5, adc_share=4, **SMALL_MEMORIES),
     # More than 8 tiles, and a one-step DAC: rounds set by the feeds and writes, not N.
     "twelve_tiles_one_step": AccelConfig(tiles=12, rows=8, cols=4, cell_bits=8, dac_bits=8,
                                          **SMALL_MEMORIES),

@@ -14,14 +14,14 @@ from golden import AccelConfig, ConfigError
     (dict(dac_bits=5), "AccelConfig.dac_bits must divide the input width (8)"),
     (dict(adc_bits=40), "AccelConfig.adc_bits must be an integer in 2..32, not 40"),
     (dict(adc_bits=1), "AccelConfig.adc_bits must be an integer in 2..32, not 1"),
-    (dict(adc_shift=-1), "AccelConfig.adc_shift must be an integer in 0..16, not -1"),
     (dict(adc_share=3), "AccelConfig.adc_share must divide cols (16)"),
     (dict(rows=8192), "AccelConfig.rows must be at most 4096, not 8192"),
     (dict(rows=16, cols=12), "AccelConfig.cols must divide rows (16)"),
     (dict(tiles=257), "AccelConfig.tiles must be at most 256 (an instruction's tile field), not 257"),
     (dict(psum_depth=0), "AccelConfig.psum_depth must be a positive integer, not 0"),
     (dict(imem_depth=5000), "AccelConfig.imem_depth must be at most 4096, not 5000"),
-    (dict(adc_bits=20, adc_shift=16), "beyond int32"),
+    (dict(tiles=1, rows=4096, cols=1, cell_bits=8, dac_bits=8, adc_bits=32, amem_depth=128),
+     "AccelConfig.adc_bits=32 can produce tile results up to 2147483648, beyond int32"),
 ])
 def test_bad_config_names_the_field(fields, message):
     with pytest.raises(ConfigError) as info:
@@ -45,7 +45,6 @@ def test_lossless_width_follows_the_array():
     assert AccelConfig(rows=128, cell_bits=8, dac_bits=8).lossless_adc_bits == 23
     assert AccelConfig(dac_bits=2, cell_bits=4).max_column_count == 16 * 3 * 15
     assert not AccelConfig(adc_bits=5).is_lossless
-    assert not AccelConfig(adc_shift=1).is_lossless
 
 
 def test_json_round_trip_and_unknown_fields():

@@ -10,7 +10,7 @@ from golden import (AccelConfig, adc_convert, column_counts, crossbar_mvm, input
                     reference_mvm, weight_slices)
 
 
-def scalar_crossbar(config, x, w):
+def scalar_crossbar(config, x, w, adc_shift=0):
     """A deliberately naive, element-by-element statement of DESIGN.md s.2 (one vector)."""
     result = [0] * config.cols
     lo, hi = -(1 << (config.adc_bits - 1)), (1 << (config.adc_bits - 1)) - 1
@@ -26,8 +26,9 @@ def scalar_crossbar(config, x, w):
                     pos = (max(int(w[r, c]), 0) >> (s * config.cell_bits)) & cell_mask
                     neg = (max(-int(w[r, c]), 0) >> (s * config.cell_bits)) & cell_mask
                     count += chunk * (pos - neg)
-                code = min(max(count >> config.adc_shift, lo), hi)
-                result[c] += code << (k * config.dac_bits + s * config.cell_bits + config.adc_shift)
+                # to the nearest step of 2**adc_shift counts, ties up
+                code = min(max((count + ((1 << adc_shift) >> 1)) >> adc_shift, lo), hi)
+                result[c] += code << (k * config.dac_bits + s * config.cell_bits + adc_shift)
     return result
 
 
@@ -40,7 +41,6 @@ def configs(draw, lossless=True):
     if not lossless:
         lossless_bits = AccelConfig(**fields).lossless_adc_bits
         fields["adc_bits"] = draw(st.integers(2, lossless_bits))
-        fields["adc_shift"] = draw(st.integers(0, 3))
     return AccelConfig(**fields)
 
 
@@ -53,22 +53,22 @@ def problems(draw, lossless=True):
     batch = draw(st.integers(1, 6))
     x = draw(hnp.arrays(np.int64, (batch, config.rows), elements=int8))
     w = draw(hnp.arrays(np.int64, (config.rows, config.cols), elements=int8))
-    return config, x, w
+    return config, x, w, draw(st.integers(0, config.max_adc_shift))
 
 
 @settings(max_examples=300, deadline=None)
 @given(problems(lossless=True))
 def test_lossless_config_is_exact(problem):
-    config, x, w = problem
+    config, x, w, _ = problem
     assert np.array_equal(crossbar_mvm(config, x, w), x @ w)
 
 
 @settings(max_examples=150, deadline=None)
 @given(problems(lossless=False))
 def test_vectorised_model_equals_naive_statement(problem):
-    config, x, w = problem
-    expected = [scalar_crossbar(config, row, w) for row in x]
-    assert crossbar_mvm(config, x, w).tolist() == expected
+    config, x, w, adc_shift = problem
+    expected = [scalar_crossbar(config, row, w, adc_shift) for row in x]
+    assert crossbar_mvm(config, x, w, adc_shift).tolist() == expected
 
 
 def test_extremes_are_exact():
@@ -92,8 +92,16 @@ def test_lossy_adc_saturates_at_both_ends():
     config = AccelConfig(adc_bits=4)
     counts = np.array([-100, -9, -8, 0, 7, 8, 100])
     assert adc_convert(config, counts).tolist() == [-8, -8, -8, 0, 7, 7, 7]
-    shifted = AccelConfig(adc_bits=4, adc_shift=2)
-    assert adc_convert(shifted, counts).tolist() == [-8, -3, -2, 0, 1, 2, 7]
+    # Steps of 4 counts, to the nearest (ties up): -9/4 = -2.25 -> -2, 7/4 = 1.75 -> 2.
+    assert adc_convert(config, counts, adc_shift=2).tolist() == [-8, -2, -2, 0, 2, 2, 7]
+
+
+def test_adc_shift_beyond_the_range_is_refused():
+    config = AccelConfig(adc_bits=4)          # lossless is 7 bits: shifts 0..3
+    assert config.max_adc_shift == 3
+    with pytest.raises(ValueError, match="adc_shift must be in 0..3"):
+        adc_convert(config, [0], adc_shift=4)
+    assert AccelConfig().max_adc_shift == 0
 
 
 def test_lossy_adc_loses_little_on_zero_mean_weights():

@@ -12,8 +12,9 @@ CONFIGS = {
     # 2 bits below lossless: the testbench counts the saturated codes, which must occur.
     "lossy_adc": AccelConfig(adc_bits=AccelConfig().lossless_adc_bits - 2),
     "shared_adc": AccelConfig(adc_share=4, dac_bits=2, cols=8),
+    # Lossy with a range to choose: each vector takes a random ADC shift in 0..max_adc_shift.
     "wide_cells_shifted_adc": AccelConfig(rows=24, cols=6, cell_bits=4, dac_bits=4,
-                                          adc_bits=9, adc_shift=2, adc_share=2),
+                                          adc_bits=8, adc_share=2),
     "one_shot": AccelConfig(rows=8, cols=4, cell_bits=8, dac_bits=8),
     # ISAAC's crossbar: 128x128, 2-bit cells, a 1-bit DAC, one 8-bit ADC for 128 columns.
     # Its cells sit in a memory read a column a cycle (1,024 cycles a product), so fewer
@@ -40,5 +41,7 @@ def test_tile_matches_golden(name, record_property):
     assert figures["value_mismatches"] == figures["cycle_mismatches"] == 0
     if config.is_lossless:
         assert figures["saturated_codes"] == 0
-    elif name == "lossy_adc":
+    else:
+        assert figures["shifts_used"] == list(range(config.max_adc_shift + 1))
+    if name == "lossy_adc":
         assert figures["saturated_codes"] > 0
