@@ -139,7 +139,8 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
                 first_tile, count, place.tensor_base[source] + src + k_offsets[0],
                 place.psum_base[s] + dst + job.nbs[0], src_stride=sample_stride,
                 dst_stride=lm.n_blocks, k_stride=k_stride, n_stride=1, ktiles=job.ktiles,
-                ngroups=job.ngroups, replicas=replicas, accumulate=job.accumulate))
+                ngroups=job.ngroups, replicas=replicas, adc_shift=lm.adc_shift,
+                accumulate=job.accumulate))
     out_base = place.tensor_base[s + 1]
     C, R = config.cols, config.rows
     for nb in segment.requants.get(s, []):

@@ -1,19 +1,25 @@
 """Compiling a quantised network for a config into an `Executable`: segments that fit
 the memories, a batch, the programs for each batch size and the host transfers."""
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
 
 from golden import isa
 
+from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, lower, place_segment,
                      resident_tiles, segment_tensors, tensor_entries)
 from .quantize import QuantizedConv2d
 
-__all__ = ["compile_network", "map_network"]
+__all__ = ["compile_network", "map_network", "LossyAdcWarning"]
+
+
+class LossyAdcWarning(UserWarning):
+    """A config whose ADC drops bits, compiled without calibrating its ranges."""
 
 MAX_COUNT = (1 << isa.FIELDS["count"][1]) - 1
 
@@ -244,10 +250,37 @@ def resident_config_hint(network_map):
               f"block in a tile")
 
 
-def compile_network(qnet, config, batch=None, input_layout="vector", head=None):
+def _calibrate_adc(qnet, network_map, adc_calibration):
+    """Set each layer's ADC shift from the calibration samples (floats, as the model
+    takes them) when the config's ADC is lossy; summary lines."""
+    c = network_map.config
+    if c.is_lossless:
+        return []
+    head = (f"  ADC: {c.adc_bits} bits, {c.lossless_adc_bits} lossless; shifts 0..{c.max_adc_shift}")
+    if adc_calibration is None:
+        warnings.warn(f"the {c.adc_bits}-bit ADC is below the lossless {c.lossless_adc_bits} "
+                      f"bits and its ranges are not calibrated: every layer converts at "
+                      f"shift 0, clipping large column counts. Give calibration data to "
+                      f"choose each layer's range", LossyAdcWarning, stacklevel=3)
+        return [head + ", not calibrated: every layer at shift 0"]
+    x_q = qnet.input.quantize(np.asarray(adc_calibration, np.float64))
+    ranges = choose_adc_ranges(qnet, network_map, x_q)
+    for lm in network_map.layers:
+        lm.adc_shift = ranges[lm.name].shift
+    vectors = ", ".join(sorted({str(r.vectors) for r in ranges.values()}))
+    return ([head + f", calibrated per layer on {len(x_q)} samples (up to {vectors} vectors "
+                    f"a layer), least accumulator error:"]
+            + [f"    {ranges[lm.name].describe()}" for lm in network_map.layers])
+
+
+def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
+                    adc_calibration=None):
     """`qnet` compiled for `config` into an `Executable`; `head` (a final Softmax,
-    LogSoftmax or ArgMax of the model) is left to the host."""
+    LogSoftmax or ArgMax of the model) is left to the host. With a lossy ADC, the
+    `adc_calibration` samples (float, shaped as the model's input) set each layer's ADC
+    range; without them every layer converts at shift 0 and a `LossyAdcWarning` says so."""
     network_map = map_network(qnet, config, batch)
+    adc_lines = _calibrate_adc(qnet, network_map, adc_calibration)
     steps, segments = network_map.steps, network_map.segments
     resident = network_map.resident
     sizes = [network_map.batch] + [1 << k for k in range(network_map.batch.bit_length())
@@ -278,7 +311,7 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None):
                         int(last.output.zero_point), steps[-1].output_entries, head)
     exe = Executable(config, _input_spec(qnet, network_map, input_layout), output, images, plans,
                      resident)
-    exe.summary = _summary(qnet, network_map, exe)
+    exe.summary = _summary(qnet, network_map, exe) + adc_lines
     if head:
         exe.summary.append(f"  the model's final {head} runs on the host, on the dequantised "
                            f"outputs")

@@ -87,6 +87,7 @@ class LayerMap:
     k_inputs: dict = field(default_factory=dict)   # K block -> step whose input tensor
                                                     # holds it, when not this layer's
     jobs: list = field(default_factory=list)         # `plan_jobs`, in execution order
+    adc_shift: int = 0           # the ADC range of its MVMs (firmware.adc_calibration)
 
     @property
     def block_utilisation(self):

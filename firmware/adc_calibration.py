@@ -1,0 +1,119 @@
+"""Each layer's ADC range, chosen at compile time from calibration data.
+
+Below the lossless width an ADC either saturates a column count (clipping) or, with a
+right shift, drops its low bits (rounding): the MVM instruction's ``adc_shift`` picks the
+balance (`golden.crossbar.adc_convert`). For every matrix layer this module runs the
+layer's int8 calibration inputs through the golden crossbar model of its stored weight
+blocks, once per legal shift, and keeps the shift whose accumulator (the sum over the
+layer's K blocks, what the requantiser sees) is closest to the exact product in squared
+error. The inputs are those of the int8 reference, so each layer is calibrated on its own.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden.crossbar import adc_convert, adc_round, column_counts, shift_add
+
+from .network import skip_index
+from .quantize import QuantizedAdd, QuantizedDense
+
+__all__ = ["AdcRange", "layer_inputs", "measure_shifts", "choose_adc_ranges"]
+
+MAX_VECTORS = 1024       # calibration vectors per layer (a random subset beyond it)
+
+
+@dataclass(frozen=True)
+class AdcRange:
+    """One layer's ADC range and what it costs on the calibration vectors, with the
+    uncalibrated range (shift 0) beside it."""
+    layer: str
+    shift: int
+    clipped: float               # fraction of conversions that saturated
+    sqnr_db: float               # accumulator signal-to-error power, dB (inf: exact)
+    clipped_at_zero: float       # the same at shift 0
+    sqnr_db_at_zero: float
+    vectors: int                 # calibration vectors measured
+
+    def describe(self):
+        return (f"{self.layer}: shift {self.shift}, {self.clipped:.2%} of conversions clipped, "
+                f"SQNR {_db(self.sqnr_db)} (at shift 0: {self.clipped_at_zero:.2%}, "
+                f"{_db(self.sqnr_db_at_zero)})")
+
+
+def _db(value):
+    return "exact" if np.isinf(value) else f"{value:.1f} dB"
+
+
+def layer_inputs(qnet, x_q):
+    """Each matrix layer's int8 input vectors (im2col patches for a convolution, [x, skip]
+    for a residual add), as ``(vectors, k)``, through the int8 reference."""
+    seen = [np.asarray(x_q, np.int64)]
+    if qnet.input_shape and seen[0].ndim == 2 and len(qnet.input_shape) > 1:
+        seen[0] = seen[0].reshape(len(seen[0]), *qnet.input_shape)
+    inputs = {}
+    for index, layer in enumerate(qnet.layers):
+        if isinstance(layer, QuantizedAdd):
+            skip = seen[skip_index(qnet.layers, layer)]
+            vectors = np.concatenate([seen[index], skip], axis=-1)
+            seen.append(layer.forward(seen[index], skip))
+        else:
+            vectors = layer.patches(seen[index]) if isinstance(layer, QuantizedDense) else None
+            seen.append(layer.forward(seen[index]))
+        if vectors is not None:
+            inputs[layer.name] = vectors.reshape(-1, layer.weights.shape[0])
+    return inputs
+
+
+def measure_shifts(config, layer_map, vectors):
+    """Per legal shift, (clipped fraction, squared error, exact power) of the layer's
+    accumulator over `vectors` (int8, ``(n, k)``, unpadded)."""
+    R, C = config.rows, config.cols
+    padded = np.zeros((len(vectors), layer_map.k_blocks * R), np.int64)
+    padded[:, layer_map.row_index] = vectors
+    shifts = range(config.max_adc_shift + 1)
+    exact = np.zeros((len(vectors), layer_map.n_blocks * C), np.int64)
+    approx = {s: np.zeros_like(exact) for s in shifts}
+    clipped = dict.fromkeys(shifts, 0)
+    conversions = 0
+    for kb, nb in zip(*np.nonzero(layer_map.nonzero)):
+        x = padded[:, kb * R:(kb + 1) * R]
+        w = layer_map.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+        columns = slice(nb * C, (nb + 1) * C)
+        exact[:, columns] += x @ w
+        counts = column_counts(config, x, w)                    # (steps, slices, n, cols)
+        conversions += counts.size
+        for s in shifts:
+            codes = adc_convert(config, counts, s)
+            clipped[s] += int(np.count_nonzero(codes != adc_round(counts, s)))
+            approx[s][:, columns] += shift_add(config, codes, s)
+    power = float(np.sum(exact.astype(np.float64) ** 2))
+    return {s: (clipped[s] / max(conversions, 1),
+                float(np.sum((approx[s] - exact).astype(np.float64) ** 2)), power)
+            for s in shifts}
+
+
+def _sqnr(error, power):
+    if error == 0:
+        return float("inf")
+    return 10 * np.log10(max(power, 1e-300) / error)
+
+
+def choose_adc_ranges(qnet, network_map, x_q, seed=0):
+    """``{layer name: AdcRange}``: each matrix layer's least-error shift on the int8
+    calibration inputs `x_q` (ties go to the smaller shift)."""
+    config = network_map.config
+    inputs = layer_inputs(qnet, x_q)
+    rng = np.random.default_rng(seed)
+    ranges = {}
+    for lm in network_map.layers:
+        vectors = inputs[lm.name]
+        if len(vectors) > MAX_VECTORS:
+            vectors = vectors[np.sort(rng.choice(len(vectors), MAX_VECTORS, replace=False))]
+        measured = measure_shifts(config, lm, vectors)
+        best = min(measured, key=lambda s: (measured[s][1], s))
+        clipped, error, power = measured[best]
+        clipped0, error0, _ = measured[0]
+        ranges[lm.name] = AdcRange(lm.name, best, clipped, _sqnr(error, power), clipped0,
+                                   _sqnr(error0, power), len(vectors))
+    return ranges

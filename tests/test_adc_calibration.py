@@ -1,0 +1,95 @@
+"""Per-layer ADC calibration: errors measured against a naive model, the least-error shift
+chosen, the shift carried into the MVMs, and a warning when a lossy ADC is not calibrated."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from firmware.adc_calibration import choose_adc_ranges, measure_shifts
+from firmware.compiler import LossyAdcWarning, compile_network, map_network
+from firmware.network import Dense, Network
+from firmware.quantize import quantize
+from firmware.runtime import run_golden
+from golden import AccelConfig, isa
+from test_crossbar_golden import scalar_crossbar
+
+LOSSY = AccelConfig(adc_bits=4)          # 7 bits lossless: shifts 0..3
+
+
+def one_layer(rng, k=32, n=16, weights=None):
+    weights = rng.normal(0, 1, (k, n)) if weights is None else weights
+    network = Network((Dense("fc", weights, np.zeros(n), relu=False),))
+    x = rng.uniform(0, 1, (40, k))
+    return network, x
+
+
+def test_measured_errors_equal_a_naive_model():
+    rng = np.random.default_rng(4)
+    network, x = one_layer(rng)
+    qnet = quantize(network, x)
+    layer_map = map_network(qnet, LOSSY).layers[0]
+    x_q = qnet.input.quantize(x)
+    measured = measure_shifts(LOSSY, layer_map, x_q)
+    w = qnet.layers[0].weights
+    exact = x_q @ w
+    for shift, (_, error, power) in measured.items():
+        # Element by element: each 16-row block of K through the scalar statement, summed.
+        naive = np.array([sum(np.array(scalar_crossbar(LOSSY, row[b:b + 16], w[b:b + 16], shift))
+                              for b in range(0, 32, 16)) for row in x_q])
+        assert error == pytest.approx(float(np.sum((naive - exact) ** 2)))
+        assert power == pytest.approx(float(np.sum(exact.astype(float) ** 2)))
+    assert len(measured) == LOSSY.max_adc_shift + 1
+
+
+def test_large_counts_take_a_shift_and_small_ones_none():
+    """Every weight at full scale (127: slices 3, 3, 3, 1): a column count of a slice sums
+    3 over every row whose input bit is set, up to 48, far past a 4-bit code's 7, so shift
+    0 clips and the least error is at a larger shift. One weight a column: a count is at
+    most 3, it fits, and any shift only drops bits."""
+    rng = np.random.default_rng(5)
+    for weights, expect_shift in ((np.ones((32, 16)), True), (np.eye(32, 16), False)):
+        network, x = one_layer(rng, weights=weights)
+        qnet = quantize(network, x)
+        network_map = map_network(qnet, LOSSY)
+        chosen = choose_adc_ranges(qnet, network_map, qnet.input.quantize(x))["fc"]
+        measured = measure_shifts(LOSSY, network_map.layers[0], qnet.input.quantize(x))
+        assert chosen.shift == min(measured, key=lambda s: measured[s][1])
+        assert (chosen.shift > 0) == expect_shift, chosen
+        assert chosen.sqnr_db >= chosen.sqnr_db_at_zero
+
+
+def mvm_shifts(exe):
+    return {isa.decode(words).adc_shift for run in exe.plans[exe.batch] for words in run.program
+            if isa.decode(words).opcode == isa.Opcode.MVM}
+
+
+def test_calibrated_shifts_reach_the_program_and_lower_the_error():
+    rng = np.random.default_rng(6)
+    network, x = one_layer(rng, weights=rng.uniform(0.8, 1, (32, 16)))   # near full scale: counts clip
+    qnet = quantize(network, x)
+    x_q = qnet.input.quantize(x)
+    reference = qnet.forward(x_q)
+    with pytest.warns(LossyAdcWarning, match="4-bit ADC is below the lossless 7 bits"):
+        plain = compile_network(qnet, LOSSY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrated = compile_network(qnet, LOSSY, adc_calibration=x)
+    assert mvm_shifts(plain) == {0}
+    chosen = choose_adc_ranges(qnet, map_network(qnet, LOSSY), x_q)["fc"].shift
+    assert chosen > 0 and mvm_shifts(calibrated) == {chosen}
+    assert any("calibrated per layer" in line for line in calibrated.summary)
+    errors = [np.abs(run_golden(exe, x_q).outputs - reference).mean() for exe in (plain, calibrated)]
+    assert errors[1] < errors[0]
+
+
+def test_lossless_config_needs_no_calibration():
+    rng = np.random.default_rng(7)
+    network, x = one_layer(rng)
+    qnet = quantize(network, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exe = compile_network(qnet, AccelConfig())
+    assert mvm_shifts(exe) == {0}
+    assert np.array_equal(run_golden(exe, qnet.input.quantize(x)).outputs,
+                          qnet.forward(qnet.input.quantize(x)))
