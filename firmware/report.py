@@ -19,7 +19,7 @@ def energy_summary(counters, config, samples, preset="isaac_reram_32nm", host_wo
     TOPS/W of the crossbar work on the on-chip energy."""
     table = PRESETS[preset]
     events = dict(counters, host_bits=32 * host_words_total(host_words))
-    breakdown = energy_breakdown(events, table)
+    breakdown = energy_breakdown(events, table, config)
     on_chip = breakdown["total"] - breakdown.get(OFF_CHIP, 0.0)
     ops = ops_per_run(counters, config)
     return {"per_inference": {k: v / samples for k, v in breakdown.items()},

@@ -121,7 +121,7 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
     energy = energy_summary(rtl_run.counters, config, samples, preset, rtl_run.host_words)
     # One batch's counters per layer, divided by its samples: energy per inference.
     per_layer = {layer: {component: joules / exe.batch for component, joules
-                         in energy_breakdown(counters, PRESETS[preset]).items()}
+                         in energy_breakdown(counters, PRESETS[preset], config).items()}
                  for layer, counters in layer_counters(exe).items()}
     plot = plot_layer_energy(per_layer, out_dir / f"{stem}.png",
                              f"digits {model.name}, {name}: on-chip energy per inference\n"

@@ -128,7 +128,7 @@ def test_golden_run_equals_int8_reference(sparsity):
                      progress=lambda done, total: progress.append(done))
     assert np.array_equal(run.outputs, q.forward(x_q))
     assert progress == [16, 32, 48, 50] and run.runs == 4
-    energy = energy_breakdown(run.counters, PRESETS["isaac_reram_32nm"])
+    energy = energy_breakdown(run.counters, PRESETS["isaac_reram_32nm"], CONFIG)
     assert energy["total"] > 0 and energy["ADC"] > 0
     assert ops_per_run(run.counters, CONFIG) == 2 * run.counters["mvm_products"] * 256
 
