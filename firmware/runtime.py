@@ -96,8 +96,9 @@ async def run_executable(driver, exe, x_q, progress=None):
     return result
 
 
-def run_golden(exe, x_q, progress=None):
-    """Run `exe` on a fresh golden device model of its config, through the same driver."""
+def run_golden(exe, x_q, progress=None, nonideal=None):
+    """Run `exe` on a fresh golden device model of its config, through the same driver;
+    `nonideal` (a `golden.NonIdealities`) perturbs its analog side."""
     import asyncio
 
     from golden.device import Device
@@ -105,4 +106,5 @@ def run_golden(exe, x_q, progress=None):
     from .driver import Driver
     from .transports import GoldenBus
 
-    return asyncio.run(run_executable(Driver(GoldenBus(Device(exe.config))), exe, x_q, progress))
+    device = Device(exe.config, nonideal)
+    return asyncio.run(run_executable(Driver(GoldenBus(device)), exe, x_q, progress))

@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -312,7 +313,7 @@ def prune_honestly(args, network, layout, calibration, config):
 
 
 def cmd_compile(args):
-    from firmware.compiler import compile_network
+    from firmware.compiler import LossyAdcWarning, compile_network
     from firmware.quantize import quantize
 
     config = config_from_args(args)
@@ -329,7 +330,12 @@ def cmd_compile(args):
     qnet = quantize(network, calibration, args.method, args.percentile, given=given)
     if given is not None:
         print(f"quantisation from {given.source}: its scales and zero points, no recalibration")
-    exe = compile_network(qnet, config, batch=args.batch, input_layout=layout, head=head)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LossyAdcWarning)
+        exe = compile_network(qnet, config, batch=args.batch, input_layout=layout, head=head,
+                              adc_calibration=None if args.no_adc_calibration else calibration)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     exe.save(args.out)
     print("\n".join(exe.summary))
     print(f"wrote {args.out}")
@@ -348,8 +354,15 @@ def cmd_run(args):
     labels = (load_labels(args.labels, len(inputs), exe.output.features)
               if args.labels else None)
     x_q = exe.input.quantize(inputs)
+    nonideal = nonidealities_from_args(args)
+    if nonideal is not None and args.backend != "golden":
+        raise UsageError("non-idealities are modelled on the golden backend only "
+                         "(the RTL is the ideal digital design)")
     if args.backend == "golden":
-        run = run_golden(exe, x_q, progress=progress_printer("golden"))
+        ideal = None
+        if nonideal is not None:
+            ideal = run_golden(exe, x_q, progress=progress_printer("golden, ideal"))
+        run = run_golden(exe, x_q, progress=progress_printer("golden"), nonideal=nonideal)
     else:
         from sim.network import run_executable_on_rtl
         run = run_executable_on_rtl(args.compiled, x_q)
@@ -363,6 +376,13 @@ def cmd_run(args):
               "batch": exe.batch, "batches": run.batches, "segments": len(exe.segments)}
     if labels is not None:
         record["accuracy"] = float(np.mean(predictions == labels))
+    if nonideal is not None:
+        ideal_predictions = np.argmax(ideal.outputs, axis=1)
+        record["nonideal"] = dataclasses.asdict(nonideal)
+        record["top1_agreement_with_ideal"] = float(np.mean(predictions == ideal_predictions))
+        record["mean_abs_output_error_int8"] = float(np.mean(np.abs(run.outputs - ideal.outputs)))
+        if labels is not None:
+            record["ideal_accuracy"] = float(np.mean(ideal_predictions == labels))
     Path(args.out).write_text(json.dumps(record))
     print(f"{len(x_q)} samples on {args.backend}, {config.name}, {len(exe.segments)} segment(s), "
           f"in {describe_batches(run.batches)}")
@@ -374,7 +394,36 @@ def cmd_run(args):
           f"inference, {summary['host_words_per_inference']:.0f} words")
     if labels is not None:
         print(f"  top-1 accuracy             {record['accuracy']:.4f} ({len(labels)} labels)")
+    if nonideal is not None:
+        print(f"  non-idealities             {nonideal.describe()}")
+        print(f"  against the ideal run      top-1 agreement {record['top1_agreement_with_ideal']:.4f}, "
+              f"mean |output error| {record['mean_abs_output_error_int8']:.2f} int8 LSB"
+              + (f", accuracy {record['accuracy']:.4f} vs {record['ideal_accuracy']:.4f} ideal "
+                 f"({100 * (record['accuracy'] - record['ideal_accuracy']):+.1f} points)"
+                 if labels is not None else ""))
     print(f"wrote {args.out}")
+
+
+NONIDEAL_OPTIONS = {    # option -> (NonIdealities field, help)
+    "--conductance-sigma": ("conductance_sigma", "relative sigma of each programmed cell's conductance"),
+    "--read-noise": ("read_noise_sigma", "sigma of the noise on a column count, in count units"),
+    "--adc-offset": ("adc_offset_sigma", "sigma of each ADC's fixed offset, in codes"),
+    "--adc-noise": ("adc_noise_sigma", "sigma of the noise on each conversion, in codes"),
+    "--stuck-at-0": ("stuck_at_0", "fraction of cells stuck at conductance 0"),
+    "--stuck-at-1": ("stuck_at_1", "fraction of cells stuck at the top level"),
+}
+
+
+def nonidealities_from_args(args):
+    from golden import NonIdealities
+
+    values = {field: getattr(args, field) for field, _ in NONIDEAL_OPTIONS.values()}
+    try:
+        nonideal = NonIdealities(**values, seed=args.seed)
+    except ValueError as error:
+        option = next((o for o, (f, _) in NONIDEAL_OPTIONS.items() if f in str(error)), "--seed")
+        raise UsageError(f"{option}: {error}") from None
+    return nonideal if nonideal.active else None
 
 
 def check_run_record(record, path):
@@ -455,6 +504,10 @@ def cmd_report(args):
     print(f"  host words            {summary['host_words_per_inference']:10.1f} (32 bits each)")
     print(f"  TOPS/W (on chip)      {summary['tops_per_watt']:10.3f}")
     print("counters (whole run): " + ", ".join(f"{k}={v}" for k, v in record["counters"].items()))
+    if args.energies:
+        from golden.energy import PRESETS, describe
+        print(f"energy per event, {summary['preset']} scaled to {config.name}:")
+        print("\n".join("  " + line for line in describe(PRESETS[args.preset], config)))
 
 
 def build_parser():
@@ -534,7 +587,11 @@ def build_parser():
     compile_.add_argument("--calibration", default=None,
                           help="calibration inputs, .npy in the model's layout: (samples, "
                                "features), or (samples, C, H, W) for an ONNX CNN; needed for "
-                               "a float model, not for a QDQ or QOperator one")
+                               "a float model, not for a QDQ or QOperator one; with an ADC "
+                               "below the lossless width it also sets each layer's ADC range")
+    compile_.add_argument("--no-adc-calibration", action="store_true",
+                          help="convert every layer at ADC shift 0 even with --calibration "
+                               "(to measure what calibration buys)")
     compile_.add_argument("--method", choices=["minmax", "percentile"], default="minmax",
                           help="activation calibration (default: minmax)")
     compile_.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
@@ -569,18 +626,30 @@ def build_parser():
                      help="run only the first N samples")
     run.add_argument("--labels", default=None,
                      help="true classes, .npy of integers (samples,): prints top-1 accuracy")
-    run.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm")
+    run.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
+                     help="energy table (default: isaac_reram_32nm)")
     run.add_argument("--out", default="run.json", help="outputs and counters (default: run.json)")
+    analog = run.add_argument_group(
+        "non-idealities", "analog effects on the golden backend (off by default); the run is "
+                          "then repeated ideal and compared")
+    for option, (field, text) in NONIDEAL_OPTIONS.items():
+        analog.add_argument(option, dest=field, type=float, default=0.0, metavar="X",
+                            help=f"{text} (default: 0)")
+    analog.add_argument("--seed", type=int, default=0, help="seed of the non-idealities (default: 0)")
     run.set_defaults(handler=cmd_run)
 
     report = commands.add_parser("report", help="energy breakdown and TOPS/W of a run",
                                  description="Energy per inference by component, and TOPS/W, "
                                              "from the counters a `tessera run` saved.")
     report.add_argument("run", help="file written by `tessera run`")
-    report.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm")
+    report.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
+                        help="energy table: " + "; ".join(f"{k}: {p.name}" for k, p in sorted(PRESETS.items())))
     report.add_argument("--json", action="store_true",
                         help="print the figures as one JSON object (joules per inference by "
                              "component, cycles, TOPS/W, the run's counters)")
+    report.add_argument("--energies", action="store_true",
+                        help="also list the preset's energy per event, scaled to the run's "
+                             "config, with its basis")
     report.set_defaults(handler=cmd_report)
     return parser
 

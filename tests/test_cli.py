@@ -43,7 +43,8 @@ def test_compile_run_report(files, capsys):
 
 def test_report_json_is_counters_times_the_preset(files, capsys):
     """By hand from the preset's table: the ADC's joules per inference are the run's ADC
-    conversions x pJ per conversion / samples; on and off chip add up to the total."""
+    conversions x pJ per conversion / samples (the default 7-bit ADC: 2**7 x the Walden
+    FoM of 5 fJ); on and off chip add up to the total."""
     from golden.energy import PRESETS
 
     compiled, run = compile_mlp(files), files / "run.json"
@@ -54,7 +55,7 @@ def test_report_json_is_counters_times_the_preset(files, capsys):
     counters, table = report["counters_whole_run"], PRESETS["sram_imc_65nm"]
     assert report["preset"] == table.name and report["samples"] == 50
     assert report["joules_per_inference"]["ADC"] == pytest.approx(
-        counters["adc_conversions"] * table.adc_conversions * 1e-12 / 50)
+        counters["adc_conversions"] * 5e-15 * 2 ** 7 / 50)
     assert report["joules_per_inference_on_chip"] + report["joules_per_inference_off_chip"] \
         == pytest.approx(report["joules_per_inference_total"])
     assert report["cycles_per_inference"] == counters["cycles"] / 50
@@ -217,3 +218,16 @@ def test_pruning_measures_warns_and_fine_tunes(files, capsys):
     expect_error(capsys, ["compile", files / "mlp.npz", "--calibration", files / "calib.npy",
                           "--prune-blocks", "0.5", "--train", files / "train.npy"],
                  "fine-tuning needs both --train (inputs) and --labels")
+
+
+def test_lossy_adc_is_calibrated_or_warned(files, capsys):
+    """A 4-bit ADC (7 lossless): with --calibration each layer's range is reported; with
+    --no-adc-calibration compile warns on stderr that every layer converts at shift 0."""
+    compile_mlp(files, "--adc-bits", "4")
+    captured = capsys.readouterr()
+    assert "ADC: 4 bits, 7 lossless; shifts 0..3, calibrated per layer on 100 samples" in captured.out
+    assert "dense0: shift" in captured.out and "SQNR" in captured.out and not captured.err
+    compile_mlp(files, "--adc-bits", "4", "--no-adc-calibration")
+    captured = capsys.readouterr()
+    assert "not calibrated: every layer at shift 0" in captured.out
+    assert captured.err.startswith("warning: the 4-bit ADC is below the lossless 7 bits")
