@@ -1,12 +1,18 @@
 """Each layer's ADC range, chosen at compile time from calibration data.
 
 Below the lossless width an ADC either saturates a column count (clipping) or, with a
-right shift, drops its low bits (rounding): the MVM instruction's ``adc_shift`` picks the
-balance (`golden.crossbar.adc_convert`). For every matrix layer this module runs the
-layer's int8 calibration inputs through the golden crossbar model of its stored weight
-blocks, once per legal shift, and keeps the shift whose accumulator (the sum over the
-layer's K blocks, what the requantiser sees) is closest to the exact product in squared
-error. The inputs are those of the int8 reference, so each layer is calibrated on its own.
+right shift, rounds it to a coarser step: the MVM instruction's ``adc_shift`` picks the
+balance (`golden.crossbar.adc_convert`). What the counts are also depends on how the
+inputs are applied: in two's complement a ReLU's outputs (just above -128) fill the sign
+step with ones, so its counts sum the whole column; as offset binary (the MVM's
+``offset_inputs``, ``x + 128``, the bias taking ``128 * sum(w)`` back) those steps are
+nearly empty.
+
+For every matrix layer this module runs the layer's int8 calibration inputs through the
+golden crossbar model of its stored weight blocks, for each encoding and legal shift, and
+keeps the pair whose accumulator (the sum over the layer's K blocks, what the requantiser
+sees) is closest to the exact product in squared error. The inputs are those of the int8
+reference, so each layer is calibrated on its own.
 """
 
 from dataclasses import dataclass
@@ -18,16 +24,17 @@ from golden.crossbar import adc_convert, adc_round, column_counts, shift_add
 from .network import skip_index
 from .quantize import QuantizedAdd, QuantizedDense
 
-__all__ = ["AdcRange", "layer_inputs", "measure_shifts", "choose_adc_ranges"]
+__all__ = ["AdcRange", "layer_inputs", "measure_ranges", "choose_adc_ranges"]
 
 MAX_VECTORS = 1024       # calibration vectors per layer (a random subset beyond it)
 
 
 @dataclass(frozen=True)
 class AdcRange:
-    """One layer's ADC range and what it costs on the calibration vectors, with the
-    uncalibrated range (shift 0) beside it."""
+    """One layer's ADC range and input encoding and what they cost on the calibration
+    vectors, with the uncalibrated choice (two's complement, shift 0) beside them."""
     layer: str
+    offset_inputs: bool
     shift: int
     clipped: float               # fraction of conversions that saturated
     sqnr_db: float               # accumulator signal-to-error power, dB (inf: exact)
@@ -36,9 +43,10 @@ class AdcRange:
     vectors: int                 # calibration vectors measured
 
     def describe(self):
-        return (f"{self.layer}: shift {self.shift}, {self.clipped:.2%} of conversions clipped, "
-                f"SQNR {_db(self.sqnr_db)} (at shift 0: {self.clipped_at_zero:.2%}, "
-                f"{_db(self.sqnr_db_at_zero)})")
+        encoding = "offset-binary" if self.offset_inputs else "two's-complement"
+        return (f"{self.layer}: {encoding} inputs, shift {self.shift}, {self.clipped:.2%} of "
+                f"conversions clipped, SQNR {_db(self.sqnr_db)} (uncalibrated: "
+                f"{self.clipped_at_zero:.2%}, {_db(self.sqnr_db_at_zero)})")
 
 
 def _db(value):
@@ -65,32 +73,35 @@ def layer_inputs(qnet, x_q):
     return inputs
 
 
-def measure_shifts(config, layer_map, vectors):
-    """Per legal shift, (clipped fraction, squared error, exact power) of the layer's
-    accumulator over `vectors` (int8, ``(n, k)``, unpadded)."""
+def measure_ranges(config, layer_map, vectors):
+    """Per (offset_inputs, shift): (clipped fraction, squared error, exact power) of the
+    layer's accumulator over `vectors` (int8, ``(n, k)``, unpadded). With offset inputs
+    the accumulator is compared after the bias's correction, as the requantiser sees it."""
     R, C = config.rows, config.cols
     padded = np.zeros((len(vectors), layer_map.k_blocks * R), np.int64)
     padded[:, layer_map.row_index] = vectors
-    shifts = range(config.max_adc_shift + 1)
+    choices = [(offset, s) for offset in (False, True) for s in range(config.max_adc_shift + 1)]
     exact = np.zeros((len(vectors), layer_map.n_blocks * C), np.int64)
-    approx = {s: np.zeros_like(exact) for s in shifts}
-    clipped = dict.fromkeys(shifts, 0)
+    approx = {choice: np.zeros_like(exact) for choice in choices}
+    clipped = dict.fromkeys(choices, 0)
     conversions = 0
     for kb, nb in zip(*np.nonzero(layer_map.nonzero)):
         x = padded[:, kb * R:(kb + 1) * R]
         w = layer_map.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
         columns = slice(nb * C, (nb + 1) * C)
         exact[:, columns] += x @ w
-        counts = column_counts(config, x, w)                    # (steps, slices, n, cols)
-        conversions += counts.size
-        for s in shifts:
-            codes = adc_convert(config, counts, s)
-            clipped[s] += int(np.count_nonzero(codes != adc_round(counts, s)))
-            approx[s][:, columns] += shift_add(config, codes, s)
+        for offset in (False, True):
+            counts = column_counts(config, x, w, offset)            # (steps, slices, n, cols)
+            correction = 128 * w.sum(axis=0) if offset else 0
+            conversions += counts.size * (not offset)
+            for s in range(config.max_adc_shift + 1):
+                codes = adc_convert(config, counts, s)
+                clipped[offset, s] += int(np.count_nonzero(codes != adc_round(counts, s)))
+                approx[offset, s][:, columns] += shift_add(config, codes, s) - correction
     power = float(np.sum(exact.astype(np.float64) ** 2))
-    return {s: (clipped[s] / max(conversions, 1),
-                float(np.sum((approx[s] - exact).astype(np.float64) ** 2)), power)
-            for s in shifts}
+    return {choice: (clipped[choice] / max(conversions, 1),
+                     float(np.sum((approx[choice] - exact).astype(np.float64) ** 2)), power)
+            for choice in choices}
 
 
 def _sqnr(error, power):
@@ -100,20 +111,25 @@ def _sqnr(error, power):
 
 
 def choose_adc_ranges(qnet, network_map, x_q, seed=0):
-    """``{layer name: AdcRange}``: each matrix layer's least-error shift on the int8
-    calibration inputs `x_q` (ties go to the smaller shift)."""
+    """``{layer name: AdcRange}``: each matrix layer's least-error input encoding and
+    shift on the int8 calibration inputs `x_q` (ties go to two's complement, then to the
+    smaller shift)."""
     config = network_map.config
     inputs = layer_inputs(qnet, x_q)
     rng = np.random.default_rng(seed)
-    ranges = {}
+    ranges, by_name = {}, {layer.name: layer for layer in qnet.layers}
     for lm in network_map.layers:
         vectors = inputs[lm.name]
         if len(vectors) > MAX_VECTORS:
             vectors = vectors[np.sort(rng.choice(len(vectors), MAX_VECTORS, replace=False))]
-        measured = measure_shifts(config, lm, vectors)
-        best = min(measured, key=lambda s: (measured[s][1], s))
+        measured = measure_ranges(config, lm, vectors)
+        layer = by_name[lm.name]
+        corrected = layer.bias.astype(np.int64) - 128 * layer.weights.sum(axis=0)
+        if np.abs(corrected).max(initial=0) >= 1 << 31:       # the bias could not take it back
+            measured = {choice: m for choice, m in measured.items() if not choice[0]}
+        best = min(measured, key=lambda choice: (measured[choice][1], choice))
         clipped, error, power = measured[best]
-        clipped0, error0, _ = measured[0]
-        ranges[lm.name] = AdcRange(lm.name, best, clipped, _sqnr(error, power), clipped0,
+        clipped0, error0, _ = measured[False, 0]
+        ranges[lm.name] = AdcRange(lm.name, *best, clipped, _sqnr(error, power), clipped0,
                                    _sqnr(error0, power), len(vectors))
     return ranges

@@ -96,10 +96,12 @@ def segment_images(qnet, network_map, segment, placement):
     qmem = np.zeros((segment.qmem_entries, C, 4), np.int64)
     for (s, nb), entry in placement.qentry.items():
         layer = by_name[steps[s].name]
+        # Offset-binary inputs add 128 * sum(w) to each channel's sum: the bias removes it.
+        bias = layer.bias - (128 * layer.weights.sum(axis=0) if steps[s].offset_inputs else 0)
         for lane in range(C):
             channel = nb * C + lane
             if channel < layer.weights.shape[1]:
-                params = QuantParams(int(layer.bias[channel]), int(layer.multiplier[channel]),
+                params = QuantParams(int(bias[channel]), int(layer.multiplier[channel]),
                                      int(layer.shift[channel]), layer.output.zero_point,
                                      layer.clamp_min, layer.clamp_max)
             else:             # padding channel: zero_point out, ignored downstream
@@ -140,7 +142,7 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
                 place.psum_base[s] + dst + job.nbs[0], src_stride=sample_stride,
                 dst_stride=lm.n_blocks, k_stride=k_stride, n_stride=1, ktiles=job.ktiles,
                 ngroups=job.ngroups, replicas=replicas, adc_shift=lm.adc_shift,
-                accumulate=job.accumulate))
+                offset_inputs=lm.offset_inputs, accumulate=job.accumulate))
     out_base = place.tensor_base[s + 1]
     C, R = config.cols, config.rows
     for nb in segment.requants.get(s, []):

@@ -256,17 +256,18 @@ def _calibrate_adc(qnet, network_map, adc_calibration):
     c = network_map.config
     if c.is_lossless:
         return []
-    head = (f"  ADC: {c.adc_bits} bits, {c.lossless_adc_bits} lossless; shifts 0..{c.max_adc_shift}")
+    head = (f"  ADC: {c.adc_bits} bits, {c.lossless_adc_bits} lossless; shifts 0..{c.max_adc_shift} "
+            f"and two input encodings")
     if adc_calibration is None:
         warnings.warn(f"the {c.adc_bits}-bit ADC is below the lossless {c.lossless_adc_bits} "
                       f"bits and its ranges are not calibrated: every layer converts at "
                       f"shift 0, clipping large column counts. Give calibration data to "
                       f"choose each layer's range", LossyAdcWarning, stacklevel=3)
-        return [head + ", not calibrated: every layer at shift 0"]
+        return [head + ", not calibrated: every layer at shift 0, two's-complement inputs"]
     x_q = qnet.input.quantize(np.asarray(adc_calibration, np.float64))
     ranges = choose_adc_ranges(qnet, network_map, x_q)
     for lm in network_map.layers:
-        lm.adc_shift = ranges[lm.name].shift
+        lm.adc_shift, lm.offset_inputs = ranges[lm.name].shift, ranges[lm.name].offset_inputs
     vectors = ", ".join(sorted({str(r.vectors) for r in ranges.values()}))
     return ([head + f", calibrated per layer on {len(x_q)} samples (up to {vectors} vectors "
                     f"a layer), least accumulator error:"]

@@ -22,7 +22,7 @@ __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun"
            "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
 
 FORMAT = "tessera-executable"
-FORMAT_VERSION = 2              # 2: instruction set 2 (tile ranges), wmem lanes per tile
+FORMAT_VERSION = 3              # 3: instruction set 3 (ADC shift and input encoding per MVM)
 MANIFEST = "manifest.json"
 
 

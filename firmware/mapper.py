@@ -88,6 +88,7 @@ class LayerMap:
                                                     # holds it, when not this layer's
     jobs: list = field(default_factory=list)         # `plan_jobs`, in execution order
     adc_shift: int = 0           # the ADC range of its MVMs (firmware.adc_calibration)
+    offset_inputs: bool = False  # its MVMs apply x + 128; the bias takes 128 * sum(w) back
 
     @property
     def block_utilisation(self):

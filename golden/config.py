@@ -137,9 +137,8 @@ class AccelConfig:
 
     @property
     def max_level(self):
-        """Largest input level magnitude a DAC step applies (see `golden.crossbar.input_levels`)."""
-        if self.steps == 1:     # the only step is the signed one
-            return 1 << (self.dac_bits - 1)
+        """Largest input level magnitude a DAC step applies, in either input encoding (see
+        `golden.crossbar.input_levels`): an unsigned chunk's."""
         return (1 << self.dac_bits) - 1
 
     @property

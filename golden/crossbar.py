@@ -37,27 +37,32 @@ def weight_slices(config, weights):
     return g_pos, g_neg
 
 
-def input_levels(config, x):
+def input_levels(config, x, offset_inputs=False):
     """The DAC level of every input at every step, shape ``(steps, batch, rows)``.
 
-    Step ``k`` applies bits ``k*dac_bits ..`` of the input's two's-complement byte.
-    Every step but the last is an unsigned chunk; the last carries the sign bit
-    and is applied as a signed (bipolar) level, so that the shift-add only ever adds.
-    With ``dac_bits=1`` the last level is 0 or -1: the sign step is subtracted.
+    Step ``k`` applies bits ``k*dac_bits ..`` of the input's byte. In two's complement
+    (the default) every step but the last is an unsigned chunk; the last carries the sign
+    bit and is applied as a signed (bipolar) level, so that the shift-add only ever adds
+    (with ``dac_bits=1`` it is 0 or -1: the sign step is subtracted). With `offset_inputs`
+    the byte is offset binary, ``x + 128`` (the sign bit flipped), and every step is
+    unsigned: the product gains ``128 * sum(w)``, which the requantiser's bias takes back.
+    A ReLU's outputs sit just above -128, so offset binary makes their top steps nearly
+    empty instead of nearly full: far smaller column counts for the ADC.
     """
     x = check_int8("inputs", x)
-    byte = x & 0xFF
+    byte = (x + 128 if offset_inputs else x) & 0xFF
     shifts = (np.arange(config.steps) * config.dac_bits)[:, None, None]
     levels = (byte[None] >> shifts) & ((1 << config.dac_bits) - 1)
-    top = levels[-1]
-    levels[-1] = np.where(top >= 1 << (config.dac_bits - 1), top - (1 << config.dac_bits), top)
+    if not offset_inputs:
+        top = levels[-1]
+        levels[-1] = np.where(top >= 1 << (config.dac_bits - 1), top - (1 << config.dac_bits), top)
     return levels
 
 
-def column_counts(config, x, weights):
+def column_counts(config, x, weights, offset_inputs=False):
     """Signed bit-line difference counts, shape ``(steps, slices, batch, cols)``."""
     g_pos, g_neg = weight_slices(config, weights)
-    levels = input_levels(config, x).astype(np.float64)
+    levels = input_levels(config, x, offset_inputs).astype(np.float64)
     # Exact in float64 (|count| < 2**53 by far), and BLAS instead of an integer einsum.
     return np.rint(levels[:, None] @ (g_pos - g_neg)[None].astype(np.float64)).astype(np.int64)
 
@@ -88,7 +93,7 @@ def shift_add(config, codes, adc_shift=0):
     return np.einsum("ksbc,ks->bc", codes, np.int64(1) << weight_exp)
 
 
-def crossbar_mvm(config, x, weights, adc_shift=0):
+def crossbar_mvm(config, x, weights, adc_shift=0, offset_inputs=False):
     """The tile's int32 result for each input vector.
 
     Parameters
@@ -98,15 +103,16 @@ def crossbar_mvm(config, x, weights, adc_shift=0):
 
     Returns an int64 array of shape ``(batch, cols)`` (or ``(cols,)``) holding
     ``sum_{k,s} adc(count[k, s]) << (k*dac_bits + s*cell_bits + adc_shift)``,
-    which is ``x @ weights`` exactly when the config is lossless (`adc_shift` 0).
+    which is ``x @ weights`` exactly when the config is lossless (`adc_shift` 0), or
+    ``(x + 128) @ weights`` with `offset_inputs`.
     """
     x = np.asarray(x)
     single = x.ndim == 1
     batch = np.atleast_2d(x)
     if batch.ndim != 2 or batch.shape[1] != config.rows:
         raise ValueError(f"inputs must have shape (batch, {config.rows}), not {x.shape}")
-    result = shift_add(config, adc_convert(config, column_counts(config, batch, weights), adc_shift),
-                       adc_shift)
+    counts = column_counts(config, batch, weights, offset_inputs)
+    result = shift_add(config, adc_convert(config, counts, adc_shift), adc_shift)
     return result[0] if single else result
 
 

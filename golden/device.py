@@ -298,7 +298,8 @@ class Device:
                 mine = slice(r, None, R)
                 if self.analog is not None:
                     results[mine] = sum(
-                        np.stack([self.analog.mvm(tiles[r, g, k], inputs[mine, k], ins.adc_shift)
+                        np.stack([self.analog.mvm(tiles[r, g, k], inputs[mine, k], ins.adc_shift,
+                                                  ins.offset_inputs)
                                   for g in range(G)], axis=1)
                         for k in range(K))
                 elif c.is_lossless:
@@ -311,13 +312,15 @@ class Device:
                         stacked = self._stacked[key] = np.asarray(
                             weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols),
                             np.float64)
-                    results[mine] = int8_matmul(inputs[mine].reshape(-1, K * c.rows),
+                    offset = 128 if ins.offset_inputs else 0
+                    results[mine] = int8_matmul(inputs[mine].reshape(-1, K * c.rows) + offset,
                                                 stacked).reshape(-1, G, c.cols)
                 else:
                     # Lossy: each tile's bit-serial product, then the adder tree's sum.
                     weights = self.tile_weights[tiles[r]]
                     results[mine] = sum(
-                        np.stack([crossbar_mvm(c, inputs[mine, k], weights[g, k], ins.adc_shift)
+                        np.stack([crossbar_mvm(c, inputs[mine, k], weights[g, k], ins.adc_shift,
+                                               ins.offset_inputs)
                                   for g in range(G)], axis=1)
                         for k in range(K))
             addresses = (ins.dst + ins.dst_stride * vectors[:, None]

@@ -9,7 +9,7 @@ PROGRAM tile, count, src
     Program the ``count`` tiles ``tile ..`` at once, each from its own lane of the weight
     staging memory (an entry holds one ``cols``-wide row for every tile): tile ``t`` takes
     rows ``src .. src+rows-1`` of lane ``t``. ``src`` must be a multiple of ``rows``.
-MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, adc_shift, accumulate
+MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, adc_shift, offset_inputs, accumulate
     The ``ktiles * ngroups * replicas`` tiles from ``tile`` on (each factor a power of two,
     held as its log2; ``tile`` a multiple of ``ktiles``). Tile ``tile + (r*ngroups + n)*ktiles
     + k`` is replica ``r``'s tile for K block ``k`` and output block ``n``. Vector ``v <
@@ -19,7 +19,9 @@ MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, n
     ``accumulate`` is set (int32, wrapping). Writes land vector by vector, then by ``n``.
     ``aux`` and ``aux2`` hold ``k_stride`` and ``n_stride``. Every tile's ADCs take the
     range ``adc_shift`` sets (`golden.crossbar.adc_convert`), at most the config's
-    ``max_adc_shift``: the compiler calibrates it per layer.
+    ``max_adc_shift``; with ``offset_inputs`` the DACs apply ``x + 128`` (`golden.crossbar.
+    input_levels`), so each sum is ``128 * sum(w)`` more. The compiler calibrates both per
+    layer.
 REQUANT count, src, src_stride, dst, dst_stride, qentry, lane_block
     For each ``i < count``: requantise partial-sum entry ``src + i*src_stride`` with the
     ``cols`` channels of quantisation parameters in qmem entry ``qentry`` (``aux``), all
@@ -37,10 +39,11 @@ from dataclasses import dataclass
 
 __all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "MAX_TILES", "WORDS_PER_INSTRUCTION",
            "halt", "program", "mvm", "mvm_tile", "requant", "vmax", "encode", "decode", "encode_program",
-           "FLAG_ACCUMULATE"]
+           "FLAG_ACCUMULATE", "FLAG_OFFSET_INPUTS"]
 
 WORDS_PER_INSTRUCTION = 4
 FLAG_ACCUMULATE = 1
+FLAG_OFFSET_INPUTS = 2        # MVM: inputs applied as offset binary (x + 128)
 
 # name: (lsb, width) in the 128-bit instruction; rtl/ builds its decoder from this table.
 FIELDS = {
@@ -118,6 +121,10 @@ class Instruction:
     def accumulate(self):
         return bool(self.flags & FLAG_ACCUMULATE)
 
+    @property
+    def offset_inputs(self):
+        return bool(self.flags & FLAG_OFFSET_INPUTS)
+
     def __str__(self):
         try:
             op = Opcode(self.opcode).name
@@ -143,9 +150,10 @@ def _log2(name, value):
 
 
 def mvm(tile, count, src, dst, src_stride=1, dst_stride=1, k_stride=0, n_stride=0,
-        ktiles=1, ngroups=1, replicas=1, adc_shift=0, accumulate=False):
+        ktiles=1, ngroups=1, replicas=1, adc_shift=0, offset_inputs=False, accumulate=False):
     """An MVM on the ``ktiles * ngroups * replicas`` tiles from `tile` on."""
-    return Instruction(Opcode.MVM, flags=FLAG_ACCUMULATE if accumulate else 0, tile=tile,
+    flags = (FLAG_ACCUMULATE if accumulate else 0) | (FLAG_OFFSET_INPUTS if offset_inputs else 0)
+    return Instruction(Opcode.MVM, flags=flags, tile=tile,
                        count=count, src=src, src_stride=src_stride, dst=dst,
                        dst_stride=dst_stride, aux=k_stride, aux2=n_stride,
                        ktiles_log2=_log2("ktiles", ktiles), ngroups_log2=_log2("ngroups", ngroups),

@@ -89,11 +89,11 @@ class AnalogTiles:
         self.g_pos[tile] = self._written(g_pos)
         self.g_neg[tile] = self._written(g_neg)
 
-    def mvm(self, tile, x, adc_shift):
+    def mvm(self, tile, x, adc_shift, offset_inputs=False):
         """The tile's results for int8 vectors `x` (batch, rows), as `crossbar_mvm` but
         with the analog perturbations."""
         c, n = self.config, self.nonideal
-        levels = input_levels(c, x).astype(np.float64)                     # (steps, b, rows)
+        levels = input_levels(c, x, offset_inputs).astype(np.float64)      # (steps, b, rows)
         counts = np.einsum("kbr,src->ksbc", levels, self.g_pos[tile] - self.g_neg[tile])
         if n.read_noise_sigma:
             counts = counts + self.rng.normal(0, n.read_noise_sigma, counts.shape)

@@ -98,6 +98,9 @@ class CrossbarTile(wiring.Component):
         The ADCs' range for the product `start` begins (taken with it): a column count
         is divided by ``2**adc_shift``, to the nearest, before saturating, and the result
         shifted back.
+    offset_inputs : In(1)
+        Apply that product's inputs as offset binary, ``x + 128`` (taken with `start`):
+        the sign bit flipped, and the first step unsigned like the others.
     result : Out(ArrayLayout(signed(32), cols))
         The last product's column results, held until the next product's replace them.
     finishing : Out(1)
@@ -121,6 +124,7 @@ class CrossbarTile(wiring.Component):
             "i_stream": In(stream.Signature(data.ArrayLayout(signed(INPUT_BITS), config.rows))),
             "start": In(1),
             "adc_shift": In(range(config.max_adc_shift + 1)),
+            "offset_inputs": In(1),
             "result": Out(data.ArrayLayout(signed(ACC_BITS), config.cols)),
             "finishing": Out(1),
             "done": Out(1),
@@ -144,6 +148,7 @@ class CrossbarTile(wiring.Component):
         inputs = [Signal(INPUT_BITS, name=f"input_r{r}", reset_less=True) for r in range(cfg.rows)]
         first_step = Signal()
         adc_shift = Signal.like(self.adc_shift, name="product_adc_shift")
+        offset_inputs = Signal(name="product_offset_inputs")
         step = Signal(range(cfg.steps))
         phase = Signal(range(cfg.adc_share))
         # Only as wide as a result can be (22 bits by default), sign-extended on the way out.
@@ -160,10 +165,11 @@ class CrossbarTile(wiring.Component):
             m.d.sync += [staged[r].eq(self.i_stream.payload[r]) for r in range(cfg.rows)]
 
         weights = self._cell_weights(m, phase)
+        sign_step = first_step & ~offset_inputs        # offset binary has no signed step
         if cfg.is_lossless:
-            slot_sums = self._exact_columns(m, chunks, first_step, weights)
+            slot_sums = self._exact_columns(m, chunks, sign_step, weights)
         else:
-            slot_sums = self._converted_columns(m, chunks, first_step, weights, adc_shift)
+            slot_sums = self._converted_columns(m, chunks, sign_step, weights, adc_shift)
         for group, value in enumerate(slot_sums):
             # A kept wire: else Yosys folds the column sum into the 32-bit accumulator's
             # add as one multi-operand sum, sign-extending every term to 32 bits.
@@ -186,8 +192,10 @@ class CrossbarTile(wiring.Component):
         m.d.sync += self.done.eq(self.finishing)
 
         def start():
-            m.d.sync += [inputs[r].eq(staged[r]) for r in range(cfg.rows)]
-            m.d.sync += [first_step.eq(1), step.eq(0), phase.eq(0), adc_shift.eq(self.adc_shift)]
+            flip = self.offset_inputs << (INPUT_BITS - 1)      # x + 128 as a byte
+            m.d.sync += [inputs[r].eq(staged[r] ^ flip) for r in range(cfg.rows)]
+            m.d.sync += [first_step.eq(1), step.eq(0), phase.eq(0), adc_shift.eq(self.adc_shift),
+                         offset_inputs.eq(self.offset_inputs)]
             m.next = "CONVERT"
 
         with m.FSM():

@@ -7,7 +7,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
-from golden.isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode
+from golden.isa import (FIELDS, FLAG_ACCUMULATE, FLAG_OFFSET_INPUTS, WORDS_PER_INSTRUCTION,
+                        ErrorCode, Opcode)
 from golden.regmap import COUNTERS
 
 from .crossbar_tile import CrossbarTile, tree_sum
@@ -308,7 +309,8 @@ class Sequencer(wiring.Component):
         ]
         tile_starts = Signal(c.tiles)
         for t, tile in enumerate(tiles):
-            m.d.comb += [tile.start.eq(tile_starts[t]), tile.adc_shift.eq(ins.adc_shift)]
+            m.d.comb += [tile.start.eq(tile_starts[t]), tile.adc_shift.eq(ins.adc_shift),
+                         tile.offset_inputs.eq((ins.flags & FLAG_OFFSET_INPUTS).any())]
         m.d.comb += ev.mvm_products.eq(tree_sum(tile_starts[t] for t in range(c.tiles)))
 
         def walk(lane, lane_last, replica, vector, addr, vector_stride, lane_stride):
@@ -473,7 +475,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += reading.eq(any_done | wb_active)
                 with m.If(reading):
                     active = wb_r < wb_vectors
-                    m.d.comb += [self.psum_en.eq(ins.flags[0] & active),
+                    m.d.comb += [self.psum_en.eq((ins.flags & FLAG_ACCUMULATE).any() & active),
                                  self.psum_addr.eq(wb_addr)]
                     last_group = wb_index == writes - 1
                     m.d.sync += [write_valid.eq(1), write_enable.eq(active),
@@ -487,7 +489,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += write_valid.eq(0)
                 m.d.comb += node_select.eq(tree_base + write_group)
                 with m.If(write_valid):
-                    accumulate = ins.flags[0]
+                    accumulate = (ins.flags & FLAG_ACCUMULATE).any()
                     lanes = []
                     for k in range(c.cols):
                         old = self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]

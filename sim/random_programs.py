@@ -81,6 +81,7 @@ def random_program(config, rng, length):
             program.append(isa.mvm(first, count, src, dst, src_stride, dst_stride, k_stride,
                                    n_stride, ktiles, ngroups, replicas,
                                    adc_shift=int(rng.integers(config.max_adc_shift + 1)),
+                                   offset_inputs=bool(rng.random() < 0.5),
                                    accumulate=bool(rng.random() < 0.5)))
         elif kind == "max":
             count = _count(rng)

@@ -39,7 +39,7 @@ class TileBench:
     async def start(self):
         Clock(self.dut.clk, 10, unit="ns").start()
         self.dut.rst.value = 1
-        for name in ("w_stream__valid", "i_stream__valid", "start", "adc_shift"):
+        for name in ("w_stream__valid", "i_stream__valid", "start", "adc_shift", "offset_inputs"):
             getattr(self.dut, name).value = 0
         for _ in range(3):
             await RisingEdge(self.dut.clk)
@@ -89,9 +89,9 @@ class TileBench:
             previous = start
         return starts, stages
 
-    async def stream(self, vectors, shifts):
-        """Stage and start `vectors` on a random schedule, each with its ADC shift; return
-        the results in order and each one's cycles from its start to ``done``."""
+    async def stream(self, vectors, shifts, offsets):
+        """Stage and start `vectors` on a random schedule, each with its ADC shift and input
+        encoding; return the results in order and each one's cycles from start to ``done``."""
         dut, cfg = self.dut, self.config
         starts, stages = self.schedule(len(vectors))
         start_set = set(starts)
@@ -105,9 +105,10 @@ class TileBench:
             dut.start.value = int(t in start_set)
             if t in start_set:
                 dut.adc_shift.value = int(shifts[starts.index(t)])
-            elif self.config.max_adc_shift:
-                # Only the start's value counts: anything else is noise.
+                dut.offset_inputs.value = int(offsets[starts.index(t)])
+            else:               # only the start's values count: anything else is noise
                 dut.adc_shift.value = int(self.rng.integers(0, self.config.max_adc_shift + 1))
+                dut.offset_inputs.value = int(self.rng.integers(0, 2))
             await self.settle()
             if dut.done.value:
                 done_cycles.append(t)
@@ -157,11 +158,13 @@ async def tile_matches_golden(dut):
         figures["program_cycle_mismatches"] += program_cycles != golden.tile_program_cycles(config)
 
         shifts = rng.integers(0, config.max_adc_shift + 1, count)
-        got, latencies = await bench.stream(vectors, shifts)
+        offsets = rng.integers(0, 2, count).astype(bool)
+        got, latencies = await bench.stream(vectors, shifts, offsets)
         expected = np.empty((count, config.cols), np.int64)
-        for shift in np.unique(shifts):
-            expected[shifts == shift] = golden.crossbar_mvm(config, vectors[shifts == shift],
-                                                            weights, int(shift))
+        for shift in map(int, np.unique(shifts)):
+            for offset in (False, True):
+                mine = (shifts == shift) & (offsets == offset)
+                expected[mine] = golden.crossbar_mvm(config, vectors[mine], weights, shift, offset)
         if len(got) != len(expected):
             raise AssertionError(f"{len(got)} results for {len(expected)} products")
         bad = np.flatnonzero(np.any(got != expected, axis=1))
@@ -171,11 +174,12 @@ async def tile_matches_golden(dut):
                            f"got {got[i].tolist()} expected {expected[i].tolist()}")
         figures["value_mismatches"] += len(bad)
         figures["cycle_mismatches"] += sum(lat != golden.tile_mvm_cycles(config) for lat in latencies)
-        counts = golden.column_counts(config, vectors, weights)          # (steps, slices, n, cols)
-        for shift in map(int, np.unique(shifts)):
-            mine = counts[:, :, shifts == shift]
-            figures["saturated_codes"] += int(np.sum(golden.adc_convert(config, mine, shift)
-                                                     != adc_round(mine, shift)))
+        for offset in (False, True):
+            counts = golden.column_counts(config, vectors[offsets == offset], weights, offset)
+            for shift in map(int, np.unique(shifts)):
+                mine = counts[:, :, shifts[offsets == offset] == shift]
+                figures["saturated_codes"] += int(np.sum(golden.adc_convert(config, mine, shift)
+                                                         != adc_round(mine, shift)))
         figures["shifts_used"] = sorted(set(figures.get("shifts_used", [])) | set(map(int, shifts)))
         figures["vectors"] += count
 

@@ -225,8 +225,10 @@ def test_lossy_adc_is_calibrated_or_warned(files, capsys):
     --no-adc-calibration compile warns on stderr that every layer converts at shift 0."""
     compile_mlp(files, "--adc-bits", "4")
     captured = capsys.readouterr()
-    assert "ADC: 4 bits, 7 lossless; shifts 0..3, calibrated per layer on 100 samples" in captured.out
-    assert "dense0: shift" in captured.out and "SQNR" in captured.out and not captured.err
+    assert ("ADC: 4 bits, 7 lossless; shifts 0..3 and two input encodings, calibrated per "
+            "layer on 100 samples") in captured.out
+    assert "dense0: two's-complement inputs, shift" in captured.out and "SQNR" in captured.out
+    assert not captured.err
     compile_mlp(files, "--adc-bits", "4", "--no-adc-calibration")
     captured = capsys.readouterr()
     assert "not calibrated: every layer at shift 0" in captured.out

@@ -41,7 +41,9 @@ def test_defaults_match_design():
 
 
 def test_lossless_width_follows_the_array():
-    assert AccelConfig(rows=128, cell_bits=8, dac_bits=8).max_column_count == 128 * 128 * 128
+    # One 8-bit step: a level up to 255 (offset-binary inputs), |G+ - G-| up to 128.
+    assert AccelConfig(rows=128, cell_bits=8, dac_bits=8).max_column_count == 128 * 255 * 128
+    # 4,177,920 < 2**22: 22 magnitude bits and a sign.
     assert AccelConfig(rows=128, cell_bits=8, dac_bits=8).lossless_adc_bits == 23
     assert AccelConfig(dac_bits=2, cell_bits=4).max_column_count == 16 * 3 * 15
     assert not AccelConfig(adc_bits=5).is_lossless

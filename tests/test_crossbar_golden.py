@@ -10,7 +10,7 @@ from golden import (AccelConfig, adc_convert, column_counts, crossbar_mvm, input
                     reference_mvm, weight_slices)
 
 
-def scalar_crossbar(config, x, w, adc_shift=0):
+def scalar_crossbar(config, x, w, adc_shift=0, offset_inputs=False):
     """A deliberately naive, element-by-element statement of DESIGN.md s.2 (one vector)."""
     result = [0] * config.cols
     lo, hi = -(1 << (config.adc_bits - 1)), (1 << (config.adc_bits - 1)) - 1
@@ -19,8 +19,10 @@ def scalar_crossbar(config, x, w, adc_shift=0):
             for s in range(config.slices):
                 count = 0
                 for r in range(config.rows):
-                    chunk = ((int(x[r]) & 0xFF) >> (k * config.dac_bits)) & ((1 << config.dac_bits) - 1)
-                    if k == config.steps - 1 and chunk >= 1 << (config.dac_bits - 1):
+                    byte = (int(x[r]) + (128 if offset_inputs else 0)) & 0xFF
+                    chunk = (byte >> (k * config.dac_bits)) & ((1 << config.dac_bits) - 1)
+                    if (not offset_inputs and k == config.steps - 1
+                            and chunk >= 1 << (config.dac_bits - 1)):
                         chunk -= 1 << config.dac_bits      # the sign-carrying step
                     cell_mask = (1 << config.cell_bits) - 1
                     pos = (max(int(w[r, c]), 0) >> (s * config.cell_bits)) & cell_mask
@@ -53,22 +55,23 @@ def problems(draw, lossless=True):
     batch = draw(st.integers(1, 6))
     x = draw(hnp.arrays(np.int64, (batch, config.rows), elements=int8))
     w = draw(hnp.arrays(np.int64, (config.rows, config.cols), elements=int8))
-    return config, x, w, draw(st.integers(0, config.max_adc_shift))
+    return config, x, w, draw(st.integers(0, config.max_adc_shift)), draw(st.booleans())
 
 
 @settings(max_examples=300, deadline=None)
 @given(problems(lossless=True))
 def test_lossless_config_is_exact(problem):
-    config, x, w, _ = problem
-    assert np.array_equal(crossbar_mvm(config, x, w), x @ w)
+    config, x, w, _, offset = problem
+    assert np.array_equal(crossbar_mvm(config, x, w, offset_inputs=offset),
+                          (x + (128 if offset else 0)) @ w)
 
 
 @settings(max_examples=150, deadline=None)
 @given(problems(lossless=False))
 def test_vectorised_model_equals_naive_statement(problem):
-    config, x, w, adc_shift = problem
-    expected = [scalar_crossbar(config, row, w, adc_shift) for row in x]
-    assert crossbar_mvm(config, x, w, adc_shift).tolist() == expected
+    config, x, w, adc_shift, offset = problem
+    expected = [scalar_crossbar(config, row, w, adc_shift, offset) for row in x]
+    assert crossbar_mvm(config, x, w, adc_shift, offset).tolist() == expected
 
 
 def test_extremes_are_exact():

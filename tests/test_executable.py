@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from firmware.compiler import compile_network
-from firmware.executable import ExecutableError, load_executable
+from firmware.executable import FORMAT_VERSION, ExecutableError, load_executable
 from firmware.runtime import run_golden
 from golden import AccelConfig
 
@@ -91,7 +91,8 @@ def rewrite_manifest(path, target, edit):
 def test_another_format_version_is_refused(compiled, tmp_path):
     other = rewrite_manifest(compiled[1], tmp_path / "v99.tessera",
                              lambda manifest: manifest.update(version=99))
-    with pytest.raises(ExecutableError, match="format version 99; this Tessera reads version 2"):
+    with pytest.raises(ExecutableError,
+                       match=f"format version 99; this Tessera reads version {FORMAT_VERSION}"):
         load_executable(other)
 
 

@@ -93,16 +93,19 @@ def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property, tmp_path):
 
     rng = np.random.default_rng(3)
     network = init_cnn((6, 6, 1), CNNS["conv3x3-conv2x2/2-maxpool2-dense"], 10, rng)
-    # The strided conv's weights all near full scale: its column counts clip at shift 0,
-    # so calibration gives it a larger shift than the other layers.
+    # The first conv's weights all near full scale on uniform inputs: its column counts
+    # clip at shift 0 in either input encoding, so calibration gives it a larger shift;
+    # a ReLU-fed layer takes offset-binary inputs.
     layers = list(network.layers)
-    layers[1] = layers[1].with_matrix(rng.uniform(0.8, 1, layers[1].matrix.shape))
+    layers[0] = layers[0].with_matrix(rng.uniform(0.8, 1, layers[0].matrix.shape))
     network = network.with_layers(layers)
     x = rng.uniform(0, 1, (9, 6, 6, 1))
     qnet = quantize(network, x)
     exe, _ = check_on_rtl(qnet, qnet.input.quantize(x), LOSSY_CONFIG, tmp_path / "lossy.tessera",
                           record_property, "CNN conv3x3-conv2x2/2-maxpool2-dense, ADC calibrated "
                           "per layer", adc_calibration=x)
-    shifts = {isa.decode(words).adc_shift for run in exe.plans[exe.batch]
-              for words in run.program if isa.decode(words).opcode == isa.Opcode.MVM}
-    assert len(shifts) > 1, f"every layer took the same ADC shift {shifts}: nothing exercised"
+    ranges = {(isa.decode(words).offset_inputs, isa.decode(words).adc_shift)
+              for run in exe.plans[exe.batch] for words in run.program
+              if isa.decode(words).opcode == isa.Opcode.MVM}
+    assert len(ranges) > 1 and any(shift for _, shift in ranges), \
+        f"(offset inputs, ADC shift) of every MVM: {ranges}: not exercised"
