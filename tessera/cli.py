@@ -114,6 +114,23 @@ def demo_base_config(dataset):
     return fields
 
 
+def cmd_adc_trade(args):
+    from tessera.adc_trade import run_adc_trade
+
+    require_positive("--test-samples", args.test_samples)
+    bits = sorted(set(args.adc_bits))
+    if not bits or min(bits) < 2:
+        raise UsageError(f"--adc-bits takes ADC widths of 2 bits or more, not {args.adc_bits}")
+    print(f"Tessera ADC trade: {args.dataset}, ADC bits {bits}, with and without per-layer "
+          f"calibration; golden model, {args.test_samples} test samples at most; energy "
+          f"preset {args.preset}", flush=True)
+    _, table, plots = run_adc_trade(args.dataset, tuple(bits), args.test_samples,
+                                    preset=args.preset, out_dir=args.out,
+                                    log=lambda message: print(message, flush=True))
+    print("\n" + table)
+    print("\nplots: " + ", ".join(str(p) for p in plots if p))
+
+
 def cmd_demo(args):
     config = config_from_args(args, base=demo_base_config(args.dataset))
     rtl_samples = None if args.rtl_all else args.rtl_samples
@@ -517,6 +534,24 @@ def build_parser():
         prog="tessera",
         description="Describe, verify and drive a tiled in-memory-computing crossbar accelerator.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    trade = commands.add_parser(
+        "adc-trade", help="accuracy, energy and TOPS/W against ADC bits, calibrated or not",
+        description="Train a CNN (MNIST LeNet-5 or the digits CNN), quantise it, and for each "
+                    "ADC width compile it with and without per-layer ADC calibration, run it on "
+                    "the golden model, and tabulate and plot accuracy against energy per "
+                    "inference and TOPS/W, with published efficiencies marked.")
+    trade.add_argument("--dataset", choices=["mnist", "digits"], default="mnist",
+                       help="mnist (LeNet-5, the default) or digits (the demo's CNN)")
+    trade.add_argument("--adc-bits", type=int, nargs="+", default=[3, 4, 5, 6, 7, 8],
+                       help="ADC widths (default: 3 4 5 6 7 8; 7 is lossless on 16x16 tiles)")
+    trade.add_argument("--test-samples", type=int, default=1000,
+                       help="test samples run at each point (default: 1000)")
+    trade.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
+                       help="energy table (default: isaac_reram_32nm)")
+    trade.add_argument("--out", type=Path, default=DEFAULT_BUILD / "adc_trade",
+                       help="folder for the table and plots (default: build/adc_trade)")
+    trade.set_defaults(handler=cmd_adc_trade)
 
     demo = commands.add_parser(
         "demo", help="digits or MNIST end to end: train, prune, quantise, run on golden and RTL",

@@ -233,3 +233,19 @@ def test_lossy_adc_is_calibrated_or_warned(files, capsys):
     captured = capsys.readouterr()
     assert "not calibrated: every layer at shift 0" in captured.out
     assert captured.err.startswith("warning: the 4-bit ADC is below the lossless 7 bits")
+
+
+def test_adc_trade_tabulates_and_plots(tmp_path, capsys):
+    """The digits CNN at a 4-bit ADC (calibrated and not) and the lossless 7: a row each,
+    the plots written, and ADC energy per inference in the ratio of ISAAC's ADC table
+    (4 bits 0.79 pJ, 7 bits 1.42 pJ a conversion; the conversions do not change)."""
+    assert main(["adc-trade", "--dataset", "digits", "--adc-bits", "4", "7",
+                 "--test-samples", "60", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines if line.strip().startswith(("4 ", "7 "))]
+    assert [(r[0], r[1]) for r in rows] == [("4", "calibrated"), ("4", "shift"), ("7", "lossless")]
+    adc_nj = {r[1]: float(r[-3]) for r in rows}
+    assert adc_nj["calibrated"] / adc_nj["lossless"] == pytest.approx(0.79 / 1.42, rel=0.01)
+    assert (tmp_path / "digits_adc_trade.png").stat().st_size > 0
+    assert (tmp_path / "digits_layers_adc4.png").stat().st_size > 0     # 5 bits not swept
+    assert (tmp_path / "digits_adc_trade.txt").read_text().count("\n") == 6   # title, head, rule, 3
