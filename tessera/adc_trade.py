@@ -64,10 +64,10 @@ def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=
     for adc_bits in bits:
         config = replace(base, adc_bits=adc_bits)
         variants = [("lossless", calibration)] if config.is_lossless else \
-            [("calibrated", calibration), ("shift 0", None)]
+            [("calibrated", calibration), ("uncalibrated", None)]
         for kind, data in variants:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", LossyAdcWarning)   # "shift 0" is the point
+                warnings.simplefilter("ignore", LossyAdcWarning)   # uncalibrated is the point
                 exe = compile_network(qnet, config, adc_calibration=data)
             x_q = exe.input.quantize(x_test)
             log(f"{adc_bits}-bit ADC, {kind}: golden model, {len(x_q)} test samples ...")
@@ -81,7 +81,7 @@ def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=
                          "ADC nJ/inf": per_inference.get("ADC", 0.0) * 1e9,
                          "TOPS/W": energy["tops_per_watt"],
                          "cycles/inf": energy["cycles_per_inference"]})
-            if adc_bits == plot_bits and kind != "shift 0":
+            if adc_bits == plot_bits and kind != "uncalibrated":
                 per_layer = {layer: {c: j / exe.batch for c, j in
                                      energy_breakdown(counters, PRESETS[preset], config).items()}
                              for layer, counters in layer_counters(exe).items()}
@@ -107,11 +107,13 @@ def _plot(rows, name, preset, base, path):
     import matplotlib.pyplot as plt
 
     fig, (acc_ax, eff_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for kind, marker in (("calibrated", "o"), ("shift 0", "x"), ("lossless", "s")):
+    labels = {"calibrated": "calibrated per layer (encoding, shift)",
+              "uncalibrated": "uncalibrated (two's complement, shift 0)", "lossless": "lossless"}
+    for kind, marker in (("calibrated", "o"), ("uncalibrated", "x"), ("lossless", "s")):
         mine = [r for r in rows if r["ADC range"] == kind]
         if mine:
             acc_ax.plot([r["nJ/inf"] for r in mine], [100 * r["accuracy"] for r in mine], marker,
-                        label=kind, linestyle="-" if kind != "lossless" else "none")
+                        label=labels[kind], linestyle="-" if kind != "lossless" else "none")
             for r in mine:
                 acc_ax.annotate(f"{r['ADC bits']}b", (r["nJ/inf"], 100 * r["accuracy"]), fontsize=7,
                                 textcoords="offset points", xytext=(3, 3))
@@ -122,10 +124,10 @@ def _plot(rows, name, preset, base, path):
     acc_ax.legend(fontsize=8)
     by_bits = {r["ADC bits"]: r["TOPS/W"] for r in rows}
     eff_ax.plot(list(by_bits), list(by_bits.values()), "o-", label=f"{name} on this config")
-    for (label, value), style in zip(ANCHORS.items(), ("--", "-.", ":")):
+    for (label, value), style, above in zip(ANCHORS.items(), ("--", "-.", ":"), (3, 3, -9)):
         eff_ax.axhline(value, color="grey", linestyle=style, linewidth=0.9)
         eff_ax.annotate(f"{label}: {value:.1f}", (min(by_bits), value), fontsize=7,
-                        textcoords="offset points", xytext=(0, 3))
+                        textcoords="offset points", xytext=(0, above))
     eff_ax.set_yscale("log")
     eff_ax.set_xlabel("ADC bits")
     eff_ax.set_ylabel("TOPS/W (on chip, 8b x 8b, 2 ops a MAC)")

@@ -243,7 +243,8 @@ def test_adc_trade_tabulates_and_plots(tmp_path, capsys):
                  "--test-samples", "60", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in lines if line.strip().startswith(("4 ", "7 "))]
-    assert [(r[0], r[1]) for r in rows] == [("4", "calibrated"), ("4", "shift"), ("7", "lossless")]
+    assert [(r[0], r[1]) for r in rows] == [("4", "calibrated"), ("4", "uncalibrated"),
+                                            ("7", "lossless")]
     adc_nj = {r[1]: float(r[-3]) for r in rows}
     assert adc_nj["calibrated"] / adc_nj["lossless"] == pytest.approx(0.79 / 1.42, rel=0.01)
     assert (tmp_path / "digits_adc_trade.png").stat().st_size > 0
