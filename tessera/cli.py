@@ -94,9 +94,14 @@ def cmd_build(args):
     from rtl.fpga_build import FpgaBuildError, build_board
 
     config = config_from_args(args, base=BOARD_CONFIGS[args.board])
+    require_positive("--seeds", args.seeds)
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of minutes, not {args.timeout}")
     try:
         report = build_board(args.board, config, args.out, args.baud,
-                             log=lambda message: print(message, flush=True))
+                             log=lambda message: print(message, flush=True),
+                             timeout=None if args.timeout is None else 60 * args.timeout,
+                             seeds=args.seeds)
     except FpgaBuildError as error:
         print(f"tessera build: {error}", file=sys.stderr)
         return 1
@@ -606,6 +611,12 @@ def build_parser():
     build.add_argument("--baud", type=int, default=115200, help="UART baud rate (default: 115200)")
     build.add_argument("--out", type=Path, default=DEFAULT_BUILD / "boards",
                        help="build folder (default: build/boards)")
+    build.add_argument("--timeout", type=float, default=None, metavar="MINUTES",
+                       help="bound of the whole build, minutes (default: 15 for iCE40, 25 for "
+                            "ECP5); a stopped build says how far routing got")
+    build.add_argument("--seeds", type=int, default=1,
+                       help="nextpnr seeds to try, two processes at a time, each bounded by "
+                            "its share of the time left; the first to route wins (default: 1)")
     add_config_options(build, defaults_from="the board's config, rtl/boards.py")
     build.set_defaults(handler=cmd_build)
 

@@ -1,6 +1,8 @@
 """Reading nextpnr's verdicts (the builds themselves are bench/ and `tessera build`)."""
 
-from rtl.fpga_build import parse_nextpnr_log
+import pytest
+
+from rtl.fpga_build import parse_nextpnr_log, routing_progress
 
 LOG = """\
 Info: Device utilisation:
@@ -21,3 +23,40 @@ def test_parse_nextpnr_log():
 
 def test_parse_empty_log():
     assert parse_nextpnr_log("") == ({}, 0.0, 0.0, [])
+
+
+ROUTER2_LOG = """Info: Running router2...
+Info:     iter=1 wires=120000 overused=16000 overuse=19000 archfail=NA
+Info:     iter=2 wires=118000 overused=1210 overuse=1310 archfail=NA
+"""
+
+
+def test_routing_progress_names_the_stage_and_the_overuse():
+    assert routing_progress(ROUTER2_LOG) == ("routing, router2 iteration 2: 1,210 of 118,000 "
+                                             "wires overused (total overuse 1,310)")
+    assert routing_progress("") == "start-up"
+
+
+def test_a_seed_past_its_time_is_killed_and_reported(tmp_path):
+    """A stand-in for nextpnr that logs two router2 iterations and never finishes: each
+    seed is killed at its share of the timeout, and the error gives its progress."""
+    import sys
+    import time
+
+    from rtl.fpga_build import FpgaBuildError, _place_and_route
+
+    script = tmp_path / "fake_nextpnr.py"
+    script.write_text("import sys, time\n"
+                      "log = sys.argv[sys.argv.index('--log') + 1]\n"
+                      f"open(log, 'w').write({ROUTER2_LOG!r})\n"
+                      "time.sleep(60)\n")
+    argv = [sys.executable, str(script), "--log", "tessera.tim", "--textcfg", "tessera.config"]
+    started = time.monotonic()
+    with pytest.raises(FpgaBuildError) as info:
+        _place_and_route(argv, tmp_path, seeds=2, jobs=2, deadline=time.monotonic() + 3,
+                         log=lambda message: None)
+    assert time.monotonic() - started < 20
+    message = str(info.value)
+    assert message.startswith("no nextpnr seed routed: seed 1 stopped by its 3 s timeout in routing")
+    assert "seed 2 stopped" in message and "router2 iteration 2: 1,210 of 118,000" in message
+    assert (tmp_path / "tessera.seed2.tim").exists()
