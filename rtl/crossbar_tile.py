@@ -151,6 +151,9 @@ class CrossbarTile(wiring.Component):
         offset_inputs = Signal(name="product_offset_inputs")
         step = Signal(range(cfg.steps))
         phase = Signal(range(cfg.adc_share))
+        next_phase = Signal.like(phase)                # what `phase` is next cycle
+        m.d.comb += next_phase.eq(phase)
+        m.d.sync += phase.eq(next_phase)
         # Only as wide as a result can be (22 bits by default), sign-extended on the way out.
         acc = [Signal(signed(cfg.result_bits), name=f"acc_c{c}", reset_less=True)
                for c in range(cfg.cols)]
@@ -164,7 +167,7 @@ class CrossbarTile(wiring.Component):
         with m.If(self.i_stream.valid):
             m.d.sync += [staged[r].eq(self.i_stream.payload[r]) for r in range(cfg.rows)]
 
-        weights = self._cell_weights(m, phase)
+        weights = self._cell_weights(m, next_phase)
         sign_step = first_step & ~offset_inputs        # offset binary has no signed step
         if cfg.is_lossless:
             slot_sums = self._exact_columns(m, chunks, sign_step, weights)
@@ -194,8 +197,9 @@ class CrossbarTile(wiring.Component):
         def start():
             flip = self.offset_inputs << (INPUT_BITS - 1)      # x + 128 as a byte
             m.d.sync += [inputs[r].eq(staged[r] ^ flip) for r in range(cfg.rows)]
-            m.d.sync += [first_step.eq(1), step.eq(0), phase.eq(0), adc_shift.eq(self.adc_shift),
+            m.d.sync += [first_step.eq(1), step.eq(0), adc_shift.eq(self.adc_shift),
                          offset_inputs.eq(self.offset_inputs)]
+            m.d.comb += next_phase.eq(0)
             m.next = "CONVERT"
 
         with m.FSM():
@@ -205,10 +209,11 @@ class CrossbarTile(wiring.Component):
             with m.State("CONVERT"):
                 m.d.comb += [self.converting.eq(1), self.step_start.eq(phase == 0)]
                 with m.If(phase == cfg.adc_share - 1):
-                    m.d.sync += [phase.eq(0), step.eq(step + 1), first_step.eq(0)]
+                    m.d.comb += next_phase.eq(0)
+                    m.d.sync += [step.eq(step + 1), first_step.eq(0)]
                     m.d.sync += [inputs[r].eq(inputs[r] << cfg.dac_bits) for r in range(cfg.rows)]
                 with m.Else():
-                    m.d.sync += phase.eq(phase + 1)
+                    m.d.comb += next_phase.eq(phase + 1)
                 with m.If(last_slot):
                     with m.If(self.start):
                         start()
@@ -216,9 +221,9 @@ class CrossbarTile(wiring.Component):
                         m.next = "IDLE"
         return m
 
-    def _cell_weights(self, m, phase):
+    def _cell_weights(self, m, next_phase):
         """``weights[r][g]``: the int8 weight of row r in the column group g converts at
-        `phase` (column ``g * adc_share + phase``).
+        this cycle's phase (column ``g * adc_share + phase``), given the next cycle's.
 
         With one column per ADC every cell is read every cycle: registers. With shared
         ADCs a cycle reads only the ``adc_groups`` columns of one phase, so the cells live
@@ -244,8 +249,11 @@ class CrossbarTile(wiring.Component):
         m.submodules.cells = cells = Memory(shape=unsigned(lanes * WEIGHT_BITS),
                                             depth=cfg.adc_share, init=[])
         write = cells.write_port(granularity=WEIGHT_BITS)
-        read = cells.read_port(domain="comb")
-        m.d.comb += read.addr.eq(phase)
+        # A synchronous read, addressed with the next cycle's phase, so its data is this
+        # phase's: block RAM reads are synchronous (and Yosys's ECP5 mapping asserts on an
+        # asynchronous read of a memory with byte lanes).
+        read = cells.read_port()
+        m.d.comb += read.addr.eq(next_phase)
         write_phase = Signal(range(cfg.adc_share))
         row_of_phase = Cat(Array(w_in.payload.weights[g * cfg.adc_share + p].as_unsigned()
                                  for p in range(cfg.adc_share))[write_phase]
