@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.crossbar import adc_convert, adc_round, column_counts, shift_add
+from golden.crossbar import adc_convert, adc_round, column_counts, offset_excess, shift_add
 
 from .network import skip_index
 from .quantize import QuantizedAdd, QuantizedDense
@@ -92,7 +92,7 @@ def measure_ranges(config, layer_map, vectors):
         exact[:, columns] += x @ w
         for offset in (False, True):
             counts = column_counts(config, x, w, offset)            # (steps, slices, n, cols)
-            correction = 128 * w.sum(axis=0) if offset else 0
+            correction = offset_excess(w) if offset else 0
             conversions += counts.size * (not offset)
             for s in range(config.max_adc_shift + 1):
                 codes = adc_convert(config, counts, s)
@@ -124,7 +124,7 @@ def choose_adc_ranges(qnet, network_map, x_q, seed=0):
             vectors = vectors[np.sort(rng.choice(len(vectors), MAX_VECTORS, replace=False))]
         measured = measure_ranges(config, lm, vectors)
         layer = by_name[lm.name]
-        corrected = layer.bias.astype(np.int64) - 128 * layer.weights.sum(axis=0)
+        corrected = layer.bias.astype(np.int64) - offset_excess(layer.weights)
         if np.abs(corrected).max(initial=0) >= 1 << 31:       # the bias could not take it back
             measured = {choice: m for choice, m in measured.items() if not choice[0]}
         best = min(measured, key=lambda choice: (measured[choice][1], choice))

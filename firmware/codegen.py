@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from golden import isa
+from golden.crossbar import offset_excess
 from golden.device import QuantParams, pack_quant_params
 
 from .mapper import COPY, PadMap, PoolMap
@@ -97,7 +98,7 @@ def segment_images(qnet, network_map, segment, placement):
     for (s, nb), entry in placement.qentry.items():
         layer = by_name[steps[s].name]
         # Offset-binary inputs add 128 * sum(w) to each channel's sum: the bias removes it.
-        bias = layer.bias - (128 * layer.weights.sum(axis=0) if steps[s].offset_inputs else 0)
+        bias = layer.bias - (offset_excess(layer.weights) if steps[s].offset_inputs else 0)
         for lane in range(C):
             channel = nb * C + lane
             if channel < layer.weights.shape[1]:

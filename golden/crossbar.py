@@ -6,8 +6,20 @@ columns or vectors in Python (the loops are over the few steps and slices only).
 
 import numpy as np
 
-__all__ = ["check_int8", "weight_slices", "input_levels", "column_counts",
+from .config import INPUT_BITS
+
+__all__ = ["INPUT_OFFSET", "offset_excess", "check_int8", "weight_slices", "input_levels",
+           "column_counts",
            "adc_convert", "shift_add", "crossbar_mvm", "reference_mvm", "int8_matmul"]
+
+
+INPUT_OFFSET = 1 << (INPUT_BITS - 1)      # offset-binary inputs apply x + 128
+
+
+def offset_excess(weights):
+    """What offset-binary inputs add to each column of ``x @ weights``: ``128 * sum(w)``
+    (the requantiser's bias takes it back)."""
+    return INPUT_OFFSET * np.asarray(weights, np.int64).sum(axis=0)
 
 
 def check_int8(name, array, shape=None):
@@ -50,7 +62,7 @@ def input_levels(config, x, offset_inputs=False):
     empty instead of nearly full: far smaller column counts for the ADC.
     """
     x = check_int8("inputs", x)
-    byte = (x + 128 if offset_inputs else x) & 0xFF
+    byte = (x + INPUT_OFFSET if offset_inputs else x) & 0xFF
     shifts = (np.arange(config.steps) * config.dac_bits)[:, None, None]
     levels = (byte[None] >> shifts) & ((1 << config.dac_bits) - 1)
     if not offset_inputs:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import AccelConfig
-from .crossbar import crossbar_mvm, int8_matmul
+from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
@@ -274,6 +274,13 @@ class Device:
         k["wmem_reads"] += c.rows * ins.count           # one row of each programmed tile's lane
         k["cell_writes"] += ins.count * 2 * c.rows * c.cols * c.slices
 
+    def _tile_product(self, tile, x, ins):
+        """Tile `tile`'s results for vectors `x` at the MVM's ADC range and encoding."""
+        if self.analog is not None:
+            return self.analog.mvm(tile, x, ins.adc_shift, ins.offset_inputs)
+        return crossbar_mvm(self.config, x, self.tile_weights[tile], ins.adc_shift,
+                            ins.offset_inputs)
+
     def _mvm(self, ins):
         c = self.config
         K, G, R = ins.ktiles, ins.ngroups, ins.replicas
@@ -296,13 +303,7 @@ class Device:
             results = np.empty((n, G, c.cols), np.int64)
             for r in range(min(R, n)):
                 mine = slice(r, None, R)
-                if self.analog is not None:
-                    results[mine] = sum(
-                        np.stack([self.analog.mvm(tiles[r, g, k], inputs[mine, k], ins.adc_shift,
-                                                  ins.offset_inputs)
-                                  for g in range(G)], axis=1)
-                        for k in range(K))
-                elif c.is_lossless:
+                if c.is_lossless and self.analog is None:
                     # The adder tree's sum is one product over the K tiles' stacked rows
                     # (kept until a PROGRAM changes the tiles).
                     key = (int(tiles[r, 0, 0]), K, G)
@@ -312,15 +313,13 @@ class Device:
                         stacked = self._stacked[key] = np.asarray(
                             weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols),
                             np.float64)
-                    offset = 128 if ins.offset_inputs else 0
+                    offset = INPUT_OFFSET if ins.offset_inputs else 0
                     results[mine] = int8_matmul(inputs[mine].reshape(-1, K * c.rows) + offset,
                                                 stacked).reshape(-1, G, c.cols)
                 else:
-                    # Lossy: each tile's bit-serial product, then the adder tree's sum.
-                    weights = self.tile_weights[tiles[r]]
+                    # Lossy or analog: each tile's bit-serial product, then the adder tree's sum.
                     results[mine] = sum(
-                        np.stack([crossbar_mvm(c, inputs[mine, k], weights[g, k], ins.adc_shift,
-                                               ins.offset_inputs)
+                        np.stack([self._tile_product(tiles[r, g, k], inputs[mine, k], ins)
                                   for g in range(G)], axis=1)
                         for k in range(K))
             addresses = (ins.dst + ins.dst_stride * vectors[:, None]
