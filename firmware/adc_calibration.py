@@ -21,7 +21,7 @@ import numpy as np
 
 from golden.crossbar import adc_convert, adc_round, column_counts, offset_excess, shift_add
 
-from .network import skip_index
+from .network import run_layers, skip_index
 from .quantize import QuantizedAdd, QuantizedDense
 
 __all__ = ["AdcRange", "layer_inputs", "measure_ranges", "choose_adc_ranges"]
@@ -56,20 +56,19 @@ def _db(value):
 def layer_inputs(qnet, x_q):
     """Each matrix layer's int8 input vectors (im2col patches for a convolution, [x, skip]
     for a residual add), as ``(vectors, k)``, through the int8 reference."""
-    seen = [np.asarray(x_q, np.int64)]
-    if qnet.input_shape and seen[0].ndim == 2 and len(qnet.input_shape) > 1:
-        seen[0] = seen[0].reshape(len(seen[0]), *qnet.input_shape)
+    x_q = np.asarray(x_q, np.int64)
+    if qnet.input_shape and x_q.ndim == 2 and len(qnet.input_shape) > 1:
+        x_q = x_q.reshape(len(x_q), *qnet.input_shape)
+    seen = run_layers(qnet.layers, x_q)                  # each layer's input, then the output
     inputs = {}
     for index, layer in enumerate(qnet.layers):
         if isinstance(layer, QuantizedAdd):
-            skip = seen[skip_index(qnet.layers, layer)]
-            vectors = np.concatenate([seen[index], skip], axis=-1)
-            seen.append(layer.forward(seen[index], skip))
+            vectors = np.concatenate([seen[index], seen[skip_index(qnet.layers, layer)]], axis=-1)
+        elif isinstance(layer, QuantizedDense):
+            vectors = layer.patches(seen[index])
         else:
-            vectors = layer.patches(seen[index]) if isinstance(layer, QuantizedDense) else None
-            seen.append(layer.forward(seen[index]))
-        if vectors is not None:
-            inputs[layer.name] = vectors.reshape(-1, layer.weights.shape[0])
+            continue
+        inputs[layer.name] = vectors.reshape(-1, layer.weights.shape[0])
     return inputs
 
 
