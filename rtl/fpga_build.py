@@ -118,7 +118,7 @@ def routing_progress(text):
                 f"(total overuse {overuse:,})")
     if "Routing.." in text or "Routing globals" in text or "Router1" in text:
         return "routing"
-    if re.search(r"Placed \d+ cells|Running placer|static placer|HeAP", text):
+    if re.search(r"Placed \d+ cells|Running (?:Static |HeAP )?placer|steplen=", text):
         return "placement"
     return "packing" if text else "start-up"
 

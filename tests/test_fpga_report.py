@@ -34,6 +34,7 @@ Info:     iter=2 wires=118000 overused=1210 overuse=1310 archfail=NA
 def test_routing_progress_names_the_stage_and_the_overuse():
     assert routing_progress(ROUTER2_LOG) == ("routing, router2 iteration 2: 1,210 of 118,000 "
                                              "wires overused (total overuse 1,310)")
+    assert routing_progress("Info: Running Static placer...\nInfo: iter=3 steplen=1.4\n") == "placement"
     assert routing_progress("") == "start-up"
 
 
