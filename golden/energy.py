@@ -131,15 +131,17 @@ SRAM_IMC = EnergyPreset(
     # Walden FoM of 5 fJ per conversion step: a point under the frontier of SAR ADCs below
     # 100 MS/s in Murmann's ADC Performance Survey (1997-2024) -> 8 bits: 1.28 pJ.
     adc=walden(5.0, range(1, 17), "Walden FoM 5 fJ/conversion-step (Murmann's ADC survey)"),
-    # Word-line driver per row per step: C_wl ~ 20 fF (a 2.4 Mb array's row in 65 nm,
-    # Valavi et al., JSSC 2019, Fig. 8 scale) x 1.0 V^2 / 2 = 0.01 pJ.
+    # Word-line driver per row per step, an estimate (no source itemises it): a row of
+    # ~256 cells at 65 nm, ~250 um of wire at ~0.08 fF/um, C_wl ~ 20 fF, x 1.0 V^2 / 2 =
+    # 0.01 pJ.
     dac_pj_1bit=20e-15 * 1.0 ** 2 / 2 * 1e12,
     # Valavi et al., "A 64-tile 2.4-Mb in-memory-computing CNN accelerator employing
     # charge-domain compute", JSSC 2019: 866 1b-TOPS/W -> 1 / 866e12 = 1.15 fJ per 1-b
     # operation, one cell sensed each (its ADC share included: an overestimate here).
     cell_read_pj=1e12 / 866e12,
-    # SRAM bit write, 65 nm: ~0.05 pJ (Horowitz 2014's 45 nm 8 KB SRAM, 10 pJ per 64-bit
-    # access = 0.16 pJ a bit, x 65/45, x ~1/5 for a single bit-cell flip without the decode).
+    # SRAM bit write, 65 nm, an estimate: Horowitz 2014's 45 nm 8 KB SRAM, 10 pJ per 64-bit
+    # access = 0.16 pJ a bit, x 65/45 = 0.23 pJ, of which the bit cell's own flip is taken
+    # as ~1/5 (the rest is decode and the bit lines a row write shares): ~0.05 pJ.
     cell_write_pj=0.05,
     # Near-memory shift-add: a 16-bit add, 0.05 pJ at 45 nm (Horowitz 2014: 32-bit add 0.1
     # pJ, halved) x 65/45 -> 0.072 pJ per conversion.
