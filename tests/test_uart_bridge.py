@@ -7,6 +7,7 @@ import pytest
 from firmware.compiler import compile_network
 from firmware.runtime import run_golden
 from golden import AccelConfig, bridge
+from rtl.boards import BOARD_CONFIGS
 from sim.uart import run_executable_over_uart
 
 CONFIG = AccelConfig(tiles=2, imem_depth=16, wmem_depth=48, amem_depth=32, psum_depth=32,
@@ -28,15 +29,24 @@ def test_frames_round_trip_and_checks():
         bridge.decode_request(bytes(damaged))
 
 
-def test_network_over_uart_equals_golden(small_network, record_property, tmp_path):
+# A small config of its own, and each board's config (rtl/boards.py) as `tessera build`
+# makes it: what runs behind the bridge on the board.
+UART_CONFIGS = {"small": CONFIG,
+                **{board: AccelConfig(**fields) for board, fields in BOARD_CONFIGS.items()}}
+
+
+@pytest.mark.parametrize("name", UART_CONFIGS)
+def test_network_over_uart_equals_golden(small_network, record_property, tmp_path, name):
+    config = UART_CONFIGS[name]
     qnet, x_q = small_network(seed=12, samples=10)
-    exe = compile_network(qnet, CONFIG)
+    exe = compile_network(qnet, config)
     golden = run_golden(exe, x_q)
     run = run_executable_over_uart(exe.save(tmp_path / "mlp.tessera"), x_q,
                                    log=lambda message: None)
     assert run.tests == 1 and run.failed == 0, run.log_tail()
     outputs = np.array(run.results["outputs"])
-    record_property("rtl_check", f"UART bridge on {CONFIG.name}: {run.results['framing_checks']} "
+    record_property("rtl_check", f"UART bridge on {name} ({config.name}): "
+                                 f"{run.results['framing_checks']} "
                                  f"framing/error replies checked, {len(x_q)} samples over the serial "
                                  f"transport, outputs and counters "
                                  f"{'identical' if np.array_equal(outputs, golden.outputs) and run.results['counters'] == golden.counters else 'DIFFERENT'}")

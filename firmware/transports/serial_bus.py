@@ -70,7 +70,8 @@ class SerialBus:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(self.poll_interval_s)
+            if self.poll_interval_s:      # else the STATUS read's round trip paces the polls
+                await asyncio.sleep(self.poll_interval_s)
 
 
 class PySerialLink:
