@@ -183,10 +183,13 @@ def _place_and_route(argv, build_dir, seeds, jobs, deadline, log):
         f"seed {seed} {outcome}" for seed, outcome in sorted(outcomes.items())))
 
 
-def build_board(board, config, out_dir, baud=115200, log=print, timeout=None, seeds=1, jobs=2):
+def build_board(board, config, out_dir, baud=115200, log=print, timeout=None, seeds=1, jobs=2,
+                router=None):
     """Synthesise, place, route and pack `config` for `board` within `timeout` seconds
     (default `DEFAULT_TIMEOUT`), trying nextpnr seeds 1..`seeds`, `jobs` processes at a
-    time; return a `BuildReport`, or raise `FpgaBuildError` saying what stopped it."""
+    time, with nextpnr's `router` ("router1" or "router2"; default: the family's choice in
+    `SYNTH_OPTIONS`); return a `BuildReport`, or raise `FpgaBuildError` saying what
+    stopped it."""
     if board not in BOARDS:
         raise FpgaBuildError(f"unknown board {board!r}; boards are {sorted(BOARDS)}")
     family = BOARDS[board][2]
@@ -194,6 +197,8 @@ def build_board(board, config, out_dir, baud=115200, log=print, timeout=None, se
     if not timeout > 0 or not (isinstance(seeds, int) and seeds >= 1):
         raise FpgaBuildError(f"timeout must be positive and seeds at least 1, not "
                              f"{timeout!r} and {seeds!r}")
+    if router not in (None, "router1", "router2"):
+        raise FpgaBuildError(f"router must be router1 or router2, not {router!r}")
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     deadline = time.monotonic() + timeout
@@ -204,6 +209,11 @@ def build_board(board, config, out_dir, baud=115200, log=print, timeout=None, se
                                          **SYNTH_OPTIONS[family])
     plan.extract(str(build_dir))
     synthesis, place_and_route, pack = json.loads(plan.files["build_tessera.json"])["commands"]
+    if router is not None:
+        if "--router" in place_and_route:
+            place_and_route[place_and_route.index("--router") + 1] = router
+        else:
+            place_and_route += ["--router", router]
     try:
         log("  yosys ...")
         _run(_tool_argv(synthesis), build_dir, deadline - time.monotonic(), "yosys")

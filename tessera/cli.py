@@ -101,7 +101,7 @@ def cmd_build(args):
         report = build_board(args.board, config, args.out, args.baud,
                              log=lambda message: print(message, flush=True),
                              timeout=None if args.timeout is None else 60 * args.timeout,
-                             seeds=args.seeds)
+                             seeds=args.seeds, router=args.router)
     except FpgaBuildError as error:
         print(f"tessera build: {error}", file=sys.stderr)
         return 1
@@ -617,6 +617,9 @@ def build_parser():
     build.add_argument("--seeds", type=int, default=1,
                        help="nextpnr seeds to try, two processes at a time, each bounded by "
                             "its share of the time left; the first to route wins (default: 1)")
+    build.add_argument("--router", choices=["router1", "router2"], default=None,
+                       help="nextpnr's router (default: router2 for ECP5, nextpnr's own for "
+                            "iCE40)")
     add_config_options(build, defaults_from="the board's config, rtl/boards.py")
     build.set_defaults(handler=cmd_build)
 

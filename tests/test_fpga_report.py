@@ -1,5 +1,7 @@
 """Reading nextpnr's verdicts (the builds themselves are bench/ and `tessera build`)."""
 
+import re
+
 import pytest
 
 from rtl.fpga_build import parse_nextpnr_log, routing_progress
@@ -61,3 +63,17 @@ def test_a_seed_past_its_time_is_killed_and_reported(tmp_path):
     assert message.startswith("no nextpnr seed routed: seed 1 stopped by its 3 s timeout in routing")
     assert "seed 2 stopped" in message and "router2 iteration 2: 1,210 of 118,000" in message
     assert (tmp_path / "tessera.seed2.tim").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(router="router3"), "router must be router1 or router2, not 'router3'"),
+    (dict(seeds=0), "timeout must be positive and seeds at least 1, not 900 and 0"),
+    (dict(timeout=-1), "timeout must be positive and seeds at least 1, not -1 and 1"),
+])
+def test_bad_build_options_are_refused_before_any_work(tmp_path, options, message):
+    from golden import AccelConfig
+    from rtl.fpga_build import FpgaBuildError, build_board
+
+    with pytest.raises(FpgaBuildError, match=re.escape(message)):
+        build_board("icebreaker", AccelConfig(), tmp_path, log=lambda m: None, **options)
+    assert not any(tmp_path.iterdir())
