@@ -110,12 +110,17 @@ def _run(argv, cwd, timeout, what):
 
 def routing_progress(text):
     """What a nextpnr log says of how far it got: the stage and, in router2, the last
-    iteration's overused wires and total overuse."""
+    iteration's overused wires and total overuse; in router1, the arcs left."""
     iterations = re.findall(r"iter=(\d+) wires=(\d+) overused=(\d+) overuse=(\d+)", text)
     if iterations:
         it, wires, overused, overuse = map(int, iterations[-1])
         return (f"routing, router2 iteration {it}: {overused:,} of {wires:,} wires overused "
                 f"(total overuse {overuse:,})")
+    router1 = re.findall(r"Info:\s+(\d+) \|\s+(\d+)\s+\d+ \|\s+\d+\s+\d+ \|\s+(\d+)\s*\|", text)
+    if router1:
+        count, ripped_up, remaining = map(int, router1[-1])
+        return (f"routing, router1 after {count:,} arcs routed: {remaining:,} arcs left, "
+                f"{ripped_up:,} routed with rip-up")
     if "Routing.." in text or "Routing globals" in text or "Router1" in text:
         return "routing"
     if re.search(r"Placed \d+ cells|Running (?:Static |HeAP )?placer|steplen=", text):

@@ -38,6 +38,11 @@ def test_routing_progress_names_the_stage_and_the_overuse():
                                              "wires overused (total overuse 1,310)")
     assert routing_progress("Info: Running Static placer...\nInfo: iter=3 steplen=1.4\n") == "placement"
     assert routing_progress("") == "start-up"
+    router1 = ("Info: Routing..\nInfo:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| "
+               "batch(sec) total(sec)|\nInfo:       1000 |      188        793 |  188   793 |"
+               "       265|       0.09       0.09|\n")
+    assert routing_progress(router1) == ("routing, router1 after 1,000 arcs routed: 265 arcs "
+                                         "left, 188 routed with rip-up")
 
 
 def test_a_seed_past_its_time_is_killed_and_reported(tmp_path):
