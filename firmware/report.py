@@ -5,7 +5,8 @@ import numpy as np
 from golden.device import Device
 from golden.energy import OFF_CHIP, PRESETS, energy_breakdown, ops_per_run
 
-__all__ = ["energy_summary", "host_words_total", "layer_counters", "plot_layer_energy",
+__all__ = ["energy_summary", "host_words_total", "layer_counters", "layer_energy",
+           "plot_layer_energy",
            "format_table"]
 
 
@@ -48,6 +49,14 @@ def layer_counters(exe, batch=None):
                     for key, value in deltas.items():
                         total[key] = total.get(key, 0) + value
     return layers
+
+
+def layer_energy(exe, preset):
+    """Joules per inference of each layer by component: one full batch's counters per
+    layer (`layer_counters`) through the preset's table, divided by its samples."""
+    return {layer: {component: joules / exe.batch for component, joules
+                    in energy_breakdown(counters, PRESETS[preset], exe.config).items()}
+            for layer, counters in layer_counters(exe).items()}
 
 
 def plot_layer_energy(per_layer, path, title):

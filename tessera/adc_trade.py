@@ -10,11 +10,11 @@ import numpy as np
 
 from firmware.compiler import LossyAdcWarning, compile_network
 from firmware.quantize import quantize
-from firmware.report import energy_summary, format_table, layer_counters, plot_layer_energy
+from firmware.report import energy_summary, format_table, layer_energy, plot_layer_energy
 from firmware.runtime import run_golden
 from firmware.train import train
 from golden import AccelConfig
-from golden.energy import PRESETS, energy_breakdown
+from golden.energy import PRESETS
 
 __all__ = ["ANCHORS", "run_adc_trade"]
 
@@ -82,9 +82,7 @@ def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=
                          "TOPS/W": energy["tops_per_watt"],
                          "cycles/inf": energy["cycles_per_inference"]})
             if adc_bits == plot_bits and kind != "uncalibrated":
-                per_layer = {layer: {c: j / exe.batch for c, j in
-                                     energy_breakdown(counters, PRESETS[preset], config).items()}
-                             for layer, counters in layer_counters(exe).items()}
+                per_layer = layer_energy(exe, preset)
                 layer_plot = plot_layer_energy(
                     per_layer, out_dir / f"{dataset}_layers_adc{adc_bits}.png",
                     f"{name}, {adc_bits}-bit ADC ({kind}): on-chip energy per inference\n"

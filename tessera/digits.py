@@ -12,11 +12,11 @@ from firmware.compiler import compile_network
 from firmware.executable import load_executable
 from firmware.prune import prune_blocks
 from firmware.quantize import quantize
-from firmware.report import energy_summary, format_table, layer_counters, plot_layer_energy
+from firmware.report import energy_summary, format_table, layer_energy, plot_layer_energy
 from firmware.runtime import run_golden
 from firmware.train import accuracy, init_cnn, init_mlp, train
 from golden import AccelConfig
-from golden.energy import PRESETS, energy_breakdown
+from golden.energy import PRESETS
 
 __all__ = ["DigitsResult", "Model", "MODELS", "load_digits_split", "run_digits"]
 
@@ -120,9 +120,7 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
     samples = len(rtl_run.outputs)
     energy = energy_summary(rtl_run.counters, config, samples, preset, rtl_run.host_words)
     # One batch's counters per layer, divided by its samples: energy per inference.
-    per_layer = {layer: {component: joules / exe.batch for component, joules
-                         in energy_breakdown(counters, PRESETS[preset], config).items()}
-                 for layer, counters in layer_counters(exe).items()}
+    per_layer = layer_energy(exe, preset)
     plot = plot_layer_energy(per_layer, out_dir / f"{stem}.png",
                              f"digits {model.name}, {name}: on-chip energy per inference\n"
                              f"{PRESETS[preset].name}, {config.name}, batch of {exe.batch}")
