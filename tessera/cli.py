@@ -532,6 +532,74 @@ def cmd_report(args):
         print("\n".join("  " + line for line in describe(PRESETS[args.preset], config)))
 
 
+def cmd_sweep(args):
+    from tessera.sweep import SweepData, SweptNetwork, run_sweep
+
+    require_positive("--limit", args.limit)
+    require_positive("--workers", args.workers)
+    if args.rtl_check < 0:
+        raise UsageError(f"--rtl-check must be 0 or more, not {args.rtl_check}")
+    require_positive("--rtl-samples", args.rtl_samples)
+    networks, layouts = {}, set()
+    for path in args.networks:
+        network, layout, given, head = load_network(path)
+        name = Path(path).stem if Path(path).stem not in networks else str(path)
+        networks[name] = SweptNetwork(network, given, head)
+        layouts.add((layout, network.input_shape))
+    if len(layouts) > 1:
+        raise UsageError(f"the networks take different inputs ({sorted(layouts)}); a sweep "
+                         f"runs the same --inputs through each")
+    (layout, input_shape), = layouts
+    calibration = load_inputs(args.calibration, "calibration data", input_shape, layout)
+    inputs = load_inputs(args.inputs, "inputs", input_shape, layout)[:args.limit]
+    classes = {n.network.shapes[-1][0] for n in networks.values()}
+    labels = (load_labels(args.labels, len(inputs), min(classes)) if args.labels else None)
+    axes = {field.name: getattr(args, field.name) for field in dataclasses.fields(AccelConfig)
+            if getattr(args, field.name) is not None}
+    axes["prune_blocks"] = args.prune_blocks
+    data = SweepData.build(networks, calibration, inputs, labels, layout, args.preset)
+    result = run_sweep(data, axes, args.out, scheduler=args.scheduler, workers=args.workers,
+                       rtl_check=args.rtl_check, rtl_samples=args.rtl_samples, seed=args.seed)
+    print(sweep_summary(result, data))
+    print("wrote " + ", ".join(str(path) for path in result.files.values()))
+    rtl_failed = [r for r in result.rtl_rows if not (r["outputs_equal"] and r["counters_equal"])]
+    return 1 if rtl_failed or not result.front else 0
+
+
+def sweep_summary(result, data):
+    """The failed points, the Pareto front and the RTL checks, as text."""
+    from firmware.report import format_table
+    from tessera.sweep import quality_metric
+
+    rows, metric = result.rows, quality_metric(result.rows)
+    failed = [r for r in rows if r["error"] is not None]
+    lines = [f"{len(rows) - len(failed)} of {len(rows)} points ran"
+             + (f"; {len(failed)} failed, e.g. point {failed[0]['point']}: {failed[0]['error']}"
+                if failed else "")]
+    if result.front:
+        by_point = {r["point"]: r for r in rows}
+        basis = (f"top-1 accuracy on {len(data.inputs)} labelled samples" if metric == "accuracy"
+                 else f"top-1 agreement with the unpruned float model on {len(data.inputs)} samples")
+        lines.append(f"Pareto front ({basis}; energy per inference, {data.preset}):")
+        columns = [("point", "point", "{}"), ("network", "network", "{}"), ("config", "config", "{}"),
+                   ("pruned", "prune_blocks", "{:.2f}"), (metric, metric, "{:.3f}"),
+                   ("on-chip nJ/inf", "on_chip_nJ_per_inference", "{:.1f}"),
+                   ("cycles/inf", "cycles_per_inference", "{:.0f}"),
+                   ("TOPS/W", "tops_per_watt", "{:.2f}")]
+        lines.append(format_table([by_point[i] for i in result.front], columns))
+    for r in result.rtl_rows:
+        if r["error"] is not None:
+            verdict = f"not run: {r['error']}"
+        elif r["outputs_equal"] and r["counters_equal"]:
+            verdict = f"RTL equals golden: outputs and {r['counters_compared']} counters"
+        else:
+            verdict = ("RTL DIFFERS from golden: "
+                       + ("outputs" if not r["outputs_equal"] else f"counters {r['mismatched_counters']}"))
+        lines.append(f"RTL check, point {r['point']} ({r.get('config', '?')}, {r['samples']} "
+                     f"samples): {verdict}")
+    return "\n".join(lines)
+
+
 def build_parser():
     from golden.energy import PRESETS
 
@@ -700,6 +768,48 @@ def build_parser():
                         help="also list the preset's energy per event, scaled to the run's "
                              "config, with its basis")
     report.set_defaults(handler=cmd_report)
+
+    sweep = commands.add_parser(
+        "sweep", help="design-space sweep on Dask: configs x sparsity, golden runs, Pareto plot",
+        description="Compile and run a network on the golden model at every point of the "
+                    "cartesian product of the values given (each config option and "
+                    "--prune-blocks take several), one Dask task a point, on an embedded "
+                    "LocalCluster or an existing cluster. Writes one row per point to "
+                    "sweep.csv and sweep.parquet (config, sparsity, accuracy or agreement, "
+                    "cycles, energy by component per inference, TOPS/W, utilisation, "
+                    "segments, or the point's error) and the accuracy-energy Pareto plot.")
+    sweep.add_argument("networks", nargs="+", metavar="network",
+                       help="network .onnx or .npz, as for `tessera compile`; several are an "
+                            "axis of the sweep (they must take the same inputs)")
+    sweep.add_argument("--calibration", required=True,
+                       help="calibration inputs .npy (activation and ADC ranges)")
+    sweep.add_argument("--inputs", required=True, help="inputs .npy every point runs")
+    sweep.add_argument("--labels", default=None,
+                       help="their classes, .npy of integers: accuracy (without: top-1 "
+                            "agreement with the unpruned float model)")
+    sweep.add_argument("--limit", type=int, default=None, help="use only the first N inputs")
+    sweep.add_argument("--prune-blocks", type=float, nargs="+", default=[0.0],
+                       metavar="SPARSITY", help="block sparsities to sweep (default: 0)")
+    sweep.add_argument("--out", type=Path, default=DEFAULT_BUILD / "sweep",
+                       help="results folder (default: build/sweep)")
+    sweep.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                       help="an existing Dask scheduler (default: an embedded LocalCluster)")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="LocalCluster worker processes (default: one per core)")
+    sweep.add_argument("--rtl-check", type=int, default=0, metavar="N",
+                       help="re-run N points (chosen with --seed) on the RTL, each checked "
+                            "equal to golden (default: 0)")
+    sweep.add_argument("--rtl-samples", type=int, default=4,
+                       help="samples per RTL check (default: 4)")
+    sweep.add_argument("--seed", type=int, default=0,
+                       help="chooses the RTL-checked points and samples (default: 0)")
+    sweep.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
+                       help="energy table (default: isaac_reram_32nm)")
+    group = sweep.add_argument_group("accelerator config axes (unset: DESIGN.md's defaults)")
+    for field in dataclasses.fields(AccelConfig):
+        group.add_argument(f"--{field.name.replace('_', '-')}", type=int, nargs="+",
+                           default=None, metavar="N", help="values to sweep")
+    sweep.set_defaults(handler=cmd_sweep)
     return parser
 
 
