@@ -132,3 +132,21 @@ def test_cli_sweep_and_its_errors(cluster, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(args[:-2] + ["--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "x")])
     assert "no Dask scheduler answered at tcp://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_the_readme_python_sweep_runs(tmp_path):
+    """The README's Python example, as written, in a fresh interpreter."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    script, = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "run_sweep" in b]
+    (tmp_path / "example.py").write_text(script)
+    done = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "build" / "sweep_api" / "sweep.csv")
+    assert len(rows) == 4 and rows["error"].isna().all()
+    assert "Pareto front: [" in done.stdout
