@@ -540,6 +540,8 @@ def cmd_sweep(args):
     if args.rtl_check < 0:
         raise UsageError(f"--rtl-check must be 0 or more, not {args.rtl_check}")
     require_positive("--rtl-samples", args.rtl_samples)
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of minutes, not {args.timeout}")
     networks, layouts = {}, set()
     for path in args.networks:
         network, layout, given, head = load_network(path)
@@ -559,7 +561,8 @@ def cmd_sweep(args):
     axes["prune_blocks"] = args.prune_blocks
     data = SweepData.build(networks, calibration, inputs, labels, layout, args.preset)
     result = run_sweep(data, axes, args.out, scheduler=args.scheduler, workers=args.workers,
-                       rtl_check=args.rtl_check, rtl_samples=args.rtl_samples, seed=args.seed)
+                       rtl_check=args.rtl_check, rtl_samples=args.rtl_samples, seed=args.seed,
+                       timeout_s=args.timeout * 60)
     print(sweep_summary(result, data))
     print("wrote " + ", ".join(str(path) for path in result.files.values()))
     rtl_failed = [r for r in result.rtl_rows if not (r["outputs_equal"] and r["counters_equal"])]
@@ -803,6 +806,9 @@ def build_parser():
                        help="samples per RTL check (default: 4)")
     sweep.add_argument("--seed", type=int, default=0,
                        help="chooses the RTL-checked points and samples (default: 0)")
+    sweep.add_argument("--timeout", type=float, default=24 * 60, metavar="MINUTES",
+                       help="bound of the golden runs, and again of the RTL checks; points "
+                            "not done by then are rows with a timeout error (default: 1440)")
     sweep.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
                        help="energy table (default: isaac_reram_32nm)")
     group = sweep.add_argument_group("accelerator config axes (unset: DESIGN.md's defaults)")

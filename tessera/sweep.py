@@ -314,21 +314,42 @@ def _write_rows(rows, stem):
 
 
 def _gather(futures, progress, timeout_s, log):
-    """Results of `futures` in order, a task that raised anyway (a worker lost) as its
-    exception. On a terminal, Dask's progress bar; in a log, a line every 10 % done."""
+    """Results of `futures` in order; a task that raised anyway (a worker lost) or had not
+    finished when `timeout_s` ran out (then cancelled) as an exception. On a terminal,
+    Dask's progress bar; in a log, a line every 10 % done."""
     import sys
+    import threading
     from distributed import as_completed, progress as progress_bar, wait
 
+    deadline = time.monotonic() + timeout_s
     if progress and sys.stdout.isatty():
-        progress_bar(futures, notebook=False)
-        print()
+        # Dask's console bar blocks until every task ends: on a thread, so the wait below
+        # keeps its timeout.
+        bar = threading.Thread(target=progress_bar, args=(futures,), kwargs={"notebook": False},
+                               daemon=True)
+        bar.start()
     elif progress:
         step = max(1, len(futures) // 10)
-        for done, _ in enumerate(as_completed(futures, timeout=timeout_s), 1):
-            if done % step == 0 or done == len(futures):
-                log(f"  {done}/{len(futures)} done")
-    wait(futures, timeout=timeout_s)
-    return [f.result() if f.status == "finished" else f.exception() for f in futures]
+        try:
+            for done, _ in enumerate(as_completed(futures, timeout=timeout_s), 1):
+                if done % step == 0 or done == len(futures):
+                    log(f"  {done}/{len(futures)} done")
+        except TimeoutError:
+            pass
+    try:
+        wait(futures, timeout=max(deadline - time.monotonic(), 0.001))
+    except TimeoutError:
+        pass
+    if progress and sys.stdout.isatty():
+        bar.join(timeout=1)
+        print()
+    late = TimeoutError(f"not finished within the sweep's {timeout_s / 60:.0f} min")
+    results = [f.result() if f.status == "finished" else f.exception() if f.status == "error"
+               else late for f in futures]
+    for f in futures:
+        if f.status not in ("finished", "error"):
+            f.cancel()
+    return results
 
 
 def run_sweep(data, axes, out_dir, base=None, client=None, scheduler=None, workers=None,

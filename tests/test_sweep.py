@@ -150,3 +150,14 @@ def test_the_readme_python_sweep_runs(tmp_path):
     rows = pd.read_csv(tmp_path / "build" / "sweep_api" / "sweep.csv")
     assert len(rows) == 4 and rows["error"].isna().all()
     assert "Pareto front: [" in done.stdout
+
+
+def test_a_sweep_out_of_time_keeps_its_rows(cluster, mlp, tmp_path):
+    network, calibration, inputs, _ = mlp
+    data = SweepData.build(network, calibration, inputs)
+    with distributed.Client(cluster) as client:
+        result = run_sweep(data, {"adc_bits": [4, 5, 6, 7]}, tmp_path, client=client,
+                           progress=False, timeout_s=1e-3, log=lambda *_: None)
+    unfinished = [r for r in result.rows if r["error"] is not None]
+    assert unfinished and all("not finished within" in r["error"] for r in unfinished)
+    assert len(pd.read_csv(tmp_path / "sweep.csv")) == 4
