@@ -70,7 +70,7 @@ class BuildReport:
 
     def lines(self):
         yield (f"{self.board}: {self.config_name}, bitstream {self.bitstream} (nextpnr seed "
-               f"{self.seed}, {self.seconds / 60:.1f} min)")
+               f"{self.seed}; the whole build took {self.seconds / 60:.1f} min)")
         for cell, (used, available) in self.resources.items():
             if used:
                 yield f"  {cell:<16}{used:>8} / {available:<8}{100 * used / available:5.0f} %"
