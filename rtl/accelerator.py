@@ -112,7 +112,10 @@ class Accelerator(wiring.Component):
                 m.d.comb += [read.addr.eq(host_entries[name]),
                              read.en.eq(bus.r_en & host_hits[name]),
                              write.addr.eq(host_entries[name]),
-                             write.data.eq(bus.w_data.replicate(len(write.data) // 32))]
+                             # every word of the entry sees the bus word; an entry narrower
+                             # than a word (a wmem of 1 tile x 1 col) takes its low bits
+                             write.data.eq(bus.w_data.replicate(-(-len(write.data) // 32))
+                                           [:len(write.data)])]
                 with m.If(bus.w_en & host_hits[name]):
                     lanes_per_word = 32 // granularity
                     strobes = (bus.w_strb if granularity == 8 else bus.w_strb.any())
