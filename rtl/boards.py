@@ -15,16 +15,16 @@ BOARDS = {
 # What `tessera build --board B` builds unless told otherwise (AccelConfig fields over
 # DESIGN.md's defaults): the largest configs measured to build, with YoWASP's tools on this
 # machine, in a bounded time (closing note of issue 14).
-# - iCEBreaker: 2 tiles of 4x1 with 256-entry memories, 5,024 of 5,280 LCs, 22 of 30 RAMs,
-#   7 of 8 DSPs, 17.6 MHz against 12 MHz, built in 1.4 min. 4 tiles of 2x1 take 5,997
-#   LCs; one tile of 8x1 fits at 5,186. Most of the UP5K is fixed logic: the 17 32-bit
-#   counters, the CSRs, the UART bridge, the requantiser and the sequencer.
+# - iCEBreaker: 1 tile of 4x1 with 256-entry memories, 5,076 of 5,280 LCs, 23 of 30 RAMs,
+#   7 of 8 DSPs, 18.8 MHz against 12 MHz, built in 1.4 min. 2 tiles of 2x1 fit at 5,230;
+#   2 tiles of 4x1 take 5,624. Most of the UP5K is fixed logic: the 17 32-bit counters, the
+#   CSRs, the UART bridge, the requantiser and the sequencer.
 # - ULX3S: 8 tiles of 16x8 (the default's 1,024 weights, in 16-row tiles) with one shared
 #   ADC set per tile (adc_share 8): 31,656 LUT4s, 35 of 156 MULT18X18Ds, 37.5 MHz against
 #   25 MHz, 9.6 min. 16x16 tiles (16 requantisers) do not route in 25 minutes: router2
 #   plateaus, and their 33x32 multipliers are the most congested nets.
 BOARD_CONFIGS = {
-    "icebreaker": dict(tiles=2, rows=4, cols=1, amem_depth=256, psum_depth=256),
+    "icebreaker": dict(tiles=1, rows=4, cols=1, amem_depth=256, psum_depth=256),
     "ulx3s": dict(tiles=8, rows=16, cols=8, adc_share=8, amem_depth=256, psum_depth=256),
 }
 
