@@ -21,7 +21,7 @@ BOARDS = {
 #   CSRs, the UART bridge, the requantiser and the sequencer.
 # - ULX3S: 8 tiles of 16x8 (the default's 1,024 weights, in 16-row tiles) with one shared
 #   ADC set per tile (adc_share 8): 31,656 LUT4s, 35 of 156 MULT18X18Ds, 37.5 MHz against
-#   25 MHz, 9.6 min. 16x16 tiles (16 requantisers) do not route in 25 minutes: router2
+#   25 MHz, built in 6.6 min from a fresh clone. 16x16 tiles (16 requantisers) do not route in 25 minutes: router2
 #   plateaus, and their 33x32 multipliers are the most congested nets.
 BOARD_CONFIGS = {
     "icebreaker": dict(tiles=1, rows=4, cols=1, amem_depth=256, psum_depth=256),
