@@ -18,16 +18,20 @@ class UsageError(ValueError):
     """Bad input to a command: a file, an array, an option."""
 
 
-def add_config_options(parser, defaults_from=None):
+def add_config_options(parser, defaults_from=None, several=False):
     """One option per AccelConfig field; `defaults_from` names where unset ones come
-    from when that is not DESIGN.md (they are then left None for `config_from_args`)."""
-    group = parser.add_argument_group(f"accelerator config (defaults: {defaults_from or 'DESIGN.md'})")
+    from when that is not DESIGN.md (they are then left None for `config_from_args`).
+    With `several`, each takes a list of values (a sweep's axes), None when unset."""
+    title = ("accelerator config axes (unset: DESIGN.md's defaults)" if several else
+             f"accelerator config (defaults: {defaults_from or 'DESIGN.md'})")
+    group = parser.add_argument_group(title)
     for field in dataclasses.fields(AccelConfig):
         default = field.default
         shown = "lossless" if default is None else default
         group.add_argument(f"--{field.name.replace('_', '-')}", type=int,
-                           default=None if defaults_from else default, metavar="N",
-                           help=f"default: {defaults_from or shown}")
+                           nargs="+" if several else None,
+                           default=None if defaults_from or several else default, metavar="N",
+                           help="values to sweep" if several else f"default: {defaults_from or shown}")
 
 
 def config_from_args(args, base=None):
@@ -811,10 +815,7 @@ def build_parser():
                             "not done by then are rows with a timeout error (default: 1440)")
     sweep.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
                        help="energy table (default: isaac_reram_32nm)")
-    group = sweep.add_argument_group("accelerator config axes (unset: DESIGN.md's defaults)")
-    for field in dataclasses.fields(AccelConfig):
-        group.add_argument(f"--{field.name.replace('_', '-')}", type=int, nargs="+",
-                           default=None, metavar="N", help="values to sweep")
+    add_config_options(sweep, several=True)
     sweep.set_defaults(handler=cmd_sweep)
     return parser
 
