@@ -158,6 +158,7 @@ def cmd_demo(args):
                            out_dir=args.out or DEFAULT_BUILD / "mnist", log=log)
         print()
         print(result.table)
+        print("\n".join(["", *result.notes]))
         return 0 if all(row["RTL = golden"] == "yes" for row in result.rows) else 1
     from tessera.digits import run_digits
     rtl_samples = 36 if args.rtl_samples is None and not args.rtl_all else rtl_samples

