@@ -4,7 +4,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from .isa import FIELDS, MAX_TILES
+from .isa import FIELDS, MAX_ADC_SHIFT, MAX_TILES
 
 __all__ = ["AccelConfig", "ConfigError"]
 
@@ -61,8 +61,11 @@ class AccelConfig:
     adc_bits : int or None
         ADC resolution in bits (signed code). ``None`` picks the lossless width,
         :attr:`lossless_adc_bits`. Below it, each MVM instruction chooses the ADC's
-        range: its ``adc_shift`` (0 .. :attr:`max_adc_shift`) right-shifts a column count
-        before the ADC saturates it, and the shift-add scales it back.
+        range: with ``adc_shift`` (0 .. :attr:`max_adc_shift`) the ADC's step is
+        ``2**adc_shift`` counts, a column count is rounded to the nearest step (ties up,
+        `golden.crossbar.adc_round`) and the code saturates at both ends; the shift-add
+        scales it back. At most :data:`golden.isa.MAX_ADC_SHIFT` bits below lossless (the
+        MVM's shift field).
     adc_share : int
         Logical columns that share one set of ADCs (one per slice); a step then
         takes ``adc_share`` conversion cycles.
@@ -111,6 +114,11 @@ class AccelConfig:
                 or not 2 <= self.adc_bits <= 32:
             raise ConfigError(f"AccelConfig.adc_bits must be an integer in 2..32, "
                               f"not {self.adc_bits!r}")
+        if self.max_adc_shift > MAX_ADC_SHIFT:
+            raise ConfigError(
+                f"AccelConfig.adc_bits must be at least {self.lossless_adc_bits - MAX_ADC_SHIFT}"
+                f" for this crossbar (lossless {self.lossless_adc_bits} bits; an MVM's ADC "
+                f"shift reaches {MAX_ADC_SHIFT}), not {self.adc_bits!r}")
         from .regmap import memory_windows     # checks every window fits its address span
         memory_windows(self)
         if self.result_bound >= 1 << (ACC_BITS - 1):
@@ -158,7 +166,8 @@ class AccelConfig:
 
     @property
     def lossless_adc_bits(self):
-        """The smallest ADC width that never saturates (with an MVM shift of 0)."""
+        """The smallest ADC width that never saturates (with an MVM shift of 0): every
+        count is its own code."""
         return self.count_bits
 
     @property
@@ -167,8 +176,11 @@ class AccelConfig:
 
     @property
     def max_adc_shift(self):
-        """The largest ADC shift an MVM may ask for: at it no count saturates, so a larger
-        one would only drop bits (0 when the ADC is lossless: nothing to range)."""
+        """The largest ADC shift an MVM may ask for (0 when the ADC is lossless: nothing
+        to range). Its steps span every count, and a larger shift would only drop bits;
+        but rounding is to the nearest step, so the largest positive counts round up to
+        one code past the top and saturate back to it: at most one step of error beyond
+        the rounding's half step, and only at the top (the bottom code is one lower)."""
         return max(0, self.lossless_adc_bits - self.adc_bits)
 
     @property

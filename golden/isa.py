@@ -37,7 +37,8 @@ MAX count, src, src_stride, other, other_stride, dst, dst_stride
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "MAX_TILES", "WORDS_PER_INSTRUCTION",
+__all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "MAX_TILES", "MAX_ADC_SHIFT",
+           "WORDS_PER_INSTRUCTION",
            "halt", "program", "mvm", "mvm_tile", "requant", "vmax", "encode", "decode", "encode_program",
            "FLAG_ACCUMULATE", "FLAG_OFFSET_INPUTS"]
 
@@ -55,6 +56,7 @@ FIELDS = {
     "adc_shift": (116, 4),
 }
 MAX_TILES = 1 << FIELDS["tile"][1]     # tiles an instruction can name
+MAX_ADC_SHIFT = (1 << FIELDS["adc_shift"][1]) - 1     # the largest range an MVM can ask for
 
 
 class Opcode(enum.IntEnum):

@@ -131,6 +131,21 @@ def test_calibrated_shifts_reach_the_program_and_lower_the_error():
     assert errors[1] < errors[0]
 
 
+def test_calibration_at_the_widest_shift_compiles_and_runs():
+    """A crossbar 15 bits above its ADC, the most an MVM's shift field reaches: calibration
+    may choose any shift up to 15 and the program encodes it."""
+    config = AccelConfig(tiles=4, rows=64, cols=16, cell_bits=8, dac_bits=8, adc_bits=7)
+    rng = np.random.default_rng(9)
+    network, x = one_layer(rng, k=64, weights=rng.uniform(0.8, 1, (64, 16)))
+    qnet = quantize(network, x)
+    exe = compile_network(qnet, config, adc_calibration=x)
+    assert max(mvm_shifts(exe)) > 0 and mvm_shifts(exe) <= set(range(16))
+    x_q = qnet.input.quantize(x)
+    reference = qnet.forward(x_q)
+    # measured: shift 12, every output within one LSB of the exact int8 network's
+    assert np.abs(run_golden(exe, x_q).outputs.astype(int) - reference).max() <= 1
+
+
 def test_lossless_config_needs_no_calibration():
     rng = np.random.default_rng(7)
     network, x = one_layer(rng)

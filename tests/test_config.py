@@ -22,6 +22,11 @@ from golden import AccelConfig, ConfigError
     (dict(imem_depth=5000), "AccelConfig.imem_depth must be at most 4096, not 5000"),
     (dict(tiles=1, rows=4096, cols=1, cell_bits=8, dac_bits=8, adc_bits=32, amem_depth=128),
      "AccelConfig.adc_bits=32 can produce tile results up to 2147483648, beyond int32"),
+    # 64 rows x level 255 x |G+ - G-| 128 = 2,088,960: 22 bits lossless, 17 above 5 bits,
+    # where an MVM's 4-bit shift field reaches 15
+    (dict(rows=64, cols=16, cell_bits=8, dac_bits=8, adc_bits=5),
+     "AccelConfig.adc_bits must be at least 7 for this crossbar (lossless 22 bits; an MVM's "
+     "ADC shift reaches 15), not 5"),
 ])
 def test_bad_config_names_the_field(fields, message):
     with pytest.raises(ConfigError) as info:
@@ -59,3 +64,34 @@ def test_json_round_trip_and_unknown_fields():
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         AccelConfig().rows = 8
+
+
+def test_the_widest_adc_range_fits_the_shift_field():
+    at_limit = AccelConfig(rows=64, cols=16, cell_bits=8, dac_bits=8, adc_bits=7)
+    assert at_limit.lossless_adc_bits == 22 and at_limit.max_adc_shift == 15
+
+
+def test_at_the_largest_shift_only_the_top_counts_saturate_by_one_code():
+    """What `AccelConfig.max_adc_shift` documents, over every count of 340 lossy configs: the
+    codes cover the counts except at the top, where rounding to the nearest step goes one
+    code past the top and saturates back to it (so "no count saturates" would be wrong)."""
+    import itertools
+
+    import numpy as np
+
+    from golden.crossbar import adc_convert
+
+    saturating = 0
+    for rows, cell_bits, dac_bits in itertools.product([4, 16, 64], [1, 2, 4, 8], [1, 2, 8]):
+        lossless = AccelConfig(rows=rows, cols=4, cell_bits=cell_bits, dac_bits=dac_bits)
+        for bits in range(max(2, lossless.lossless_adc_bits - 15), lossless.lossless_adc_bits):
+            config = AccelConfig(rows=rows, cols=4, cell_bits=cell_bits, dac_bits=dac_bits,
+                                 adc_bits=bits)
+            shift, top = config.max_adc_shift, config.max_column_count
+            counts = np.arange(-top, top + 1)
+            ideal = np.floor(counts / 2 ** shift + 0.5).astype(np.int64)   # nearest, ties up
+            codes = adc_convert(config, counts, shift)
+            clipped = codes != ideal
+            assert np.all(counts[clipped] > 0) and np.all(ideal[clipped] - codes[clipped] == 1)
+            saturating += bool(clipped.any())
+    assert saturating > 0
