@@ -1,4 +1,4 @@
-"""What one crossbar tile computes: the bit-serial, bit-sliced, differential MVM of DESIGN.md s.2.
+"""What one crossbar tile computes: the bit-serial, bit-sliced, differential MVM of docs/architecture.md (Arithmetic).
 
 All functions are vectorised over a batch of input vectors; none loops over rows,
 columns or vectors in Python (the loops are over the few steps and slices only).

@@ -13,7 +13,7 @@ BOARDS = {
 }
 
 # What `tessera build --board B` builds unless told otherwise (AccelConfig fields over
-# DESIGN.md's defaults): the largest configs measured to build, with YoWASP's tools on this
+# AccelConfig's defaults): the largest configs measured to build, with YoWASP's tools on this
 # machine, in a bounded time (closing note of issue 14).
 # - iCEBreaker: 1 tile of 4x1 with 256-entry memories, 5,076 of 5,280 LCs, 23 of 30 RAMs,
 #   7 of 8 DSPs, 18.8 MHz against 12 MHz, built in 1.4 min. 2 tiles of 2x1 fit at 5,230;

@@ -20,10 +20,12 @@ class UsageError(ValueError):
 
 def add_config_options(parser, defaults_from=None, several=False):
     """One option per AccelConfig field; `defaults_from` names where unset ones come
-    from when that is not DESIGN.md (they are then left None for `config_from_args`).
-    With `several`, each takes a list of values (a sweep's axes), None when unset."""
-    title = ("accelerator config axes (unset: DESIGN.md's defaults)" if several else
-             f"accelerator config (defaults: {defaults_from or 'DESIGN.md'})")
+    from when that is not AccelConfig's own defaults (they are then left None for
+    `config_from_args`). With `several`, each takes a list of values (a sweep's axes), None
+    when unset."""
+    title = ("accelerator config axes (unset: AccelConfig's defaults)" if several else
+             f"accelerator config, see docs/architecture.md (defaults: "
+             f"{defaults_from or 'AccelConfig'})")
     group = parser.add_argument_group(title)
     for field in dataclasses.fields(AccelConfig):
         default = field.default
@@ -115,7 +117,7 @@ def cmd_build(args):
 
 
 def demo_base_config(dataset):
-    """Field values unset demo options take: DESIGN.md's defaults, with MNIST's memories."""
+    """Field values unset demo options take: AccelConfig's defaults, with MNIST's memories."""
     fields = dict(AccelConfig().to_dict(), adc_bits=None)      # None: lossless for the config
     if dataset == "mnist":
         from tessera.mnist import MNIST_MEMORIES
@@ -655,7 +657,7 @@ def build_parser():
     demo.add_argument("--out", type=Path, default=None,
                       help="folder for models, data and plots (default: build/report, "
                            "build/mnist for MNIST)")
-    add_config_options(demo, defaults_from="DESIGN.md; MNIST: amem 4096, psum 1024")
+    add_config_options(demo, defaults_from="AccelConfig; MNIST: amem 4096, psum 1024")
     demo.set_defaults(handler=cmd_demo)
 
     tile = commands.add_parser("tile-check", help="random products on one tile: RTL vs golden",

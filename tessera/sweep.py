@@ -91,7 +91,7 @@ def sweep_points(axes, networks, base=None):
     """The cartesian product of `axes` (``network``, an AccelConfig field or ``prune_blocks``
     -> values), in the order given, the last axis varying fastest; every one of `networks`
     unless ``network`` is an axis, unswept fields from `base` (a dict of AccelConfig fields)
-    or DESIGN.md's defaults. Config values are not checked here: a point whose config is
+    or AccelConfig's defaults. Config values are not checked here: a point whose config is
     invalid becomes a row carrying its error."""
     unknown = [name for name in axes
                if name not in (NETWORK_AXIS,) + CONFIG_FIELDS + (SPARSITY_AXIS,)]

@@ -11,7 +11,7 @@ from golden import (AccelConfig, adc_convert, column_counts, crossbar_mvm, input
 
 
 def scalar_crossbar(config, x, w, adc_shift=0, offset_inputs=False):
-    """A deliberately naive, element-by-element statement of DESIGN.md s.2 (one vector)."""
+    """A deliberately naive, element-by-element statement of docs/architecture.md's arithmetic (one vector)."""
     result = [0] * config.cols
     lo, hi = -(1 << (config.adc_bits - 1)), (1 << (config.adc_bits - 1)) - 1
     for c in range(config.cols):
@@ -108,8 +108,9 @@ def test_adc_shift_beyond_the_range_is_refused():
 
 
 def test_lossy_adc_loses_little_on_zero_mean_weights():
-    """DESIGN.md's claim on a 128x128-class array with ReLU inputs: a 7-bit ADC against
-    10-bit lossless costs < 0.01 %; one bit fewer saturates, still under 1 %."""
+    """Why differential weights (docs/architecture.md): on a 128x128-class array with ReLU
+    inputs, a 7-bit ADC against 10-bit lossless costs < 0.01 %; one bit fewer saturates,
+    still under 1 %."""
     rng = np.random.default_rng(7)
     config = AccelConfig(rows=128, cols=32)
     assert config.lossless_adc_bits == 10
