@@ -1,0 +1,89 @@
+"""cocotb testbench: the accelerator's error codes, its recovery by soft reset, and its bus
+errors, against golden.device.Device (environment as `sim.accelerator_tb`)."""
+
+import cocotb
+
+from firmware.driver import BusError
+from golden import isa, regmap
+from golden.isa import ErrorCode
+
+from .accelerator_tb import AcceleratorBench, compare_runs, load_settings, save_figures
+
+
+def error_programs(config):
+    """One program per error code, each failing at a known pc."""
+    c = config
+    bad_opcode = isa.Instruction(opcode=15)
+    return {
+        ErrorCode.ILLEGAL_OPCODE: [isa.mvm(0, 1, 0, 0), bad_opcode, isa.halt()],
+        ErrorCode.BAD_TILE: [isa.program(c.tiles, 0), isa.halt()],
+        "BAD_TILE_RANGE": [isa.program(0, 0, tiles=c.tiles + 1), isa.halt()],
+        "BAD_TILE_ALIGN": [isa.mvm(1, 1, 0, 0, ktiles=2), isa.halt()],
+        "BAD_TILE_MVM": [isa.mvm(0, 1, 0, 0, replicas=1 << c.tiles.bit_length()), isa.halt()],
+        ErrorCode.BAD_ADDRESS: [isa.mvm(0, 2, c.amem_depth - 1, 0), isa.halt()],
+        "BAD_ADDRESS_K": [isa.mvm(0, 1, c.amem_depth - 1, 0, ktiles=2, k_stride=1), isa.halt()],
+        "BAD_ADDRESS_QMEM": [isa.requant(1, 0, 0, c.qmem_depth), isa.halt()],
+        "BAD_ADDRESS_MAX_OTHER": [isa.vmax(2, 0, c.amem_depth - 2, 0, other_stride=2), isa.halt()],
+        ErrorCode.MISALIGNED: [isa.program(0, 1), isa.halt()],
+        # Checked after the tiles and before the addresses, as golden.device does.
+        ErrorCode.BAD_SHIFT: [isa.mvm(1, 2, c.amem_depth - 1, 0, adc_shift=c.max_adc_shift + 1),
+                              isa.halt()],
+        "MISALIGNED_LANE": [isa.requant(1, 0, 0, 0, lane_block=c.rows // c.cols), isa.halt()],
+        ErrorCode.PC_OVERFLOW: [isa.mvm(0, 0, 0, 0)] * c.imem_depth,
+    }
+
+
+@cocotb.test()
+async def errors_stop_and_soft_reset_recovers(dut):
+    config, _, rng = load_settings()
+    bench = AcceleratorBench(dut, config, rng)
+    await bench.start()
+    seen = {}
+    for case, instructions in error_programs(config).items():
+        expected, actual = await bench.run_program(instructions)
+        problems = compare_runs(expected, actual)
+        assert expected.error != ErrorCode.NONE, f"{case}: golden did not fail"
+        assert not problems, f"{case}: " + "; ".join(problems)
+        seen[str(case)] = actual.error.name
+        assert dut.done.value == 1, "done/interrupt line low after an error"
+        await bench.soft_reset()
+        status = await bench.driver.status()
+        assert not (status["error"] or status["done"] or status["busy"]), status
+        # The device works again: a good program after the reset matches the golden model.
+        await bench.run_matching([isa.program(0, 0), isa.mvm(0, 2, 0, 0, accumulate=True),
+                                  isa.requant(2, 0, 2, 0), isa.halt()])
+        assert not await bench.compare_entries("amem", [2, 3])
+        # A soft reset keeps the tiles' weights (non-volatile cells): an MVM without PROGRAM.
+        await bench.soft_reset()
+        await bench.run_matching([isa.mvm(0, 2, 0, 0), isa.requant(2, 0, 2, 0), isa.halt()])
+        assert not await bench.compare_entries("amem", [2, 3])
+    assert set(seen.values()) == {e.name for e in ErrorCode if e != ErrorCode.NONE}, seen
+
+    # Bus errors answer SLVERR and change nothing.
+    bus_errors = 0
+    for address, operation in [(0x7C, "read"), (regmap.CSR["ID"], "write"),
+                               (bench.driver.windows["psum"].address(config.psum_depth - 1)
+                                + bench.driver.windows["psum"].entry_stride, "read"),
+                               (6 * regmap.WINDOW_SPAN, "read")]:
+        try:
+            if operation == "read":
+                await bench.driver.bus.read(address)
+            else:
+                await bench.driver.bus.write(address, 0)
+        except BusError:
+            bus_errors += 1
+    assert bus_errors == 4, f"only {bus_errors} of 4 bad accesses answered SLVERR"
+    # Memory access while running: start a long program and poke memory immediately.
+    all_tiles = 1 << (config.tiles.bit_length() - 1)
+    long_program = [isa.mvm(0, 16, 0, 0, 0, 0, replicas=all_tiles)] * (config.imem_depth - 1) \
+        + [isa.halt()]
+    await bench.driver.load_program(long_program)
+    await bench.driver.start()
+    try:
+        await bench.driver.bus.write(bench.driver.windows["amem"].address(0), 0)
+        busy_write_refused = False
+    except BusError:
+        busy_write_refused = True
+    assert busy_write_refused, "a memory write while running was accepted"
+    assert await bench.driver.bus.wait_done(1e-3)
+    save_figures("errors", dict(cases=len(seen), bus_errors=bus_errors))
