@@ -77,6 +77,7 @@ def reference_model(model):
     graph = rewritten.graph
     initializers = {t.name: t for t in graph.initializer}
     types = _element_types(rewritten)
+    replaced = set()
     for index, node in enumerate(graph.node):
         if node.op_type not in _INTEGER_KERNELS:
             continue
@@ -97,9 +98,16 @@ def reference_model(model):
         graph.initializer.append(numpy_helper.from_array(
             (zero.astype(np.int16) + 128).astype(np.uint8), f"weight_zero_point{suffix}"))
         inputs = list(node.input) + [""] * (zero_at + 1 - len(node.input))
+        replaced.update(inputs[i] for i in (weight_at, zero_at) if inputs[i])
         inputs[weight_at], inputs[zero_at] = weight.name + suffix, f"weight_zero_point{suffix}"
         del node.input[:]
         node.input.extend(inputs)
+    # drop the int8 originals no node reads any more (onnxruntime warns of each otherwise)
+    read = {name for node in graph.node for name in node.input}
+    read |= {output.name for output in graph.output}
+    kept = [t for t in graph.initializer if t.name in read or t.name not in replaced]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     return rewritten
 
 
