@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from golden import (AccelConfig, adc_convert, column_counts, crossbar_mvm, input_levels,
+from golden import (AccelConfig, adc_convert, column_counts, crossbar_mvm, input_levels, isa,
                     reference_mvm, weight_slices)
 
 
@@ -42,7 +42,8 @@ def configs(draw, lossless=True):
         cell_bits=draw(st.sampled_from([1, 2, 4, 8])), dac_bits=draw(st.sampled_from([1, 2, 4, 8])))
     if not lossless:
         lossless_bits = AccelConfig(**fields).lossless_adc_bits
-        fields["adc_bits"] = draw(st.integers(2, lossless_bits))
+        fields["adc_bits"] = draw(st.integers(max(2, lossless_bits - isa.MAX_ADC_SHIFT),
+                                              lossless_bits))
     return AccelConfig(**fields)
 
 
