@@ -20,10 +20,9 @@ from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 import golden
-from firmware.driver import BusError, Driver
-from golden import isa, regmap
+from firmware.driver import Driver
+from golden import isa
 from golden.device import Device
-from golden.isa import ErrorCode
 
 from .axi_transport import CocotbAxiBus
 from .random_programs import random_memories, random_program, written_entries
