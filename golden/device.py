@@ -41,7 +41,7 @@ from .requant import requantize
 from .timing import tile_program_cycles
 
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
-           "program_cycles", "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles"]
+           "check_instruction", "program_cycles", "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles"]
 
 FETCH_DECODE_CYCLES = 3
 REQUANT_LATENCY = 4             # psum read 1 + requantiser stages 3
@@ -112,9 +112,51 @@ class RunResult:
     trace: list = field(default_factory=list)   # per executed instruction: (pc, counter deltas)
 
 
-class ProgramError(Exception):
-    def __init__(self, code):
-        self.code = code
+def _run_fits(base, stride, count, depth, extra=0):
+    """Whether entries base + i*stride + extra (i < count) all lie inside a memory of `depth`."""
+    return not count or base + stride * (count - 1) + extra < depth
+
+
+def check_instruction(ins, config):
+    """The `ErrorCode` the sequencer reports for `ins` at CHECK, before anything executes
+    (`ErrorCode.NONE` when it runs). Programs have no branches, so checking every
+    instruction up to HALT proves that a program runs without error."""
+    c = config
+    if ins.opcode == Opcode.HALT:
+        return ErrorCode.NONE
+    if ins.opcode == Opcode.PROGRAM:
+        if ins.count == 0 or ins.tile + ins.count > c.tiles:
+            return ErrorCode.BAD_TILE
+        if ins.src % c.rows:
+            return ErrorCode.MISALIGNED
+        if not _run_fits(ins.src, 1, c.rows, c.wmem_depth):
+            return ErrorCode.BAD_ADDRESS
+        return ErrorCode.NONE
+    if ins.opcode == Opcode.MVM:
+        if ins.tile % ins.ktiles or ins.tile + ins.mvm_tiles > c.tiles:
+            return ErrorCode.BAD_TILE
+        if ins.adc_shift > c.max_adc_shift:
+            return ErrorCode.BAD_SHIFT
+        if not (_run_fits(ins.src, ins.src_stride, ins.count, c.amem_depth,
+                          ins.aux * (ins.ktiles - 1))
+                and _run_fits(ins.dst, ins.dst_stride, ins.count, c.psum_depth,
+                              ins.aux2 * (ins.ngroups - 1))):
+            return ErrorCode.BAD_ADDRESS
+        return ErrorCode.NONE
+    if ins.opcode == Opcode.REQUANT:
+        if ins.aux2 >= c.rows // c.cols:
+            return ErrorCode.MISALIGNED
+        if not (_run_fits(ins.src, ins.src_stride, ins.count, c.psum_depth)
+                and _run_fits(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
+                and _run_fits(ins.aux, 1, 1, c.qmem_depth)):
+            return ErrorCode.BAD_ADDRESS
+        return ErrorCode.NONE
+    if ins.opcode == Opcode.MAX:
+        if not all(_run_fits(base, stride, ins.count, c.amem_depth) for base, stride in
+                   ((ins.src, ins.src_stride), (ins.aux, ins.aux2), (ins.dst, ins.dst_stride))):
+            return ErrorCode.BAD_ADDRESS
+        return ErrorCode.NONE
+    return ErrorCode.ILLEGAL_OPCODE
 
 
 def _wrap_int32(values):
@@ -226,18 +268,14 @@ class Device:
             instruction = self._decoded.get(words)
             if instruction is None:
                 instruction = self._decoded[words] = decode(words)
-            try:
-                if instruction.opcode == Opcode.HALT:
-                    counters["instructions"] += 1
-                    return RunResult(True, ErrorCode.NONE, 0, counters, self._deltas(steps))
-                execute = {Opcode.PROGRAM: self._program, Opcode.MVM: self._mvm,
-                           Opcode.REQUANT: self._requant,
-                           Opcode.MAX: self._max}.get(instruction.opcode)
-                if execute is None:
-                    raise ProgramError(ErrorCode.ILLEGAL_OPCODE)
-                execute(instruction)
-            except ProgramError as error:
-                return RunResult(False, error.code, pc, counters, self._deltas(steps))
+            error = check_instruction(instruction, self.config)
+            if error != ErrorCode.NONE:
+                return RunResult(False, error, pc, counters, self._deltas(steps))
+            if instruction.opcode == Opcode.HALT:
+                counters["instructions"] += 1
+                return RunResult(True, ErrorCode.NONE, 0, counters, self._deltas(steps))
+            {Opcode.PROGRAM: self._program, Opcode.MVM: self._mvm,
+             Opcode.REQUANT: self._requant, Opcode.MAX: self._max}[instruction.opcode](instruction)
             counters["instructions"] += 1
             pc += 1
         raise RuntimeError(f"program ran {max_instructions} instructions without halting")
@@ -247,20 +285,10 @@ class Device:
         ends = [before for _, before in steps[1:]] + [self.counters]
         return [(pc, {k: end[k] - before[k] for k in end}) for (pc, before), end in zip(steps, ends)]
 
-    # Checks done at DECODE, before anything executes ------------------------------------
-
-    @staticmethod
-    def _check_run(base, stride, count, depth, extra=0):
-        if count and base + stride * (count - 1) + extra >= depth:
-            raise ProgramError(ErrorCode.BAD_ADDRESS)
+    # Execution, once `check_instruction` has passed --------------------------------------
 
     def _program(self, ins):
         c = self.config
-        if ins.count == 0 or ins.tile + ins.count > c.tiles:
-            raise ProgramError(ErrorCode.BAD_TILE)
-        if ins.src % c.rows:
-            raise ProgramError(ErrorCode.MISALIGNED)
-        self._check_run(ins.src, 1, c.rows, c.wmem_depth)
         lanes = self.wmem[ins.src:ins.src + c.rows].reshape(c.rows, c.tiles, c.cols)
         tiles = slice(ins.tile, ins.tile + ins.count)
         self.tile_weights[tiles] = lanes[:, tiles].transpose(1, 0, 2)
@@ -284,14 +312,6 @@ class Device:
     def _mvm(self, ins):
         c = self.config
         K, G, R = ins.ktiles, ins.ngroups, ins.replicas
-        if ins.tile % K or ins.tile + ins.mvm_tiles > c.tiles:
-            raise ProgramError(ErrorCode.BAD_TILE)
-        if ins.adc_shift > c.max_adc_shift:
-            raise ProgramError(ErrorCode.BAD_SHIFT)
-        self._check_run(ins.src, ins.src_stride, ins.count, c.amem_depth,
-                        extra=ins.aux * (K - 1))
-        self._check_run(ins.dst, ins.dst_stride, ins.count, c.psum_depth,
-                        extra=ins.aux2 * (G - 1))
         n = ins.count
         if n:
             vectors = np.arange(n, dtype=np.int64)
@@ -346,11 +366,6 @@ class Device:
 
     def _requant(self, ins):
         c = self.config
-        if ins.aux2 >= c.rows // c.cols:
-            raise ProgramError(ErrorCode.MISALIGNED)
-        self._check_run(ins.src, ins.src_stride, ins.count, c.psum_depth)
-        self._check_run(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
-        self._check_run(ins.aux, 1, 1, c.qmem_depth)
         n = ins.count
         entry = self.qmem[ins.aux]
         params = self._params.get(entry.tobytes())      # the words are the key
@@ -373,9 +388,6 @@ class Device:
 
     def _max(self, ins):
         c = self.config
-        self._check_run(ins.src, ins.src_stride, ins.count, c.amem_depth)
-        self._check_run(ins.aux, ins.aux2, ins.count, c.amem_depth)
-        self._check_run(ins.dst, ins.dst_stride, ins.count, c.amem_depth)
         n = ins.count
         src, other, dst = runs = ((ins.src, ins.src_stride), (ins.aux, ins.aux2),
                                   (ins.dst, ins.dst_stride))
