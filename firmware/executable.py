@@ -4,10 +4,16 @@ An `Executable` holds everything a run needs and nothing of the compiler: the co
 how the host turns samples into activation entries and entries back into outputs, each
 segment's weight and parameter images, and for each batch size the segments' programs
 and the host transfers around them. It is saved as a zip holding ``manifest.json`` (format
-name and version, fields, the names of the arrays) and one ``.npy`` per array, read back
-with ``allow_pickle=False``.
+name and version, fields, the SHA-256 of every array) and one ``.npy`` per array.
+
+Loading trusts nothing in the file: members are bounded by sizes derived from the config
+before they are inflated, .npy headers are checked against their bytes, the manifest's
+own SHA-256 and every array's are compared (an edited file is refused as edited), and
+the whole executable is then checked against `firmware.executable_schema` before anything
+runs. Every refusal is an `ExecutableError` naming the file and the field.
 """
 
+import hashlib
 import io
 import json
 import zipfile
@@ -18,12 +24,17 @@ import numpy as np
 
 from golden.config import AccelConfig, ConfigError
 
+from .data_files import DataFileError, check_readable, describe_bytes, read_member, read_npy
+from .executable_schema import SchemaError, array_limits, check_executable
+
 __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun",
            "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
 
 FORMAT = "tessera-executable"
-FORMAT_VERSION = 3              # 3: instruction set 3 (ADC shift and input encoding per MVM)
+FORMAT_VERSION = 4              # 4: SHA-256 of the manifest and of every array
 MANIFEST = "manifest.json"
+MANIFEST_LIMIT = 16 << 20       # bytes; a manifest of thousands of layers is a few MiB
+NPY_HEADER_LIMIT = 4096         # bytes an .npy member may add to its data
 
 
 class ExecutableError(ValueError):
@@ -123,9 +134,12 @@ class Executable:
         compiled for it (powers of two), largest first."""
         sizes, left = [], samples
         for size in sorted(self.plans, reverse=True):
-            while left >= size:
-                sizes.append(size)
-                left -= size
+            if size < 1:
+                raise ValueError(f"batch plan of {size} samples")
+            sizes += [size] * (left // size)
+            left %= size
+        if left:
+            raise ValueError(f"{left} samples left over: no batch plan of 1")
         return sizes
 
     # Saving and loading -----------------------------------------------------------------
@@ -157,99 +171,192 @@ class Executable:
                       "pads": list(spec.pads)},
             "output": vars(self.output), "segments": segments, "plans": plans,
             "resident": self.resident, "summary": self.summary,
-            "arrays": sorted(arrays),
         }
+        check_executable(self)           # the compiler's output meets the loader's schema
+        members = {}
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(array, np.int64), allow_pickle=False)
+            members[f"{name}.npy"] = buffer.getvalue()
+        manifest["arrays"] = {name: _sha256(members[f"{name}.npy"]) for name in sorted(arrays)}
+        manifest["manifest_sha256"] = _manifest_digest(manifest)
         path = Path(path)
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST, json.dumps(manifest, indent=1))
-            for name, array in arrays.items():
-                buffer = io.BytesIO()
-                np.save(buffer, np.asarray(array, np.int64), allow_pickle=False)
-                archive.writestr(f"{name}.npy", buffer.getvalue())
+            for member, data in members.items():
+                archive.writestr(member, data)
         return path
 
 
-def _what_it_is(head):
-    """A few words on what a file that is not an executable seems to be."""
-    if not head:
-        return "an empty file"
-    if head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q", b"]q", b"cc"):
-        return "a Python pickle (never loaded: unpickling can run code)"
-    if head.lstrip()[:1] in (b"{", b"["):
-        return "a JSON or text file"
-    if head[:6] == b"\x93NUMPY":
-        return "a NumPy .npy array"
-    if head[:4] == b"PK\x03\x04":
-        return "a zip archive without a Tessera manifest"
-    if head[:8] == b"\x08\x07\x12\x04" or b"onnx" in head[:64].lower():
-        return "not an executable (an ONNX model? compile it with `tessera compile`)"
-    return "not an executable (unrecognised bytes)"
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_digest(manifest):
+    """SHA-256 of the manifest's fields but this one, as canonical JSON: it covers the
+    arrays' digests too, so one comparison vouches for the whole file."""
+    fields = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return _sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _array_kinds(manifest):
+    """{array name: `array_limits` kind} of every array the manifest's structure implies."""
+    kinds = {"input_row_index": "row_index"}
+    for i in range(len(_get(manifest, "segments", list))):
+        kinds.update({f"segment{i}_{k}": k for k in ("wmem", "qmem", "setup", "constants")})
+    for batch in _get(manifest, "plans", dict):
+        for i in range(len(manifest["segments"])):
+            kinds.update({f"batch{batch}_segment{i}_{k}": k for k in ("program", "zero_psum")})
+    return kinds
 
 
 def load_executable(path):
-    """Read an executable written by `Executable.save`; anything else is refused with an
-    `ExecutableError` naming the file and what it seems to be. Nothing is unpickled."""
-    path = Path(path)
-    if not path.is_file():
-        raise ExecutableError(f"{path}: no such file")
-    head = path.read_bytes()[:64]
+    """Read an executable written by `Executable.save`, trusting nothing in it; anything
+    else, damaged or edited is refused with an `ExecutableError` naming the file and the
+    field (or what the file seems to be). Nothing is unpickled."""
+    try:
+        path = check_readable(path, "executable")
+    except DataFileError as error:
+        raise ExecutableError(str(error)) from None
+    with path.open("rb") as stream:
+        head = stream.read(64)
     if not zipfile.is_zipfile(path):
-        raise ExecutableError(f"{path}: not a Tessera executable: {_what_it_is(head)}")
+        raise ExecutableError(f"{path}: not a Tessera executable: it looks like "
+                              f"{_not_executable(head)}")
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if MANIFEST not in names:
-                raise ExecutableError(f"{path}: not a Tessera executable: {_what_it_is(head)}")
-            manifest = json.loads(archive.read(MANIFEST))
-            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                raise ExecutableError(f"{path}: not a Tessera executable: its manifest names "
-                                      f"format {manifest.get('format') if isinstance(manifest, dict) else None!r}")
-            if manifest.get("version") != FORMAT_VERSION:
-                raise ExecutableError(f"{path}: Tessera executable format version "
-                                      f"{manifest.get('version')!r}; this Tessera reads version "
-                                      f"{FORMAT_VERSION}: compile the network again")
+                raise ExecutableError(f"{path}: not a Tessera executable: a zip archive "
+                                      f"without a Tessera manifest")
+            manifest = json.loads(read_member(archive, MANIFEST, MANIFEST, MANIFEST_LIMIT))
+            _check_header(manifest)
+            if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+                raise SchemaError("manifest_sha256", "does not match the manifest: the file "
+                                  "was edited or damaged after it was compiled")
+            config = AccelConfig.from_dict(_get(manifest, "config", dict))
+            kinds, digests = _array_kinds(manifest), _get(manifest, "arrays", dict)
+            if set(digests) != set(kinds):
+                odd = sorted(set(digests) ^ set(kinds))[0]
+                raise SchemaError("arrays", f"{odd!r} is {'missing' if odd in kinds else 'unexpected'}")
+            extra = names - {MANIFEST} - {f"{name}.npy" for name in kinds}
+            if extra:
+                raise SchemaError(sorted(extra)[0], "is a member no field names")
+            limits = array_limits(config)
             arrays = {}
-            for name in manifest["arrays"]:
+            for name, kind in kinds.items():
                 if f"{name}.npy" not in names:
-                    raise ExecutableError(f"{path}: array {name!r} is missing")
-                arrays[name] = np.load(io.BytesIO(archive.read(f"{name}.npy")), allow_pickle=False)
-            return _from_manifest(manifest, arrays)
-    except ExecutableError:
-        raise
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
+                    raise SchemaError(name, "is missing")
+                depth, width = limits[kind]
+                limit = 8 * depth * (width or 1)
+                data = read_member(archive, f"{name}.npy", name, limit + NPY_HEADER_LIMIT)
+                if _sha256(data) != digests[name]:
+                    raise SchemaError(name, "does not match its SHA-256 in the manifest: "
+                                            "the file was edited or damaged")
+                arrays[name] = read_npy(data, name, limit=limit)
+            exe = _from_manifest(manifest, config, arrays)
+            check_executable(exe)
+            return exe
+    except (SchemaError, DataFileError, ConfigError) as error:
+        raise ExecutableError(f"{path}: {error}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
         raise ExecutableError(f"{path}: damaged Tessera executable ({error})") from None
-    except (KeyError, TypeError, ValueError, ConfigError) as error:
-        raise ExecutableError(f"{path}: damaged Tessera executable: bad or missing field "
-                              f"({type(error).__name__}: {error})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ExecutableError(f"{path}: {MANIFEST} is not JSON ({error})") from None
 
 
-def _from_manifest(manifest, arrays):
-    inp = manifest["input"]
-    spec = InputSpec(tuple(inp["shape"]), inp["layout"], float(inp["scale"]),
-                     int(inp["zero_point"]), arrays["input_row_index"], int(inp["padded_rows"]),
-                     tuple(inp["kernel"]) if inp["kernel"] else None, int(inp["stride"]),
-                     tuple(int(p) for p in inp["pads"]))
-    if spec.layout not in ("vector", "NCHW"):
-        raise ValueError(f"input layout {spec.layout!r}")
-    segments = [SegmentImage(list(seg["layers"]), seg["limit"],
-                             tuple(seg["part"]) if seg["part"] else None,
-                             arrays[f"segment{i}_wmem"], arrays[f"segment{i}_qmem"],
-                             arrays[f"segment{i}_setup"], arrays[f"segment{i}_constants"],
-                             int(seg["blocks"]))
-                for i, seg in enumerate(manifest["segments"])]
+def _not_executable(head):
+    what = describe_bytes(head)
+    return f"{what}: compile it with `tessera compile`" if what == "an ONNX model" else what
+
+
+def _check_header(manifest):
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise SchemaError("format", f"{found!r}: not a Tessera executable")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise SchemaError("version", f"{manifest.get('version')!r}; this Tessera reads "
+                                     f"version {FORMAT_VERSION}: compile the network again")
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", list: "a list",
+          dict: "an object", bool: "true or false"}
+
+
+def _get(obj, key, kind, where="", optional=False):
+    """``obj[key]``, refused unless present and of `kind` (float takes integers too;
+    int and float refuse booleans); `optional` allows null."""
+    field = f"{where}.{key}" if where else str(key)
+    if not isinstance(obj, dict) or key not in obj:
+        raise SchemaError(field, "is missing")
+    value = obj[key]
+    if value is None and optional:
+        return None
+    kinds = (int, float) if kind is float else kind
+    if not isinstance(value, kinds) or (isinstance(value, bool) and kind is not bool):
+        raise SchemaError(field, f"must be {_KINDS[kind]}, not {value!r}")
+    return value
+
+
+def _ints(obj, key, where, optional=False):
+    values = _get(obj, key, list, where, optional)
+    if values is None:
+        return None
+    for i, value in enumerate(values):
+        _get({i: value}, i, int, f"{where}.{key}")
+    return tuple(values)
+
+
+def _transfers(obj, key, where):
+    transfers = []
+    for j, item in enumerate(_get(obj, key, list, where)):
+        here = f"{where}.{key}[{j}]"
+        transfers.append(Transfer(*(_get(item, k, int, here) for k in ("tensor", "base", "entries"))))
+    return transfers
+
+
+def _from_manifest(manifest, config, arrays):
+    inp = _get(manifest, "input", dict)
+    spec = InputSpec(_ints(inp, "shape", "input"), _get(inp, "layout", str, "input"),
+                     float(_get(inp, "scale", float, "input")),
+                     _get(inp, "zero_point", int, "input"), arrays["input_row_index"],
+                     _get(inp, "padded_rows", int, "input"),
+                     _ints(inp, "kernel", "input", optional=True),
+                     _get(inp, "stride", int, "input"), _ints(inp, "pads", "input"))
+    out = _get(manifest, "output", dict)
+    output = OutputSpec(_get(out, "features", int, "output"),
+                        float(_get(out, "scale", float, "output")),
+                        _get(out, "zero_point", int, "output"), _get(out, "entries", int, "output"),
+                        _get(out, "head", str, "output", optional=True))
+    segments = []
+    for i, seg in enumerate(manifest["segments"]):
+        where = f"segments[{i}]"
+        layers = _get(seg, "layers", list, where)
+        for j, name in enumerate(layers):
+            _get({j: name}, j, str, f"{where}.layers")
+        segments.append(SegmentImage(list(layers), _get(seg, "limit", str, where),
+                                     _ints(seg, "part", where, optional=True),
+                                     arrays[f"segment{i}_wmem"], arrays[f"segment{i}_qmem"],
+                                     arrays[f"segment{i}_setup"], arrays[f"segment{i}_constants"],
+                                     _get(seg, "blocks", int, where)))
     plans = {}
     for batch, runs in manifest["plans"].items():
-        if len(runs) != len(segments):
-            raise ValueError(f"batch {batch} has {len(runs)} segment runs for {len(segments)} segments")
+        if not batch.isdigit():
+            raise SchemaError(f"plans.{batch}", "is not a batch size")
+        where = f"plans.{batch}"
+        if not isinstance(runs, list) or len(runs) != len(segments):
+            raise SchemaError(where, f"must list a run for each of the {len(segments)} segments")
         plans[int(batch)] = [
             SegmentRun(arrays[f"batch{batch}_segment{i}_program"],
                        arrays[f"batch{batch}_segment{i}_zero_psum"],
-                       [Transfer(**t) for t in run["writes"]], [Transfer(**t) for t in run["reads"]],
-                       {name: tuple(pcs) for name, pcs in run["layer_pcs"].items()},
-                       int(run["constants_base"]))
+                       _transfers(run, "writes", f"{where}[{i}]"),
+                       _transfers(run, "reads", f"{where}[{i}]"),
+                       {name: _ints({name: pcs}, name, f"{where}[{i}].layer_pcs")
+                        for name, pcs in _get(run, "layer_pcs", dict, f"{where}[{i}]").items()},
+                       _get(run, "constants_base", int, f"{where}[{i}]"))
             for i, run in enumerate(runs)]
-    if not plans:
-        raise ValueError("no batch plans")
-    return Executable(AccelConfig.from_dict(manifest["config"]), spec,
-                      OutputSpec(**manifest["output"]), segments, plans,
-                      bool(manifest["resident"]), list(manifest["summary"]))
+    summary = _get(manifest, "summary", list)
+    for j, line in enumerate(summary):
+        _get({j: line}, j, str, "summary")
+    return Executable(config, spec, output, segments, plans, _get(manifest, "resident", bool),
+                      list(summary))

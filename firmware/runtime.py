@@ -50,8 +50,10 @@ async def run_executable(driver, exe, x_q, progress=None):
     on the device behind `driver`. `progress(done, total)` is called after every batch."""
     config = driver.config or await driver.discover()
     if config != exe.config:
-        raise ValueError(f"the executable is compiled for {exe.config.name}; the device "
-                         f"is {config.name}")
+        ours, theirs = exe.config.to_dict(), config.to_dict()
+        fields = ", ".join(f"{k} {theirs[k]} (not {ours[k]})" for k in ours if ours[k] != theirs[k])
+        raise ValueError(f"the executable is compiled for {exe.config.name}; the device's "
+                         f"capability registers say {fields}")
     x_q = np.asarray(x_q, np.int64)
     if len(x_q) == 0:
         raise ValueError("no samples to run")

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -177,21 +178,16 @@ def cmd_demo(args):
 
 
 def load_array(path, what):
-    """An .npy file as data (never unpickled): refused in one line if it is missing, not an
-    .npy array, empty, not numeric, or holds NaN or infinite values (the first one named)."""
+    """An .npy file as data (never unpickled, its header checked before anything is
+    allocated): refused in one line if it is missing, not a regular file, not an .npy
+    array, empty, not numeric, or holds NaN or infinite values (the first one named)."""
+    from firmware.data_files import read_npy
+
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{what} file {path} does not exist")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        raise UsageError(f"{what} {path}: not a numeric .npy array ({error})") from None
-    except (OSError, EOFError) as error:
-        raise UsageError(f"{what} {path}: not an .npy array ({error})") from None
-    if isinstance(array, np.lib.npyio.NpzFile):
-        array.close()
+    if path.is_file() and zipfile.is_zipfile(path):
         raise UsageError(f"{what} {path} is an .npz archive; give one .npy array "
                          f"(np.save(path, array))")
+    array = read_npy(path, what)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
             or array.dtype == bool):
         raise UsageError(f"{what} {path} holds {array.dtype} values, not numbers")
@@ -212,38 +208,39 @@ def load_network(path):
     model (NCHW images, see :mod:`firmware.onnx_io`; a QDQ or QOperator model brings its
     scales) or an .npz holding w0, b0, w1, b1, ... (float, weights (in, out)) and
     optionally `relu`, one bool per layer (default: all but the last)."""
+    from firmware.data_files import check_readable, describe_bytes, read_npz
     from firmware.network import Dense, Network
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"network file {path} does not exist")
+    path = check_readable(path, "network")
     if path.suffix == ".onnx":
         from firmware.onnx_io import load_onnx_model
         model = load_onnx_model(path)
         layout = "NCHW" if len(model.network.input_shape) == 3 else "vector"
         return model.network, layout, model.quant, model.head
-    try:
-        arrays = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise UsageError(f"network {path}: not an .onnx model or an .npz of arrays ({error})") from None
-    if not isinstance(arrays, np.lib.npyio.NpzFile):
-        raise UsageError(f"network {path} is a single .npy array; give an .onnx model or an "
-                         f".npz holding w0, b0, w1, b1, ...")
-    with arrays:
-        count = sum(1 for key in arrays.files if key.startswith("w") and key[1:].isdigit())
-        if count == 0:
-            raise UsageError(f"{path}: no layer arrays w0, b0, ... found (keys: {arrays.files})")
-        relu = [i < count - 1 for i in range(count)]
-        if "relu" in arrays.files:
-            relu = np.asarray(arrays["relu"]).ravel()
-            if len(relu) != count:
-                raise UsageError(f"{path}: relu has {len(relu)} entries, the network has "
-                                 f"{count} layers (w0..w{count - 1})")
-        layers = []
-        for i in range(count):
-            if f"b{i}" not in arrays.files:
-                raise UsageError(f"{path}: layer {i} has w{i} but no b{i}")
-            layers.append(Dense(f"dense{i}", arrays[f"w{i}"], arrays[f"b{i}"], bool(relu[i])))
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as stream:
+            head = stream.read(64)
+        raise UsageError(f"network {path} is not an .onnx model or an .npz of arrays: it "
+                         f"looks like {describe_bytes(head)}")
+    arrays = read_npz(path, "network")
+    count = sum(1 for key in arrays if key.startswith("w") and key[1:].isdigit())
+    if count == 0:
+        raise UsageError(f"{path}: no layer arrays w0, b0, ... found (keys: {sorted(arrays)})")
+    relu = [i < count - 1 for i in range(count)]
+    if "relu" in arrays:
+        relu = arrays["relu"].ravel()
+        if relu.dtype != bool and not (np.issubdtype(relu.dtype, np.integer)
+                                       and np.isin(relu, (0, 1)).all()):
+            raise UsageError(f"{path}: relu must hold booleans (or 0 and 1), one per layer, "
+                             f"not {relu.dtype} {relu.tolist()[:4]}")
+        if len(relu) != count:
+            raise UsageError(f"{path}: relu has {len(relu)} entries, the network has "
+                             f"{count} layers (w0..w{count - 1})")
+    layers = []
+    for i in range(count):
+        if f"b{i}" not in arrays:
+            raise UsageError(f"{path}: layer {i} has w{i} but no b{i}")
+        layers.append(Dense(f"dense{i}", arrays[f"w{i}"], arrays[f"b{i}"], bool(relu[i])))
     return Network(tuple(layers)), "vector", None, None
 
 

@@ -134,7 +134,7 @@ def test_limits_npz_inputs_relu_and_pickles_are_refused(files, capsys):
                  "relu has 3 entries, the network has 2 layers (w0..w1)")
     (files / "old.pkl").write_bytes(pickle.dumps({"config": {}, "qnet": None}))
     expect_error(capsys, ["run", files / "old.pkl", "--inputs", inputs],
-                 "not a Tessera executable: a Python pickle (never loaded")
+                 "not a Tessera executable: it looks like a Python pickle (never loaded")
     np.save(files / "labels.npy", np.arange(10))
     expect_error(capsys, ["run", compiled, "--inputs", inputs, "--labels", files / "labels.npy"],
                  "has 10 labels for 50 samples")
