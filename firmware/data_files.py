@@ -7,14 +7,16 @@ NumPy. Here the header is parsed first and compared with the bytes that follow i
 with a limit when the caller has one), so every refusal is one line naming the file.
 """
 
+import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["DataFileError", "describe_bytes", "check_readable", "read_npy", "read_npz",
-           "read_member"]
+           "read_member", "sha256", "record_digest"]
 
 
 class DataFileError(ValueError):
@@ -123,3 +125,14 @@ def read_npz(path, what, member_limit=1 << 31):
                     for member in archive.namelist() if member.endswith(".npy")}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
         raise DataFileError(f"{what} {path}: damaged .npz archive ({error})") from None
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def record_digest(record, field):
+    """SHA-256 of a JSON record's fields but `field` (where the digest is kept), as
+    canonical JSON: a file edited after it was written no longer matches."""
+    fields = {k: v for k, v in record.items() if k != field}
+    return sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())

@@ -13,7 +13,6 @@ the whole executable is then checked against `firmware.executable_schema` before
 runs. Every refusal is an `ExecutableError` naming the file and the field.
 """
 
-import hashlib
 import io
 import json
 import zipfile
@@ -24,7 +23,8 @@ import numpy as np
 
 from golden.config import AccelConfig, ConfigError
 
-from .data_files import DataFileError, check_readable, describe_bytes, read_member, read_npy
+from .data_files import (DataFileError, check_readable, describe_bytes, read_member, read_npy,
+                         record_digest, sha256)
 from .executable_schema import SchemaError, array_limits, check_executable
 
 __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun",
@@ -178,7 +178,7 @@ class Executable:
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(array, np.int64), allow_pickle=False)
             members[f"{name}.npy"] = buffer.getvalue()
-        manifest["arrays"] = {name: _sha256(members[f"{name}.npy"]) for name in sorted(arrays)}
+        manifest["arrays"] = {name: sha256(members[f"{name}.npy"]) for name in sorted(arrays)}
         manifest["manifest_sha256"] = _manifest_digest(manifest)
         path = Path(path)
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -188,15 +188,10 @@ class Executable:
         return path
 
 
-def _sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
 def _manifest_digest(manifest):
-    """SHA-256 of the manifest's fields but this one, as canonical JSON: it covers the
-    arrays' digests too, so one comparison vouches for the whole file."""
-    fields = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return _sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
+    """The manifest's SHA-256; it covers the arrays' digests too, so one comparison
+    vouches for the whole file."""
+    return record_digest(manifest, "manifest_sha256")
 
 
 def _array_kinds(manifest):
@@ -250,7 +245,7 @@ def load_executable(path):
                 depth, width = limits[kind]
                 limit = 8 * depth * (width or 1)
                 data = read_member(archive, f"{name}.npy", name, limit + NPY_HEADER_LIMIT)
-                if _sha256(data) != digests[name]:
+                if sha256(data) != digests[name]:
                     raise SchemaError(name, "does not match its SHA-256 in the manifest: "
                                             "the file was edited or damaged")
                 arrays[name] = read_npy(data, name, limit=limit)

@@ -116,7 +116,7 @@ def _input(spec, config):
     _number("input.zero_point", spec.zero_point, *INT8)
     if spec.layout not in LAYOUTS:
         raise SchemaError("input.layout", f"must be one of {LAYOUTS}, not {spec.layout!r}")
-    if len(spec.shape) != (3 if spec.layout == "NCHW" else 1):
+    if len(spec.shape) not in ((3,) if spec.layout == "NCHW" else (1, 3)):
         raise SchemaError("input.shape", f"{list(spec.shape)} does not fit layout {spec.layout}")
     for i, size in enumerate(spec.shape):
         _number(f"input.shape[{i}]", size, positive=True)

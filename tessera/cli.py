@@ -367,7 +367,11 @@ def cmd_compile(args):
     print(f"wrote {args.out}")
 
 
+RUN_DIGEST = "run_sha256"      # run.json's SHA-256 of its other fields
+
+
 def cmd_run(args):
+    from firmware.data_files import record_digest
     from firmware.executable import load_executable
     from firmware.report import energy_summary
     from firmware.runtime import run_golden
@@ -409,6 +413,7 @@ def cmd_run(args):
         record["mean_abs_output_error_int8"] = float(np.mean(np.abs(run.outputs - ideal.outputs)))
         if labels is not None:
             record["ideal_accuracy"] = float(np.mean(ideal_predictions == labels))
+    record[RUN_DIGEST] = record_digest(record, RUN_DIGEST)
     Path(args.out).write_text(json.dumps(record))
     print(f"{len(x_q)} samples on {args.backend}, {config.name}, {len(exe.segments)} segment(s), "
           f"in {describe_batches(run.batches)}")
@@ -504,6 +509,7 @@ def report_record(record, config, summary):
 
 
 def cmd_report(args):
+    from firmware.data_files import record_digest
     from firmware.report import energy_summary
 
     path = Path(args.run)
@@ -513,6 +519,12 @@ def cmd_report(args):
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"run file {path} is not JSON ({error})") from None
+    if not isinstance(record, dict) or RUN_DIGEST not in record:
+        raise UsageError(f"run file {path} has no {RUN_DIGEST}: not written by this "
+                         f"Tessera's `tessera run`; run it again")
+    if record[RUN_DIGEST] != record_digest(record, RUN_DIGEST):
+        raise UsageError(f"run file {path}: {RUN_DIGEST} does not match its fields: the file "
+                         f"was edited or damaged after `tessera run` wrote it")
     check_run_record(record, path)
     config = AccelConfig.from_dict(record["config"])
     summary = energy_summary(record["counters"], config, record["samples"], args.preset,

@@ -157,10 +157,32 @@ def run_file(files):
     (lambda r: r["host_words"]["read"].update(amem=-1), "host_words['read'] must map memories"),
 ])
 def test_report_refuses_damaged_run_files(run_file, capsys, damage, message):
+    """Edited after `run` wrote it: refused as edited; edited and its digest recomputed
+    (a run file another tool wrote): the fields are still checked."""
+    from firmware.data_files import record_digest
+
     record = json.loads(run_file.read_text())
     damage(record)
     run_file.write_text(json.dumps(record))
+    expect_error(capsys, ["report", run_file], "run_sha256 does not match its fields: the "
+                                               "file was edited or damaged")
+    record["run_sha256"] = record_digest(record, "run_sha256")
+    run_file.write_text(json.dumps(record))
     expect_error(capsys, ["report", run_file], message)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: r["config"].update(rows=128, cols=128),          # 18.9 TOPS/W before
+    lambda r: r.update(samples=2 * r["samples"]),               # half the energy before
+    lambda r: r["counters"].update(adc_conversions=0),          # 1.625 TOPS/W before
+    lambda r: r["counters"].update(cycles=10 ** 30),            # 4.6e22 nJ before
+    lambda r: r.pop("run_sha256"),
+])
+def test_report_refuses_edited_run_files(run_file, capsys, edit):
+    record = json.loads(run_file.read_text())
+    edit(record)
+    run_file.write_text(json.dumps(record))
+    expect_error(capsys, ["report", run_file], "run_sha256")
 
 
 def test_compile_and_run_an_onnx_cnn(tmp_path, capsys):
