@@ -8,10 +8,10 @@ residual Adds; Relu folds into the layer before it.
 """
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
+from .data_files import DataFileError, check_readable
 from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
                       NetworkError)
 
@@ -130,9 +130,10 @@ def load_onnx_model(path):
     """An `ImportedModel` from an .onnx file: a quantised (QDQ or QOperator) model brings
     its own scales and zero points. Errors name the file and the node."""
     onnx = _onnx()
-    path = Path(path)
-    if not path.exists():
-        raise NetworkError(f"network file {path} does not exist")
+    try:
+        path = check_readable(path, "network")
+    except DataFileError as error:
+        raise NetworkError(str(error)) from None
     try:
         model = onnx.load(str(path))
     except Exception as error:               # protobuf's errors are its own types
@@ -145,6 +146,25 @@ def load_onnx_model(path):
         raise NetworkError(f"{path}: {error}") from None
 
 
+def _constant_value(node, index):
+    """The array a Constant node makes, from whichever of its value attributes it has."""
+    from onnx import helper, numpy_helper
+
+    where = f"node {index} {node.name!r} (Constant)"
+    if len(node.attribute) != 1 or not len(node.output):
+        raise NetworkError(f"{where}: has {len(node.attribute)} attributes and "
+                           f"{len(node.output)} outputs; a Constant has one value and one output")
+    value = helper.get_attribute_value(node.attribute[0])
+    try:
+        if node.attribute[0].name == "value":
+            return numpy_helper.to_array(value)
+        if node.attribute[0].name in ("value_float", "value_floats", "value_int", "value_ints"):
+            return np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise NetworkError(f"{where}: its value cannot be read ({error})") from None
+    raise NetworkError(f"{where}: value attribute {node.attribute[0].name!r} is not numeric")
+
+
 class _Importer:
     def __init__(self, model):
         from onnx import numpy_helper
@@ -152,9 +172,9 @@ class _Importer:
         from .onnx_quantized import dequantize_graph, is_quantized
         graph = model.graph
         raw = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        for node in graph.node:                # Constant nodes are initializers too
+        for index, node in enumerate(graph.node):     # Constant nodes are initializers too
             if node.op_type == "Constant":
-                raw[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+                raw[node.output[0]] = _constant_value(node, index)
         self.nodes, self.model_quant = list(graph.node), None
         if is_quantized(model):
             self.nodes, self.model_quant = dequantize_graph(model, raw)

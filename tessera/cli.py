@@ -3,6 +3,8 @@
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 import warnings
 import zipfile
@@ -47,6 +49,43 @@ def config_from_args(args, base=None):
     return AccelConfig(**fields)
 
 
+def option_type(rule, convert, accept):
+    """An argparse `type` that refuses, at parse, a value `accept` does not take; argparse
+    then says "argument --x: must be <rule>, not '<text>'"."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text!r}")
+        return value
+    parse.__name__ = rule
+    return parse
+
+
+POSITIVE_INT = option_type("a positive integer", int, lambda v: v > 0)
+NON_NEGATIVE_INT = option_type("an integer, 0 or more", int, lambda v: v >= 0)
+MINUTES = option_type("a positive, finite number of minutes", float,
+                      lambda v: math.isfinite(v) and v > 0)
+SPARSITY = option_type("a fraction of blocks in [0, 1)", float, lambda v: 0 <= v < 1)
+PERCENTILE = option_type("a percentile in (0, 100]", float, lambda v: 0 < v <= 100)
+
+
+def refuse_overwrite(out, inputs):
+    """Refuse an output path that is one of the command's input files (`inputs`: option
+    -> path, None when not given), or a folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file path")
+    for option, path in inputs.items():
+        if path is not None and Path(path).exists() and (
+                out.resolve() == Path(path).resolve()
+                or out.exists() and out.samefile(path)):
+            raise UsageError(f"--out {out} is the {option} file: writing would replace it; "
+                             f"choose another path")
+
+
 def progress_printer(label):
     def show(done, total):
         end = "\n" if done == total else ""
@@ -69,7 +108,6 @@ def cmd_generate(args):
 def cmd_tile_check(args):
     from sim.tile import run_tile_check
 
-    require_positive("--vectors", args.vectors)
     config = config_from_args(args)
     print(f"crossbar tile RTL against the golden model, {args.vectors} random int8 products\n"
           f"config: {config}")
@@ -101,9 +139,6 @@ def cmd_build(args):
     from rtl.fpga_build import FpgaBuildError, build_board
 
     config = config_from_args(args, base=BOARD_CONFIGS[args.board])
-    require_positive("--seeds", args.seeds)
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of minutes, not {args.timeout}")
     try:
         report = build_board(args.board, config, args.out, args.baud,
                              log=lambda message: print(message, flush=True),
@@ -129,7 +164,6 @@ def demo_base_config(dataset):
 def cmd_adc_trade(args):
     from tessera.adc_trade import run_adc_trade
 
-    require_positive("--test-samples", args.test_samples)
     bits = sorted(set(args.adc_bits))
     if not bits or min(bits) < 2:
         raise UsageError(f"--adc-bits takes ADC widths of 2 bits or more, not {args.adc_bits}")
@@ -146,8 +180,6 @@ def cmd_adc_trade(args):
 def cmd_demo(args):
     config = config_from_args(args, base=demo_base_config(args.dataset))
     rtl_samples = None if args.rtl_all else args.rtl_samples
-    require_positive("--rtl-samples", rtl_samples)
-    require_positive("--test-samples", args.test_samples)
     log = lambda message: print(message, flush=True)
     if args.dataset == "mnist":
         from tessera.mnist import run_mnist
@@ -290,12 +322,6 @@ def describe_batches(batches):
     return ", ".join([first] + [f"{count} of {size}" for size, count in rest])
 
 
-def require_positive(option, value):
-    if value is not None and value <= 0:
-        raise UsageError(f"{option} must be a positive integer, not {value}")
-    return value
-
-
 PRUNING_AGREEMENT_WARNING = 0.95     # top-1 agreement with the unpruned model below this warns
 
 
@@ -343,7 +369,11 @@ def cmd_compile(args):
     from firmware.quantize import quantize
 
     config = config_from_args(args)
-    require_positive("--batch", args.batch)
+    refuse_overwrite(args.out, {"network": args.network, "--calibration": args.calibration,
+                                "--train": args.train, "--labels": args.labels})
+    if args.prune_layers and not args.prune_blocks:
+        raise UsageError("--prune-layers names the layers --prune-blocks prunes: give "
+                         "--prune-blocks too")
     network, layout, given, head = load_network(args.network)
     if args.calibration is None and given is None:
         raise UsageError(f"{args.network} is a float model: give --calibration data")
@@ -376,7 +406,8 @@ def cmd_run(args):
     from firmware.report import energy_summary
     from firmware.runtime import run_golden
 
-    require_positive("--limit", args.limit)
+    refuse_overwrite(args.out, {"executable": args.compiled, "--inputs": args.inputs,
+                                "--labels": args.labels})
     exe = load_executable(args.compiled)
     config = exe.config
     inputs = load_inputs(args.inputs, "inputs", exe.input.shape, exe.input.layout)
@@ -509,12 +540,10 @@ def report_record(record, config, summary):
 
 
 def cmd_report(args):
-    from firmware.data_files import record_digest
+    from firmware.data_files import check_readable, record_digest
     from firmware.report import energy_summary
 
-    path = Path(args.run)
-    if not path.is_file():
-        raise UsageError(f"run file {path} does not exist")
+    path = check_readable(args.run, "run")
     try:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -551,13 +580,6 @@ def cmd_report(args):
 def cmd_sweep(args):
     from tessera.sweep import SweepData, SweptNetwork, run_sweep
 
-    require_positive("--limit", args.limit)
-    require_positive("--workers", args.workers)
-    if args.rtl_check < 0:
-        raise UsageError(f"--rtl-check must be 0 or more, not {args.rtl_check}")
-    require_positive("--rtl-samples", args.rtl_samples)
-    if not args.timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of minutes, not {args.timeout}")
     networks, layouts = {}, set()
     for path in args.networks:
         network, layout, given, head = load_network(path)
@@ -619,10 +641,17 @@ def sweep_summary(result, data):
     return "\n".join(lines)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is one `--help` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
     from golden.energy import PRESETS
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tessera",
         description="Describe, verify and drive a tiled in-memory-computing crossbar accelerator.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -637,7 +666,7 @@ def build_parser():
                        help="mnist (LeNet-5, the default) or digits (the demo's CNN)")
     trade.add_argument("--adc-bits", type=int, nargs="+", default=[3, 4, 5, 6, 7, 8],
                        help="ADC widths (default: 3 4 5 6 7 8; 7 is lossless on 16x16 tiles)")
-    trade.add_argument("--test-samples", type=int, default=1000,
+    trade.add_argument("--test-samples", type=POSITIVE_INT, default=1000,
                        help="test samples run at each point (default: 1000)")
     trade.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
                        help="energy table (default: isaac_reram_32nm)")
@@ -656,10 +685,10 @@ def build_parser():
                     "and compare with onnxruntime.")
     demo.add_argument("--dataset", choices=["digits", "mnist"], default="digits",
                       help="digits (8x8, the default) or mnist (28x28)")
-    demo.add_argument("--rtl-samples", type=int, default=None,
+    demo.add_argument("--rtl-samples", type=POSITIVE_INT, default=None,
                       help="test digits run on the RTL (default: 36 digits, 10 MNIST)")
     demo.add_argument("--rtl-all", action="store_true", help="run the whole test split on the RTL")
-    demo.add_argument("--test-samples", type=int, default=1000,
+    demo.add_argument("--test-samples", type=POSITIVE_INT, default=1000,
                       help="MNIST test digits run on golden and onnxruntime (default: 1000, all)")
     demo.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
                       help="energy table (default: isaac_reram_32nm)")
@@ -672,8 +701,8 @@ def build_parser():
     tile = commands.add_parser("tile-check", help="random products on one tile: RTL vs golden",
                                description="Verilate the crossbar tile, stream random int8 vectors "
                                            "through it and the golden model, and print a summary.")
-    tile.add_argument("--vectors", type=int, default=2000, help="random input vectors (default: 2000)")
-    tile.add_argument("--seed", type=int, default=1, help="NumPy seed (default: 1)")
+    tile.add_argument("--vectors", type=POSITIVE_INT, default=2000, help="random input vectors (default: 2000)")
+    tile.add_argument("--seed", type=NON_NEGATIVE_INT, default=1, help="NumPy seed (default: 1)")
     add_config_options(tile)
     tile.set_defaults(handler=cmd_tile_check)
 
@@ -695,13 +724,13 @@ def build_parser():
                     "when the design does not fit or misses timing.")
     build.add_argument("--board", required=True, choices=["icebreaker", "ulx3s"],
                        help="iCEBreaker (iCE40UP5K) or ULX3S 85F (ECP5)")
-    build.add_argument("--baud", type=int, default=115200, help="UART baud rate (default: 115200)")
+    build.add_argument("--baud", type=POSITIVE_INT, default=115200, help="UART baud rate (default: 115200)")
     build.add_argument("--out", type=Path, default=DEFAULT_BUILD / "boards",
                        help="build folder (default: build/boards)")
-    build.add_argument("--timeout", type=float, default=None, metavar="MINUTES",
+    build.add_argument("--timeout", type=MINUTES, default=None, metavar="MINUTES",
                        help="bound of the whole build, minutes (default: 15 for iCE40, 25 for "
                             "ECP5); a stopped build says how far routing got")
-    build.add_argument("--seeds", type=int, default=1,
+    build.add_argument("--seeds", type=POSITIVE_INT, default=1,
                        help="nextpnr seeds to try, two processes at a time, each bounded by "
                             "its share of the time left; the first to route wins (default: 1)")
     build.add_argument("--router", choices=["router1", "router2"], default=None,
@@ -730,19 +759,19 @@ def build_parser():
                                "(to measure what calibration buys)")
     compile_.add_argument("--method", choices=["minmax", "percentile"], default="minmax",
                           help="activation calibration (default: minmax)")
-    compile_.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
-    compile_.add_argument("--prune-blocks", type=float, default=0.0, metavar="SPARSITY",
+    compile_.add_argument("--percentile", type=PERCENTILE, default=99.99, help="for --method percentile")
+    compile_.add_argument("--prune-blocks", type=SPARSITY, default=0.0, metavar="SPARSITY",
                           help="block sparsity aligned to rows x cols (default: 0)")
-    compile_.add_argument("--prune-layers", nargs="*", metavar="LAYER",
+    compile_.add_argument("--prune-layers", nargs="+", metavar="LAYER",
                           help="layers to prune (default: all)")
     compile_.add_argument("--train", default=None, metavar="X.npy",
                           help="training inputs to fine-tune the pruned model on (with --labels); "
                                "without them compile measures and warns")
     compile_.add_argument("--labels", default=None, metavar="Y.npy",
                           help="classes of the --train inputs, integers (samples,)")
-    compile_.add_argument("--finetune-epochs", type=int, default=20,
+    compile_.add_argument("--finetune-epochs", type=POSITIVE_INT, default=20,
                           help="fine-tuning epochs (default: 20)")
-    compile_.add_argument("--batch", type=int, default=None,
+    compile_.add_argument("--batch", type=POSITIVE_INT, default=None,
                           help="samples a batch (default: the largest the memories hold)")
     compile_.add_argument("--out", default="compiled.tessera",
                           help="executable file, data only (default: compiled.tessera)")
@@ -758,7 +787,7 @@ def build_parser():
                      help="inputs .npy, laid out as for `tessera compile --calibration`")
     run.add_argument("--backend", choices=["golden", "rtl"], default="golden",
                      help="golden device model or Verilated RTL (default: golden)")
-    run.add_argument("--limit", type=int, default=None,
+    run.add_argument("--limit", type=POSITIVE_INT, default=None,
                      help="run only the first N samples")
     run.add_argument("--labels", default=None,
                      help="true classes, .npy of integers (samples,): prints top-1 accuracy")
@@ -771,7 +800,7 @@ def build_parser():
     for option, (field, text) in NONIDEAL_OPTIONS.items():
         analog.add_argument(option, dest=field, type=float, default=0.0, metavar="X",
                             help=f"{text} (default: 0)")
-    analog.add_argument("--seed", type=int, default=0, help="seed of the non-idealities (default: 0)")
+    analog.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the non-idealities (default: 0)")
     run.set_defaults(handler=cmd_run)
 
     report = commands.add_parser("report", help="energy breakdown and TOPS/W of a run",
@@ -806,23 +835,23 @@ def build_parser():
     sweep.add_argument("--labels", default=None,
                        help="their classes, .npy of integers: accuracy (without: top-1 "
                             "agreement with the unpruned float model)")
-    sweep.add_argument("--limit", type=int, default=None, help="use only the first N inputs")
-    sweep.add_argument("--prune-blocks", type=float, nargs="+", default=[0.0],
+    sweep.add_argument("--limit", type=POSITIVE_INT, default=None, help="use only the first N inputs")
+    sweep.add_argument("--prune-blocks", type=SPARSITY, nargs="+", default=[0.0],
                        metavar="SPARSITY", help="block sparsities to sweep (default: 0)")
     sweep.add_argument("--out", type=Path, default=DEFAULT_BUILD / "sweep",
                        help="results folder (default: build/sweep)")
     sweep.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
                        help="an existing Dask scheduler (default: an embedded LocalCluster)")
-    sweep.add_argument("--workers", type=int, default=None,
+    sweep.add_argument("--workers", type=POSITIVE_INT, default=None,
                        help="LocalCluster worker processes (default: one per core)")
-    sweep.add_argument("--rtl-check", type=int, default=0, metavar="N",
+    sweep.add_argument("--rtl-check", type=NON_NEGATIVE_INT, default=0, metavar="N",
                        help="re-run N points (chosen with --seed) on the RTL, each checked "
                             "equal to golden (default: 0)")
-    sweep.add_argument("--rtl-samples", type=int, default=4,
+    sweep.add_argument("--rtl-samples", type=POSITIVE_INT, default=4,
                        help="samples per RTL check (default: 4)")
-    sweep.add_argument("--seed", type=int, default=0,
+    sweep.add_argument("--seed", type=NON_NEGATIVE_INT, default=0,
                        help="chooses the RTL-checked points and samples (default: 0)")
-    sweep.add_argument("--timeout", type=float, default=24 * 60, metavar="MINUTES",
+    sweep.add_argument("--timeout", type=MINUTES, default=24 * 60, metavar="MINUTES",
                        help="bound of the golden runs, and again of the RTL checks; points "
                             "not done by then are rows with a timeout error (default: 1440)")
     sweep.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
@@ -836,7 +865,16 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args) or 0
+        status = args.handler(args) or 0
+        sys.stdout.flush()              # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours; keep Python from
+        # complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        parser.exit(130, f"tessera {args.command}: interrupted\n")
     except (ValueError, KeyError, OSError) as error:
         # ConfigError, UsageError, NetworkError, MappingError: each names what was wrong
         parser.exit(2, f"tessera {args.command}: error: {error}\n")

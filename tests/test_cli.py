@@ -16,6 +16,7 @@ def files(tmp_path):
              w1=rng.normal(0, 0.3, (24, 10)), b1=np.zeros(10))
     np.save(tmp_path / "calib.npy", rng.uniform(0, 1, (100, 40)))
     np.save(tmp_path / "inputs.npy", rng.uniform(0, 1, (50, 40)))
+    (tmp_path / "notes.txt").write_text("0.1 0.2 0.3\n")
     return tmp_path
 
 
@@ -92,11 +93,37 @@ def expect_error(capsys, argv, message):
     (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--prune-blocks", "0.5",
       "--prune-layers", "conv9"], "no layer 'conv9'"),
     (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--batch", "0"],
-     "--batch must be a positive integer, not 0"),
-    (["report", "{d}/nothing.json"], "run file"),
+     "argument --batch: must be a positive integer, not '0'"),
+    (["report", "{d}/nothing.json"], "run file {d}/nothing.json does not exist"),
+    (["report", "{d}"], "is a folder, not a file"),
+    (["run", "/dev/zero", "--inputs", "{d}/calib.npy"], "/dev/zero is not a regular file"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--prune-blocks", "0.5",
+      "--prune-layers"], "argument --prune-layers: expected at least one argument"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--prune-layers", "dense0"],
+     "--prune-layers names the layers --prune-blocks prunes"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--prune-blocks", "1.5"],
+     "argument --prune-blocks: must be a fraction of blocks in [0, 1), not '1.5'"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--finetune-epochs", "0"],
+     "argument --finetune-epochs: must be a positive integer, not '0'"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--finetune-epochs", "-1"],
+     "argument --finetune-epochs: must be a positive integer, not '-1'"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--out", "{d}/mlp.npz"],
+     "--out {d}/mlp.npz is the network file: writing would replace it"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--out", "{d}/calib.npy"],
+     "is the --calibration file"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--out", "{d}"],
+     "is a folder; give a file path"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/notes.txt"],
+     "notes.txt is not an .npy array: it looks like a text file"),
+    (["build", "--board", "ulx3s", "--timeout", "inf"],
+     "argument --timeout: must be a positive, finite number of minutes, not 'inf'"),
+    (["build", "--board", "ulx3s", "--baud", "0"], "argument --baud: must be a positive integer"),
+    (["tile-check", "--seed", "-1"], "argument --seed: must be an integer, 0 or more, not '-1'"),
+    (["sweep", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--inputs", "{d}/calib.npy",
+      "--timeout", "nan"], "argument --timeout: must be a positive, finite number"),
 ])
 def test_errors_name_what_is_wrong(files, capsys, argv, message):
-    expect_error(capsys, [a.format(d=files) for a in argv], message)
+    expect_error(capsys, [a.format(d=files) for a in argv], message.format(d=files))
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -124,7 +151,7 @@ def test_limits_npz_inputs_relu_and_pickles_are_refused(files, capsys):
     inputs = files / "inputs.npy"
     for limit in ("-5", "0"):
         expect_error(capsys, ["run", compiled, "--inputs", inputs, "--limit", limit],
-                     f"--limit must be a positive integer, not {limit}")
+                     f"--limit: must be a positive integer, not '{limit}'")
     np.savez(files / "inputs.npz", x=np.load(inputs))
     expect_error(capsys, ["run", compiled, "--inputs", files / "inputs.npz"],
                  "is an .npz archive; give one .npy array")
@@ -272,3 +299,22 @@ def test_adc_trade_tabulates_and_plots(tmp_path, capsys):
     assert (tmp_path / "digits_adc_trade.png").stat().st_size > 0
     assert (tmp_path / "digits_layers_adc4.png").stat().st_size > 0     # 5 bits not swept
     assert (tmp_path / "digits_adc_trade.txt").read_text().count("\n") == 6   # title, head, rule, 3
+
+
+def test_relu_must_be_booleans(files, capsys):
+    arrays = dict(np.load(files / "mlp.npz"))
+    np.savez(files / "relu_text.npz", relu=np.array(["yes", "no"]), **arrays)
+    expect_error(capsys, ["compile", files / "relu_text.npz", "--calibration", files / "calib.npy"],
+                 "relu must hold booleans (or 0 and 1), one per layer, not <U3 ['yes', 'no']")
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(files):
+    """`tessera compile ... | head`: the reader leaves first, the command still exits 0 and
+    says nothing."""
+    import subprocess
+    import sys
+    command = (f"{sys.executable} -m tessera.cli compile {files / 'mlp.npz'} --calibration "
+               f"{files / 'calib.npy'} --out {files / 'piped.tessera'} | true")
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
