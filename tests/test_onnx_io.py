@@ -302,6 +302,12 @@ def test_refused_constructs_name_node_and_attribute(nodes, init, message):
      r"node 0 \(Reshape\): only a reshape to \(batch, 36\) is supported, not \[-1, 6, 6\]"),
     ([helper.make_node("Softmax", ["x"], ["y"], axis=2)], {}, ["n", 1, 6, 6],
      r"node 0 \(Softmax\): only over the classes of a \(batch, classes\) output"),
+    ([helper.make_node("Constant", [], ["c"], name="k"), helper.make_node("Relu", ["x"], ["y"])],
+     {}, ["n", 1, 6, 6], r"node 0 'k' \(Constant\): has 0 attributes and 1 outputs; a "
+                         r"Constant has one value and one output"),
+    ([helper.make_node("Constant", [], ["c"], value_string="hi"),
+      helper.make_node("Relu", ["x"], ["y"])],
+     {}, ["n", 1, 6, 6], r"node 0 '' \(Constant\): value attribute 'value_string' is not numeric"),
     ([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["g"]),
       helper.make_node("BatchNormalization", ["g", "s", "s", "s", "s"], ["y"], training_mode=1)],
      {"w": np.ones((36, 3)), "s": np.ones(3)}, ["n", 1, 6, 6],
