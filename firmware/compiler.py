@@ -167,11 +167,18 @@ def map_network(qnet, config, batch=None):
     return network_map
 
 
-def _input_spec(qnet, network_map, layout):
+def _input_spec(qnet, network_map, layout, input_order=None):
     first_layer, first = qnet.matrix_layers()[0], network_map.layers[0]
     conv = isinstance(first_layer, QuantizedConv2d)
+    row_index = np.asarray(first.row_index, np.int64)
+    if input_order is not None:
+        order = np.asarray(input_order)
+        if conv or sorted(order.tolist()) != list(range(len(row_index))):
+            raise MappingError(f"input_order must be a permutation of the {len(row_index)} "
+                               f"elements of a host-fed Dense layer's input")
+        row_index = row_index[np.argsort(order)]      # the user's element order[j] is element j
     return InputSpec(tuple(qnet.input_shape), layout, float(qnet.input.scale),
-                     int(qnet.input.zero_point), np.asarray(first.row_index, np.int64),
+                     int(qnet.input.zero_point), row_index,
                      first.k_blocks * network_map.config.rows,
                      tuple(first_layer.kernel) if conv else None,
                      first_layer.stride if conv else 1,
@@ -275,9 +282,12 @@ def _calibrate_adc(qnet, network_map, adc_calibration):
 
 
 def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
-                    adc_calibration=None):
+                    adc_calibration=None, input_order=None):
     """`qnet` compiled for `config` into an `Executable`; `head` (a final Softmax,
-    LogSoftmax or ArgMax of the model) is left to the host. With a lossy ADC, the
+    LogSoftmax or ArgMax of the model) is left to the host. `input_order` (a permutation)
+    says that `qnet`'s input element j is element ``input_order[j]`` of the samples users
+    have: the executable then takes those samples, its host placing each element on its
+    row at no cost. With a lossy ADC, the
     `adc_calibration` samples (float, shaped as the model's input) set each layer's ADC
     range; without them every layer converts at shift 0 and a `LossyAdcWarning` says so."""
     network_map = map_network(qnet, config, batch)
@@ -310,7 +320,8 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     last = qnet.layers[-1]
     output = OutputSpec(int(last.weights.shape[1]), float(last.output.scale),
                         int(last.output.zero_point), steps[-1].output_entries, head)
-    exe = Executable(config, _input_spec(qnet, network_map, input_layout), output, images, plans,
+    exe = Executable(config, _input_spec(qnet, network_map, input_layout, input_order), output,
+                     images, plans,
                      resident)
     exe.summary = _summary(qnet, network_map, exe) + adc_lines
     if head:

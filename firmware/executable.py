@@ -55,8 +55,20 @@ class InputSpec:
     pads: tuple = (0, 0, 0, 0)   # its padding (top, left, bottom, right), at the zero point
 
     def quantize(self, x):
-        return np.clip(np.round(np.asarray(x) / self.scale) + self.zero_point,
-                       -128, 127).astype(np.int64)
+        return np.clip(self._unclipped(x), -128, 127).astype(np.int64)
+
+    def _unclipped(self, x):
+        return np.round(np.asarray(x) / self.scale) + self.zero_point
+
+    def clipped_fraction(self, x):
+        """The fraction of the values of `x` outside the int8 range, which `quantize` clips."""
+        q = self._unclipped(x)
+        return float(np.mean((q < -128) | (q > 127))) if q.size else 0.0
+
+    @property
+    def real_range(self):
+        """The real values int8 inputs represent: the range calibration set."""
+        return self.scale * (-128 - self.zero_point), self.scale * (127 - self.zero_point)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Post-training int8 quantisation: per-output-channel symmetric weights, per-tensor
 asymmetric activations calibrated on sample data (min/max or percentile)."""
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ DEAD_CHANNEL_RATIO = 2.0 ** -16
 
 __all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedAdd", "QuantizedMaxPool2d",
            "QuantizedFlatten",
-           "QuantizedNetwork", "GivenQuant", "calibrate", "quantize"]
+           "QuantizedNetwork", "GivenQuant", "CalibrationWarning", "calibrate", "quantize"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,11 @@ class QuantizedNetwork:
         return np.argmax(self.forward(self.input.quantize(x)), axis=1)
 
 
+class CalibrationWarning(UserWarning):
+    """Calibration data too degenerate to set int8 ranges: one sample, identical samples,
+    a tensor with a range of 0, or values that overflow."""
+
+
 def calibrate(network, samples, method="minmax", percentile=99.99):
     """A `TensorQuant` for each layer input and the final output, from `samples`.
 
@@ -178,13 +184,29 @@ def calibrate(network, samples, method="minmax", percentile=99.99):
         raise ValueError(f"calibration method must be 'minmax' or 'percentile', not {method!r}")
     if not 50 < percentile <= 100:
         raise ValueError(f"percentile must be in (50, 100], not {percentile!r}")
+    samples = np.asarray(samples)
+    problems = []
+    if len(samples) < 2 or np.all(samples == samples[:1]):
+        problems.append(f"{'a single sample' if len(samples) < 2 else 'every sample the same'}")
     ranges = []
-    for values in network.activations(samples):
+    names = ["the input"] + [f"{layer.name}'s output" for layer in network.layers]
+    for name, values in zip(names, network.activations(samples)):
+        if not np.all(np.isfinite(values)):
+            problems.append(f"{name} is not finite (it overflows)")
+            values = np.nan_to_num(values)
+        elif values.size and values.min() == values.max():
+            problems.append(f"{name} is {values.flat[0]:g} throughout (a range of 0)")
         if method == "minmax":
             lo, hi = values.min(), values.max()
         else:
             lo, hi = np.percentile(values, 100 - percentile), np.percentile(values, percentile)
         ranges.append(TensorQuant.covering(lo, hi))
+    if problems:
+        warnings.warn(CalibrationWarning(
+            f"degenerate calibration data ({len(samples)} samples): {'; '.join(problems[:3])}"
+            f"{f' and {len(problems) - 3} more' if len(problems) > 3 else ''}: the int8 "
+            f"ranges it sets will not fit real inputs; calibrate on representative samples"),
+            stacklevel=2)
     return ranges
 
 

@@ -366,7 +366,7 @@ def prune_honestly(args, network, layout, calibration, config):
 
 def cmd_compile(args):
     from firmware.compiler import LossyAdcWarning, compile_network
-    from firmware.quantize import quantize
+    from firmware.quantize import CalibrationWarning, quantize
 
     config = config_from_args(args)
     refuse_overwrite(args.out, {"network": args.network, "--calibration": args.calibration,
@@ -383,11 +383,13 @@ def cmd_compile(args):
         network = prune_honestly(args, network, layout, calibration, config)
     elif args.train or args.labels:
         raise UsageError("--train and --labels fine-tune a pruned model: give --prune-blocks")
-    qnet = quantize(network, calibration, args.method, args.percentile, given=given)
-    if given is not None:
-        print(f"quantisation from {given.source}: its scales and zero points, no recalibration")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LossyAdcWarning)
+        warnings.simplefilter("always", CalibrationWarning)
+        qnet = quantize(network, calibration, args.method, args.percentile, given=given)
+        if given is not None:
+            print(f"quantisation from {given.source}: its scales and zero points, no "
+                  f"recalibration")
         exe = compile_network(qnet, config, batch=args.batch, input_layout=layout, head=head,
                               adc_calibration=None if args.no_adc_calibration else calibration)
     for warning in caught:
@@ -398,6 +400,7 @@ def cmd_compile(args):
 
 
 RUN_DIGEST = "run_sha256"      # run.json's SHA-256 of its other fields
+CLIPPING_WARNING = 0.01         # inputs clipped by the input quantisation above this warn
 
 
 def cmd_run(args):
@@ -415,6 +418,7 @@ def cmd_run(args):
     labels = (load_labels(args.labels, len(inputs), exe.output.features)
               if args.labels else None)
     x_q = exe.input.quantize(inputs)
+    clipped = exe.input.clipped_fraction(inputs)
     nonideal = nonidealities_from_args(args)
     if nonideal is not None and args.backend != "golden":
         raise UsageError("non-idealities are modelled on the golden backend only "
@@ -435,6 +439,7 @@ def cmd_run(args):
               "predictions": predictions.tolist(), "counters": run.counters,
               "host_words": run.host_words, "setup_counters": run.setup_counters,
               "batch": exe.batch, "batches": run.batches, "segments": len(exe.segments)}
+    record["inputs_clipped_fraction"] = clipped
     if labels is not None:
         record["accuracy"] = float(np.mean(predictions == labels))
     if nonideal is not None:
@@ -454,6 +459,13 @@ def cmd_run(args):
           f"inference ({summary['preset']})")
     print(f"  off-chip (host transfers)  {summary['off_chip_per_inference'] * 1e9:.2f} nJ per "
           f"inference, {summary['host_words_per_inference']:.0f} words")
+    low, high = exe.input.real_range
+    print(f"  inputs clipped             {clipped:.2%} of the values, outside the calibrated "
+          f"range {low:.4g}..{high:.4g}")
+    if clipped > CLIPPING_WARNING:
+        print(f"warning: {clipped:.1%} of the input values lie outside the range the network "
+              f"was calibrated on ({low:.4g}..{high:.4g}) and were clipped: are they scaled "
+              f"and ordered as the calibration data was?", file=sys.stderr)
     if labels is not None:
         print(f"  top-1 accuracy             {record['accuracy']:.4f} ({len(labels)} labels)")
     if nonideal is not None:

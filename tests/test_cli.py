@@ -318,3 +318,36 @@ def test_output_into_a_closed_pipe_is_not_an_error(files):
     result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_run_reports_clipped_inputs_and_warns_when_many(files, capsys):
+    compiled, run = compile_mlp(files), files / "run.json"
+    capsys.readouterr()
+    assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--out", str(run)]) == 0
+    out, err = capsys.readouterr()
+    # calibration and inputs are both uniform on [0, 1): few if any values outside
+    assert "inputs clipped" in out and "warning" not in err
+    assert json.loads(run.read_text())["inputs_clipped_fraction"] < 0.01
+    raw = np.load(files / "inputs.npy") * 127                  # pixels 0..127, not 0..1
+    np.save(files / "raw.npy", raw)
+    assert main(["run", str(compiled), "--inputs", str(files / "raw.npy"), "--out", str(run)]) == 0
+    out, err = capsys.readouterr()
+    calibration = np.load(files / "calib.npy")
+    expected = np.mean(raw > calibration.max() + 0.5 * calibration.max() / 255)   # past the top code
+    recorded = json.loads(run.read_text())["inputs_clipped_fraction"]
+    assert abs(recorded - expected) < 0.01 and recorded > 0.9
+    assert "warning:" in err and "outside the range the network was calibrated on" in err
+
+
+@pytest.mark.parametrize("calibration, problem", [
+    (np.full((20, 40), 0.5), "every sample the same"),
+    (np.random.default_rng(1).uniform(0, 1, (1, 40)), "a single sample"),
+    (np.full((20, 40), 1e30), "every sample the same"),
+])
+def test_compile_warns_on_degenerate_calibration(files, capsys, calibration, problem):
+    np.save(files / "degenerate.npy", calibration)
+    capsys.readouterr()
+    assert main(["compile", str(files / "mlp.npz"), "--calibration", str(files / "degenerate.npy"),
+                 "--out", str(files / "d.tessera")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: degenerate calibration data" in err and problem in err, err

@@ -259,3 +259,18 @@ def test_jobs_reduce_over_k_replicate_and_fill_64_tiles():
     assert np.array_equal(run.outputs, q.forward(q.input.quantize(x)))
     # Every MVM vector of fc0 converts on all 64 tiles: its products are 64 per sample.
     assert run.counters["mvm_products"] == 40 * (64 + 4)
+
+
+def test_an_input_order_lets_the_executable_take_samples_as_users_hold_them(small_network):
+    """A network trained on permuted inputs, compiled with that permutation, takes the
+    unpermuted samples: its outputs equal the int8 reference on the permuted ones."""
+    qnet, x_q = small_network(seed=5, samples=9)
+    order = np.random.default_rng(5).permutation(32)     # network element j = user's order[j]
+    users = np.empty_like(x_q)
+    users[:, order] = x_q
+    exe = compile_network(qnet, AccelConfig(), input_order=order)
+    assert np.array_equal(run_golden(exe, users).outputs, qnet.forward(x_q))
+    assert not np.array_equal(run_golden(compile_network(qnet, AccelConfig()), users).outputs,
+                              qnet.forward(x_q))
+    with pytest.raises(MappingError, match="input_order must be a permutation of the 32"):
+        compile_network(qnet, AccelConfig(), input_order=order[:-1])
