@@ -14,7 +14,15 @@ __all__ = ["run_executable_on_rtl", "RTLRun", "RTLRunError"]
 
 
 class RTLRunError(RuntimeError):
-    pass
+    """The simulation failed; the message is one line naming the cause and the log."""
+
+
+def _first_error(log):
+    """The line of a cocotb log that says what went wrong, or a summary of it."""
+    for line in log.splitlines():
+        if any(mark in line for mark in ("Error:", "Error(", "error:", "FAIL")):
+            return " ".join(line.split())[:300]
+    return "no results were written"
 
 
 @dataclass
@@ -36,7 +44,8 @@ def run_executable_on_rtl(executable_path, x_q, log=print):
                             {"TESSERA_EXECUTABLE": str(Path(executable_path).resolve()),
                              "TESSERA_INPUTS": str(inputs)}, log)
     if run.failed or "outputs" not in run.results:
-        raise RTLRunError(f"RTL run failed; last lines of {run.log_path}:\n{run.log_tail()}")
+        raise RTLRunError(f"RTL run failed: {_first_error(run.log_tail(200))} (the "
+                          f"simulator's log: {run.log_path})")
     r = run.results
     return RTLRun(np.array(r["outputs"], np.int64), r["counters"], r["setup_counters"],
                   r["host_words"], r["batches"], r["runs"])

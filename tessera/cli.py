@@ -429,8 +429,12 @@ def cmd_run(args):
             ideal = run_golden(exe, x_q, progress=progress_printer("golden, ideal"))
         run = run_golden(exe, x_q, progress=progress_printer("golden"), nonideal=nonideal)
     else:
-        from sim.network import run_executable_on_rtl
-        run = run_executable_on_rtl(args.compiled, x_q)
+        from sim.network import RTLRunError, run_executable_on_rtl
+        try:
+            run = run_executable_on_rtl(args.compiled, x_q)
+        except RTLRunError as error:
+            print(f"tessera run: {error}", file=sys.stderr)
+            return 1
     summary = energy_summary(run.counters, config, len(x_q), args.preset, run.host_words)
     predictions = np.argmax(run.outputs, axis=1)
     record = {"backend": args.backend, "config": config.to_dict(), "samples": len(x_q),
