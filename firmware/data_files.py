@@ -11,12 +11,19 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["DataFileError", "describe_bytes", "check_readable", "read_npy", "read_npz",
-           "read_member", "sha256", "record_digest"]
+           "read_member", "sha256", "record_digest", "ZIP_ERRORS"]
+
+
+# What zipfile raises on damaged bytes: bad CRC or headers, a corrupt deflate stream, a
+# method or version it does not implement, a member flagged as encrypted.
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+              RuntimeError, EOFError, OSError)
 
 
 class DataFileError(ValueError):
@@ -107,8 +114,11 @@ def read_member(archive, member, name, limit):
     if info.file_size > limit:
         raise DataFileError(f"{name} inflates to {info.file_size:,} bytes, more than the "
                             f"{limit:,} it may hold")
-    with archive.open(info) as stream:
-        data = stream.read(limit + 1)
+    try:
+        with archive.open(info) as stream:
+            data = stream.read(limit + 1)
+    except ZIP_ERRORS as error:
+        raise DataFileError(f"{name}: damaged zip member ({type(error).__name__}: {error})") from None
     if len(data) > limit:
         raise DataFileError(f"{name} inflates past the {limit:,} bytes it may hold")
     return data
@@ -123,7 +133,7 @@ def read_npz(path, what, member_limit=1 << 31):
                                                       f"{member}", member_limit),
                                           what, name=f"{what} {path}: {member}")
                     for member in archive.namelist() if member.endswith(".npy")}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
+    except ZIP_ERRORS as error:
         raise DataFileError(f"{what} {path}: damaged .npz archive ({error})") from None
 
 

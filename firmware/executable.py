@@ -23,8 +23,8 @@ import numpy as np
 
 from golden.config import AccelConfig, ConfigError
 
-from .data_files import (DataFileError, check_readable, describe_bytes, read_member, read_npy,
-                         record_digest, sha256)
+from .data_files import (ZIP_ERRORS, DataFileError, check_readable, describe_bytes, read_member,
+                         read_npy, record_digest, sha256)
 from .executable_schema import SchemaError, array_limits, check_executable
 
 __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun",
@@ -231,45 +231,52 @@ def load_executable(path):
         raise ExecutableError(f"{path}: not a Tessera executable: it looks like "
                               f"{_not_executable(head)}")
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if MANIFEST not in names:
-                raise ExecutableError(f"{path}: not a Tessera executable: a zip archive "
-                                      f"without a Tessera manifest")
-            manifest = json.loads(read_member(archive, MANIFEST, MANIFEST, MANIFEST_LIMIT))
-            _check_header(manifest)
-            if manifest.get("manifest_sha256") != _manifest_digest(manifest):
-                raise SchemaError("manifest_sha256", "does not match the manifest: the file "
-                                  "was edited or damaged after it was compiled")
-            config = AccelConfig.from_dict(_get(manifest, "config", dict))
-            kinds, digests = _array_kinds(manifest), _get(manifest, "arrays", dict)
-            if set(digests) != set(kinds):
-                odd = sorted(set(digests) ^ set(kinds))[0]
-                raise SchemaError("arrays", f"{odd!r} is {'missing' if odd in kinds else 'unexpected'}")
-            extra = names - {MANIFEST} - {f"{name}.npy" for name in kinds}
-            if extra:
-                raise SchemaError(sorted(extra)[0], "is a member no field names")
-            limits = array_limits(config)
-            arrays = {}
-            for name, kind in kinds.items():
-                if f"{name}.npy" not in names:
-                    raise SchemaError(name, "is missing")
-                depth, width = limits[kind]
-                limit = 8 * depth * (width or 1)
-                data = read_member(archive, f"{name}.npy", name, limit + NPY_HEADER_LIMIT)
-                if sha256(data) != digests[name]:
-                    raise SchemaError(name, "does not match its SHA-256 in the manifest: "
-                                            "the file was edited or damaged")
-                arrays[name] = read_npy(data, name, limit=limit)
-            exe = _from_manifest(manifest, config, arrays)
-            check_executable(exe)
-            return exe
+        archive = zipfile.ZipFile(path)
+    except ZIP_ERRORS as error:
+        raise ExecutableError(f"{path}: damaged Tessera executable ({error})") from None
+    try:
+        with archive:
+            return _read(archive)
     except (SchemaError, DataFileError, ConfigError) as error:
         raise ExecutableError(f"{path}: {error}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
-        raise ExecutableError(f"{path}: damaged Tessera executable ({error})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ExecutableError(f"{path}: {MANIFEST} is not JSON ({error})") from None
+
+
+def _read(archive):
+    """The executable in an open archive: sizes bounded, digests compared, then the whole
+    checked against the schema; zip member errors arrive as `DataFileError`s."""
+    names = set(archive.namelist())
+    if MANIFEST not in names:
+        raise SchemaError(MANIFEST, "is missing: not a Tessera executable, a zip archive "
+                                    "without a Tessera manifest")
+    manifest = json.loads(read_member(archive, MANIFEST, MANIFEST, MANIFEST_LIMIT))
+    _check_header(manifest)
+    if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+        raise SchemaError("manifest_sha256", "does not match the manifest: the file was "
+                                             "edited or damaged after it was compiled")
+    config = AccelConfig.from_dict(_get(manifest, "config", dict))
+    kinds, digests = _array_kinds(manifest), _get(manifest, "arrays", dict)
+    if set(digests) != set(kinds):
+        odd = sorted(set(digests) ^ set(kinds))[0]
+        raise SchemaError("arrays", f"{odd!r} is {'missing' if odd in kinds else 'unexpected'}")
+    extra = names - {MANIFEST} - {f"{name}.npy" for name in kinds}
+    if extra:
+        raise SchemaError(sorted(extra)[0], "is a member no field names")
+    limits, arrays = array_limits(config), {}
+    for name, kind in kinds.items():
+        if f"{name}.npy" not in names:
+            raise SchemaError(name, "is missing")
+        depth, width = limits[kind]
+        limit = 8 * depth * (width or 1)
+        data = read_member(archive, f"{name}.npy", name, limit + NPY_HEADER_LIMIT)
+        if sha256(data) != digests[name]:
+            raise SchemaError(name, "does not match its SHA-256 in the manifest: the file "
+                                    "was edited or damaged")
+        arrays[name] = read_npy(data, name, limit=limit)
+    exe = _from_manifest(manifest, config, arrays)
+    check_executable(exe)
+    return exe
 
 
 def _not_executable(head):

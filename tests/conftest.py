@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def small_network():
     """A quantised 32-16-10 network and its int8 inputs, as the RTL network tests run it."""
     from firmware.network import Dense, Network

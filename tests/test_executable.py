@@ -64,7 +64,7 @@ def write_crafted(tmp_path, kind):
     ("random", "not a Tessera executable: it looks like unrecognised bytes"),
     ("json", "not a Tessera executable: it looks like a JSON or text file"),
     ("empty", "not a Tessera executable: it looks like an empty file"),
-    ("zip", "not a Tessera executable: a zip archive without a Tessera manifest"),
+    ("zip", "manifest.json: is missing: not a Tessera executable, a zip archive without"),
 ])
 def test_foreign_files_are_refused_in_one_line(tmp_path, kind, message):
     path = write_crafted(tmp_path, kind)
