@@ -128,13 +128,15 @@ def _input(spec, config):
     if len(np.unique(spec.row_index)) != len(spec.row_index):
         raise SchemaError("input_row_index", "places two elements on one row")
     width = int(np.prod(spec.shape))
+    _number("input.stride", spec.stride, positive=True)
+    if len(spec.pads) != 4:
+        raise SchemaError("input.pads", f"must be four (top, left, bottom, right), not {spec.pads}")
+    for i, pad in enumerate(spec.pads):
+        _number(f"input.pads[{i}]", pad, low=0)
     if spec.kernel is not None:
-        if len(spec.kernel) != 2 or len(spec.pads) != 4 or len(spec.shape) != 3:
-            raise SchemaError("input.kernel", "a host-fed convolution takes an image, (kh, kw) "
-                                              "and four pads")
-        for i, pad in enumerate(spec.pads):
-            _number(f"input.pads[{i}]", pad, low=0)
-        _number("input.stride", spec.stride, positive=True)
+        if len(spec.kernel) != 2 or len(spec.shape) != 3:
+            raise SchemaError("input.kernel", "a host-fed convolution takes an image and "
+                                              "(kh, kw)")
         height, width_px, channels = spec.shape
         for i, (size, padded) in enumerate(zip(spec.kernel, (height + spec.pads[0] + spec.pads[2],
                                                              width_px + spec.pads[1] + spec.pads[3]))):

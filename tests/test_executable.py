@@ -1,6 +1,7 @@
 """The executable file: data only, the same run after a round trip, foreign files refused
 in one line, and nothing unpickled."""
 
+import io
 import json
 import pickle
 import zipfile
@@ -135,3 +136,111 @@ def test_running_needs_neither_the_compiler_nor_amaranth(compiled):
                          check=True).stdout.splitlines()
     assert out[0] == str(qnet.forward(x_q).tolist())
     assert out[1] == "[]"
+
+
+def _set(path, value):
+    def edit(manifest):
+        node = manifest
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return edit
+
+
+def _word(opcode=None, **fields):
+    from golden import isa
+    return np.array([isa.encode(isa.Instruction(opcode, **fields))], np.int64)
+
+
+def _program_with(instruction):
+    """An MLP program with `instruction` in front of it."""
+    def arrays(members):
+        program = np.load(io.BytesIO(members["batch8_segment0_program.npy"]))
+        return {"batch8_segment0_program": np.concatenate([instruction, program])}
+    return arrays
+
+
+# Each a case of the bad-input campaign, re-signed so that the schema, not the digest, has to
+# find it: (manifest edit, array edits from the members, what the refusal says)
+SCHEMA_CASES = {
+    "scale 0": (_set(("input", "scale"), 0), None, "input.scale: must be finite and positive, not 0"),
+    "scale < 0": (_set(("input", "scale"), -0.5), None, "input.scale: must be finite and positive"),
+    "scale NaN": (_set(("input", "scale"), float("nan")), None, "input.scale: must be finite"),
+    "zero point 1000": (_set(("input", "zero_point"), 1000), None,
+                        "input.zero_point: must be finite and in -128..127, not 1000"),
+    "output scale inf": (_set(("output", "scale"), float("inf")), None, "output.scale: must be finite"),
+    "8 tiles": (_set(("config", "tiles"), 8), None, "segment0_wmem: shape (16, 64), where the "
+                                                    "config allows (at most 16, 128)"),
+    "stride 0": (_set(("input", "stride"), 0), None, "input.stride: must be finite and positive"),
+    "empty program": (None, lambda m: {"batch8_segment0_program": np.zeros((0, 4), np.int64)},
+                      "batch8_segment0_program: is empty: a program ends with HALT"),
+    "illegal opcode": (None, _program_with(_word(9)), "batch8_segment0_program[0]: OPCODE_9() "
+                                                      "would stop the device with ILLEGAL_OPCODE"),
+    "address out of range": (None, _program_with(_word(2, count=4, src=4000, dst=0)),
+                             "would stop the device with BAD_ADDRESS"),
+    "misaligned program": (None, _program_with(_word(1, tile=0, count=1, src=3)),
+                           "would stop the device with MISALIGNED"),
+    "weight 300": (None, lambda m: {"segment0_wmem": np.full((16, 64), 300, np.int64)},
+                   "segment0_wmem: holds 300, outside -128..127"),
+    "requant shift 40": (None, lambda m: {"segment0_qmem": np.full((1, 64), 40 | 127 << 24, np.int64)},
+                         "segment0_qmem[0]: channel 0's shift is above 31"),
+    "batch 0": (lambda m: m["plans"].update({"0": m["plans"]["1"]}), None,
+                "arrays: 'batch0_segment0_program' is missing"),
+    "no batch of 1": (lambda m: m["plans"].pop("1"), None, "arrays: 'batch1_segment0_program' "
+                                                           "is unexpected"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA_CASES))
+def test_the_schema_refuses_edited_executables_naming_the_field(compiled, tmp_path, case):
+    from file_edits import edited_copy, read_members
+    _, path, _, _ = compiled
+    manifest_edit, arrays, message = SCHEMA_CASES[case]
+    target = edited_copy(path, tmp_path / "edited.tessera", manifest_edit,
+                         arrays(read_members(path)) if arrays else None)
+    with pytest.raises(ExecutableError) as info:
+        load_executable(target)
+    assert str(info.value).startswith(f"{target}: ") and message in str(info.value), info.value
+    assert "\n" not in str(info.value)
+
+
+def test_a_plan_without_a_batch_of_one_is_refused_even_re_signed(compiled, tmp_path):
+    """Renaming the arrays with the plan: the schema's own rule, not the digests."""
+    from file_edits import read_members, resign, write_members
+    _, path, _, _ = compiled
+    members = read_members(path)
+    manifest = json.loads(members.pop("manifest.json"))
+    for name in [n for n in members if n.startswith("batch1_")]:
+        members[name.replace("batch1_", "batch3_")] = members.pop(name)
+    manifest["plans"]["3"] = manifest["plans"].pop("1")
+    manifest["arrays"] = {n[:-4]: "" for n in members}
+    members["manifest.json"] = json.dumps(resign(members, manifest))
+    with pytest.raises(ExecutableError, match="plans: has batches \\[2, 3, 4, .*\\], none of 1"):
+        load_executable(write_members(tmp_path / "no1.tessera", members))
+
+
+def test_a_header_bomb_and_an_oversized_manifest_are_refused_before_reading(compiled, tmp_path):
+    from file_edits import read_members, resign, write_members
+    _, path, _, _ = compiled
+    members = read_members(path)
+    members["segment0_wmem.npy"] = members["segment0_wmem.npy"].replace(
+        b"(16, 64)", b"(1099511627776, 8)", 1)                      # claims 8 TiB
+    manifest = resign(members, json.loads(members["manifest.json"]))
+    members["manifest.json"] = json.dumps(manifest)
+    with pytest.raises(ExecutableError, match="segment0_wmem: its header claims shape "
+                                              "\\(1099511627776, 8\\)"):
+        load_executable(write_members(tmp_path / "bomb.tessera", members))
+    members["manifest.json"] = json.dumps(manifest) + " " * (17 << 20)
+    with pytest.raises(ExecutableError, match="manifest.json inflates to 17,"):
+        load_executable(write_members(tmp_path / "big.tessera", members))
+
+
+def test_batches_never_loop_on_a_bad_plan(compiled):
+    exe = compiled[0]
+    plans = exe.plans
+    for bad in ({0: plans[1]}, {-4: plans[1]}, {8: plans[8]}):
+        exe.plans = bad
+        with pytest.raises(ValueError):
+            exe.batches(13)
+    exe.plans = plans
+    assert exe.batches(13) == [8, 4, 1]

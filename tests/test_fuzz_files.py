@@ -28,10 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware.compiler import compile_network
-from firmware.data_files import record_digest, sha256
 from firmware.executable import ExecutableError, load_executable
 from firmware.runtime import run_golden
 from golden import AccelConfig
+
+from file_edits import npy_bytes, resign, write_members
 
 FLIPS, EDITS, ARRAY_EDITS, RESIGNED, RUN_FILES = 250, 200, 150, 350, 200
 MUTATIONS = FLIPS + EDITS + ARRAY_EDITS + RESIGNED + RUN_FILES
@@ -63,23 +64,6 @@ def original(tmp_path_factory, small_network):
         members = {name: archive.read(name) for name in archive.namelist()}
     run = run_golden(load_executable(path), x_q)
     return Original((folder, path.read_bytes(), members, x_q, run))
-
-
-def write_members(path, members):
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return path
-
-
-def resign(members, manifest):
-    """Recompute every digest, as a tool that knows the format would."""
-    arrays = {name[:-4]: data for name, data in members.items() if name.endswith(".npy")}
-    if isinstance(manifest.get("arrays"), dict):
-        manifest["arrays"] = {name: sha256(data) for name, data in arrays.items()
-                              if name in manifest["arrays"]}
-    manifest["manifest_sha256"] = record_digest(manifest, "manifest_sha256")
-    return manifest
 
 
 def _reason(message):
@@ -172,12 +156,6 @@ def test_edited_manifest_fields_are_refused_as_edited(original, data, value):
     path = write_members(folder / "edited.tessera",
                          {**members, "manifest.json": json.dumps(manifest)})
     refused_or_identical(path, baseline, x_q)
-
-
-def npy_bytes(array):
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 @st.composite
