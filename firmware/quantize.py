@@ -169,6 +169,9 @@ class QuantizedNetwork:
         return np.argmax(self.forward(self.input.quantize(x)), axis=1)
 
 
+PERCENTILE_LOW = 50     # a percentile range clips at most the upper half of a tensor
+
+
 class CalibrationWarning(UserWarning):
     """Calibration data too degenerate to set int8 ranges: one sample, identical samples,
     a tensor with a range of 0, or values that overflow."""
@@ -182,8 +185,8 @@ def calibrate(network, samples, method="minmax", percentile=99.99):
     """
     if method not in ("minmax", "percentile"):
         raise ValueError(f"calibration method must be 'minmax' or 'percentile', not {method!r}")
-    if not 50 < percentile <= 100:
-        raise ValueError(f"percentile must be in (50, 100], not {percentile!r}")
+    if not PERCENTILE_LOW < percentile <= 100:
+        raise ValueError(f"percentile must be in ({PERCENTILE_LOW}, 100], not {percentile!r}")
     samples = np.asarray(samples)
     problems = []
     if len(samples) < 2 or np.all(samples == samples[:1]):

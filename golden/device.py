@@ -41,7 +41,8 @@ from .requant import requantize
 from .timing import tile_program_cycles
 
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
-           "check_instruction", "program_cycles", "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles"]
+           "check_instruction", "program_cycles", "mvm_round_cycles", "mvm_cycles",
+           "requant_cycles", "max_cycles"]
 
 FETCH_DECODE_CYCLES = 3
 REQUANT_LATENCY = 4             # psum read 1 + requantiser stages 3

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.quantize import PERCENTILE_LOW
 from golden import AccelConfig
 
 DEFAULT_BUILD = Path("build")
@@ -69,7 +70,8 @@ NON_NEGATIVE_INT = option_type("an integer, 0 or more", int, lambda v: v >= 0)
 MINUTES = option_type("a positive, finite number of minutes", float,
                       lambda v: math.isfinite(v) and v > 0)
 SPARSITY = option_type("a fraction of blocks in [0, 1)", float, lambda v: 0 <= v < 1)
-PERCENTILE = option_type("a percentile in (0, 100]", float, lambda v: 0 < v <= 100)
+PERCENTILE = option_type(f"a percentile in ({PERCENTILE_LOW}, 100]", float,
+                         lambda v: PERCENTILE_LOW < v <= 100)
 
 
 def refuse_overwrite(out, inputs):

@@ -118,6 +118,8 @@ def expect_error(capsys, argv, message):
     (["build", "--board", "ulx3s", "--timeout", "inf"],
      "argument --timeout: must be a positive, finite number of minutes, not 'inf'"),
     (["build", "--board", "ulx3s", "--baud", "0"], "argument --baud: must be a positive integer"),
+    (["compile", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--percentile", "40"],
+     "argument --percentile: must be a percentile in (50, 100], not '40'"),
     (["tile-check", "--seed", "-1"], "argument --seed: must be an integer, 0 or more, not '-1'"),
     (["sweep", "{d}/mlp.npz", "--calibration", "{d}/calib.npy", "--inputs", "{d}/calib.npy",
       "--timeout", "nan"], "argument --timeout: must be a positive, finite number"),
