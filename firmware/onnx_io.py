@@ -181,6 +181,8 @@ class _Importer:
         # float16, float64 and integer constants alike become float64
         self.constants = {name: np.asarray(value).astype(np.float64) for name, value in raw.items()}
         self.layer_weights = {}                  # layer name -> its weight constant's name
+        self.folded_gain = {}                    # layer name -> |per-channel gain| folded into it
+        self.affine_after = {}                   # tensor -> (gain, shift) of a BN folded after it
         self.head = None                         # a final Softmax, LogSoftmax or ArgMax
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         if opset not in OPSETS:
@@ -285,14 +287,27 @@ class _Importer:
 
     def given_quant(self):
         """The model's own quantisation by layer (a GivenQuant), or None for a float model."""
-        from .quantize import GivenQuant
+        from .quantize import GivenQuant, TensorQuant
         if self.model_quant is None:
             return None
         ranges = [None] * (len(self.layers) + 1)
-        for tensor, quant in self.model_quant.activations.items():
-            if tensor in self.producer:
-                made_by = self.producer[tensor]
-                ranges[0 if made_by is None else made_by + 1] = quant
+        made = {}                                # layer position -> its tensors, in order
+        for tensor, position in self.producer.items():
+            made.setdefault(position, []).append(tensor)
+        for position, tensors in made.items():
+            given = [t for t in tensors if t in self.model_quant.activations]
+            if not given:
+                continue
+            # The layer's last quantised tensor; a BatchNormalization folded after it
+            # (run in float by a QOperator model) maps its range through its affine.
+            quant = self.model_quant.activations[given[-1]]
+            for tensor in tensors[tensors.index(given[-1]):]:
+                if tensor in self.affine_after:
+                    gain, shift = self.affine_after[tensor]
+                    ends = np.outer(quant.scale * (np.array([-128, 127]) - quant.zero_point),
+                                    gain) + shift
+                    quant = TensorQuant.covering(ends.min(), ends.max())
+            ranges[0 if position is None else position + 1] = quant
         scales = {}
         for layer in self.layers:
             weight = self.layer_weights.get(layer.name)
@@ -304,7 +319,11 @@ class _Importer:
                     raise NetworkError(f"layer {layer.name!r}: {scale.size} weight scales for "
                                        f"{layer.outputs} output channels (per-channel scales "
                                        f"must run along the outputs)")
-                scales[layer.name] = np.broadcast_to(scale.reshape(-1), (layer.outputs,)).copy()
+                # A BatchNormalization folded after the model quantised the weights
+                # multiplies them by its gain: so do their scales, or the folded weights
+                # would clip (the int8 weights stay the model's, up to sign).
+                scales[layer.name] = (np.broadcast_to(scale.reshape(-1), (layer.outputs,))
+                                      * self.folded_gain.get(layer.name, 1.0))
         return GivenQuant(tuple(ranges), scales, f"the {self.model_quant.format} model")
 
     def _op_gemm(self, node, index, attrs, where):
@@ -422,6 +441,9 @@ class _Importer:
             if gain.shape != (layer.outputs,):
                 raise NetworkError(f"{where}: {gain.shape[0]} channels for a layer of "
                                    f"{layer.outputs} outputs")
+            self.folded_gain[layer.name] = self.folded_gain.get(layer.name, 1.0) * np.maximum(
+                np.abs(gain), np.finfo(np.float64).tiny)        # a gain of 0: weights of 0
+            self.affine_after[self.current] = (gain, offset - mean * gain)
             return layer.with_matrix(layer.matrix * gain, (layer.bias - mean) * gain + offset)
 
         self._fold(node, where, (Dense, Conv2d), "a BatchNormalization folds only into the "
