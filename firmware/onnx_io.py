@@ -4,7 +4,7 @@ ONNX images are NCHW, :mod:`firmware.network` images NHWC. Convolution kernels a
 transposed on the way; a Flatten of an image keeps ONNX's (channel, y, x) order by
 permuting the rows of the Dense layer it feeds, which therefore must follow it.
 The graph must be a chain (each node reading the last result) whose only branches are
-residual Adds; Relu folds into the layer before it.
+residual adds (a 2-input Add or Sum); Relu folds into the layer before it.
 """
 
 from dataclasses import dataclass, replace
@@ -16,14 +16,24 @@ from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network
                       NetworkError)
 
 __all__ = ["from_onnx", "to_onnx", "load_onnx", "load_onnx_model", "ImportedModel",
-           "SUPPORTED_OPS", "HEAD_OPS", "OPSET", "OPSETS"]
+           "SUPPORTED_OPS", "REFUSED_OPS", "HEAD_OPS", "OPSET", "OPSETS"]
 
 OPSET = 17
 OPSETS = range(13, 22)              # the default-domain opsets imported (13..21)
 HEAD_OPS = ("Softmax", "LogSoftmax", "ArgMax")      # at the end only, computed on the host
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Conv", "Relu", "Clip", "BatchNormalization",
                  "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",
-                 "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout") + HEAD_OPS
+                 "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Sum") + HEAD_OPS
+# Operators refused with a reason and what would make the model import.
+REFUSED_OPS = {
+    "LRN": "LRN (local response normalisation) is not supported: it divides each value by "
+           "a power of its neighbouring channels' squares, which the crossbar's int8 "
+           "periphery does not compute, and running it on the host would stream every "
+           "activation it touches off chip; use a variant of the model with "
+           "BatchNormalization in its place (as later AlexNet and GoogLeNet variants do)",
+    "Concat": "Concat is not supported yet: the importer takes a chain of layers whose only "
+              "branches are residual adds",
+}
 
 
 def _flatten_rows(image_shape):
@@ -259,6 +269,8 @@ class _Importer:
             if node.op_type == "Constant":
                 continue
             op, attrs, where = node.op_type, self._attrs(node), self._where(node, index)
+            if op in REFUSED_OPS:
+                raise NetworkError(f"{where}: {REFUSED_OPS[op]}")
             if op not in SUPPORTED_OPS:
                 raise NetworkError(f"{where}: unsupported operator; supported: "
                                    f"{', '.join(SUPPORTED_OPS)}")
@@ -267,12 +279,19 @@ class _Importer:
                                    f"(it runs on the host)")
             activations = ([node.input[0]] if op in ("Gemm", "MatMul", "Conv")  # then weights
                            else [t for t in node.input if t and t not in self.constants])
-            if op == "Add" and len(activations) == 2:
+            if op in ("Add", "Sum") and len(activations) == 2:
                 self._residual(node, index, activations)
                 continue
+            if op == "Sum" and len(activations) != 1:
+                raise NetworkError(f"{where}: a Sum of {len(activations)} tensors; the importer "
+                                   f"takes a Sum of 2 (a residual add) or of 1")
             if activations != [self.current]:
-                raise NetworkError(f"{where}: reads {activations}, but layers run as a chain "
-                                   f"and the last result is {self.current!r}")
+                raise NetworkError(f"{where}: a branch: it reads {activations}, not the last "
+                                   f"result {self.current!r}. The importer takes a chain of "
+                                   f"layers whose only branches are residual adds (a 2-input "
+                                   f"Add or Sum of an earlier layer's result); a tensor read "
+                                   f"by several layers otherwise, or a projection shortcut, "
+                                   f"is not supported")
             if self.flattened_from is not None and op not in ("Gemm", "MatMul", "Relu",
                                                               "Identity", "Dropout", "Squeeze",
                                                               "Unsqueeze", "Transpose"):
@@ -530,14 +549,15 @@ class _Importer:
         target = [int(d) for d in self._weight(node, index, 1)]
         features = int(np.prod(self.shape))
         if not self.layers and len(target) == 4 and len(self.shape) == 1 \
-                and target[0] in (-1, 0) and int(np.prod(target[1:])) == features:
+                and target[0] in (-1, 0, 1) and int(np.prod(target[1:])) == features:
             # The input reshaped to NCHW images: the network takes images (users' arrays
             # stay (samples, features), read in NCHW order).
             channels, height, width = target[1:]
             self.input_shape = self.shape = (height, width, channels)
             self._rename_output(node)
             return
-        if len(target) != 2 or target[1] not in (-1, features) or target[0] not in (-1, 0):
+        # (batch, features); a batch-1 export writes the batch as 1
+        if len(target) != 2 or target[1] not in (-1, features) or target[0] not in (-1, 0, 1):
             raise NetworkError(f"{where}: only a reshape to (batch, {features}) is supported, "
                                f"not {target}")
         self._op_flatten(node, index, {}, where)
@@ -546,6 +566,7 @@ class _Importer:
         self._rename_output(node)
 
     _op_dropout = _op_identity
+    _op_sum = _op_identity                      # a Sum of one tensor
 
 
 def from_onnx(model):

@@ -202,6 +202,16 @@ SUPPORTED = {
          helper.make_node("Squeeze", ["t", "axes12"], ["s"]),
          helper.make_node("ArgMax", ["s"], ["y"], axis=1, keepdims=1)],
         ["n", 1, 6, 6], "ArgMax"),
+    # a residual block whose add is a 2-input Sum, and a Sum of one tensor
+    "sum as a residual add": (
+        [helper.make_node("Flatten", ["x"], ["f"]),
+         helper.make_node("Gemm", ["f", "w3", "b"], ["l"]),
+         helper.make_node("Relu", ["l"], ["r"]),
+         helper.make_node("Gemm", ["r", "w5", "b"], ["l2"]),
+         helper.make_node("Sum", ["l2", "r"], ["s"]),
+         helper.make_node("Sum", ["s"], ["s1"]),
+         helper.make_node("Softmax", ["s1"], ["y"])],
+        ["n", 1, 6, 6], "Softmax"),
 }
 
 
@@ -213,6 +223,7 @@ def _case(case, opset=17, dtype=np.float32):
             "w3": rng.normal(size=(36, 5)), "b": rng.normal(size=5),
             "g5": rng.uniform(0.5, 2, 5), "beta5": rng.normal(size=5), "mean5": rng.normal(size=5),
             "var5": rng.uniform(0.5, 2, 5), "six": np.array(6.0), "zero": np.array(0.0),
+            "w5": rng.normal(size=(5, 5)),
             "shape": np.array([-1, 1, 6, 6]), "axes": np.array([2, 3]), "axes12": np.array([1, 2])}
     nodes, dims, head = SUPPORTED[case]
     used = {name for node in nodes for name in node.input}
@@ -349,3 +360,36 @@ def test_opsets_outside_13_to_21_are_refused():
     model = _graph([helper.make_node("Identity", ["x"], ["y"])], {}, ["n", 4], opset=11)
     with pytest.raises(NetworkError, match="opset 11: the importer takes opsets 13 to 21"):
         from_onnx(model)
+
+
+def test_a_batch_one_export_reshapes_to_one_by_features():
+    """torch.onnx.export at batch 1 writes Reshape(x, [1, F]): taken as (batch, F)."""
+    rng = np.random.default_rng(9)
+    model = _graph([helper.make_node("Reshape", ["x", "shape"], ["f"]),
+                    helper.make_node("Gemm", ["f", "w", "b"], ["y"])],
+                   {"shape": np.array([1, 36]), "w": rng.normal(size=(36, 5)),
+                    "b": rng.normal(size=5)}, [1, 1, 6, 6])
+    x = rng.uniform(-1, 1, (1, 1, 6, 6)).astype(np.float32)
+    network = _imported(model).network
+    assert np.allclose(network.forward(_nhwc(x)), onnxruntime_forward(model, x), atol=1e-4)
+
+
+@pytest.mark.parametrize("node, message", [
+    (helper.make_node("LRN", ["x"], ["y"], size=3), "LRN \\(local response normalisation\\) is "
+     "not supported: .* use a variant of the model with BatchNormalization"),
+    (helper.make_node("Concat", ["x", "x"], ["y"], axis=1), "Concat is not supported yet"),
+    (helper.make_node("Sum", ["x", "x", "x"], ["y"]), "a Sum of 3 tensors"),
+])
+def test_operators_refused_say_why_and_what_would_work(node, message):
+    with pytest.raises(NetworkError, match=message):
+        from_onnx(_graph([node], {}, ["n", 1, 6, 6]))
+
+
+def test_a_branch_is_called_a_branch():
+    nodes = [helper.make_node("Conv", ["x", "k"], ["a"], kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["a", "k2"], ["b"], kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["a", "k2"], ["y"], kernel_shape=[1, 1])]
+    with pytest.raises(NetworkError, match="node 2 \\(Conv\\): a branch: it reads \\['a'\\], "
+                                           "not the last result 'b'"):
+        from_onnx(_graph(nodes, {"k": np.ones((2, 1, 1, 1)), "k2": np.ones((2, 2, 1, 1))},
+                         ["n", 1, 6, 6]))
