@@ -170,6 +170,7 @@ class QuantizedNetwork:
 
 
 PERCENTILE_LOW = 50     # a percentile range clips at most the upper half of a tensor
+CALIBRATION_CHUNK = 4   # samples a min/max calibration runs at once: bounds its memory
 
 
 class CalibrationWarning(UserWarning):
@@ -177,11 +178,14 @@ class CalibrationWarning(UserWarning):
     a tensor with a range of 0, or values that overflow."""
 
 
-def calibrate(network, samples, method="minmax", percentile=99.99):
+def calibrate(network, samples, method="minmax", percentile=99.99, chunk=CALIBRATION_CHUNK):
     """A `TensorQuant` for each layer input and the final output, from `samples`.
 
     `method` is ``"minmax"`` or ``"percentile"`` (clip the range at the given
-    percentile of each tensor, which ignores rare outliers).
+    percentile of each tensor, which ignores rare outliers). Min/max streams the samples
+    through the network `chunk` at a time, so memory is bounded by one chunk's
+    activations whatever the number of samples; a percentile needs every value of a
+    tensor at once and holds them.
     """
     if method not in ("minmax", "percentile"):
         raise ValueError(f"calibration method must be 'minmax' or 'percentile', not {method!r}")
@@ -191,18 +195,26 @@ def calibrate(network, samples, method="minmax", percentile=99.99):
     problems = []
     if len(samples) < 2 or np.all(samples == samples[:1]):
         problems.append(f"{'a single sample' if len(samples) < 2 else 'every sample the same'}")
-    ranges = []
     names = ["the input"] + [f"{layer.name}'s output" for layer in network.layers]
-    for name, values in zip(names, network.activations(samples)):
-        if not np.all(np.isfinite(values)):
-            problems.append(f"{name} is not finite (it overflows)")
-            values = np.nan_to_num(values)
-        elif values.size and values.min() == values.max():
-            problems.append(f"{name} is {values.flat[0]:g} throughout (a range of 0)")
+    step = len(samples) if method == "percentile" else max(1, chunk)
+    low, high, finite = None, None, np.ones(len(names), bool)
+    for first in range(0, len(samples), step):
+        chunk_values = network.activations(samples[first:first + step])
+        finite &= [bool(np.all(np.isfinite(v))) for v in chunk_values]
+        chunk_values = [np.nan_to_num(v) for v in chunk_values]
         if method == "minmax":
-            lo, hi = values.min(), values.max()
+            lows, highs = [v.min() for v in chunk_values], [v.max() for v in chunk_values]
         else:
-            lo, hi = np.percentile(values, 100 - percentile), np.percentile(values, percentile)
+            lows = [np.percentile(v, 100 - percentile) for v in chunk_values]
+            highs = [np.percentile(v, percentile) for v in chunk_values]
+        low = lows if low is None else np.minimum(low, lows)
+        high = highs if high is None else np.maximum(high, highs)
+    ranges = []
+    for name, ok, lo, hi in zip(names, finite, low, high):
+        if not ok:
+            problems.append(f"{name} is not finite (it overflows)")
+        elif lo == hi:
+            problems.append(f"{name} is {lo:g} throughout (a range of 0)")
         ranges.append(TensorQuant.covering(lo, hi))
     if problems:
         warnings.warn(CalibrationWarning(

@@ -274,3 +274,13 @@ def test_an_input_order_lets_the_executable_take_samples_as_users_hold_them(smal
                               qnet.forward(x_q))
     with pytest.raises(MappingError, match="input_order must be a permutation of the 32"):
         compile_network(qnet, AccelConfig(), input_order=order[:-1])
+
+
+def test_min_max_calibration_streams_to_the_same_ranges():
+    """Chunks of 3 samples give the ranges of every tensor's min and max over all 20."""
+    from firmware.train import init_cnn
+    rng = np.random.default_rng(6)
+    network = init_cnn((8, 8, 1), [(3, 4, 1, 1), ("maxpool", 2), (2, 6, 1)], 10, rng)
+    samples = rng.uniform(0, 1, (20, 8, 8, 1))
+    expected = [TensorQuant.covering(v.min(), v.max()) for v in network.activations(samples)]
+    assert calibrate(network, samples, chunk=3) == expected
