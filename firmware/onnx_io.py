@@ -398,10 +398,26 @@ class _Importer:
                                f"input cannot be a residual source)")
         self._append(Add(self._name(node, index), self.layers[source].name), node)
 
+    def _ungrouped(self, kernel, groups, where):
+        """A grouped (or depthwise) kernel as the full one it equals: zero between groups.
+        The mapper skips the crossbar blocks that are all zero, as it does pruned ones."""
+        outputs, per_group = kernel.shape[:2]
+        channels = self.shape[2] if len(self.shape) == 3 else None
+        if channels is None or outputs % groups or channels != per_group * groups:
+            raise NetworkError(f"{where}: group={groups} does not divide {outputs} output and "
+                               f"{channels} input channels into groups of {per_group} inputs")
+        full = np.zeros((outputs, channels, *kernel.shape[2:]), kernel.dtype)
+        step = outputs // groups
+        for group in range(groups):
+            full[group * step:(group + 1) * step, group * per_group:(group + 1) * per_group] = \
+                kernel[group * step:(group + 1) * step]
+        return full
+
     def _op_conv(self, node, index, attrs, where):
         kernel = self._weight(node, index, 1)
-        if attrs.get("group", 1) != 1:
-            raise NetworkError(f"{where}: grouped convolutions are not supported")
+        groups = attrs.get("group", 1)
+        if groups != 1:
+            kernel = self._ungrouped(kernel, groups, where)
         if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise NetworkError(f"{where}: dilated convolutions are not supported")
         strides = attrs.get("strides", [1, 1])

@@ -102,7 +102,8 @@ def test_import_of_a_pytorch_style_graph_matches_onnxruntime():
     (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], dilations=[2, 2]),
      {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): dilated convolutions"),
     (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], group=2),
-     {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): grouped convolutions"),
+     {"k": np.ones((2, 1, 3, 3))}, "node 0 \\(Conv\\): group=2 does not divide 2 output and 1 "
+                                   "input channels into groups of 1 inputs"),
     (helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[3, 3], group=1, strides=[1, 2]),
      {"k": np.ones((2, 1, 3, 3))}, "strides \\[1, 2\\] differ per axis"),
     (helper.make_node("MaxPool", ["x"], ["y"], name="mp", kernel_shape=[2, 3]), {},
@@ -393,3 +394,41 @@ def test_a_branch_is_called_a_branch():
                                            "not the last result 'b'"):
         from_onnx(_graph(nodes, {"k": np.ones((2, 1, 1, 1)), "k2": np.ones((2, 2, 1, 1))},
                          ["n", 1, 6, 6]))
+
+
+def grouped_graph(rng):
+    """Conv group=2 (4 -> 8 channels) -> Relu -> depthwise Conv (group=8, padded) -> Relu ->
+    Flatten -> Gemm: ShuffleNet's and MobileNet's convolutions."""
+    return _graph([helper.make_node("Conv", ["x", "k1", "b1"], ["c1"], kernel_shape=[3, 3], group=2),
+                   helper.make_node("Relu", ["c1"], ["r1"]),
+                   helper.make_node("Conv", ["r1", "k2", "b2"], ["c2"], kernel_shape=[3, 3], group=8,
+                                    pads=[1, 1, 1, 1]),
+                   helper.make_node("Relu", ["c2"], ["r2"]),
+                   helper.make_node("Flatten", ["r2"], ["f"]),
+                   helper.make_node("Gemm", ["f", "w", "b"], ["y"])],
+                  {"k1": rng.normal(0, 0.5, (8, 2, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+                   "k2": rng.normal(0, 0.5, (8, 1, 3, 3)), "b2": rng.normal(0, 0.1, 8),
+                   "w": rng.normal(0, 0.2, (128, 5)), "b": rng.normal(0, 0.1, 5)},
+                  ["n", 4, 6, 6])
+
+
+def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden():
+    from firmware.compiler import compile_network
+    from firmware.quantize import quantize
+    from firmware.runtime import run_golden
+    from golden import AccelConfig
+
+    rng = np.random.default_rng(12)
+    model = grouped_graph(rng)
+    x = rng.uniform(0, 1, (20, 4, 6, 6)).astype(np.float32)
+    network = _imported(model).network
+    assert np.allclose(network.forward(_nhwc(x)), onnxruntime_forward(model, x), atol=1e-4)
+    qnet = quantize(network, _nhwc(x))
+    x_q = qnet.input.quantize(_nhwc(x))
+    exe = compile_network(qnet, AccelConfig(rows=4, cols=4, tiles=8))
+    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    # The zero blocks between groups are skipped. Depthwise, 8 channels on 4x4 blocks:
+    # 9 taps x 2 channel blocks of rows by 2 output blocks, and only channel block b
+    # feeds output block b, so 9 x 2 of the 36 blocks are stored.
+    assert any(line.startswith("  conv2: 18x2 blocks, 18 stored (50%)") for line in exe.summary), \
+        exe.summary
