@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from golden import isa
+from golden.config import MAX_MEMORY_DEPTH
 
 from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
@@ -95,12 +96,22 @@ def _chunks(network_map, s):
     return [replace(chunk, part=(i, len(chunks))) for i, chunk in enumerate(chunks)]
 
 
+def _power_of_two_above(entries):
+    return 1 << (entries - 1).bit_length()
+
+
 def _footprint_error(network_map, s, failure):
     c, step = network_map.config, network_map.steps[s]
     place = place_segment(network_map.steps, _whole(network_map.steps, s), 1, c.amem_depth)
+    if failure == "amem" and place.amem_used > MAX_MEMORY_DEPTH:
+        return (f"layer {step.name!r}: one sample's tensors need {place.amem_used} activation "
+                f"entries, and no config can hold them (addresses reach amem_depth "
+                f"{MAX_MEMORY_DEPTH}); spatial tiling of large images is not implemented yet: "
+                f"export the model at a smaller input size")
     if failure == "amem":
         return (f"layer {step.name!r}: one sample's tensors need {place.amem_used} activation "
-                f"entries, beyond amem_depth {c.amem_depth}")
+                f"entries, beyond amem_depth {c.amem_depth} (give --amem-depth "
+                f"{_power_of_two_above(place.amem_used)})")
     if failure == "psum":
         return (f"layer {step.name!r}: one sample needs {place.psum_used} partial-sum entries, "
                 f"beyond psum_depth {c.psum_depth}")

@@ -368,6 +368,7 @@ def prune_honestly(args, network, layout, calibration, config):
 
 def cmd_compile(args):
     from firmware.compiler import LossyAdcWarning, compile_network
+    from firmware.mapper import MappingError
     from firmware.quantize import CalibrationWarning, quantize
 
     config = config_from_args(args)
@@ -392,8 +393,12 @@ def cmd_compile(args):
         if given is not None:
             print(f"quantisation from {given.source}: its scales and zero points, no "
                   f"recalibration")
-        exe = compile_network(qnet, config, batch=args.batch, input_layout=layout, head=head,
-                              adc_calibration=None if args.no_adc_calibration else calibration)
+        try:
+            exe = compile_network(qnet, config, batch=args.batch, input_layout=layout,
+                                  head=head, adc_calibration=None if args.no_adc_calibration
+                                  else calibration)
+        except MappingError as error:
+            raise UsageError(f"{args.network}: {error}") from None
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     exe.save(args.out)

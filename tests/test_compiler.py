@@ -9,6 +9,7 @@ from firmware.mapper import MappingError
 from firmware.network import Dense, Network, NetworkError
 from firmware.prune import block_mask, prune_blocks, prune_magnitude
 from firmware.quantize import TensorQuant, calibrate, quantize
+from firmware.train import init_cnn
 from firmware.runtime import run_golden
 from golden import AccelConfig, isa
 from golden.energy import PRESETS, energy_breakdown, ops_per_run
@@ -109,8 +110,14 @@ def test_mapping_errors_name_the_layer_and_memory():
     small = quantize(random_network(rng, (64, 32, 10)), rng.uniform(0, 1, (50, 64)))
     # fc0 alone: its 4 input entries and 2 output entries (by hand: 64/16, 32/16).
     with pytest.raises(MappingError, match="layer 'fc0': one sample's tensors need 6 activation "
-                                           "entries, beyond amem_depth 4"):
+                                           "entries, beyond amem_depth 4 \\(give "
+                                           "--amem-depth 8\\)"):
         map_network(small, tiny)
+    # a 224x224 RGB image alone is 224 * 224 entries of 3 channels: more than any config
+    image = quantize(init_cnn((224, 224, 3), [(3, 4, 1, 1)], 2, rng), rng.uniform(0, 1, (2, 224, 224, 3)))
+    with pytest.raises(MappingError, match="and no config can hold them \\(addresses reach "
+                                           "amem_depth 4096\\); spatial tiling"):
+        map_network(image, CONFIG)
     # 1,024 amem entries hold 146 samples of 4 + 2 + 1 entries (by hand).
     with pytest.raises(MappingError, match="batch must be in 1..146"):
         map_network(small, CONFIG, batch=147)
@@ -278,7 +285,6 @@ def test_an_input_order_lets_the_executable_take_samples_as_users_hold_them(smal
 
 def test_min_max_calibration_streams_to_the_same_ranges():
     """Chunks of 3 samples give the ranges of every tensor's min and max over all 20."""
-    from firmware.train import init_cnn
     rng = np.random.default_rng(6)
     network = init_cnn((8, 8, 1), [(3, 4, 1, 1), ("maxpool", 2), (2, 6, 1)], 10, rng)
     samples = rng.uniform(0, 1, (20, 8, 8, 1))
