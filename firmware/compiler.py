@@ -328,7 +328,7 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
                                    {name: (pcs.start, pcs.stop) for name, pcs in code.layer_pcs.items()},
                                    place.constant_base))
         plans[size] = runs
-    last = qnet.layers[-1]
+    last = qnet.matrix_layers()[-1]
     output = OutputSpec(int(last.weights.shape[1]), float(last.output.scale),
                         int(last.output.zero_point), steps[-1].output_entries, head)
     exe = Executable(config, _input_spec(qnet, network_map, input_layout, input_order), output,

@@ -31,7 +31,8 @@ from golden.device import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 
 from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
-from .quantize import QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedMaxPool2d
+from .quantize import (QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedFlatten,
+                       QuantizedMaxPool2d)
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
            "plan_jobs",
@@ -186,9 +187,17 @@ def lower(qnet, config):
     """LayerMaps and PoolMaps without memory bases: blocks, positions and input addressing."""
     R, C = config.rows, config.cols
     layouts = matrix_row_layout(qnet, R)
-    if not isinstance(qnet.layers[-1], QuantizedDense) or isinstance(qnet.layers[-1], QuantizedConv2d):
-        raise MappingError(f"layer {qnet.layers[-1].name!r}: the last layer must be Dense "
-                           f"(the output is read back as one vector per sample)")
+    # The output is read back as one vector per sample: a Dense's, or a convolution's
+    # (or global pool's) of one pixel, which is laid out alike; a Flatten after it is free.
+    last = len(qnet.layers) - 1
+    while last > 0 and isinstance(qnet.layers[last], QuantizedFlatten):
+        last -= 1
+    ending = qnet.layers[last]
+    if not isinstance(ending, QuantizedDense) or (isinstance(ending, QuantizedConv2d)
+                                                  and qnet.shapes[last + 1][:2] != (1, 1)):
+        raise MappingError(f"layer {ending.name!r}: the network must end in a Dense layer or "
+                           f"in a convolution or global pool of one pixel (the output is read "
+                           f"back as one vector per sample)")
     maps, image = [], None       # image: (producer step, row pitch, valid width)
     # (a padded convolution or pool of an on-device image reads a PadMap's bordered copy)
     consumer = {}                # layer name -> the step whose input tensor is its output

@@ -255,3 +255,39 @@ def test_grouped_and_depthwise_convolutions_quantised_equal_onnxruntime(tmp_path
     reference = run_reference(tmp_path / "q.onnx", x)
     assert np.array_equal(np.rint(reference / qnet.output.scale) + qnet.output.zero_point,
                           run.outputs)
+
+
+def conv_pool_ending_graph(rng):
+    """SqueezeNet's and DenseNet's classifier: a 1x1 convolution to the classes, ReLU,
+    GlobalAveragePool, Flatten, with no Gemm."""
+    from onnx import TensorProto, helper, numpy_helper
+    init = {"k": rng.normal(size=(8, 1, 3, 3)), "kb": rng.normal(size=8),
+            "k2": rng.normal(size=(5, 8, 1, 1)) * 0.3, "kb2": rng.normal(size=5)}
+    nodes = [helper.make_node("Conv", ["input", "k", "kb"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Conv", ["r", "k2", "kb2"], ["c2"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "ending", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 5])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in init.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_conv_and_global_pool_ending_equals_onnxruntime(tmp_path, form):
+    """Measured: all 1,500 outputs equal onnxruntime's in each form."""
+    rng = np.random.default_rng(1)
+    onnx.save(conv_pool_ending_graph(rng), tmp_path / "e.onnx")
+    x = rng.uniform(0, 1, (300, 1, 6, 6)).astype(np.float32)
+    quantize_with_onnxruntime(tmp_path / "e.onnx", tmp_path / "q.onnx", x[:100], **FORMS[form])
+    model = load_onnx_model(tmp_path / "q.onnx")
+    qnet = quantize(model.network, None, given=model.quant)
+    x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
+    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+    reference = run_reference(tmp_path / "q.onnx", x)
+    assert np.array_equal(np.rint(reference / qnet.output.scale) + qnet.output.zero_point,
+                          run.outputs)
