@@ -4,6 +4,7 @@ import numpy as np
 
 from golden.device import Device
 from golden.energy import OFF_CHIP, PRESETS, energy_breakdown, ops_per_run
+from golden.host_link import DEFAULT_HOST_LINK, HOST_LINKS
 
 __all__ = ["energy_summary", "host_words_total", "layer_counters", "layer_energy",
            "plot_layer_energy",
@@ -15,9 +16,12 @@ def host_words_total(host_words):
     return sum(n for counts in (host_words or {}).values() for n in counts.values())
 
 
-def energy_summary(counters, config, samples, preset="isaac_reram_32nm", host_words=None):
+def energy_summary(counters, config, samples, preset="isaac_reram_32nm", host_words=None,
+                   host_link=DEFAULT_HOST_LINK):
     """Energy per inference by component (J), on chip and off chip (host transfers), and
-    TOPS/W of the crossbar work on the on-chip energy."""
+    TOPS/W of the crossbar work on the on-chip energy; cycles per inference on the device
+    and, apart, for the host's words over `host_link` (a `golden.host_link` preset)."""
+    link = HOST_LINKS[host_link]
     table = PRESETS[preset]
     events = dict(counters, host_bits=32 * host_words_total(host_words))
     breakdown = energy_breakdown(events, table, config)
@@ -29,6 +33,8 @@ def energy_summary(counters, config, samples, preset="isaac_reram_32nm", host_wo
             "tops_per_watt": ops / on_chip / 1e12 if on_chip else 0.0,
             "cycles_per_inference": counters["cycles"] / samples,
             "host_words_per_inference": host_words_total(host_words) / samples,
+            "host_cycles_per_inference": link.cycles(host_words_total(host_words)) / samples,
+            "host_link": f"{link.name}: {link.cycles_per_word:g} cycles a word, {link.basis}",
             "preset": table.name}
 
 

@@ -442,7 +442,8 @@ def cmd_run(args):
         except RTLRunError as error:
             print(f"tessera run: {error}", file=sys.stderr)
             return 1
-    summary = energy_summary(run.counters, config, len(x_q), args.preset, run.host_words)
+    summary = energy_summary(run.counters, config, len(x_q), args.preset, run.host_words,
+                             args.host_link)
     predictions = np.argmax(run.outputs, axis=1)
     record = {"backend": args.backend, "config": config.to_dict(), "samples": len(x_q),
               "outputs_int8": run.outputs.tolist(),
@@ -470,6 +471,8 @@ def cmd_run(args):
           f"inference ({summary['preset']})")
     print(f"  off-chip (host transfers)  {summary['off_chip_per_inference'] * 1e9:.2f} nJ per "
           f"inference, {summary['host_words_per_inference']:.0f} words")
+    print(f"  host transfer cycles       {summary['host_cycles_per_inference']:.1f} per inference, "
+          f"apart from the device's ({summary['host_link']})")
     low, high = exe.input.real_range
     print(f"  inputs clipped             {clipped:.2%} of the values, outside the calibrated "
           f"range {low:.4g}..{high:.4g}")
@@ -557,6 +560,8 @@ def report_record(record, config, summary):
         "joules_per_inference_on_chip": summary["on_chip_per_inference"],
         "joules_per_inference_off_chip": summary["off_chip_per_inference"],
         "host_words_per_inference": summary["host_words_per_inference"],
+        "host_cycles_per_inference": summary["host_cycles_per_inference"],
+        "host_link": summary["host_link"],
         "tops_per_watt_on_chip": summary["tops_per_watt"],
         "counters_whole_run": record["counters"],
     }
@@ -580,7 +585,7 @@ def cmd_report(args):
     check_run_record(record, path)
     config = AccelConfig.from_dict(record["config"])
     summary = energy_summary(record["counters"], config, record["samples"], args.preset,
-                             record.get("host_words"))
+                             record.get("host_words"), args.host_link)
     if args.json:
         print(json.dumps(report_record(record, config, summary), indent=1))
         return
@@ -592,6 +597,8 @@ def cmd_report(args):
         print(f"  {component:<20}  {joules * 1e9:10.3f} nJ")
     print(f"  on chip               {summary['on_chip_per_inference'] * 1e9:10.3f} nJ")
     print(f"  host words            {summary['host_words_per_inference']:10.1f} (32 bits each)")
+    print(f"  host transfer cycles  {summary['host_cycles_per_inference']:10.1f} (not in the "
+          f"cycles above; {summary['host_link']})")
     print(f"  TOPS/W (on chip)      {summary['tops_per_watt']:10.3f}")
     print("counters (whole run): " + ", ".join(f"{k}={v}" for k, v in record["counters"].items()))
     if args.energies:
@@ -662,6 +669,16 @@ def sweep_summary(result, data):
         lines.append(f"RTL check, point {r['point']} ({r.get('config', '?')}, {r['samples']} "
                      f"samples): {verdict}")
     return "\n".join(lines)
+
+
+def add_host_link_option(parser):
+    from golden.host_link import DEFAULT_HOST_LINK, HOST_LINKS
+    parser.add_argument("--host-link", choices=sorted(HOST_LINKS), default=DEFAULT_HOST_LINK,
+                        help="link the host's words cross, for their cycles, reported apart "
+                             "from the device's: " + "; ".join(
+                                 f"{k}: {v.cycles_per_word:g} cycles a word ({v.basis})"
+                                 for k, v in sorted(HOST_LINKS.items()))
+                             + f" (default: {DEFAULT_HOST_LINK})")
 
 
 class Parser(argparse.ArgumentParser):
@@ -817,6 +834,7 @@ def build_parser():
     run.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
                      help="energy table (default: isaac_reram_32nm)")
     run.add_argument("--out", default="run.json", help="outputs and counters (default: run.json)")
+    add_host_link_option(run)
     analog = run.add_argument_group(
         "non-idealities", "analog effects on the golden backend (off by default); the run is "
                           "then repeated ideal and compared")
@@ -835,6 +853,7 @@ def build_parser():
     report.add_argument("--json", action="store_true",
                         help="print the figures as one JSON object (joules per inference by "
                              "component, cycles, TOPS/W, the run's counters)")
+    add_host_link_option(report)
     report.add_argument("--energies", action="store_true",
                         help="also list the preset's energy per event, scaled to the run's "
                              "config, with its basis")

@@ -353,3 +353,17 @@ def test_compile_warns_on_degenerate_calibration(files, capsys, calibration, pro
                  "--out", str(files / "d.tessera")]) == 0
     err = capsys.readouterr().err
     assert "warning: degenerate calibration data" in err and problem in err, err
+
+
+@pytest.mark.parametrize("link, cycles_per_word", [("axi-dma", 1.0),
+                                                   ("uart-ulx3s", 25e6 / 115_200 * 10 * 1032 / 255)])
+def test_report_puts_host_words_into_cycles_apart(run_file, capsys, link, cycles_per_word):
+    capsys.readouterr()
+    assert main(["report", str(run_file), "--json", "--host-link", link]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["host_cycles_per_inference"] == pytest.approx(
+        report["host_words_per_inference"] * cycles_per_word)
+    assert report["host_link"].startswith(f"{link}: ")
+    record = json.loads(run_file.read_text())
+    words = sum(n for counts in record["host_words"].values() for n in counts.values())
+    assert report["host_words_per_inference"] == words / record["samples"]

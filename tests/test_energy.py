@@ -71,3 +71,14 @@ def test_reram_macro_preset_recovers_its_published_efficiency():
                    + e["cell_reads"] * 2 * 16 * 16 * 8 * 8
                    + e["shift_adds"] * 16 * 8 * 8 * 16 / config.result_bits)
     assert per_product / 256 == pytest.approx(2 / 15.6e12 * 1e12, rel=1e-9)
+
+
+def test_host_link_cycles_follow_the_uart_framing_by_hand():
+    from golden.host_link import HOST_LINKS
+    # 25 MHz / 115,200 baud = 217.01 cycles a bit; 10 bits a byte; a 255-word write is
+    # 8 + 1,020 bytes and its reply 4: 1,032 bytes for 255 words.
+    assert HOST_LINKS["uart-ulx3s"].cycles_per_word == pytest.approx(
+        25e6 / 115_200 * 10 * 1032 / 255)
+    assert HOST_LINKS["uart-ulx3s"].cycles_per_word == pytest.approx(8782.7, abs=0.1)
+    assert HOST_LINKS["uart-icebreaker"].cycles(255) == pytest.approx(12e6 / 115_200 * 10 * 1032)
+    assert HOST_LINKS["axi-dma"].cycles(1000) == 1000
