@@ -207,6 +207,9 @@ class _Importer:
         self.current = inputs[0].name
         self.shape = self.input_shape
         self.flattened_from = None               # image shape a Flatten just took
+        self.shuffle = None                      # a channel shuffle under way: (stage, groups)
+        self.channel_order = None                # channels a finished shuffle permuted:
+                                                 # shuffled channel c is channel order[c]
         self.names = set()
         self.graph = graph
 
@@ -292,12 +295,15 @@ class _Importer:
                                    f"Add or Sum of an earlier layer's result); a tensor read "
                                    f"by several layers otherwise, or a projection shortcut, "
                                    f"is not supported")
+            self._check_shuffle(op, where)
             if self.flattened_from is not None and op not in ("Gemm", "MatMul", "Relu",
                                                               "Identity", "Dropout", "Squeeze",
                                                               "Unsqueeze", "Transpose"):
                 raise NetworkError(f"{where}: a flattened image must feed a Gemm or MatMul "
                                    f"(its rows take ONNX's channel-first order)")
             getattr(self, f"_op_{op.lower()}")(node, index, attrs, where)
+        if self.shuffle or self.channel_order is not None:
+            raise NetworkError("a channel shuffle ends the graph; it folds into a Conv after it")
         outputs = [v.name for v in self.graph.output]
         if outputs != [self.current]:
             raise NetworkError(f"the graph's output {outputs} is not the last result "
@@ -418,6 +424,10 @@ class _Importer:
         groups = attrs.get("group", 1)
         if groups != 1:
             kernel = self._ungrouped(kernel, groups, where)
+        if self.channel_order is not None:              # a shuffle before: reorder inputs
+            unshuffled = np.zeros_like(kernel)
+            unshuffled[:, self.channel_order] = kernel
+            kernel, self.channel_order = unshuffled, None
         if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise NetworkError(f"{where}: dilated convolutions are not supported")
         strides = attrs.get("strides", [1, 1])
@@ -506,8 +516,50 @@ class _Importer:
                                f"only moves of size-1 axes are supported")
         self._rename_output(node)
 
+    # Channel shuffle (ShuffleNet): Reshape (N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4),
+    # Reshape (N, C, H, W). It permutes channels, so the next Conv takes its kernel's input
+    # channels in that order and the shuffle costs nothing; per-channel operators between
+    # (ReLU, pools) commute with it.
+    SHUFFLE_PASSES = ("Relu", "MaxPool", "AveragePool", "Identity", "Dropout", "Conv")
+
+    def _check_shuffle(self, op, where):
+        stage = self.shuffle[0] if self.shuffle and op not in ("Identity", "Dropout") else None
+        if stage == "split" and op != "Transpose" or stage == "transposed" and op != "Reshape":
+            raise NetworkError(f"{where}: {op} in the middle of a channel shuffle (Reshape to "
+                               f"(N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4), Reshape back)")
+        if self.channel_order is not None and op not in self.SHUFFLE_PASSES:
+            raise NetworkError(f"{where}: {op} after a channel shuffle; a shuffle folds into "
+                               f"the next Conv, with only ReLU or pooling between")
+
+    def _shuffle_reshape(self, target, where):
+        """Reshape steps of a channel shuffle; True when `target` was one."""
+        height, width, channels = self.shape
+        if self.shuffle is None and len(target) == 5 and target[3:] == [height, width] \
+                and target[1] * target[2] == channels:
+            self.shuffle = ("split", target[1])
+            return True
+        if self.shuffle and self.shuffle[0] == "transposed":
+            if len(target) != 4 or target[1:] != [channels, height, width]:
+                raise NetworkError(f"{where}: a channel shuffle must reshape back to "
+                                   f"(N, {channels}, {height}, {width}), not {target}")
+            groups = self.shuffle[1]
+            per_group = channels // groups
+            shuffled = np.arange(channels).reshape(groups, per_group).T.reshape(-1)
+            self.channel_order = shuffled if self.channel_order is None \
+                else self.channel_order[shuffled]
+            self.shuffle = None
+            return True
+        return False
+
     def _op_transpose(self, node, index, attrs, where):
         perm = list(attrs.get("perm", []))
+        if self.shuffle and self.shuffle[0] == "split":
+            if perm != [0, 2, 1, 3, 4]:
+                raise NetworkError(f"{where}: a channel shuffle transposes (0, 2, 1, 3, 4), "
+                                   f"not {perm}")
+            self.shuffle = ("transposed", self.shuffle[1])
+            self._rename_output(node)
+            return
         if perm and perm[0] != 0:
             raise NetworkError(f"{where}: perm {perm} moves the batch axis")
         if perm != sorted(perm):
@@ -563,6 +615,9 @@ class _Importer:
 
     def _op_reshape(self, node, index, attrs, where):
         target = [int(d) for d in self._weight(node, index, 1)]
+        if len(self.shape) == 3 and self._shuffle_reshape(target, where):
+            self._rename_output(node)
+            return
         features = int(np.prod(self.shape))
         if not self.layers and len(target) == 4 and len(self.shape) == 1 \
                 and target[0] in (-1, 0, 1) and int(np.prod(target[1:])) == features:

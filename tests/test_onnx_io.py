@@ -432,3 +432,54 @@ def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden(
     # feeds output block b, so 9 x 2 of the 36 blocks are stored.
     assert any(line.startswith("  conv2: 18x2 blocks, 18 stored (50%)") for line in exe.summary), \
         exe.summary
+
+
+def shuffle_graph(rng, between="Relu"):
+    """Conv (4 -> 8) -> channel shuffle of 2 groups -> [Relu | MaxPool] -> grouped Conv ->
+    Relu -> Flatten -> Gemm: ShuffleNet's unit without its branch."""
+    middle = ([helper.make_node("Relu", ["u"], ["m"])] if between == "Relu" else
+              [helper.make_node("MaxPool", ["u"], ["m"], kernel_shape=[2, 2], strides=[2, 2])])
+    side = 6 if between == "Relu" else 3
+    return _graph([helper.make_node("Conv", ["x", "k1", "b1"], ["c1"], kernel_shape=[1, 1]),
+                   helper.make_node("Reshape", ["c1", "split"], ["s"]),
+                   helper.make_node("Transpose", ["s"], ["t"], perm=[0, 2, 1, 3, 4]),
+                   helper.make_node("Reshape", ["t", "merge"], ["u"]),
+                   *middle,
+                   helper.make_node("Conv", ["m", "k2", "b2"], ["c2"], kernel_shape=[1, 1], group=2),
+                   helper.make_node("Relu", ["c2"], ["r2"]),
+                   helper.make_node("Flatten", ["r2"], ["f"]),
+                   helper.make_node("Gemm", ["f", "w", "b"], ["y"])],
+                  {"k1": rng.normal(0, 0.5, (8, 4, 1, 1)), "b1": rng.normal(0, 0.1, 8),
+                   "split": np.array([-1, 2, 4, 6, 6]), "merge": np.array([-1, 8, 6, 6]),
+                   "k2": rng.normal(0, 0.5, (8, 4, 1, 1)), "b2": rng.normal(0, 0.1, 8),
+                   "w": rng.normal(0, 0.2, (8 * side * side, 5)), "b": rng.normal(0, 0.1, 5)},
+                  ["n", 4, 6, 6])
+
+
+@pytest.mark.parametrize("between", ["Relu", "MaxPool"])
+def test_a_channel_shuffle_folds_into_the_next_conv(between):
+    from firmware.compiler import compile_network
+    from firmware.quantize import quantize
+    from firmware.runtime import run_golden
+    from golden import AccelConfig
+
+    rng = np.random.default_rng(13)
+    model = shuffle_graph(rng, between)
+    x = rng.uniform(0, 1, (20, 4, 6, 6)).astype(np.float32)
+    network = _imported(model).network
+    # conv, [pool,] conv, flatten, gemm: no layer for the shuffle
+    assert len(network.layers) == (5 if between == "MaxPool" else 4)
+    assert np.allclose(network.forward(_nhwc(x)), onnxruntime_forward(model, x), atol=1e-4)
+    qnet = quantize(network, _nhwc(x))
+    x_q = qnet.input.quantize(_nhwc(x))
+    assert np.array_equal(run_golden(compile_network(qnet, AccelConfig()), x_q).outputs,
+                          qnet.forward(x_q))
+
+
+def test_a_shuffle_not_followed_by_a_conv_is_refused():
+    rng = np.random.default_rng(13)
+    model = shuffle_graph(rng)
+    del model.graph.node[5:]                                    # the shuffle, its ReLU, the end
+    model.graph.output[0].name = "m"
+    with pytest.raises(NetworkError, match="a channel shuffle ends the graph"):
+        from_onnx(model)
