@@ -1,6 +1,5 @@
 """The energy model against hand derivations from its sources."""
 
-import numpy as np
 import pytest
 
 from golden import AccelConfig, isa

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from golden import AccelConfig, crossbar_mvm, isa, requantize
+from golden import AccelConfig, isa, requantize
 from golden.device import Device, QuantParams, pack_quant_params, unpack_quant_params
 from golden.isa import ErrorCode
 from golden.regmap import memory_windows
