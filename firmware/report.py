@@ -34,7 +34,7 @@ def energy_summary(counters, config, samples, preset="isaac_reram_32nm", host_wo
             "cycles_per_inference": counters["cycles"] / samples,
             "host_words_per_inference": host_words_total(host_words) / samples,
             "host_cycles_per_inference": link.cycles(host_words_total(host_words)) / samples,
-            "host_link": f"{link.name}: {link.cycles_per_word:g} cycles a word, {link.basis}",
+            "host_link": link.describe(),
             "preset": table.name}
 
 

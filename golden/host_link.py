@@ -40,6 +40,10 @@ class HostLink:
     def cycles(self, words):
         return words * self.cycles_per_word
 
+    def describe(self):
+        unit = "cycle" if self.cycles_per_word == 1 else "cycles"
+        return f"{self.name}: {self.cycles_per_word:g} {unit} a word, {self.basis}"
+
 
 def uart_link(name, baud, clock_hz):
     """The UART bridge at `baud` on a `clock_hz` accelerator clock, in full bursts."""

@@ -676,8 +676,7 @@ def add_host_link_option(parser):
     parser.add_argument("--host-link", choices=sorted(HOST_LINKS), default=DEFAULT_HOST_LINK,
                         help="link the host's words cross, for their cycles, reported apart "
                              "from the device's: " + "; ".join(
-                                 f"{k}: {v.cycles_per_word:g} cycles a word ({v.basis})"
-                                 for k, v in sorted(HOST_LINKS.items()))
+                                 v.describe() for _, v in sorted(HOST_LINKS.items()))
                              + f" (default: {DEFAULT_HOST_LINK})")
 
 
