@@ -188,6 +188,20 @@ def test_pools_matmul_and_layout_ops_quantised_match_onnxruntime(tmp_path, form,
         assert np.mean(lsb <= 1) >= 0.9 and lsb.max() <= 4       # measured: 95-97 %, 2-4
 
 
+def quantised_run(tmp_path, model, x, form):
+    """`model` quantised by onnxruntime in `form` (calibrated on x[:100]), imported with
+    its own scales, compiled and run on golden (checked equal to the int8 reference):
+    (qnet, the run, onnxruntime's reference outputs on x)."""
+    onnx.save(model, tmp_path / "model.onnx")
+    quantize_with_onnxruntime(tmp_path / "model.onnx", tmp_path / "q.onnx", x[:100], **FORMS[form])
+    imported = load_onnx_model(tmp_path / "q.onnx")
+    qnet = quantize(imported.network, None, given=imported.quant)
+    x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
+    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+    return qnet, run, run_reference(tmp_path / "q.onnx", x)
+
+
 def batchnorm_graph(rng):
     """Conv -> BatchNormalization (gains 0.2-4, either sign) -> Relu -> GlobalAveragePool ->
     Flatten -> Gemm: quantised without onnxruntime's pre-processing, the BatchNormalization
@@ -221,16 +235,10 @@ def test_a_batchnorm_kept_by_the_quantiser_folds_with_its_scales(tmp_path, form)
     usual LSB; QOperator cannot (onnxruntime rounds on the conv's grid before the BN,
     Tessera once after it on a coarser one): measured 62 % within 1 LSB, at most 6."""
     rng = np.random.default_rng(4)
-    onnx.save(batchnorm_graph(rng), tmp_path / "bn.onnx")
+    model = batchnorm_graph(rng)
     x = rng.uniform(0, 1, (300, 1, 8, 8)).astype(np.float32)
-    quantize_with_onnxruntime(tmp_path / "bn.onnx", tmp_path / "q.onnx", x[:100], **FORMS[form])
+    qnet, run, reference = quantised_run(tmp_path, model, x, form)
     assert "BatchNormalization" in {n.op_type for n in onnx.load(tmp_path / "q.onnx").graph.node}
-    model = load_onnx_model(tmp_path / "q.onnx")
-    qnet = quantize(model.network, None, given=model.quant)
-    x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
-    assert np.array_equal(run.outputs, qnet.forward(x_q))
-    reference = run_reference(tmp_path / "q.onnx", x)
     lsb = np.rint(np.abs(qnet.output.dequantize(run.outputs) - reference) / qnet.output.scale)
     assert np.mean(run.outputs.argmax(1) == reference.argmax(1)) >= 0.99
     if form == "QOperator":
@@ -244,15 +252,9 @@ def test_grouped_and_depthwise_convolutions_quantised_equal_onnxruntime(tmp_path
     """Measured: all 1,500 outputs equal onnxruntime's in each form."""
     from test_onnx_io import grouped_graph
     rng = np.random.default_rng(12)
-    onnx.save(grouped_graph(rng), tmp_path / "g.onnx")
+    model = grouped_graph(rng)
     x = rng.uniform(0, 1, (300, 4, 6, 6)).astype(np.float32)
-    quantize_with_onnxruntime(tmp_path / "g.onnx", tmp_path / "q.onnx", x[:100], **FORMS[form])
-    model = load_onnx_model(tmp_path / "q.onnx")
-    qnet = quantize(model.network, None, given=model.quant)
-    x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
-    assert np.array_equal(run.outputs, qnet.forward(x_q))
-    reference = run_reference(tmp_path / "q.onnx", x)
+    qnet, run, reference = quantised_run(tmp_path, model, x, form)
     assert np.array_equal(np.rint(reference / qnet.output.scale) + qnet.output.zero_point,
                           run.outputs)
 
@@ -280,15 +282,9 @@ def conv_pool_ending_graph(rng):
 def test_a_conv_and_global_pool_ending_equals_onnxruntime(tmp_path, form):
     """Measured: all 1,500 outputs equal onnxruntime's in each form."""
     rng = np.random.default_rng(1)
-    onnx.save(conv_pool_ending_graph(rng), tmp_path / "e.onnx")
+    model = conv_pool_ending_graph(rng)
     x = rng.uniform(0, 1, (300, 1, 6, 6)).astype(np.float32)
-    quantize_with_onnxruntime(tmp_path / "e.onnx", tmp_path / "q.onnx", x[:100], **FORMS[form])
-    model = load_onnx_model(tmp_path / "q.onnx")
-    qnet = quantize(model.network, None, given=model.quant)
-    x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
-    assert np.array_equal(run.outputs, qnet.forward(x_q))
-    reference = run_reference(tmp_path / "q.onnx", x)
+    qnet, run, reference = quantised_run(tmp_path, model, x, form)
     assert np.array_equal(np.rint(reference / qnet.output.scale) + qnet.output.zero_point,
                           run.outputs)
 
@@ -300,15 +296,9 @@ def test_a_channel_shuffle_quantised_matches_onnxruntime(tmp_path, form):
     the Conv and rounds once: measured 97.7-97.9 % within 1 LSB, at most 2."""
     from test_onnx_io import shuffle_graph
     rng = np.random.default_rng(13)
-    onnx.save(shuffle_graph(rng), tmp_path / "s.onnx")
+    model = shuffle_graph(rng)
     x = rng.uniform(0, 1, (300, 4, 6, 6)).astype(np.float32)
-    quantize_with_onnxruntime(tmp_path / "s.onnx", tmp_path / "q.onnx", x[:100], **FORMS[form])
-    model = load_onnx_model(tmp_path / "q.onnx")
-    qnet = quantize(model.network, None, given=model.quant)
-    x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
-    assert np.array_equal(run.outputs, qnet.forward(x_q))
-    reference = run_reference(tmp_path / "q.onnx", x)
+    qnet, run, reference = quantised_run(tmp_path, model, x, form)
     lsb = np.rint(np.abs(qnet.output.dequantize(run.outputs) - reference) / qnet.output.scale)
     assert np.mean(run.outputs.argmax(1) == reference.argmax(1)) >= 0.99
     if form == "QOperator":
