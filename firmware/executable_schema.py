@@ -27,6 +27,8 @@ from golden.device import check_instruction, unpack_quant_params
 from golden.isa import ErrorCode, Opcode, WORDS_PER_INSTRUCTION, decode
 from golden.requant import MULTIPLIER_MAX, SHIFT_MAX
 
+from .network import window_count
+
 __all__ = ["SchemaError", "check_executable", "array_limits", "HEADS", "LAYOUTS"]
 
 INT8 = (-128, 127)
@@ -153,8 +155,8 @@ def _input_entries(spec, config):
     if spec.kernel is not None:
         height, width, _ = spec.shape
         top, left, bottom, right = spec.pads
-        vectors = (((height + top + bottom - spec.kernel[0]) // spec.stride + 1)
-                   * ((width + left + right - spec.kernel[1]) // spec.stride + 1))
+        vectors = (window_count(height + top + bottom, spec.kernel[0], spec.stride)
+                   * window_count(width + left + right, spec.kernel[1], spec.stride))
     return vectors * spec.padded_rows // config.rows
 
 

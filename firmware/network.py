@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Add",
-           "Network", "activate", "im2col", "col2im", "pad_images", "run_layers"]
+           "Network", "activate", "window_count", "im2col", "col2im", "pad_images", "run_layers"]
 
 
 class NetworkError(ValueError):
@@ -30,10 +30,15 @@ def _float_array(layer, field, value, ndim):
     return array.astype(np.float64)
 
 
+def window_count(size, window, stride):
+    """Positions of a `window` sliding by `stride` along `size` (padding included)."""
+    return (size - window) // stride + 1
+
+
 def im2col(x, kh, kw, stride=1):
     """Patches of NHWC `x` as ``(batch, out_h, out_w, kh * kw * channels)``, (ky, kx, c) order."""
     batch, height, width, channels = x.shape
-    out_h, out_w = (height - kh) // stride + 1, (width - kw) // stride + 1
+    out_h, out_w = window_count(height, kh, stride), window_count(width, kw, stride)
     taps = [x[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride]
             for ky in range(kh) for kx in range(kw)]
     return np.concatenate(taps, axis=3)
@@ -173,7 +178,8 @@ class Conv2d(_MatrixLayer):
         if height < kh or width < kw:
             raise NetworkError(f"layer {self.name!r}: its {kh}x{kw} kernel is larger than its "
                                f"{height}x{width} {'padded ' if any(self.pads) else ''}input")
-        return ((height - kh) // self.stride + 1, (width - kw) // self.stride + 1, self.outputs)
+        return (window_count(height, kh, self.stride), window_count(width, kw, self.stride),
+                self.outputs)
 
     def patches(self, x):
         return im2col(pad_images(x, self.pads), *self.kernel, self.stride)
@@ -220,7 +226,8 @@ class MaxPool2d:
         if height < self.size or width < self.size:
             raise NetworkError(f"layer {self.name!r}: its {self.size}x{self.size} window is "
                                f"larger than its {height}x{width} input")
-        return ((height - self.size) // self.stride + 1, (width - self.size) // self.stride + 1,
+        return (window_count(height, self.size, self.stride),
+                window_count(width, self.size, self.stride),
                 input_shape[2])
 
     def windows(self, x, fill=0):
