@@ -33,6 +33,9 @@ __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun"
 FORMAT = "tessera-executable"
 FORMAT_VERSION = 4              # 4: SHA-256 of the manifest and of every array
 MANIFEST = "manifest.json"
+INPUT_ROW_INDEX = "input_row_index"              # arrays saved as .npy members: this,
+IMAGE_ARRAYS = ("wmem", "qmem", "setup", "constants")  # each SegmentImage's,
+RUN_ARRAYS = ("program", "zero_psum")                  # and each batch's SegmentRuns'
 MANIFEST_LIMIT = 16 << 20       # bytes; a manifest of thousands of layers is a few MiB
 NPY_HEADER_LIMIT = 4096         # bytes an .npy member may add to its data
 
@@ -157,19 +160,19 @@ class Executable:
     # Saving and loading -----------------------------------------------------------------
 
     def save(self, path):
-        arrays = {"input_row_index": self.input.row_index}
+        arrays = {INPUT_ROW_INDEX: self.input.row_index}
         segments = []
         for i, seg in enumerate(self.segments):
-            for name in ("wmem", "qmem", "setup", "constants"):
-                arrays[f"segment{i}_{name}"] = getattr(seg, name)
+            for kind in IMAGE_ARRAYS:
+                arrays[_array_name(kind, i)] = getattr(seg, kind)
             segments.append({"layers": seg.layers, "limit": seg.limit, "part": seg.part,
                              "blocks": seg.blocks})
         plans = {}
         for batch, runs in self.plans.items():
             plans[str(batch)] = []
             for i, run in enumerate(runs):
-                arrays[f"batch{batch}_segment{i}_program"] = run.program
-                arrays[f"batch{batch}_segment{i}_zero_psum"] = run.zero_psum
+                for kind in RUN_ARRAYS:
+                    arrays[_array_name(kind, i, batch)] = getattr(run, kind)
                 plans[str(batch)].append({
                     "writes": [vars(t) for t in run.writes], "reads": [vars(t) for t in run.reads],
                     "constants_base": run.constants_base,
@@ -200,6 +203,12 @@ class Executable:
         return path
 
 
+def _array_name(kind, segment, batch=None):
+    """The name a segment's image array (or, with `batch`, its run's) is saved under."""
+    prefix = f"segment{segment}" if batch is None else f"batch{batch}_segment{segment}"
+    return f"{prefix}_{kind}"
+
+
 def _manifest_digest(manifest):
     """The manifest's SHA-256; it covers the arrays' digests too, so one comparison
     vouches for the whole file."""
@@ -208,12 +217,12 @@ def _manifest_digest(manifest):
 
 def _array_kinds(manifest):
     """{array name: `array_limits` kind} of every array the manifest's structure implies."""
-    kinds = {"input_row_index": "row_index"}
+    kinds = {INPUT_ROW_INDEX: "row_index"}
     for i in range(len(_get(manifest, "segments", list))):
-        kinds.update({f"segment{i}_{k}": k for k in ("wmem", "qmem", "setup", "constants")})
+        kinds.update({_array_name(k, i): k for k in IMAGE_ARRAYS})
     for batch in _get(manifest, "plans", dict):
         for i in range(len(manifest["segments"])):
-            kinds.update({f"batch{batch}_segment{i}_{k}": k for k in ("program", "zero_psum")})
+            kinds.update({_array_name(k, i, batch): k for k in RUN_ARRAYS})
     return kinds
 
 
@@ -333,7 +342,7 @@ def _from_manifest(manifest, config, arrays):
     inp = _get(manifest, "input", dict)
     spec = InputSpec(_ints(inp, "shape", "input"), _get(inp, "layout", str, "input"),
                      float(_get(inp, "scale", float, "input")),
-                     _get(inp, "zero_point", int, "input"), arrays["input_row_index"],
+                     _get(inp, "zero_point", int, "input"), arrays[INPUT_ROW_INDEX],
                      _get(inp, "padded_rows", int, "input"),
                      _ints(inp, "kernel", "input", optional=True),
                      _get(inp, "stride", int, "input"), _ints(inp, "pads", "input"))
@@ -350,9 +359,8 @@ def _from_manifest(manifest, config, arrays):
             _get({j: name}, j, str, f"{where}.layers")
         segments.append(SegmentImage(list(layers), _get(seg, "limit", str, where),
                                      _ints(seg, "part", where, optional=True),
-                                     arrays[f"segment{i}_wmem"], arrays[f"segment{i}_qmem"],
-                                     arrays[f"segment{i}_setup"], arrays[f"segment{i}_constants"],
-                                     _get(seg, "blocks", int, where)))
+                                     blocks=_get(seg, "blocks", int, where),
+                                     **{k: arrays[_array_name(k, i)] for k in IMAGE_ARRAYS}))
     plans = {}
     for batch, runs in manifest["plans"].items():
         if not batch.isdigit():
@@ -361,13 +369,13 @@ def _from_manifest(manifest, config, arrays):
         if not isinstance(runs, list) or len(runs) != len(segments):
             raise SchemaError(where, f"must list a run for each of the {len(segments)} segments")
         plans[int(batch)] = [
-            SegmentRun(arrays[f"batch{batch}_segment{i}_program"],
-                       arrays[f"batch{batch}_segment{i}_zero_psum"],
-                       _transfers(run, "writes", f"{where}[{i}]"),
-                       _transfers(run, "reads", f"{where}[{i}]"),
-                       {name: _ints({name: pcs}, name, f"{where}[{i}].layer_pcs")
-                        for name, pcs in _get(run, "layer_pcs", dict, f"{where}[{i}]").items()},
-                       _get(run, "constants_base", int, f"{where}[{i}]"))
+            SegmentRun(writes=_transfers(run, "writes", f"{where}[{i}]"),
+                       reads=_transfers(run, "reads", f"{where}[{i}]"),
+                       layer_pcs={name: _ints({name: pcs}, name, f"{where}[{i}].layer_pcs")
+                                  for name, pcs in _get(run, "layer_pcs", dict,
+                                                        f"{where}[{i}]").items()},
+                       constants_base=_get(run, "constants_base", int, f"{where}[{i}]"),
+                       **{k: arrays[_array_name(k, i, batch)] for k in RUN_ARRAYS})
             for i, run in enumerate(runs)]
     summary = _get(manifest, "summary", list)
     for j, line in enumerate(summary):
