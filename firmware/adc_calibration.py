@@ -21,8 +21,7 @@ import numpy as np
 
 from golden.crossbar import adc_convert, adc_round, column_counts, offset_excess, shift_add
 
-from .network import run_layers, skip_index
-from .quantize import QuantizedAdd, QuantizedDense
+from .quantize import QuantizedDense, QuantizedMerge
 
 __all__ = ["AdcRange", "layer_inputs", "measure_ranges", "choose_adc_ranges"]
 
@@ -54,18 +53,15 @@ def _db(value):
 
 
 def layer_inputs(qnet, x_q):
-    """Each matrix layer's int8 input vectors (im2col patches for a convolution, [x, skip]
-    for a residual add), as ``(vectors, k)``, through the int8 reference."""
-    x_q = np.asarray(x_q, np.int64)
-    if qnet.input_shape and x_q.ndim == 2 and len(qnet.input_shape) > 1:
-        x_q = x_q.reshape(len(x_q), *qnet.input_shape)
-    seen = run_layers(qnet.layers, x_q)                  # each layer's input, then the output
+    """Each matrix layer's int8 input vectors (im2col patches for a convolution, its
+    inputs side by side for a merge), as ``(vectors, k)``, through the int8 reference."""
+    seen = qnet.activations(x_q)                         # every tensor, the input first
     inputs = {}
-    for index, layer in enumerate(qnet.layers):
-        if isinstance(layer, QuantizedAdd):
-            vectors = np.concatenate([seen[index], seen[skip_index(qnet.layers, layer)]], axis=-1)
+    for layer, tensors in zip(qnet.layers, qnet.reads):
+        if isinstance(layer, QuantizedMerge):
+            vectors = np.concatenate([seen[t] for t in tensors], axis=-1)
         elif isinstance(layer, QuantizedDense):
-            vectors = layer.patches(seen[index])
+            vectors = layer.patches(seen[tensors[0]])
         else:
             continue
         inputs[layer.name] = vectors.reshape(-1, layer.weights.shape[0])

@@ -9,7 +9,7 @@ from golden import isa
 from golden.crossbar import offset_excess
 from golden.device import QuantParams, pack_quant_params
 
-from .mapper import COPY, PadMap, PoolMap
+from .mapper import COPY, PadMap, PoolMap, tensor_entries
 
 __all__ = ["SegmentCode", "segment_images", "segment_program"]
 
@@ -116,7 +116,8 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
     the tiles are resident) and its MVMs; then the step's REQUANTs."""
     lm = steps[s]
     # One strided run over every sample's positions when the layout allows, else the
-    # layer's runs for each sample: (count, input entry offset, psum entry offset).
+    # layer's runs for each sample: (count, input offset, psum entry offset). A merge's
+    # offsets are in pixels: each of its inputs scales them by its entries a pixel.
     if lm.samples_contiguous:
         runs = [(place.batch * lm.positions, 0, 0)]
     else:
@@ -132,14 +133,17 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
         if not place.resident:
             inference.append(isa.program(first_tile, place.slot[job] * config.rows,
                                          tiles=job.tiles))
-        # A residual add reads its skip blocks from an earlier layer's output.
+        # Blocks that read another tensor than the step before's output: an earlier
+        # layer's (a branch) or one input of a merge.
         source = lm.k_inputs.get(job.kbs[0], s)
-        sample_stride = steps[source].input_entries if lm.positions == 1 else lm.position_stride
+        scale = lm.source_groups.get(source, 1)
+        sample_stride = (tensor_entries(steps, source) if lm.positions == 1
+                         else scale * lm.position_stride)
         k_offsets = [lm.k_offsets[kb] for kb in job.kbs]
         k_stride = k_offsets[1] - k_offsets[0] if len(k_offsets) > 1 else 0
         for count, src, dst in runs:
             inference.append(isa.mvm(
-                first_tile, count, place.tensor_base[source] + src + k_offsets[0],
+                first_tile, count, place.tensor_base[source] + scale * src + k_offsets[0],
                 place.psum_base[s] + dst + job.nbs[0], src_stride=sample_stride,
                 dst_stride=lm.n_blocks, k_stride=k_stride, n_stride=1, ktiles=job.ktiles,
                 ngroups=job.ngroups, replicas=replicas, adc_shift=lm.adc_shift,
@@ -161,10 +165,11 @@ def segment_program(network_map, segment, place):
     for s in segment.steps:
         first_pc = len(inference)
         if isinstance(steps[s], PoolMap):
-            inference += _pool(steps[s], place.batch, place.tensor_base[s], place.tensor_base[s + 1])
+            inference += _pool(steps[s], place.batch, place.tensor_base[steps[s].input_tensor],
+                               place.tensor_base[s + 1])
         elif isinstance(steps[s], PadMap):
-            inference += _pad(steps[s], place.batch, place.tensor_base[s], place.tensor_base[s + 1],
-                              place)
+            inference += _pad(steps[s], place.batch, place.tensor_base[steps[s].input_tensor],
+                              place.tensor_base[s + 1], place)
         else:
             _matrix_step(s, segment, place, config, steps, setup, inference)
         layer_pcs[steps[s].name] = range(first_pc, len(inference))

@@ -34,26 +34,30 @@ def _centre_first(kernel, k):
 
 def matrix_row_layout(network, rows):
     """{matrix layer name: (padded row index of each matrix row, padded row count)}, for a
-    float or a quantised network (matrix layers have `matrix`, convolutions `kernel`)."""
-    layouts, image = {}, None          # image: (height, width, channels) made on-device
-    for index, layer in enumerate(network.layers):
+    float or a quantised network (matrix layers have `matrix`, convolutions `kernel`, layers
+    of several inputs `parts`)."""
+    layouts = {}
+    image = {0: None}                  # tensor -> (height, width, channels) made on-device
+    for index, (layer, tensors) in enumerate(zip(network.layers, network.reads)):
+        source = image[tensors[0]]
+        out_shape = network.shapes[index + 1]
+        image[index + 1] = out_shape if len(out_shape) == 3 else None
         if hasattr(layer, "size"):                       # a pooling: a smaller image
-            image = network.shapes[index + 1]
             continue
-        if not hasattr(layer, "matrix"):
-            continue                                     # Flatten
+        if not hasattr(layer, "matrix"):                 # Flatten: the Dense after reads pixels
+            image[index + 1] = source
+            continue
         k = layer.matrix.shape[0]
-        if hasattr(layer, "source"):                     # residual add: [x; skip], each whole blocks
-            half = k // 2
-            blocks = _blocks(half, rows) * rows
-            layouts[layer.name] = (np.concatenate([np.arange(half), blocks + np.arange(half)]),
-                                   2 * blocks)
-        elif image is None and hasattr(layer, "kernel"):
+        if getattr(layer, "parts", ()):                  # inputs side by side, each whole blocks
+            starts = np.cumsum([0] + [_blocks(n, rows) * rows for n in layer.parts])
+            layouts[layer.name] = (np.concatenate([start + np.arange(n) for start, n
+                                                   in zip(starts, layer.parts)]), int(starts[-1]))
+        elif source is None and hasattr(layer, "kernel"):
             layouts[layer.name] = (_centre_first(layer.kernel, k), _blocks(k, rows) * rows)
-        elif image is None:
+        elif source is None:
             layouts[layer.name] = (np.arange(k), _blocks(k, rows) * rows)
         else:
-            height, width, channels = image
+            height, width, channels = source
             group = _blocks(channels, rows) * rows           # rows per tap or pixel
             if hasattr(layer, "kernel"):
                 kh, kw = layer.kernel
@@ -62,7 +66,6 @@ def matrix_row_layout(network, rows):
                 taps = np.arange(height * width).repeat(channels)
             padded_rows = taps * group + np.tile(np.arange(channels), len(taps) // channels)
             layouts[layer.name] = (padded_rows, (len(taps) // channels) * group)
-        image = network.shapes[index + 1] if len(network.shapes[index + 1]) == 3 else None
     return layouts
 
 

@@ -31,11 +31,11 @@ from golden.device import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 
 from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
-from .quantize import (QuantizedAdd, QuantizedConv2d, QuantizedDense, QuantizedFlatten,
-                       QuantizedMaxPool2d)
+from .quantize import (QuantizedConv2d, QuantizedDense, QuantizedFlatten, QuantizedMaxPool2d,
+                       QuantizedMerge)
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
-           "plan_jobs",
+           "plan_jobs", "step_inputs",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
@@ -88,6 +88,9 @@ class LayerMap:
     k_inputs: dict = field(default_factory=dict)   # K block -> step whose input tensor
                                                     # holds it, when not this layer's
     jobs: list = field(default_factory=list)         # `plan_jobs`, in execution order
+    source_groups: dict = field(default_factory=dict)   # a merge's inputs: tensor -> its
+                                                        # entries a pixel (positions, strides
+                                                        # and runs are then in pixels)
     adc_shift: int = 0           # the ADC range of its MVMs (firmware.adc_calibration)
     offset_inputs: bool = False  # its MVMs apply x + 128; the bias takes 128 * sum(w) back
 
@@ -124,7 +127,8 @@ class _ImageStep:
 
 @dataclass
 class PoolMap(_ImageStep):
-    """Max pooling of an on-device image into a new, compact one, by MAX instructions."""
+    """Max pooling of an on-device image (tensor `input_tensor`) into a new, compact one, by
+    MAX instructions."""
     name: str
     size: int
     out_h: int
@@ -133,6 +137,7 @@ class PoolMap(_ImageStep):
     group: int                   # entries per pixel (channels / rows lanes)
     input_entries: int
     stride: int = None           # default: the window size
+    input_tensor: int = None
 
     def __post_init__(self):
         self.stride = self.stride or self.size
@@ -143,9 +148,10 @@ COPY = -128                      # max(x, -128) = x: a MAX against it copies
 
 @dataclass
 class PadMap(_ImageStep):
-    """An on-device image copied into a compact one with a border of `fill` (the zero point
-    before a padded convolution, -128 before a padded max pool), by MAX runs against
-    constant entries the host writes: the whole image from the fill, then each row over it."""
+    """An on-device image (tensor `input_tensor`) copied into a compact one with a border of
+    `fill` (the zero point before a padded convolution, -128 before a padded max pool; no
+    border compacts wide rows), by MAX runs against constant entries the host writes: the
+    whole image from the fill, then each row over it."""
     name: str
     in_h: int
     in_w: int
@@ -154,6 +160,7 @@ class PadMap(_ImageStep):
     pads: tuple                  # (top, left, bottom, right)
     fill: int
     input_entries: int
+    input_tensor: int = None
 
     @property
     def out_h(self):
@@ -173,56 +180,102 @@ def _blocks(count, size):
     return -(-count // size)
 
 
-def _pad_step(maps, name, image, shape, pads, fill):
-    """Append the PadMap that borders `image` (of `shape`) for the step `name`; return the
-    padded image."""
-    producer, pitch, width = image
-    pad = PadMap(f"{name}.pad", shape[0], width, pitch, producer.output_entries, tuple(pads),
-                 int(fill), producer.positions * producer.output_entries)
+@dataclass(frozen=True)
+class _Held:
+    """Where a network tensor lives: mapper tensor `tensor` (the output of step
+    ``tensor - 1``; 0 is the input the host writes), and for an image on the device its
+    producer step, row pitch and valid width, and its (height, width, channels)."""
+    tensor: int
+    image: tuple = None          # (producer step, pitch, width)
+    shape: tuple = None
+
+
+def _pad_step(maps, name, held, pads, fill):
+    """Append the PadMap that borders (or, without pads, compacts) the image `held`; return
+    where the new image is held."""
+    producer, pitch, width = held.image
+    pad = PadMap(name, held.shape[0], width, pitch, producer.output_entries, tuple(pads),
+                 int(fill), producer.positions * producer.output_entries, held.tensor)
     maps.append(pad)
-    return (pad, pad.out_w, pad.out_w)
+    height, width, channels = held.shape
+    return _Held(len(maps), (pad, pad.out_w, pad.out_w), (pad.out_h, pad.out_w, channels))
 
 
-def lower(qnet, config):
-    """LayerMaps and PoolMaps without memory bases: blocks, positions and input addressing."""
-    R, C = config.rows, config.cols
-    layouts = matrix_row_layout(qnet, R)
-    # The output is read back as one vector per sample: a Dense's, or a convolution's
-    # (or global pool's) of one pixel, which is laid out alike; a Flatten after it is free.
+def _check_ending(qnet):
+    """The output is read back as one vector per sample: a Dense's, or a convolution's (or
+    global pool's) of one pixel, which is laid out alike; a Flatten after it is free."""
     last = len(qnet.layers) - 1
     while last > 0 and isinstance(qnet.layers[last], QuantizedFlatten):
         last -= 1
     ending = qnet.layers[last]
-    if not isinstance(ending, QuantizedDense) or (isinstance(ending, QuantizedConv2d)
+    if not isinstance(ending, QuantizedDense) or (len(qnet.shapes[last + 1]) == 3
                                                   and qnet.shapes[last + 1][:2] != (1, 1)):
         raise MappingError(f"layer {ending.name!r}: the network must end in a Dense layer or "
                            f"in a convolution or global pool of one pixel (the output is read "
                            f"back as one vector per sample)")
-    maps, image = [], None       # image: (producer step, row pitch, valid width)
-    # (a padded convolution or pool of an on-device image reads a PadMap's bordered copy)
-    consumer = {}                # layer name -> the step whose input tensor is its output
-    image_of = {}                # layer name -> the image it left on the device
-    previous = None              # the last layer that wrote a tensor
-    for index, layer in enumerate(qnet.layers):
-        if isinstance(layer, (QuantizedDense, QuantizedMaxPool2d)):
-            if previous is not None:
-                consumer.setdefault(previous, len(maps))
-            previous = layer.name
+
+
+def _merge_inputs(maps, layer, parts, rows):
+    """A merge's (Add's, Concat's) inputs as one addressing: vectors, or images of one
+    geometry (wide rows of one pitch; else each compacted first). Returns (held inputs,
+    k_offsets, k_tensors, source_groups, positions, position_stride, runs, entries), the
+    image quantities in pixels (each source's entries per pixel in `source_groups`)."""
+    if any(held.tensor == 0 for held in parts):
+        raise MappingError(f"layer {layer.name!r}: reads the network's input, which the host "
+                           f"writes once, laid out for the first layer")
+    if len({held.image is None for held in parts}) > 1:
+        raise MappingError(f"layer {layer.name!r}: mixes images and vectors (a Flatten keeps "
+                           f"its image's pixel layout; only a Dense makes a vector)")
+    images = parts[0].image is not None
+    if images and len({held.image[1:] for held in parts}) > 1:
+        parts = [held if held.image[1] == held.image[2] else
+                 _pad_step(maps, f"{layer.name}.compact{i}", held, (0, 0, 0, 0), COPY)
+                 for i, held in enumerate(parts)]
+    k_offsets, k_tensors, groups = [], [], {}
+    for held, channels in zip(parts, layer.parts):
+        group = _blocks(channels, rows)
+        k_offsets += range(group)
+        k_tensors += [held.tensor] * group
+        groups[held.tensor] = group
+    if not images:
+        return parts, k_offsets, k_tensors, {}, 1, 0, [(1, 0, 0)], None
+    producer, pitch, width = parts[0].image
+    height = parts[0].shape[0]
+    runs = [(height * width, 0, 0)] if pitch == width else \
+        [(width, y * pitch, y * pitch) for y in range(height)]
+    return (parts, k_offsets, k_tensors, groups, producer.positions, 1, runs,
+            producer.positions)
+
+
+def lower(qnet, config):
+    """LayerMaps and PoolMaps (and PadMaps) without memory bases, in execution order:
+    blocks, positions and input addressing. Steps and tensors follow the network's graph:
+    each step reads the tensors its layer reads, where their producers left them."""
+    R, C = config.rows, config.cols
+    layouts = matrix_row_layout(qnet, R)
+    _check_ending(qnet)
+    maps = []
+    held = {0: _Held(0)}         # network tensor -> where it is held
+    for index, (layer, tensors) in enumerate(zip(qnet.layers, qnet.reads)):
+        source = held[tensors[0]]
+        out_shape = qnet.shapes[index + 1]
+        if isinstance(layer, QuantizedFlatten):          # a layout, no work
+            held[index + 1] = source
+            continue
         if isinstance(layer, QuantizedMaxPool2d):
-            if image is None:
+            if source.image is None:
                 raise MappingError(f"layer {layer.name!r}: pooling runs on an image a Conv2d "
                                    f"left on the device; this one comes from the host")
             if any(layer.pads):
-                image = _pad_step(maps, layer.name, image, qnet.shapes[index], layer.pads, COPY)
-            producer, pitch, _ = image
-            out_h, out_w = qnet.shapes[index + 1][:2]
+                source = _pad_step(maps, f"{layer.name}.pad", source, layer.pads, COPY)
+            producer, pitch, _ = source.image
+            out_h, out_w = out_shape[:2]
             pool = PoolMap(layer.name, layer.size, out_h, out_w, pitch, producer.output_entries,
-                           producer.positions * producer.output_entries, layer.stride)
+                           producer.positions * producer.output_entries, layer.stride,
+                           source.tensor)
             maps.append(pool)
-            image = image_of[layer.name] = (pool, out_w, out_w)
+            held[index + 1] = _Held(len(maps), (pool, out_w, out_w), out_shape)
             continue
-        if not isinstance(layer, QuantizedDense):
-            continue                                     # Flatten: a layout, no work
         k, n = layer.weights.shape
         row_index, padded_rows = layouts[layer.name]
         padded = padded_matrix(layer.weights, row_index, padded_rows, C)
@@ -231,35 +284,22 @@ def lower(qnet, config):
         real = padded_matrix(np.ones((k, n), bool), row_index, padded_rows, C)
         cells = int(nonzero.sum()) * R * C
         stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
-        out_shape = qnet.shapes[index + 1]
-        k_inputs = {}
-        if isinstance(layer, QuantizedAdd):
-            # [x; skip] per vector or pixel: the skip blocks read the source's output where
-            # the step after the source found it, at the same offsets.
-            same_image = image is None or image_of.get(layer.source, (None,))[1:] == image[1:]
-            if layer.source not in consumer or not same_image:
-                raise MappingError(f"layer {layer.name!r}: a residual add takes an output the "
-                                   f"device made, laid out like its input; {layer.source!r}'s is not")
-            half = kb // 2
-            k_inputs = {b: consumer[layer.source] for b in range(half, kb)}
-            k_offsets = list(range(half)) * 2
-            if image is None:
-                positions, stride, runs, entries = 1, half, [(1, 0, 0)], half
-            else:                                        # a 1x1 convolution of two images
-                producer, pitch, width = image
-                out_h = out_shape[0]
-                positions, stride = producer.positions, half
-                runs = [(width, y * pitch * half, y * pitch) for y in range(out_h)]
-                entries = producer.positions * half
-        elif image is None:                              # the host writes the vectors
+        groups = {}
+        if isinstance(layer, QuantizedMerge):
+            parts, k_offsets, k_tensors, groups, positions, stride, runs, entries = \
+                _merge_inputs(maps, layer, [held[t] for t in tensors], R)
+            source = parts[0]
+            if entries is None:                          # vectors: one entry run a sample
+                entries = tensor_entries(maps, source.tensor)
+        elif source.image is None:                       # the host writes the vectors
             positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
             k_offsets, stride, entries = list(range(kb)), kb, positions * kb
-            runs = [(positions, 0, 0)]
+            runs, k_tensors = [(positions, 0, 0)], [source.tensor] * kb
         else:
             if isinstance(layer, QuantizedConv2d) and any(layer.pads):
-                image = _pad_step(maps, layer.name, image, qnet.shapes[index], layer.pads,
-                                  layer.input.zero_point)
-            producer, pitch, _ = image
+                source = _pad_step(maps, f"{layer.name}.pad", source, layer.pads,
+                                   layer.input.zero_point)
+            producer, pitch, _ = source.image
             group = producer.output_entries
             if isinstance(layer, QuantizedConv2d):
                 (kh, kw), s = layer.kernel, layer.stride
@@ -269,24 +309,41 @@ def lower(qnet, config):
                 # One run per output row: the wide columns past out_w are not computed.
                 runs = [(out_w, y * s * pitch * group, y * pitch) for y in range(out_h)]
             else:
-                height, width = qnet.shapes[index - 1][:2]    # the image Flatten took
+                height, width = source.shape[:2]                # the image Flatten took
                 taps = [y * pitch + x for y in range(height) for x in range(width)]
                 positions, stride, runs = 1, 1, [(1, 0, 0)]
             k_offsets = [tap * group + b for tap in taps for b in range(group)]
+            k_tensors = [source.tensor] * len(k_offsets)
             entries = producer.positions * group
+        step = len(maps)
+        if len(k_offsets) != kb:
+            raise MappingError(f"layer {layer.name!r}: its {kb} K blocks do not match the "
+                               f"{len(k_offsets)} entries its inputs hold a position")
+        k_inputs = {b: t for b, t in enumerate(k_tensors) if t != step}
         lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
                       stored_real / cells if cells else 0.0,
-                      positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs)
-        lm.jobs = plan_jobs(lm, len(maps), config.tiles)
+                      positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs,
+                      source_groups=groups)
+        lm.jobs = plan_jobs(lm, step, config.tiles)
         maps.append(lm)
-        if len(out_shape) == 3:                          # a convolution or an image add
-            pitch = image[1] if image is not None else out_shape[1]
-            image = image_of[layer.name] = (lm, pitch, out_shape[1])
+        if len(out_shape) == 3:                          # a convolution or an image merge
+            pitch = source.image[1] if source.image is not None else out_shape[1]
+            held[index + 1] = _Held(step + 1, (lm, pitch, out_shape[1]), out_shape)
         else:
-            image = None
+            held[index + 1] = _Held(step + 1)
+    readers = [s for s in range(len(maps)) if 0 in step_inputs(maps, s)]
+    if readers != [0]:
+        raise MappingError(f"layer {maps[readers[-1]].name!r}: reads the network's input, which "
+                           f"the host writes once, laid out for the first layer")
     return maps
 
 
+def step_inputs(steps, s):
+    """The tensors step `s` reads."""
+    step = steps[s]
+    if isinstance(step, LayerMap):
+        return {step.k_inputs.get(kb, s) for kb in range(step.k_blocks)}
+    return {step.input_tensor}
 
 
 def _power_of_two_runs(items, fits):
@@ -361,18 +418,18 @@ class Segment:
 
 
 def tensor_entries(steps, tensor):
-    """Activation entries of one sample of `tensor` (the input of step `tensor`, or the
-    network's output for ``len(steps)``)."""
-    if tensor < len(steps):
-        return steps[tensor].input_entries
-    return steps[-1].output_entries
+    """Activation entries of one sample of `tensor` (the output of step ``tensor - 1``;
+    tensor 0 is the input the host writes for step 0)."""
+    if tensor == 0:
+        return steps[0].input_entries
+    return steps[tensor - 1].positions * steps[tensor - 1].output_entries
 
 
 def segment_tensors(steps, segment):
-    """The tensors a segment touches: its input, skips it reads, inner ones, its output."""
+    """The tensors a segment touches: its input, skips it reads (made by earlier
+    segments), inner ones, its output."""
     first, last = segment.steps[0], segment.steps[-1]
-    skips = sorted({t for s in segment.steps if isinstance(steps[s], LayerMap)
-                    for t in steps[s].k_inputs.values() if t < first})
+    skips = sorted({t for s in segment.steps for t in step_inputs(steps, s) if t < first})
     inner = list(range(first + 1, last + 1))
     return [first], skips, inner, [last + 1]
 

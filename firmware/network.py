@@ -1,5 +1,11 @@
 """A small, typed network description built from NumPy arrays (float, before compression).
 
+A network is a graph of tensors: its layers in an order where each reads only earlier
+results (a topological order). A layer's `reads` names the layers whose outputs it takes
+(`NETWORK_INPUT` for the network's input); empty, it takes the previous layer's output, so
+a chain needs no names. Tensors are numbered 0 for the input and ``i + 1`` for layer
+``i``'s output; the last layer's output is the network's.
+
 Activations are NHWC: a batch of images is ``(batch, height, width, channels)``, a batch of
 vectors ``(batch, features)``. Dense and Conv2d are *matrix layers*: both are an int8
 matrix on the crossbars, ``(inputs, outputs)`` for Dense and ``(kh * kw * cin, cout)``
@@ -11,7 +17,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Add",
-           "Network", "activate", "window_count", "im2col", "col2im", "pad_images", "run_layers"]
+           "Concat", "Network", "NETWORK_INPUT", "activate", "window_count", "im2col", "col2im",
+           "pad_images", "graph_reads", "run_layers"]
+
+NETWORK_INPUT = "<input>"       # the name `reads` gives the network's input
 
 
 class NetworkError(ValueError):
@@ -62,6 +71,20 @@ def activate(y, relu, clip):
     return y if clip is None else np.minimum(y, clip)
 
 
+def _check_reads(layer, inputs=1):
+    """`layer.reads` as a tuple of names: empty (the previous layer's output) or `inputs`
+    of them; `inputs` None means two or more."""
+    reads = (layer.reads,) if isinstance(layer.reads, str) else tuple(layer.reads)
+    if not all(isinstance(name, str) for name in reads):
+        raise NetworkError(f"layer {layer.name!r}: reads must name layers, not {layer.reads!r}")
+    if inputs is None and len(reads) < 2:
+        raise NetworkError(f"layer {layer.name!r}: a {type(layer).__name__} reads two or more "
+                           f"layers' outputs, not {list(reads)}")
+    if inputs is not None and len(reads) not in (0, inputs):
+        raise NetworkError(f"layer {layer.name!r}: reads one layer's output, not {list(reads)}")
+    object.__setattr__(layer, "reads", reads)
+
+
 def _check_int(layer, field, value, minimum, what):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise NetworkError(f"layer {layer!r}: {field} must be {what}, not {value!r}")
@@ -103,9 +126,11 @@ class Dense(_MatrixLayer):
     bias: np.ndarray
     relu: bool = True
     clip: float = None
+    reads: tuple = ()
 
     def __post_init__(self):
         self._check_arrays(2, "outputs")
+        _check_reads(self)
 
     @property
     def inputs(self):
@@ -144,9 +169,11 @@ class Conv2d(_MatrixLayer):
     stride: int = 1
     pads: tuple = (0, 0, 0, 0)
     clip: float = None
+    reads: tuple = ()
 
     def __post_init__(self):
         self._check_arrays(4, "output channels")
+        _check_reads(self)
         _check_int(self.name, "stride", self.stride, 1, "a positive integer")
         pads = tuple(self.pads)
         if len(pads) != 4:
@@ -202,8 +229,10 @@ class MaxPool2d:
     size: int = 2
     stride: int = None
     pads: tuple = (0, 0, 0, 0)
+    reads: tuple = ()
 
     def __post_init__(self):
+        _check_reads(self)
         _check_int(self.name, "size", self.size, 2, "an integer of at least 2")
         object.__setattr__(self, "stride", self.size if self.stride is None else self.stride)
         _check_int(self.name, "stride", self.stride, 1, "a positive integer")
@@ -257,6 +286,10 @@ class AvgPool2d(MaxPool2d):
 class Flatten:
     """Images to vectors, in (y, x, channel) order."""
     name: str
+    reads: tuple = ()
+
+    def __post_init__(self):
+        _check_reads(self)
 
     def output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
@@ -267,37 +300,73 @@ class Flatten:
 
 @dataclass(frozen=True, eq=False)
 class Add:
-    """Residual connection: its input plus the output of the earlier layer `source`
-    (same shape), then ReLU when `relu` and the upper clamp `clip` when set."""
+    """The elementwise sum of the outputs of the layers it `reads` (two or more, one
+    shape), then ReLU when `relu` and the upper clamp `clip` when set: a residual
+    connection, or a shortcut through a projection."""
     name: str
-    source: str
+    reads: tuple
     relu: bool = False
     clip: float = None
 
-    def output_shape(self, input_shape):
-        return input_shape
+    def __post_init__(self):
+        _check_reads(self, None)
 
-    def forward(self, x, skip):
-        return activate(x + skip, self.relu, self.clip)
+    def output_shape(self, *shapes):
+        if len(set(shapes)) != 1:
+            raise NetworkError(f"layer {self.name!r} adds tensors of shapes "
+                               f"{', '.join(map(str, shapes))}; they must be one shape")
+        return shapes[0]
 
-
-LAYER_TYPES = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten, Add)
-
-
-def skip_index(layers, add):
-    """Index, in the list of activations (network input first), of what `add` adds."""
-    return 1 + [layer.name for layer in layers].index(add.source)
+    def forward(self, *xs):
+        return activate(sum(xs[1:], xs[0]), self.relu, self.clip)
 
 
-def run_layers(layers, x):
-    """The input of every layer and the output, in order, through float or quantised
-    layers (a residual add, which has a `source`, also takes that layer's output)."""
+@dataclass(frozen=True, eq=False)
+class Concat:
+    """The outputs of the layers it `reads` (two or more) side by side along the channels
+    (the last axis), in that order."""
+    name: str
+    reads: tuple
+
+    def __post_init__(self):
+        _check_reads(self, None)
+
+    def output_shape(self, *shapes):
+        if len({shape[:-1] for shape in shapes}) != 1:
+            raise NetworkError(f"layer {self.name!r} concatenates tensors of shapes "
+                               f"{', '.join(map(str, shapes))}; all but the channels must agree")
+        return (*shapes[0][:-1], sum(shape[-1] for shape in shapes))
+
+    def forward(self, *xs):
+        return np.concatenate(xs, axis=-1)
+
+
+LAYER_TYPES = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten, Add, Concat)
+
+
+def graph_reads(layers):
+    """Per layer, the tensors it reads (0 the network's input, ``i + 1`` layer i's output),
+    from the names in `reads`; a layer with none reads the one before it."""
+    index, graph = {NETWORK_INPUT: 0}, []
+    for i, layer in enumerate(layers):
+        names = layer.reads or (layers[i - 1].name if i else NETWORK_INPUT,)
+        missing = [name for name in names if name not in index]
+        if missing:
+            earlier = [other.name for other in layers[:i]]
+            raise NetworkError(f"layer {layer.name!r} reads {missing[0]!r}, which is neither "
+                               f"the network input ({NETWORK_INPUT!r}) nor a layer before it; "
+                               f"earlier layers: {earlier}")
+        graph.append(tuple(index[name] for name in names))
+        index[layer.name] = i + 1
+    return tuple(graph)
+
+
+def run_layers(layers, x, reads=None):
+    """Every tensor through float or quantised `layers`: the network's input, then each
+    layer's output, in order (`reads`: `graph_reads(layers)`, when known)."""
     seen = [x]
-    for layer in layers:
-        if hasattr(layer, "source"):
-            seen.append(layer.forward(seen[-1], seen[skip_index(layers, layer)]))
-        else:
-            seen.append(layer.forward(seen[-1]))
+    for layer, tensors in zip(layers, reads or graph_reads(layers)):
+        seen.append(layer.forward(*[seen[t] for t in tensors]))
     return seen
 
 
@@ -317,8 +386,9 @@ class Network:
             if not isinstance(layer, LAYER_TYPES):
                 raise NetworkError(f"layer {i} ({type(layer).__name__}) is not supported; "
                                    f"supported: {', '.join(t.__name__ for t in LAYER_TYPES)}")
-            if layer.name in names:
-                raise NetworkError(f"layer name {layer.name!r} is used twice")
+            if layer.name in names or layer.name == NETWORK_INPUT:
+                raise NetworkError(f"layer name {layer.name!r} is used twice" if layer.name in names
+                                   else f"layer {i}: {NETWORK_INPUT!r} names the network input")
             names.add(layer.name)
         shape = self.input_shape
         if shape is None:
@@ -327,25 +397,22 @@ class Network:
                                    f"with Dense needs its input_shape")
             shape = (layers[0].inputs,)
         shape = tuple(int(d) for d in shape)
+        reads = graph_reads(layers)
         shapes = [shape]
-        for i, layer in enumerate(layers):
+        for i, (layer, tensors) in enumerate(zip(layers, reads)):
             try:
-                shapes.append(layer.output_shape(shapes[-1]))
+                shapes.append(layer.output_shape(*[shapes[t] for t in tensors]))
             except NetworkError as error:
-                source = "the input" if i == 0 else repr(layers[i - 1].name)
+                source = "the input" if tensors[0] == 0 else repr(layers[tensors[0] - 1].name)
                 raise NetworkError(f"{error}, which {source} gives") from None
-            if isinstance(layer, Add):
-                earlier = [other.name for other in layers[:i - 1]]
-                if layer.source not in earlier:
-                    raise NetworkError(f"layer {layer.name!r}: its source {layer.source!r} is not "
-                                       f"a layer before its input; earlier layers: {earlier}")
-                skipped = shapes[skip_index(layers, layer)]
-                if skipped != shapes[-1]:
-                    raise NetworkError(f"layer {layer.name!r} adds {layer.source!r}'s output of "
-                                       f"shape {skipped} to an input of shape {shapes[-1]}")
+        unread = set(range(1, len(layers))) - {t for tensors in reads for t in tensors}
+        if unread:
+            raise NetworkError(f"layer {layers[min(unread) - 1].name!r}: no layer reads its "
+                               f"output (the network's output is the last layer's)")
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "shapes", tuple(shapes))
+        object.__setattr__(self, "reads", reads)
 
     @property
     def inputs(self):
@@ -371,5 +438,5 @@ class Network:
         return self.activations(x)[-1]
 
     def activations(self, x):
-        """The input of every layer and the network's output, in order."""
-        return run_layers(self.layers, self._check_input(x))
+        """Every tensor: the network's input, then each layer's output, in order."""
+        return run_layers(self.layers, self._check_input(x), self.reads)

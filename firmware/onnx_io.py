@@ -3,8 +3,9 @@
 ONNX images are NCHW, :mod:`firmware.network` images NHWC. Convolution kernels are
 transposed on the way; a Flatten of an image keeps ONNX's (channel, y, x) order by
 permuting the rows of the Dense layer it feeds, which therefore must follow it.
-The graph must be a chain (each node reading the last result) whose only branches are
-residual adds (a 2-input Add or Sum); Relu folds into the layer before it.
+The graph may branch: a result read by several nodes, Add or Sum of two or more results,
+Concat on channels. Relu, Clip and BatchNormalization fold into the layer before them
+when no other node reads that layer's result.
 """
 
 from dataclasses import dataclass, replace
@@ -12,8 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .data_files import DataFileError, check_readable
-from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
-                      NetworkError)
+from .network import (NETWORK_INPUT, Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, MaxPool2d,
+                      Network, NetworkError)
 
 __all__ = ["from_onnx", "to_onnx", "load_onnx", "load_onnx_model", "ImportedModel",
            "SUPPORTED_OPS", "REFUSED_OPS", "HEAD_OPS", "OPSET", "OPSETS"]
@@ -23,7 +24,8 @@ OPSETS = range(13, 22)              # the default-domain opsets imported (13..21
 HEAD_OPS = ("Softmax", "LogSoftmax", "ArgMax")      # at the end only, computed on the host
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Conv", "Relu", "Clip", "BatchNormalization",
                  "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape",
-                 "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Sum") + HEAD_OPS
+                 "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Sum",
+                 "Concat") + HEAD_OPS
 # Operators refused with a reason and what would make the model import.
 REFUSED_OPS = {
     "LRN": "LRN (local response normalisation) is not supported: it divides each value by "
@@ -31,8 +33,6 @@ REFUSED_OPS = {
            "periphery does not compute, and running it on the host would stream every "
            "activation it touches off chip; use a variant of the model with "
            "BatchNormalization in its place (as later AlexNet and GoogLeNet variants do)",
-    "Concat": "Concat is not supported yet: the importer takes a chain of layers whose only "
-              "branches are residual adds",
 }
 
 
@@ -59,7 +59,6 @@ def to_onnx(network, name="tessera"):
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, initializers = [], []
-    tensor_of = {}                       # layer name -> its output tensor
 
     def constant(label, array):
         initializers.append(numpy_helper.from_array(np.asarray(array, np.float32), label))
@@ -68,15 +67,17 @@ def to_onnx(network, name="tessera"):
     def dims(shape):
         return ["batch", shape[2], shape[0], shape[1]] if len(shape) == 3 else ["batch", shape[0]]
 
-    current = "input"
-    flattened_from = None                # the image shape a Flatten just took
-    for layer, in_shape in zip(network.layers, network.shapes):
-        out = layer.name
+    names = ["input"]                    # tensor index -> its ONNX name
+    for layer, tensors in zip(network.layers, network.reads):
+        out, inputs = layer.name, [names[t] for t in tensors]
+        current = inputs[0]
         if isinstance(layer, Dense):
-            weights = layer.weights
-            if flattened_from is not None:
+            weights, source = layer.weights, tensors[0]
+            flattened = network.shapes[network.reads[source - 1][0]] if source and \
+                isinstance(network.layers[source - 1], Flatten) else ()
+            if len(flattened) == 3:
                 # Our rows are (y, x, c); ONNX's flatten gives (c, y, x).
-                weights = weights[np.argsort(_flatten_rows(flattened_from))]
+                weights = weights[np.argsort(_flatten_rows(flattened))]
             nodes.append(helper.make_node("Gemm", [current, constant(f"{out}.weight", weights),
                                                    constant(f"{out}.bias", layer.bias)],
                                           [out], name=out))
@@ -99,8 +100,10 @@ def to_onnx(network, name="tessera"):
             out = f"{layer.name}:flat"
             nodes.append(helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
         elif isinstance(layer, Add):
-            nodes.append(helper.make_node("Add", [current, tensor_of[layer.source]], [out],
+            nodes.append(helper.make_node("Sum" if len(inputs) > 2 else "Add", inputs, [out],
                                           name=out))
+        elif isinstance(layer, Concat):
+            nodes.append(helper.make_node("Concat", inputs, [out], name=out, axis=1))
         if getattr(layer, "relu", False):
             nodes.append(helper.make_node("Relu", [out], [f"{out}:relu"], name=f"{out}.relu"))
             out = f"{out}:relu"
@@ -109,8 +112,8 @@ def to_onnx(network, name="tessera"):
                                                    constant(f"{out}.high", layer.clip)],
                                           [f"{out}:clip"], name=f"{out}.clip"))
             out = f"{out}:clip"
-        tensor_of[layer.name] = current = out
-        flattened_from = in_shape if isinstance(layer, Flatten) and len(in_shape) == 3 else None
+        names.append(out)
+    current = names[-1]
     graph = helper.make_graph(
         nodes, name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims(network.input_shape))],
@@ -134,6 +137,8 @@ class ImportedModel:
     network: Network
     quant: object = None         # GivenQuant of a QDQ or QOperator model, else None
     head: str = None             # a final Softmax, LogSoftmax or ArgMax, run on the host
+    tensors: tuple = ()          # a quantised model's tensor holding each network tensor's
+                                 # int8 values (input, then each layer's output), or None
 
 
 def load_onnx_model(path):
@@ -151,7 +156,8 @@ def load_onnx_model(path):
     try:
         importer = _Importer(model)
         network = importer.run()
-        return ImportedModel(network, importer.given_quant(), importer.head)
+        quant = importer.given_quant()
+        return ImportedModel(network, quant, importer.head, tuple(importer.quantised_tensors))
     except NetworkError as error:
         raise NetworkError(f"{path}: {error}") from None
 
@@ -204,13 +210,20 @@ class _Importer:
         self.input_shape = self._input_shape(inputs[0])
         self.layers = []
         self.producer = {inputs[0].name: None}  # tensor -> index of the layer that made it
-        self.current = inputs[0].name
+        self.readers = {}                        # tensor -> nodes that read it
+        for node in self.nodes:
+            for tensor in node.input:
+                if tensor and tensor not in self.constants:
+                    self.readers[tensor] = self.readers.get(tensor, 0) + 1
         self.shape = self.input_shape
         self.flattened_from = None               # image shape a Flatten just took
         self.shuffle = None                      # a channel shuffle under way: (stage, groups)
         self.channel_order = None                # channels a finished shuffle permuted:
                                                  # shuffled channel c is channel order[c]
-        self.names = set()
+        self.state = {}                          # tensor -> the four above, as it was made
+        self.quantised_tensors = ()              # see ImportedModel.tensors
+        self._made(inputs[0].name)
+        self.names = {NETWORK_INPUT}
         self.graph = graph
 
     @staticmethod
@@ -245,21 +258,47 @@ class _Importer:
                                f"constant (initializer)")
         return self.constants[node.input[position]]
 
-    def _append(self, layer, node):
+    def _reads(self, tensors):
+        """A new layer's `reads` for the ONNX tensors it takes: empty when that is the
+        previous layer's output alone."""
+        positions = [self.producer[t] for t in tensors]
+        if len(positions) == 1 and positions[0] == (len(self.layers) - 1 if self.layers else None):
+            return ()
+        return tuple(NETWORK_INPUT if p is None else self.layers[p].name for p in positions)
+
+    def _append(self, layer, node, inputs=None):
+        inputs = inputs or [self.current]
+        layer = replace(layer, reads=self._reads(inputs))
         try:
-            self.shape = layer.output_shape(self.shape)
+            self.shape = layer.output_shape(*[self.state[t][0] for t in inputs])
         except NetworkError as error:
             raise NetworkError(f"{error} (ONNX node {node.name or node.op_type!r})") from None
         if node.op_type in ("Gemm", "MatMul", "Conv"):
             self.layer_weights[layer.name] = node.input[1]
         self.layers.append(layer)
         self.producer[node.output[0]] = len(self.layers) - 1
-        self.current = node.output[0]
+        self._made(node.output[0])
+
+    def _made(self, tensor):
+        """`tensor` is the current result; remember its layout state for later readers."""
+        self.current = tensor
+        self.state[tensor] = (self.shape, self.flattened_from, self.channel_order, self.shuffle)
+
+    def _select(self, tensor, where):
+        """Make `tensor` (an earlier result) the one the next node works on."""
+        if tensor not in self.state:
+            raise NetworkError(f"{where}: reads {tensor!r}, which neither the graph's input "
+                               f"nor an earlier node makes")
+        self.current = tensor
+        self.shape, self.flattened_from, self.channel_order, self.shuffle = self.state[tensor]
 
     def _rename_output(self, node):
-        """A node that changes nothing in our IR: its output is the current tensor."""
+        """A node that changes nothing in our IR: its output is the current tensor (and is
+        shared as widely as that one)."""
         self.producer[node.output[0]] = self.producer[self.current]
-        self.current = node.output[0]
+        self.readers[node.output[0]] = self.readers.get(node.output[0], 0) + \
+            self.readers.get(self.current, 1) - 1
+        self._made(node.output[0])
 
     def _dense(self, node, index, weights, bias):
         if self.flattened_from is not None and self.flattened_from[:2] != (1, 1):
@@ -282,19 +321,13 @@ class _Importer:
                                    f"(it runs on the host)")
             activations = ([node.input[0]] if op in ("Gemm", "MatMul", "Conv")  # then weights
                            else [t for t in node.input if t and t not in self.constants])
-            if op in ("Add", "Sum") and len(activations) == 2:
-                self._residual(node, index, activations)
+            if op in ("Add", "Sum", "Concat") and len(activations) >= 2:
+                self._merge(node, index, activations, attrs)
                 continue
-            if op == "Sum" and len(activations) != 1:
-                raise NetworkError(f"{where}: a Sum of {len(activations)} tensors; the importer "
-                                   f"takes a Sum of 2 (a residual add) or of 1")
-            if activations != [self.current]:
-                raise NetworkError(f"{where}: a branch: it reads {activations}, not the last "
-                                   f"result {self.current!r}. The importer takes a chain of "
-                                   f"layers whose only branches are residual adds (a 2-input "
-                                   f"Add or Sum of an earlier layer's result); a tensor read "
-                                   f"by several layers otherwise, or a projection shortcut, "
-                                   f"is not supported")
+            if len(activations) != 1:
+                raise NetworkError(f"{where}: reads {len(activations)} tensors {activations}; "
+                                   f"a {op} takes one")
+            self._select(activations[0], where)
             self._check_shuffle(op, where)
             if self.flattened_from is not None and op not in ("Gemm", "MatMul", "Relu",
                                                               "Identity", "Dropout", "Squeeze",
@@ -302,12 +335,14 @@ class _Importer:
                 raise NetworkError(f"{where}: a flattened image must feed a Gemm or MatMul "
                                    f"(its rows take ONNX's channel-first order)")
             getattr(self, f"_op_{op.lower()}")(node, index, attrs, where)
+        outputs = [v.name for v in self.graph.output]
+        if len(outputs) != 1 or outputs[0] not in self.state:
+            raise NetworkError(f"the graph must have one output that a node makes, not {outputs}")
+        self._select(outputs[0], "the graph's output")
         if self.shuffle or self.channel_order is not None:
             raise NetworkError("a channel shuffle ends the graph; it folds into a Conv after it")
-        outputs = [v.name for v in self.graph.output]
-        if outputs != [self.current]:
-            raise NetworkError(f"the graph's output {outputs} is not the last result "
-                               f"{self.current!r}")
+        if self.producer[outputs[0]] != len(self.layers) - 1:
+            raise NetworkError(f"the graph's output {outputs[0]!r} is not the last layer's result")
         return Network(tuple(self.layers), self.input_shape)
 
     def given_quant(self):
@@ -316,6 +351,7 @@ class _Importer:
         if self.model_quant is None:
             return None
         ranges = [None] * (len(self.layers) + 1)
+        self.quantised_tensors = [None] * (len(self.layers) + 1)
         made = {}                                # layer position -> its tensors, in order
         for tensor, position in self.producer.items():
             made.setdefault(position, []).append(tensor)
@@ -333,6 +369,8 @@ class _Importer:
                                     gain) + shift
                     quant = TensorQuant.covering(ends.min(), ends.max())
             ranges[0 if position is None else position + 1] = quant
+            self.quantised_tensors[0 if position is None else position + 1] = \
+                given[-1] if quant is self.model_quant.activations[given[-1]] else None
         scales = {}
         for layer in self.layers:
             weight = self.layer_weights.get(layer.name)
@@ -369,11 +407,17 @@ class _Importer:
 
     def _fold(self, node, where, kinds, what, change):
         """Fold `node` into the layer that made the last result, as `change(layer)`; that
-        layer must be one of `kinds` without its ReLU yet, else the error says `what`."""
+        layer must be one of `kinds` without its ReLU yet, else the error says `what`; and
+        no other node may read the result before the fold."""
         position = self.producer[self.current]
         layer = self.layers[position] if position is not None else None
         if not isinstance(layer, kinds) or layer.relu:
             raise NetworkError(f"{where}: {what}")
+        if self.readers.get(self.current, 1) > 1:
+            raise NetworkError(f"{where}: folds into {layer.name!r}, whose result "
+                               f"{self.current!r} other nodes also read (a branch before a "
+                               f"{node.op_type}); the importer folds a {node.op_type} only "
+                               f"into a result it alone reads")
         self.layers[position] = change(layer)
         self._rename_output(node)
 
@@ -393,16 +437,25 @@ class _Importer:
                    "adds a constant to something other than a Gemm, MatMul or Conv result",
                    add_bias)
 
-    def _residual(self, node, index, activations):
+    def _merge(self, node, index, activations, attrs):
+        """Add or Sum of two or more results (a residual or projection shortcut), or a
+        Concat of results along their channels."""
         where = self._where(node, index)
-        if self.current not in activations:
-            raise NetworkError(f"{where}: neither input is the last result {self.current!r}")
-        skip = activations[1] if activations[0] == self.current else activations[0]
-        source = self.producer.get(skip)
-        if source is None:
-            raise NetworkError(f"{where}: adds {skip!r}, which no layer made (the network "
-                               f"input cannot be a residual source)")
-        self._append(Add(self._name(node, index), self.layers[source].name), node)
+        for tensor in activations:
+            self._select(tensor, where)
+            if self.shuffle or self.channel_order is not None or self.flattened_from:
+                raise NetworkError(f"{where}: reads {tensor!r} in the middle of a channel "
+                                   f"shuffle or right after a Flatten")
+        name = self._name(node, index)
+        if node.op_type == "Concat":
+            axis, rank = attrs.get("axis"), len(self.shape) + 1
+            if axis is None or axis % rank != 1:
+                raise NetworkError(f"{where}: concatenates along axis {axis}; only the channels "
+                                   f"(axis 1) are supported")
+            layer = Concat(name, self._reads(activations))
+        else:
+            layer = Add(name, self._reads(activations))
+        self._append(layer, node, activations)
 
     def _ungrouped(self, kernel, groups, where):
         """A grouped (or depthwise) kernel as the full one it equals: zero between groups.
@@ -465,9 +518,25 @@ class _Importer:
         if low != 0 or not high > 0:
             raise NetworkError(f"{where}: only Clip(0, max) with max > 0 (e.g. ReLU6) is "
                                f"supported, not min={low} max={high}")
-        self._fold(node, where, (Dense, Conv2d, Add), "Clip must follow a Gemm, MatMul, Conv "
-                   "or Add", lambda layer: replace(layer, relu=True,
-                                                   clip=None if np.isinf(high) else float(high)))
+        self._activation(node, index, None if np.isinf(high) else float(high))
+
+    def _activation(self, node, index, clip):
+        """ReLU, and the upper clamp `clip` when set: into the layer before, if that is a
+        Gemm, MatMul, Conv or Add (or Sum) whose result no other node reads; else a layer of
+        its own, an identity on the crossbar whose requantiser clamps."""
+        position = self.producer[self.current]
+        layer = self.layers[position] if position is not None else None
+        if isinstance(layer, (Dense, Conv2d, Add)) and self.readers.get(self.current, 1) == 1:
+            if layer.relu and layer.clip is not None:
+                clip = layer.clip if clip is None else min(clip, layer.clip)
+            self.layers[position] = replace(layer, relu=True, clip=clip)
+            self._rename_output(node)
+            return
+        name, channels = self._name(node, index), self.shape[-1]
+        identity = np.eye(channels)
+        self._append(Conv2d(name, identity[None, None], np.zeros(channels), clip=clip)
+                     if len(self.shape) == 3 else
+                     Dense(name, identity, np.zeros(channels), clip=clip), node)
 
     def _bound(self, node, index, position, default):
         if len(node.input) <= position or not node.input[position]:
@@ -476,23 +545,35 @@ class _Importer:
 
     def _op_batchnormalization(self, node, index, attrs, where):
         """Folded into the Conv, Gemm or MatMul before it: W' = W g, b' = (b - mean) g + B,
-        g = scale / sqrt(var + epsilon), per channel."""
+        g = scale / sqrt(var + epsilon), per channel. After anything else (a pool, a
+        Concat, an activation), or where other nodes read that layer's result, it is a
+        layer of its own: a per-channel affine, the gain on a diagonal of the crossbar
+        and in the requantiser's per-channel scale, the shift in its bias."""
         if attrs.get("training_mode", 0):
             raise NetworkError(f"{where}: training_mode=1 cannot be folded")
         scale, offset, mean, var = (self._weight(node, index, i) for i in range(1, 5))
         gain = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
+        channels = self.shape[-1]
+        if gain.shape != (channels,):
+            raise NetworkError(f"{where}: {gain.shape[0]} channels for a tensor of {channels}")
+        position = self.producer[self.current]
+        before = self.layers[position] if position is not None else None
+        if not isinstance(before, (Dense, Conv2d)) or before.relu \
+                or self.readers.get(self.current, 1) > 1:
+            diagonal, shift = np.diag(gain), offset - mean * gain
+            name = self._name(node, index)
+            self._append(Conv2d(name, diagonal[None, None], shift, relu=False)
+                         if len(self.shape) == 3 else Dense(name, diagonal, shift, relu=False),
+                         node)
+            return
 
         def fold(layer):
-            if gain.shape != (layer.outputs,):
-                raise NetworkError(f"{where}: {gain.shape[0]} channels for a layer of "
-                                   f"{layer.outputs} outputs")
             self.folded_gain[layer.name] = self.folded_gain.get(layer.name, 1.0) * np.maximum(
                 np.abs(gain), np.finfo(np.float64).tiny)        # a gain of 0: weights of 0
             self.affine_after[self.current] = (gain, offset - mean * gain)
             return layer.with_matrix(layer.matrix * gain, (layer.bias - mean) * gain + offset)
 
-        self._fold(node, where, (Dense, Conv2d), "a BatchNormalization folds only into the "
-                   "Conv, Gemm or MatMul right before it (no activation between)", fold)
+        self._fold(node, where, (Dense, Conv2d), "", fold)
 
     def _op_softmax(self, node, index, attrs, where):
         if len(self.shape) != 1 or attrs.get("axis", -1) not in (-1, 1):
@@ -573,9 +654,7 @@ class _Importer:
     _op_unsqueeze = _op_squeeze
 
     def _op_relu(self, node, index, attrs, where):
-        self._fold(node, where, (Dense, Conv2d, Add),
-                   "Relu must follow a Gemm, MatMul, Conv or Add",
-                   lambda layer: replace(layer, relu=True))
+        self._activation(node, index, None)
 
     def _pool(self, node, index, attrs, where, kind):
         kernel, strides = attrs.get("kernel_shape", []), attrs.get("strides", [1, 1])

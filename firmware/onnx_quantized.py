@@ -26,7 +26,7 @@ from .quantize import TensorQuant
 __all__ = ["ModelQuant", "dequantize_graph", "is_quantized", "QUANTIZED_OPS"]
 
 QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
-                 "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool")
+                 "QLinearAdd", "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool")
 
 
 @dataclass
@@ -168,6 +168,14 @@ class _Rewriter:
                         operands.append(node.input[at])
                 self._set(node.output[0], self._tensor_quant(node, index, 6, 7), node, index)
                 self._emit("Add", operands, node.output, name)
+                continue
+            if op == "QLinearConcat":      # y_scale, y_zero_point, then (x, scale, zero) each
+                formats.add("QOperator")
+                inputs = node.input[2::3]
+                for at, tensor in zip(range(2, len(node.input), 3), inputs):
+                    self._set(tensor, self._tensor_quant(node, index, at + 1, at + 2), node, index)
+                self._set(node.output[0], self._tensor_quant(node, index, 0, 1), node, index)
+                self._emit("Concat", inputs, node.output, name, node.attribute)
                 continue
             if op in ("QLinearAveragePool", "QLinearGlobalAveragePool"):
                 formats.add("QOperator")

@@ -3,19 +3,20 @@ asymmetric activations calibrated on sample data (min/max or percentile)."""
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from golden import quantize_multiplier, requantize
 
-from .network import (Add, AvgPool2d, Conv2d, Flatten, MaxPool2d, Network, NetworkError, im2col,
-                      pad_images, run_layers, skip_index)
+from .network import (Add, AvgPool2d, Concat, Conv2d, Flatten, MaxPool2d, Network, NetworkError,
+                      graph_reads, im2col, pad_images, run_layers)
 
 # Weight scale floor, relative to y_scale / x_scale: see `quantize`.
 DEAD_CHANNEL_RATIO = 2.0 ** -16
 
-__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedAdd", "QuantizedMaxPool2d",
-           "QuantizedFlatten",
+__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedMerge", "QuantizedAdd",
+           "QuantizedConcat", "QuantizedMaxPool2d", "QuantizedFlatten",
            "QuantizedNetwork", "GivenQuant", "CalibrationWarning", "calibrate", "quantize"]
 
 
@@ -63,6 +64,7 @@ class QuantizedDense:
     output: TensorQuant
     relu: bool
     clip: float = None       # the float layer's upper clamp (Clip(0, clip)), if any
+    reads: tuple = ()        # the layers whose outputs it takes (firmware.network)
 
     @property
     def matrix(self):
@@ -102,6 +104,7 @@ class QuantizedConv2d(QuantizedDense):
 class QuantizedFlatten:
     name: str
     input: TensorQuant
+    reads: tuple = ()
 
     @property
     def output(self):
@@ -112,13 +115,25 @@ class QuantizedFlatten:
 
 
 @dataclass(frozen=True, eq=False)
-class QuantizedAdd(QuantizedDense):
-    """A residual add on the crossbar: ``[x, skip] @ [[diag(wa)], [diag(wb)]]``, the two
-    input scales as int8 weights, then the usual requantisation."""
-    source: str = ""
+class QuantizedMerge(QuantizedDense):
+    """A layer of several inputs on the crossbar, as a 1x1 layer over their channels side
+    by side: `parts` holds each input's channel count (its rows of `weights`, in order)."""
+    parts: tuple = ()
 
-    def forward(self, x_q, skip_q):
-        return super().forward(np.concatenate([x_q, skip_q], axis=-1))
+    def forward(self, *xs):
+        return super().forward(np.concatenate(xs, axis=-1))
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedAdd(QuantizedMerge):
+    """An add: ``[x0, x1, ..] @ [[diag(w0)], [diag(w1)], ..]``, the input scales as int8
+    weights, then the usual requantisation."""
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedConcat(QuantizedMerge):
+    """A concatenation: block-diagonal identity weights, each input rescaled to the
+    output's scale by its channels' requantisation (exact where the scales agree)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,6 +144,7 @@ class QuantizedMaxPool2d:
     size: int = 2
     stride: int = None
     pads: tuple = (0, 0, 0, 0)
+    reads: tuple = ()
 
     @property
     def output(self):
@@ -154,15 +170,24 @@ class QuantizedNetwork:
     def output(self):
         return self.layers[-1].output
 
+    @cached_property
+    def reads(self):
+        """Per layer, the tensors it reads (`firmware.network.graph_reads`)."""
+        return graph_reads(self.layers)
+
     def matrix_layers(self):
         return [layer for layer in self.layers if isinstance(layer, QuantizedDense)]
 
-    def forward(self, x_q):
-        """The int8 reference: what the golden model and the RTL must reproduce."""
+    def activations(self, x_q):
+        """Every int8 tensor: the input, then each layer's output."""
         x_q = np.asarray(x_q, np.int64)
         if self.input_shape and x_q.ndim == 2 and len(self.input_shape) > 1:
             x_q = x_q.reshape(len(x_q), *self.input_shape)
-        return run_layers(self.layers, x_q)[-1]
+        return run_layers(self.layers, x_q, self.reads)
+
+    def forward(self, x_q):
+        """The int8 reference: what the golden model and the RTL must reproduce."""
+        return self.activations(x_q)[-1]
 
     def predict(self, x):
         """Float inputs in, class indices out, through the int8 reference."""
@@ -258,18 +283,46 @@ def scale_weights(scale_a, scale_b, largest=127):
     return best[1], best[2]
 
 
-def _add_on_crossbar(add, x_quant, skip_quant, y_quant, channels):
-    """The residual add as a QuantizedAdd: the two input scales as int8 weights on diagonals
-    whose ratio is the best with both at most 127 (typically within 1e-4 of the scales'
-    ratio); the zero points fold into the bias."""
-    wa, wb = scale_weights(x_quant.scale, skip_quant.scale)
-    weights = np.vstack([wa * np.eye(channels, dtype=np.int64), wb * np.eye(channels, dtype=np.int64)])
-    bias = np.full(channels, -(wa * x_quant.zero_point + wb * skip_quant.zero_point))
-    # acc = wa (a - za) + wb (b - zb); one accumulator unit is scale_a / wa ~ scale_b / wb
-    acc_scale = np.full(channels, (x_quant.scale / wa + skip_quant.scale / wb) / 2)
+def _add_weights(scales, largest=127):
+    """Integer weights (each 1..`largest`) in the ratio of the input `scales`: for two, the
+    best rational approximation; for more, the largest scale at `largest`."""
+    if len(scales) == 2:
+        return scale_weights(*scales, largest)
+    top = max(scales)
+    return tuple(max(1, int(round(largest * scale / top))) for scale in scales)
+
+
+def _add_on_crossbar(add, in_quants, y_quant, channels):
+    """The add as a QuantizedAdd: the input scales as int8 weights on diagonals (for two,
+    typically within 1e-4 of the scales' ratio); the zero points fold into the bias."""
+    weights = _add_weights([q.scale for q in in_quants])
+    matrix = np.vstack([w * np.eye(channels, dtype=np.int64) for w in weights])
+    bias = np.full(channels, -sum(w * q.zero_point for w, q in zip(weights, in_quants)))
+    # acc = sum w_i (x_i - z_i); one accumulator unit is about scale_i / w_i for every i
+    acc_scale = np.full(channels, np.mean([q.scale / w for w, q in zip(weights, in_quants)]))
     multipliers, shifts, y_quant = _requant_params(add.name, acc_scale, y_quant)
-    return QuantizedAdd(add.name, weights, bias, multipliers, shifts, x_quant, y_quant, add.relu,
-                        add.clip, source=add.source)
+    return QuantizedAdd(add.name, matrix, bias, multipliers, shifts, in_quants[0], y_quant,
+                        add.relu, add.clip, add.reads, parts=(channels,) * len(in_quants))
+
+
+def _concat_on_crossbar(concat, in_quants, y_quant, parts):
+    """The concatenation as a QuantizedConcat: each input's channels requantised from its
+    scale to the output's. Its weights are the identity, times the integer that brings an
+    input scale above the output's under it (a model may clip a wide input into a narrower
+    output; the requantiser only scales down); the bias removes the zero points."""
+    gains = [max(1, int(np.floor(q.scale / y_quant.scale)) + 1) if q.scale >= y_quant.scale
+             else 1 for q in in_quants]
+    if max(gains) > 127:
+        raise NetworkError(f"layer {concat.name!r}: an input's scale is {max(gains) - 1}x the "
+                           f"output's, beyond what int8 weights bring back (127x)")
+    per_channel = lambda values: np.concatenate([np.full(n, v) for n, v in zip(parts, values)])
+    gain = per_channel(gains)
+    matrix = np.diag(gain).astype(np.int64)
+    bias = -per_channel([g * q.zero_point for g, q in zip(gains, in_quants)]).astype(np.int64)
+    acc_scale = per_channel([q.scale / g for g, q in zip(gains, in_quants)])
+    multipliers, shifts, y_quant = _requant_params(concat.name, acc_scale, y_quant)
+    return QuantizedConcat(concat.name, matrix, bias, multipliers, shifts, in_quants[0],
+                           y_quant, False, None, concat.reads, parts=tuple(parts))
 
 
 def _average_as_convolution(pool, x_quant, y_quant, channels):
@@ -281,8 +334,8 @@ def _average_as_convolution(pool, x_quant, y_quant, channels):
     multipliers, shifts, y_quant = _requant_params(
         pool.name, np.full(channels, x_quant.scale / (k * k)), y_quant)
     return QuantizedConv2d(pool.name, weights, np.full(channels, -x_quant.zero_point * k * k),
-                           multipliers, shifts, x_quant, y_quant, False, kernel=(k, k),
-                           stride=pool.stride, pads=pool.pads)
+                           multipliers, shifts, x_quant, y_quant, False, None, pool.reads,
+                           kernel=(k, k), stride=pool.stride, pads=pool.pads)
 
 
 def _given_ranges(network, samples, method, percentile, given):
@@ -290,7 +343,7 @@ def _given_ranges(network, samples, method, percentile, given):
     ranges = list(given.ranges)
     for index, layer in enumerate(network.layers):        # pools and Flatten pass theirs on
         if ranges[index + 1] is None and isinstance(layer, (Flatten, MaxPool2d)):
-            ranges[index + 1] = ranges[index]
+            ranges[index + 1] = ranges[network.reads[index][0]]
     if any(r is None for r in ranges):
         if samples is None:
             missing = [i for i, r in enumerate(ranges) if r is None]
@@ -313,24 +366,30 @@ def quantize(network, samples, method="minmax", percentile=99.99, given=None):
     else:
         ranges = _given_ranges(network, samples, method, percentile, given)
     layers = []
-    for index, layer in enumerate(network.layers):
-        x_quant, y_quant = ranges[index], ranges[index + 1]
-        if isinstance(layer, Add):
-            layers.append(_add_on_crossbar(layer, x_quant, ranges[skip_index(network.layers, layer)],
-                                           y_quant, network.shapes[index][-1]))
+    for index, (layer, tensors) in enumerate(zip(network.layers, network.reads)):
+        x_quant, y_quant = ranges[tensors[0]], ranges[index + 1]
+        if isinstance(layer, (Add, Concat)):
+            in_quants = [ranges[t] for t in tensors]
+            if isinstance(layer, Add):
+                layers.append(_add_on_crossbar(layer, in_quants, y_quant,
+                                               network.shapes[index + 1][-1]))
+            else:
+                layers.append(_concat_on_crossbar(layer, in_quants, y_quant,
+                                                  [network.shapes[t][-1] for t in tensors]))
             ranges[index + 1] = layers[-1].output
             continue
         if isinstance(layer, AvgPool2d):
             model_given = given is not None and given.ranges[index + 1] is not None
             layers.append(_average_as_convolution(layer, x_quant, y_quant if model_given else x_quant,
-                                                  network.shapes[index][2]))
+                                                  network.shapes[tensors[0]][2]))
             ranges[index + 1] = layers[-1].output
             continue
         if isinstance(layer, (Flatten, MaxPool2d)):
             ranges[index + 1] = x_quant                 # the same numbers, fewer or reshaped
-            layers.append(QuantizedFlatten(layer.name, x_quant) if isinstance(layer, Flatten)
+            layers.append(QuantizedFlatten(layer.name, x_quant, layer.reads)
+                          if isinstance(layer, Flatten)
                           else QuantizedMaxPool2d(layer.name, x_quant, layer.size, layer.stride,
-                                                  layer.pads))
+                                                  layer.pads, layer.reads))
             continue
         # A dead channel (weights ~0, as trained networks often have) or an all-zero layer:
         # its weight scale is floored where a weight moves the output by 2**-16 LSB per
@@ -350,7 +409,7 @@ def quantize(network, samples, method="minmax", percentile=99.99, given=None):
         if np.abs(bias).max(initial=0) >= 1 << 31:
             raise NetworkError(f"layer {layer.name!r}: quantised bias overflows int32")
         fields = (layer.name, w_q, bias, multipliers, shifts, x_quant, y_quant, layer.relu,
-                  layer.clip)
+                  layer.clip, layer.reads)
         if isinstance(layer, Conv2d):
             layers.append(QuantizedConv2d(*fields, kernel=layer.kernel, stride=layer.stride,
                                           pads=layer.pads))

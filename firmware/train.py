@@ -3,8 +3,8 @@ scratch and the short fine-tuning that recovers accuracy after pruning (masks he
 
 import numpy as np
 
-from .network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, NetworkError,
-                      col2im, run_layers, skip_index)
+from .network import (Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, MaxPool2d, Network,
+                      NetworkError, col2im, run_layers)
 
 __all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 
@@ -30,7 +30,7 @@ def init_cnn(input_shape, features, classes, rng):
             layers.append(Conv2d(f"conv{i}", rng.normal(0, np.sqrt(2 / channels),
                                                         (1, 1, channels, channels)),
                                  np.zeros(channels)))
-            layer = Add(f"add{i}", layers[-2].name, relu=True)
+            layer = Add(f"add{i}", (layers[-1].name, layers[-2].name), relu=True)
         elif spec[0] in ("maxpool", "avgpool"):
             size, stride, pad = (*spec[1:], None, 0)[:3]
             layer = (MaxPool2d if spec[0] == "maxpool" else AvgPool2d)(f"pool{i}", size, stride,
@@ -60,12 +60,23 @@ def _passes(layer, y):
     return mask if layer.clip is None else mask & (y < layer.clip)
 
 
-def _backward(layer, x, y, grad_y):
-    """(input gradient, matrix gradient or None, bias gradient or None) of one layer."""
+def _backward(layer, xs, y, grad_y):
+    """(gradient of each input, matrix gradient or None, bias gradient or None) of one
+    layer that read the tensors `xs`."""
+    if isinstance(layer, Add):
+        return [grad_y * _passes(layer, y)] * len(xs), None, None
+    if isinstance(layer, Concat):
+        ends = np.cumsum([x.shape[-1] for x in xs])[:-1]
+        return np.split(grad_y, ends, axis=-1), None, None
+    grad_x, grad_matrix, grad_bias = _backward_one(layer, xs[0], y, grad_y)
+    return [grad_x], grad_matrix, grad_bias
+
+
+def _backward_one(layer, x, y, grad_y):
+    """(input gradient, matrix gradient or None, bias gradient or None) of a layer of one
+    input."""
     if isinstance(layer, Flatten):
         return grad_y.reshape(x.shape), None, None
-    if isinstance(layer, Add):
-        return grad_y * _passes(layer, y), None, None
     if isinstance(layer, MaxPool2d):
         if not layer.tiled:
             raise NetworkError(f"layer {layer.name!r}: training through overlapping or padded "
@@ -110,17 +121,16 @@ def train(network, x, y, epochs, rng, lr=0.05, batch=32, masks=None, progress=No
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
             idx = order[start:start + batch]
-            acts = run_layers(layers, x[idx])
+            acts = run_layers(layers, x[idx], network.reads)
             logits = acts[-1] - acts[-1].max(axis=1, keepdims=True)
             probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-            grad = (probs - np.eye(classes)[y[idx]]) / len(idx)
-            skipped = {}                  # activation index -> gradient from a residual Add
-            for i in reversed(range(len(layers))):
-                grad = grad + skipped.pop(i + 1, 0)
-                grad, grad_matrix, grad_bias = _backward(layers[i], acts[i], acts[i + 1], grad)
-                if isinstance(layers[i], Add):
-                    j = skip_index(layers, layers[i])
-                    skipped[j] = skipped.get(j, 0) + grad
+            grads = {len(layers): (probs - np.eye(classes)[y[idx]]) / len(idx)}
+            for i in reversed(range(len(layers))):      # tensor -> gradient, summed over readers
+                tensors = network.reads[i]
+                grad_xs, grad_matrix, grad_bias = _backward(
+                    layers[i], [acts[t] for t in tensors], acts[i + 1], grads.pop(i + 1))
+                for t, grad_x in zip(tensors, grad_xs):
+                    grads[t] = grads.get(t, 0) + grad_x
                 if grad_matrix is None:
                     continue
                 v_matrix, v_bias = velocity[i]

@@ -30,7 +30,7 @@ def residual_mlp():
         rng = np.random.default_rng(seed)
         network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), rng.normal(0, 0.1, 48)),
                            Dense("fc1", rng.normal(0, 0.2, (48, 48)), rng.normal(0, 0.1, 48)),
-                           Add("res", source="fc0", relu=True),
+                           Add("res", ("fc1", "fc0"), relu=True),
                            Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
         x = rng.uniform(0, 1, (samples, 64))
         qnet = quantize(network, x)

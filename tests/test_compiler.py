@@ -144,7 +144,7 @@ def residual_network(rng):
     from firmware.network import Add
     return Network((Dense("fc0", rng.normal(0, 0.3, (40, 24)), rng.normal(0, 0.1, 24)),
                     Dense("fc1", rng.normal(0, 0.3, (24, 24)), rng.normal(0, 0.1, 24)),
-                    Add("res", source="fc0", relu=True),
+                    Add("res", ("fc1", "fc0"), relu=True),
                     Dense("out", rng.normal(0, 0.3, (24, 10)), np.zeros(10), relu=False)))
 
 
@@ -196,10 +196,11 @@ def test_residual_add_errors_name_the_layer():
     from firmware.network import Add
     rng = np.random.default_rng(9)
     dense = Dense("fc", rng.normal(size=(4, 3)), np.zeros(3))
-    with pytest.raises(NetworkError, match="layer 'res': its source 'nowhere' is not a layer before its input"):
-        Network((dense, Add("res", "nowhere")))
-    with pytest.raises(NetworkError, match=r"layer 'res' adds 'fc''s output of shape \(3,\) to an input of shape \(2,\)"):
-        Network((dense, Dense("fc2", rng.normal(size=(3, 2)), np.zeros(2)), Add("res", "fc")))
+    with pytest.raises(NetworkError, match="layer 'res' reads 'nowhere', which is neither the "
+                                           "network input .* nor a layer before it"):
+        Network((dense, Add("res", ("fc", "nowhere"))))
+    with pytest.raises(NetworkError, match=r"layer 'res' adds tensors of shapes \(2,\), \(3,\)"):
+        Network((dense, Dense("fc2", rng.normal(size=(3, 2)), np.zeros(2)), Add("res", ("fc2", "fc"))))
 
 
 @pytest.mark.parametrize("dead", ["one hidden unit", "whole layer"])

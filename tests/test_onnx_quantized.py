@@ -111,7 +111,7 @@ def test_a_quantised_residual_add_matches_onnxruntime(tmp_path, form):
     rng = np.random.default_rng(3)
     net = Network((Dense("a", rng.normal(0, 0.3, (20, 16)), rng.normal(0, 0.1, 16)),
                    Dense("b", rng.normal(0, 0.3, (16, 16)), rng.normal(0, 0.1, 16)),
-                   Add("skip", "a", relu=True),
+                   Add("skip", ("b", "a"), relu=True),
                    Dense("out", rng.normal(0, 0.3, (16, 5)), rng.normal(0, 0.1, 5), relu=False)))
     onnx.save(to_onnx(net), tmp_path / "res.onnx")
     x = rng.uniform(0, 1, (400, 20)).astype(np.float32)
