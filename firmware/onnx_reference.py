@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["REFERENCE_MODE", "reference_model", "reference_session", "run_reference",
+__all__ = ["REFERENCE_MODE", "reference_model", "reference_session", "run_reference", "run_reference_tensors",
            "run_optimised", "cpu_has_vnni", "optimised_kernel_deviation", "KernelDeviation",
            "quantize_with_onnxruntime"]
 
@@ -56,12 +56,19 @@ def _load(model):
 
 
 def _element_types(model):
-    """tensor name -> ONNX element type, from the graph's declarations and shape inference."""
+    """tensor name -> ONNX element type, from the graph's declarations and shape inference;
+    for the operators it does not know (onnxruntime's contrib QLinear ops, and what
+    follows them), the type of their activation input (a QLinearConcat's: its output zero
+    point's)."""
     import onnx
     graph = onnx.shape_inference.infer_shapes(model).graph
     types = {t.name: t.type.tensor_type.elem_type
              for t in [*graph.input, *graph.value_info, *graph.output]}
     types.update({t.name: t.data_type for t in graph.initializer})
+    for node in graph.node:
+        if node.output and not types.get(node.output[0]):
+            like = node.input[1] if node.op_type == "QLinearConcat" else node.input[0]
+            types[node.output[0]] = types.get(like, onnx.TensorProto.FLOAT)
     return types
 
 
@@ -136,6 +143,22 @@ def run_reference(model, x):
     return _run(reference_session(model), x)
 
 
+def run_reference_tensors(model, x, names):
+    """{name: array} of the model's tensors `names` for inputs `x`, in the reference mode
+    (intermediate results too: to compare a layer at a time)."""
+    import onnx
+    model = _load(model)
+    types = _element_types(model)
+    outputs = {o.name for o in model.graph.output}
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(name, types[name], None)
+                              for name in names if name not in outputs)
+    session = reference_session(model)
+    input_name, wanted = session.get_inputs()[0].name, list(names)
+    batches = [session.run(wanted, {input_name: x[i:i + _BATCH]}) for i in range(0, len(x), _BATCH)]
+    return {name: np.concatenate([batch[j] for batch in batches]) for j, name in enumerate(wanted)}
+
+
 def run_optimised(model, x):
     """The model's first output with onnxruntime's default (optimised) session, as a user's
     deployment would run it: CPU-dependent, for measuring only."""
@@ -184,15 +207,22 @@ def optimised_kernel_deviation(model, x, output_scale, reference=None):
                            float(lsb.max(initial=0)), cpu_has_vnni())
 
 
-def quantize_with_onnxruntime(float_path, out_path, calibration, **options):
+def quantize_with_onnxruntime(float_path, out_path, calibration, preprocess=False, **options):
     """`float_path` quantised by onnxruntime's `quantize_static` to `out_path`, calibrated
-    on `calibration` (one sample a batch). `options` go to `quantize_static`; weights are
-    int8 unless they say otherwise."""
+    on `calibration` (one sample a batch). With `preprocess`, onnxruntime's recommended
+    `quant_pre_process` runs first (shape inference and graph optimisation, which folds
+    each BatchNormalization into the Conv before it). `options` go to `quantize_static`;
+    weights are int8 unless they say otherwise."""
     import logging
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
     import onnx
     input_name = onnx.load(str(float_path)).graph.input[0].name
+    if preprocess:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        prepared = Path(out_path).with_suffix(".prepared.onnx")
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        float_path = prepared
 
     class Reader(CalibrationDataReader):
         def __init__(self):
