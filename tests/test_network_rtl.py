@@ -109,3 +109,29 @@ def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property, tmp_path):
               if isa.decode(words).opcode == isa.Opcode.MVM}
     assert len(ranges) > 1 and any(shift for _, shift in ranges), \
         f"(offset inputs, ADC shift) of every MVM: {ranges}: not exercised"
+
+
+# Branching graphs from tessera.zoo at 6x6: a residual stage with a projection shortcut
+# (stride 2), and two Inception modules (four-way concatenations, a padded 3x3 max pool).
+GRAPHS = {"ResNet, projection shortcut": ("resnet", dict(width=1 / 8, blocks=(1, 1))),
+          "Inception, two four-way concats": ("inception", dict(width=1 / 16, modules=2))}
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_branching_graph_on_rtl_equals_golden(record_property, tmp_path, name):
+    import onnx
+
+    from firmware.onnx_io import load_onnx_model
+    from tessera.zoo import build
+
+    architecture, options = GRAPHS[name]
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 1, (12, 3, 6, 6)).astype(np.float32)
+    model, _ = build(architecture, x, size=6, **options)
+    onnx.save(model, tmp_path / "graph.onnx")
+    network = load_onnx_model(tmp_path / "graph.onnx").network
+    qnet = quantize(network, x.transpose(0, 2, 3, 1))
+    x_q = qnet.input.quantize(x[:3].transpose(0, 2, 3, 1))
+    exe, _ = check_on_rtl(qnet, x_q, CNN_CONFIG, tmp_path / "graph.tessera", record_property,
+                          f"graph {name}")
+    assert any(len(reads) > 1 for reads in qnet.reads)
