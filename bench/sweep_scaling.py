@@ -21,7 +21,7 @@ from tessera.sweep import SweepData, SweptNetwork, run_sweep
 DATASETS = {   # model, calibration, inputs, labels, memories (as the demo compiles them)
     "mnist": ("build/mnist/mnist_lenet5_dense.onnx", "build/mnist/mnist_calibration.npy",
               "build/mnist/mnist_test.npy", "build/mnist/mnist_test_labels.npy",
-              {"amem_depth": 4096}, "tessera demo --dataset mnist"),
+              {}, "tessera demo --dataset mnist"),
     "digits": ("build/report/digits_cnn_dense.onnx", "build/report/digits_calibration.npy",
                "build/report/digits_test.npy", "build/report/digits_test_labels.npy", {},
                "make demo"),

@@ -9,7 +9,7 @@ from golden import isa
 from golden.crossbar import offset_excess
 from golden.device import QuantParams, pack_quant_params
 
-from .mapper import COPY, PadMap, PoolMap, tensor_entries
+from .mapper import COPY, PadMap, PoolMap, segment_steps, tensor_entries
 
 __all__ = ["SegmentCode", "segment_images", "segment_program"]
 
@@ -160,7 +160,7 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
 def segment_program(network_map, segment, place):
     """The segment's instructions for `place.batch` samples. When `place` is resident, its
     blocks are programmed into tiles of their own once, by the setup program, not per batch."""
-    config, steps = network_map.config, network_map.steps
+    config, steps = network_map.config, segment_steps(network_map.steps, segment)
     setup, inference, layer_pcs = [], [], {}
     for s in segment.steps:
         first_pc = len(inference)

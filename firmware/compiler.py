@@ -12,8 +12,9 @@ from golden.config import MAX_MEMORY_DEPTH
 from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
-from .mapper import (LayerMap, MappingError, NetworkMap, Segment, lower, place_segment,
-                     resident_tiles, segment_tensors, tensor_entries)
+from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
+                     output_rows, place_segment, resident_tiles, segment_steps, segment_tensors,
+                     tensor_entries)
 from .quantize import QuantizedConv2d
 
 __all__ = ["compile_network", "map_network", "LossyAdcWarning"]
@@ -41,7 +42,7 @@ def _merge(a, b):
 
 def _overflow(network_map, segment, batch):
     """The first memory `segment` overflows at `batch` samples, or None."""
-    c, steps = network_map.config, network_map.steps
+    c, steps = network_map.config, segment_steps(network_map.steps, segment)
     if segment.slots * c.rows > c.wmem_depth:
         return "wmem"
     if segment.qmem_entries > c.qmem_depth:
@@ -87,6 +88,8 @@ def _chunks(network_map, s):
             chunks.append(current)
             candidate = extended(None, item)
             failure = _overflow(network_map, candidate, 1)
+        if failure in ("amem", "psum", "instruction count field"):
+            raise MappingError(_footprint_error(network_map, s, failure))
         if failure is not None:
             raise MappingError(f"layer {lm.name!r}: not even one job's weight blocks fit a "
                                f"segment ({failure} too small)")
@@ -96,6 +99,37 @@ def _chunks(network_map, s):
     return [replace(chunk, part=(i, len(chunks))) for i, chunk in enumerate(chunks)]
 
 
+def _bands(network_map, s, failure):
+    """Step `s`, whose tensors do not fit (`failure`) for one sample, as segments of bands
+    of its output rows, or None where it cannot run in bands. Each band's input rows (its
+    windows' halo included) come from the host and its output rows go back. The host
+    moves every output row once and every input row once plus the halo rows shared by
+    neighbouring bands, ``(bands - 1) * (window - stride)`` rows: the fewest bands, so
+    the tallest band that fits, moves the least; that is the one chosen."""
+    steps, step = network_map.steps, network_map.steps[s]
+    rows = output_rows(step)
+    if rows is None or rows < 2:
+        return None
+    whole = _whole(steps, s)
+
+    def bands(height):
+        return [replace(whole, band=band_step(step, first, min(first + height, rows)))
+                for first in range(0, rows, height)]
+
+    fits = lambda height: _overflow(network_map, bands(height)[0], 1) is None
+    if not fits(1):
+        return None
+    low, high = 1, rows - 1
+    while low < high:                        # the tallest band that fits
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    parts = bands(low)
+    for i, part in enumerate(parts):
+        part.limit = f"{failure}: {len(parts)} bands of up to {low} output rows"
+        part.part = (i, len(parts))
+    return parts
+
+
 def _power_of_two_above(entries):
     return 1 << (entries - 1).bit_length()
 
@@ -103,11 +137,13 @@ def _power_of_two_above(entries):
 def _footprint_error(network_map, s, failure):
     c, step = network_map.config, network_map.steps[s]
     place = place_segment(network_map.steps, _whole(network_map.steps, s), 1, c.amem_depth)
+    banded = ("convolutions and max pools run in bands of rows, but not this layer, "
+              "which takes its whole input at once")
     if failure == "amem" and place.amem_used > MAX_MEMORY_DEPTH:
         return (f"layer {step.name!r}: one sample's tensors need {place.amem_used} activation "
                 f"entries, and no config can hold them (addresses reach amem_depth "
-                f"{MAX_MEMORY_DEPTH}); spatial tiling of large images is not implemented yet: "
-                f"export the model at a smaller input size")
+                f"{MAX_MEMORY_DEPTH}); {banded}: reduce the image before it (pooling) or export "
+                f"the model at a smaller input size")
     if failure == "amem":
         return (f"layer {step.name!r}: one sample's tensors need {place.amem_used} activation "
                 f"entries, beyond amem_depth {c.amem_depth} (give --amem-depth "
@@ -136,13 +172,17 @@ def cut_segments(network_map):
             current = whole
         elif not isinstance(step, LayerMap) or failure in ("amem", "psum",
                                                            "instruction count field"):
-            raise MappingError(_footprint_error(network_map, s, failure))
+            bands = _bands(network_map, s, failure)
+            if bands is None:
+                raise MappingError(_footprint_error(network_map, s, failure))
+            segments += bands
         else:
             segments += _chunks(network_map, s)
     if current is not None:
         current.limit = "end of network"
         segments.append(current)
-    # Tensors ping-pong between the ends of amem; chunks of one layer share a layout.
+    # Tensors ping-pong between the ends of amem; chunks of one layer share a layout (a
+    # band's tensors come and go through the host: it has no neighbour to share with).
     at_top = False
     for i, segment in enumerate(segments):
         if i and segment.steps != segments[i - 1].steps:
@@ -153,7 +193,8 @@ def cut_segments(network_map):
 
 def _largest_batch(network_map):
     c, steps = network_map.config, network_map.steps
-    largest = MAX_COUNT // max(step.positions for step in steps)
+    largest = MAX_COUNT // max(step.positions for segment in network_map.segments
+                               for step in segment_steps(steps, segment))
     for segment in network_map.segments:
         place = place_segment(steps, segment, 1, c.amem_depth)
         largest = min(largest, c.amem_depth // place.amem_used, c.psum_depth // max(place.psum_used, 1))
@@ -198,23 +239,45 @@ def _input_spec(qnet, network_map, layout, input_order=None):
 
 def _transfers(network_map, batch):
     """Per segment, (writes, reads) of tensors through the host: the network's input
-    before the first segment, its output after the last, and a skip an earlier segment
-    made, read after its producer's last segment and written before its reader."""
+    before the first segment, its output after the last; a tensor an earlier segment
+    made, read back after its producer's last segment and written before its reader (a
+    skip, or the input of a segment after a banded one); each band's rows."""
     steps, segments, c = network_map.steps, network_map.segments, network_map.config
     places = [place_segment(steps, seg, batch, c.amem_depth, network_map.resident)
               for seg in segments]
-    transfer = lambda t, place: Transfer(t, place.tensor_base[t], tensor_entries(steps, t))
+    whole = lambda t, place: Transfer(t, place.tensor_base[t], tensor_entries(steps, t))
     writes = [[] for _ in segments]
     reads = [[] for _ in segments]
-    writes[0].append(transfer(0, places[0]))
-    reads[-1].append(transfer(len(steps), places[-1]))
-    for i, seg in enumerate(segments):
-        if i and seg.steps == segments[i - 1].steps:
-            continue                              # a later chunk: its skips are in place
-        for t in segment_tensors(steps, seg)[1]:
+    on_host = {0}
+
+    def fetch(t):
+        """Have the host hold tensor `t`: read it after its producer's last segment."""
+        if t not in on_host:
             producer = max(j for j, other in enumerate(segments) if t - 1 in other.steps)
-            reads[producer].append(transfer(t, places[producer]))
-            writes[i].append(transfer(t, places[i]))
+            reads[producer].append(whole(t, places[producer]))
+            on_host.add(t)
+
+    for i, (seg, place) in enumerate(zip(segments, places)):
+        (t_in,), skips, _, (t_out,) = segment_tensors(steps, seg)
+        if seg.band is not None:
+            fetch(t_in)
+            band = seg.band
+            writes[i].append(Transfer(t_in, place.tensor_base[t_in], band.input_entries,
+                                      band.input_offset, tensor_entries(steps, t_in)))
+            reads[i].append(Transfer(t_out, place.tensor_base[t_out], band.output_entries,
+                                     band.output_offset, tensor_entries(steps, t_out)))
+            on_host.add(t_out)
+            continue
+        if i and seg.steps == segments[i - 1].steps:
+            continue                              # a later chunk: its tensors are in place
+        if i == 0 or segments[i - 1].band is not None:     # its input is not in place
+            fetch(t_in)
+            writes[i].append(whole(t_in, place))
+        for t in skips:
+            fetch(t)
+            writes[i].append(whole(t, place))
+    if segments[-1].band is None:
+        reads[-1].append(whole(len(steps), places[-1]))
     return places, writes, reads
 
 
@@ -243,6 +306,15 @@ def _summary(qnet, network_map, exe):
                 i += 1
                 continue
             parts = m.segments[i:i + seg.part[1]]
+            if seg.band is not None:
+                rows = max(p.band.rows[1] - p.band.rows[0] for p in parts)
+                lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} bands of up "
+                             f"to {rows} output rows (one sample's tensors do not fit "
+                             f"{seg.limit.split(':')[0]}): each band's input rows, halo "
+                             f"included, from the host and its output rows back; weights "
+                             f"loaded once for all bands")
+                i += len(parts)
+                continue
             limits = sorted({p.limit for p in parts[:-1]})
             lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} parts of up to "
                          f"{max(p.blocks for p in parts)} blocks, closed by "
@@ -313,16 +385,20 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
         runs = []
         for i, (segment, place) in enumerate(zip(segments, places)):
             code = segment_program(network_map, segment, place)
-            if size == sizes[0]:
+            if size == sizes[0] and segment.band is not None and segment.part[0]:
+                first = images[i - segment.part[0]]      # a band: the first band's images
+                images.append(replace(first, part=segment.part, images_from=i - segment.part[0]))
+            elif size == sizes[0]:
                 wmem, qmem = segment_images(qnet, network_map, segment, place)
                 images.append(SegmentImage(
                     [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem, qmem,
                     np.array(isa.encode_program(code.setup), np.int64).reshape(-1, 4),
                     np.repeat(np.array(place.constants, np.int64)[:, None], config.rows, axis=1),
                     segment.blocks))
-            zero = [place.psum_base[s] + (n * steps[s].positions + p) * steps[s].n_blocks + nb
+            ran = segment_steps(steps, segment)
+            zero = [place.psum_base[s] + (n * ran[s].positions + p) * ran[s].n_blocks + nb
                     for s, nbs in segment.zero_columns.items() for nb in nbs
-                    for n in range(size) for p in range(steps[s].positions)]
+                    for n in range(size) for p in range(ran[s].positions)]
             runs.append(SegmentRun(np.array(isa.encode_program(code.inference), np.int64).reshape(-1, 4),
                                    np.array(zero, np.int64), writes[i], reads[i],
                                    {name: (pcs.start, pcs.stop) for name, pcs in code.layer_pcs.items()},

@@ -31,7 +31,8 @@ __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun"
            "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
 
 FORMAT = "tessera-executable"
-FORMAT_VERSION = 4              # 4: SHA-256 of the manifest and of every array
+FORMAT_VERSION = 5              # 4: SHA-256 of the manifest and of every array;
+                                # 5: band transfers (offset, total), shared images
 MANIFEST = "manifest.json"
 INPUT_ROW_INDEX = "input_row_index"              # arrays saved as .npy members: this,
 IMAGE_ARRAYS = ("wmem", "qmem", "setup", "constants")  # each SegmentImage's,
@@ -99,10 +100,17 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class Transfer:
-    """One tensor moved between host and activation memory around a segment's run."""
-    tensor: int                  # the step that reads it (the last: the network's output)
+    """One tensor, or a band of its rows, moved between host and activation memory around
+    a segment's run: entries ``offset .. offset + entries - 1`` of each sample's `total`."""
+    tensor: int                  # the step that made it (0: the input; the last: the output)
     base: int                    # amem entry of sample 0
-    entries: int                 # entries per sample
+    entries: int                 # entries per sample moved
+    offset: int = 0              # where they start in the sample's tensor
+    total: int = None            # entries of the sample's whole tensor (None: `entries`)
+
+    @property
+    def sample_entries(self):
+        return self.entries if self.total is None else self.total
 
 
 @dataclass
@@ -116,6 +124,7 @@ class SegmentImage:
     setup: np.ndarray            # words of the tile-programming program (resident), may be empty
     constants: np.ndarray        # (entries, rows) int8 the host writes before each run
     blocks: int = 0              # weight blocks its jobs compute
+    images_from: int = None      # an earlier segment whose images these are (a later band)
 
 
 @dataclass
@@ -163,10 +172,11 @@ class Executable:
         arrays = {INPUT_ROW_INDEX: self.input.row_index}
         segments = []
         for i, seg in enumerate(self.segments):
-            for kind in IMAGE_ARRAYS:
-                arrays[_array_name(kind, i)] = getattr(seg, kind)
+            if seg.images_from is None:
+                for kind in IMAGE_ARRAYS:
+                    arrays[_array_name(kind, i)] = getattr(seg, kind)
             segments.append({"layers": seg.layers, "limit": seg.limit, "part": seg.part,
-                             "blocks": seg.blocks})
+                             "blocks": seg.blocks, "images_from": seg.images_from})
         plans = {}
         for batch, runs in self.plans.items():
             plans[str(batch)] = []
@@ -218,12 +228,22 @@ def _manifest_digest(manifest):
 def _array_kinds(manifest):
     """{array name: `array_limits` kind} of every array the manifest's structure implies."""
     kinds = {INPUT_ROW_INDEX: "row_index"}
-    for i in range(len(_get(manifest, "segments", list))):
-        kinds.update({_array_name(k, i): k for k in IMAGE_ARRAYS})
+    for i, segment in enumerate(_get(manifest, "segments", list)):
+        if _images_from(segment, i) is None:
+            kinds.update({_array_name(k, i): k for k in IMAGE_ARRAYS})
     for batch in _get(manifest, "plans", dict):
         for i in range(len(manifest["segments"])):
             kinds.update({_array_name(k, i, batch): k for k in RUN_ARRAYS})
     return kinds
+
+
+def _images_from(segment, i):
+    """The earlier segment whose images segment `i` shares, or None (its own)."""
+    where = f"segments[{i}]"
+    source = _get(segment, "images_from", int, where, optional=True)
+    if source is not None and not 0 <= source < i:
+        raise SchemaError(f"{where}.images_from", f"must be an earlier segment, not {source}")
+    return source
 
 
 def load_executable(path):
@@ -334,7 +354,9 @@ def _transfers(obj, key, where):
     transfers = []
     for j, item in enumerate(_get(obj, key, list, where)):
         here = f"{where}.{key}[{j}]"
-        transfers.append(Transfer(*(_get(item, k, int, here) for k in ("tensor", "base", "entries"))))
+        transfers.append(Transfer(*(_get(item, k, int, here) for k in ("tensor", "base", "entries",
+                                                                      "offset")),
+                                  _get(item, "total", int, here, optional=True)))
     return transfers
 
 
@@ -357,10 +379,14 @@ def _from_manifest(manifest, config, arrays):
         layers = _get(seg, "layers", list, where)
         for j, name in enumerate(layers):
             _get({j: name}, j, str, f"{where}.layers")
+        source = _images_from(seg, i)
+        if source is not None and segments[source].images_from is not None:
+            raise SchemaError(f"{where}.images_from", f"segment {source} has no images of its own")
+        shared = i if source is None else source
         segments.append(SegmentImage(list(layers), _get(seg, "limit", str, where),
                                      _ints(seg, "part", where, optional=True),
-                                     blocks=_get(seg, "blocks", int, where),
-                                     **{k: arrays[_array_name(k, i)] for k in IMAGE_ARRAYS}))
+                                     blocks=_get(seg, "blocks", int, where), images_from=source,
+                                     **{k: arrays[_array_name(k, shared)] for k in IMAGE_ARRAYS}))
     plans = {}
     for batch, runs in manifest["plans"].items():
         if not batch.isdigit():

@@ -198,6 +198,12 @@ def _transfer(field, transfer, batch, config):
     _number(f"{field}.tensor", transfer.tensor, low=0)
     _number(f"{field}.base", transfer.base, low=0)
     _number(f"{field}.entries", transfer.entries, positive=True)
+    _number(f"{field}.offset", transfer.offset, low=0)
+    if transfer.total is not None:
+        _number(f"{field}.total", transfer.total, positive=True)
+    if transfer.offset + transfer.entries > transfer.sample_entries:
+        raise SchemaError(field, f"entries {transfer.offset}..{transfer.offset + transfer.entries - 1} "
+                                 f"pass the tensor's {transfer.sample_entries}")
     if transfer.base + batch * transfer.entries > config.amem_depth:
         raise SchemaError(field, f"entries {transfer.base}..{transfer.base + batch * transfer.entries - 1} "
                                  f"of a batch of {batch} pass amem's {config.amem_depth}")
@@ -216,12 +222,13 @@ def _plan(batch, runs, exe, image_rows):
         for j, transfer in enumerate(run.writes):
             field = f"plans.{batch}[{i}].writes[{j}]"
             _transfer(field, transfer, batch, config)
-            if host.get(transfer.tensor) != transfer.entries:
-                raise SchemaError(field, f"writes tensor {transfer.tensor} of {transfer.entries} "
-                                         f"entries, which the host does not hold at that size")
+            if host.get(transfer.tensor) != transfer.sample_entries:
+                raise SchemaError(field, f"writes tensor {transfer.tensor} of "
+                                         f"{transfer.sample_entries} entries, which the host does "
+                                         f"not hold at that size")
         for j, transfer in enumerate(run.reads):
             _transfer(f"plans.{batch}[{i}].reads[{j}]", transfer, batch, config)
-            host[transfer.tensor] = transfer.entries
+            host[transfer.tensor] = transfer.sample_entries
         for name, pcs in run.layer_pcs.items():
             if len(pcs) != 2 or not 0 <= pcs[0] <= pcs[1] <= len(run.program):
                 raise SchemaError(f"plans.{batch}[{i}].layer_pcs.{name}",

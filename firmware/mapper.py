@@ -23,7 +23,7 @@ where the last one wrote it: only the network's input and output, and a residual
 skip from an earlier segment, move through the host.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .quantize import (QuantizedConv2d, QuantizedDense, QuantizedFlatten, Quanti
                        QuantizedMerge)
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
-           "plan_jobs", "step_inputs",
+           "plan_jobs", "step_inputs", "Band", "band_step", "output_rows", "segment_steps",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
@@ -88,6 +88,7 @@ class LayerMap:
     k_inputs: dict = field(default_factory=dict)   # K block -> step whose input tensor
                                                     # holds it, when not this layer's
     jobs: list = field(default_factory=list)         # `plan_jobs`, in execution order
+    row_runs: list = None        # a convolution's runs per output row, for bands (else None)
     source_groups: dict = field(default_factory=dict)   # a merge's inputs: tensor -> its
                                                         # entries a pixel (positions, strides
                                                         # and runs are then in pixels)
@@ -284,7 +285,7 @@ def lower(qnet, config):
         real = padded_matrix(np.ones((k, n), bool), row_index, padded_rows, C)
         cells = int(nonzero.sum()) * R * C
         stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
-        groups = {}
+        groups, row_runs = {}, None
         if isinstance(layer, QuantizedMerge):
             parts, k_offsets, k_tensors, groups, positions, stride, runs, entries = \
                 _merge_inputs(maps, layer, [held[t] for t in tensors], R)
@@ -295,6 +296,9 @@ def lower(qnet, config):
             positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
             k_offsets, stride, entries = list(range(kb)), kb, positions * kb
             runs, k_tensors = [(positions, 0, 0)], [source.tensor] * kb
+            if isinstance(layer, QuantizedConv2d):
+                row_runs = [(out_shape[1], y * out_shape[1] * kb, y * out_shape[1])
+                            for y in range(out_shape[0])]
         else:
             if isinstance(layer, QuantizedConv2d) and any(layer.pads):
                 source = _pad_step(maps, f"{layer.name}.pad", source, layer.pads,
@@ -307,7 +311,7 @@ def lower(qnet, config):
                 taps = [ky * pitch + kx for ky in range(kh) for kx in range(kw)]
                 positions, stride = (out_h - 1) * pitch + out_w, s * group
                 # One run per output row: the wide columns past out_w are not computed.
-                runs = [(out_w, y * s * pitch * group, y * pitch) for y in range(out_h)]
+                runs = row_runs = [(out_w, y * s * pitch * group, y * pitch) for y in range(out_h)]
             else:
                 height, width = source.shape[:2]                # the image Flatten took
                 taps = [y * pitch + x for y in range(height) for x in range(width)]
@@ -323,7 +327,7 @@ def lower(qnet, config):
         lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
                       stored_real / cells if cells else 0.0,
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs,
-                      source_groups=groups)
+                      row_runs=row_runs, source_groups=groups)
         lm.jobs = plan_jobs(lm, step, config.tiles)
         maps.append(lm)
         if len(out_shape) == 3:                          # a convolution or an image merge
@@ -336,6 +340,66 @@ def lower(qnet, config):
         raise MappingError(f"layer {maps[readers[-1]].name!r}: reads the network's input, which "
                            f"the host writes once, laid out for the first layer")
     return maps
+
+
+@dataclass(frozen=True)
+class Band:
+    """Output rows ``rows[0] .. rows[1] - 1`` of one step, run on their own: the step's
+    map for just those rows (`step`), which reads `input_entries` entries of each
+    sample's input tensor from `input_offset` on (the rows the band's windows cover, its
+    halo included) and writes `step.positions * step.output_entries` of its output from
+    `output_offset` on."""
+    rows: tuple
+    step: object
+    input_offset: int
+    output_offset: int
+
+    @property
+    def input_entries(self):
+        return self.step.input_entries
+
+    @property
+    def output_entries(self):
+        return self.step.positions * self.step.output_entries
+
+
+def output_rows(step):
+    """How many output rows a step makes, if it can run in bands of them (else None):
+    a convolution's (host-fed or reading an image) and a max pool's."""
+    if isinstance(step, LayerMap):
+        return len(step.row_runs) if step.row_runs else None
+    return step.out_h if isinstance(step, PoolMap) else None
+
+
+def band_step(step, first, last):
+    """The `Band` of output rows `first` .. `last` - 1 of `step` (see `output_rows`)."""
+    if isinstance(step, PoolMap):
+        k, s, group = step.size, step.stride, step.group
+        span = (step.out_w - 1) * s + k                     # input columns the windows read
+        rows = (last - 1 - first) * s + k
+        offset = first * s * step.pitch * group
+        pool = replace(step, out_h=last - first,
+                       input_entries=((rows - 1) * step.pitch + span) * group)
+        return Band((first, last), pool, offset, first * step.out_w * group)
+    runs = step.row_runs[first:last]
+    in_offset, first_position = runs[0][1], runs[0][2]
+    runs = [(count, offset - in_offset, position - first_position)
+            for count, offset, position in runs]
+    # the entries its windows read: up to the last position's widest tap
+    reach = runs[-1][1] + (runs[-1][0] - 1) * step.position_stride + max(step.k_offsets) + 1
+    positions = runs[-1][2] + runs[-1][0]
+    band = replace(step, positions=positions, sample_runs=runs, input_entries=reach,
+                   row_runs=None)
+    return Band((first, last), band, in_offset, first_position * step.output_entries)
+
+
+def segment_steps(steps, segment):
+    """`steps` as `segment` runs them: a band's step in place of the whole one."""
+    if segment.band is None:
+        return steps
+    steps = list(steps)
+    steps[segment.steps[0]] = segment.band.step
+    return steps
 
 
 def step_inputs(steps, s):
@@ -401,6 +465,7 @@ class Segment:
     limit: str = "end"           # what closed it: a memory's name, or the end of a layer or network
     part: tuple = None           # (chunk, chunks) of a split layer
     input_at_top: bool = False   # its input tensor at the top of amem (output at the bottom)
+    band: Band = None            # one step's band of output rows, its tensors through the host
 
     @property
     def slots(self):
@@ -429,6 +494,8 @@ def segment_tensors(steps, segment):
     """The tensors a segment touches: its input, skips it reads (made by earlier
     segments), inner ones, its output."""
     first, last = segment.steps[0], segment.steps[-1]
+    if segment.band is not None:                 # one step: its one input, its output
+        return sorted(step_inputs(steps, first)), [], [], [first + 1]
     skips = sorted({t for s in segment.steps for t in step_inputs(steps, s) if t < first})
     inner = list(range(first + 1, last + 1))
     return [first], skips, inner, [last + 1]
@@ -474,8 +541,11 @@ def place_segment(steps, segment, batch, amem_depth, resident=False):
     activation memory, its output at the other (which end alternates from segment to
     segment), skips and inner tensors in between. Each job has a wmem slot of its own
     and runs from tile 0, or, `resident`, every job has its own tiles and slot 0."""
+    steps = segment_steps(steps, segment)
     (t_in,), skips, inner, (t_out,) = segment_tensors(steps, segment)
     size = {t: batch * tensor_entries(steps, t) for t in [t_in, *skips, *inner, t_out]}
+    if segment.band is not None:
+        size[t_in] = batch * segment.band.input_entries
     bottom, top = (t_out, t_in) if segment.input_at_top else (t_in, t_out)
     bases, cursor = {}, 0
     for t in [bottom, *skips, *inner]:

@@ -45,6 +45,12 @@ def input_entries(spec, config, x_q):
     return padded.reshape(-1, config.rows)
 
 
+def _moved(transfer, batch):
+    """The host tensor's entries (sample after sample) that `transfer` moves."""
+    starts = np.arange(batch) * transfer.sample_entries + transfer.offset
+    return (starts[:, None] + np.arange(transfer.entries)).ravel()
+
+
 async def run_executable(driver, exe, x_q, progress=None):
     """Run the int8 samples `x_q` (shaped as `exe.input.shape`, or flattened) through `exe`
     on the device behind `driver`. `progress(done, total)` is called after every batch."""
@@ -65,13 +71,14 @@ async def run_executable(driver, exe, x_q, progress=None):
         chunk = x_q[done:done + batch]
         host = {0: input_entries(exe.input, config, chunk)}
         for index, (image, run) in enumerate(zip(exe.segments, exe.plans[batch])):
-            if weights_loaded != index:
+            images = index if image.images_from is None else image.images_from
+            if weights_loaded != images:
                 await driver.write_entries("wmem", 0, image.wmem)
                 await driver.write_entries("qmem", 0, image.qmem)
                 if len(image.setup):
                     await driver.load_words(image.setup)
                     _add(result.setup_counters, (await driver.run()).counters)
-                weights_loaded, program_loaded = index, None
+                weights_loaded, program_loaded = images, None
             if program_loaded != (index, batch):
                 await driver.load_words(run.program)
                 zeros = np.zeros((1, config.cols), np.int64)
@@ -81,13 +88,18 @@ async def run_executable(driver, exe, x_q, progress=None):
             if len(image.constants):                 # other segments may have used the space
                 await driver.write_entries("amem", run.constants_base, image.constants)
             for transfer in run.writes:
-                await driver.write_entries("amem", transfer.base, host[transfer.tensor])
+                await driver.write_entries("amem", transfer.base,
+                                           host[transfer.tensor][_moved(transfer, batch)])
             status = await driver.run()
             _add(result.counters, status.counters)
             result.runs += 1
             for transfer in run.reads:
-                host[transfer.tensor] = await driver.read_entries(
-                    "amem", transfer.base, batch * transfer.entries)
+                entries = await driver.read_entries("amem", transfer.base, batch * transfer.entries)
+                whole = host.get(transfer.tensor)
+                if whole is None or len(whole) != batch * transfer.sample_entries:
+                    whole = host[transfer.tensor] = np.zeros(
+                        (batch * transfer.sample_entries, config.rows), np.int64)
+                whole[_moved(transfer, batch)] = entries
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch] = final.reshape(batch, -1)[:, :exe.output.features]
         result.batches.append(batch)

@@ -33,18 +33,18 @@ ANCHORS = {
 def _train_model(dataset, seed, log):
     rng = np.random.default_rng(seed)
     if dataset == "mnist":
-        from tessera.mnist import LENET, MNIST_MEMORIES, lenet5, load_mnist_split
+        from tessera.mnist import LENET, lenet5, load_mnist_split
         x_train, y_train, x_test, y_test = load_mnist_split(seed)
-        network, epochs, memories, name = lenet5(rng), LENET.epochs, MNIST_MEMORIES, "MNIST LeNet-5"
+        network, epochs, name = lenet5(rng), LENET.epochs, "MNIST LeNet-5"
     else:
         from tessera.digits import MODELS, load_digits_split
         x_train, y_train, x_test, y_test = load_digits_split(seed)
         x_train, x_test = x_train.reshape(-1, 8, 8, 1), x_test.reshape(-1, 8, 8, 1)
         cnn = MODELS[1]
-        network, epochs, memories, name = cnn.build(rng), cnn.epochs, {}, "digits CNN"
+        network, epochs, name = cnn.build(rng), cnn.epochs, "digits CNN"
     log(f"training {name} on {len(x_train)} samples ({epochs} epochs) ...")
     network = train(network, x_train, y_train, epochs, rng, lr=0.02 if dataset == "mnist" else 0.05)
-    return name, network, memories, x_train, x_test, y_test
+    return name, network, x_train, x_test, y_test
 
 
 def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=0,
@@ -52,11 +52,11 @@ def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=
     """Train, quantise, and for each ADC width compile with and without calibration, run on
     the golden model and tabulate; write the plots. Returns (rows, table text, plot paths)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    name, network, memories, x_train, x_test, y_test = _train_model(dataset, seed, log)
+    name, network, x_train, x_test, y_test = _train_model(dataset, seed, log)
     x_test, y_test = x_test[:test_samples], y_test[:test_samples]
     calibration = x_train[:200]
     qnet = quantize(network, calibration)
-    base = AccelConfig(**memories)
+    base = AccelConfig()
     reference = float(np.mean(qnet.predict(x_test) == y_test))
     # The per-layer breakdown: 2 bits below lossless, calibrated, if swept.
     plot_bits = base.lossless_adc_bits - 2 if base.lossless_adc_bits - 2 in bits else min(bits)

@@ -155,12 +155,9 @@ def cmd_build(args):
 
 
 def demo_base_config(dataset):
-    """Field values unset demo options take: AccelConfig's defaults, with MNIST's memories."""
-    fields = dict(AccelConfig().to_dict(), adc_bits=None)      # None: lossless for the config
-    if dataset == "mnist":
-        from tessera.mnist import MNIST_MEMORIES
-        fields.update(MNIST_MEMORIES)
-    return fields
+    """Field values unset demo options take: AccelConfig's defaults (LeNet-5's first
+    convolution runs in bands of rows on them)."""
+    return dict(AccelConfig().to_dict(), adc_bits=None)      # None: lossless for the config
 
 
 def cmd_adc_trade(args):
@@ -734,7 +731,7 @@ def build_parser():
     demo.add_argument("--out", type=Path, default=None,
                       help="folder for models, data and plots (default: build/report, "
                            "build/mnist for MNIST)")
-    add_config_options(demo, defaults_from="AccelConfig; MNIST: amem 4096, psum 1024")
+    add_config_options(demo, defaults_from="AccelConfig")
     demo.set_defaults(handler=cmd_demo)
 
     tile = commands.add_parser("tile-check", help="random products on one tile: RTL vs golden",

@@ -23,12 +23,7 @@ from firmware.train import train
 
 from .digits import Model, prune_gradually
 
-__all__ = ["MNIST_MEMORIES", "load_mnist_split", "lenet5", "run_mnist"]
-
-# conv1's host-fed 5x5 patches of a padded 28x28 image (784 positions x 2 entries) and its
-# 28x28 output image do not fit 256 activation entries even for one sample: these depths
-# hold them (and 784 partial sums) at a batch of one; the rest streams in segments.
-MNIST_MEMORIES = {"amem_depth": 4096, "psum_depth": 1024}
+__all__ = ["load_mnist_split", "lenet5", "run_mnist"]
 
 LENET = Model("LeNet-5", None, True, epochs=8, finetune_epochs=2, finetune_lr=0.01)
 SPARSITIES = (0.0, 0.5)

@@ -113,10 +113,13 @@ def test_mapping_errors_name_the_layer_and_memory():
                                            "entries, beyond amem_depth 4 \\(give "
                                            "--amem-depth 8\\)"):
         map_network(small, tiny)
-    # a 224x224 RGB image alone is 224 * 224 entries of 3 channels: more than any config
+    # a 224x224 image of 4 channels flattened into a Dense is 224 * 224 entries: the
+    # convolution before it runs in bands, the Dense cannot, and no config holds its input
+    # (by hand: 224 * 224 pixels of one entry, and one output entry)
     image = quantize(init_cnn((224, 224, 3), [(3, 4, 1, 1)], 2, rng), rng.uniform(0, 1, (2, 224, 224, 3)))
-    with pytest.raises(MappingError, match="and no config can hold them \\(addresses reach "
-                                           "amem_depth 4096\\); spatial tiling"):
+    with pytest.raises(MappingError, match="layer 'classifier': one sample's tensors need "
+                                           "50177 activation entries, and no config can hold "
+                                           "them .* but not this layer"):
         map_network(image, CONFIG)
     # 1,024 amem entries hold 146 samples of 4 + 2 + 1 entries (by hand).
     with pytest.raises(MappingError, match="batch must be in 1..146"):

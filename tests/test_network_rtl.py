@@ -135,3 +135,17 @@ def test_branching_graph_on_rtl_equals_golden(record_property, tmp_path, name):
     exe, _ = check_on_rtl(qnet, x_q, CNN_CONFIG, tmp_path / "graph.tessera", record_property,
                           f"graph {name}")
     assert any(len(reads) > 1 for reads in qnet.reads)
+
+
+def test_banded_convolution_on_rtl_equals_golden(record_property, tmp_path):
+    """A 12x12 image's host-fed 3x3 convolution (100 patches and 100 output pixels) does not
+    fit 128 activation entries: it runs in bands of rows, each band's rows through the host."""
+    from firmware.train import init_cnn
+
+    rng = np.random.default_rng(8)
+    network = init_cnn((12, 12, 1), [(3, 4, 1), ("maxpool", 2)], 10, rng)
+    x = rng.uniform(0, 1, (8, 12, 12, 1))
+    qnet = quantize(network, x)
+    exe, _ = check_on_rtl(qnet, qnet.input.quantize(x[:3]), CNN_CONFIG, tmp_path / "bands.tessera",
+                          record_property, "CNN conv3x3 (in bands)-maxpool2-dense")
+    assert "bands" in exe.segments[0].limit and exe.segments[0].part[1] > 1

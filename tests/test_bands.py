@@ -1,0 +1,103 @@
+"""Spatial tiling: a convolution or max pool whose tensors do not fit the activation
+memory for one sample runs in bands of its output rows, each band's input rows (its
+windows' halo included) written by the host and its output rows read back."""
+
+import numpy as np
+import pytest
+
+from firmware.compiler import compile_network
+from firmware.executable import ExecutableError, load_executable
+from firmware.network import Conv2d, Dense, Flatten, MaxPool2d, Network
+from firmware.quantize import quantize
+from firmware.runtime import run_golden
+from golden import AccelConfig
+
+SMALL = AccelConfig(amem_depth=128, psum_depth=128)
+
+
+def banded(exe):
+    """{layer name: [segment indices]} of the segments that run bands."""
+    found = {}
+    for i, image in enumerate(exe.segments):
+        if "bands" in image.limit:
+            found.setdefault(image.layers[0], []).append(i)
+    return found
+
+
+def image_network(rng):
+    """12x12x1 -> conv 1x1 (4 ch, host-fed: 144 patches + 144 output entries) -> conv 3x3
+    (10x10, rows of pitch 12) -> max pool 2 -> dense: on 128 activation entries the
+    convolutions and the pool run in bands."""
+    return Network((Conv2d("c1", rng.normal(0, 1, (1, 1, 1, 4)), rng.normal(0, 0.1, 4)),
+                    Conv2d("c2", rng.normal(0, 0.4, (3, 3, 4, 8)), rng.normal(0, 0.1, 8)),
+                    MaxPool2d("pool", 2), Flatten("flat"),
+                    Dense("out", rng.normal(0, 0.2, (200, 5)), np.zeros(5), relu=False)),
+                   (12, 12, 1))
+
+
+def test_convolutions_too_big_for_amem_run_in_bands_equal_to_the_int8_reference():
+    rng = np.random.default_rng(1)
+    qnet = quantize(image_network(rng), rng.uniform(0, 1, (16, 12, 12, 1)))
+    exe = compile_network(qnet, SMALL)
+    bands = banded(exe)
+    assert set(bands) == {"c1", "c2", "pool"} and all(len(b) > 1 for b in bands.values())
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (5, 12, 12, 1)))
+    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    runs = exe.plans[1]
+    # c1 is host-fed: its 144 patches (one entry each) are written once, its 144 output
+    # pixels read once, whatever the bands.
+    assert sum(t.entries for i in bands["c1"] for t in runs[i].writes) == 144
+    assert sum(t.entries for i in bands["c1"] for t in runs[i].reads) == 144
+    # c2 (3x3, stride 1) reads rows of its input's pitch, 12 pixels of one entry: a band
+    # of r output rows reads r + 2 input rows, so the halo costs 2 rows a band (by hand).
+    count = len(bands["c2"])
+    assert sum(t.entries for i in bands["c2"] for t in runs[i].writes) == 12 * (10 + 2 * count)
+    # later bands share the first band's weights: stored and loaded once
+    assert all(exe.segments[i].images_from == bands["c2"][0] for i in bands["c2"][1:])
+
+
+def test_the_tallest_band_that_fits_is_chosen():
+    """Fewer bands move fewer halo rows; the compiler takes the tallest that fits, so one
+    row more would not fit."""
+    from firmware.compiler import map_network
+    from firmware.mapper import band_step
+    rng = np.random.default_rng(2)
+    qnet = quantize(image_network(rng), rng.uniform(0, 1, (16, 12, 12, 1)))
+    network_map = map_network(qnet, SMALL)
+    c2 = [seg for seg in network_map.segments if seg.band is not None
+          and network_map.steps[seg.steps[0]].name == "c2"]
+    height = c2[0].band.rows[1] - c2[0].band.rows[0]
+    taller = band_step(network_map.steps[c2[0].steps[0]], 0, height + 1)
+    # one sample's band input and output entries beyond 128 (a constant-free segment)
+    assert taller.input_entries + taller.output_entries > SMALL.amem_depth \
+        or taller.step.positions * taller.step.n_blocks > SMALL.psum_depth
+
+
+def test_a_max_pool_too_big_for_amem_runs_in_bands(tmp_path):
+    rng = np.random.default_rng(3)
+    # 16x16x16 -> 3x3/1 max pool of 14x14: 256 + 196 entries (16 channels a pixel), beyond 256
+    network = Network((Conv2d("c", rng.normal(0, 1, (1, 1, 1, 16)), rng.normal(0, 0.1, 16)),
+                       MaxPool2d("pool", 3, 1), Flatten("flat"),
+                       Dense("out", rng.normal(0, 0.1, (14 * 14 * 16, 3)), np.zeros(3),
+                             relu=False)), (16, 16, 1))
+    qnet = quantize(network, rng.uniform(0, 1, (8, 16, 16, 1)))
+    config = AccelConfig(amem_depth=256, psum_depth=256, wmem_depth=4096, qmem_depth=64)
+    exe = compile_network(qnet, config)
+    assert "pool" in banded(exe)
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 16, 16, 1)))
+    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    path = exe.save(tmp_path / "bands.tessera")
+    assert np.array_equal(run_golden(load_executable(path), x_q).outputs, qnet.forward(x_q))
+
+
+def test_a_band_sharing_a_later_segments_images_is_refused(tmp_path):
+    from file_edits import edited_copy
+    rng = np.random.default_rng(1)
+    qnet = quantize(image_network(rng), rng.uniform(0, 1, (16, 12, 12, 1)))
+    path = compile_network(qnet, SMALL).save(tmp_path / "bands.tessera")
+
+    def forward(manifest):
+        manifest["segments"][1]["images_from"] = 3
+    with pytest.raises(ExecutableError, match=r"segments\[1\]\.images_from: must be an earlier "
+                                              r"segment, not 3"):
+        load_executable(edited_copy(path, tmp_path / "edited.tessera", manifest_edit=forward))
