@@ -113,16 +113,24 @@ def _bands(network_map, s, failure):
     whole = _whole(steps, s)
 
     def bands(height):
-        return [replace(whole, band=band_step(step, first, min(first + height, rows)))
+        return [replace(whole, band=band_step(steps, s, first, min(first + height, rows)))
                 for first in range(0, rows, height)]
 
-    fits = lambda height: _overflow(network_map, bands(height)[0], 1) is None
-    if not fits(1):
+    reads = lambda height: all(part.band is not None for part in bands(height))
+    shortest = next((h for h in range(1, rows) if reads(h)), None)   # a border's rows
+    def fits(height):                        # every band (they differ at a border)
+        if not reads(height):
+            return False
+        shapes = {(p.band.rows[1] - p.band.rows[0], p.band.inputs[0][2]): p for p in bands(height)}
+        return all(_overflow(network_map, part, 1) is None for part in shapes.values())
+    if shortest is None or not fits(shortest):
         return None
-    low, high = 1, rows - 1
+    low, high = shortest, rows - 1
     while low < high:                        # the tallest band that fits
         middle = (low + high + 1) // 2
         low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    while not fits(low):                     # a last band of border rows only: shorter
+        low -= 1
     parts = bands(low)
     for i, part in enumerate(parts):
         part.limit = f"{failure}: {len(parts)} bands of up to {low} output rows"
@@ -260,10 +268,11 @@ def _transfers(network_map, batch):
     for i, (seg, place) in enumerate(zip(segments, places)):
         (t_in,), skips, _, (t_out,) = segment_tensors(steps, seg)
         if seg.band is not None:
-            fetch(t_in)
             band = seg.band
-            writes[i].append(Transfer(t_in, place.tensor_base[t_in], band.input_entries,
-                                      band.input_offset, tensor_entries(steps, t_in)))
+            for t, offset, entries in band.inputs:
+                fetch(t)
+                writes[i].append(Transfer(t, place.tensor_base[t], entries, offset,
+                                          tensor_entries(steps, t)))
             reads[i].append(Transfer(t_out, place.tensor_base[t_out], band.output_entries,
                                      band.output_offset, tensor_entries(steps, t_out)))
             on_host.add(t_out)

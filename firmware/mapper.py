@@ -219,8 +219,9 @@ def _check_ending(qnet):
 def _merge_inputs(maps, layer, parts, rows):
     """A merge's (Add's, Concat's) inputs as one addressing: vectors, or images of one
     geometry (wide rows of one pitch; else each compacted first). Returns (held inputs,
-    k_offsets, k_tensors, source_groups, positions, position_stride, runs, entries), the
-    image quantities in pixels (each source's entries per pixel in `source_groups`)."""
+    k_offsets, k_tensors, source_groups, positions, position_stride, runs, entries,
+    row_runs), the image quantities in pixels (each source's entries per pixel in
+    `source_groups`)."""
     if any(held.tensor == 0 for held in parts):
         raise MappingError(f"layer {layer.name!r}: reads the network's input, which the host "
                            f"writes once, laid out for the first layer")
@@ -239,13 +240,13 @@ def _merge_inputs(maps, layer, parts, rows):
         k_tensors += [held.tensor] * group
         groups[held.tensor] = group
     if not images:
-        return parts, k_offsets, k_tensors, {}, 1, 0, [(1, 0, 0)], None
+        return parts, k_offsets, k_tensors, {}, 1, 0, [(1, 0, 0)], None, None
     producer, pitch, width = parts[0].image
     height = parts[0].shape[0]
-    runs = [(height * width, 0, 0)] if pitch == width else \
-        [(width, y * pitch, y * pitch) for y in range(height)]
+    rows = [(width, y * pitch, y * pitch) for y in range(height)]
+    runs = [(height * width, 0, 0)] if pitch == width else rows
     return (parts, k_offsets, k_tensors, groups, producer.positions, 1, runs,
-            producer.positions)
+            producer.positions, rows)
 
 
 def lower(qnet, config):
@@ -287,7 +288,7 @@ def lower(qnet, config):
         stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
         groups, row_runs = {}, None
         if isinstance(layer, QuantizedMerge):
-            parts, k_offsets, k_tensors, groups, positions, stride, runs, entries = \
+            parts, k_offsets, k_tensors, groups, positions, stride, runs, entries, row_runs = \
                 _merge_inputs(maps, layer, [held[t] for t in tensors], R)
             source = parts[0]
             if entries is None:                          # vectors: one entry run a sample
@@ -345,18 +346,13 @@ def lower(qnet, config):
 @dataclass(frozen=True)
 class Band:
     """Output rows ``rows[0] .. rows[1] - 1`` of one step, run on their own: the step's
-    map for just those rows (`step`), which reads `input_entries` entries of each
-    sample's input tensor from `input_offset` on (the rows the band's windows cover, its
-    halo included) and writes `step.positions * step.output_entries` of its output from
-    `output_offset` on."""
+    map for just those rows (`step`), which reads, per input tensor, ``(tensor, offset,
+    entries)`` of each sample's tensor (the rows the band's windows cover, halo included)
+    and writes `output_entries` of its output from `output_offset` on."""
     rows: tuple
     step: object
-    input_offset: int
+    inputs: tuple
     output_offset: int
-
-    @property
-    def input_entries(self):
-        return self.step.input_entries
 
     @property
     def output_entries(self):
@@ -364,33 +360,57 @@ class Band:
 
 
 def output_rows(step):
-    """How many output rows a step makes, if it can run in bands of them (else None):
-    a convolution's (host-fed or reading an image) and a max pool's."""
+    """How many output rows a step makes, if it can run in bands of them (else None): a
+    convolution's (host-fed or reading an image), a merge's of images, a pool's, a
+    border's."""
     if isinstance(step, LayerMap):
         return len(step.row_runs) if step.row_runs else None
-    return step.out_h if isinstance(step, PoolMap) else None
+    return step.out_h
 
 
-def band_step(step, first, last):
-    """The `Band` of output rows `first` .. `last` - 1 of `step` (see `output_rows`)."""
+def _pad_band(step, s, first, last):
+    """A border's band: the input rows inside it, the border rows above and below."""
+    top, left, bottom, right = step.pads
+    start, stop = max(0, first - top), min(step.in_h, last - top)
+    if stop <= start:
+        return None                              # a band of border only: too short
+    pad = replace(step, in_h=stop - start,
+                  pads=(start + top - first, left, last - (stop + top), right),
+                  input_entries=((stop - start - 1) * step.pitch + step.in_w) * step.group)
+    return Band((first, last), pad, ((step.input_tensor, start * step.pitch * step.group,
+                                      pad.input_entries),), first * step.out_w * step.group)
+
+
+def band_step(steps, s, first, last):
+    """The `Band` of output rows `first` .. `last` - 1 of step `s` (see `output_rows`),
+    or None where such a band reads no input row."""
+    step = steps[s]
+    if isinstance(step, PadMap):
+        return _pad_band(step, s, first, last)
     if isinstance(step, PoolMap):
-        k, s, group = step.size, step.stride, step.group
-        span = (step.out_w - 1) * s + k                     # input columns the windows read
-        rows = (last - 1 - first) * s + k
-        offset = first * s * step.pitch * group
+        k, stride, group = step.size, step.stride, step.group
+        span = (step.out_w - 1) * stride + k                # input columns the windows read
+        rows = (last - 1 - first) * stride + k
         pool = replace(step, out_h=last - first,
                        input_entries=((rows - 1) * step.pitch + span) * group)
-        return Band((first, last), pool, offset, first * step.out_w * group)
+        return Band((first, last), pool, ((step.input_tensor, first * stride * step.pitch * group,
+                                          pool.input_entries),), first * step.out_w * group)
     runs = step.row_runs[first:last]
     in_offset, first_position = runs[0][1], runs[0][2]
     runs = [(count, offset - in_offset, position - first_position)
             for count, offset, position in runs]
-    # the entries its windows read: up to the last position's widest tap
-    reach = runs[-1][1] + (runs[-1][0] - 1) * step.position_stride + max(step.k_offsets) + 1
     positions = runs[-1][2] + runs[-1][0]
+    if step.source_groups:          # a merge: pixels, each input its entries a pixel
+        reach = runs[-1][1] + runs[-1][0]
+        inputs = tuple((t, in_offset * group, reach * group)
+                       for t, group in step.source_groups.items())
+    else:                           # the entries its windows read, to the widest tap
+        reach = runs[-1][1] + (runs[-1][0] - 1) * step.position_stride + max(step.k_offsets) + 1
+        (tensor,) = step_inputs(steps, s)
+        inputs = ((tensor, in_offset, reach),)
     band = replace(step, positions=positions, sample_runs=runs, input_entries=reach,
                    row_runs=None)
-    return Band((first, last), band, in_offset, first_position * step.output_entries)
+    return Band((first, last), band, inputs, first_position * step.output_entries)
 
 
 def segment_steps(steps, segment):
@@ -494,8 +514,9 @@ def segment_tensors(steps, segment):
     """The tensors a segment touches: its input, skips it reads (made by earlier
     segments), inner ones, its output."""
     first, last = segment.steps[0], segment.steps[-1]
-    if segment.band is not None:                 # one step: its one input, its output
-        return sorted(step_inputs(steps, first)), [], [], [first + 1]
+    if segment.band is not None:                 # one step: its inputs, its output
+        inputs = [t for t, _, _ in segment.band.inputs]
+        return inputs[:1], inputs[1:], [], [first + 1]
     skips = sorted({t for s in segment.steps for t in step_inputs(steps, s) if t < first})
     inner = list(range(first + 1, last + 1))
     return [first], skips, inner, [last + 1]
@@ -545,7 +566,7 @@ def place_segment(steps, segment, batch, amem_depth, resident=False):
     (t_in,), skips, inner, (t_out,) = segment_tensors(steps, segment)
     size = {t: batch * tensor_entries(steps, t) for t in [t_in, *skips, *inner, t_out]}
     if segment.band is not None:
-        size[t_in] = batch * segment.band.input_entries
+        size.update({t: batch * entries for t, _, entries in segment.band.inputs})
     bottom, top = (t_out, t_in) if segment.input_at_top else (t_in, t_out)
     bases, cursor = {}, 0
     for t in [bottom, *skips, *inner]:

@@ -67,9 +67,10 @@ def test_the_tallest_band_that_fits_is_chosen():
     c2 = [seg for seg in network_map.segments if seg.band is not None
           and network_map.steps[seg.steps[0]].name == "c2"]
     height = c2[0].band.rows[1] - c2[0].band.rows[0]
-    taller = band_step(network_map.steps[c2[0].steps[0]], 0, height + 1)
+    taller = band_step(network_map.steps, c2[0].steps[0], 0, height + 1)
     # one sample's band input and output entries beyond 128 (a constant-free segment)
-    assert taller.input_entries + taller.output_entries > SMALL.amem_depth \
+    inputs = sum(entries for _, _, entries in taller.inputs)
+    assert inputs + taller.output_entries > SMALL.amem_depth \
         or taller.step.positions * taller.step.n_blocks > SMALL.psum_depth
 
 
@@ -101,3 +102,31 @@ def test_a_band_sharing_a_later_segments_images_is_refused(tmp_path):
     with pytest.raises(ExecutableError, match=r"segments\[1\]\.images_from: must be an earlier "
                                               r"segment, not 3"):
         load_executable(edited_copy(path, tmp_path / "edited.tessera", manifest_edit=forward))
+
+
+@pytest.mark.parametrize("architecture, options", [
+    ("resnet", dict(width=1 / 8, blocks=(1, 1))),
+    ("inception", dict(width=1 / 8, modules=2)),
+    ("densenet", dict(width=0.5, layers=(2, 1)))])
+def test_branching_models_at_16px_on_256_entries_run_every_kind_of_step_in_bands(
+        tmp_path, architecture, options):
+    """Borders, compactions, adds and concatenations of images run in bands too: on 256
+    activation entries, 16x16 ResNet, Inception and DenseNet stages need them all."""
+    onnx = pytest.importorskip("onnx")
+    from firmware.compiler import map_network
+    from firmware.onnx_io import load_onnx_model
+    from tessera.zoo import build
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 3, 16, 16)).astype(np.float32)
+    model, _ = build(architecture, x, size=16, **options)
+    onnx.save(model, tmp_path / "model.onnx")
+    qnet = quantize(load_onnx_model(tmp_path / "model.onnx").network, x.transpose(0, 2, 3, 1))
+    config = AccelConfig(amem_depth=256, psum_depth=256)
+    network_map = map_network(qnet, config)
+    kinds = {type(network_map.steps[seg.steps[0]]).__name__ if not getattr(
+        network_map.steps[seg.steps[0]], "source_groups", None) else "merge"
+        for seg in network_map.segments if seg.band is not None}
+    assert {"LayerMap", "PadMap", "merge"} <= kinds, kinds
+    x_q = qnet.input.quantize(x[:2].transpose(0, 2, 3, 1))
+    assert np.array_equal(run_golden(compile_network(qnet, config), x_q).outputs,
+                          qnet.forward(x_q))
