@@ -168,7 +168,9 @@ def segment_program(network_map, segment, place):
             inference += _pool(steps[s], place.batch, place.tensor_base[steps[s].input_tensor],
                                place.tensor_base[s + 1])
         elif isinstance(steps[s], PadMap):
-            inference += _pad(steps[s], place.batch, place.tensor_base[steps[s].input_tensor],
+            # (a band of border rows only reads no input: its tensor is not placed)
+            inference += _pad(steps[s], place.batch,
+                              place.tensor_base.get(steps[s].input_tensor, 0),
                               place.tensor_base[s + 1], place)
         else:
             _matrix_step(s, segment, place, config, steps, setup, inference)

@@ -59,9 +59,17 @@ def _overflow(network_map, segment, batch):
     return None
 
 
-def _chunks(network_map, s):
-    """Matrix step `s` cut into segments of its jobs, each as many as fit; all-zero output
-    blocks are requantised (from zeroed partial sums) in the first."""
+class _NoFit(MappingError):
+    """Not even one job of a layer fits a segment; says which memory."""
+
+    def __init__(self, message, failure):
+        super().__init__(message)
+        self.failure = failure
+
+
+def _chunks(network_map, s, band=None):
+    """Matrix step `s` (or its `band`) cut into segments of its jobs, each as many as
+    fit; all-zero output blocks are requantised (from zeroed partial sums) in the first."""
     lm = network_map.steps[s]
     last_job = {nb: job for job in lm.jobs for nb in job.nbs}     # each output block's last
     items = [("zero", nb) for nb in range(lm.n_blocks) if nb not in last_job]
@@ -78,7 +86,7 @@ def _chunks(network_map, s):
         else:
             jobs.append(value)
             requants += [nb for nb in value.nbs if last_job[nb] == value]
-        return Segment((s,), {s: jobs}, {s: requants}, {s: zero})
+        return Segment((s,), {s: jobs}, {s: requants}, {s: zero}, band=band)
 
     for item in items:
         candidate = extended(current, item)
@@ -88,23 +96,40 @@ def _chunks(network_map, s):
             chunks.append(current)
             candidate = extended(None, item)
             failure = _overflow(network_map, candidate, 1)
-        if failure in ("amem", "psum", "instruction count field"):
-            raise MappingError(_footprint_error(network_map, s, failure))
         if failure is not None:
-            raise MappingError(f"layer {lm.name!r}: not even one job's weight blocks fit a "
-                               f"segment ({failure} too small)")
+            raise _NoFit(f"layer {lm.name!r}: not even one job's weight blocks fit a segment "
+                         f"({failure} too small)", failure)
         current = candidate
     current.limit = "end of layer"
     chunks.append(current)
     return [replace(chunk, part=(i, len(chunks))) for i, chunk in enumerate(chunks)]
 
 
+def _split(network_map, s, failure):
+    """Step `s`, too big for a segment (`failure`), as segments: chunks of its jobs (its
+    weights do not fit), bands of its output rows (its tensors do not fit), or bands each
+    in chunks (neither do)."""
+    if isinstance(network_map.steps[s], LayerMap) and failure not in (
+            "amem", "psum", "instruction count field"):
+        try:
+            return _chunks(network_map, s)
+        except _NoFit as error:
+            if error.failure not in ("amem", "psum", "instruction count field"):
+                raise MappingError(str(error)) from None
+            failure = error.failure
+    bands = _bands(network_map, s, failure)
+    if bands is None:
+        raise MappingError(_footprint_error(network_map, s, failure))
+    return bands
+
+
 def _bands(network_map, s, failure):
     """Step `s`, whose tensors do not fit (`failure`) for one sample, as segments of bands
-    of its output rows, or None where it cannot run in bands. Each band's input rows (its
-    windows' halo included) come from the host and its output rows go back. The host
-    moves every output row once and every input row once plus the halo rows shared by
-    neighbouring bands, ``(bands - 1) * (window - stride)`` rows: the fewest bands, so
+    of its output rows (each in chunks of its jobs when its weights do not fit either), or
+    None where it cannot run in bands. Each band's input rows (its windows' halo included)
+    come from the host and its output rows go back. The host moves every output row once
+    and every input row once plus the halo rows shared by neighbouring bands, ``(bands -
+    1) * (window - stride)`` rows, and chunked weights once a band: the fewest bands, so
     the tallest band that fits, moves the least; that is the one chosen."""
     steps, step = network_map.steps, network_map.steps[s]
     rows = output_rows(step)
@@ -112,29 +137,44 @@ def _bands(network_map, s, failure):
         return None
     whole = _whole(steps, s)
 
-    def bands(height):
-        return [replace(whole, band=band_step(steps, s, first, min(first + height, rows)))
-                for first in range(0, rows, height)]
+    def attempt(height):
+        """The segments of bands of `height` rows, or None where they do not fit."""
+        bands = [band_step(steps, s, first, min(first + height, rows))
+                 for first in range(0, rows, height)]
+        if any(band is None for band in bands):
+            return None                      # a band of border rows only
+        bands = [replace(band, index=(i, len(bands))) for i, band in enumerate(bands)]
+        # every distinct band (they differ at a border), the biggest first
+        shapes = sorted({(b.rows[1] - b.rows[0], sum(e for _, _, e in b.inputs)): b
+                         for b in bands}.items(), key=lambda item: item[0], reverse=True)
+        distinct = [b for _, b in shapes]
+        if all(_overflow(network_map, replace(whole, band=b), 1) is None for b in distinct):
+            return [replace(whole, band=band) for band in bands]
+        if not isinstance(step, LayerMap):
+            return None
+        try:                                 # the biggest band's chunks, for every band
+            chunks = _chunks(network_map, s, distinct[0])
+        except _NoFit:
+            return None
+        if any(_overflow(network_map, replace(chunk, band=b), 1) is not None
+               for b in distinct[1:] for chunk in chunks):
+            return None
+        return [replace(chunk, band=band) for band in bands for chunk in chunks]
 
-    reads = lambda height: all(part.band is not None for part in bands(height))
-    shortest = next((h for h in range(1, rows) if reads(h)), None)   # a border's rows
-    def fits(height):                        # every band (they differ at a border)
-        if not reads(height):
-            return False
-        shapes = {(p.band.rows[1] - p.band.rows[0], p.band.inputs[0][2]): p for p in bands(height)}
-        return all(_overflow(network_map, part, 1) is None for part in shapes.values())
-    if shortest is None or not fits(shortest):
+    shortest = next((h for h in range(1, rows) if attempt(h) is not None), None)
+    if shortest is None:
         return None
     low, high = shortest, rows - 1
     while low < high:                        # the tallest band that fits
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if fits(middle) else (low, middle - 1)
-    while not fits(low):                     # a last band of border rows only: shorter
+        low, high = (middle, high) if attempt(middle) is not None else (low, middle - 1)
+    while attempt(low) is None:              # a last band of border rows only: shorter
         low -= 1
-    parts = bands(low)
-    for i, part in enumerate(parts):
-        part.limit = f"{failure}: {len(parts)} bands of up to {low} output rows"
-        part.part = (i, len(parts))
+    parts = attempt(low)
+    count = parts[-1].band.index[1]
+    unit = "output positions" if s == 0 else "output rows"      # step 0 is host-fed
+    for part in parts:
+        part.limit = f"{failure}: {count} bands of up to {low} {unit}"
     return parts
 
 
@@ -144,9 +184,22 @@ def _power_of_two_above(entries):
 
 def _footprint_error(network_map, s, failure):
     c, step = network_map.config, network_map.steps[s]
-    place = place_segment(network_map.steps, _whole(network_map.steps, s), 1, c.amem_depth)
-    banded = ("convolutions and max pools run in bands of rows, but not this layer, "
-              "which takes its whole input at once")
+    whole = _whole(network_map.steps, s)
+    rows = output_rows(step)
+    if rows and failure in ("amem", "psum"):  # it runs in bands, but not even one fits
+        band = band_step(network_map.steps, s, 0, 1) or band_step(network_map.steps, s, 1, 2)
+        place = place_segment(network_map.steps, replace(whole, band=band), 1, c.amem_depth)
+        need, depth = ((place.amem_used, c.amem_depth) if failure == "amem"
+                       else (place.psum_used, c.psum_depth))
+        return (f"layer {step.name!r}: even one output {'position' if s == 0 else 'row'}'s band "
+                f"needs {need} {failure} entries, beyond {failure}_depth {depth}; bands do not "
+                f"split rows into columns: give --{failure}-depth "
+                f"{_power_of_two_above(need)}" + (" or a smaller input image"
+                                                  if need <= MAX_MEMORY_DEPTH else
+                                                  ", beyond any config: a smaller input image"))
+    place = place_segment(network_map.steps, whole, 1, c.amem_depth)
+    banded = ("convolutions, pools, borders and merges of images run in bands of rows, but "
+              "not this layer, which takes its whole input at once")
     if failure == "amem" and place.amem_used > MAX_MEMORY_DEPTH:
         return (f"layer {step.name!r}: one sample's tensors need {place.amem_used} activation "
                 f"entries, and no config can hold them (addresses reach amem_depth "
@@ -178,14 +231,8 @@ def cut_segments(network_map):
         failure = _overflow(network_map, whole, 1)
         if failure is None:
             current = whole
-        elif not isinstance(step, LayerMap) or failure in ("amem", "psum",
-                                                           "instruction count field"):
-            bands = _bands(network_map, s, failure)
-            if bands is None:
-                raise MappingError(_footprint_error(network_map, s, failure))
-            segments += bands
         else:
-            segments += _chunks(network_map, s)
+            segments += _split(network_map, s, failure)
     if current is not None:
         current.limit = "end of network"
         segments.append(current)
@@ -267,15 +314,16 @@ def _transfers(network_map, batch):
 
     for i, (seg, place) in enumerate(zip(segments, places)):
         (t_in,), skips, _, (t_out,) = segment_tensors(steps, seg)
-        if seg.band is not None:
-            band = seg.band
-            for t, offset, entries in band.inputs:
+        if seg.band is not None:             # in chunks: in before the first, out after the last
+            band, (chunk, chunks) = seg.band, seg.part or (0, 1)
+            for t, offset, entries in band.inputs if chunk == 0 else ():
                 fetch(t)
                 writes[i].append(Transfer(t, place.tensor_base[t], entries, offset,
                                           tensor_entries(steps, t)))
-            reads[i].append(Transfer(t_out, place.tensor_base[t_out], band.output_entries,
-                                     band.output_offset, tensor_entries(steps, t_out)))
-            on_host.add(t_out)
+            if chunk == chunks - 1:
+                reads[i].append(Transfer(t_out, place.tensor_base[t_out], band.output_entries,
+                                         band.output_offset, tensor_entries(steps, t_out)))
+                on_host.add(t_out)
             continue
         if i and seg.steps == segments[i - 1].steps:
             continue                              # a later chunk: its tensors are in place
@@ -308,22 +356,24 @@ def _summary(qnet, network_map, exe):
         i = 0
         while i < len(m.segments):
             seg, layers = m.segments[i], ", ".join(exe.segments[i].layers)
-            if seg.part is None:
+            if seg.part is None and seg.band is None:
                 lines.append(f"    {i}: {layers}: {seg.blocks} blocks, {seg.qmem_entries} parameter "
                              f"entries, {len(exe.plans[m.batch][i].program)} instructions; "
                              f"closed by {seg.limit}")
                 i += 1
                 continue
-            parts = m.segments[i:i + seg.part[1]]
             if seg.band is not None:
-                rows = max(p.band.rows[1] - p.band.rows[0] for p in parts)
-                lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} bands of up "
-                             f"to {rows} output rows (one sample's tensors do not fit "
-                             f"{seg.limit.split(':')[0]}): each band's input rows, halo "
-                             f"included, from the host and its output rows back; weights "
-                             f"loaded once for all bands")
+                parts = [p for p in m.segments[i:] if p.steps == seg.steps]
+                chunks = (seg.part or (0, 1))[1]
+                failure, bands = seg.limit.split(": ")
+                lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {bands} (one sample's "
+                             f"tensors do not fit {failure}): each band's input, halo "
+                             f"included, from the host and its output back; "
+                             + (f"each band in {chunks} parts of its weights" if chunks > 1
+                                else "weights loaded once for all bands"))
                 i += len(parts)
                 continue
+            parts = m.segments[i:i + seg.part[1]]
             limits = sorted({p.limit for p in parts[:-1]})
             lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} parts of up to "
                          f"{max(p.blocks for p in parts)} blocks, closed by "
@@ -394,9 +444,11 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
         runs = []
         for i, (segment, place) in enumerate(zip(segments, places)):
             code = segment_program(network_map, segment, place)
-            if size == sizes[0] and segment.band is not None and segment.part[0]:
-                first = images[i - segment.part[0]]      # a band: the first band's images
-                images.append(replace(first, part=segment.part, images_from=i - segment.part[0]))
+            if size == sizes[0] and segment.band is not None and segment.band.index[0]:
+                # a later band: the first band's images (of the same chunk)
+                first = next(j for j, other in enumerate(segments) if other.steps == segment.steps
+                             and other.band.index[0] == 0 and other.part == segment.part)
+                images.append(replace(images[first], images_from=first))
             elif size == sizes[0]:
                 wmem, qmem = segment_images(qnet, network_map, segment, place)
                 images.append(SegmentImage(

@@ -297,9 +297,8 @@ def lower(qnet, config):
             positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
             k_offsets, stride, entries = list(range(kb)), kb, positions * kb
             runs, k_tensors = [(positions, 0, 0)], [source.tensor] * kb
-            if isinstance(layer, QuantizedConv2d):
-                row_runs = [(out_shape[1], y * out_shape[1] * kb, y * out_shape[1])
-                            for y in range(out_shape[0])]
+            if isinstance(layer, QuantizedConv2d):     # bands of positions: each a vector
+                row_runs = [(1, p * kb, p) for p in range(positions)]
         else:
             if isinstance(layer, QuantizedConv2d) and any(layer.pads):
                 source = _pad_step(maps, f"{layer.name}.pad", source, layer.pads,
@@ -353,6 +352,7 @@ class Band:
     step: object
     inputs: tuple
     output_offset: int
+    index: tuple = (0, 1)        # (band, bands) of the step
 
     @property
     def output_entries(self):
@@ -361,8 +361,8 @@ class Band:
 
 def output_rows(step):
     """How many output rows a step makes, if it can run in bands of them (else None): a
-    convolution's (host-fed or reading an image), a merge's of images, a pool's, a
-    border's."""
+    convolution's (reading an image; a host-fed one's bands are of its output positions,
+    each an independent vector), a merge's of images, a pool's, a border's."""
     if isinstance(step, LayerMap):
         return len(step.row_runs) if step.row_runs else None
     return step.out_h
@@ -372,13 +372,27 @@ def _pad_band(step, s, first, last):
     """A border's band: the input rows inside it, the border rows above and below."""
     top, left, bottom, right = step.pads
     start, stop = max(0, first - top), min(step.in_h, last - top)
-    if stop <= start:
-        return None                              # a band of border only: too short
+    if stop <= start:                            # border rows only: the fill, no input
+        pad = replace(step, in_h=0, pads=(last - first, left, 0, right), input_entries=0)
+        return Band((first, last), pad, (), first * step.out_w * step.group)
     pad = replace(step, in_h=stop - start,
                   pads=(start + top - first, left, last - (stop + top), right),
                   input_entries=((stop - start - 1) * step.pitch + step.in_w) * step.group)
     return Band((first, last), pad, ((step.input_tensor, start * step.pitch * step.group,
                                       pad.input_entries),), first * step.out_w * step.group)
+
+
+def _coalesced(runs, stride):
+    """`runs` with each one that continues the one before (its next input and position)
+    joined to it."""
+    joined = [runs[0]]
+    for count, offset, position in runs[1:]:
+        last_count, last_offset, last_position = joined[-1]
+        if offset == last_offset + last_count * stride and position == last_position + last_count:
+            joined[-1] = (last_count + count, last_offset, last_position)
+        else:
+            joined.append((count, offset, position))
+    return joined
 
 
 def band_step(steps, s, first, last):
@@ -397,8 +411,8 @@ def band_step(steps, s, first, last):
                                           pool.input_entries),), first * step.out_w * group)
     runs = step.row_runs[first:last]
     in_offset, first_position = runs[0][1], runs[0][2]
-    runs = [(count, offset - in_offset, position - first_position)
-            for count, offset, position in runs]
+    runs = _coalesced([(count, offset - in_offset, position - first_position)
+                       for count, offset, position in runs], step.position_stride)
     positions = runs[-1][2] + runs[-1][0]
     if step.source_groups:          # a merge: pixels, each input its entries a pixel
         reach = runs[-1][1] + runs[-1][0]
@@ -515,7 +529,7 @@ def segment_tensors(steps, segment):
     segments), inner ones, its output."""
     first, last = segment.steps[0], segment.steps[-1]
     if segment.band is not None:                 # one step: its inputs, its output
-        inputs = [t for t, _, _ in segment.band.inputs]
+        inputs = [t for t, _, _ in segment.band.inputs] or [first]   # (a border's: none)
         return inputs[:1], inputs[1:], [], [first + 1]
     skips = sorted({t for s in segment.steps for t in step_inputs(steps, s) if t < first})
     inner = list(range(first + 1, last + 1))
@@ -566,7 +580,8 @@ def place_segment(steps, segment, batch, amem_depth, resident=False):
     (t_in,), skips, inner, (t_out,) = segment_tensors(steps, segment)
     size = {t: batch * tensor_entries(steps, t) for t in [t_in, *skips, *inner, t_out]}
     if segment.band is not None:
-        size.update({t: batch * entries for t, _, entries in segment.band.inputs})
+        size.update({t: batch * entries for t, _, entries in segment.band.inputs}
+                    or {t_in: 0})
     bottom, top = (t_out, t_in) if segment.input_at_top else (t_in, t_out)
     bases, cursor = {}, 0
     for t in [bottom, *skips, *inner]:

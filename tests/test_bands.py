@@ -130,3 +130,31 @@ def test_branching_models_at_16px_on_256_entries_run_every_kind_of_step_in_bands
     x_q = qnet.input.quantize(x[:2].transpose(0, 2, 3, 1))
     assert np.array_equal(run_golden(compile_network(qnet, config), x_q).outputs,
                           qnet.forward(x_q))
+
+
+def test_a_layer_too_big_in_weights_and_tensors_runs_in_bands_of_chunks():
+    """A padded 3x3 convolution of 32 to 32 channels on 12x12: 36 weight blocks in 9 jobs
+    beyond wmem's 4 slots, and its image beyond 256 activation entries. Each band runs in the
+    same chunks of its jobs (partial sums stay on chip between a band's chunks)."""
+    from firmware.compiler import map_network
+    from firmware.mapper import band_step
+    rng = np.random.default_rng(9)
+    network = Network((Conv2d("a", rng.normal(0, 0.5, (1, 1, 1, 32)), rng.normal(0, .1, 32)),
+                       Conv2d("b", rng.normal(0, 0.1, (3, 3, 32, 32)), rng.normal(0, .1, 32),
+                              pads=(1, 1, 1, 1)),
+                       MaxPool2d("pool", 2), Flatten("flat"),
+                       Dense("out", rng.normal(0, 0.1, (6 * 6 * 32, 3)), np.zeros(3),
+                             relu=False)), (12, 12, 1))
+    qnet = quantize(network, rng.uniform(0, 1, (8, 12, 12, 1)))
+    config = AccelConfig(amem_depth=256, psum_depth=256, wmem_depth=64)
+    network_map = map_network(qnet, config)
+    b = [seg for seg in network_map.segments if network_map.steps[seg.steps[0]].name == "b"]
+    assert b[0].band.index[1] > 1 and b[0].part[1] > 1
+    assert len(b) == b[0].band.index[1] * b[0].part[1]
+    # a band of the border step's first row alone would read no input: only the fill
+    border = next(s for s, step in enumerate(network_map.steps) if step.name == "b.pad")
+    first = band_step(network_map.steps, border, 0, 1)
+    assert first.inputs == () and first.step.in_h == 0 and first.step.out_h == 1
+    exe = compile_network(qnet, config)
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (2, 12, 12, 1)))
+    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
