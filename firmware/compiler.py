@@ -191,12 +191,12 @@ def _footprint_error(network_map, s, failure):
         place = place_segment(network_map.steps, replace(whole, band=band), 1, c.amem_depth)
         need, depth = ((place.amem_used, c.amem_depth) if failure == "amem"
                        else (place.psum_used, c.psum_depth))
+        fix = (f"give --{failure}-depth {_power_of_two_above(need)} or a smaller input image"
+               if need <= MAX_MEMORY_DEPTH else f"no config holds that (addresses reach "
+                                                f"{MAX_MEMORY_DEPTH}): a smaller input image")
         return (f"layer {step.name!r}: even one output {'position' if s == 0 else 'row'}'s band "
-                f"needs {need} {failure} entries, beyond {failure}_depth {depth}; bands do not "
-                f"split rows into columns: give --{failure}-depth "
-                f"{_power_of_two_above(need)}" + (" or a smaller input image"
-                                                  if need <= MAX_MEMORY_DEPTH else
-                                                  ", beyond any config: a smaller input image"))
+                f"needs {need} {failure} entries, beyond {failure}_depth {depth} (bands split "
+                f"rows, not columns or channels): {fix}")
     place = place_segment(network_map.steps, whole, 1, c.amem_depth)
     banded = ("convolutions, pools, borders and merges of images run in bands of rows, but "
               "not this layer, which takes its whole input at once")

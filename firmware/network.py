@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = ["NetworkError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Add",
            "Concat", "Network", "NETWORK_INPUT", "activate", "window_count", "im2col", "col2im",
-           "pad_images", "graph_reads", "run_layers"]
+           "pad_images", "graph_reads", "run_layers", "stream_tensors"]
 
 NETWORK_INPUT = "<input>"       # the name `reads` gives the network's input
 
@@ -359,6 +359,23 @@ def graph_reads(layers):
         graph.append(tuple(index[name] for name in names))
         index[layer.name] = i + 1
     return tuple(graph)
+
+
+def stream_tensors(layers, x, reads=None):
+    """Every tensor through `layers`, as ``(index, value)`` in order (0 the input), each
+    dropped after its last reader: the memory of the widest cut of the graph, not of
+    every tensor at once."""
+    reads = reads or graph_reads(layers)
+    last = {t: i for i, tensors in enumerate(reads) for t in tensors}
+    held = {0: x}
+    yield 0, x
+    for i, (layer, tensors) in enumerate(zip(layers, reads)):
+        out = layer.forward(*[held[t] for t in tensors])
+        for t in set(tensors):
+            if last[t] == i:
+                del held[t]
+        held[i + 1] = out
+        yield i + 1, out
 
 
 def run_layers(layers, x, reads=None):

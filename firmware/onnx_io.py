@@ -684,6 +684,9 @@ class _Importer:
     def _op_globalaveragepool(self, node, index, attrs, where):
         if len(self.shape) != 3 or self.shape[0] != self.shape[1]:
             raise NetworkError(f"{where}: global pooling of a non-square {self.shape} image")
+        if self.shape[0] == 1:                   # of one pixel: that pixel
+            self._rename_output(node)
+            return
         self._append(AvgPool2d(self._name(node, index), self.shape[0]), node)
 
     def _op_flatten(self, node, index, attrs, where):

@@ -10,13 +10,14 @@ import numpy as np
 from golden import quantize_multiplier, requantize
 
 from .network import (Add, AvgPool2d, Concat, Conv2d, Flatten, MaxPool2d, Network, NetworkError,
-                      graph_reads, im2col, pad_images, run_layers)
+                      graph_reads, im2col, pad_images, run_layers, stream_tensors,
+                      window_count)
 
 # Weight scale floor, relative to y_scale / x_scale: see `quantize`.
 DEAD_CHANNEL_RATIO = 2.0 ** -16
 
 __all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedMerge", "QuantizedAdd",
-           "QuantizedConcat", "QuantizedMaxPool2d", "QuantizedFlatten",
+           "QuantizedConcat", "QuantizedAvgPool", "QuantizedMaxPool2d", "QuantizedFlatten",
            "QuantizedNetwork", "GivenQuant", "CalibrationWarning", "calibrate", "quantize"]
 
 
@@ -98,6 +99,22 @@ class QuantizedConv2d(QuantizedDense):
         """im2col patches, the padding at the input's zero point (real 0)."""
         x_q = pad_images(np.asarray(x_q, np.int64), self.pads, self.input.zero_point)
         return im2col(x_q, *self.kernel, self.stride)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedAvgPool(QuantizedConv2d):
+    """An average pool as a convolution of identity taps (how the crossbar computes it).
+    Its reference sums each window directly: the same integers as the product with its
+    identity-tap matrix, without multiplying by a (k*k*C, C) matrix of mostly zeros."""
+
+    def forward(self, x_q):
+        (kh, kw), s = self.kernel, self.stride
+        x = pad_images(np.asarray(x_q, np.int64), self.pads, self.input.zero_point)
+        windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
+        out_h, out_w = window_count(x.shape[1], kh, s), window_count(x.shape[2], kw, s)
+        acc = windows[:, ::s, ::s][:, :out_h, :out_w].sum(axis=(-2, -1))
+        return requantize(acc, self.bias, self.multiplier, self.shift, self.output.zero_point,
+                          self.clamp_min, self.clamp_max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,18 +239,18 @@ def calibrate(network, samples, method="minmax", percentile=99.99, chunk=CALIBRA
         problems.append(f"{'a single sample' if len(samples) < 2 else 'every sample the same'}")
     names = ["the input"] + [f"{layer.name}'s output" for layer in network.layers]
     step = len(samples) if method == "percentile" else max(1, chunk)
-    low, high, finite = None, None, np.ones(len(names), bool)
+    low, high = np.full(len(names), np.inf), np.full(len(names), -np.inf)
+    finite = np.ones(len(names), bool)
     for first in range(0, len(samples), step):
-        chunk_values = network.activations(samples[first:first + step])
-        finite &= [bool(np.all(np.isfinite(v))) for v in chunk_values]
-        chunk_values = [np.nan_to_num(v) for v in chunk_values]
-        if method == "minmax":
-            lows, highs = [v.min() for v in chunk_values], [v.max() for v in chunk_values]
-        else:
-            lows = [np.percentile(v, 100 - percentile) for v in chunk_values]
-            highs = [np.percentile(v, percentile) for v in chunk_values]
-        low = lows if low is None else np.minimum(low, lows)
-        high = highs if high is None else np.maximum(high, highs)
+        x = network._check_input(samples[first:first + step])
+        for t, value in stream_tensors(network.layers, x, network.reads):
+            finite[t] &= bool(np.all(np.isfinite(value)))
+            value = np.nan_to_num(value)
+            if method == "minmax":
+                low[t], high[t] = min(low[t], value.min()), max(high[t], value.max())
+            else:
+                low[t] = min(low[t], np.percentile(value, 100 - percentile))
+                high[t] = max(high[t], np.percentile(value, percentile))
     ranges = []
     for name, ok, lo, hi in zip(names, finite, low, high):
         if not ok:
@@ -330,12 +347,13 @@ def _average_as_convolution(pool, x_quant, y_quant, channels):
     the requantiser divides by its size (and rescales to `y_quant`, which a quantised model
     may give; calibrated, it is `x_quant`)."""
     k = pool.size
-    weights = np.tile(np.eye(channels, dtype=np.int64), (k * k, 1))      # (ky, kx, c) rows
+    # int8: a global pool of C channels is a (k*k*C, C) matrix, mostly zeros
+    weights = np.tile(np.eye(channels, dtype=np.int8), (k * k, 1))       # (ky, kx, c) rows
     multipliers, shifts, y_quant = _requant_params(
         pool.name, np.full(channels, x_quant.scale / (k * k)), y_quant)
-    return QuantizedConv2d(pool.name, weights, np.full(channels, -x_quant.zero_point * k * k),
-                           multipliers, shifts, x_quant, y_quant, False, None, pool.reads,
-                           kernel=(k, k), stride=pool.stride, pads=pool.pads)
+    return QuantizedAvgPool(pool.name, weights, np.full(channels, -x_quant.zero_point * k * k),
+                            multipliers, shifts, x_quant, y_quant, False, None, pool.reads,
+                            kernel=(k, k), stride=pool.stride, pads=pool.pads)
 
 
 def _given_ranges(network, samples, method, percentile, given):

@@ -94,13 +94,21 @@ class GraphBuilder:
         channels = sum(self.shapes[x][0] for x in xs)
         return self._node("Concat", xs, (channels, *self.shapes[xs[0]][1:]), axis=1)
 
+    def flatten(self, x):
+        return self._node("Flatten", [x], (int(np.prod(self.shapes[x])),), axis=1)
+
+    def gemm(self, x, outputs):
+        features = self.shapes[x][0]
+        weights = self.rng.normal(0, np.sqrt(1 / features), (features, outputs))
+        return self._node("Gemm", [x, self._constant("fc", weights),
+                                   self._constant("fcb", np.zeros(outputs))], (outputs,))
+
     def classifier(self, x, classes):
         """Flatten, then a Gemm to the classes."""
-        features = int(np.prod(self.shapes[x]))
-        flat = self._node("Flatten", [x], (features,), axis=1)
-        weights = self.rng.normal(0, np.sqrt(1 / features), (features, classes))
-        return self._node("Gemm", [flat, self._constant("fc", weights),
-                                   self._constant("fcb", np.zeros(classes))], (classes,))
+        return self.gemm(self.flatten(x), classes)
+
+    def lrn(self, x):
+        return self._node("LRN", [x], self.shapes[x], size=5, alpha=1e-4, beta=0.75, bias=2.0)
 
     def _graph(self, nodes, output):
         from onnx import TensorProto, helper, numpy_helper
@@ -185,7 +193,64 @@ def densenet(size=32, classes=10, width=1.0, layers=(2, 2), growth=12, seed=0):
     return g, g.classifier(g.global_pool(g.relu(g.batchnorm(x))), classes)
 
 
-ARCHITECTURES = {"resnet": resnet, "inception": inception, "densenet": densenet}
+def vgg(size=32, classes=10, width=1.0, layers=19, seed=0):
+    """VGG-16 or -19: 3x3 convolutions in five stages, each ending in a 2x2 max pool, then
+    two hidden fully connected layers (4096 wide at width 1)."""
+    stages = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}[layers]
+    g = GraphBuilder(f"vgg{layers}", 3, size, seed)
+    x = "x"
+    for stage, count in enumerate(stages):
+        for _ in range(count):
+            x = g.conv(x, _scaled(64 * 2 ** min(stage, 3), width), 3, bn=False)
+        x = g.maxpool(x, 2)
+    hidden = _scaled(4096, width)
+    x = g.relu(g.classifier(x, hidden))
+    x = g.relu(g.gemm(x, hidden))
+    return g, g.gemm(x, classes)
+
+
+def mobilenet(size=32, classes=10, width=1.0, seed=0):
+    """MobileNet-v1: a 3x3/2 convolution, then 13 depthwise-separable blocks (a depthwise
+    3x3, group = channels, and a pointwise 1x1), global pooling and a classifier."""
+    g = GraphBuilder("mobilenet", 3, size, seed)
+    x = g.conv("x", _scaled(32, width), 3, 2)
+    plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 \
+        + [(1024, 2), (1024, 1)]
+    for channels, stride in plan:
+        x = g.conv(x, g.shapes[x][0], 3, stride, group=g.shapes[x][0])
+        x = g.conv(x, _scaled(channels, width), 1)
+    return g, g.classifier(g.global_pool(x), classes)
+
+
+def squeezenet(size=32, classes=10, width=1.0, seed=0):
+    """SqueezeNet 1.1: fire modules (a 1x1 squeeze, then 1x1 and 3x3 expands concatenated),
+    and the 1x1-convolution + global-pool classifier ending."""
+    g = GraphBuilder("squeezenet", 3, size, seed)
+    x = g.maxpool(g.conv("x", _scaled(64, width), 3, 2, pad=0, bn=False), 3, 2)
+    for module, (squeeze, expand) in enumerate([(16, 64), (16, 64), (32, 128), (32, 128),
+                                                 (48, 192), (48, 192), (64, 256), (64, 256)]):
+        s = g.conv(x, _scaled(squeeze, width), 1, bn=False)
+        x = g.concat(g.conv(s, _scaled(expand, width), 1, bn=False),
+                     g.conv(s, _scaled(expand, width), 3, bn=False))
+        if module in (1, 3):
+            x = g.maxpool(x, 3, 2)
+    x = g.conv(x, classes, 1, bn=False)
+    return g, g.flatten(g.global_pool(x))
+
+
+def alexnet(size=64, classes=10, width=1.0, seed=0):
+    """AlexNet as published: local response normalisation after its first two convolutions
+    (which Tessera refuses, saying why)."""
+    g = GraphBuilder("alexnet", 3, size, seed)
+    x = g.maxpool(g.lrn(g.conv("x", _scaled(64, width), 11, 4, pad=2, bn=False)), 3, 2)
+    x = g.maxpool(g.lrn(g.conv(x, _scaled(192, width), 5, bn=False)), 3, 2)
+    for channels in (384, 256, 256):
+        x = g.conv(x, _scaled(channels, width), 3, bn=False)
+    return g, g.classifier(g.global_pool(x), classes)
+
+
+ARCHITECTURES = {"resnet": resnet, "inception": inception, "densenet": densenet, "vgg": vgg,
+                 "mobilenet": mobilenet, "squeezenet": squeezenet, "alexnet": alexnet}
 
 
 def build(architecture, samples, **options):

@@ -158,3 +158,20 @@ def test_a_layer_too_big_in_weights_and_tensors_runs_in_bands_of_chunks():
     exe = compile_network(qnet, config)
     x_q = qnet.input.quantize(rng.uniform(0, 1, (2, 12, 12, 1)))
     assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+
+
+def test_a_row_too_wide_for_any_band_is_refused_saying_what_it_needs():
+    from firmware.compiler import map_network
+    from firmware.mapper import MappingError
+    rng = np.random.default_rng(4)
+    # 3x3 over rows of 40 pixels of one entry: one output row reads 3 input rows
+    network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 4)), np.zeros(4)),
+                       Conv2d("b", rng.normal(size=(3, 3, 4, 4)), np.zeros(4)),
+                       MaxPool2d("pool", 2), Flatten("flat"),
+                       Dense("out", rng.normal(size=(19 * 4, 2)), np.zeros(2))), (4, 40, 1))
+    qnet = quantize(network, rng.uniform(0, 1, (4, 4, 40, 1)))
+    with pytest.raises(MappingError, match=r"layer 'b': even one output row's band needs \d+ "
+                                           r"amem entries, beyond amem_depth 64 \(bands split "
+                                           r"rows, not columns or channels\): give --amem-depth "
+                                           r"256 or a smaller input image"):
+        map_network(qnet, AccelConfig(amem_depth=64, psum_depth=64))
