@@ -141,8 +141,6 @@ def _bands(network_map, s, failure):
         """The segments of bands of `height` rows, or None where they do not fit."""
         bands = [band_step(steps, s, first, min(first + height, rows))
                  for first in range(0, rows, height)]
-        if any(band is None for band in bands):
-            return None                      # a band of border rows only
         bands = [replace(band, index=(i, len(bands))) for i, band in enumerate(bands)]
         # every distinct band (they differ at a border), the biggest first
         shapes = sorted({(b.rows[1] - b.rows[0], sum(e for _, _, e in b.inputs)): b
@@ -161,15 +159,12 @@ def _bands(network_map, s, failure):
             return None
         return [replace(chunk, band=band) for band in bands for chunk in chunks]
 
-    shortest = next((h for h in range(1, rows) if attempt(h) is not None), None)
-    if shortest is None:
+    if attempt(1) is None:                   # taller bands need more, never less
         return None
-    low, high = shortest, rows - 1
+    low, high = 1, rows - 1
     while low < high:                        # the tallest band that fits
         middle = (low + high + 1) // 2
         low, high = (middle, high) if attempt(middle) is not None else (low, middle - 1)
-    while attempt(low) is None:              # a last band of border rows only: shorter
-        low -= 1
     parts = attempt(low)
     count = parts[-1].band.index[1]
     unit = "output positions" if s == 0 else "output rows"      # step 0 is host-fed
@@ -187,7 +182,7 @@ def _footprint_error(network_map, s, failure):
     whole = _whole(network_map.steps, s)
     rows = output_rows(step)
     if rows and failure in ("amem", "psum"):  # it runs in bands, but not even one fits
-        band = band_step(network_map.steps, s, 0, 1) or band_step(network_map.steps, s, 1, 2)
+        band = band_step(network_map.steps, s, 0, 1)
         place = place_segment(network_map.steps, replace(whole, band=band), 1, c.amem_depth)
         need, depth = ((place.amem_used, c.amem_depth) if failure == "amem"
                        else (place.psum_used, c.psum_depth))

@@ -396,8 +396,7 @@ def _coalesced(runs, stride):
 
 
 def band_step(steps, s, first, last):
-    """The `Band` of output rows `first` .. `last` - 1 of step `s` (see `output_rows`),
-    or None where such a band reads no input row."""
+    """The `Band` of output rows `first` .. `last` - 1 of step `s` (see `output_rows`)."""
     step = steps[s]
     if isinstance(step, PadMap):
         return _pad_band(step, s, first, last)
