@@ -94,16 +94,18 @@ def segment_images(qnet, network_map, segment, placement):
                     wmem[slot * R:(slot + 1) * R, tile] = \
                         weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
     wmem = wmem.reshape(slots * R, c.tiles * C)
-    qmem = np.zeros((segment.qmem_entries, C, 4), np.int64)
-    for (s, nb), entry in placement.qentry.items():
+    qmem = np.zeros((len(placement.qentry), C, 4), np.int64)
+    for (s, nb, cls), entry in placement.qentry.items():
         layer = by_name[steps[s].name]
+        multiplier, shift = (layer.class_params[cls] if getattr(layer, "class_params", ())
+                             else (layer.multiplier, layer.shift))
         # Offset-binary inputs add 128 * sum(w) to each channel's sum: the bias removes it.
         bias = layer.bias - (offset_excess(layer.weights) if steps[s].offset_inputs else 0)
         for lane in range(C):
             channel = nb * C + lane
             if channel < layer.weights.shape[1]:
-                params = QuantParams(int(bias[channel]), int(layer.multiplier[channel]),
-                                     int(layer.shift[channel]), layer.output.zero_point,
+                params = QuantParams(int(bias[channel]), int(multiplier[channel]),
+                                     int(shift[channel]), layer.output.zero_point,
                                      layer.clamp_min, layer.clamp_max)
             else:             # padding channel: zero_point out, ignored downstream
                 params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
@@ -151,10 +153,28 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
     out_base = place.tensor_base[s + 1]
     C, R = config.cols, config.rows
     for nb in segment.requants.get(s, []):
-        inference.append(isa.requant(place.batch * lm.positions, place.psum_base[s] + nb,
-                                     out_base + nb * C // R, place.qentry[(s, nb)],
-                                     lane_block=(nb * C % R) // C, src_stride=lm.n_blocks,
-                                     dst_stride=lm.output_entries))
+        for count, position, cls in _requant_runs(lm, place.batch):
+            inference.append(isa.requant(
+                count, place.psum_base[s] + position * lm.n_blocks + nb,
+                out_base + position * lm.output_entries + nb * C // R, place.qentry[(s, nb, cls)],
+                lane_block=(nb * C % R) // C, src_stride=lm.n_blocks, dst_stride=lm.output_entries))
+
+
+def _requant_runs(lm, batch):
+    """(count, first position, parameter class) of the REQUANT runs of a step's output:
+    one over every sample's positions, or, where the parameters vary by position (an
+    average pool leaving its padding out of the count), one per run of a class."""
+    if lm.requant_classes is None:
+        return [(batch * lm.positions, 0, 0)]
+    runs = []
+    classes = np.tile(lm.requant_classes, batch)
+    start = 0
+    for end in range(1, len(classes) + 1):
+        if end == len(classes) or classes[end] != classes[start]:
+            if classes[start] >= 0:
+                runs.append((end - start, start, int(classes[start])))
+            start = end
+    return runs
 
 
 def segment_program(network_map, segment, place):

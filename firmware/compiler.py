@@ -45,9 +45,9 @@ def _overflow(network_map, segment, batch):
     c, steps = network_map.config, segment_steps(network_map.steps, segment)
     if segment.slots * c.rows > c.wmem_depth:
         return "wmem"
-    if segment.qmem_entries > c.qmem_depth:
-        return "qmem"
     place = place_segment(steps, segment, batch, c.amem_depth)
+    if len(place.qentry) > c.qmem_depth:
+        return "qmem"
     if place.amem_used > c.amem_depth:
         return "amem"
     if place.psum_used > c.psum_depth:
@@ -352,7 +352,7 @@ def _summary(qnet, network_map, exe):
         while i < len(m.segments):
             seg, layers = m.segments[i], ", ".join(exe.segments[i].layers)
             if seg.part is None and seg.band is None:
-                lines.append(f"    {i}: {layers}: {seg.blocks} blocks, {seg.qmem_entries} parameter "
+                lines.append(f"    {i}: {layers}: {seg.blocks} blocks, {len(exe.segments[i].qmem)} parameter "
                              f"entries, {len(exe.plans[m.batch][i].program)} instructions; "
                              f"closed by {seg.limit}")
                 i += 1
@@ -387,7 +387,7 @@ def resident_config_hint(network_map):
         whole = _merge(whole, _whole(m.steps, s))
     place = place_segment(m.steps, whole, 1, c.amem_depth)
     program = len(segment_program(m, whole, place).inference)
-    need = {"wmem_depth": whole.slots * c.rows, "qmem_depth": whole.qmem_entries,
+    need = {"wmem_depth": whole.slots * c.rows, "qmem_depth": len(place.qentry),
             "amem_depth": place.amem_used, "psum_depth": place.psum_used, "imem_depth": program}
     return (", ".join(f"{name} >= {value}" for name, value in need.items())
             + f" (one segment at batch 1); tiles >= {resident_tiles(whole)[1]} to keep every "

@@ -89,6 +89,9 @@ class LayerMap:
                                                     # holds it, when not this layer's
     jobs: list = field(default_factory=list)         # `plan_jobs`, in execution order
     row_runs: list = None        # a convolution's runs per output row, for bands (else None)
+    requant_classes: np.ndarray = None   # per position: its class of requantisation
+                                         # parameters (-1: a wide row's gap), else None
+    class_count: int = 1         # classes of requantisation parameters (qmem entries a block)
     source_groups: dict = field(default_factory=dict)   # a merge's inputs: tensor -> its
                                                         # entries a pixel (positions, strides
                                                         # and runs are then in pixels)
@@ -319,6 +322,14 @@ def lower(qnet, config):
             k_offsets = [tap * group + b for tap in taps for b in range(group)]
             k_tensors = [source.tensor] * len(k_offsets)
             entries = producer.positions * group
+        classes = getattr(layer, "classes", None)       # an average pool's divisors
+        if classes is not None:
+            pitch = source.image[1] if source.image is not None else out_shape[1]
+            requant_classes = np.full(positions, -1)
+            for y in range(out_shape[0]):
+                requant_classes[y * pitch:y * pitch + out_shape[1]] = classes[y]
+        else:
+            requant_classes = None
         step = len(maps)
         if len(k_offsets) != kb:
             raise MappingError(f"layer {layer.name!r}: its {kb} K blocks do not match the "
@@ -327,7 +338,9 @@ def lower(qnet, config):
         lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
                       stored_real / cells if cells else 0.0,
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs,
-                      row_runs=row_runs, source_groups=groups)
+                      row_runs=row_runs, requant_classes=requant_classes,
+                      class_count=len(getattr(layer, "class_params", ())) or 1,
+                      source_groups=groups)
         lm.jobs = plan_jobs(lm, step, config.tiles)
         maps.append(lm)
         if len(out_shape) == 3:                          # a convolution or an image merge
@@ -421,8 +434,10 @@ def band_step(steps, s, first, last):
         reach = runs[-1][1] + (runs[-1][0] - 1) * step.position_stride + max(step.k_offsets) + 1
         (tensor,) = step_inputs(steps, s)
         inputs = ((tensor, in_offset, reach),)
+    classes = step.requant_classes
     band = replace(step, positions=positions, sample_runs=runs, input_entries=reach,
-                   row_runs=None)
+                   row_runs=None, requant_classes=None if classes is None else
+                   classes[first_position:first_position + positions])
     return Band((first, last), band, inputs, first_position * step.output_entries)
 
 
@@ -510,10 +525,6 @@ class Segment:
         """Stored weight blocks its jobs compute."""
         return sum(job.ktiles * job.ngroups for jobs in self.jobs.values() for job in jobs)
 
-    @property
-    def qmem_entries(self):
-        return sum(len(nbs) for nbs in self.requants.values())
-
 
 def tensor_entries(steps, tensor):
     """Activation entries of one sample of `tensor` (the output of step ``tensor - 1``;
@@ -545,7 +556,7 @@ class Placement:
     psum_base: dict              # matrix step -> psum entry of (sample 0, position 0, nb 0)
     slot: dict                   # Job -> wmem slot (its rows in every lane it uses)
     first_tile: dict             # Job -> the first tile of its range
-    qentry: dict                 # (step, nb) -> qmem entry
+    qentry: dict                 # (step, nb, class) -> qmem entry
     amem_used: int
     psum_used: int
     constant_base: int = 0       # amem entry of the first constant entry
@@ -599,8 +610,8 @@ def place_segment(steps, segment, batch, amem_depth, resident=False):
         slot, first_tile = dict.fromkeys(jobs, 0), resident_tiles(segment)[0]
     else:
         slot, first_tile = {job: i for i, job in enumerate(jobs)}, dict.fromkeys(jobs, 0)
-    qentry = {(s, nb): i for i, (s, nb) in
-              enumerate((s, nb) for s, nbs in segment.requants.items() for nb in nbs)}
+    qentry = {key: i for i, key in enumerate((s, nb, c) for s, nbs in segment.requants.items()
+                                             for nb in nbs for c in range(steps[s].class_count))}
     return Placement(batch, bases, psum_base, slot, first_tile, qentry,
                      sum(size.values()) + len(constants), psum, constant_base, constants, resident)
 

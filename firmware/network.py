@@ -274,12 +274,22 @@ class MaxPool2d:
 
 @dataclass(frozen=True, eq=False)
 class AvgPool2d(MaxPool2d):
-    """Mean over `size` x `size` windows every `stride` pixels, padding counted as zeros
-    (ONNX's count_include_pad=1). On the accelerator it is a convolution with fixed
-    identity taps (the crossbar sums, requantisation divides)."""
+    """Mean over `size` x `size` windows every `stride` pixels: padding counted as zeros
+    in the divisor (ONNX's count_include_pad=1), or, `count_include_pad` False, left out
+    of it (the divisor is the window's pixels inside the image). On the accelerator it is
+    a convolution with fixed identity taps (the crossbar sums, requantisation divides)."""
+    count_include_pad: bool = True
+
+    def window_counts(self, height, width):
+        """The divisor of each output pixel, (out_h, out_w), for a height x width input."""
+        if self.count_include_pad:
+            out = self.output_shape((height, width, 1))
+            return np.full(out[:2], self.size * self.size)
+        return self.windows(np.ones((1, height, width, 1))).sum(axis=(3, 4))[0, :, :, 0]
 
     def forward(self, x):
-        return self.windows(x).mean(axis=(3, 4))
+        counts = self.window_counts(*x.shape[1:3])
+        return self.windows(x).sum(axis=(3, 4)) / counts[None, :, :, None]
 
 
 @dataclass(frozen=True, eq=False)

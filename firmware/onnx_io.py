@@ -92,7 +92,8 @@ def to_onnx(network, name="tessera"):
         elif isinstance(layer, MaxPool2d):
             op = "AveragePool" if isinstance(layer, AvgPool2d) else "MaxPool"
             top, left, bottom, right = layer.pads
-            extra = {"count_include_pad": 1} if op == "AveragePool" else {}
+            extra = {"count_include_pad": int(layer.count_include_pad)} \
+                if op == "AveragePool" else {}
             nodes.append(helper.make_node(op, [current], [out], name=out,
                                           kernel_shape=[layer.size] * 2, strides=[layer.stride] * 2,
                                           pads=[top, left, bottom, right], **extra))
@@ -667,13 +668,12 @@ class _Importer:
             raise NetworkError(f"{where}: pooling with dilations={attrs['dilations']} is not "
                                f"supported")
         pads = self._pads(attrs, where, kernel, int(strides[0]))
-        if kind is AvgPool2d and any(pads) and not attrs.get("count_include_pad", 0):
-            raise NetworkError(f"{where}: padded average pooling with count_include_pad=0 "
-                               f"divides by a count that varies at the border; only "
-                               f"count_include_pad=1 is supported")
         if max(pads) >= kernel[0]:
             raise NetworkError(f"{where}: pads {list(pads)} must be smaller than the window")
-        self._append(kind(self._name(node, index), int(kernel[0]), int(strides[0]), pads), node)
+        extra = {"count_include_pad": bool(attrs.get("count_include_pad", 0))} \
+            if kind is AvgPool2d else {}
+        self._append(kind(self._name(node, index), int(kernel[0]), int(strides[0]), pads,
+                          **extra), node)
 
     def _op_maxpool(self, node, index, attrs, where):
         self._pool(node, index, attrs, where, MaxPool2d)

@@ -105,7 +105,12 @@ class QuantizedConv2d(QuantizedDense):
 class QuantizedAvgPool(QuantizedConv2d):
     """An average pool as a convolution of identity taps (how the crossbar computes it).
     Its reference sums each window directly: the same integers as the product with its
-    identity-tap matrix, without multiplying by a (k*k*C, C) matrix of mostly zeros."""
+    identity-tap matrix, without multiplying by a (k*k*C, C) matrix of mostly zeros.
+    Excluding the padding from the divisor, output pixels fall in classes by divisor:
+    `classes` maps each output pixel to one, `class_params` holds each class's
+    (multiplier, shift) per channel (the layer's own are its last, the interior's)."""
+    classes: np.ndarray = None
+    class_params: tuple = ()
 
     def forward(self, x_q):
         (kh, kw), s = self.kernel, self.stride
@@ -113,8 +118,14 @@ class QuantizedAvgPool(QuantizedConv2d):
         windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
         out_h, out_w = window_count(x.shape[1], kh, s), window_count(x.shape[2], kw, s)
         acc = windows[:, ::s, ::s][:, :out_h, :out_w].sum(axis=(-2, -1))
-        return requantize(acc, self.bias, self.multiplier, self.shift, self.output.zero_point,
-                          self.clamp_min, self.clamp_max)
+        params = self.class_params or ((self.multiplier, self.shift),)
+        classes = np.zeros((out_h, out_w), np.int64) if self.classes is None else self.classes
+        out = np.empty(acc.shape, np.int64)
+        for index, (multiplier, shift) in enumerate(params):
+            where = classes == index
+            out[:, where] = requantize(acc[:, where], self.bias, multiplier, shift,
+                                       self.output.zero_point, self.clamp_min, self.clamp_max)
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -342,18 +353,27 @@ def _concat_on_crossbar(concat, in_quants, y_quant, parts):
                            y_quant, False, None, concat.reads, parts=tuple(parts))
 
 
-def _average_as_convolution(pool, x_quant, y_quant, channels):
+def _average_as_convolution(pool, x_quant, y_quant, in_shape):
     """Average pooling as a convolution with identity taps: the crossbar sums the window,
-    the requantiser divides by its size (and rescales to `y_quant`, which a quantised model
-    may give; calibrated, it is `x_quant`)."""
-    k = pool.size
+    the requantiser divides by its size, or by the pixels inside the image where the
+    padding is left out of the count, per class of output pixel (and rescales to
+    `y_quant`, which a quantised model may give; calibrated, it is `x_quant`)."""
+    k, channels = pool.size, in_shape[2]
     # int8: a global pool of C channels is a (k*k*C, C) matrix, mostly zeros
     weights = np.tile(np.eye(channels, dtype=np.int8), (k * k, 1))       # (ky, kx, c) rows
-    multipliers, shifts, y_quant = _requant_params(
-        pool.name, np.full(channels, x_quant.scale / (k * k)), y_quant)
+    counts = pool.window_counts(*in_shape[:2])
+    divisors = np.unique(counts)                 # ascending: the largest scale first
+    params = []
+    for divisor in divisors:
+        multipliers, shifts, y_quant = _requant_params(
+            pool.name, np.full(channels, x_quant.scale / divisor), y_quant)
+        params.append((multipliers, shifts))
+    classes = None if len(divisors) == 1 else np.searchsorted(divisors, counts)
     return QuantizedAvgPool(pool.name, weights, np.full(channels, -x_quant.zero_point * k * k),
-                            multipliers, shifts, x_quant, y_quant, False, None, pool.reads,
-                            kernel=(k, k), stride=pool.stride, pads=pool.pads)
+                            *params[-1], x_quant, y_quant, False, None, pool.reads,
+                            kernel=(k, k), stride=pool.stride, pads=pool.pads,
+                            classes=classes, class_params=tuple(params) if classes is not None
+                            else ())
 
 
 def _given_ranges(network, samples, method, percentile, given):
@@ -399,7 +419,7 @@ def quantize(network, samples, method="minmax", percentile=99.99, given=None):
         if isinstance(layer, AvgPool2d):
             model_given = given is not None and given.ranges[index + 1] is not None
             layers.append(_average_as_convolution(layer, x_quant, y_quant if model_given else x_quant,
-                                                  network.shapes[tensors[0]][2]))
+                                                  network.shapes[tensors[0]]))
             ranges[index + 1] = layers[-1].output
             continue
         if isinstance(layer, (Flatten, MaxPool2d)):

@@ -196,3 +196,59 @@ def test_graph_errors_name_the_layer():
     with pytest.raises(MappingError, match="layer 'd': reads the network's input, which the "
                                            "host writes once"):
         map_network(quantize(net, rng.uniform(0, 1, (8, 4, 4, 2))), AccelConfig())
+
+
+def average_pool_graph(rng, count_include_pad):
+    """Conv -> Relu -> AveragePool 3x3/1 padded by 1 (count_include_pad as given) -> Conv
+    -> Relu -> GlobalAveragePool -> Flatten -> Gemm (Inception's and ShuffleNet's pool)."""
+    from onnx import TensorProto, helper, numpy_helper
+    init = {"k1": rng.normal(0, 0.5, (8, 3, 3, 3)), "b1": rng.normal(0, 0.1, 8),
+            "k2": rng.normal(0, 0.3, (8, 8, 1, 1)), "b2": rng.normal(0, 0.1, 8),
+            "w": rng.normal(0, 0.5, (8, 5)), "b": rng.normal(0, 0.1, 5)}
+    nodes = [helper.make_node("Conv", ["x", "k1", "b1"], ["c1"], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("AveragePool", ["r1"], ["p"], kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1], count_include_pad=count_include_pad),
+             helper.make_node("Conv", ["p", "k2", "b2"], ["c2"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "w", "b"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "avg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 5])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in init.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+def test_average_pools_with_either_count_include_pad(tmp_path, count_include_pad):
+    """Leaving the padding out of the count, a 3x3/1 pool of a 6x6 image divides corners by
+    4, edges by 6 and the inside by 9 (by hand): three classes of requantisation
+    parameters, one REQUANT run per class and row. Float equals onnxruntime; golden equals
+    the int8 reference on the default config and in bands on 64 entries; onnxruntime's
+    QDQ model agrees layer by layer within one LSB."""
+    rng = np.random.default_rng(31)
+    model = average_pool_graph(rng, count_include_pad)
+    onnx.save(model, tmp_path / "avg.onnx")
+    x = rng.uniform(0, 1, (300, 3, 8, 8)).astype(np.float32)
+    network = load_onnx_model(tmp_path / "avg.onnx").network
+    assert np.allclose(network.forward(nhwc(x)), run_reference(model, x), atol=1e-4)
+    qnet = quantize(network, nhwc(x[:100]))
+    pool = qnet.layers[1]
+    if count_include_pad:
+        assert pool.classes is None
+    else:
+        assert [len(pool.class_params), pool.classes[0, 0], pool.classes[0, 1],
+                pool.classes[1, 1]] == [3, 0, 1, 2]
+    x_q = qnet.input.quantize(nhwc(x[100:140]))
+    for config in (AccelConfig(), AccelConfig(amem_depth=64, psum_depth=64)):
+        exe = compile_network(qnet, config)
+        assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert any("bands" in image.limit and image.layers == [pool.name] for image in exe.segments)
+    quantize_with_onnxruntime(tmp_path / "avg.onnx", tmp_path / "q.onnx", x[:100],
+                              preprocess=True, **FORMS["QOperator"])
+    imported = load_onnx_model(tmp_path / "q.onnx")
+    qdq = quantize(imported.network, nhwc(x[:100]), given=imported.quant)
+    lsb = layer_by_layer_lsb(tmp_path / "q.onnx", imported, qdq, x[100:])
+    assert qdq.layers[1].name in lsb and max(d.max() for d in lsb.values()) <= 1

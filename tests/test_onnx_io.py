@@ -302,8 +302,6 @@ def _imported(model):
      {}, r"node 0 \(MaxPool\): pooling with ceil_mode=1 is not supported"),
     ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])],
      {}, r"node 0 \(MaxPool\): pooling with dilations=\[2, 2\] is not supported"),
-    ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
-     {}, r"node 0 \(AveragePool\): padded average pooling with count_include_pad=0"),
 ])
 def test_refused_constructs_name_node_and_attribute(nodes, init, message):
     with pytest.raises(NetworkError, match=message):
