@@ -9,7 +9,7 @@ from golden import isa
 from golden.crossbar import offset_excess
 from golden.device import QuantParams, pack_quant_params
 
-from .mapper import COPY, PadMap, PoolMap, segment_steps, tensor_entries
+from .mapper import COPY, PadMap, PoolMap, segment_steps
 
 __all__ = ["SegmentCode", "segment_images", "segment_program"]
 
@@ -139,7 +139,7 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
         # layer's (a branch) or one input of a merge.
         source = lm.k_inputs.get(job.kbs[0], s)
         scale = lm.source_groups.get(source, 1)
-        sample_stride = (tensor_entries(steps, source) if lm.positions == 1
+        sample_stride = (place.sample_entries[source] if lm.positions == 1
                          else scale * lm.position_stride)
         k_offsets = [lm.k_offsets[kb] for kb in job.kbs]
         k_stride = k_offsets[1] - k_offsets[0] if len(k_offsets) > 1 else 0

@@ -13,7 +13,7 @@ from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
-                     output_rows, place_segment, resident_tiles, segment_steps, segment_tensors,
+                     output_cols, output_rows, place_segment, resident_tiles, segment_steps, segment_tensors,
                      tensor_entries)
 from .quantize import QuantizedConv2d
 
@@ -70,7 +70,7 @@ class _NoFit(MappingError):
 def _chunks(network_map, s, band=None):
     """Matrix step `s` (or its `band`) cut into segments of its jobs, each as many as
     fit; all-zero output blocks are requantised (from zeroed partial sums) in the first."""
-    lm = network_map.steps[s]
+    lm = network_map.steps[s] if band is None else band.step
     last_job = {nb: job for job in lm.jobs for nb in job.nbs}     # each output block's last
     items = [("zero", nb) for nb in range(lm.n_blocks) if nb not in last_job]
     items += [("job", job) for job in lm.jobs]
@@ -123,53 +123,105 @@ def _split(network_map, s, failure):
     return bands
 
 
+def _tiling(rows, cols, height, width):
+    """(row range, column range) of each tile, row by row: bands of `height` rows from the
+    top (the last one shorter), each cut into `width` columns from the left, the last tile
+    moved left to be as wide as the others (recomputing a few columns), so that every
+    tile of a convolution has one pitch, hence one set of jobs and one weight image."""
+    row_ranges = [(y, min(y + height, rows)) for y in range(0, rows, height)]
+    if cols is None:                          # bands of a host-fed convolution's positions
+        return [(r, None) for r in row_ranges]
+    col_ranges = [(x, x + width) for x in range(0, cols - width, width)] + [(cols - width, cols)]
+    return [(r, c) for r in row_ranges for c in col_ranges]
+
+
+def _edges(ranges, count):
+    """The first and last `count` of `ranges`: the only ones a border can make differ."""
+    return ranges if len(ranges) <= 2 * count else ranges[:count] + ranges[-count:]
+
+
 def _bands(network_map, s, failure):
-    """Step `s`, whose tensors do not fit (`failure`) for one sample, as segments of bands
-    of its output rows (each in chunks of its jobs when its weights do not fit either), or
-    None where it cannot run in bands. Each band's input rows (its windows' halo included)
-    come from the host and its output rows go back. The host moves every output row once
-    and every input row once plus the halo rows shared by neighbouring bands, ``(bands -
-    1) * (window - stride)`` rows, and chunked weights once a band: the fewest bands, so
-    the tallest band that fits, moves the least; that is the one chosen."""
-    steps, step = network_map.steps, network_map.steps[s]
-    rows = output_rows(step)
-    if rows is None or rows < 2:
+    """Step `s`, whose tensors do not fit (`failure`) for one sample, as segments of tiles
+    of its output (bands of rows, cut into columns where a row does not fit), each in
+    chunks of its jobs when its weights do not fit either, or None where it cannot run in
+    tiles. Each tile's input (its windows' halo included) comes from the host and its
+    output goes back. Of the tile shapes that fit, the one chosen moves the fewest host
+    bytes: per tile its input and output entries (``rows`` bytes each) and, in chunks,
+    its weights again (``tiles * cols`` bytes a wmem entry). For each tile width the
+    tallest band that fits is the cheapest (the halo shared by neighbouring bands is
+    ``window - stride`` rows), so the search bisects the height at every width."""
+    c, steps, step = network_map.config, network_map.steps, network_map.steps[s]
+    rows, cols = output_rows(step), output_cols(step)
+    if rows is None:
         return None
     whole = _whole(steps, s)
+    border = max(getattr(step, "pads", (0,))) + 2
+    tile_segment = lambda band: replace(whole, jobs={s: list(band.step.jobs)}, band=band) \
+        if isinstance(step, LayerMap) else replace(whole, band=band)
 
-    def attempt(height):
-        """The segments of bands of `height` rows, or None where they do not fit."""
-        bands = [band_step(steps, s, first, min(first + height, rows))
-                 for first in range(0, rows, height)]
-        bands = [replace(band, index=(i, len(bands))) for i, band in enumerate(bands)]
-        # every distinct band (they differ at a border), the biggest first
-        shapes = sorted({(b.rows[1] - b.rows[0], sum(e for _, _, e in b.inputs)): b
-                         for b in bands}.items(), key=lambda item: item[0], reverse=True)
-        distinct = [b for _, b in shapes]
-        if all(_overflow(network_map, replace(whole, band=b), 1) is None for b in distinct):
-            return [replace(whole, band=band) for band in bands]
-        if not isinstance(step, LayerMap):
+    def fitting(height, width):
+        """Chunks of the biggest tile (or None: whole) when tiles of `height` x `width`
+        fit; False when they do not."""
+        tiles = _tiling(rows, cols, height, width)
+        row_ranges = _edges(sorted({r for r, _ in tiles}), border)
+        col_ranges = _edges(sorted({c for _, c in tiles}, key=lambda c: c or (0,)), border)
+        distinct = {}
+        for r in row_ranges:
+            for col in col_ranges:
+                band = band_step(network_map, s, r, col)
+                distinct.setdefault(band.shape, band)
+        distinct = sorted(distinct.values(), key=lambda b: b.shape[2:4], reverse=True)
+        if all(_overflow(network_map, tile_segment(b), 1) is None for b in distinct):
             return None
-        try:                                 # the biggest band's chunks, for every band
+        if not isinstance(step, LayerMap):
+            return False
+        try:                                 # the biggest tile's chunks, for every tile
             chunks = _chunks(network_map, s, distinct[0])
         except _NoFit:
-            return None
+            return False
         if any(_overflow(network_map, replace(chunk, band=b), 1) is not None
                for b in distinct[1:] for chunk in chunks):
-            return None
-        return [replace(chunk, band=band) for band in bands for chunk in chunks]
+            return False
+        return chunks
 
-    if attempt(1) is None:                   # taller bands need more, never less
+    def host_bytes(height, width, chunks):
+        count = len(_tiling(rows, cols, height, width))
+        band = band_step(network_map, s, (0, min(height, rows)), width and (0, width))
+        moved = sum(w.entries for w in band.inputs) + band.output.entries
+        weights = sum(chunk.slots for chunk in chunks or ()) * c.rows * c.tiles * c.cols
+        return count * (moved * c.rows + weights)
+
+    best = None
+    widths = [None] if cols is None else sorted({-(-cols // n) for n in range(1, cols + 1)},
+                                               reverse=True)
+    for width in widths:
+        if fitting(1, width) is False:       # taller bands need more, never less
+            continue
+        low, high = 1, rows
+        while low < high:                    # the tallest band that fits at this width
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fitting(middle, width) is not False else (low, middle - 1)
+        chunks = fitting(low, width)
+        cost = host_bytes(low, width, chunks)
+        if best is None or cost < best[0]:
+            best = cost, low, width, chunks
+    if best is None:
         return None
-    low, high = 1, rows - 1
-    while low < high:                        # the tallest band that fits
-        middle = (low + high + 1) // 2
-        low, high = (middle, high) if attempt(middle) is not None else (low, middle - 1)
-    parts = attempt(low)
-    count = parts[-1].band.index[1]
-    unit = "output positions" if s == 0 else "output rows"      # step 0 is host-fed
+    _, height, width, chunks = best
+    tiles = _tiling(rows, cols, height, width)
+    bands = [replace(band_step(network_map, s, r, col), index=(i, len(tiles)))
+             for i, (r, col) in enumerate(tiles)]
+    parts = ([replace(chunk, band=band) for band in bands for chunk in chunks] if chunks
+             else [tile_segment(band) for band in bands])
+    n, up_to = len(tiles), "up to " if len(tiles) > 1 else ""
+    if cols is None:
+        shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output positions"
+    elif width == cols:
+        shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output rows"
+    else:
+        shape = f"{n} tiles of up to {height} rows x {width} columns"
     for part in parts:
-        part.limit = f"{failure}: {count} bands of up to {low} {unit}"
+        part.limit = f"{failure}: {shape}"
     return parts
 
 
@@ -181,19 +233,21 @@ def _footprint_error(network_map, s, failure):
     c, step = network_map.config, network_map.steps[s]
     whole = _whole(network_map.steps, s)
     rows = output_rows(step)
-    if rows and failure in ("amem", "psum"):  # it runs in bands, but not even one fits
-        band = band_step(network_map.steps, s, 0, 1)
+    if rows and failure in ("amem", "psum"):  # it runs in tiles, but not even one fits
+        band = band_step(network_map, s, (0, 1), output_cols(step) and (0, 1))
         place = place_segment(network_map.steps, replace(whole, band=band), 1, c.amem_depth)
         need, depth = ((place.amem_used, c.amem_depth) if failure == "amem"
                        else (place.psum_used, c.psum_depth))
-        fix = (f"give --{failure}-depth {_power_of_two_above(need)} or a smaller input image"
+        unit = "position" if output_cols(step) is None else "pixel"
+        smaller = "a smaller kernel or fewer channels" if unit == "position" else "fewer channels"
+        fix = (f"give --{failure}-depth {_power_of_two_above(need)} or {smaller}"
                if need <= MAX_MEMORY_DEPTH else f"no config holds that (addresses reach "
-                                                f"{MAX_MEMORY_DEPTH}): a smaller input image")
-        return (f"layer {step.name!r}: even one output {'position' if s == 0 else 'row'}'s band "
-                f"needs {need} {failure} entries, beyond {failure}_depth {depth} (bands split "
-                f"rows, not columns or channels): {fix}")
+                                                f"{MAX_MEMORY_DEPTH}): {smaller}")
+        return (f"layer {step.name!r}: even one output {unit}'s tile needs {need} {failure} "
+                f"entries, beyond {failure}_depth {depth} (tiles split rows and columns, not "
+                f"channels): {fix}")
     place = place_segment(network_map.steps, whole, 1, c.amem_depth)
-    banded = ("convolutions, pools, borders and merges of images run in bands of rows, but "
+    banded = ("convolutions, pools, borders and merges of images run in tiles, but "
               "not this layer, which takes its whole input at once")
     if failure == "amem" and place.amem_used > MAX_MEMORY_DEPTH:
         return (f"layer {step.name!r}: one sample's tensors need {place.amem_used} activation "
@@ -287,6 +341,15 @@ def _input_spec(qnet, network_map, layout, input_order=None):
                      tuple(first_layer.pads) if conv else (0, 0, 0, 0))
 
 
+def _band_transfer(window, place, steps):
+    """The Transfer of a band's `window` of a tensor, placed by `place`."""
+    pieces = (window.piece, window.stride, window.device_stride)
+    if len(set(pieces)) == 1:                # one contiguous run
+        pieces = (None, None, None)
+    return Transfer(window.tensor, place.tensor_base[window.tensor], window.entries,
+                    window.offset, tensor_entries(steps, window.tensor), *pieces)
+
+
 def _transfers(network_map, batch):
     """Per segment, (writes, reads) of tensors through the host: the network's input
     before the first segment, its output after the last; a tensor an earlier segment
@@ -311,13 +374,11 @@ def _transfers(network_map, batch):
         (t_in,), skips, _, (t_out,) = segment_tensors(steps, seg)
         if seg.band is not None:             # in chunks: in before the first, out after the last
             band, (chunk, chunks) = seg.band, seg.part or (0, 1)
-            for t, offset, entries in band.inputs if chunk == 0 else ():
-                fetch(t)
-                writes[i].append(Transfer(t, place.tensor_base[t], entries, offset,
-                                          tensor_entries(steps, t)))
+            for window in band.inputs if chunk == 0 else ():
+                fetch(window.tensor)
+                writes[i].append(_band_transfer(window, place, steps))
             if chunk == chunks - 1:
-                reads[i].append(Transfer(t_out, place.tensor_base[t_out], band.output_entries,
-                                         band.output_offset, tensor_entries(steps, t_out)))
+                reads[i].append(_band_transfer(band.output, place, steps))
                 on_host.add(t_out)
             continue
         if i and seg.steps == segments[i - 1].steps:
@@ -362,10 +423,10 @@ def _summary(qnet, network_map, exe):
                 chunks = (seg.part or (0, 1))[1]
                 failure, bands = seg.limit.split(": ")
                 lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {bands} (one sample's "
-                             f"tensors do not fit {failure}): each band's input, halo "
+                             f"tensors do not fit {failure}): each tile's input, halo "
                              f"included, from the host and its output back; "
-                             + (f"each band in {chunks} parts of its weights" if chunks > 1
-                                else "weights loaded once for all bands"))
+                             + (f"each tile in {chunks} parts of its weights" if chunks > 1
+                                else "weights loaded once for all tiles"))
                 i += len(parts)
                 continue
             parts = m.segments[i:i + seg.part[1]]
@@ -433,18 +494,21 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     resident = network_map.resident
     sizes = [network_map.batch] + [1 << k for k in range(network_map.batch.bit_length())
                                    if 1 << k < network_map.batch][::-1]
-    images, plans = [], {}
+    images, plans, first_image = [], {}, {}
     for size in sizes:
         places, writes, reads = _transfers(network_map, size)
         runs = []
         for i, (segment, place) in enumerate(zip(segments, places)):
             code = segment_program(network_map, segment, place)
-            if size == sizes[0] and segment.band is not None and segment.band.index[0]:
-                # a later band: the first band's images (of the same chunk)
-                first = next(j for j, other in enumerate(segments) if other.steps == segment.steps
-                             and other.band.index[0] == 0 and other.part == segment.part)
-                images.append(replace(images[first], images_from=first))
+            shared = segment.band and (segment.steps, segment.part, tuple(segment.jobs[
+                segment.steps[0]]) if segment.jobs else ())
+            if size == sizes[0] and shared in first_image:
+                # a later tile: an earlier tile's images (of the same chunk and jobs)
+                images.append(replace(images[first_image[shared]],
+                                      images_from=first_image[shared]))
             elif size == sizes[0]:
+                if shared:
+                    first_image[shared] = i
                 wmem, qmem = segment_images(qnet, network_map, segment, place)
                 images.append(SegmentImage(
                     [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem, qmem,

@@ -31,8 +31,9 @@ __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun"
            "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
 
 FORMAT = "tessera-executable"
-FORMAT_VERSION = 5              # 4: SHA-256 of the manifest and of every array;
-                                # 5: band transfers (offset, total), shared images
+FORMAT_VERSION = 6              # 4: SHA-256 of the manifest and of every array;
+                                # 5: band transfers (offset, total), shared images;
+                                # 6: tile transfers in pieces (piece, stride, device_stride)
 MANIFEST = "manifest.json"
 INPUT_ROW_INDEX = "input_row_index"              # arrays saved as .npy members: this,
 IMAGE_ARRAYS = ("wmem", "qmem", "setup", "constants")  # each SegmentImage's,
@@ -100,17 +101,33 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class Transfer:
-    """One tensor, or a band of its rows, moved between host and activation memory around
-    a segment's run: entries ``offset .. offset + entries - 1`` of each sample's `total`."""
+    """One tensor, or a tile of it, moved between host and activation memory around a
+    segment's run. Each sample moves `entries` consecutive amem entries from ``base +
+    sample * entries``; of these, pieces of `piece` entries every `device_stride` hold
+    entries ``offset + i * stride ..`` of the sample's tensor of `total` entries (the
+    entries between pieces, a wide row's unused columns, are moved but not kept).
+    Without pieces, the `entries` are one run of the tensor from `offset`."""
     tensor: int                  # the step that made it (0: the input; the last: the output)
     base: int                    # amem entry of sample 0
-    entries: int                 # entries per sample moved
-    offset: int = 0              # where they start in the sample's tensor
+    entries: int                 # amem entries per sample moved
+    offset: int = 0              # where the first piece starts in the sample's tensor
     total: int = None            # entries of the sample's whole tensor (None: `entries`)
+    piece: int = None            # entries of each piece (None: one piece of `entries`)
+    stride: int = None           # tensor entries from one piece to the next
+    device_stride: int = None    # amem entries from one piece to the next (None: `piece`)
 
     @property
     def sample_entries(self):
         return self.entries if self.total is None else self.total
+
+    @property
+    def pieces(self):
+        """(count, entries each, tensor stride, amem stride) of its pieces."""
+        if self.piece is None:
+            return 1, self.entries, self.entries, self.entries
+        device_stride = self.device_stride or self.piece
+        return ((self.entries - self.piece) // device_stride + 1, self.piece,
+                self.stride, device_stride)
 
 
 @dataclass
@@ -356,7 +373,8 @@ def _transfers(obj, key, where):
         here = f"{where}.{key}[{j}]"
         transfers.append(Transfer(*(_get(item, k, int, here) for k in ("tensor", "base", "entries",
                                                                       "offset")),
-                                  _get(item, "total", int, here, optional=True)))
+                                  *(_get(item, k, int, here, optional=True)
+                                    for k in ("total", "piece", "stride", "device_stride"))))
     return transfers
 
 

@@ -201,9 +201,22 @@ def _transfer(field, transfer, batch, config):
     _number(f"{field}.offset", transfer.offset, low=0)
     if transfer.total is not None:
         _number(f"{field}.total", transfer.total, positive=True)
-    if transfer.offset + transfer.entries > transfer.sample_entries:
-        raise SchemaError(field, f"entries {transfer.offset}..{transfer.offset + transfer.entries - 1} "
-                                 f"pass the tensor's {transfer.sample_entries}")
+    for name in ("piece", "stride", "device_stride"):
+        if getattr(transfer, name) is not None:
+            _number(f"{field}.{name}", getattr(transfer, name), positive=True)
+    if transfer.piece is not None:
+        if transfer.stride is None:
+            raise SchemaError(f"{field}.stride", "is missing: pieces need a tensor stride")
+        count, piece, stride, device_stride = transfer.pieces
+        if piece > min(stride, device_stride) or (count - 1) * device_stride + piece != transfer.entries:
+            raise SchemaError(field, f"pieces of {piece} entries every {device_stride} do not "
+                                     f"tile its {transfer.entries} entries without overlap")
+    else:
+        count, piece, stride = 1, transfer.entries, 0
+    last = transfer.offset + (count - 1) * stride + piece
+    if last > transfer.sample_entries:
+        raise SchemaError(field, f"entries {transfer.offset}..{last - 1} pass the tensor's "
+                                 f"{transfer.sample_entries}")
     if transfer.base + batch * transfer.entries > config.amem_depth:
         raise SchemaError(field, f"entries {transfer.base}..{transfer.base + batch * transfer.entries - 1} "
                                  f"of a batch of {batch} pass amem's {config.amem_depth}")

@@ -35,7 +35,8 @@ from .quantize import (QuantizedConv2d, QuantizedDense, QuantizedFlatten, Quanti
                        QuantizedMerge)
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
-           "plan_jobs", "step_inputs", "Band", "band_step", "output_rows", "segment_steps",
+           "plan_jobs", "step_inputs", "Band", "Window", "band_step", "output_rows",
+           "output_cols", "segment_steps",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
@@ -89,6 +90,8 @@ class LayerMap:
                                                     # holds it, when not this layer's
     jobs: list = field(default_factory=list)         # `plan_jobs`, in execution order
     row_runs: list = None        # a convolution's runs per output row, for bands (else None)
+    pitch: int = None            # pixels a row of the image it reads (None: vectors)
+    window: tuple = None         # a convolution's (kernel height, width, stride) over it
     requant_classes: np.ndarray = None   # per position: its class of requantisation
                                          # parameters (-1: a wide row's gap), else None
     class_count: int = 1         # classes of requantisation parameters (qmem entries a block)
@@ -289,11 +292,12 @@ def lower(qnet, config):
         real = padded_matrix(np.ones((k, n), bool), row_index, padded_rows, C)
         cells = int(nonzero.sum()) * R * C
         stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
-        groups, row_runs = {}, None
+        groups, row_runs, pitch, window = {}, None, None, None
         if isinstance(layer, QuantizedMerge):
             parts, k_offsets, k_tensors, groups, positions, stride, runs, entries, row_runs = \
                 _merge_inputs(maps, layer, [held[t] for t in tensors], R)
             source = parts[0]
+            pitch = source.image and source.image[1]
             if entries is None:                          # vectors: one entry run a sample
                 entries = tensor_entries(maps, source.tensor)
         elif source.image is None:                       # the host writes the vectors
@@ -315,19 +319,20 @@ def lower(qnet, config):
                 positions, stride = (out_h - 1) * pitch + out_w, s * group
                 # One run per output row: the wide columns past out_w are not computed.
                 runs = row_runs = [(out_w, y * s * pitch * group, y * pitch) for y in range(out_h)]
+                window = (kh, kw, s)
             else:
                 height, width = source.shape[:2]                # the image Flatten took
                 taps = [y * pitch + x for y in range(height) for x in range(width)]
-                positions, stride, runs = 1, 1, [(1, 0, 0)]
+                positions, stride, runs, pitch = 1, 1, [(1, 0, 0)], None
             k_offsets = [tap * group + b for tap in taps for b in range(group)]
             k_tensors = [source.tensor] * len(k_offsets)
             entries = producer.positions * group
         classes = getattr(layer, "classes", None)       # an average pool's divisors
         if classes is not None:
-            pitch = source.image[1] if source.image is not None else out_shape[1]
+            row_pitch = source.image[1] if source.image is not None else out_shape[1]
             requant_classes = np.full(positions, -1)
             for y in range(out_shape[0]):
-                requant_classes[y * pitch:y * pitch + out_shape[1]] = classes[y]
+                requant_classes[y * row_pitch:y * row_pitch + out_shape[1]] = classes[y]
         else:
             requant_classes = None
         step = len(maps)
@@ -340,7 +345,7 @@ def lower(qnet, config):
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs,
                       row_runs=row_runs, requant_classes=requant_classes,
                       class_count=len(getattr(layer, "class_params", ())) or 1,
-                      source_groups=groups)
+                      source_groups=groups, pitch=pitch, window=window)
         lm.jobs = plan_jobs(lm, step, config.tiles)
         maps.append(lm)
         if len(out_shape) == 3:                          # a convolution or an image merge
@@ -356,20 +361,50 @@ def lower(qnet, config):
 
 
 @dataclass(frozen=True)
+class Window:
+    """A band's share of one sample's tensor: `entries` consecutive amem entries, of which
+    pieces of `piece` entries every `device_stride` hold the tensor's entries from `offset`
+    on, every `stride` (no pieces: one run of `entries`). A tile of an image is one piece a
+    row; the amem between pieces is a wide row's unused columns."""
+    tensor: int
+    offset: int
+    entries: int
+    piece: int = None
+    stride: int = None
+    device_stride: int = None
+
+
+def _rect(tensor, pitch, group, y, x, height, width, device_pitch=None):
+    """The Window of `height` x `width` pixels from (y, x) of an image of `pitch` pixels a
+    row and `group` entries a pixel, on the device in rows of `device_pitch` pixels."""
+    device_pitch = device_pitch or width
+    return Window(tensor, (y * pitch + x) * group, ((height - 1) * device_pitch + width) * group,
+                  width * group, pitch * group, device_pitch * group)
+
+
+@dataclass(frozen=True)
 class Band:
-    """Output rows ``rows[0] .. rows[1] - 1`` of one step, run on their own: the step's
-    map for just those rows (`step`), which reads, per input tensor, ``(tensor, offset,
-    entries)`` of each sample's tensor (the rows the band's windows cover, halo included)
-    and writes `output_entries` of its output from `output_offset` on."""
+    """A tile of one step's output, run on its own: rows ``rows[0] .. rows[1] - 1`` and
+    columns ``cols[0] .. cols[1] - 1`` (a host-fed convolution's: output positions, no
+    columns). `step` is the step's map for just the tile; it reads the `inputs` Windows
+    (the pixels its windows cover, halo included) and writes the `output` Window."""
     rows: tuple
     step: object
     inputs: tuple
-    output_offset: int
+    output: Window
     index: tuple = (0, 1)        # (band, bands) of the step
+    cols: tuple = None
 
     @property
     def output_entries(self):
-        return self.step.positions * self.step.output_entries
+        return self.output.entries
+
+    @property
+    def shape(self):
+        """What makes two bands' programs differ: their size and each Window's."""
+        return (self.rows[1] - self.rows[0], self.cols and self.cols[1] - self.cols[0],
+                tuple(w.entries for w in self.inputs), self.output.entries,
+                getattr(self.step, "pads", None))
 
 
 def output_rows(step):
@@ -381,18 +416,98 @@ def output_rows(step):
     return step.out_h
 
 
-def _pad_band(step, s, first, last):
-    """A border's band: the input rows inside it, the border rows above and below."""
+def output_cols(step):
+    """How many output columns a step that runs in bands makes, if its bands can also be
+    cut into columns (else None: a host-fed convolution's bands are of positions)."""
+    if isinstance(step, LayerMap):
+        return None if step.pitch is None else step.row_runs[0][0]
+    return step.out_w
+
+
+def _pad_band(step, s, rows, cols):
+    """A border's tile: the input pixels inside it, the border around them."""
+    (first, last), (x0, x1) = rows, cols
     top, left, bottom, right = step.pads
-    start, stop = max(0, first - top), min(step.in_h, last - top)
-    if stop <= start:                            # border rows only: the fill, no input
-        pad = replace(step, in_h=0, pads=(last - first, left, 0, right), input_entries=0)
-        return Band((first, last), pad, (), first * step.out_w * step.group)
-    pad = replace(step, in_h=stop - start,
-                  pads=(start + top - first, left, last - (stop + top), right),
-                  input_entries=((stop - start - 1) * step.pitch + step.in_w) * step.group)
-    return Band((first, last), pad, ((step.input_tensor, start * step.pitch * step.group,
-                                      pad.input_entries),), first * step.out_w * step.group)
+    y_start, y_stop = max(0, first - top), min(step.in_h, last - top)
+    x_start, x_stop = max(0, x0 - left), min(step.in_w, x1 - left)
+    output = _rect(s + 1, step.out_w, step.group, first, x0, last - first, x1 - x0)
+    if y_stop <= y_start or x_stop <= x_start:  # border only: the fill, no input
+        pad = replace(step, in_h=0, in_w=0, pads=(last - first, x1 - x0, 0, 0), input_entries=0)
+        return pad, (), output
+    height, width = y_stop - y_start, x_stop - x_start
+    pad = replace(step, in_h=height, in_w=width, pitch=width, input_entries=height * width * step.group,
+                  pads=(y_start + top - first, x_start + left - x0,
+                        last - (y_stop + top), x1 - (x_stop + left)))
+    return pad, (_rect(step.input_tensor, step.pitch, step.group, y_start, x_start, height,
+                       width),), output
+
+
+def _pool_band(step, s, rows, cols):
+    """A max pool's tile: the input its windows cover, compact."""
+    (first, last), (x0, x1) = rows, cols
+    k, stride, group = step.size, step.stride, step.group
+    height, width = (last - 1 - first) * stride + k, (x1 - 1 - x0) * stride + k
+    pool = replace(step, out_h=last - first, out_w=x1 - x0, pitch=width,
+                   input_entries=height * width * group)
+    return pool, (_rect(step.input_tensor, step.pitch, group, first * stride, x0 * stride,
+                        height, width),), \
+        _rect(s + 1, step.out_w, group, first, x0, last - first, x1 - x0)
+
+
+def _merge_band(step, s, rows, cols):
+    """A merge's tile: the same pixels of each input, compact."""
+    (first, last), (x0, x1) = rows, cols
+    height, width = last - first, x1 - x0
+    band = replace(step, positions=height * width, sample_runs=[(height * width, 0, 0)],
+                   input_entries=height * width, row_runs=None, pitch=width)
+    inputs = tuple(_rect(t, step.pitch, group, first, x0, height, width)
+                   for t, group in step.source_groups.items())
+    return band, inputs, _rect(s + 1, step.pitch, step.output_entries, first, x0, height, width)
+
+
+def _conv_band(step, s, rows, cols, tiles):
+    """A convolution's tile: the input its windows cover, compact, in rows of `width`
+    pixels; its output positions keep that pitch (wide rows). The taps move with the
+    pitch, so its jobs are planned again."""
+    (first, last), (x0, x1) = rows, cols
+    (kh, kw), stride = step.window[:2], step.window[2]
+    group = step.position_stride // stride
+    height, width = (last - 1 - first) * stride + kh, (x1 - 1 - x0) * stride + kw
+    out_h, out_w = last - first, x1 - x0
+
+    def moved(offset):                     # an input entry's offset at the tile's pitch
+        tap, entry = divmod(offset, group)
+        return (tap // step.pitch * width + tap % step.pitch) * group + entry
+    runs = _coalesced([(out_w, y * stride * width * group, y * width) for y in range(out_h)],
+                      step.position_stride)
+    classes = step.requant_classes
+    if classes is not None:
+        tile = np.full((out_h - 1) * width + out_w, -1)
+        for y in range(out_h):
+            start = (first + y) * step.pitch + x0
+            tile[y * width:y * width + out_w] = classes[start:start + out_w]
+        classes = tile
+    band = replace(step, positions=(out_h - 1) * width + out_w, sample_runs=runs,
+                   k_offsets=[moved(o) for o in step.k_offsets], pitch=width,
+                   input_entries=height * width * group, row_runs=None, requant_classes=classes)
+    band.jobs = plan_jobs(band, s, tiles)
+    (tensor,) = {step.k_inputs.get(kb, s) for kb in range(step.k_blocks)}
+    return band, (_rect(tensor, step.pitch, group, first * stride, x0 * stride, height, width),), \
+        _rect(s + 1, step.pitch, step.output_entries, first, x0, out_h, out_w, width)
+
+
+def _positions_band(step, s, first, last):
+    """A host-fed convolution's band of output positions, each its own input vector."""
+    runs = step.row_runs[first:last]
+    in_offset = runs[0][1]
+    runs = _coalesced([(count, offset - in_offset, position - first)
+                       for count, offset, position in runs], step.position_stride)
+    positions = runs[-1][2] + runs[-1][0]
+    reach = runs[-1][1] + (runs[-1][0] - 1) * step.position_stride + max(step.k_offsets) + 1
+    band = replace(step, positions=positions, sample_runs=runs, input_entries=reach,
+                   row_runs=None)
+    return band, (Window(0, in_offset, reach),), \
+        Window(s + 1, first * step.output_entries, positions * step.output_entries)
 
 
 def _coalesced(runs, stride):
@@ -408,45 +523,34 @@ def _coalesced(runs, stride):
     return joined
 
 
-def band_step(steps, s, first, last):
-    """The `Band` of output rows `first` .. `last` - 1 of step `s` (see `output_rows`)."""
-    step = steps[s]
+def band_step(network_map, s, rows, cols=None):
+    """The `Band` of output rows ``rows[0] .. rows[1] - 1`` of step `s` (see `output_rows`)
+    and of its output columns `cols` (all of them when None; see `output_cols`)."""
+    step = network_map.steps[s]
+    width = output_cols(step)
+    if width is None:
+        return Band(rows, *_positions_band(step, s, *rows))
+    cols = cols or (0, width)
     if isinstance(step, PadMap):
-        return _pad_band(step, s, first, last)
-    if isinstance(step, PoolMap):
-        k, stride, group = step.size, step.stride, step.group
-        span = (step.out_w - 1) * stride + k                # input columns the windows read
-        rows = (last - 1 - first) * stride + k
-        pool = replace(step, out_h=last - first,
-                       input_entries=((rows - 1) * step.pitch + span) * group)
-        return Band((first, last), pool, ((step.input_tensor, first * stride * step.pitch * group,
-                                          pool.input_entries),), first * step.out_w * group)
-    runs = step.row_runs[first:last]
-    in_offset, first_position = runs[0][1], runs[0][2]
-    runs = _coalesced([(count, offset - in_offset, position - first_position)
-                       for count, offset, position in runs], step.position_stride)
-    positions = runs[-1][2] + runs[-1][0]
-    if step.source_groups:          # a merge: pixels, each input its entries a pixel
-        reach = runs[-1][1] + runs[-1][0]
-        inputs = tuple((t, in_offset * group, reach * group)
-                       for t, group in step.source_groups.items())
-    else:                           # the entries its windows read, to the widest tap
-        reach = runs[-1][1] + (runs[-1][0] - 1) * step.position_stride + max(step.k_offsets) + 1
-        (tensor,) = step_inputs(steps, s)
-        inputs = ((tensor, in_offset, reach),)
-    classes = step.requant_classes
-    band = replace(step, positions=positions, sample_runs=runs, input_entries=reach,
-                   row_runs=None, requant_classes=None if classes is None else
-                   classes[first_position:first_position + positions])
-    return Band((first, last), band, inputs, first_position * step.output_entries)
+        parts = _pad_band(step, s, rows, cols)
+    elif isinstance(step, PoolMap):
+        parts = _pool_band(step, s, rows, cols)
+    elif step.source_groups:
+        parts = _merge_band(step, s, rows, cols)
+    else:
+        parts = _conv_band(step, s, rows, cols, network_map.config.tiles)
+    return Band(rows, *parts, cols=cols)
 
 
 def segment_steps(steps, segment):
     """`steps` as `segment` runs them: a band's step in place of the whole one."""
     if segment.band is None:
         return steps
-    steps = list(steps)
-    steps[segment.steps[0]] = segment.band.step
+    steps, s = list(steps), segment.steps[0]
+    band = segment.band.step
+    if isinstance(band, LayerMap):        # the ADC ranges calibrated after the bands were cut
+        band = replace(band, adc_shift=steps[s].adc_shift, offset_inputs=steps[s].offset_inputs)
+    steps[s] = band
     return steps
 
 
@@ -513,7 +617,8 @@ class Segment:
     limit: str = "end"           # what closed it: a memory's name, or the end of a layer or network
     part: tuple = None           # (chunk, chunks) of a split layer
     input_at_top: bool = False   # its input tensor at the top of amem (output at the bottom)
-    band: Band = None            # one step's band of output rows, its tensors through the host
+    band: Band = None            # one step's tile of output rows and columns, its tensors
+                                 # through the host
 
     @property
     def slots(self):
@@ -539,7 +644,7 @@ def segment_tensors(steps, segment):
     segments), inner ones, its output."""
     first, last = segment.steps[0], segment.steps[-1]
     if segment.band is not None:                 # one step: its inputs, its output
-        inputs = [t for t, _, _ in segment.band.inputs] or [first]   # (a border's: none)
+        inputs = [w.tensor for w in segment.band.inputs] or [first]   # (a border's: none)
         return inputs[:1], inputs[1:], [], [first + 1]
     skips = sorted({t for s in segment.steps for t in step_inputs(steps, s) if t < first})
     inner = list(range(first + 1, last + 1))
@@ -559,6 +664,7 @@ class Placement:
     qentry: dict                 # (step, nb, class) -> qmem entry
     amem_used: int
     psum_used: int
+    sample_entries: dict         # tensor -> its amem entries a sample
     constant_base: int = 0       # amem entry of the first constant entry
     constants: tuple = ()        # the value filling every lane of each constant entry
     resident: bool = False       # jobs on tiles of their own, programmed once
@@ -588,10 +694,11 @@ def place_segment(steps, segment, batch, amem_depth, resident=False):
     and runs from tile 0, or, `resident`, every job has its own tiles and slot 0."""
     steps = segment_steps(steps, segment)
     (t_in,), skips, inner, (t_out,) = segment_tensors(steps, segment)
-    size = {t: batch * tensor_entries(steps, t) for t in [t_in, *skips, *inner, t_out]}
+    sample = {t: tensor_entries(steps, t) for t in [t_in, *skips, *inner, t_out]}
     if segment.band is not None:
-        size.update({t: batch * entries for t, _, entries in segment.band.inputs}
-                    or {t_in: 0})
+        sample.update({w.tensor: w.entries for w in segment.band.inputs} or {t_in: 0})
+        sample[t_out] = segment.band.output.entries
+    size = {t: batch * entries for t, entries in sample.items()}
     bottom, top = (t_out, t_in) if segment.input_at_top else (t_in, t_out)
     bases, cursor = {}, 0
     for t in [bottom, *skips, *inner]:
@@ -613,7 +720,8 @@ def place_segment(steps, segment, batch, amem_depth, resident=False):
     qentry = {key: i for i, key in enumerate((s, nb, c) for s, nbs in segment.requants.items()
                                              for nb in nbs for c in range(steps[s].class_count))}
     return Placement(batch, bases, psum_base, slot, first_tile, qentry,
-                     sum(size.values()) + len(constants), psum, constant_base, constants, resident)
+                     sum(size.values()) + len(constants), psum, sample, constant_base, constants,
+                     resident)
 
 
 @dataclass

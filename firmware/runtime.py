@@ -46,9 +46,16 @@ def input_entries(spec, config, x_q):
 
 
 def _moved(transfer, batch):
-    """The host tensor's entries (sample after sample) that `transfer` moves."""
-    starts = np.arange(batch) * transfer.sample_entries + transfer.offset
-    return (starts[:, None] + np.arange(transfer.entries)).ravel()
+    """(amem entries, host tensor entries) of what `transfer` moves for `batch` samples:
+    indices into the ``batch * entries`` entries moved, and the host tensor's entries
+    (sample after sample) they hold."""
+    count, piece, stride, device_stride = transfer.pieces
+    within = np.arange(piece)
+    device = (np.arange(count)[:, None] * device_stride + within).ravel()
+    tensor = (transfer.offset + np.arange(count)[:, None] * stride + within).ravel()
+    samples = np.arange(batch)[:, None]
+    return ((samples * transfer.entries + device).ravel(),
+            (samples * transfer.sample_entries + tensor).ravel())
 
 
 async def run_executable(driver, exe, x_q, progress=None):
@@ -88,8 +95,10 @@ async def run_executable(driver, exe, x_q, progress=None):
             if len(image.constants):                 # other segments may have used the space
                 await driver.write_entries("amem", run.constants_base, image.constants)
             for transfer in run.writes:
-                await driver.write_entries("amem", transfer.base,
-                                           host[transfer.tensor][_moved(transfer, batch)])
+                device, tensor = _moved(transfer, batch)
+                entries = np.zeros((batch * transfer.entries, config.rows), np.int64)
+                entries[device] = host[transfer.tensor][tensor]
+                await driver.write_entries("amem", transfer.base, entries)
             status = await driver.run()
             _add(result.counters, status.counters)
             result.runs += 1
@@ -99,7 +108,8 @@ async def run_executable(driver, exe, x_q, progress=None):
                 if whole is None or len(whole) != batch * transfer.sample_entries:
                     whole = host[transfer.tensor] = np.zeros(
                         (batch * transfer.sample_entries, config.rows), np.int64)
-                whole[_moved(transfer, batch)] = entries
+                device, tensor = _moved(transfer, batch)
+                whole[tensor] = entries[device]
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch] = final.reshape(batch, -1)[:, :exe.output.features]
         result.batches.append(batch)

@@ -19,7 +19,7 @@ def banded(exe):
     """{layer name: [segment indices]} of the segments that run bands."""
     found = {}
     for i, image in enumerate(exe.segments):
-        if "bands" in image.limit:
+        if " band" in image.limit or " tiles of " in image.limit:
             found.setdefault(image.layers[0], []).append(i)
     return found
 
@@ -40,7 +40,8 @@ def test_convolutions_too_big_for_amem_run_in_bands_equal_to_the_int8_reference(
     qnet = quantize(image_network(rng), rng.uniform(0, 1, (16, 12, 12, 1)))
     exe = compile_network(qnet, SMALL)
     bands = banded(exe)
-    assert set(bands) == {"c1", "c2", "pool"} and all(len(b) > 1 for b in bands.values())
+    # (the pool's whole input, compacted to its 10 valid columns, then fits at once)
+    assert set(bands) == {"c1", "c2", "pool"} and len(bands["c1"]) > 1 and len(bands["c2"]) > 1
     x_q = qnet.input.quantize(rng.uniform(0, 1, (5, 12, 12, 1)))
     assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
     runs = exe.plans[1]
@@ -67,9 +68,9 @@ def test_the_tallest_band_that_fits_is_chosen():
     c2 = [seg for seg in network_map.segments if seg.band is not None
           and network_map.steps[seg.steps[0]].name == "c2"]
     height = c2[0].band.rows[1] - c2[0].band.rows[0]
-    taller = band_step(network_map.steps, c2[0].steps[0], 0, height + 1)
+    taller = band_step(network_map, c2[0].steps[0], (0, height + 1))
     # one sample's band input and output entries beyond 128 (a constant-free segment)
-    inputs = sum(entries for _, _, entries in taller.inputs)
+    inputs = sum(window.entries for window in taller.inputs)
     assert inputs + taller.output_entries > SMALL.amem_depth \
         or taller.step.positions * taller.step.n_blocks > SMALL.psum_depth
 
@@ -153,25 +154,50 @@ def test_a_layer_too_big_in_weights_and_tensors_runs_in_bands_of_chunks():
     assert len(b) == b[0].band.index[1] * b[0].part[1]
     # a band of the border step's first row alone would read no input: only the fill
     border = next(s for s, step in enumerate(network_map.steps) if step.name == "b.pad")
-    first = band_step(network_map.steps, border, 0, 1)
+    first = band_step(network_map, border, (0, 1))
     assert first.inputs == () and first.step.in_h == 0 and first.step.out_h == 1
     exe = compile_network(qnet, config)
     x_q = qnet.input.quantize(rng.uniform(0, 1, (2, 12, 12, 1)))
     assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
 
 
-def test_a_row_too_wide_for_any_band_is_refused_saying_what_it_needs():
-    from firmware.compiler import map_network
-    from firmware.mapper import MappingError
+def test_a_row_too_wide_for_amem_runs_in_tiles_of_columns_moving_the_halo_by_hand():
+    import re
     rng = np.random.default_rng(4)
-    # 3x3 over rows of 40 pixels of one entry: one output row reads 3 input rows
+    # 3x3 over rows of 40 pixels of one entry: one output row reads 3 x 40 entries, beyond 64
     network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 4)), np.zeros(4)),
                        Conv2d("b", rng.normal(size=(3, 3, 4, 4)), np.zeros(4)),
                        MaxPool2d("pool", 2), Flatten("flat"),
                        Dense("out", rng.normal(size=(19 * 4, 2)), np.zeros(2))), (4, 40, 1))
     qnet = quantize(network, rng.uniform(0, 1, (4, 4, 40, 1)))
-    with pytest.raises(MappingError, match=r"layer 'b': even one output row's band needs \d+ "
-                                           r"amem entries, beyond amem_depth 64 \(bands split "
-                                           r"rows, not columns or channels\): give --amem-depth "
-                                           r"256 or a smaller input image"):
-        map_network(qnet, AccelConfig(amem_depth=64, psum_depth=64))
+    exe = compile_network(qnet, AccelConfig(amem_depth=64, psum_depth=64))
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 4, 40, 1)))
+    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    tiles = banded(exe)["b"]
+    height, width = map(int, re.search(r"tiles of up to (\d+) rows x (\d+) columns",
+                                       exe.segments[tiles[0]].limit).groups())
+    assert width < 38
+    # By hand: b makes 2 x 38 outputs; a tile of h x w outputs reads (h + 2) x (w + 2)
+    # input pixels (one entry each), the last column tile moved left to keep the width.
+    bands = [min(height, 2 - y) for y in range(0, 2, height)]
+    columns = -(-38 // width)
+    assert len(tiles) == len(bands) * columns
+    written = sum(t.entries for i in tiles for t in exe.plans[1][i].writes)
+    assert written == sum((h + 2) * (width + 2) for h in bands) * columns
+
+
+def test_a_pixel_too_big_for_any_tile_is_refused_saying_what_it_needs():
+    from firmware.compiler import map_network
+    from firmware.mapper import MappingError
+    rng = np.random.default_rng(4)
+    # 3x3 over 64 channels (4 entries a pixel): one output pixel reads 9 x 4 entries
+    network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 64)), np.zeros(64)),
+                       Conv2d("b", rng.normal(size=(3, 3, 64, 4)), np.zeros(4)),
+                       Flatten("flat"), Dense("out", rng.normal(size=(4 * 8 * 4, 2)), np.zeros(2))),
+                      (6, 10, 1))
+    qnet = quantize(network, rng.uniform(0, 1, (4, 6, 10, 1)))
+    with pytest.raises(MappingError, match=r"layer 'b': even one output pixel's tile needs \d+ "
+                                           r"amem entries, beyond amem_depth 32 \(tiles split "
+                                           r"rows and columns, not channels\): give --amem-depth "
+                                           r"64 or fewer channels"):
+        map_network(qnet, AccelConfig(amem_depth=32, psum_depth=64))
