@@ -80,7 +80,7 @@ def segment_images(qnet, network_map, segment, placement):
     ``(entries, 4 * cols)`` words (cols channels an entry); neither depends on the batch."""
     c = network_map.config
     R, C = c.rows, c.cols
-    steps, by_name = network_map.steps, {layer.name: layer for layer in qnet.layers}
+    steps, by_name = segment_steps(network_map.steps, segment), {l.name: l for l in qnet.layers}
     slots = max(placement.slot.values(), default=-1) + 1
     wmem = np.zeros((slots * R, c.tiles, C), np.int64)
     for job, slot in placement.slot.items():
@@ -102,7 +102,7 @@ def segment_images(qnet, network_map, segment, placement):
         # Offset-binary inputs add 128 * sum(w) to each channel's sum: the bias removes it.
         bias = layer.bias - (offset_excess(layer.weights) if steps[s].offset_inputs else 0)
         for lane in range(C):
-            channel = nb * C + lane
+            channel = (steps[s].n_first + nb) * C + lane
             if channel < layer.weights.shape[1]:
                 params = QuantParams(int(bias[channel]), int(multiplier[channel]),
                                      int(shift[channel]), layer.output.zero_point,

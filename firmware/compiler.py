@@ -13,7 +13,7 @@ from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
-                     output_cols, output_rows, place_segment, resident_tiles, segment_steps, segment_tensors,
+                     channel_bands, output_cols, output_rows, place_segment, resident_tiles, segment_steps, segment_tensors,
                      tensor_entries)
 from .quantize import QuantizedConv2d
 
@@ -123,16 +123,16 @@ def _split(network_map, s, failure):
     return bands
 
 
-def _tiling(rows, cols, height, width):
-    """(row range, column range) of each tile, row by row: bands of `height` rows from the
-    top (the last one shorter), each cut into `width` columns from the left, the last tile
-    moved left to be as wide as the others (recomputing a few columns), so that every
-    tile of a convolution has one pitch, hence one set of jobs and one weight image."""
+def _tiling(rows, cols, height, width, channels=(None,)):
+    """(row range, column range, channel range) of each tile: per range of output blocks
+    in `channels` (its weights loaded once), bands of `height` rows from the top (the last
+    one shorter), each cut into `width` columns from the left, the last tile moved left
+    to be as wide as the others (recomputing a few columns), so that every tile of a
+    convolution has one pitch, hence one set of jobs and one weight image."""
     row_ranges = [(y, min(y + height, rows)) for y in range(0, rows, height)]
-    if cols is None:                          # bands of a host-fed convolution's positions
-        return [(r, None) for r in row_ranges]
-    col_ranges = [(x, x + width) for x in range(0, cols - width, width)] + [(cols - width, cols)]
-    return [(r, c) for r in row_ranges for c in col_ranges]
+    col_ranges = [None] if cols is None else \
+        [(x, x + width) for x in range(0, cols - width, width)] + [(cols - width, cols)]
+    return [(r, c, n) for n in channels for r in row_ranges for c in col_ranges]
 
 
 def _edges(ranges, count):
@@ -140,36 +140,39 @@ def _edges(ranges, count):
     return ranges if len(ranges) <= 2 * count else ranges[:count] + ranges[-count:]
 
 
+def _channel_ranges(blocks, size):
+    return [(n, min(n + size, blocks)) for n in range(0, blocks, size)]
+
+
 def _bands(network_map, s, failure):
     """Step `s`, whose tensors do not fit (`failure`) for one sample, as segments of tiles
-    of its output (bands of rows, cut into columns where a row does not fit), each in
+    of its output (bands of rows, cut into columns where a row does not fit, and for a
+    convolution into bands of its output channels where a pixel does not fit), each in
     chunks of its jobs when its weights do not fit either, or None where it cannot run in
     tiles. Each tile's input (its windows' halo included) comes from the host and its
     output goes back. Of the tile shapes that fit, the one chosen moves the fewest host
     bytes: per tile its input and output entries (``rows`` bytes each) and, in chunks,
     its weights again (``tiles * cols`` bytes a wmem entry). For each tile width the
     tallest band that fits is the cheapest (the halo shared by neighbouring bands is
-    ``window - stride`` rows), so the search bisects the height at every width."""
-    c, steps, step = network_map.config, network_map.steps, network_map.steps[s]
+    ``window - stride`` rows), so the search bisects the height at every width. Channel
+    bands are the last resort, as wide as fit: each reads the input's pixels again."""
+    c, step = network_map.config, network_map.steps[s]
     rows, cols = output_rows(step), output_cols(step)
     if rows is None:
         return None
-    whole = _whole(steps, s)
     border = max(getattr(step, "pads", (0,))) + 2
-    tile_segment = lambda band: replace(whole, jobs={s: list(band.step.jobs)}, band=band) \
-        if isinstance(step, LayerMap) else replace(whole, band=band)
+    tile_segment = lambda band: replace(_whole({s: band.step}, s), band=band)
 
-    def fitting(height, width):
+    def fitting(height, width, channels):
         """Chunks of the biggest tile (or None: whole) when tiles of `height` x `width`
-        fit; False when they do not."""
-        tiles = _tiling(rows, cols, height, width)
-        row_ranges = _edges(sorted({r for r, _ in tiles}), border)
-        col_ranges = _edges(sorted({c for _, c in tiles}, key=lambda c: c or (0,)), border)
+        (x `channels` output blocks) fit; False when they do not."""
+        tiles = _tiling(rows, cols, height, width, channels)
         distinct = {}
-        for r in row_ranges:
-            for col in col_ranges:
-                band = band_step(network_map, s, r, col)
-                distinct.setdefault(band.shape, band)
+        for r in _edges(sorted({r for r, _, _ in tiles}), border):
+            for col in _edges(sorted({c for _, c, _ in tiles}, key=lambda c: c or (0,)), border):
+                for n in _edges(sorted({n for _, _, n in tiles}, key=lambda n: n or (0,)), 1):
+                    band = band_step(network_map, s, r, col, n)
+                    distinct.setdefault(band.shape, band)
         distinct = sorted(distinct.values(), key=lambda b: b.shape[2:4], reverse=True)
         if all(_overflow(network_map, tile_segment(b), 1) is None for b in distinct):
             return None
@@ -184,42 +187,60 @@ def _bands(network_map, s, failure):
             return False
         return chunks
 
-    def host_bytes(height, width, chunks):
-        count = len(_tiling(rows, cols, height, width))
-        band = band_step(network_map, s, (0, min(height, rows)), width and (0, width))
+    def host_bytes(height, width, channels, chunks):
+        count = len(_tiling(rows, cols, height, width, channels))
+        band = band_step(network_map, s, (0, min(height, rows)), width and (0, width),
+                         channels[0])
         moved = sum(w.entries for w in band.inputs) + band.output.entries
         weights = sum(chunk.slots for chunk in chunks or ()) * c.rows * c.tiles * c.cols
         return count * (moved * c.rows + weights)
 
-    best = None
-    widths = [None] if cols is None else sorted({-(-cols // n) for n in range(1, cols + 1)},
-                                               reverse=True)
-    for width in widths:
-        if fitting(1, width) is False:       # taller bands need more, never less
-            continue
-        low, high = 1, rows
-        while low < high:                    # the tallest band that fits at this width
-            middle = (low + high + 1) // 2
-            low, high = (middle, high) if fitting(middle, width) is not False else (low, middle - 1)
-        chunks = fitting(low, width)
-        cost = host_bytes(low, width, chunks)
-        if best is None or cost < best[0]:
-            best = cost, low, width, chunks
+    def cheapest(channels):
+        """(host bytes, height, width, chunks) of the cheapest tiles that fit, or None."""
+        best = None
+        widths = [None] if cols is None else sorted({-(-cols // n) for n in range(1, cols + 1)},
+                                                   reverse=True)
+        for width in widths:
+            if fitting(1, width, channels) is False:     # taller bands need more, never less
+                continue
+            low, high = 1, rows
+            while low < high:                # the tallest band that fits at this width
+                middle = (low + high + 1) // 2
+                low, high = ((middle, high) if fitting(middle, width, channels) is not False
+                             else (low, middle - 1))
+            chunks = fitting(low, width, channels)
+            cost = host_bytes(low, width, channels, chunks)
+            if best is None or cost < best[0]:
+                best = cost, low, width, chunks
+        return best
+
+    channels, best = (None,), cheapest((None,))
+    if best is None and channel_bands(step):
+        align = max(1, c.rows // c.cols)         # output blocks that share an entry
+        sizes = sorted({-(-step.n_blocks // n + align - 1) // align * align
+                        for n in range(2, step.n_blocks + 1)} - {step.n_blocks}, reverse=True)
+        for size in sizes:                   # the widest channel bands that fit
+            channels = _channel_ranges(step.n_blocks, size)
+            if fitting(1, 1 if cols else None, channels) is not False:
+                best = cheapest(channels)
+                break
     if best is None:
         return None
     _, height, width, chunks = best
-    tiles = _tiling(rows, cols, height, width)
-    bands = [replace(band_step(network_map, s, r, col), index=(i, len(tiles)))
-             for i, (r, col) in enumerate(tiles)]
+    tiles = _tiling(rows, cols, height, width, channels)
+    bands = [replace(band_step(network_map, s, r, col, n), index=(i, len(tiles)))
+             for i, (r, col, n) in enumerate(tiles)]
     parts = ([replace(chunk, band=band) for band in bands for chunk in chunks] if chunks
              else [tile_segment(band) for band in bands])
     n, up_to = len(tiles), "up to " if len(tiles) > 1 else ""
     if cols is None:
         shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output positions"
-    elif width == cols:
+    elif width == cols and channels == (None,):
         shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output rows"
     else:
         shape = f"{n} tiles of up to {height} rows x {width} columns"
+    if channels != (None,):
+        shape += f" x {channels[0][1] * c.cols} channels"
     for part in parts:
         part.limit = f"{failure}: {shape}"
     return parts
@@ -343,11 +364,11 @@ def _input_spec(qnet, network_map, layout, input_order=None):
 
 def _band_transfer(window, place, steps):
     """The Transfer of a band's `window` of a tensor, placed by `place`."""
-    pieces = (window.piece, window.stride, window.device_stride)
-    if len(set(pieces)) == 1:                # one contiguous run
-        pieces = (None, None, None)
+    box = (window.piece, window.counts, window.strides, window.device_strides)
+    if len(window.counts) == 1 and window.piece == window.strides[0] == window.device_strides[0]:
+        box = (None, (), (), ())             # rows one after the other: one run
     return Transfer(window.tensor, place.tensor_base[window.tensor], window.entries,
-                    window.offset, tensor_entries(steps, window.tensor), *pieces)
+                    window.offset, tensor_entries(steps, window.tensor), *box)
 
 
 def _transfers(network_map, batch):
@@ -500,8 +521,8 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
         runs = []
         for i, (segment, place) in enumerate(zip(segments, places)):
             code = segment_program(network_map, segment, place)
-            shared = segment.band and (segment.steps, segment.part, tuple(segment.jobs[
-                segment.steps[0]]) if segment.jobs else ())
+            shared = segment.band and (segment.steps, segment.part, segment.band.channels,
+                                       tuple(segment.jobs.get(segment.steps[0], ())))
             if size == sizes[0] and shared in first_image:
                 # a later tile: an earlier tile's images (of the same chunk and jobs)
                 images.append(replace(images[first_image[shared]],

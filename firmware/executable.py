@@ -33,7 +33,7 @@ __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun"
 FORMAT = "tessera-executable"
 FORMAT_VERSION = 6              # 4: SHA-256 of the manifest and of every array;
                                 # 5: band transfers (offset, total), shared images;
-                                # 6: tile transfers in pieces (piece, stride, device_stride)
+                                # 6: tile transfers as boxes (piece, counts, strides)
 MANIFEST = "manifest.json"
 INPUT_ROW_INDEX = "input_row_index"              # arrays saved as .npy members: this,
 IMAGE_ARRAYS = ("wmem", "qmem", "setup", "constants")  # each SegmentImage's,
@@ -103,31 +103,37 @@ class OutputSpec:
 class Transfer:
     """One tensor, or a tile of it, moved between host and activation memory around a
     segment's run. Each sample moves `entries` consecutive amem entries from ``base +
-    sample * entries``; of these, pieces of `piece` entries every `device_stride` hold
-    entries ``offset + i * stride ..`` of the sample's tensor of `total` entries (the
-    entries between pieces, a wide row's unused columns, are moved but not kept).
-    Without pieces, the `entries` are one run of the tensor from `offset`."""
+    sample * entries``. Without pieces they are entries ``offset ..`` of the sample's
+    tensor of `total`. With pieces, they are a box: pieces of `piece` entries at every
+    index ``i`` of `counts`, from ``offset + i . strides`` of the tensor and ``i .
+    device_strides`` of the amem entries (a tile of an image: one piece a row, or a
+    pixel's channels at every pixel of every row); amem entries between pieces (a wide
+    row's unused columns) are moved but not kept."""
     tensor: int                  # the step that made it (0: the input; the last: the output)
     base: int                    # amem entry of sample 0
     entries: int                 # amem entries per sample moved
     offset: int = 0              # where the first piece starts in the sample's tensor
     total: int = None            # entries of the sample's whole tensor (None: `entries`)
     piece: int = None            # entries of each piece (None: one piece of `entries`)
-    stride: int = None           # tensor entries from one piece to the next
-    device_stride: int = None    # amem entries from one piece to the next (None: `piece`)
+    counts: tuple = ()           # pieces along each axis of the box, outermost first
+    strides: tuple = ()          # tensor entries from one piece to the next, per axis
+    device_strides: tuple = ()   # amem entries from one piece to the next, per axis
 
     @property
     def sample_entries(self):
         return self.entries if self.total is None else self.total
 
-    @property
-    def pieces(self):
-        """(count, entries each, tensor stride, amem stride) of its pieces."""
-        if self.piece is None:
-            return 1, self.entries, self.entries, self.entries
-        device_stride = self.device_stride or self.piece
-        return ((self.entries - self.piece) // device_stride + 1, self.piece,
-                self.stride, device_stride)
+    def indices(self):
+        """(amem entries, tensor entries) of one sample that it moves, relative to the
+        sample's first amem entry and its tensor's first entry."""
+        piece = self.entries if self.piece is None else self.piece
+        device, tensor = np.arange(piece), self.offset + np.arange(piece)
+        for count, stride, device_stride in zip(self.counts[::-1], self.strides[::-1],
+                                                self.device_strides[::-1]):
+            steps = np.arange(count)[:, None]
+            device = (steps * device_stride + device).ravel()
+            tensor = (steps * stride + tensor).ravel()
+        return device, tensor
 
 
 @dataclass
@@ -373,8 +379,10 @@ def _transfers(obj, key, where):
         here = f"{where}.{key}[{j}]"
         transfers.append(Transfer(*(_get(item, k, int, here) for k in ("tensor", "base", "entries",
                                                                       "offset")),
-                                  *(_get(item, k, int, here, optional=True)
-                                    for k in ("total", "piece", "stride", "device_stride"))))
+                                  _get(item, "total", int, here, optional=True),
+                                  _get(item, "piece", int, here, optional=True),
+                                  *(_ints(item, k, here) for k in ("counts", "strides",
+                                                                   "device_strides"))))
     return transfers
 
 

@@ -201,19 +201,21 @@ def _transfer(field, transfer, batch, config):
     _number(f"{field}.offset", transfer.offset, low=0)
     if transfer.total is not None:
         _number(f"{field}.total", transfer.total, positive=True)
-    for name in ("piece", "stride", "device_stride"):
-        if getattr(transfer, name) is not None:
-            _number(f"{field}.{name}", getattr(transfer, name), positive=True)
     if transfer.piece is not None:
-        if transfer.stride is None:
-            raise SchemaError(f"{field}.stride", "is missing: pieces need a tensor stride")
-        count, piece, stride, device_stride = transfer.pieces
-        if piece > min(stride, device_stride) or (count - 1) * device_stride + piece != transfer.entries:
-            raise SchemaError(field, f"pieces of {piece} entries every {device_stride} do not "
-                                     f"tile its {transfer.entries} entries without overlap")
-    else:
-        count, piece, stride = 1, transfer.entries, 0
-    last = transfer.offset + (count - 1) * stride + piece
+        _number(f"{field}.piece", transfer.piece, positive=True)
+    axes = (transfer.counts, transfer.strides, transfer.device_strides)
+    if len({len(axis) for axis in axes}) != 1 or (transfer.counts and transfer.piece is None):
+        raise SchemaError(field, "counts, strides and device_strides must have one value per "
+                                 "axis of the box of pieces, and a piece size")
+    for name, axis in zip(("counts", "strides", "device_strides"), axes):
+        for k, value in enumerate(axis):
+            _number(f"{field}.{name}[{k}]", value, positive=True)
+    piece = transfer.entries if transfer.piece is None else transfer.piece
+    reach = lambda strides: sum((count - 1) * stride for count, stride in zip(transfer.counts, strides))
+    if reach(transfer.device_strides) + piece != transfer.entries:
+        raise SchemaError(field, f"its box of pieces spans {reach(transfer.device_strides) + piece} "
+                                 f"amem entries, not its {transfer.entries}")
+    last = transfer.offset + reach(transfer.strides) + piece
     if last > transfer.sample_entries:
         raise SchemaError(field, f"entries {transfer.offset}..{last - 1} pass the tensor's "
                                  f"{transfer.sample_entries}")

@@ -36,7 +36,7 @@ from .quantize import (QuantizedConv2d, QuantizedDense, QuantizedFlatten, Quanti
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
            "plan_jobs", "step_inputs", "Band", "Window", "band_step", "output_rows",
-           "output_cols", "segment_steps",
+           "output_cols", "channel_bands", "segment_steps",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
@@ -92,6 +92,7 @@ class LayerMap:
     row_runs: list = None        # a convolution's runs per output row, for bands (else None)
     pitch: int = None            # pixels a row of the image it reads (None: vectors)
     window: tuple = None         # a convolution's (kernel height, width, stride) over it
+    n_first: int = 0             # a band of its output channels: the whole layer's first block
     requant_classes: np.ndarray = None   # per position: its class of requantisation
                                          # parameters (-1: a wide row's gap), else None
     class_count: int = 1         # classes of requantisation parameters (qmem entries a block)
@@ -362,16 +363,16 @@ def lower(qnet, config):
 
 @dataclass(frozen=True)
 class Window:
-    """A band's share of one sample's tensor: `entries` consecutive amem entries, of which
-    pieces of `piece` entries every `device_stride` hold the tensor's entries from `offset`
-    on, every `stride` (no pieces: one run of `entries`). A tile of an image is one piece a
-    row; the amem between pieces is a wide row's unused columns."""
+    """A band's share of one sample's tensor: `entries` consecutive amem entries holding a
+    box of the tensor's entries from `offset` (`firmware.executable.Transfer`, which moves
+    it, says how): one run without pieces; a tile of an image is one piece a row."""
     tensor: int
     offset: int
     entries: int
     piece: int = None
-    stride: int = None
-    device_stride: int = None
+    counts: tuple = ()
+    strides: tuple = ()
+    device_strides: tuple = ()
 
 
 def _rect(tensor, pitch, group, y, x, height, width, device_pitch=None):
@@ -379,7 +380,7 @@ def _rect(tensor, pitch, group, y, x, height, width, device_pitch=None):
     row and `group` entries a pixel, on the device in rows of `device_pitch` pixels."""
     device_pitch = device_pitch or width
     return Window(tensor, (y * pitch + x) * group, ((height - 1) * device_pitch + width) * group,
-                  width * group, pitch * group, device_pitch * group)
+                  width * group, (height,), (pitch * group,), (device_pitch * group,))
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,7 @@ class Band:
     output: Window
     index: tuple = (0, 1)        # (band, bands) of the step
     cols: tuple = None
+    channels: tuple = None       # output blocks ``channels[0] .. channels[1] - 1`` (None: all)
 
     @property
     def output_entries(self):
@@ -404,7 +406,8 @@ class Band:
         """What makes two bands' programs differ: their size and each Window's."""
         return (self.rows[1] - self.rows[0], self.cols and self.cols[1] - self.cols[0],
                 tuple(w.entries for w in self.inputs), self.output.entries,
-                getattr(self.step, "pads", None))
+                getattr(self.step, "pads", None),
+                self.channels and self.channels[1] - self.channels[0])
 
 
 def output_rows(step):
@@ -496,6 +499,43 @@ def _conv_band(step, s, rows, cols, tiles):
         _rect(s + 1, step.pitch, step.output_entries, first, x0, out_h, out_w, width)
 
 
+def _pixel_channels(window, group, first, count):
+    """A Window of whole pixels (`group` entries each, a piece a row) cut to `count`
+    entries from `first` of each pixel: a piece a pixel."""
+    (height,), (stride,), (device_stride,) = window.counts, window.strides, window.device_strides
+    return Window(window.tensor, window.offset + first, window.entries // group * count, count,
+                  (height, window.piece // group), (stride, group),
+                  (device_stride // group * count, count))
+
+
+def _channel_band(step, s, band, inputs, output, channels, config):
+    """A convolution tile's output blocks `channels` on their own: the K blocks they
+    need, which read a contiguous range of each input pixel's entries, from just those
+    entries (a global pool's output blocks each read one)."""
+    R, C = config.rows, config.cols
+    n0, n1 = channels
+    (window,) = inputs
+    group = band.position_stride // step.window[2]
+    needed = [kb for kb in range(band.k_blocks) if band.nonzero[kb, n0:n1].any()] or [0]
+    entries = {band.k_offsets[kb] % group for kb in needed}
+    e0, width = min(entries), max(entries) + 1 - min(entries)
+    kept = [kb for kb in range(band.k_blocks) if e0 <= band.k_offsets[kb] % group < e0 + width]
+    moved = lambda offset: offset // group * width + offset % group - e0
+    rows = np.concatenate([np.arange(kb * R, (kb + 1) * R) for kb in kept])
+    out_group, out_entries = step.output_entries, _blocks((n1 - n0) * C, R)
+    sub = replace(band, k_blocks=len(kept), n_blocks=n1 - n0,
+                  nonzero=band.nonzero[kept][:, n0:n1], weights=band.weights[rows][:, n0 * C:n1 * C],
+                  k_offsets=[moved(band.k_offsets[kb]) for kb in kept],
+                  k_inputs={i: band.k_inputs[kb] for i, kb in enumerate(kept) if kb in band.k_inputs},
+                  position_stride=band.position_stride // group * width,
+                  input_entries=band.input_entries // group * width, output_entries=out_entries,
+                  sample_runs=[(count, offset // group * width, position)
+                               for count, offset, position in band.sample_runs], n_first=n0)
+    sub.jobs = plan_jobs(sub, s, config.tiles)
+    return (sub, (_pixel_channels(window, group, e0, width),),
+            _pixel_channels(output, out_group, n0 * C // R, out_entries))
+
+
 def _positions_band(step, s, first, last):
     """A host-fed convolution's band of output positions, each its own input vector."""
     runs = step.row_runs[first:last]
@@ -523,9 +563,10 @@ def _coalesced(runs, stride):
     return joined
 
 
-def band_step(network_map, s, rows, cols=None):
-    """The `Band` of output rows ``rows[0] .. rows[1] - 1`` of step `s` (see `output_rows`)
-    and of its output columns `cols` (all of them when None; see `output_cols`)."""
+def band_step(network_map, s, rows, cols=None, channels=None):
+    """The `Band` of output rows ``rows[0] .. rows[1] - 1`` of step `s` (see `output_rows`),
+    of its output columns `cols` (all of them when None; see `output_cols`) and, for a
+    convolution, of its output blocks `channels` (all when None)."""
     step = network_map.steps[s]
     width = output_cols(step)
     if width is None:
@@ -539,7 +580,14 @@ def band_step(network_map, s, rows, cols=None):
         parts = _merge_band(step, s, rows, cols)
     else:
         parts = _conv_band(step, s, rows, cols, network_map.config.tiles)
-    return Band(rows, *parts, cols=cols)
+        if channels is not None:
+            parts = _channel_band(step, s, *parts, channels, network_map.config)
+    return Band(rows, *parts, cols=cols, channels=channels)
+
+
+def channel_bands(step):
+    """Whether a step's output blocks can run in bands of their own: a convolution's."""
+    return isinstance(step, LayerMap) and step.window is not None
 
 
 def segment_steps(steps, segment):

@@ -49,10 +49,7 @@ def _moved(transfer, batch):
     """(amem entries, host tensor entries) of what `transfer` moves for `batch` samples:
     indices into the ``batch * entries`` entries moved, and the host tensor's entries
     (sample after sample) they hold."""
-    count, piece, stride, device_stride = transfer.pieces
-    within = np.arange(piece)
-    device = (np.arange(count)[:, None] * device_stride + within).ravel()
-    tensor = (transfer.offset + np.arange(count)[:, None] * stride + within).ravel()
+    device, tensor = transfer.indices()
     samples = np.arange(batch)[:, None]
     return ((samples * transfer.entries + device).ravel(),
             (samples * transfer.sample_entries + tensor).ravel())

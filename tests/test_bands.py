@@ -201,3 +201,43 @@ def test_a_pixel_too_big_for_any_tile_is_refused_saying_what_it_needs():
                                            r"rows and columns, not channels\): give --amem-depth "
                                            r"64 or fewer channels"):
         map_network(qnet, AccelConfig(amem_depth=32, psum_depth=64))
+
+
+def test_a_global_pool_whose_pixel_window_does_not_fit_runs_in_bands_of_its_channels():
+    """A 6x6 global average pool of 64 channels (4 entries a pixel) reads 144 entries at
+    once, beyond 64: each band of its output channels reads just those channels' entries
+    of every pixel (a piece a pixel), and the outputs equal the int8 reference."""
+    from firmware.network import AvgPool2d
+    rng = np.random.default_rng(5)
+    network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 64)), rng.normal(0, 0.1, 64)),
+                       AvgPool2d("gap", 6), Flatten("flat"),
+                       Dense("out", rng.normal(size=(64, 3)), np.zeros(3), relu=False)), (6, 6, 1))
+    qnet = quantize(network, rng.uniform(0, 1, (8, 6, 6, 1)))
+    exe = compile_network(qnet, AccelConfig(amem_depth=64, psum_depth=64))
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 6, 6, 1)))
+    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    tiles = banded(exe)["gap"]
+    limit = exe.segments[tiles[0]].limit
+    assert "channels" in limit and len(tiles) > 1
+    # By hand: a band of b entries a pixel writes 36 * b entries, so all bands together
+    # write each of the 36 x 4 input entries once, and read back the 4 output entries once.
+    runs = exe.plans[1]
+    assert sum(t.entries for i in tiles for t in runs[i].writes) == 36 * 4
+    assert sum(t.entries for i in tiles for t in runs[i].reads) == 4
+
+
+def test_banded_layers_convert_at_their_calibrated_adc_ranges():
+    """On a lossy ADC, a layer run in bands converts at the range calibrated for it: its
+    outputs equal those of the same network compiled with room for it whole."""
+    rng = np.random.default_rng(6)
+    qnet = quantize(image_network(rng), rng.uniform(0, 1, (16, 12, 12, 1)))
+    calibration = rng.uniform(0, 1, (8, 12, 12, 1))
+    whole = compile_network(qnet, AccelConfig(adc_bits=4, amem_depth=1024, psum_depth=1024),
+                            adc_calibration=calibration)
+    tiled = compile_network(qnet, AccelConfig(adc_bits=4, amem_depth=128, psum_depth=128),
+                            adc_calibration=calibration)
+    assert not banded(whole) and "c2" in banded(tiled)
+    # calibrated away from the default (two's-complement inputs at shift 0)
+    assert any(line.strip().startswith("c2: offset-binary") for line in tiled.summary)
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (4, 12, 12, 1)))
+    assert np.array_equal(run_golden(tiled, x_q).outputs, run_golden(whole, x_q).outputs)
