@@ -69,39 +69,51 @@ class _NoFit(MappingError):
 
 def _chunks(network_map, s, band=None):
     """Matrix step `s` (or its `band`) cut into segments of its jobs, each as many as
-    fit; all-zero output blocks are requantised (from zeroed partial sums) in the first."""
+    fit; all-zero output blocks are requantised (from zeroed partial sums) in the first.
+    A segment's memories only grow with its items, so each chunk's length is found by
+    doubling then bisecting: a few trial programs a chunk, not one an item."""
     lm = network_map.steps[s] if band is None else band.step
     last_job = {nb: job for job in lm.jobs for nb in job.nbs}     # each output block's last
     items = [("zero", nb) for nb in range(lm.n_blocks) if nb not in last_job]
     items += [("job", job) for job in lm.jobs]
-    chunks, current = [], None
 
-    def extended(segment, item):
-        kind, value = item
-        jobs, requants, zero = (list(segment.jobs[s]), list(segment.requants[s]),
-                                list(segment.zero_columns[s])) if segment else ([], [], [])
-        if kind == "zero":
-            requants.append(value)
-            zero.append(value)
-        else:
-            jobs.append(value)
-            requants += [nb for nb in value.nbs if last_job[nb] == value]
+    def segment(first, stop):
+        jobs, requants, zero = [], [], []
+        for kind, value in items[first:stop]:
+            if kind == "zero":
+                requants.append(value)
+                zero.append(value)
+            else:
+                jobs.append(value)
+                requants += [nb for nb in value.nbs if last_job[nb] == value]
         return Segment((s,), {s: jobs}, {s: requants}, {s: zero}, band=band)
 
-    for item in items:
-        candidate = extended(current, item)
-        failure = _overflow(network_map, candidate, 1)
-        if failure is not None and current is not None:      # close this part, start the next
-            current.limit = failure
-            chunks.append(current)
-            candidate = extended(None, item)
-            failure = _overflow(network_map, candidate, 1)
+    chunks, first = [], 0
+    while first < len(items):
+        overflow = lambda count: _overflow(network_map, segment(first, first + count), 1)
+        failure = overflow(1)
         if failure is not None:
             raise _NoFit(f"layer {lm.name!r}: not even one job's weight blocks fit a segment "
                          f"({failure} too small)", failure)
-        current = candidate
-    current.limit = "end of layer"
-    chunks.append(current)
+        low, high, step, limit = 1, None, 1, "end of layer"     # low items fit, high do not
+        while high is None and first + low < len(items):
+            count = min(low + step, len(items) - first)
+            failure = overflow(count)
+            if failure is None:
+                low, step = count, 2 * step
+            else:
+                high, limit = count, failure
+        while high is not None and high - low > 1:
+            middle = (low + high) // 2
+            failure = overflow(middle)
+            if failure is None:
+                low = middle
+            else:
+                high, limit = middle, failure
+        chunk = segment(first, first + low)
+        chunk.limit = limit
+        chunks.append(chunk)
+        first += low
     return [replace(chunk, part=(i, len(chunks))) for i, chunk in enumerate(chunks)]
 
 
@@ -163,40 +175,46 @@ def _bands(network_map, s, failure):
     border = max(getattr(step, "pads", (0,))) + 2
     tile_segment = lambda band: replace(_whole({s: band.step}, s), band=band)
 
-    def fitting(height, width, channels):
-        """Chunks of the biggest tile (or None: whole) when tiles of `height` x `width`
-        (x `channels` output blocks) fit; False when they do not."""
+    def fitting(height, width, channels, ranges=None):
+        """{channel range: the chunks its tiles run in (None: whole)} when tiles of
+        `height` x `width` (x the output blocks of each of `channels`) fit; False when
+        they do not. Only the channel ranges `ranges` are tried (the first and last if
+        None); the rows and columns only near a border, where tiles differ."""
         tiles = _tiling(rows, cols, height, width, channels)
-        distinct = {}
+        by_range = {}
         for r in _edges(sorted({r for r, _, _ in tiles}), border):
             for col in _edges(sorted({c for _, c, _ in tiles}, key=lambda c: c or (0,)), border):
-                for n in _edges(sorted({n for _, _, n in tiles}, key=lambda n: n or (0,)), 1):
+                for n in ranges or _edges(channels, 1):
                     band = band_step(network_map, s, r, col, n)
-                    distinct.setdefault(band.shape, band)
-        distinct = sorted(distinct.values(), key=lambda b: b.shape[2:4], reverse=True)
-        if all(_overflow(network_map, tile_segment(b), 1) is None for b in distinct):
-            return None
-        if not isinstance(step, LayerMap):
-            return False
-        try:                                 # the biggest tile's chunks, for every tile
-            chunks = _chunks(network_map, s, distinct[0])
-        except _NoFit:
-            return False
-        if any(_overflow(network_map, replace(chunk, band=b), 1) is not None
-               for b in distinct[1:] for chunk in chunks):
-            return False
-        return chunks
+                    by_range.setdefault(n, {}).setdefault(band.shape, band)
+        plan = {}
+        for n, distinct in by_range.items():
+            distinct = sorted(distinct.values(), key=lambda b: b.shape[2:4], reverse=True)
+            if all(_overflow(network_map, tile_segment(b), 1) is None for b in distinct):
+                plan[n] = None
+                continue
+            if not isinstance(step, LayerMap):
+                return False
+            try:                             # the biggest tile's chunks, for every tile
+                chunks = _chunks(network_map, s, distinct[0])
+            except _NoFit:
+                return False
+            if any(_overflow(network_map, replace(chunk, band=b), 1) is not None
+                   for b in distinct[1:] for chunk in chunks):
+                return False
+            plan[n] = chunks
+        return plan
 
-    def host_bytes(height, width, channels, chunks):
+    def host_bytes(height, width, channels, plan):
         count = len(_tiling(rows, cols, height, width, channels))
         band = band_step(network_map, s, (0, min(height, rows)), width and (0, width),
                          channels[0])
         moved = sum(w.entries for w in band.inputs) + band.output.entries
-        weights = sum(chunk.slots for chunk in chunks or ()) * c.rows * c.tiles * c.cols
+        weights = sum(chunk.slots for chunk in plan[channels[0]] or ()) * c.rows * c.tiles * c.cols
         return count * (moved * c.rows + weights)
 
     def cheapest(channels):
-        """(host bytes, height, width, chunks) of the cheapest tiles that fit, or None."""
+        """(host bytes, height, width) of the cheapest tiles that fit, or None."""
         best = None
         widths = [None] if cols is None else sorted({-(-cols // n) for n in range(1, cols + 1)},
                                                    reverse=True)
@@ -208,10 +226,9 @@ def _bands(network_map, s, failure):
                 middle = (low + high + 1) // 2
                 low, high = ((middle, high) if fitting(middle, width, channels) is not False
                              else (low, middle - 1))
-            chunks = fitting(low, width, channels)
-            cost = host_bytes(low, width, channels, chunks)
+            cost = host_bytes(low, width, channels, fitting(low, width, channels))
             if best is None or cost < best[0]:
-                best = cost, low, width, chunks
+                best = cost, low, width
         return best
 
     channels, best = (None,), cheapest((None,))
@@ -226,12 +243,17 @@ def _bands(network_map, s, failure):
                 break
     if best is None:
         return None
-    _, height, width, chunks = best
+    _, height, width = best
+    plan = fitting(height, width, channels, ranges=channels)     # every channel range's chunks
+    if plan is False:
+        raise MappingError(f"layer {step.name!r}: its bands of {channels[0][1] * c.cols} "
+                           f"output channels differ, and not all of them fit")
     tiles = _tiling(rows, cols, height, width, channels)
-    bands = [replace(band_step(network_map, s, r, col, n), index=(i, len(tiles)))
-             for i, (r, col, n) in enumerate(tiles)]
-    parts = ([replace(chunk, band=band) for band in bands for chunk in chunks] if chunks
-             else [tile_segment(band) for band in bands])
+    parts = []
+    for i, (r, col, n) in enumerate(tiles):
+        band = replace(band_step(network_map, s, r, col, n), index=(i, len(tiles)))
+        parts += ([replace(chunk, band=band) for chunk in plan[n]] if plan[n]
+                  else [tile_segment(band)])
     n, up_to = len(tiles), "up to " if len(tiles) > 1 else ""
     if cols is None:
         shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output positions"

@@ -93,6 +93,8 @@ class LayerMap:
     pitch: int = None            # pixels a row of the image it reads (None: vectors)
     window: tuple = None         # a convolution's (kernel height, width, stride) over it
     n_first: int = 0             # a band of its output channels: the whole layer's first block
+    band_jobs: dict = field(default_factory=dict, repr=False, compare=False)  # its tiles' jobs,
+                                 # by (pitch, output blocks): planned once, shared by copies
     requant_classes: np.ndarray = None   # per position: its class of requantisation
                                          # parameters (-1: a wide row's gap), else None
     class_count: int = 1         # classes of requantisation parameters (qmem entries a block)
@@ -493,7 +495,10 @@ def _conv_band(step, s, rows, cols, tiles):
     band = replace(step, positions=(out_h - 1) * width + out_w, sample_runs=runs,
                    k_offsets=[moved(o) for o in step.k_offsets], pitch=width,
                    input_entries=height * width * group, row_runs=None, requant_classes=classes)
-    band.jobs = plan_jobs(band, s, tiles)
+    key = (width, None)
+    if key not in step.band_jobs:
+        step.band_jobs[key] = plan_jobs(band, s, tiles)
+    band.jobs = step.band_jobs[key]
     (tensor,) = {step.k_inputs.get(kb, s) for kb in range(step.k_blocks)}
     return band, (_rect(tensor, step.pitch, group, first * stride, x0 * stride, height, width),), \
         _rect(s + 1, step.pitch, step.output_entries, first, x0, out_h, out_w, width)
@@ -531,7 +536,10 @@ def _channel_band(step, s, band, inputs, output, channels, config):
                   input_entries=band.input_entries // group * width, output_entries=out_entries,
                   sample_runs=[(count, offset // group * width, position)
                                for count, offset, position in band.sample_runs], n_first=n0)
-    sub.jobs = plan_jobs(sub, s, config.tiles)
+    key = (band.pitch, channels)
+    if key not in step.band_jobs:
+        step.band_jobs[key] = plan_jobs(sub, s, config.tiles)
+    sub.jobs = step.band_jobs[key]
     return (sub, (_pixel_channels(window, group, e0, width),),
             _pixel_channels(output, out_group, n0 * C // R, out_entries))
 

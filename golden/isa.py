@@ -78,6 +78,9 @@ class ErrorCode(enum.IntEnum):
     BAD_SHIFT = 6       # MVM adc_shift beyond the config's max_adc_shift
 
 
+_FIELD_LIMITS = tuple((name, 1 << width) for name, (_, width) in FIELDS.items())
+
+
 @dataclass(frozen=True)
 class Instruction:
     opcode: int
@@ -96,11 +99,13 @@ class Instruction:
     adc_shift: int = 0
 
     def __post_init__(self):
-        for name, (_, width) in FIELDS.items():
+        for name, limit in _FIELD_LIMITS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << width:
+            if type(value) is int and 0 <= value < limit:    # the common case, checked fast
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
                 raise ValueError(f"instruction field {name} must be an integer in "
-                                 f"0..{(1 << width) - 1}, not {value!r}")
+                                 f"0..{limit - 1}, not {value!r}")
 
     @property
     def ktiles(self):

@@ -203,22 +203,25 @@ def test_a_pixel_too_big_for_any_tile_is_refused_saying_what_it_needs():
         map_network(qnet, AccelConfig(amem_depth=32, psum_depth=64))
 
 
-def test_a_global_pool_whose_pixel_window_does_not_fit_runs_in_bands_of_its_channels():
+@pytest.mark.parametrize("wmem_depth", [256, 64])
+def test_a_global_pool_whose_pixel_window_does_not_fit_runs_in_bands_of_its_channels(wmem_depth):
     """A 6x6 global average pool of 64 channels (4 entries a pixel) reads 144 entries at
     once, beyond 64: each band of its output channels reads just those channels' entries
-    of every pixel (a piece a pixel), and the outputs equal the int8 reference."""
+    of every pixel (a piece a pixel), and the outputs equal the int8 reference. On 64
+    wmem entries each band's 36 weight blocks run in chunks too."""
     from firmware.network import AvgPool2d
     rng = np.random.default_rng(5)
     network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 64)), rng.normal(0, 0.1, 64)),
                        AvgPool2d("gap", 6), Flatten("flat"),
                        Dense("out", rng.normal(size=(64, 3)), np.zeros(3), relu=False)), (6, 6, 1))
     qnet = quantize(network, rng.uniform(0, 1, (8, 6, 6, 1)))
-    exe = compile_network(qnet, AccelConfig(amem_depth=64, psum_depth=64))
+    exe = compile_network(qnet, AccelConfig(amem_depth=64, psum_depth=64, wmem_depth=wmem_depth))
     x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 6, 6, 1)))
     assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
     tiles = banded(exe)["gap"]
     limit = exe.segments[tiles[0]].limit
     assert "channels" in limit and len(tiles) > 1
+    assert (exe.segments[tiles[0]].part is not None) == (wmem_depth == 64)
     # By hand: a band of b entries a pixel writes 36 * b entries, so all bands together
     # write each of the 36 x 4 input entries once, and read back the 4 output entries once.
     runs = exe.plans[1]
