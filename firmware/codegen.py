@@ -74,10 +74,17 @@ def _pad(pad, batch, in_base, out_base, place):
     return program
 
 
+def _staged_lanes(job):
+    """The wmem lanes the host stages a non-resident job in: one copy of its tiles, which
+    its replicas take their weights from (None when it has no replicas: its own lanes)."""
+    return job.ktiles * job.ngroups if job.replicas > 1 else None
+
+
 def segment_images(qnet, network_map, segment, placement):
     """The segment's weight-staging image ``(slots * rows, tiles * cols)`` (each job's
-    blocks in the lanes of its tiles, replicas included) and its parameter image
-    ``(entries, 4 * cols)`` words (cols channels an entry); neither depends on the batch."""
+    blocks in the lanes of its first replica's tiles), the lanes of each slot the host
+    writes, and its parameter image ``(entries, 4 * cols)`` words (cols channels an
+    entry); none depends on the batch."""
     c = network_map.config
     R, C = c.rows, c.cols
     steps, by_name = segment_steps(network_map.steps, segment), {l.name: l for l in qnet.layers}
@@ -85,15 +92,15 @@ def segment_images(qnet, network_map, segment, placement):
     wmem = np.zeros((slots * R, c.tiles, C), np.int64)
     for job, slot in placement.slot.items():
         weights = steps[job.step].weights
-        replicas = 1 if placement.resident else job.replicas
-        for r in range(replicas):
-            for n, nb in enumerate(job.nbs):
-                for k, kb in enumerate(job.kbs):
-                    tile = isa.mvm_tile(placement.first_tile[job], r, n, k, job.ktiles,
-                                        job.ngroups)
-                    wmem[slot * R:(slot + 1) * R, tile] = \
-                        weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+        for n, nb in enumerate(job.nbs):    # replica 0's tiles; PROGRAM copies the rest
+            for k, kb in enumerate(job.kbs):
+                tile = isa.mvm_tile(placement.first_tile[job], 0, n, k, job.ktiles, job.ngroups)
+                wmem[slot * R:(slot + 1) * R, tile] = weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
     wmem = wmem.reshape(slots * R, c.tiles * C)
+    lanes = np.zeros(slots, np.int64)
+    for job, slot in placement.slot.items():
+        used = placement.first_tile[job] + job.ktiles * job.ngroups
+        lanes[slot] = max(lanes[slot], used)
     qmem = np.zeros((len(placement.qentry), C, 4), np.int64)
     for (s, nb, cls), entry in placement.qentry.items():
         layer = by_name[steps[s].name]
@@ -110,7 +117,7 @@ def segment_images(qnet, network_map, segment, placement):
             else:             # padding channel: zero_point out, ignored downstream
                 params = QuantParams(0, 0, 0, layer.output.zero_point, -128, 127)
             qmem[entry, lane] = pack_quant_params(params)
-    return wmem, qmem.reshape(len(qmem), 4 * C)
+    return wmem, np.maximum(lanes, 1), qmem.reshape(len(qmem), 4 * C)
 
 
 def _matrix_step(s, segment, place, config, steps, setup, inference):
@@ -132,9 +139,9 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
         setup.append(isa.program(first, 0, tiles=last - first))
     for job in jobs:
         first_tile, replicas = place.first_tile[job], 1 if place.resident else job.replicas
-        if not place.resident:
+        if not place.resident:              # replicas from the one copy in lanes 0 ..
             inference.append(isa.program(first_tile, place.slot[job] * config.rows,
-                                         tiles=job.tiles))
+                                         tiles=job.tiles, lanes=_staged_lanes(job)))
         # Blocks that read another tensor than the step before's output: an earlier
         # layer's (a branch) or one input of a merge.
         source = lm.k_inputs.get(job.kbs[0], s)

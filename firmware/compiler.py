@@ -13,7 +13,8 @@ from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
-                     channel_bands, output_cols, output_rows, place_segment, resident_tiles, segment_steps, segment_tensors,
+                     channel_bands, input_band, input_bands, output_cols, output_rows,
+                     place_segment, resident_tiles, segment_steps, segment_tensors,
                      tensor_entries)
 from .quantize import QuantizedConv2d
 
@@ -130,9 +131,54 @@ def _split(network_map, s, failure):
                 raise MappingError(str(error)) from None
             failure = error.failure
     bands = _bands(network_map, s, failure)
+    if bands is None and failure == "amem" and input_bands(network_map.steps[s]):
+        bands = _input_bands(network_map, s, failure)
     if bands is None:
         raise MappingError(_footprint_error(network_map, s, failure))
     return bands
+
+
+def _input_bands(network_map, s, failure):
+    """A Dense step `s` whose input does not fit (`failure`), as segments of bands of its
+    K blocks (each in chunks of its jobs when its weights do not fit either), or None when
+    not even one K block's band fits. The host writes each band's input entries once and
+    zeroes the partial sums before the first; the last requantises. The fewest bands that
+    fit are chosen: every band holds the whole layer's partial sums and output."""
+    step = network_map.steps[s]
+    blocks = step.k_blocks
+
+    def parts(size):
+        """The segments of bands of `size` K blocks, or None where they do not fit."""
+        ranges = [(k, min(k + size, blocks)) for k in range(0, blocks, size)]
+        segments = []
+        for i, k_range in enumerate(ranges):
+            band = replace(input_band(network_map, s, k_range), index=(i, len(ranges)))
+            whole = replace(_whole({s: band.step}, s), band=band)
+            if _overflow(network_map, whole, 1) is None:
+                chunks = [whole]
+            else:
+                try:
+                    chunks = _chunks(network_map, s, band)
+                except _NoFit:
+                    return None
+            for j, chunk in enumerate(chunks):
+                segments.append(replace(
+                    chunk, requants={s: chunk.requants[s] if i == len(ranges) - 1 else []},
+                    zero_columns={s: list(range(step.n_blocks)) if i == j == 0 else []}))
+        return segments
+
+    if parts(1) is None:
+        return None
+    low, high = 1, blocks
+    while low < high:                        # the widest bands that fit
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if parts(middle) is not None else (low, middle - 1)
+    segments = parts(low)
+    count = segments[-1].band.index[1]
+    for segment in segments:
+        segment.limit = (f"{failure}: {count} band{'s' * (count > 1)} of up to {low} input "
+                         f"blocks, the partial sums kept in psum")
+    return segments
 
 
 def _tiling(rows, cols, height, width, channels=(None,)):
@@ -289,6 +335,13 @@ def _footprint_error(network_map, s, failure):
         return (f"layer {step.name!r}: even one output {unit}'s tile needs {need} {failure} "
                 f"entries, beyond {failure}_depth {depth} (tiles split rows and columns, not "
                 f"channels): {fix}")
+    if input_bands(step) and failure == "amem":     # not even one K block's band fits
+        band = input_band(network_map, s, (0, 1))
+        need = place_segment(network_map.steps, replace(whole, band=band), 1,
+                             c.amem_depth).amem_used
+        return (f"layer {step.name!r}: even a band of one K block needs {need} amem entries "
+                f"(its input entry and its whole output), beyond amem_depth {c.amem_depth}: "
+                f"give --amem-depth {_power_of_two_above(need)}")
     place = place_segment(network_map.steps, whole, 1, c.amem_depth)
     banded = ("convolutions, pools, borders and merges of images run in tiles, but "
               "not this layer, which takes its whole input at once")
@@ -420,7 +473,7 @@ def _transfers(network_map, batch):
             for window in band.inputs if chunk == 0 else ():
                 fetch(window.tensor)
                 writes[i].append(_band_transfer(window, place, steps))
-            if chunk == chunks - 1:
+            if chunk == chunks - 1 and band.writes_output:
                 reads[i].append(_band_transfer(band.output, place, steps))
                 on_host.add(t_out)
             continue
@@ -544,6 +597,7 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
         for i, (segment, place) in enumerate(zip(segments, places)):
             code = segment_program(network_map, segment, place)
             shared = segment.band and (segment.steps, segment.part, segment.band.channels,
+                                       segment.band.k_blocks,
                                        tuple(segment.jobs.get(segment.steps[0], ())))
             if size == sizes[0] and shared in first_image:
                 # a later tile: an earlier tile's images (of the same chunk and jobs)
@@ -552,9 +606,10 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
             elif size == sizes[0]:
                 if shared:
                     first_image[shared] = i
-                wmem, qmem = segment_images(qnet, network_map, segment, place)
+                wmem, lanes, qmem = segment_images(qnet, network_map, segment, place)
                 images.append(SegmentImage(
-                    [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem, qmem,
+                    [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem,
+                    lanes, qmem,
                     np.array(isa.encode_program(code.setup), np.int64).reshape(-1, 4),
                     np.repeat(np.array(place.constants, np.int64)[:, None], config.rows, axis=1),
                     segment.blocks))

@@ -120,12 +120,19 @@ class Driver:
             raise IndexError(f"{window.name} entries {start}..{start + count - 1} outside "
                              f"0..{window.depth - 1}")
 
-    async def write_entries(self, memory, start, entries):
+    async def write_entries(self, memory, start, entries, lanes=None):
+        """Write `entries` from entry `start` on; given `lanes`, only the words holding
+        each entry's first `lanes` lanes (the others keep what they held)."""
         window = self._window(memory)
         words = window.pack(entries)
         self._check_span(window, start, len(words))
-        for address, offset, count in self._bursts(window, start, len(words)):
-            await self.bus.write_burst(address, words[offset:offset + count].ravel())
+        if lanes is not None and lanes < window.lanes:
+            words = words[:, :-(-lanes * window.lane_bits // 32)]
+            for entry, row in enumerate(words):
+                await self.bus.write_burst(window.address(start + entry), row)
+        else:
+            for address, offset, count in self._bursts(window, start, len(words)):
+                await self.bus.write_burst(address, words[offset:offset + count].ravel())
         self._count("written", memory, words.size)
 
     async def read_entries(self, memory, start, count, signed=True):

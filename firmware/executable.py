@@ -33,10 +33,11 @@ __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun"
 FORMAT = "tessera-executable"
 FORMAT_VERSION = 6              # 4: SHA-256 of the manifest and of every array;
                                 # 5: band transfers (offset, total), shared images;
-                                # 6: tile transfers as boxes (piece, counts, strides)
+                                # 6: tile transfers as boxes (piece, counts, strides);
+                                #    wmem_lanes: replicas staged once
 MANIFEST = "manifest.json"
 INPUT_ROW_INDEX = "input_row_index"              # arrays saved as .npy members: this,
-IMAGE_ARRAYS = ("wmem", "qmem", "setup", "constants")  # each SegmentImage's,
+IMAGE_ARRAYS = ("wmem", "wmem_lanes", "qmem", "setup", "constants")  # each SegmentImage's,
 RUN_ARRAYS = ("program", "zero_psum")                  # and each batch's SegmentRuns'
 MANIFEST_LIMIT = 16 << 20       # bytes; a manifest of thousands of layers is a few MiB
 NPY_HEADER_LIMIT = 4096         # bytes an .npy member may add to its data
@@ -143,6 +144,8 @@ class SegmentImage:
     limit: str                   # what closed it: a memory name, or "end"
     part: tuple                  # (chunk, chunks) of a split layer, else None
     wmem: np.ndarray             # (slots * rows, tiles * cols) int8: a lane per tile
+    wmem_lanes: np.ndarray       # (slots,) lanes of each slot the host writes: lanes 0 ..
+                                 # (a job's replicas take theirs from those by PROGRAM)
     qmem: np.ndarray             # (entries, 4 * cols) words
     setup: np.ndarray            # words of the tile-programming program (resident), may be empty
     constants: np.ndarray        # (entries, rows) int8 the host writes before each run

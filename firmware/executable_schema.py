@@ -47,7 +47,8 @@ def array_limits(config):
     """The most rows each kind of array may have, and its row width (None: a list), from
     the config: the bound on what a file may claim, checked before an array is read."""
     c = config
-    return {"wmem": (c.wmem_depth, c.tiles * c.cols), "qmem": (c.qmem_depth, 4 * c.cols),
+    return {"wmem": (c.wmem_depth, c.tiles * c.cols), "wmem_lanes": (c.wmem_depth, None),
+            "qmem": (c.qmem_depth, 4 * c.cols),
             "setup": (c.imem_depth, WORDS_PER_INSTRUCTION),
             "program": (c.imem_depth, WORDS_PER_INSTRUCTION),
             "constants": (c.amem_depth, c.rows), "zero_psum": (c.psum_depth, None),
@@ -184,6 +185,10 @@ def _segment(i, image, config):
     if len(image.wmem) % config.rows:
         raise SchemaError(f"{where}_wmem", f"{len(image.wmem)} rows are not whole tiles of "
                                            f"{config.rows}")
+    _array(f"{where}_wmem_lanes", "wmem_lanes", image.wmem_lanes, config, (1, config.tiles))
+    if len(image.wmem_lanes) * config.rows != len(image.wmem):
+        raise SchemaError(f"{where}_wmem_lanes", f"has {len(image.wmem_lanes)} slots; the wmem "
+                                                 f"image has {len(image.wmem) // config.rows}")
     _array(f"{where}_qmem", "qmem", image.qmem, config, WORD)
     _quant_params(f"{where}_qmem", image.qmem, config.cols)
     _array(f"{where}_constants", "constants", image.constants, config, INT8)

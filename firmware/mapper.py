@@ -36,7 +36,7 @@ from .quantize import (QuantizedConv2d, QuantizedDense, QuantizedFlatten, Quanti
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
            "plan_jobs", "step_inputs", "Band", "Window", "band_step", "output_rows",
-           "output_cols", "channel_bands", "segment_steps",
+           "output_cols", "channel_bands", "input_bands", "input_band", "segment_steps",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
 
@@ -398,10 +398,17 @@ class Band:
     index: tuple = (0, 1)        # (band, bands) of the step
     cols: tuple = None
     channels: tuple = None       # output blocks ``channels[0] .. channels[1] - 1`` (None: all)
+    k_blocks: tuple = None       # a Dense's K blocks ``k_blocks[0] ..`` (None: all); its
+                                 # partial sums stay in psum from band to band
 
     @property
     def output_entries(self):
         return self.output.entries
+
+    @property
+    def writes_output(self):
+        """Whether it leaves output for the host (a Dense's K bands: only the last)."""
+        return self.k_blocks is None or self.index[0] == self.index[1] - 1
 
     @property
     def shape(self):
@@ -409,7 +416,8 @@ class Band:
         return (self.rows[1] - self.rows[0], self.cols and self.cols[1] - self.cols[0],
                 tuple(w.entries for w in self.inputs), self.output.entries,
                 getattr(self.step, "pads", None),
-                self.channels and self.channels[1] - self.channels[0])
+                self.channels and self.channels[1] - self.channels[0],
+                self.k_blocks and self.k_blocks[1] - self.k_blocks[0])
 
 
 def output_rows(step):
@@ -591,6 +599,34 @@ def band_step(network_map, s, rows, cols=None, channels=None):
         if channels is not None:
             parts = _channel_band(step, s, *parts, channels, network_map.config)
     return Band(rows, *parts, cols=cols, channels=channels)
+
+
+def input_bands(step):
+    """Whether a step can run in bands of its input: a Dense layer's K blocks (reading
+    one tensor, in order), each band adding to the partial sums the one before left."""
+    return (isinstance(step, LayerMap) and step.positions == 1 and not step.source_groups
+            and not step.k_inputs and step.k_offsets == sorted(step.k_offsets))
+
+
+def input_band(network_map, s, k_blocks):
+    """The `Band` of a Dense step `s` (see `input_bands`) that adds K blocks
+    ``k_blocks[0] .. k_blocks[1] - 1`` into its partial sums: it reads the input entries
+    they cover; every job accumulates (the host zeroes the partial sums before the first
+    band) and only the last band requantises and writes the output."""
+    step, R = network_map.steps[s], network_map.config.rows
+    k0, k1 = k_blocks
+    first, last = step.k_offsets[k0], step.k_offsets[k1 - 1] + 1
+    rows = np.arange(k0 * R, k1 * R)
+    sub = replace(step, k_blocks=k1 - k0, nonzero=step.nonzero[k0:k1], weights=step.weights[rows],
+                  k_offsets=[offset - first for offset in step.k_offsets[k0:k1]],
+                  input_entries=last - first)
+    key = ("k", k_blocks)
+    if key not in step.band_jobs:
+        step.band_jobs[key] = [replace(job, accumulate=True)
+                               for job in plan_jobs(sub, s, network_map.config.tiles)]
+    sub.jobs = step.band_jobs[key]
+    return Band((0, 1), sub, (Window(step.k_inputs.get(0, s), first, last - first),),
+                Window(s + 1, 0, step.output_entries), k_blocks=k_blocks)
 
 
 def channel_bands(step):

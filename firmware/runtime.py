@@ -45,6 +45,17 @@ def input_entries(spec, config, x_q):
     return padded.reshape(-1, config.rows)
 
 
+def _runs(values):
+    """(first, end, value) of each run of equal `values`."""
+    runs = []
+    for i, value in enumerate(int(v) for v in values):
+        if runs and runs[-1][2] == value:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1, value])
+    return runs
+
+
 def _moved(transfer, batch):
     """(amem entries, host tensor entries) of what `transfer` moves for `batch` samples:
     indices into the ``batch * entries`` entries moved, and the host tensor's entries
@@ -77,7 +88,10 @@ async def run_executable(driver, exe, x_q, progress=None):
         for index, (image, run) in enumerate(zip(exe.segments, exe.plans[batch])):
             images = index if image.images_from is None else image.images_from
             if weights_loaded != images:
-                await driver.write_entries("wmem", 0, image.wmem)
+                for first, last, lanes in _runs(image.wmem_lanes):   # slots of equal lanes
+                    rows = slice(first * config.rows, last * config.rows)
+                    await driver.write_entries("wmem", rows.start, image.wmem[rows],
+                                               lanes=lanes * config.cols)
                 await driver.write_entries("qmem", 0, image.qmem)
                 if len(image.setup):
                     await driver.load_words(image.setup)

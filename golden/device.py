@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import AccelConfig
 from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul
-from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode
+from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
 from .requant import requantize
@@ -292,7 +292,7 @@ class Device:
         c = self.config
         lanes = self.wmem[ins.src:ins.src + c.rows].reshape(c.rows, c.tiles, c.cols)
         tiles = slice(ins.tile, ins.tile + ins.count)
-        self.tile_weights[tiles] = lanes[:, tiles].transpose(1, 0, 2)
+        self.tile_weights[tiles] = lanes[:, program_lanes(ins, c.tiles)].transpose(1, 0, 2)
         self._stacked.clear()
         if self.analog is not None:
             for t in range(ins.tile, ins.tile + ins.count):

@@ -5,10 +5,13 @@ each field (memory addresses and strides are 12 bits: no memory is deeper than 4
 
 HALT
     Stop; the status register reads done.
-PROGRAM tile, count, src
-    Program the ``count`` tiles ``tile ..`` at once, each from its own lane of the weight
-    staging memory (an entry holds one ``cols``-wide row for every tile): tile ``t`` takes
-    rows ``src .. src+rows-1`` of lane ``t``. ``src`` must be a multiple of ``rows``.
+PROGRAM tile, count, src, lanes
+    Program the ``count`` tiles ``tile ..`` at once from the weight staging memory (an
+    entry holds one ``cols``-wide row for every tile): tile ``t`` takes rows ``src ..
+    src+rows-1`` of lane ``t``, or, when ``aux`` holds ``j + 1`` (a period of ``lanes =
+    2**j``), of lane ``t mod lanes``: replicas of a job's tiles take their weights from
+    the one copy the host staged in lanes ``0 .. lanes-1``. ``src`` must be a multiple of
+    ``rows``.
 MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, adc_shift, offset_inputs, accumulate
     The ``ktiles * ngroups * replicas`` tiles from ``tile`` on (each factor a power of two,
     held as its log2; ``tile`` a multiple of ``ktiles``). Tile ``tile + (r*ngroups + n)*ktiles
@@ -37,9 +40,11 @@ MAX count, src, src_stride, other, other_stride, dst, dst_stride
 import enum
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "MAX_TILES", "MAX_ADC_SHIFT",
            "WORDS_PER_INSTRUCTION",
-           "halt", "program", "mvm", "mvm_tile", "requant", "vmax", "encode", "decode", "encode_program",
+           "halt", "program", "program_lanes", "mvm", "mvm_tile", "requant", "vmax", "encode", "decode", "encode_program",
            "FLAG_ACCUMULATE", "FLAG_OFFSET_INPUTS"]
 
 WORDS_PER_INSTRUCTION = 4
@@ -145,9 +150,17 @@ def halt():
     return Instruction(Opcode.HALT)
 
 
-def program(tile, src, tiles=1):
-    """Program `tiles` tiles from `tile` on, each from its own wmem lane at row `src`."""
-    return Instruction(Opcode.PROGRAM, tile=tile, count=tiles, src=src)
+def program(tile, src, tiles=1, lanes=None):
+    """Program `tiles` tiles from `tile` on from wmem rows `src ..`: each from its own
+    lane, or, given `lanes` (a power of two), tile ``t`` from lane ``t mod lanes``."""
+    return Instruction(Opcode.PROGRAM, tile=tile, count=tiles, src=src,
+                       aux=0 if lanes is None else _log2("lanes", lanes) + 1)
+
+
+def program_lanes(ins, tiles):
+    """The wmem lane each tile of PROGRAM `ins` takes its weights from."""
+    lanes = np.arange(ins.tile, ins.tile + ins.count)
+    return lanes % (1 << (ins.aux - 1)) if 0 < ins.aux <= tiles.bit_length() else lanes
 
 
 def _log2(name, value):

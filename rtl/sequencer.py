@@ -422,12 +422,17 @@ class Sequencer(wiring.Component):
                     m.d.comb += ev.tile_programs.eq(tree_sum(tile.w_stream.valid for tile in tiles))
                 with m.If(offering):
                     lane_bits = c.cols * WEIGHT_BITS
+                    lane = lambda k: self.wmem_data[k * lane_bits:(k + 1) * lane_bits]
                     for t, tile in enumerate(tiles):
+                        # its own lane, or lane t mod 2**j when aux = j + 1 (isa.program_lanes)
+                        weights = lane(t)
+                        for j in range(c.tiles.bit_length()):
+                            if t % (1 << j) != t:
+                                weights = Mux(ins.aux == j + 1, lane(t % (1 << j)), weights)
                         m.d.comb += [tile.w_stream.valid.eq((t >= ins.tile)
                                                             & (t < ins.tile + ins.count)),
                                      tile.w_stream.payload.row.eq(row),
-                                     tile.w_stream.payload.weights.eq(
-                                         self.wmem_data[t * lane_bits:(t + 1) * lane_bits])]
+                                     tile.w_stream.payload.weights.eq(weights)]
                 with m.If((step == c.rows) & (program_phase == 0)):
                     next_instruction()
 

@@ -70,7 +70,9 @@ def random_program(config, rng, length):
             tile = int(rng.integers(config.tiles))
             tiles = int(rng.integers(1, config.tiles - tile + 1))
             image = int(rng.integers(config.wmem_depth // config.rows))
-            program.append(isa.program(tile, config.rows * image, tiles=tiles))
+            lanes = (None if rng.random() < 0.5
+                     else 1 << int(rng.integers(config.tiles.bit_length() + 1)))
+            program.append(isa.program(tile, config.rows * image, tiles=tiles, lanes=lanes))
         elif kind == "mvm":
             ktiles, ngroups, replicas, first = _mvm_shape(config, rng)
             count = _count(rng, 6)

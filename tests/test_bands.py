@@ -244,3 +244,29 @@ def test_banded_layers_convert_at_their_calibrated_adc_ranges():
     assert any(line.strip().startswith("c2: offset-binary") for line in tiled.summary)
     x_q = qnet.input.quantize(rng.uniform(0, 1, (4, 12, 12, 1)))
     assert np.array_equal(run_golden(tiled, x_q).outputs, run_golden(whole, x_q).outputs)
+
+
+def test_a_dense_layer_whose_input_does_not_fit_runs_in_bands_of_its_k_blocks():
+    """Flatten of 8x8x16 (64 entries) into a Dense of 40 outputs does not fit 48 entries:
+    the Dense runs in bands of its K blocks, each band's input entries written once, the
+    partial sums zeroed by the host before the first band and kept in psum between them,
+    the output read after the last. Outputs equal the int8 reference."""
+    rng = np.random.default_rng(7)
+    network = Network((Conv2d("c", rng.normal(size=(1, 1, 1, 16)), rng.normal(0, 0.1, 16)),
+                       Flatten("flat"),
+                       Dense("fc", rng.normal(0, 0.1, (1024, 40)), np.zeros(40), relu=False)),
+                      (8, 8, 1))
+    qnet = quantize(network, rng.uniform(0, 1, (8, 8, 8, 1)))
+    for wmem_depth in (1024, 64):            # the bands' weights whole, then in chunks
+        exe = compile_network(qnet, AccelConfig(amem_depth=48, psum_depth=64,
+                                                wmem_depth=wmem_depth))
+        x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 8, 8, 1)))
+        assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+        bands = [i for i, image in enumerate(exe.segments)
+                 if image.layers == ["fc"] and "input blocks" in image.limit]
+        assert len(bands) > 1
+        runs = exe.plans[1]
+        assert sum(t.entries for i in bands for t in runs[i].writes) == 64
+        assert [len(runs[i].reads) for i in bands] == [0] * (len(bands) - 1) + [1]
+        # 40 outputs are 3 output blocks of partial sums, zeroed once
+        assert [len(runs[i].zero_psum) for i in bands] == [3] + [0] * (len(bands) - 1)

@@ -207,3 +207,19 @@ def test_max_is_lane_wise_and_sequential():
 def test_program_too_long():
     with pytest.raises(ValueError, match="program of 17 instructions exceeds imem_depth 16"):
         Device(CONFIG).load_program(isa.encode_program([isa.halt()] * 17))
+
+
+@pytest.mark.parametrize("lanes, expected", [(None, [0, 1, 2, 3]), (1, [0, 0, 0, 0]),
+                                             (2, [0, 1, 0, 1]), (4, [0, 1, 2, 3]),
+                                             (8, [0, 1, 2, 3])])
+def test_program_with_a_lane_period_fills_replicas_from_one_staged_copy(lanes, expected):
+    """PROGRAM with `lanes` = 2**j: tile t takes lane t mod 2**j (by hand, the lanes each
+    of 4 tiles reads); without it, its own lane. The cycles and counters do not change."""
+    rng = np.random.default_rng(12)
+    device = small_device(rng)
+    device.load_program(isa.encode_program([isa.program(0, 16, tiles=4, lanes=lanes), isa.halt()]))
+    result = device.run()
+    assert result.done and result.counters["cycles"] == 3 * 2 + 17     # as without a period
+    for tile, source in enumerate(expected):
+        assert np.array_equal(device.tile_weights[tile], lane(device, source, 16))
+    assert result.counters["tile_programs"] == 4

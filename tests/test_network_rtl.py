@@ -149,3 +149,29 @@ def test_banded_convolution_on_rtl_equals_golden(record_property, tmp_path):
     exe, _ = check_on_rtl(qnet, qnet.input.quantize(x[:3]), CNN_CONFIG, tmp_path / "bands.tessera",
                           record_property, "CNN conv3x3 (in bands)-maxpool2-dense")
     assert "bands" in exe.segments[0].limit and exe.segments[1].layers == exe.segments[0].layers
+
+
+@pytest.mark.slow
+def test_cifar_resnet18_on_rtl_equals_golden(record_property, tmp_path):
+    """ResNet-18 for 32x32 images (CIFAR stem, four stages of two residual blocks, 1x1
+    projection shortcuts where the shape changes, global pool), at 1/8 width, on the
+    default config: its 32x32 convolutions run in tiles through the host, its global
+    pool in bands of channels; 2 samples on the RTL equal golden, counters and host words
+    included (and golden equals the int8 reference)."""
+    import onnx
+
+    from firmware.onnx_io import load_onnx_model
+    from tessera.zoo import build
+
+    rng = np.random.default_rng(18)
+    x = rng.uniform(0, 1, (8, 3, 32, 32)).astype(np.float32)
+    model, _ = build("resnet", x[:4], size=32, width=1 / 8, blocks=(2, 2, 2, 2))
+    onnx.save(model, tmp_path / "resnet18.onnx")
+    qnet = quantize(load_onnx_model(tmp_path / "resnet18.onnx").network, x.transpose(0, 2, 3, 1))
+    x_q = qnet.input.quantize(x[:2].transpose(0, 2, 3, 1))
+    exe, _ = check_on_rtl(qnet, x_q, AccelConfig(), tmp_path / "resnet18.tessera",
+                          record_property, "CIFAR ResNet-18 at 1/8 width")
+    projections = [layer for layer, reads in zip(qnet.layers, qnet.reads)
+                   if getattr(layer, "kernel", None) == (1, 1) and reads]
+    assert len(projections) == 3
+    assert any(" band" in image.limit or " tiles of " in image.limit for image in exe.segments)

@@ -41,9 +41,11 @@ def test_the_big_mlp_runs_on_the_default_config():
     qnet, x_q = mlp(np.random.default_rng(0), (784, 512, 256, 10), samples=7)
     exe, run = assert_runs_exactly(qnet, x_q, AccelConfig())
     assert len(exe.segments) == 26 + 8 + 1
-    # Every slot goes over the link once per batch, all four lanes (a 1-block job's
-    # replicas fill them): 548 slots x 16 rows x 16 words.
-    assert run.host_words["written"]["wmem"] == len(run.batches) * 548 * 16 * 16
+    # Every slot goes over the link once per batch, the lanes of one copy of its job:
+    # 516 jobs of 4 K tiles (fc0 32 x 12, fc1 16 x 8, fc2 4) write 4 lanes, fc0's 32 jobs
+    # of one block 1 lane (PROGRAM fills their 4 replicas from it); a lane's row of 16
+    # int8 weights is 4 words, a slot 16 rows.
+    assert run.host_words["written"]["wmem"] == len(run.batches) * (516 * 4 + 32) * 16 * 4
     # The input (784 -> 49 entries of 4 words) in, the output (1 entry) out, per sample.
     assert run.host_words["written"]["amem"] == 7 * 49 * 4
     assert run.host_words["read"]["amem"] == 7 * 1 * 4
@@ -70,11 +72,13 @@ def test_segments_close_at_wmem_and_a_network_exactly_at_the_limit_is_one():
     assert limits(one_less, qnet) == ["wmem", "end of network"]        # fc0 | fc1
     _, streamed = assert_runs_exactly(qnet, x_q, one_less, batch=4)
     # The same network held whole: the same outputs; streamed, each of the 3 batches
-    # writes all 3 slots (16 rows of 16 words) again, where the whole one writes them once.
+    # writes all 3 slots again, where the whole one writes them once. A slot is 16 rows
+    # of one copy of its job's lanes (4 words a lane): fc0's 4, fc1's 2 (its replica
+    # programmed from them).
     _, whole = assert_runs_exactly(qnet, x_q, exact, batch=4)
     assert np.array_equal(streamed.outputs, whole.outputs)
-    assert whole.host_words["written"]["wmem"] == 3 * 16 * 16
-    assert streamed.host_words["written"]["wmem"] == 3 * 3 * 16 * 16
+    assert whole.host_words["written"]["wmem"] == (4 + 4 + 2) * 16 * 4
+    assert streamed.host_words["written"]["wmem"] == 3 * (4 + 4 + 2) * 16 * 4
     chunks = AccelConfig(wmem_depth=1 * 16)                            # fc0 in 1 + 1
     assert limits(chunks, qnet) == ["wmem", "end of layer", "end of network"]
     assert_runs_exactly(qnet, x_q, chunks)
