@@ -20,7 +20,10 @@ stay in place between chunks). Tensors are numbered by the step that reads them 
 is the network's output). A segment's input tensor sits at one end of the activation
 memory and its output at the other, alternating, so the next segment finds its input
 where the last one wrote it: only the network's input and output, and a residual add's
-skip from an earlier segment, move through the host.
+skip from an earlier segment, move through the host. A step whose tensors do not fit for
+one sample runs in tiles (`Band`): of its output rows and columns, of a convolution's
+output channels, or of a Dense layer's K blocks, each tile's `Window`s of its tensors
+moved by the host.
 """
 
 from dataclasses import dataclass, field, replace

@@ -447,16 +447,13 @@ class _Importer:
             if self.shuffle or self.channel_order is not None or self.flattened_from:
                 raise NetworkError(f"{where}: reads {tensor!r} in the middle of a channel "
                                    f"shuffle or right after a Flatten")
-        name = self._name(node, index)
         if node.op_type == "Concat":
             axis, rank = attrs.get("axis"), len(self.shape) + 1
             if axis is None or axis % rank != 1:
                 raise NetworkError(f"{where}: concatenates along axis {axis}; only the channels "
                                    f"(axis 1) are supported")
-            layer = Concat(name, self._reads(activations))
-        else:
-            layer = Add(name, self._reads(activations))
-        self._append(layer, node, activations)
+        kind = Concat if node.op_type == "Concat" else Add
+        self._append(kind(self._name(node, index), self._reads(activations)), node, activations)
 
     def _ungrouped(self, kernel, groups, where):
         """A grouped (or depthwise) kernel as the full one it equals: zero between groups.

@@ -163,11 +163,20 @@ def resnet(size=32, classes=10, width=1.0, blocks=(2, 2, 2, 2), bottleneck=False
 
 
 def inception(size=32, classes=10, width=1.0, modules=2, seed=0):
-    """GoogLeNet-style: a stem, then modules of four branches (1x1; 1x1-3x3; 1x1-5x5;
-    3x3 max pool-1x1) concatenated on channels."""
+    """GoogLeNet-style: a stem (at 64 px and above GoogLeNet's: 7x7/2 conv, 3x3/2 max
+    pool, 1x1 and 3x3 convs, 3x3/2 max pool; below, a 3x3 conv and a 3x3/2 max pool),
+    then modules of four branches (1x1; 1x1-3x3; 1x1-5x5; 3x3 max pool-1x1)
+    concatenated on channels, a 3x3/2 max pool after the 2nd and the 7th module (as
+    GoogLeNet's 3b and 4e), a global pool."""
     g = GraphBuilder("inception", 3, size, seed)
-    x = g.maxpool(g.conv("x", _scaled(64, width), 3), 3, 2, 1)
+    if size >= 64:
+        x = g.maxpool(g.conv("x", _scaled(64, width), 7, 2), 3, 2, 1)
+        x = g.maxpool(g.conv(g.conv(x, _scaled(64, width), 1), _scaled(192, width), 3), 3, 2, 1)
+    else:
+        x = g.maxpool(g.conv("x", _scaled(64, width), 3), 3, 2, 1)
     for module in range(modules):
+        if module in (2, 7):
+            x = g.maxpool(x, 3, 2, 1)
         c = _scaled(32 * (module + 1), width)
         x = g.concat(g.conv(x, c, 1),
                      g.conv(g.conv(x, c, 1), c, 3),

@@ -124,9 +124,9 @@ def test_branching_models_at_16px_on_256_entries_run_every_kind_of_step_in_bands
     qnet = quantize(load_onnx_model(tmp_path / "model.onnx").network, x.transpose(0, 2, 3, 1))
     config = AccelConfig(amem_depth=256, psum_depth=256)
     network_map = map_network(qnet, config)
-    kinds = {type(network_map.steps[seg.steps[0]]).__name__ if not getattr(
-        network_map.steps[seg.steps[0]], "source_groups", None) else "merge"
-        for seg in network_map.segments if seg.band is not None}
+    tiled = [network_map.steps[seg.steps[0]] for seg in network_map.segments if seg.band]
+    kinds = {"merge" if getattr(step, "source_groups", None) else type(step).__name__
+             for step in tiled}
     assert {"LayerMap", "PadMap", "merge"} <= kinds, kinds
     x_q = qnet.input.quantize(x[:2].transpose(0, 2, 3, 1))
     assert np.array_equal(run_golden(compile_network(qnet, config), x_q).outputs,
