@@ -360,10 +360,13 @@ def _footprint_error(network_map, s, failure):
     return f"layer {step.name!r}: one sample's program does not fit {failure}"
 
 
-def cut_segments(network_map):
-    """Whole steps while they fit (at one sample), a layer too big alone in chunks."""
+def cut_segments(network_map, progress=None):
+    """Whole steps while they fit (at one sample), a layer too big alone in chunks.
+    `progress(stage, done, total)` is called after every step."""
     steps, segments, current = network_map.steps, [], None
     for s, step in enumerate(steps):
+        if progress:
+            progress("steps mapped", s, len(steps))
         whole = _whole(steps, s)
         if current is not None:
             failure = _overflow(network_map, _merge(current, whole), 1)
@@ -406,12 +409,14 @@ def _largest_batch(network_map):
     return low
 
 
-def map_network(qnet, config, batch=None):
+def map_network(qnet, config, batch=None, progress=None):
     """Lower `qnet`, cut it into segments and choose the batch (the largest that every
     segment's memories hold, or `batch`)."""
     steps = lower(qnet, config)
     network_map = NetworkMap(config, steps, [], 1)
-    network_map.segments = cut_segments(network_map)
+    network_map.segments = cut_segments(network_map, progress)
+    if progress:
+        progress("steps mapped", len(steps), len(steps))
     largest = _largest_batch(network_map)
     if batch is not None and not (isinstance(batch, int) and 1 <= batch <= largest):
         raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch!r}")
@@ -576,15 +581,17 @@ def _calibrate_adc(qnet, network_map, adc_calibration):
 
 
 def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
-                    adc_calibration=None, input_order=None):
+                    adc_calibration=None, input_order=None, progress=None):
     """`qnet` compiled for `config` into an `Executable`; `head` (a final Softmax,
     LogSoftmax or ArgMax of the model) is left to the host. `input_order` (a permutation)
     says that `qnet`'s input element j is element ``input_order[j]`` of the samples users
     have: the executable then takes those samples, its host placing each element on its
     row at no cost. With a lossy ADC, the
     `adc_calibration` samples (float, shaped as the model's input) set each layer's ADC
-    range; without them every layer converts at shift 0 and a `LossyAdcWarning` says so."""
-    network_map = map_network(qnet, config, batch)
+    range; without them every layer converts at shift 0 and a `LossyAdcWarning` says so.
+    `progress(stage, done, total)`, if given, is called as steps are mapped and segments
+    generated."""
+    network_map = map_network(qnet, config, batch, progress)
     adc_lines = _calibrate_adc(qnet, network_map, adc_calibration)
     steps, segments = network_map.steps, network_map.segments
     resident = network_map.resident
@@ -595,6 +602,8 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
         places, writes, reads = _transfers(network_map, size)
         runs = []
         for i, (segment, place) in enumerate(zip(segments, places)):
+            if progress and (i % 256 == 0 or i == len(segments) - 1):
+                progress(f"segments generated (batch {size})", i + 1, len(segments))
             code = segment_program(network_map, segment, place)
             shared = segment.band and (segment.steps, segment.part, segment.band.channels,
                                        segment.band.k_blocks,

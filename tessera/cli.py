@@ -88,11 +88,16 @@ def refuse_overwrite(out, inputs):
                              f"choose another path")
 
 
-def progress_printer(label):
+def progress_printer(label, unit="samples"):
     def show(done, total):
         end = "\n" if done == total else ""
-        print(f"\r{label}: {done}/{total} samples", end=end, file=sys.stderr, flush=True)
+        print(f"\r{label}: {done}/{total} {unit}", end=end, file=sys.stderr, flush=True)
     return show
+
+
+def compile_progress(stage, done, total):
+    """Progress of `compile_network`, on stderr: one line a stage."""
+    progress_printer("compiling", stage)(done, total)
 
 
 # Commands ------------------------------------------------------------------------------
@@ -393,7 +398,7 @@ def cmd_compile(args):
         try:
             exe = compile_network(qnet, config, batch=args.batch, input_layout=layout,
                                   head=head, adc_calibration=None if args.no_adc_calibration
-                                  else calibration)
+                                  else calibration, progress=compile_progress)
         except MappingError as error:
             raise UsageError(f"{args.network}: {error}") from None
     for warning in caught:

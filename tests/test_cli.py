@@ -29,7 +29,11 @@ def compile_mlp(files, *extra):
 
 def test_compile_run_report(files, capsys):
     compiled, run = compile_mlp(files, "--prune-blocks", "0.5"), files / "run.json"
-    assert "dense0: 3x2 blocks, 3 stored (50%)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "dense0: 3x2 blocks, 3 stored (50%)" in printed.out
+    # progress on stderr: every step mapped (2 Dense layers), every segment generated
+    assert "compiling: 2/2 steps mapped" in printed.err
+    assert "segments generated" in printed.err
     assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--out", str(run)]) == 0
     record = json.loads(run.read_text())
     assert record["samples"] == 50 and len(record["predictions"]) == 50
