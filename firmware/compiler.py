@@ -209,12 +209,12 @@ def _bands(network_map, s, failure):
     chunks of its jobs when its weights do not fit either, or None where it cannot run in
     tiles. Each tile's input (its windows' halo included) comes from the host and its
     output goes back. Of the tile shapes that fit, the one chosen moves the fewest host
-    bytes: per tile its input and output entries (``rows`` bytes each) and, in chunks,
-    its weights again (``tiles * cols`` bytes a wmem entry). For each tile width the
+    bytes: per tile its input and output entries (``rows`` bytes each), its program, and,
+    in chunks, its weights again (``tiles * cols`` bytes a wmem entry). For each tile width the
     tallest band that fits is the cheapest (the halo shared by neighbouring bands is
     ``window - stride`` rows), so the search bisects the height at every width. Channel
     bands are the last resort, as wide as fit: each reads the input's pixels again."""
-    c, step = network_map.config, network_map.steps[s]
+    c, steps, step = network_map.config, network_map.steps, network_map.steps[s]
     rows, cols = output_rows(step), output_cols(step)
     if rows is None:
         return None
@@ -252,12 +252,19 @@ def _bands(network_map, s, failure):
         return plan
 
     def host_bytes(height, width, channels, plan):
-        count = len(_tiling(rows, cols, height, width, channels))
-        band = band_step(network_map, s, (0, min(height, rows)), width and (0, width),
-                         channels[0])
-        moved = sum(w.entries for w in band.inputs) + band.output.entries
-        weights = sum(chunk.slots for chunk in plan[channels[0]] or ()) * c.rows * c.tiles * c.cols
-        return count * (moved * c.rows + weights)
+        """Bytes the host moves for the tiles: a middle tile's (a border's may read
+        nothing), times their count: its input and output entries, its program (16 bytes
+        an instruction) and constants, and in chunks its weights again."""
+        tiles = _tiling(rows, cols, height, width, channels)
+        middle = tiles[len(tiles) // 2]
+        band = band_step(network_map, s, *middle)
+        segment = tile_segment(band)
+        place = place_segment(steps, segment, 1, c.amem_depth)
+        program = len(segment_program(network_map, segment, place).inference)
+        moved = sum(w.entries for w in band.inputs) + band.output.entries + len(place.constants)
+        chunks = plan.get(middle[2], plan[channels[0]]) or ()
+        weights = sum(chunk.slots for chunk in chunks) * c.rows * c.tiles * c.cols
+        return len(tiles) * (moved * c.rows + 16 * program + weights)
 
     def cheapest(channels):
         """(host bytes, height, width) of the cheapest tiles that fit, or None."""

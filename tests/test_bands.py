@@ -24,6 +24,24 @@ def banded(exe):
     return found
 
 
+def tile_shape(limit, out_h, out_w):
+    """(band heights, tile width) that a tiled step's `limit` names."""
+    import re
+    found = re.search(r"tiles of up to (\d+) rows x (\d+) columns", limit)
+    height, width = (map(int, found.groups()) if found else
+                     (int(re.search(r"bands? of (?:up to )?(\d+) output rows", limit).group(1)),
+                      out_w))
+    return [min(height, out_h - y) for y in range(0, out_h, height)], width
+
+
+def conv3x3_writes(limit, out_h, out_w):
+    """By hand: the input entries (one a pixel) a stride-1 3x3 convolution's tiles write:
+    a tile of h x w outputs reads (h + 2) x (w + 2) pixels; the last column tile is moved
+    left to keep the width."""
+    heights, width = tile_shape(limit, out_h, out_w)
+    return sum((h + 2) * (width + 2) for h in heights) * -(-out_w // width)
+
+
 def image_network(rng):
     """12x12x1 -> conv 1x1 (4 ch, host-fed: 144 patches + 144 output entries) -> conv 3x3
     (10x10, rows of pitch 12) -> max pool 2 -> dense: on 128 activation entries the
@@ -49,10 +67,10 @@ def test_convolutions_too_big_for_amem_run_in_bands_equal_to_the_int8_reference(
     # pixels read once, whatever the bands.
     assert sum(t.entries for i in bands["c1"] for t in runs[i].writes) == 144
     assert sum(t.entries for i in bands["c1"] for t in runs[i].reads) == 144
-    # c2 (3x3, stride 1) reads rows of its input's pitch, 12 pixels of one entry: a band
-    # of r output rows reads r + 2 input rows, so the halo costs 2 rows a band (by hand).
-    count = len(bands["c2"])
-    assert sum(t.entries for i in bands["c2"] for t in runs[i].writes) == 12 * (10 + 2 * count)
+    # c2 (3x3, stride 1, 10 x 10 outputs): each tile's input with its halo
+    limit = exe.segments[bands["c2"][0]].limit
+    assert sum(t.entries for i in bands["c2"] for t in runs[i].writes) == \
+        conv3x3_writes(limit, 10, 10)
     # later bands share the first band's weights: stored and loaded once
     assert all(exe.segments[i].images_from == bands["c2"][0] for i in bands["c2"][1:])
 
@@ -162,7 +180,6 @@ def test_a_layer_too_big_in_weights_and_tensors_runs_in_bands_of_chunks():
 
 
 def test_a_row_too_wide_for_amem_runs_in_tiles_of_columns_moving_the_halo_by_hand():
-    import re
     rng = np.random.default_rng(4)
     # 3x3 over rows of 40 pixels of one entry: one output row reads 3 x 40 entries, beyond 64
     network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 4)), np.zeros(4)),
@@ -174,16 +191,12 @@ def test_a_row_too_wide_for_amem_runs_in_tiles_of_columns_moving_the_halo_by_han
     x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 4, 40, 1)))
     assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
     tiles = banded(exe)["b"]
-    height, width = map(int, re.search(r"tiles of up to (\d+) rows x (\d+) columns",
-                                       exe.segments[tiles[0]].limit).groups())
-    assert width < 38
-    # By hand: b makes 2 x 38 outputs; a tile of h x w outputs reads (h + 2) x (w + 2)
-    # input pixels (one entry each), the last column tile moved left to keep the width.
-    bands = [min(height, 2 - y) for y in range(0, 2, height)]
-    columns = -(-38 // width)
-    assert len(tiles) == len(bands) * columns
-    written = sum(t.entries for i in tiles for t in exe.plans[1][i].writes)
-    assert written == sum((h + 2) * (width + 2) for h in bands) * columns
+    limit = exe.segments[tiles[0]].limit
+    heights, width = tile_shape(limit, 2, 38)
+    assert width < 38 and len(tiles) == len(heights) * -(-38 // width)
+    # b makes 2 x 38 outputs
+    assert sum(t.entries for i in tiles for t in exe.plans[1][i].writes) == \
+        conv3x3_writes(limit, 2, 38)
 
 
 def test_a_pixel_too_big_for_any_tile_is_refused_saying_what_it_needs():
