@@ -450,12 +450,9 @@ def _input_spec(qnet, network_map, layout, input_order=None):
 
 
 def _band_transfer(window, place, steps):
-    """The Transfer of a band's `window` of a tensor, placed by `place`."""
-    box = (window.piece, window.counts, window.strides, window.device_strides)
-    if len(window.counts) == 1 and window.piece == window.strides[0] == window.device_strides[0]:
-        box = (None, (), (), ())             # rows one after the other: one run
-    return Transfer(window.tensor, place.tensor_base[window.tensor], window.entries,
-                    window.offset, tensor_entries(steps, window.tensor), *box)
+    """A band's `window` of a tensor, placed by `place`."""
+    return replace(window, base=place.tensor_base[window.tensor],
+                   total=tensor_entries(steps, window.tensor))
 
 
 def _transfers(network_map, batch):

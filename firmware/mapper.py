@@ -22,8 +22,8 @@ memory and its output at the other, alternating, so the next segment finds its i
 where the last one wrote it: only the network's input and output, and a residual add's
 skip from an earlier segment, move through the host. A step whose tensors do not fit for
 one sample runs in tiles (`Band`): of its output rows and columns, of a convolution's
-output channels, or of a Dense layer's K blocks, each tile's `Window`s of its tensors
-moved by the host.
+output channels, or of a Dense layer's K blocks, each tile's windows of its tensors
+moved by the host (`Transfer`s the compiler places).
 """
 
 from dataclasses import dataclass, field, replace
@@ -32,13 +32,14 @@ import numpy as np
 
 from golden.device import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 
+from .executable import Transfer
 from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
 from .quantize import (QuantizedConv2d, QuantizedDense, QuantizedFlatten, QuantizedMaxPool2d,
                        QuantizedMerge)
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
-           "plan_jobs", "step_inputs", "Band", "Window", "band_step", "output_rows",
+           "plan_jobs", "step_inputs", "Band", "band_step", "output_rows",
            "output_cols", "channel_bands", "input_bands", "input_band", "segment_steps",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
@@ -366,38 +367,35 @@ def lower(qnet, config):
     return maps
 
 
-@dataclass(frozen=True)
-class Window:
-    """A band's share of one sample's tensor: `entries` consecutive amem entries holding a
-    box of the tensor's entries from `offset` (`firmware.executable.Transfer`, which moves
-    it, says how): one run without pieces; a tile of an image is one piece a row."""
-    tensor: int
-    offset: int
-    entries: int
-    piece: int = None
-    counts: tuple = ()
-    strides: tuple = ()
-    device_strides: tuple = ()
+def _window(tensor, offset, entries, piece=None, counts=(), strides=(), device_strides=()):
+    """A band's share of one sample's tensor, as the `Transfer` that moves it, its amem
+    base (and the tensor's size) left for the compiler to place."""
+    return Transfer(tensor, 0, entries, offset, None, piece, counts, strides, device_strides)
 
 
 def _rect(tensor, pitch, group, y, x, height, width, device_pitch=None):
-    """The Window of `height` x `width` pixels from (y, x) of an image of `pitch` pixels a
-    row and `group` entries a pixel, on the device in rows of `device_pitch` pixels."""
+    """The window of `height` x `width` pixels from (y, x) of an image of `pitch` pixels a
+    row and `group` entries a pixel, on the device in rows of `device_pitch` pixels: a
+    piece a row, or one run where the rows follow each other on both sides."""
     device_pitch = device_pitch or width
-    return Window(tensor, (y * pitch + x) * group, ((height - 1) * device_pitch + width) * group,
-                  width * group, (height,), (pitch * group,), (device_pitch * group,))
+    entries = ((height - 1) * device_pitch + width) * group
+    if height == 1 or pitch == width == device_pitch:
+        return _window(tensor, (y * pitch + x) * group, entries)
+    return _window(tensor, (y * pitch + x) * group, entries, width * group, (height,),
+                   (pitch * group,), (device_pitch * group,))
 
 
 @dataclass(frozen=True)
 class Band:
     """A tile of one step's output, run on its own: rows ``rows[0] .. rows[1] - 1`` and
     columns ``cols[0] .. cols[1] - 1`` (a host-fed convolution's: output positions, no
-    columns). `step` is the step's map for just the tile; it reads the `inputs` Windows
-    (the pixels its windows cover, halo included) and writes the `output` Window."""
+    columns). `step` is the step's map for just the tile; it reads the `inputs` windows
+    (the pixels its kernel windows cover, halo included) and writes the `output` window,
+    each a `Transfer` the compiler places."""
     rows: tuple
     step: object
     inputs: tuple
-    output: Window
+    output: Transfer
     index: tuple = (0, 1)        # (band, bands) of the step
     cols: tuple = None
     channels: tuple = None       # output blocks ``channels[0] .. channels[1] - 1`` (None: all)
@@ -415,7 +413,7 @@ class Band:
 
     @property
     def shape(self):
-        """What makes two bands' programs differ: their size and each Window's."""
+        """What makes two bands' programs differ: their size and each window's."""
         return (self.rows[1] - self.rows[0], self.cols and self.cols[1] - self.cols[0],
                 tuple(w.entries for w in self.inputs), self.output.entries,
                 getattr(self.step, "pads", None),
@@ -516,12 +514,16 @@ def _conv_band(step, s, rows, cols, tiles):
 
 
 def _pixel_channels(window, group, first, count):
-    """A Window of whole pixels (`group` entries each, a piece a row) cut to `count`
-    entries from `first` of each pixel: a piece a pixel."""
-    (height,), (stride,), (device_stride,) = window.counts, window.strides, window.device_strides
-    return Window(window.tensor, window.offset + first, window.entries // group * count, count,
-                  (height, window.piece // group), (stride, group),
-                  (device_stride // group * count, count))
+    """A window of whole pixels (`group` entries each, in rows) cut to `count` entries
+    from `first` of each pixel: a piece a pixel."""
+    if window.counts:
+        (height,), (stride,), (device_stride,) = window.counts, window.strides, window.device_strides
+        width = window.piece // group
+    else:                                   # one run of pixels: one row of them
+        height, width = 1, window.entries // group
+        stride = device_stride = window.entries
+    return _window(window.tensor, window.offset + first, window.entries // group * count, count,
+                   (height, width), (stride, group), (device_stride // group * count, count))
 
 
 def _channel_band(step, s, band, inputs, output, channels, config):
@@ -565,8 +567,8 @@ def _positions_band(step, s, first, last):
     reach = runs[-1][1] + (runs[-1][0] - 1) * step.position_stride + max(step.k_offsets) + 1
     band = replace(step, positions=positions, sample_runs=runs, input_entries=reach,
                    row_runs=None)
-    return band, (Window(0, in_offset, reach),), \
-        Window(s + 1, first * step.output_entries, positions * step.output_entries)
+    return band, (_window(0, in_offset, reach),), \
+        _window(s + 1, first * step.output_entries, positions * step.output_entries)
 
 
 def _coalesced(runs, stride):
@@ -628,8 +630,8 @@ def input_band(network_map, s, k_blocks):
         step.band_jobs[key] = [replace(job, accumulate=True)
                                for job in plan_jobs(sub, s, network_map.config.tiles)]
     sub.jobs = step.band_jobs[key]
-    return Band((0, 1), sub, (Window(step.k_inputs.get(0, s), first, last - first),),
-                Window(s + 1, 0, step.output_entries), k_blocks=k_blocks)
+    return Band((0, 1), sub, (_window(step.k_inputs.get(0, s), first, last - first),),
+                _window(s + 1, 0, step.output_entries), k_blocks=k_blocks)
 
 
 def channel_bands(step):
