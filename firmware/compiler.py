@@ -258,13 +258,14 @@ def _bands(network_map, s, failure):
         tiles = _tiling(rows, cols, height, width, channels)
         middle = tiles[len(tiles) // 2]
         band = band_step(network_map, s, *middle)
-        segment = tile_segment(band)
-        place = place_segment(steps, segment, 1, c.amem_depth)
-        program = len(segment_program(network_map, segment, place).inference)
-        moved = sum(w.entries for w in band.inputs) + band.output.entries + len(place.constants)
-        chunks = plan.get(middle[2], plan[channels[0]]) or ()
-        weights = sum(chunk.slots for chunk in chunks) * c.rows * c.tiles * c.cols
-        return len(tiles) * (moved * c.rows + 16 * program + weights)
+        chunks = plan.get(middle[2], plan[channels[0]])
+        segments = [replace(chunk, band=band) for chunk in chunks] if chunks else [tile_segment(band)]
+        places = [place_segment(steps, segment, 1, c.amem_depth) for segment in segments]
+        program = sum(len(segment_program(network_map, segment, place).inference)
+                      for segment, place in zip(segments, places))
+        moved = sum(w.entries for w in band.inputs) + band.output.entries + len(places[0].constants)
+        weights = sum(segment.slots for segment in segments) * c.rows * c.tiles * c.cols
+        return len(tiles) * (moved * c.rows + 16 * program + (weights if chunks else 0))
 
     def cheapest(channels):
         """(host bytes, height, width) of the cheapest tiles that fit, or None."""
