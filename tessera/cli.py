@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -95,9 +96,18 @@ def progress_printer(label, unit="samples"):
     return show
 
 
-def compile_progress(stage, done, total):
-    """Progress of `compile_network`, on stderr: one line a stage."""
-    progress_printer("compiling", stage)(done, total)
+PROGRESS_AFTER_SECONDS = 2.0    # a compile this quick shows no progress
+
+
+def compile_progress():
+    """A `compile_network` progress callback that prints on stderr, one line a stage,
+    once the compile has taken `PROGRESS_AFTER_SECONDS`."""
+    started = time.monotonic()
+
+    def show(stage, done, total):
+        if time.monotonic() - started >= PROGRESS_AFTER_SECONDS:
+            progress_printer("compiling", stage)(done, total)
+    return show
 
 
 # Commands ------------------------------------------------------------------------------
@@ -398,7 +408,7 @@ def cmd_compile(args):
         try:
             exe = compile_network(qnet, config, batch=args.batch, input_layout=layout,
                                   head=head, adc_calibration=None if args.no_adc_calibration
-                                  else calibration, progress=compile_progress)
+                                  else calibration, progress=compile_progress())
         except MappingError as error:
             raise UsageError(f"{args.network}: {error}") from None
     for warning in caught:

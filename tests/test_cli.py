@@ -27,7 +27,9 @@ def compile_mlp(files, *extra):
     return compiled
 
 
-def test_compile_run_report(files, capsys):
+def test_compile_run_report(files, capsys, monkeypatch):
+    import tessera.cli
+    monkeypatch.setattr(tessera.cli, "PROGRESS_AFTER_SECONDS", 0.0)    # show it at once
     compiled, run = compile_mlp(files, "--prune-blocks", "0.5"), files / "run.json"
     printed = capsys.readouterr()
     assert "dense0: 3x2 blocks, 3 stored (50%)" in printed.out
