@@ -149,7 +149,7 @@ def _input_bands(network_map, s, failure):
 
     def parts(size):
         """The segments of bands of `size` K blocks, or None where they do not fit."""
-        ranges = [(k, min(k + size, blocks)) for k in range(0, blocks, size)]
+        ranges = _ranges(blocks, size)
         segments = []
         for i, k_range in enumerate(ranges):
             band = replace(input_band(network_map, s, k_range), index=(i, len(ranges)))
@@ -187,7 +187,7 @@ def _tiling(rows, cols, height, width, channels=(None,)):
     one shorter), each cut into `width` columns from the left, the last tile moved left
     to be as wide as the others (recomputing a few columns), so that every tile of a
     convolution has one pitch, hence one set of jobs and one weight image."""
-    row_ranges = [(y, min(y + height, rows)) for y in range(0, rows, height)]
+    row_ranges = _ranges(rows, height)
     col_ranges = [None] if cols is None else \
         [(x, x + width) for x in range(0, cols - width, width)] + [(cols - width, cols)]
     return [(r, c, n) for n in channels for r in row_ranges for c in col_ranges]
@@ -198,8 +198,9 @@ def _edges(ranges, count):
     return ranges if len(ranges) <= 2 * count else ranges[:count] + ranges[-count:]
 
 
-def _channel_ranges(blocks, size):
-    return [(n, min(n + size, blocks)) for n in range(0, blocks, size)]
+def _ranges(total, size):
+    """``0 .. total`` in ranges of `size`, the last one shorter."""
+    return [(first, min(first + size, total)) for first in range(0, total, size)]
 
 
 def _bands(network_map, s, failure):
@@ -210,9 +211,9 @@ def _bands(network_map, s, failure):
     tiles. Each tile's input (its windows' halo included) comes from the host and its
     output goes back. Of the tile shapes that fit, the one chosen moves the fewest host
     bytes: per tile its input and output entries (``rows`` bytes each), its program, and,
-    in chunks, its weights again (``tiles * cols`` bytes a wmem entry). For each tile width the
-    tallest band that fits is the cheapest (the halo shared by neighbouring bands is
-    ``window - stride`` rows), so the search bisects the height at every width. Channel
+    in chunks, its weights again (``tiles * cols`` bytes a wmem entry). For each tile
+    width the tallest band that fits is the cheapest (the halo shared by neighbouring
+    bands is ``window - stride`` rows), so the search bisects the height at every width. Channel
     bands are the last resort, as wide as fit: each reads the input's pixels again."""
     c, steps, step = network_map.config, network_map.steps, network_map.steps[s]
     rows, cols = output_rows(step), output_cols(step)
@@ -259,11 +260,13 @@ def _bands(network_map, s, failure):
         middle = tiles[len(tiles) // 2]
         band = band_step(network_map, s, *middle)
         chunks = plan.get(middle[2], plan[channels[0]])
-        segments = [replace(chunk, band=band) for chunk in chunks] if chunks else [tile_segment(band)]
+        segments = ([replace(chunk, band=band) for chunk in chunks] if chunks
+                    else [tile_segment(band)])
         places = [place_segment(steps, segment, 1, c.amem_depth) for segment in segments]
         program = sum(len(segment_program(network_map, segment, place).inference)
                       for segment, place in zip(segments, places))
-        moved = sum(w.entries for w in band.inputs) + band.output.entries + len(places[0].constants)
+        moved = (sum(w.entries for w in band.inputs) + band.output.entries
+                 + len(places[0].constants))
         weights = sum(segment.slots for segment in segments) * c.rows * c.tiles * c.cols
         return len(tiles) * (moved * c.rows + 16 * program + (weights if chunks else 0))
 
@@ -291,7 +294,7 @@ def _bands(network_map, s, failure):
         sizes = sorted({-(-step.n_blocks // n + align - 1) // align * align
                         for n in range(2, step.n_blocks + 1)} - {step.n_blocks}, reverse=True)
         for size in sizes:                   # the widest channel bands that fit
-            channels = _channel_ranges(step.n_blocks, size)
+            channels = _ranges(step.n_blocks, size)
             if fitting(1, 1 if cols else None, channels) is not False:
                 best = cheapest(channels)
                 break

@@ -438,6 +438,13 @@ def output_cols(step):
     return step.out_w
 
 
+def _band_jobs(step, key, plan):
+    """The jobs of `step`'s tiles of one kind (`key`): `plan()`, planned once."""
+    if key not in step.band_jobs:
+        step.band_jobs[key] = plan()
+    return step.band_jobs[key]
+
+
 def _pad_band(step, s, rows, cols):
     """A border's tile: the input pixels inside it, the border around them."""
     (first, last), (x0, x1) = rows, cols
@@ -504,10 +511,7 @@ def _conv_band(step, s, rows, cols, tiles):
     band = replace(step, positions=(out_h - 1) * width + out_w, sample_runs=runs,
                    k_offsets=[moved(o) for o in step.k_offsets], pitch=width,
                    input_entries=height * width * group, row_runs=None, requant_classes=classes)
-    key = (width, None)
-    if key not in step.band_jobs:
-        step.band_jobs[key] = plan_jobs(band, s, tiles)
-    band.jobs = step.band_jobs[key]
+    band.jobs = _band_jobs(step, (width, None), lambda: plan_jobs(band, s, tiles))
     (tensor,) = {step.k_inputs.get(kb, s) for kb in range(step.k_blocks)}
     return band, (_rect(tensor, step.pitch, group, first * stride, x0 * stride, height, width),), \
         _rect(s + 1, step.pitch, step.output_entries, first, x0, out_h, out_w, width)
@@ -549,10 +553,7 @@ def _channel_band(step, s, band, inputs, output, channels, config):
                   input_entries=band.input_entries // group * width, output_entries=out_entries,
                   sample_runs=[(count, offset // group * width, position)
                                for count, offset, position in band.sample_runs], n_first=n0)
-    key = (band.pitch, channels)
-    if key not in step.band_jobs:
-        step.band_jobs[key] = plan_jobs(sub, s, config.tiles)
-    sub.jobs = step.band_jobs[key]
+    sub.jobs = _band_jobs(step, (band.pitch, channels), lambda: plan_jobs(sub, s, config.tiles))
     return (sub, (_pixel_channels(window, group, e0, width),),
             _pixel_channels(output, out_group, n0 * C // R, out_entries))
 
@@ -625,11 +626,8 @@ def input_band(network_map, s, k_blocks):
     sub = replace(step, k_blocks=k1 - k0, nonzero=step.nonzero[k0:k1], weights=step.weights[rows],
                   k_offsets=[offset - first for offset in step.k_offsets[k0:k1]],
                   input_entries=last - first)
-    key = ("k", k_blocks)
-    if key not in step.band_jobs:
-        step.band_jobs[key] = [replace(job, accumulate=True)
-                               for job in plan_jobs(sub, s, network_map.config.tiles)]
-    sub.jobs = step.band_jobs[key]
+    sub.jobs = _band_jobs(step, ("k", k_blocks), lambda: [
+        replace(job, accumulate=True) for job in plan_jobs(sub, s, network_map.config.tiles)])
     return Band((0, 1), sub, (_window(step.k_inputs.get(0, s), first, last - first),),
                 _window(s + 1, 0, step.output_entries), k_blocks=k_blocks)
 

@@ -1,6 +1,7 @@
 """Running an `Executable` through the driver, on any transport: segment by segment,
 batch by batch, counting every word the host moves. Needs neither the compiler nor Amaranth."""
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,12 +48,11 @@ def input_entries(spec, config, x_q):
 
 def _runs(values):
     """(first, end, value) of each run of equal `values`."""
-    runs = []
-    for i, value in enumerate(int(v) for v in values):
-        if runs and runs[-1][2] == value:
-            runs[-1][1] = i + 1
-        else:
-            runs.append([i, i + 1, value])
+    runs, first = [], 0
+    for value, run in itertools.groupby(int(v) for v in values):
+        count = len(list(run))
+        runs.append((first, first + count, value))
+        first += count
     return runs
 
 
