@@ -35,8 +35,8 @@ from golden.device import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 from .executable import Transfer
 from .layout import matrix_row_layout, padded_matrix
 from .network import NetworkError
-from .quantize import (QuantizedConv2d, QuantizedDense, QuantizedFlatten, QuantizedMaxPool2d,
-                       QuantizedMerge)
+from .quantize import (QuantizedConcat, QuantizedConv2d, QuantizedDense, QuantizedFlatten,
+                       QuantizedMaxPool2d, QuantizedMerge)
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
            "plan_jobs", "step_inputs", "Band", "band_step", "output_rows",
@@ -229,26 +229,33 @@ def _check_ending(qnet):
                            f"back as one vector per sample)")
 
 
-def _merge_inputs(maps, layer, parts, rows):
-    """A merge's (Add's, Concat's) inputs as one addressing: vectors, or images of one
-    geometry (wide rows of one pitch; else each compacted first). Returns (held inputs,
+def _one_geometry(maps, name, parts):
+    """Images `parts` in one addressing: as they are where they share pitch and width, else
+    each with wide rows compacted first (a copy)."""
+    if parts[0].image is not None and len({held.image[1:] for held in parts}) > 1:
+        parts = [held if held.image[1] == held.image[2] else
+                 _pad_step(maps, f"{name}.compact{i}", held, (0, 0, 0, 0), COPY)
+                 for i, held in enumerate(parts)]
+    return parts
+
+
+def _merge_inputs(maps, name, parts, channels, rows):
+    """A merge's (Add's, Concat's, or a pointwise convolution's of a layout-only Concat)
+    inputs as one addressing: vectors, or images of one geometry. Returns (held inputs,
     k_offsets, k_tensors, source_groups, positions, position_stride, runs, entries,
     row_runs), the image quantities in pixels (each source's entries per pixel in
     `source_groups`)."""
     if any(held.tensor == 0 for held in parts):
-        raise MappingError(f"layer {layer.name!r}: reads the network's input, which the host "
+        raise MappingError(f"layer {name!r}: reads the network's input, which the host "
                            f"writes once, laid out for the first layer")
     if len({held.image is None for held in parts}) > 1:
-        raise MappingError(f"layer {layer.name!r}: mixes images and vectors (a Flatten keeps "
+        raise MappingError(f"layer {name!r}: mixes images and vectors (a Flatten keeps "
                            f"its image's pixel layout; only a Dense makes a vector)")
     images = parts[0].image is not None
-    if images and len({held.image[1:] for held in parts}) > 1:
-        parts = [held if held.image[1] == held.image[2] else
-                 _pad_step(maps, f"{layer.name}.compact{i}", held, (0, 0, 0, 0), COPY)
-                 for i, held in enumerate(parts)]
+    parts = _one_geometry(maps, name, parts)
     k_offsets, k_tensors, groups = [], [], {}
-    for held, channels in zip(parts, layer.parts):
-        group = _blocks(channels, rows)
+    for held, count in zip(parts, channels):
+        group = _blocks(count, rows)
         k_offsets += range(group)
         k_tensors += [held.tensor] * group
         groups[held.tensor] = group
@@ -262,6 +269,66 @@ def _merge_inputs(maps, layer, parts, rows):
             producer.positions, rows)
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """A Concat that costs nothing (see `_layout_concats`): its inputs stay where their
+    producers left them, in one geometry, and its readers read them there."""
+    parts: tuple                 # `_Held` of each input, in channel order
+    channels: tuple              # channels of each
+
+
+def _pointwise(layer):
+    """A 1x1 convolution of stride 1 without padding: a merge of its input's channels."""
+    return (type(layer) is QuantizedConv2d and tuple(layer.kernel) == (1, 1)
+            and layer.stride == 1 and not any(layer.pads))
+
+
+def _layout_concats(qnet, rows):
+    """The tensors to hold as `_Parts`, not concatenated: the outputs of Concats that
+    change no value (`QuantizedConcat.layout_only`) of on-device images of whole channel
+    blocks (so each part's entries are the concatenation's), and max pools of those,
+    where every reader takes parts: a pointwise convolution (as a merge of the parts), a
+    max pool (part by part) or another such Concat."""
+    held = set()
+    for index, (layer, tensors) in enumerate(zip(qnet.layers, qnet.reads)):
+        if isinstance(layer, QuantizedConcat):
+            if (layer.layout_only and 0 not in tensors and all(
+                    len(qnet.shapes[t]) == 3 and qnet.shapes[t][2] % rows == 0 for t in tensors)):
+                held.add(index + 1)
+        elif isinstance(layer, QuantizedMaxPool2d) and tensors[0] in held:
+            held.add(index + 1)
+    readers = {}
+    for index, tensors in enumerate(qnet.reads):
+        for t in tensors:
+            readers.setdefault(t, []).append(index)
+    held.discard(len(qnet.layers))                       # the output goes to the host
+    while True:
+        refused = {t for t in held
+                   if any(not _pointwise(qnet.layers[i]) and i + 1 not in held
+                          for i in readers.get(t, ()))
+                   or (isinstance(qnet.layers[t - 1], QuantizedMaxPool2d)
+                       and qnet.reads[t - 1][0] not in held)}
+        if not refused:
+            return held
+        held -= refused
+
+
+def _pool_step(maps, name, layer, source, out_shape):
+    """Append the max pool `layer` of the image `source` (after its border, if padded) as
+    step `name`; return where its output is held."""
+    if source.image is None:
+        raise MappingError(f"layer {layer.name!r}: pooling runs on an image a Conv2d "
+                           f"left on the device; this one comes from the host")
+    if any(layer.pads):
+        source = _pad_step(maps, f"{name}.pad", source, layer.pads, COPY)
+    producer, pitch, _ = source.image
+    out_h, out_w = out_shape[:2]
+    pool = PoolMap(name, layer.size, out_h, out_w, pitch, producer.output_entries,
+                   producer.positions * producer.output_entries, layer.stride, source.tensor)
+    maps.append(pool)
+    return _Held(len(maps), (pool, out_w, out_w), tuple(out_shape))
+
+
 def lower(qnet, config):
     """LayerMaps and PoolMaps (and PadMaps) without memory bases, in execution order:
     blocks, positions and input addressing. Steps and tensors follow the network's graph:
@@ -271,25 +338,28 @@ def lower(qnet, config):
     _check_ending(qnet)
     maps = []
     held = {0: _Held(0)}         # network tensor -> where it is held
+    as_parts = _layout_concats(qnet, R)
     for index, (layer, tensors) in enumerate(zip(qnet.layers, qnet.reads)):
         source = held[tensors[0]]
         out_shape = qnet.shapes[index + 1]
         if isinstance(layer, QuantizedFlatten):          # a layout, no work
             held[index + 1] = source
             continue
+        if index + 1 in as_parts and isinstance(layer, QuantizedMaxPool2d):
+            held[index + 1] = _Parts(tuple(
+                _pool_step(maps, f"{layer.name}.part{i}", layer, part, (*out_shape[:2], c))
+                for i, (part, c) in enumerate(zip(source.parts, source.channels))),
+                source.channels)
+            continue
+        if index + 1 in as_parts:                        # a Concat: its inputs, as they are
+            inputs = [held[t] if isinstance(held[t], _Parts) else
+                      _Parts((held[t],), (qnet.shapes[t][2],)) for t in tensors]
+            held[index + 1] = _Parts(
+                tuple(_one_geometry(maps, layer.name, [p for h in inputs for p in h.parts])),
+                tuple(c for h in inputs for c in h.channels))
+            continue
         if isinstance(layer, QuantizedMaxPool2d):
-            if source.image is None:
-                raise MappingError(f"layer {layer.name!r}: pooling runs on an image a Conv2d "
-                                   f"left on the device; this one comes from the host")
-            if any(layer.pads):
-                source = _pad_step(maps, f"{layer.name}.pad", source, layer.pads, COPY)
-            producer, pitch, _ = source.image
-            out_h, out_w = out_shape[:2]
-            pool = PoolMap(layer.name, layer.size, out_h, out_w, pitch, producer.output_entries,
-                           producer.positions * producer.output_entries, layer.stride,
-                           source.tensor)
-            maps.append(pool)
-            held[index + 1] = _Held(len(maps), (pool, out_w, out_w), out_shape)
+            held[index + 1] = _pool_step(maps, layer.name, layer, source, out_shape)
             continue
         k, n = layer.weights.shape
         row_index, padded_rows = layouts[layer.name]
@@ -300,9 +370,11 @@ def lower(qnet, config):
         cells = int(nonzero.sum()) * R * C
         stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
         groups, row_runs, pitch, window = {}, None, None, None
-        if isinstance(layer, QuantizedMerge):
+        if isinstance(source, _Parts) or isinstance(layer, QuantizedMerge):
+            sources, channels = ((source.parts, source.channels) if isinstance(source, _Parts)
+                                 else ([held[t] for t in tensors], layer.parts))
             parts, k_offsets, k_tensors, groups, positions, stride, runs, entries, row_runs = \
-                _merge_inputs(maps, layer, [held[t] for t in tensors], R)
+                _merge_inputs(maps, layer.name, sources, channels, R)
             source = parts[0]
             pitch = source.image and source.image[1]
             if entries is None:                          # vectors: one entry run a sample

@@ -9,9 +9,9 @@ import numpy as np
 
 from golden import quantize_multiplier, requantize
 
-from .network import (Add, AvgPool2d, Concat, Conv2d, Flatten, MaxPool2d, Network, NetworkError,
-                      graph_reads, im2col, pad_images, run_layers, stream_tensors,
-                      window_count)
+from .network import (Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, MaxPool2d, Network,
+                      NetworkError, graph_reads, im2col, pad_images, run_layers,
+                      stream_tensors, window_count)
 
 # Weight scale floor, relative to y_scale / x_scale: see `quantize`.
 DEAD_CHANNEL_RATIO = 2.0 ** -16
@@ -161,7 +161,15 @@ class QuantizedAdd(QuantizedMerge):
 @dataclass(frozen=True, eq=False)
 class QuantizedConcat(QuantizedMerge):
     """A concatenation: block-diagonal identity weights, each input rescaled to the
-    output's scale by its channels' requantisation (exact where the scales agree)."""
+    output's scale by its channels' requantisation (exact where the scales agree).
+    `in_quants` holds each input's quantisation."""
+    in_quants: tuple = ()
+
+    @property
+    def layout_only(self):
+        """Whether every input already has the output's quantisation: then the layer moves
+        int8 values unchanged, and the mapper can leave its inputs where they are."""
+        return all(q == self.output for q in self.in_quants)
 
 
 @dataclass(frozen=True, eq=False)
@@ -350,7 +358,8 @@ def _concat_on_crossbar(concat, in_quants, y_quant, parts):
     acc_scale = per_channel([q.scale / g for g, q in zip(gains, in_quants)])
     multipliers, shifts, y_quant = _requant_params(concat.name, acc_scale, y_quant)
     return QuantizedConcat(concat.name, matrix, bias, multipliers, shifts, in_quants[0],
-                           y_quant, False, None, concat.reads, parts=tuple(parts))
+                           y_quant, False, None, concat.reads, parts=tuple(parts),
+                           in_quants=tuple(in_quants))
 
 
 def _average_as_convolution(pool, x_quant, y_quant, in_shape):
@@ -394,13 +403,28 @@ def _given_ranges(network, samples, method, percentile, given):
     return ranges
 
 
+def _concat_inputs_share(network, ranges):
+    """`ranges` with each Concat's inputs given its output's range where a matrix layer
+    makes them (TFLite's rule for concatenation): the Concat then changes no value and
+    costs no work (`QuantizedConcat.layout_only`). Outer Concats first, so a nested one
+    passes the outer range on."""
+    ranges = list(ranges)
+    makers = (Add, Concat, Conv2d, Dense)                 # not pools: same range in and out
+    for index in reversed(range(len(network.layers))):
+        if isinstance(network.layers[index], Concat):
+            for t in network.reads[index]:
+                if t > 0 and isinstance(network.layers[t - 1], makers):
+                    ranges[t] = ranges[index + 1]
+    return ranges
+
+
 def quantize(network, samples, method="minmax", percentile=99.99, given=None):
     """Quantise `network` to int8 with activation ranges calibrated on `samples`, or with
     the ranges and weight scales a quantised model brings (`given`, a GivenQuant)."""
     if not isinstance(network, Network):
         raise TypeError(f"quantize takes a firmware.Network, not {type(network).__name__}")
     if given is None:
-        ranges = calibrate(network, samples, method, percentile)
+        ranges = _concat_inputs_share(network, calibrate(network, samples, method, percentile))
     else:
         ranges = _given_ranges(network, samples, method, percentile, given)
     layers = []

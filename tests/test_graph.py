@@ -15,7 +15,7 @@ from onnxruntime.quantization import QuantFormat, QuantType  # noqa: E402
 from firmware.compiler import compile_network, map_network  # noqa: E402
 from firmware.mapper import MappingError  # noqa: E402
 from firmware.network import (NETWORK_INPUT, Add, Concat, Conv2d, Dense, Flatten,  # noqa: E402
-                              Network, NetworkError)
+                              MaxPool2d, Network, NetworkError)
 from firmware.onnx_io import load_onnx_model  # noqa: E402
 from firmware.onnx_reference import (quantize_with_onnxruntime, run_reference,  # noqa: E402
                                      run_reference_tensors)
@@ -174,6 +174,57 @@ def test_a_sum_of_three_and_a_concat_of_vectors_run_on_golden():
     x_q = qnet.input.quantize(x[40:])
     exe = compile_network(qnet, AccelConfig(tiles=4, rows=8, cols=8))
     assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+
+
+def inception_module(rng, channels=16):
+    """A stem, then an Inception module of whole blocks of `channels` (1x1; 1x1-3x3;
+    3x3 max pool-1x1) concatenated, a max pool of the concatenation, a 1x1 convolution of
+    that and a dense layer."""
+    def conv(name, k, cin, cout, **options):
+        weights = rng.normal(0, (2 / (k * k * cin)) ** 0.5, (k, k, cin, cout))
+        return Conv2d(name, weights, rng.normal(0, 0.1, cout), **options)
+
+    c = channels
+    return Network((conv("stem", 3, 3, c, pads=(1, 1, 1, 1)),
+                    conv("a", 1, c, c),
+                    conv("b0", 1, c, c, reads=("stem",)),
+                    conv("b", 3, c, c, pads=(1, 1, 1, 1)),
+                    MaxPool2d("p", 3, 1, (1, 1, 1, 1), reads=("stem",)),
+                    conv("d", 1, c, c),
+                    Concat("cat", ("a", "b", "d")),
+                    MaxPool2d("pool", 2),
+                    conv("mix", 1, 3 * c, c),
+                    Flatten("f"),
+                    Dense("out", rng.normal(0, 0.2, (9 * c, 5)), np.zeros(5), relu=False)),
+                   (6, 6, 3))
+
+
+@pytest.mark.parametrize("rows, free", [(16, True), (32, False)])
+def test_a_concat_of_one_quantisation_and_whole_blocks_costs_nothing(rows, free):
+    """Calibrated by Tessera, a Concat's inputs take its range (TFLite's rule), so it
+    changes no value: with each input whole blocks of `rows` channels, no step copies it;
+    the 1x1 convolution reads the three producers' tensors where they are and the max pool
+    runs part by part. With 16 channels in 32-row blocks it stays a step. Either way golden
+    equals the int8 reference, which computes the Concat through its requantisation."""
+    rng = np.random.default_rng(8)
+    net = inception_module(rng)
+    x = rng.uniform(0, 1, (48, 6, 6, 3))
+    qnet = quantize(net, x[:32])
+    names = [layer.name for layer in qnet.layers]
+    cat = qnet.layers[names.index("cat")]
+    assert cat.layout_only
+    assert all(qnet.layers[names.index(n)].output == cat.output for n in "abd")
+    x_parts = [rng.integers(-128, 128, (10, 16)) for _ in range(3)]
+    assert np.array_equal(cat.forward(*x_parts), np.hstack(x_parts))      # the identity
+    config = AccelConfig(rows=rows, cols=16)
+    steps = {step.name: step for step in map_network(qnet, config).steps}
+    assert ("cat" in steps) is not free
+    if free:
+        assert {"pool.part0", "pool.part1", "pool.part2"} <= set(steps)
+        assert len(steps["mix"].source_groups) == 3           # the pooled parts, in place
+    x_q = qnet.input.quantize(x[32:])
+    assert np.array_equal(run_golden(compile_network(qnet, config), x_q).outputs,
+                          qnet.forward(x_q))
 
 
 def test_graph_errors_name_the_layer():

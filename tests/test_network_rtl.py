@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from firmware.compiler import compile_network
-from firmware.quantize import quantize
+from firmware.quantize import QuantizedConcat, quantize
 from firmware.runtime import run_golden
 from golden import AccelConfig
 from sim.network import run_executable_on_rtl
@@ -112,9 +112,12 @@ def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property, tmp_path):
 
 
 # Branching graphs from tessera.zoo at 6x6: a residual stage with a projection shortcut
-# (stride 2), and two Inception modules (four-way concatenations, a padded 3x3 max pool).
+# (stride 2), and three Inception modules (four-way concatenations, a padded 3x3 max pool):
+# the first Concat copied by a step (its 5x5 branch has 8 channels, half a block), the
+# second costing nothing (whole blocks: the max pool before the third module runs branch
+# by branch and its readers read them where they are), the last copied for the global pool.
 GRAPHS = {"ResNet, projection shortcut": ("resnet", dict(width=1 / 8, blocks=(1, 1))),
-          "Inception, two four-way concats": ("inception", dict(width=1 / 16, modules=2))}
+          "Inception, three four-way concats": ("inception", dict(width=1 / 2, modules=3))}
 
 
 @pytest.mark.parametrize("name", GRAPHS)
@@ -135,6 +138,10 @@ def test_branching_graph_on_rtl_equals_golden(record_property, tmp_path, name):
     exe, _ = check_on_rtl(qnet, x_q, CNN_CONFIG, tmp_path / "graph.tessera", record_property,
                           f"graph {name}")
     assert any(len(reads) > 1 for reads in qnet.reads)
+    if architecture == "inception":
+        concats = [layer.name for layer in qnet.layers if isinstance(layer, QuantizedConcat)]
+        steps = {name for segment in exe.segments for name in segment.layers}
+        assert [name in steps for name in concats] == [True, False, True], (concats, steps)
 
 
 def test_banded_convolution_on_rtl_equals_golden(record_property, tmp_path):
