@@ -83,7 +83,8 @@ class LayerMap:
     nonzero: np.ndarray          # (k_blocks, n_blocks) bool
     weights: np.ndarray          # int8, padded to (k_blocks*rows, n_blocks*cols)
     row_index: np.ndarray        # the padded row of each matrix row (firmware.layout)
-    cell_utilisation: float      # cells of stored blocks holding a real (unpadded) weight
+    cell_utilisation: float      # cells of stored blocks holding a nonzero weight (not
+                                 # padding, the zeros between groups, a diagonal's or pruned)
     positions: int               # input vectors per sample (output pixels, wide; 1 for Dense)
     k_offsets: list              # per K block: its entry in a sample's input tensor
     position_stride: int         # entries between one position's input and the next's
@@ -366,9 +367,7 @@ def lower(qnet, config):
         padded = padded_matrix(layer.weights, row_index, padded_rows, C)
         kb, nb = padded.shape[0] // R, padded.shape[1] // C
         nonzero = padded.reshape(kb, R, nb, C).any(axis=(1, 3))
-        real = padded_matrix(np.ones((k, n), bool), row_index, padded_rows, C)
         cells = int(nonzero.sum()) * R * C
-        stored_real = (real.reshape(kb, R, nb, C).sum(axis=(1, 3)) * nonzero).sum()
         groups, row_runs, pitch, window = {}, None, None, None
         if isinstance(source, _Parts) or isinstance(layer, QuantizedMerge):
             sources, channels = ((source.parts, source.channels) if isinstance(source, _Parts)
@@ -420,7 +419,7 @@ def lower(qnet, config):
                                f"{len(k_offsets)} entries its inputs hold a position")
         k_inputs = {b: t for b, t in enumerate(k_tensors) if t != step}
         lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
-                      stored_real / cells if cells else 0.0,
+                      np.count_nonzero(padded) / cells if cells else 0.0,
                       positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs,
                       row_runs=row_runs, requant_classes=requant_classes,
                       class_count=len(getattr(layer, "class_params", ())) or 1,

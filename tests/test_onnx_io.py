@@ -428,8 +428,9 @@ def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden(
     # The zero blocks between groups are skipped. Depthwise, 8 channels on 4x4 blocks:
     # 9 taps x 2 channel blocks of rows by 2 output blocks, and only channel block b
     # feeds output block b, so 9 x 2 of the 36 blocks are stored.
-    assert any(line.startswith("  conv2: 18x2 blocks, 18 stored (50%)") for line in exe.summary), \
-        exe.summary
+    # Each stored depthwise block is a diagonal: 4 of its 16 cells hold a weight (1/cols).
+    assert any(line.startswith("  conv2: 18x2 blocks, 18 stored (50%), crossbar cell "
+                               "utilisation 25%") for line in exe.summary), exe.summary
 
 
 def shuffle_graph(rng, between="Relu"):
