@@ -25,6 +25,7 @@ from firmware.runtime import run_executable
 from firmware.transports import GoldenBus
 from golden import AccelConfig
 from golden.device import Device
+from golden.energy import DEFAULT_PRESET
 
 
 class WordBus(GoldenBus):
@@ -50,7 +51,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=12, help="inferences (default: 12)")
     parser.add_argument("--sizes", default="784-512-256-10", help="MLP layer sizes")
-    parser.add_argument("--preset", default="isaac_reram_32nm")
+    parser.add_argument("--preset", default=DEFAULT_PRESET)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split("-")]
     rng = np.random.default_rng(0)

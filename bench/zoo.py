@@ -28,6 +28,7 @@ from firmware.quantize import CalibrationWarning, quantize
 from firmware.report import energy_summary, format_table
 from firmware.runtime import run_golden
 from golden import AccelConfig
+from golden.energy import DEFAULT_PRESET
 from tessera.zoo import build
 
 # name: (architecture, options at full width); the small sizes run at width 1/4
@@ -42,7 +43,7 @@ ZOO = {
     "inception_v1": ("inception", dict(modules=9)),
     "alexnet": ("alexnet", {}),
 }
-PRESET = "isaac_reram_32nm"
+PRESET = DEFAULT_PRESET
 
 
 def measure(name, size, run, samples, config, folder, rng):

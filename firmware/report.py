@@ -3,7 +3,7 @@
 import numpy as np
 
 from golden.device import Device
-from golden.energy import OFF_CHIP, PRESETS, energy_breakdown, ops_per_run
+from golden.energy import DEFAULT_PRESET, OFF_CHIP, PRESETS, energy_breakdown, ops_per_run
 from golden.host_link import DEFAULT_HOST_LINK, HOST_LINKS
 
 __all__ = ["energy_summary", "host_words_total", "layer_counters", "layer_energy",
@@ -16,7 +16,7 @@ def host_words_total(host_words):
     return sum(n for counts in (host_words or {}).values() for n in counts.values())
 
 
-def energy_summary(counters, config, samples, preset="isaac_reram_32nm", host_words=None,
+def energy_summary(counters, config, samples, preset=DEFAULT_PRESET, host_words=None,
                    host_link=DEFAULT_HOST_LINK):
     """Energy per inference by component (J), on chip and off chip (host transfers), and
     TOPS/W of the crossbar work on the on-chip energy; cycles per inference on the device

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .regmap import memory_windows
 
-__all__ = ["AdcModel", "EnergyPreset", "PRESETS", "COMPONENTS", "OFF_CHIP", "DRAM_PJ_PER_BIT",
+__all__ = ["AdcModel", "EnergyPreset", "PRESETS", "DEFAULT_PRESET", "COMPONENTS", "OFF_CHIP", "DRAM_PJ_PER_BIT",
            "event_energies", "energy_breakdown", "ops_per_run", "describe"]
 
 OFF_CHIP = "off-chip"
@@ -186,8 +186,9 @@ def _hung_2021():
     )
 
 
+DEFAULT_PRESET = "isaac_reram_32nm"     # the table every command uses unless told
 PRESETS = {
-    "isaac_reram_32nm": ISAAC,
+    DEFAULT_PRESET: ISAAC,
     "sram_imc_65nm": SRAM_IMC,
     "reram_macro_22nm": _hung_2021(),
 }

@@ -14,7 +14,7 @@ from firmware.report import energy_summary, format_table, layer_energy, plot_lay
 from firmware.runtime import run_golden
 from firmware.train import train
 from golden import AccelConfig
-from golden.energy import PRESETS
+from golden.energy import DEFAULT_PRESET, PRESETS
 
 __all__ = ["ANCHORS", "run_adc_trade"]
 
@@ -48,7 +48,7 @@ def _train_model(dataset, seed, log):
 
 
 def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=0,
-                  preset="isaac_reram_32nm", out_dir=Path("build/adc_trade"), log=print):
+                  preset=DEFAULT_PRESET, out_dir=Path("build/adc_trade"), log=print):
     """Train, quantise, and for each ADC width compile with and without calibration, run on
     the golden model and tabulate; write the plots. Returns (rows, table text, plot paths)."""
     out_dir.mkdir(parents=True, exist_ok=True)

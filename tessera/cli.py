@@ -699,9 +699,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser():
-    from golden.energy import PRESETS
+def add_preset_option(parser, listed=False):
+    """--preset: the energy table, `golden.energy.DEFAULT_PRESET` unless given (`listed`:
+    the help names every table's source)."""
+    from golden.energy import DEFAULT_PRESET, PRESETS
 
+    tables = ("energy table: " + "; ".join(f"{k}: {p.name}" for k, p in sorted(PRESETS.items()))
+              if listed else "energy table")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                        help=f"{tables} (default: {DEFAULT_PRESET})")
+
+
+def build_parser():
     parser = Parser(
         prog="tessera",
         description="Describe, verify and drive a tiled in-memory-computing crossbar accelerator.")
@@ -719,8 +728,7 @@ def build_parser():
                        help="ADC widths (default: 3 4 5 6 7 8; 7 is lossless on 16x16 tiles)")
     trade.add_argument("--test-samples", type=POSITIVE_INT, default=1000,
                        help="test samples run at each point (default: 1000)")
-    trade.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
-                       help="energy table (default: isaac_reram_32nm)")
+    add_preset_option(trade)
     trade.add_argument("--out", type=Path, default=DEFAULT_BUILD / "adc_trade",
                        help="folder for the table and plots (default: build/adc_trade)")
     trade.set_defaults(handler=cmd_adc_trade)
@@ -741,8 +749,7 @@ def build_parser():
     demo.add_argument("--rtl-all", action="store_true", help="run the whole test split on the RTL")
     demo.add_argument("--test-samples", type=POSITIVE_INT, default=1000,
                       help="MNIST test digits run on golden and onnxruntime (default: 1000, all)")
-    demo.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
-                      help="energy table (default: isaac_reram_32nm)")
+    add_preset_option(demo)
     demo.add_argument("--out", type=Path, default=None,
                       help="folder for models, data and plots (default: build/report, "
                            "build/mnist for MNIST)")
@@ -842,8 +849,7 @@ def build_parser():
                      help="run only the first N samples")
     run.add_argument("--labels", default=None,
                      help="true classes, .npy of integers (samples,): prints top-1 accuracy")
-    run.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
-                     help="energy table (default: isaac_reram_32nm)")
+    add_preset_option(run)
     run.add_argument("--out", default="run.json", help="outputs and counters (default: run.json)")
     add_host_link_option(run)
     analog = run.add_argument_group(
@@ -859,8 +865,7 @@ def build_parser():
                                  description="Energy per inference by component, and TOPS/W, "
                                              "from the counters a `tessera run` saved.")
     report.add_argument("run", help="file written by `tessera run`")
-    report.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
-                        help="energy table: " + "; ".join(f"{k}: {p.name}" for k, p in sorted(PRESETS.items())))
+    add_preset_option(report, listed=True)
     report.add_argument("--json", action="store_true",
                         help="print the figures as one JSON object (joules per inference by "
                              "component, cycles, TOPS/W, the run's counters)")
@@ -907,8 +912,7 @@ def build_parser():
     sweep.add_argument("--timeout", type=MINUTES, default=24 * 60, metavar="MINUTES",
                        help="bound of the golden runs, and again of the RTL checks; points "
                             "not done by then are rows with a timeout error (default: 1440)")
-    sweep.add_argument("--preset", choices=sorted(PRESETS), default="isaac_reram_32nm",
-                       help="energy table (default: isaac_reram_32nm)")
+    add_preset_option(sweep)
     add_config_options(sweep, several=True)
     sweep.set_defaults(handler=cmd_sweep)
     return parser

@@ -16,7 +16,7 @@ from firmware.report import energy_summary, format_table, layer_energy, plot_lay
 from firmware.runtime import run_golden
 from firmware.train import accuracy, init_cnn, init_mlp, train
 from golden import AccelConfig
-from golden.energy import PRESETS
+from golden.energy import DEFAULT_PRESET, PRESETS
 
 __all__ = ["DigitsResult", "Model", "MODELS", "load_digits_split", "run_digits"]
 
@@ -150,7 +150,7 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
     }
 
 
-def run_digits(config=None, rtl_samples=36, seed=0, preset="isaac_reram_32nm",
+def run_digits(config=None, rtl_samples=36, seed=0, preset=DEFAULT_PRESET,
                out_dir=Path("build/report"), models=MODELS, log=print):
     """Train, compress, run and report. `rtl_samples=None` runs the whole test split on RTL."""
     config = config or AccelConfig()

@@ -20,6 +20,7 @@ from firmware.quantize import quantize
 from firmware.report import energy_summary, format_table
 from firmware.runtime import run_golden
 from firmware.train import train
+from golden.energy import DEFAULT_PRESET
 
 from .digits import Model, prune_gradually
 
@@ -67,7 +68,7 @@ class MnistResult:
     notes: list          # how onnxruntime ran, and how far its optimised kernels stray here
 
 
-def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset="isaac_reram_32nm",
+def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset=DEFAULT_PRESET,
               out_dir=Path("build/mnist"), log=print):
     """Train, prune, quantise with onnxruntime, run on golden and RTL, and tabulate."""
     from sim.network import run_executable_on_rtl

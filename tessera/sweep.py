@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from golden import AccelConfig
-from golden.energy import COMPONENTS, OFF_CHIP, PRESETS
+from golden.energy import COMPONENTS, DEFAULT_PRESET, OFF_CHIP, PRESETS
 
 # Energy columns: each on-chip component of golden.energy, per inference.
 ENERGY_COLUMNS = {component: f"{component}_nJ_per_inference"
@@ -59,7 +59,7 @@ class SweepData:
 
     @classmethod
     def build(cls, networks, calibration, inputs, labels=None, layout="vector",
-              preset="isaac_reram_32nm"):
+              preset=DEFAULT_PRESET):
         """`networks`: a firmware Network, or a dict of name -> Network or SweptNetwork."""
         if not isinstance(networks, dict):
             networks = {"network": networks}
