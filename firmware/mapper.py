@@ -362,7 +362,6 @@ def lower(qnet, config):
         if isinstance(layer, QuantizedMaxPool2d):
             held[index + 1] = _pool_step(maps, layer.name, layer, source, out_shape)
             continue
-        k, n = layer.weights.shape
         row_index, padded_rows = layouts[layer.name]
         padded = padded_matrix(layer.weights, row_index, padded_rows, C)
         kb, nb = padded.shape[0] // R, padded.shape[1] // C
