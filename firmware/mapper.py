@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from golden.device import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
+from golden.timing import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 
 from .executable import Transfer
 from .layout import matrix_row_layout, padded_matrix

@@ -1,32 +1,5 @@
-"""The device model: runs a program binary on NumPy state, predicting every counter exactly.
-
-Timing contract (the RTL's sequencer implements exactly this; N = steps * adc_share):
-
-=============  =====================================================================
-every instr.   FETCH 1 + DECODE 1 (the run-end products are registered) + CHECK 1
-               (bounds compared, dispatch; HALT and errors end here; PC_OVERFLOW ends
-               at FETCH)
-PROGRAM        rows * adc_share + 1 cycles, however many tiles (a wmem entry, holding a
-               row for every tile, read every adc_share cycles; the tiles write it in the
-               adc_share cycles after its read, one phase's columns a cycle)
-MVM            pipelined in rounds of ``replicas`` vectors. A round feeds E = replicas *
-               ktiles activation entries (one amem read a cycle, into the tiles' input
-               buffers), converts N cycles, and writes G = replicas * ngroups partial
-               sums (a psum read and, a cycle later, its write, one a cycle). Round i's
-               conversion starts at S_i = E + 1 + i*P, P = max(N, E + 2, G + 1): the
-               next round is fed while this one converts, and its sums are written while
-               the next converts. The run ends after the last round's writes: E + 1 +
-               (Q - 1)*P + N + G + 2 cycles for Q = ceil(count / replicas) rounds (0 when
-               count is 0). Every round takes the same time; a short last round only
-               reads, converts and writes less.
-REQUANT        entries + 4: one psum and parameter read a cycle into the requantiser
-               pipeline (all cols lanes at once); entry i is written 4 cycles after
-               its read (an empty run: 0)
-MAX            2 per entry + 1: read one operand, read the other, and write the maximum
-               while the next entry's first operand is read (a read sees a write of the
-               same cycle, so the run behaves entry by entry); an empty run: 0
-=============  =====================================================================
-"""
+"""The device model: runs a program binary on NumPy state, predicting every counter exactly,
+per the timing contract of :mod:`golden.timing`."""
 
 from dataclasses import dataclass, field
 
@@ -38,42 +11,11 @@ from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
 from .requant import requantize
-from .timing import tile_program_cycles
+from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles,
+                     requant_cycles)
 
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
-           "check_instruction", "program_cycles", "mvm_round_cycles", "mvm_cycles",
-           "requant_cycles", "max_cycles"]
-
-FETCH_DECODE_CYCLES = 3
-REQUANT_LATENCY = 4             # psum read 1 + requantiser stages 3
-
-
-def program_cycles(config):
-    return tile_program_cycles(config) + 1
-
-
-def mvm_round_cycles(config, ktiles, ngroups, replicas):
-    """P: cycles from one round's conversion start to the next's."""
-    feeds, writes = replicas * ktiles, replicas * ngroups
-    return max(config.steps * config.adc_share, feeds + 2, writes + 1)
-
-
-def mvm_cycles(config, count, ktiles=1, ngroups=1, replicas=1):
-    if not count:
-        return 0
-    feeds, writes = replicas * ktiles, replicas * ngroups
-    rounds = -(-count // replicas)
-    return (feeds + 1 + (rounds - 1) * mvm_round_cycles(config, ktiles, ngroups, replicas)
-            + config.steps * config.adc_share + writes + 2)
-
-
-def requant_cycles(config, entries):
-    return entries + REQUANT_LATENCY if entries else 0
-
-
-def max_cycles(config, entries):
-    return 2 * entries + 1 if entries else 0
-
+           "check_instruction"]
 
 @dataclass(frozen=True)
 class QuantParams:

@@ -77,7 +77,7 @@ class CrossbarTile(wiring.Component):
     Inputs are double-buffered: the next vector is staged while the current one converts,
     and ``start`` in a conversion's last cycle begins the next one with no gap, so a tile
     started every ``steps * adc_share`` cycles converts every cycle. The sequencer times
-    the starts (every tile of an MVM in lockstep, see :mod:`golden.device`).
+    the starts (every tile of an MVM in lockstep, see :mod:`golden.timing`).
 
     Parameters
     ----------
