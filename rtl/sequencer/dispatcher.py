@@ -9,14 +9,14 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.isa import FLAG_OFFSET_INPUTS, ErrorCode, Opcode
+from golden.isa import ErrorCode, Opcode
 from golden.regmap import COUNTERS
 
 from ..crossbar_tile import CrossbarTile, tree_sum
 from .adder_tree import AdderTree
 from .decoder import InstructionDecoder
 from .max_unit import MaxUnit
-from .mvm_unit import MVMUnit
+from .mvm_unit import MVMUnit, connect_mvm
 from .ports import memory_ports
 from .program_unit import ProgramUnit
 from .requant_unit import RequantUnit
@@ -77,19 +77,11 @@ class Sequencer(wiring.Component):
         return m
 
     def _connect_tiles(self, m, tiles, tree, units, ins):
-        program, mvm = units[Opcode.PROGRAM], units[Opcode.MVM]
+        program = units[Opcode.PROGRAM]
         for t, tile in enumerate(tiles):
             m.d.comb += [tile.w_stream.valid.eq(program.valid[t]),
-                         tile.w_stream.payload.eq(program.rows[t]),
-                         tile.i_stream.valid.eq(mvm.feed[t]),
-                         tile.i_stream.payload.eq(self.amem_data),
-                         tile.start.eq(mvm.starts[t]), tile.adc_shift.eq(ins.adc_shift),
-                         tile.offset_inputs.eq((ins.flags & FLAG_OFFSET_INPUTS).any()),
-                         tree.results[t].eq(tile.result)]
-        m.d.comb += [mvm.tiles_done.eq(reduce(operator.or_, (tile.done for tile in tiles))),
-                     mvm.tiles_finishing.eq(reduce(operator.or_,
-                                                   (tile.finishing for tile in tiles))),
-                     tree.node.eq(mvm.node), mvm.group_sum.eq(tree.sum)]
+                         tile.w_stream.payload.eq(program.rows[t])]
+        connect_mvm(m, units[Opcode.MVM], tiles, tree, self.amem_data, ins)
 
     def _merge_ports(self, m, units):
         """Each memory port is the OR of the units' (a unit drives zeros while idle)."""

@@ -1,17 +1,33 @@
 """The MVM unit: three engines over rounds of ``replicas`` vectors (feed, start, write)."""
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import ACC_BITS
-from golden.isa import FLAG_ACCUMULATE
+from golden.isa import FLAG_ACCUMULATE, FLAG_OFFSET_INPUTS
 from golden.timing import mvm_cycles
 
 from .adder_tree import tree_levels
 from .ports import address_width, instruction_layout, memory_ports
 
-__all__ = ["MVMUnit"]
+__all__ = ["MVMUnit", "connect_mvm"]
+
+
+def connect_mvm(m, mvm, tiles, tree, amem_data, ins):
+    """Wire an MVM unit to the tiles it feeds and starts and to the adder tree over them
+    (`ins`: the instruction the unit runs; `amem_data`: the amem read port's data)."""
+    for t, tile in enumerate(tiles):
+        m.d.comb += [tile.i_stream.valid.eq(mvm.feed[t]), tile.i_stream.payload.eq(amem_data),
+                     tile.start.eq(mvm.starts[t]), tile.adc_shift.eq(ins.adc_shift),
+                     tile.offset_inputs.eq((ins.flags & FLAG_OFFSET_INPUTS).any()),
+                     tree.results[t].eq(tile.result)]
+    m.d.comb += [mvm.tiles_done.eq(reduce(operator.or_, (tile.done for tile in tiles))),
+                 mvm.tiles_finishing.eq(reduce(operator.or_, (tile.finishing for tile in tiles))),
+                 tree.node.eq(mvm.node), mvm.group_sum.eq(tree.sum)]
 
 
 class _Walk:
