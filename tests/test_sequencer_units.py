@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from golden import AccelConfig, crossbar_mvm, requantize
 from golden.device import check_instruction
-from golden.isa import (FIELDS, ErrorCode, Instruction, Opcode, decode, mvm, program, requant,
+from golden.isa import (FIELDS, ErrorCode, Instruction, decode, mvm, program, requant,
                         vmax)
 from golden.timing import max_cycles, mvm_cycles, program_cycles, requant_cycles
 from rtl.crossbar_tile import CrossbarTile
@@ -196,7 +196,7 @@ def test_program_offers_each_tile_its_lane_rows_in_time(config, first, tiles, la
     async def bench(ctx):
         memories = Memories(dut, {"wmem": wmem}, {})
         cycles = await run(ctx, dut, program(first, src, tiles, lanes), memories, each_cycle=watch)
-        assert cycles == program_cycles(config)
+        assert cycles == dut.delay == program_cycles(config)
 
     simulate(dut, bench)
     assert programs[0] == tiles
@@ -238,7 +238,7 @@ def test_requant_writes_each_entry_to_its_lane_block_in_time(count, lane_block, 
         cycles = await run(ctx, dut, requant(count, src, dst, 2, lane_block, *strides), memories,
                            each_cycle=lambda ctx: requantized.__setitem__(
                                0, requantized[0] + ctx.get(dut.requantizations)))
-        assert cycles == requant_cycles(config, count)
+        assert cycles == dut.delay(count) == requant_cycles(config, count)
 
     simulate(dut, bench)
     expected = background.copy()
@@ -276,7 +276,7 @@ def test_max_writes_lane_maxima_entry_by_entry_in_time(count, src, other, dst, s
     async def bench(ctx):
         memories = Memories(dut, {"amem": amem}, {"amem": 8})
         cycles = await run(ctx, dut, vmax(count, src, other, dst, *strides), memories)
-        assert cycles == max_cycles(config, count)
+        assert cycles == dut.delay(count) == max_cycles(config, count)
 
     simulate(dut, bench)
     expected = start.copy()
@@ -350,7 +350,8 @@ def test_mvm_writes_every_group_sum_in_time(config, shape, record_property):
         await harness.program(ctx, weights)
         memories = Memories(harness.mvm, {"amem": amem, "psum": psum}, {"amem": 8})
         cycles = await run(ctx, harness.mvm, instruction, memories)
-        assert cycles == mvm_cycles(config, instruction.count, K, G, R)
+        assert (cycles == harness.mvm.delay(instruction.count, K, G, R)
+                == mvm_cycles(config, instruction.count, K, G, R))
 
     simulate(harness.mvm, bench, top=harness.module)
     # The ISA's text: vector v on replica v % R; group n sums its K tiles' products.
