@@ -4,13 +4,11 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from .interface import ACC_BITS, INPUT_BITS, WEIGHT_BITS, memory_windows  # noqa: F401 (re-exported)
 from .isa import FIELDS, MAX_ADC_SHIFT, MAX_TILES
 
 __all__ = ["AccelConfig", "ConfigError"]
 
-WEIGHT_BITS = 8     # int8 weights
-INPUT_BITS = 8      # int8 activations
-ACC_BITS = 32       # int32 partial sums and tile results
 # w+ = max(w, 0) <= 127 and w- = max(-w, 0) <= 128: one magnitude bit more than w has.
 MAGNITUDE_MAX = 1 << (WEIGHT_BITS - 1)
 
@@ -119,8 +117,10 @@ class AccelConfig:
                 f"AccelConfig.adc_bits must be at least {self.lossless_adc_bits - MAX_ADC_SHIFT}"
                 f" for this crossbar (lossless {self.lossless_adc_bits} bits; an MVM's ADC "
                 f"shift reaches {MAX_ADC_SHIFT}), not {self.adc_bits!r}")
-        from .regmap import memory_windows     # checks every window fits its address span
-        memory_windows(self)
+        for window in memory_windows(self).values():
+            if not window.fits:
+                raise ConfigError(f"AccelConfig.{window.name}_depth={window.depth} entries of "
+                                  f"{window.entry_stride} bytes overflow the 1 MiB {window.name} window")
         if self.result_bound >= 1 << (ACC_BITS - 1):
             raise ConfigError(
                 f"AccelConfig.adc_bits={self.adc_bits} can produce tile results up to "

@@ -7,6 +7,7 @@ import numpy as np
 
 from .config import AccelConfig
 from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul
+from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
@@ -28,22 +29,14 @@ class QuantParams:
 
 
 def pack_quant_params(params):
-    """Four qmem words: bias, multiplier, shift | zero_point << 8 | clamp_min << 16 |
-    clamp_max << 24 (int8 fields in two's complement), 0."""
-    byte = lambda v: int(v) & 0xFF
-    return [int(params.bias) & 0xFFFF_FFFF, int(params.multiplier) & 0xFFFF_FFFF,
-            byte(params.shift) | byte(params.zero_point) << 8 | byte(params.clamp_min) << 16
-            | byte(params.clamp_max) << 24, 0]
+    """Four qmem words, by `golden.interface.QPARAM_FIELDS`."""
+    value = pack_fields(QPARAM_FIELDS, **{name: getattr(params, name) for name in QPARAM_FIELDS})
+    return [(value >> (32 * i)) & 0xFFFF_FFFF for i in range(QPARAM_BITS // 32)]
 
 
 def unpack_quant_params(words):
     """Vectorised inverse of `pack_quant_params`: a dict of int64 arrays from (n, 4) words."""
-    words = np.asarray(words, np.int64)
-    s8 = lambda v: ((v & 0xFF) ^ 0x80) - 0x80
-    return dict(bias=((words[..., 0] & 0xFFFF_FFFF) ^ 0x8000_0000) - 0x8000_0000,
-                multiplier=words[..., 1] & 0xFFFF_FFFF, shift=words[..., 2] & 0xFF,
-                zero_point=s8(words[..., 2] >> 8), clamp_min=s8(words[..., 2] >> 16),
-                clamp_max=s8(words[..., 2] >> 24))
+    return unpack_fields(QPARAM_FIELDS, words)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from golden import regmap
 from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
 
+from .layouts import status_layout
 from .axi_lite import AXI4LiteSignature, AXI4LiteTarget
 from .sequencer import Sequencer
 
@@ -129,13 +130,14 @@ class Accelerator(wiring.Component):
             with m.Else():
                 m.d.sync += counter.eq(counter + getattr(seq.events, name))
 
-        status = Signal(32)
-        m.d.comb += status.eq(Cat(seq.running, seq.done, seq.error, Signal(5),
-                                  seq.error_code, seq.error_pc))
+        status = Signal(status_layout())
+        m.d.comb += [status.busy.eq(seq.running), status.done.eq(seq.done),
+                     status.error.eq(seq.error), status.error_code.eq(seq.error_code),
+                     status.error_pc.eq(seq.error_pc)]
 
         # CSR read values (registered with the request, like the memories' data).
         csr_values = {regmap.CSR["ID"]: regmap.ID_VALUE, regmap.CSR["VERSION"]: regmap.VERSION,
-                      regmap.CSR["CONTROL"]: 0, regmap.CSR["STATUS"]: status}
+                      regmap.CSR["CONTROL"]: 0, regmap.CSR["STATUS"]: status.as_value()}
         for field, address in regmap.CAPABILITIES.items():
             csr_values[address] = getattr(c, field)
         for name in regmap.COUNTERS:

@@ -5,6 +5,7 @@ import numpy as np
 
 from golden import regmap
 from golden.device import Device
+from golden.interface import STATUS_FIELDS, pack_fields
 from golden.isa import ErrorCode
 
 from ..driver import BusError
@@ -118,9 +119,9 @@ class GoldenBus:
     def _run(self):
         result = self.device.run()
         self._counters = {k: v & 0xFFFF_FFFF for k, v in result.counters.items()}
-        self._status = ((regmap.STATUS_DONE if result.done else 0)
-                        | (regmap.STATUS_ERROR if result.error != ErrorCode.NONE else 0)
-                        | int(result.error) << 8 | (result.error_pc & 0xFFFF) << 16)
+        self._status = pack_fields(STATUS_FIELDS, done=result.done,
+                                   error=result.error != ErrorCode.NONE,
+                                   error_code=int(result.error), error_pc=result.error_pc)
 
     async def wait_done(self, timeout_s):
         return bool(self._status & (regmap.STATUS_DONE | regmap.STATUS_ERROR))

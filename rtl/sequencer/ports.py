@@ -3,33 +3,18 @@
 A unit drives its ports only while it runs (zero otherwise), so the sequencer merges its
 units' ports with an OR."""
 
-from amaranth.hdl import unsigned
-from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
-from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
-from golden.isa import FIELDS, WORDS_PER_INSTRUCTION
+from golden.interface import ACC_BITS, INPUT_BITS, QPARAM_BITS, WEIGHT_BITS
+from golden.isa import WORDS_PER_INSTRUCTION
 
-__all__ = ["address_width", "memory_ports", "instruction_layout", "QPARAM_BITS"]
+from ..layouts import instruction_layout
 
-QPARAM_BITS = 128             # a qmem lane: golden.device.pack_quant_params's four words
+__all__ = ["address_width", "memory_ports", "instruction_layout"]
 
 
 def address_width(depth):
     return max(1, (depth - 1).bit_length())
-
-
-def instruction_layout():
-    """The 128-bit instruction as a Struct, built from golden.isa.FIELDS (bits no field
-    names are `unused`)."""
-    fields, position = {}, 0
-    for name, (lsb, width) in sorted(FIELDS.items(), key=lambda item: item[1][0]):
-        if lsb != position:
-            raise AssertionError(f"gap before instruction field {name}")
-        fields[name] = unsigned(width)
-        position = lsb + width
-    fields["unused"] = unsigned(32 * WORDS_PER_INSTRUCTION - position)
-    return data.StructLayout(fields)
 
 
 def memory_ports(config, *names):

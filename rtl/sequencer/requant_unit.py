@@ -1,24 +1,17 @@
 """The REQUANT unit: one requantiser per column lane, fed an entry a cycle."""
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.config import ACC_BITS
+from golden.interface import ACC_BITS, QPARAM_BITS
 from golden.timing import REQUANT_LATENCY, requant_cycles
 
 from ..requantizer import Requantizer
-from .ports import QPARAM_BITS, instruction_layout, memory_ports
+from ..layouts import qparam_layout
+from .ports import instruction_layout, memory_ports
 
-__all__ = ["RequantUnit", "quant_layout"]
-
-
-def quant_layout():
-    """A qmem lane, as golden.device.pack_quant_params packs it."""
-    return data.StructLayout({
-        "bias": signed(32), "multiplier": unsigned(32), "shift": unsigned(8),
-        "zero_point": signed(8), "clamp_min": signed(8), "clamp_max": signed(8),
-        "reserved": unsigned(32)})
+__all__ = ["RequantUnit"]
 
 
 class RequantUnit(wiring.Component):
@@ -57,7 +50,7 @@ class RequantUnit(wiring.Component):
         requantizers = [Requantizer() for _ in range(c.cols)]
         for k, requantizer in enumerate(requantizers):
             m.submodules[f"requantizer{k}"] = requantizer
-            params = data.View(quant_layout(), self.qmem_data[k * QPARAM_BITS:(k + 1) * QPARAM_BITS])
+            params = data.View(qparam_layout(), self.qmem_data[k * QPARAM_BITS:(k + 1) * QPARAM_BITS])
             m.d.comb += [requantizer.acc.eq(self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]),
                          requantizer.bias.eq(params.bias),
                          requantizer.multiplier.eq(params.multiplier),
@@ -69,12 +62,11 @@ class RequantUnit(wiring.Component):
 
         busy = Signal()
         to_read = Signal(16)                          # entries not yet read
-        to_write = Signal(16)
         src = Signal.like(self.psum_addr)
         dst = Signal.like(self.amem_waddr)
         in_flight = Signal(REQUANT_LATENCY)           # an entry at each stage
         with m.If(self.start):
-            m.d.sync += [busy.eq(1), to_read.eq(ins.count), to_write.eq(ins.count),
+            m.d.sync += [busy.eq(1), to_read.eq(ins.count),
                          src.eq(ins.src), dst.eq(ins.dst), in_flight.eq(0)]
         with m.If(busy):
             reading = to_read != 0
@@ -91,8 +83,8 @@ class RequantUnit(wiring.Component):
                 for b in range(blocks):
                     with m.If(ins.aux2 == b):
                         m.d.comb += self.amem_wen.eq(((1 << c.cols) - 1) << (b * c.cols))
-                m.d.sync += [to_write.eq(to_write - 1), dst.eq(dst + ins.dst_stride)]
-                with m.If(to_write == 1):
+                m.d.sync += dst.eq(dst + ins.dst_stride)
+                with m.If((to_read == 0) & (in_flight[:-1] == 0)):    # the last entry
                     m.d.comb += self.done.eq(1)
                     m.d.sync += busy.eq(0)
         return m
