@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 import golden
 from golden.config import ACC_BITS
+from golden.timing import REQUANTIZER_STAGES
 
 __all__ = ["Requantizer"]
 
@@ -30,7 +31,7 @@ class Requantizer(wiring.Component):
     """
 
     model = staticmethod(golden.requantize)
-    latency = 3
+    latency = REQUANTIZER_STAGES
 
     acc: In(signed(32))
     bias: In(signed(32))
