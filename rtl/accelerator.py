@@ -6,7 +6,6 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden import regmap
-from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
 
 from .layouts import status_layout
 from .axi_lite import AXI4LiteSignature, AXI4LiteTarget
@@ -51,81 +50,96 @@ class Accelerator(wiring.Component):
         super().__init__({"axi": In(AXI4LiteSignature(regmap.ADDRESS_BITS)), "done": Out(1)})
 
     def elaborate(self, platform):
-        c = self.config
         m = Module()
         m.submodules.axi = target = AXI4LiteTarget(regmap.ADDRESS_BITS)
         wiring.connect(m, wiring.flipped(self.axi), target.axi)
         bus = target.bus
 
         start, soft_reset = Signal(), Signal()
-        seq = Sequencer(c)
+        seq = Sequencer(self.config)
         m.submodules.sequencer = ResetInserter(soft_reset)(seq)
         m.d.comb += [seq.start.eq(start), self.done.eq(seq.done | seq.error)]
 
-        # Memories: one read and one write port each, the host's while the sequencer idles.
-        shapes = {"imem": (128, 32), "wmem": (c.tiles * c.cols * WEIGHT_BITS, 8),
-                  "amem": (c.rows * INPUT_BITS, 8), "psum": (c.cols * ACC_BITS, 32),
-                  "qmem": (c.cols * 128, 32)}
-        ports = {}
-        for name, (width, granularity) in shapes.items():
-            memory = Memory(shape=unsigned(width), depth=self.windows[name].depth, init=[])
-            m.submodules[name] = memory
-            ports[name] = (memory.read_port(), memory.write_port(granularity=granularity),
-                           granularity)
+        ports = self._memories(m)
+        host = self._host_decode(bus)
+        host_may_access = ~seq.running
+        memory_hit = Cat(host["hits"].values()).any()
+        self._share_ports(m, seq, ports, bus, host)
+        read_csr, read_csr_hit = self._csr_reads(m, seq, host, start | soft_reset)
+        self._read_response(m, bus, ports, host, read_csr, read_csr_hit, memory_hit,
+                            host_may_access)
 
-        # Host address decode (the cycle of the request).
+        # Writes: CONTROL is the only writable CSR.
+        control_hit = host["csr_hit"] & (host["offset"] == regmap.CSR["CONTROL"])
+        with m.If(bus.w_en):
+            with m.If(control_hit):
+                m.d.comb += [start.eq(bus.w_data[0] & ~seq.running & ~bus.w_data[1]),
+                             soft_reset.eq(bus.w_data[1])]
+            with m.Elif(~(memory_hit & host_may_access)):
+                m.d.comb += bus.w_err.eq(1)
+        return m
+
+    def _memories(self, m):
+        """One read and one write port per memory, an entry as its window lays it out."""
+        ports = {}
+        for name, window in self.windows.items():
+            memory = Memory(shape=unsigned(window.lanes * window.lane_bits), depth=window.depth,
+                            init=[])
+            m.submodules[name] = memory
+            ports[name] = (memory.read_port(), memory.write_port(granularity=window.lane_bits),
+                           window.lane_bits)
+        return ports
+
+    def _host_decode(self, bus):
+        """The host request's window, entry and word (the cycle of the request)."""
         window_index = bus.addr[WINDOW_SHIFT:]
         offset = bus.addr[:WINDOW_SHIFT]
-        host_hits, host_words, host_entries = {}, {}, {}
+        host = {"window_index": window_index, "offset": offset, "csr_hit": window_index == 0,
+                "hits": {}, "words": {}, "entries": {}}
         for name, window in self.windows.items():
             stride_bits = (window.entry_stride - 1).bit_length()
             entry, word = offset[stride_bits:], offset[2:stride_bits]
-            host_hits[name] = ((window_index == window.base >> WINDOW_SHIFT)
-                               & (entry < window.depth) & (word < window.entry_words)
-                               & (offset[:2] == 0))
-            host_words[name], host_entries[name] = word, entry
-        csr_hit = window_index == 0
-        memory_hit = Cat(host_hits.values()).any()
+            host["hits"][name] = ((window_index == window.base >> WINDOW_SHIFT)
+                                  & (entry < window.depth) & (word < window.entry_words)
+                                  & (offset[:2] == 0))
+            host["words"][name], host["entries"][name] = word, entry
+        return host
 
-        seq_read = {"imem": (seq.imem_addr, seq.imem_en, seq.imem_data),
-                    "wmem": (seq.wmem_addr, seq.wmem_en, seq.wmem_data),
-                    "amem": (seq.amem_addr, seq.amem_en, seq.amem_data),
-                    "psum": (seq.psum_addr, seq.psum_en, seq.psum_data),
-                    "qmem": (seq.qmem_addr, seq.qmem_en, seq.qmem_data)}
-        seq_write = {"amem": (seq.amem_waddr, seq.amem_wen, seq.amem_wdata),
-                     "psum": (seq.psum_waddr, seq.psum_wen, seq.psum_wdata)}
-        host_may_access = ~seq.running
+    def _share_ports(self, m, seq, ports, bus, host):
+        """Each memory's ports: the sequencer's while it runs, the host's otherwise."""
         for name, (read, write, granularity) in ports.items():
-            addr, en, data_ = seq_read[name]
+            port = lambda suffix: getattr(seq, f"{name}_{suffix}")
             if name in ("amem", "psum"):
-                m.d.comb += data_.eq(_write_through(m, name, read, write, granularity))
+                m.d.comb += port("data").eq(_write_through(m, name, read, write, granularity))
             else:
-                m.d.comb += data_.eq(read.data)
+                m.d.comb += port("data").eq(read.data)
             with m.If(seq.running):
-                m.d.comb += [read.addr.eq(addr), read.en.eq(en)]
-                if name in seq_write:
-                    waddr, wen, wdata = seq_write[name]
+                m.d.comb += [read.addr.eq(port("addr")), read.en.eq(port("en"))]
+                if hasattr(seq, f"{name}_wen"):
+                    wen = port("wen")
                     if len(wen) == 1:       # whole-entry write enable to every granule
                         wen = wen.replicate(len(write.en))
-                    m.d.comb += [write.addr.eq(waddr), write.en.eq(wen), write.data.eq(wdata)]
+                    m.d.comb += [write.addr.eq(port("waddr")), write.en.eq(wen),
+                                 write.data.eq(port("wdata"))]
             with m.Else():
-                host_word = host_words[name]
-                m.d.comb += [read.addr.eq(host_entries[name]),
-                             read.en.eq(bus.r_en & host_hits[name]),
-                             write.addr.eq(host_entries[name]),
+                hit, entry = host["hits"][name], host["entries"][name]
+                m.d.comb += [read.addr.eq(entry), read.en.eq(bus.r_en & hit),
+                             write.addr.eq(entry),
                              # every word of the entry sees the bus word; an entry narrower
                              # than a word (a wmem of 1 tile x 1 col) takes its low bits
                              write.data.eq(bus.w_data.replicate(-(-len(write.data) // 32))
                                            [:len(write.data)])]
-                with m.If(bus.w_en & host_hits[name]):
+                with m.If(bus.w_en & hit):
                     lanes_per_word = 32 // granularity
                     strobes = (bus.w_strb if granularity == 8 else bus.w_strb.any())
-                    m.d.comb += write.en.eq(strobes << (host_word * lanes_per_word))
+                    m.d.comb += write.en.eq(strobes << (host["words"][name] * lanes_per_word))
 
-        # Counters: cleared by start and soft reset, summed from the sequencer's events.
+    def _csr_reads(self, m, seq, host, clear):
+        """The CSR at the request's offset, and whether there is one. The counters sum the
+        sequencer's events; `clear` (start or soft reset) zeroes them."""
         counters = {name: Signal(32, name=f"counter_{name}") for name in regmap.COUNTERS}
         for name, counter in counters.items():
-            with m.If(start | soft_reset):
+            with m.If(clear):
                 m.d.sync += counter.eq(0)
             with m.Else():
                 m.d.sync += counter.eq(counter + getattr(seq.events, name))
@@ -134,23 +148,24 @@ class Accelerator(wiring.Component):
         m.d.comb += [status.busy.eq(seq.running), status.done.eq(seq.done),
                      status.error.eq(seq.error), status.error_code.eq(seq.error_code),
                      status.error_pc.eq(seq.error_pc)]
-
-        # CSR read values (registered with the request, like the memories' data).
         csr_values = {regmap.CSR["ID"]: regmap.ID_VALUE, regmap.CSR["VERSION"]: regmap.VERSION,
                       regmap.CSR["CONTROL"]: 0, regmap.CSR["STATUS"]: status.as_value()}
         for field, address in regmap.CAPABILITIES.items():
-            csr_values[address] = getattr(c, field)
+            csr_values[address] = getattr(self.config, field)
         for name in regmap.COUNTERS:
             csr_values[regmap.counter_address(name)] = counters[name]
 
-        read_csr = Signal(32)
-        read_csr_hit = Signal()
-        with m.Switch(offset):
+        read_csr, read_csr_hit = Signal(32), Signal()
+        with m.Switch(host["offset"]):
             for address, value in csr_values.items():
                 with m.Case(address):
-                    m.d.comb += [read_csr.eq(value), read_csr_hit.eq(csr_hit)]
+                    m.d.comb += [read_csr.eq(value), read_csr_hit.eq(host["csr_hit"])]
+        return read_csr, read_csr_hit
 
-        # Read response, one cycle after r_en.
+    def _read_response(self, m, bus, ports, host, read_csr, read_csr_hit, memory_hit,
+                       host_may_access):
+        """The read response, one cycle after r_en (registered with the request, like the
+        memories' data); SLVERR for no CSR and no memory the host may read now."""
         last_value, last_err = Signal(32), Signal()
         last_memory = {name: Signal(name=f"read_{name}") for name in ports}
         # wide enough for the widest entry (a qmem entry is 4 x cols words: 512 at 128 cols)
@@ -159,11 +174,11 @@ class Accelerator(wiring.Component):
             m.d.sync += [last_value.eq(read_csr),
                          last_err.eq(~read_csr_hit & ~(memory_hit & host_may_access))]
             for name in ports:
-                m.d.sync += last_memory[name].eq(host_hits[name] & host_may_access)
-            with m.Switch(window_index):
+                m.d.sync += last_memory[name].eq(host["hits"][name] & host_may_access)
+            with m.Switch(host["window_index"]):
                 for name, window in self.windows.items():
                     with m.Case(window.base >> WINDOW_SHIFT):
-                        m.d.sync += last_word.eq(host_words[name])
+                        m.d.sync += last_word.eq(host["words"][name])
         m.d.comb += [bus.r_err.eq(last_err), bus.r_data.eq(last_value)]
         for name, (read, _, _) in ports.items():
             words = [read.data[32 * i:32 * (i + 1)] for i in range(self.windows[name].entry_words)]
@@ -172,13 +187,3 @@ class Accelerator(wiring.Component):
                     for i, w in enumerate(words):
                         with m.Case(i):
                             m.d.comb += bus.r_data.eq(w)
-
-        # Writes: CONTROL is the only writable CSR.
-        control_hit = csr_hit & (offset == regmap.CSR["CONTROL"])
-        with m.If(bus.w_en):
-            with m.If(control_hit):
-                m.d.comb += [start.eq(bus.w_data[0] & ~seq.running & ~bus.w_data[1]),
-                             soft_reset.eq(bus.w_data[1])]
-            with m.Elif(~(memory_hit & host_may_access)):
-                m.d.comb += bus.w_err.eq(1)
-        return m
