@@ -14,7 +14,7 @@ from .codegen import segment_images, segment_program
 from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
                      channel_bands, input_band, input_bands, output_cols, output_rows,
-                     place_segment, resident_tiles, segment_steps, segment_tensors,
+                     place_segment, segment_steps, segment_tensors,
                      tensor_entries)
 from .quantize import QuantizedConv2d
 
@@ -546,22 +546,6 @@ def _summary(qnet, network_map, exe):
                          f"stay on chip between parts")
             i += len(parts)
     return lines
-
-
-def resident_config_hint(network_map):
-    """What would hold the network as one segment, at one sample a batch, and what would
-    keep every weight block in a tile of its own."""
-    c, m = network_map.config, network_map
-    whole = Segment((), {}, {}, {})
-    for s in range(len(m.steps)):
-        whole = _merge(whole, _whole(m.steps, s))
-    place = place_segment(m.steps, whole, 1, c.amem_depth)
-    program = len(segment_program(m, whole, place).inference)
-    need = {"wmem_depth": whole.slots * c.rows, "qmem_depth": len(place.qentry),
-            "amem_depth": place.amem_used, "psum_depth": place.psum_used, "imem_depth": program}
-    return (", ".join(f"{name} >= {value}" for name, value in need.items())
-            + f" (one segment at batch 1); tiles >= {resident_tiles(whole)[1]} to keep every "
-              f"block in a tile")
 
 
 def _calibrate_adc(qnet, network_map, adc_calibration):
