@@ -18,6 +18,7 @@ from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles
 __all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
            "check_instruction"]
 
+
 @dataclass(frozen=True)
 class QuantParams:
     bias: int

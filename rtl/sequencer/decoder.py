@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from golden.device import check_instruction
 from golden.isa import ErrorCode, Opcode
 
-from .ports import address_width, instruction_layout
+from .ports import address_width, instruction_layout, tile_widths
 
 __all__ = ["InstructionDecoder"]
 
@@ -66,8 +66,7 @@ class InstructionDecoder(wiring.Component):
         c = self.config
         word = data.View(instruction_layout(), self.word)
         bits, ends_width = self._widths()
-        tile_bits = address_width(c.tiles) + 1      # a tile index, or a count of tiles
-        legal_log = address_width(tile_bits + 1)    # bits of the log2 of a legal tile count
+        tile_bits, legal_log = tile_widths(c)
         beyond_all = (1 << ends_width) - 1
 
         def run_end(base, stride, count):
@@ -100,8 +99,7 @@ class InstructionDecoder(wiring.Component):
     def _checks(self, ins, ends):
         """Per opcode, (failed, code) in golden.device.check_instruction's order."""
         c = self.config
-        tile_bits = address_width(c.tiles) + 1
-        legal_log = address_width(tile_bits + 1)
+        tile_bits, legal_log = tile_widths(c)
 
         def past(end, depth):
             return (ins.count != 0) & (end >= depth)

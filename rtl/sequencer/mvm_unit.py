@@ -12,7 +12,7 @@ from golden.isa import FLAG_ACCUMULATE, FLAG_OFFSET_INPUTS
 from golden.timing import mvm_cycles
 
 from .adder_tree import tree_levels
-from .ports import address_width, instruction_layout, memory_ports
+from .ports import address_width, instruction_layout, memory_ports, tile_widths
 
 __all__ = ["MVMUnit", "connect_mvm"]
 
@@ -99,7 +99,7 @@ class MVMUnit(wiring.Component):
         c = self.config
         m = Module()
         ins = self.instruction
-        tile_bits = address_width(c.tiles) + 1       # a tile index, or a count of tiles
+        tile_bits, _ = tile_widths(c)
         address_bits = address_width(max(c.wmem_depth, c.amem_depth, c.psum_depth))
         busy = Signal()
         shape = self._shape(m, tile_bits)
@@ -126,7 +126,7 @@ class MVMUnit(wiring.Component):
         c = self.config
         ins = self.instruction
         klog, nlog, rlog = ins.ktiles_log2, ins.ngroups_log2, ins.replicas_log2
-        legal_log = address_width(tile_bits + 1)     # bits of the log2 of a legal count
+        _, legal_log = tile_widths(c)
         n_conv = c.steps * c.adc_share
         one = Const(1, tile_bits + 1)
         shape = {

@@ -5,16 +5,22 @@ units' ports with an OR."""
 
 from amaranth.lib.wiring import In, Out
 
-from golden.interface import ACC_BITS, INPUT_BITS, QPARAM_BITS, WEIGHT_BITS
-from golden.isa import WORDS_PER_INSTRUCTION
+from golden.interface import memory_windows
 
 from ..layouts import instruction_layout
 
-__all__ = ["address_width", "memory_ports", "instruction_layout"]
+__all__ = ["address_width", "tile_widths", "memory_ports", "instruction_layout"]
 
 
 def address_width(depth):
     return max(1, (depth - 1).bit_length())
+
+
+def tile_widths(config):
+    """Bits of a tile index or count (`tiles` itself fits), and of the log2 of a legal
+    tile count."""
+    tile_bits = address_width(config.tiles) + 1
+    return tile_bits, address_width(tile_bits + 1)
 
 
 def memory_ports(config, *names):
@@ -22,9 +28,8 @@ def memory_ports(config, *names):
     out, ``mem_data`` in a cycle after) or a write port `mem_write` (``mem_waddr``,
     ``mem_wen`` (a bit per lane for amem), ``mem_wdata``)."""
     c = config
-    entry_bits = {"imem": 32 * WORDS_PER_INSTRUCTION, "wmem": c.tiles * c.cols * WEIGHT_BITS,
-                  "amem": c.rows * INPUT_BITS, "psum": c.cols * ACC_BITS,
-                  "qmem": c.cols * QPARAM_BITS}
+    entry_bits = {name: window.lanes * window.lane_bits
+                  for name, window in memory_windows(config).items()}
     members = {}
     for name in names:
         memory = name.removesuffix("_write")
