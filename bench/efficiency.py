@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from firmware.compiler import compile_network
-from firmware.prune import prune_blocks
-from firmware.quantize import quantize
-from firmware.report import format_table
-from firmware.runtime import run_golden
-from firmware.train import init_mlp
+from firmware.compiler.pipeline import compile_network
+from firmware.compiler.prune import prune_blocks
+from firmware.compiler.quantize import quantize
+from firmware.runtime.report import format_table
+from firmware.runtime.run import run_golden
+from firmware.frontend.train import init_mlp
 from golden import AccelConfig, isa
 from tessera.digits import MODELS
 from tessera.mnist import lenet5

@@ -94,10 +94,10 @@ def network_on_rtl(config, samples):
 
     import numpy as np
 
-    from firmware.compiler import compile_network
-    from firmware.quantize import quantize
-    from firmware.runtime import run_golden
-    from firmware.train import init_mlp
+    from firmware.compiler.pipeline import compile_network
+    from firmware.compiler.quantize import quantize
+    from firmware.runtime.run import run_golden
+    from firmware.frontend.train import init_mlp
     from sim.network import run_executable_on_rtl
 
     rng = np.random.default_rng(0)

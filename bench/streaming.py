@@ -17,12 +17,12 @@ import time
 import numpy as np
 
 from firmware import Driver
-from firmware.compiler import compile_network
-from firmware.network import Dense, Network
-from firmware.quantize import quantize
-from firmware.report import energy_summary
-from firmware.runtime import run_executable
-from firmware.transports import GoldenBus
+from firmware.compiler.pipeline import compile_network
+from firmware.frontend.network import Dense, Network
+from firmware.compiler.quantize import quantize
+from firmware.runtime.report import energy_summary
+from firmware.runtime.run import run_executable
+from firmware.runtime.transports import GoldenBus
 from golden import AccelConfig
 from golden.device import Device
 from golden.energy import DEFAULT_PRESET

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler import compile_network
-from firmware.network import NetworkError
-from firmware.onnx_io import load_onnx_model
-from firmware.onnx_reference import quantize_with_onnxruntime, run_reference
-from firmware.quantize import CalibrationWarning, quantize
-from firmware.report import energy_summary, format_table
-from firmware.runtime import run_golden
+from firmware.compiler.pipeline import compile_network
+from firmware.frontend.network import NetworkError
+from firmware.frontend.onnx_io import load_onnx_model
+from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference
+from firmware.compiler.quantize import CalibrationWarning, quantize
+from firmware.runtime.report import energy_summary, format_table
+from firmware.runtime.run import run_golden
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET
 from tessera.zoo import build

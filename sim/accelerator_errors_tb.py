@@ -3,7 +3,7 @@ errors, against golden.device.Device (environment as `sim.accelerator_tb`)."""
 
 import cocotb
 
-from firmware.driver import BusError
+from firmware.runtime.driver import BusError
 from golden import isa, regmap
 from golden.isa import ErrorCode
 

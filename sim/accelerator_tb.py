@@ -20,7 +20,7 @@ from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 import golden
-from firmware.driver import Driver
+from firmware.runtime.driver import Driver
 from golden import isa
 from golden.device import Device
 

@@ -3,7 +3,7 @@
 from cocotb.triggers import First, RisingEdge, SimTimeoutError, Timer, with_timeout
 from cocotbext.axi import AxiResp
 
-from firmware.driver import BusError
+from firmware.runtime.driver import BusError
 
 __all__ = ["CocotbAxiBus"]
 

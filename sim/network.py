@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import rtl
-from firmware.executable import load_executable
+from firmware.runtime.executable import load_executable
 
 from .runner import inputs_file, run_component
 

@@ -13,9 +13,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from firmware.driver import Driver
-from firmware.executable import load_executable
-from firmware.runtime import run_executable
+from firmware.runtime.driver import Driver
+from firmware.runtime.executable import load_executable
+from firmware.runtime.run import run_executable
 
 from .axi_transport import CocotbAxiBus
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from firmware.executable import load_executable
+from firmware.runtime.executable import load_executable
 from rtl.uart_top import UartAccelerator
 
 from .runner import inputs_file, run_component

@@ -1,4 +1,4 @@
-"""A byte link over cocotbext-uart models, for firmware.transports.SerialBus in simulation."""
+"""A byte link over cocotbext-uart models, for firmware.runtime.transports.SerialBus in simulation."""
 
 from cocotb.triggers import SimTimeoutError, with_timeout
 

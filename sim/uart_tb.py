@@ -14,10 +14,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.uart import UartSink, UartSource
 
-from firmware.driver import BusError, Driver
-from firmware.executable import load_executable
-from firmware.runtime import run_executable
-from firmware.transports.serial_bus import SerialBus
+from firmware.runtime.driver import BusError, Driver
+from firmware.runtime.executable import load_executable
+from firmware.runtime.run import run_executable
+from firmware.runtime.transports.serial_bus import SerialBus
 from golden import bridge, regmap
 
 from .uart_link import CocotbUartLink

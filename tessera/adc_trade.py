@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler import LossyAdcWarning, compile_network
-from firmware.quantize import quantize
-from firmware.report import energy_summary, format_table, layer_energy, plot_layer_energy
-from firmware.runtime import run_golden
-from firmware.train import train
+from firmware.compiler.pipeline import LossyAdcWarning, compile_network
+from firmware.compiler.quantize import quantize
+from firmware.runtime.report import energy_summary, format_table, layer_energy, plot_layer_energy
+from firmware.runtime.run import run_golden
+from firmware.frontend.train import train
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET, PRESETS
 

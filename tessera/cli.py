@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.quantize import PERCENTILE_LOW
+from firmware.compiler.quantize import PERCENTILE_LOW
 from golden import AccelConfig
 
 DEFAULT_BUILD = Path("build")
@@ -251,15 +251,15 @@ def load_array(path, what):
 def load_network(path):
     """(float Network, input layout, the model's own quantisation or None, a final
     Softmax/LogSoftmax/ArgMax or None) from an .onnx
-    model (NCHW images, see :mod:`firmware.onnx_io`; a QDQ or QOperator model brings its
+    model (NCHW images, see :mod:`firmware.frontend.onnx_io`; a QDQ or QOperator model brings its
     scales) or an .npz holding w0, b0, w1, b1, ... (float, weights (in, out)) and
     optionally `relu`, one bool per layer (default: all but the last)."""
     from firmware.data_files import check_readable, describe_bytes, read_npz
-    from firmware.network import Dense, Network
+    from firmware.frontend.network import Dense, Network
 
     path = check_readable(path, "network")
     if path.suffix == ".onnx":
-        from firmware.onnx_io import load_onnx_model
+        from firmware.frontend.onnx_io import load_onnx_model
         model = load_onnx_model(path)
         layout = "NCHW" if len(model.network.input_shape) == 3 else "vector"
         return model.network, layout, model.quant, model.head
@@ -342,8 +342,8 @@ PRUNING_AGREEMENT_WARNING = 0.95     # top-1 agreement with the unpruned model b
 def prune_honestly(args, network, layout, calibration, config):
     """Block-prune; fine-tune with the mask held when training data is given; then say how
     far the pruned model's outputs are from the unpruned one's, and warn when far."""
-    from firmware.prune import prune_blocks
-    from firmware.train import train
+    from firmware.compiler.prune import prune_blocks
+    from firmware.frontend.train import train
 
     if bool(args.train) != bool(args.labels):
         raise UsageError("fine-tuning needs both --train (inputs) and --labels")
@@ -379,9 +379,9 @@ def prune_honestly(args, network, layout, calibration, config):
 
 
 def cmd_compile(args):
-    from firmware.compiler import LossyAdcWarning, compile_network
-    from firmware.mapper import MappingError
-    from firmware.quantize import CalibrationWarning, quantize
+    from firmware.compiler.pipeline import LossyAdcWarning, compile_network
+    from firmware.compiler.mapper import MappingError
+    from firmware.compiler.quantize import CalibrationWarning, quantize
 
     config = config_from_args(args)
     refuse_overwrite(args.out, {"network": args.network, "--calibration": args.calibration,
@@ -424,9 +424,9 @@ CLIPPING_WARNING = 0.01         # inputs clipped by the input quantisation above
 
 def cmd_run(args):
     from firmware.data_files import record_digest
-    from firmware.executable import load_executable
-    from firmware.report import energy_summary
-    from firmware.runtime import run_golden
+    from firmware.runtime.executable import load_executable
+    from firmware.runtime.report import energy_summary
+    from firmware.runtime.run import run_golden
 
     refuse_overwrite(args.out, {"executable": args.compiled, "--inputs": args.inputs,
                                 "--labels": args.labels})
@@ -581,7 +581,7 @@ def report_record(record, config, summary):
 
 def cmd_report(args):
     from firmware.data_files import check_readable, record_digest
-    from firmware.report import energy_summary
+    from firmware.runtime.report import energy_summary
 
     path = check_readable(args.run, "run")
     try:
@@ -651,7 +651,7 @@ def cmd_sweep(args):
 
 def sweep_summary(result, data):
     """The failed points, the Pareto front and the RTL checks, as text."""
-    from firmware.report import format_table
+    from firmware.runtime.report import format_table
     from tessera.sweep import quality_metric
 
     rows, metric = result.rows, quality_metric(result.rows)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler import compile_network
-from firmware.executable import load_executable
-from firmware.prune import prune_blocks
-from firmware.quantize import quantize
-from firmware.report import energy_summary, format_table, layer_energy, plot_layer_energy
-from firmware.runtime import run_golden
-from firmware.train import accuracy, init_cnn, init_mlp, train
+from firmware.compiler.pipeline import compile_network
+from firmware.runtime.executable import load_executable
+from firmware.compiler.prune import prune_blocks
+from firmware.compiler.quantize import quantize
+from firmware.runtime.report import energy_summary, format_table, layer_energy, plot_layer_energy
+from firmware.runtime.run import run_golden
+from firmware.frontend.train import accuracy, init_cnn, init_mlp, train
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET, PRESETS
 
@@ -83,7 +83,7 @@ def export_onnx(network, pixel_order, path):
     first layer's rows), for `tessera compile`."""
     import onnx
 
-    from firmware.onnx_io import to_onnx
+    from firmware.frontend.onnx_io import to_onnx
     if pixel_order is not None:
         first = network.layers[0]
         raw = np.empty_like(first.weights)

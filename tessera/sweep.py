@@ -40,7 +40,7 @@ INTEGER_COLUMNS = ("point",) + CONFIG_FIELDS + ("samples", "segments", "batch", 
 @dataclass(frozen=True)
 class SweptNetwork:
     """A network of the sweep as the user gave it (float, unpruned), and what goes with it."""
-    network: object              # firmware.network.Network
+    network: object              # firmware.frontend.network.Network
     given: object = None         # its own quantisation (a QDQ/QOperator ONNX), or None
     head: object = None          # a final Softmax/LogSoftmax/ArgMax left to the host, or None
 
@@ -127,9 +127,9 @@ def _row_head(point):
 
 def _compile_point(point, data):
     """(config, Executable, achieved weight sparsity) of a point: prune, quantise, compile."""
-    from firmware.compiler import LossyAdcWarning, compile_network
-    from firmware.prune import prune_blocks
-    from firmware.quantize import quantize
+    from firmware.compiler.pipeline import LossyAdcWarning, compile_network
+    from firmware.compiler.prune import prune_blocks
+    from firmware.compiler.quantize import quantize
 
     config = AccelConfig(**point.config)
     swept = data.networks[point.network]
@@ -148,8 +148,8 @@ def _compile_point(point, data):
 def evaluate_point(point, data):
     """One sweep point on the golden model: its row. Any failure (an invalid config, a
     network that does not map) becomes the row's `error`; the sweep goes on."""
-    from firmware.report import energy_summary
-    from firmware.runtime import run_golden
+    from firmware.runtime.report import energy_summary
+    from firmware.runtime.run import run_golden
 
     started = time.perf_counter()
     row = _row_head(point)
@@ -186,7 +186,7 @@ def evaluate_point(point, data):
 def check_point_on_rtl(point, data, sample_indices):
     """A point's executable run on its config's RTL (Verilator) and on the golden model for
     the samples `sample_indices`: whether outputs and every counter are equal."""
-    from firmware.runtime import run_golden
+    from firmware.runtime.run import run_golden
     from sim.network import run_executable_on_rtl
 
     started = time.perf_counter()

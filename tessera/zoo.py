@@ -124,7 +124,7 @@ class GraphBuilder:
     def model(self, output, samples):
         """The ONNX model ending at `output`, each BatchNormalization's statistics set to
         its input's mean and variance over `samples` (NCHW float32), in graph order."""
-        from firmware.onnx_reference import run_reference
+        from firmware.frontend.onnx_reference import run_reference
         for index in self.batchnorms:
             node = self.nodes[index]
             seen = run_reference(self._graph(self.nodes[:index], node.input[0]), samples)

@@ -7,8 +7,8 @@ import pytest
 @pytest.fixture(scope="session")
 def small_network():
     """A quantised 32-16-10 network and its int8 inputs, as the RTL network tests run it."""
-    from firmware.network import Dense, Network
-    from firmware.quantize import quantize
+    from firmware.frontend.network import Dense, Network
+    from firmware.compiler.quantize import quantize
 
     def build(seed, samples):
         rng = np.random.default_rng(seed)
@@ -23,8 +23,8 @@ def small_network():
 @pytest.fixture
 def residual_mlp():
     """A quantised 64-48-48(+skip from the first layer)-10 network and its int8 inputs."""
-    from firmware.network import Add, Dense, Network
-    from firmware.quantize import quantize
+    from firmware.frontend.network import Add, Dense, Network
+    from firmware.compiler.quantize import quantize
 
     def build(seed, samples):
         rng = np.random.default_rng(seed)

@@ -6,11 +6,11 @@ import warnings
 import numpy as np
 import pytest
 
-from firmware.adc_calibration import choose_adc_ranges, measure_ranges
-from firmware.compiler import LossyAdcWarning, compile_network, map_network
-from firmware.network import Dense, Network
-from firmware.quantize import quantize
-from firmware.runtime import run_golden
+from firmware.compiler.adc_calibration import choose_adc_ranges, measure_ranges
+from firmware.compiler.pipeline import LossyAdcWarning, compile_network, map_network
+from firmware.frontend.network import Dense, Network
+from firmware.compiler.quantize import quantize
+from firmware.runtime.run import run_golden
 from golden import AccelConfig, isa
 from test_crossbar_golden import scalar_crossbar
 
@@ -86,7 +86,7 @@ def test_relu_outputs_take_offset_binary_inputs():
 def test_offset_inputs_are_exact_on_a_lossless_config(monkeypatch):
     """The bias's correction, 128 x each column's weight sum, is exact: with every layer
     forced to offset-binary inputs, a lossless config still equals the int8 reference."""
-    import firmware.compiler as compiler
+    import firmware.compiler.pipeline as compiler
 
     network, x = relu_mlp(np.random.default_rng(9))
     qnet = quantize(network, x)

@@ -5,11 +5,11 @@ windows' halo included) written by the host and its output rows read back."""
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_network
-from firmware.executable import ExecutableError, load_executable
-from firmware.network import Conv2d, Dense, Flatten, MaxPool2d, Network
-from firmware.quantize import quantize
-from firmware.runtime import run_golden
+from firmware.compiler.pipeline import compile_network
+from firmware.runtime.executable import ExecutableError, load_executable
+from firmware.frontend.network import Conv2d, Dense, Flatten, MaxPool2d, Network
+from firmware.compiler.quantize import quantize
+from firmware.runtime.run import run_golden
 from golden import AccelConfig
 
 SMALL = AccelConfig(amem_depth=128, psum_depth=128)
@@ -78,8 +78,8 @@ def test_convolutions_too_big_for_amem_run_in_bands_equal_to_the_int8_reference(
 def test_the_tallest_band_that_fits_is_chosen():
     """Fewer bands move fewer halo rows; the compiler takes the tallest that fits, so one
     row more would not fit."""
-    from firmware.compiler import map_network
-    from firmware.mapper import band_step
+    from firmware.compiler.pipeline import map_network
+    from firmware.compiler.mapper import band_step
     rng = np.random.default_rng(2)
     qnet = quantize(image_network(rng), rng.uniform(0, 1, (16, 12, 12, 1)))
     network_map = map_network(qnet, SMALL)
@@ -132,8 +132,8 @@ def test_branching_models_at_16px_on_256_entries_run_every_kind_of_step_in_bands
     """Borders, compactions, adds and concatenations of images run in bands too: on 256
     activation entries, 16x16 ResNet, Inception and DenseNet stages need them all."""
     onnx = pytest.importorskip("onnx")
-    from firmware.compiler import map_network
-    from firmware.onnx_io import load_onnx_model
+    from firmware.compiler.pipeline import map_network
+    from firmware.frontend.onnx_io import load_onnx_model
     from tessera.zoo import build
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (8, 3, 16, 16)).astype(np.float32)
@@ -155,8 +155,8 @@ def test_a_layer_too_big_in_weights_and_tensors_runs_in_bands_of_chunks():
     """A padded 3x3 convolution of 32 to 32 channels on 12x12: 36 weight blocks in 9 jobs
     beyond wmem's 4 slots, and its image beyond 256 activation entries. Each band runs in the
     same chunks of its jobs (partial sums stay on chip between a band's chunks)."""
-    from firmware.compiler import map_network
-    from firmware.mapper import band_step
+    from firmware.compiler.pipeline import map_network
+    from firmware.compiler.mapper import band_step
     rng = np.random.default_rng(9)
     network = Network((Conv2d("a", rng.normal(0, 0.5, (1, 1, 1, 32)), rng.normal(0, .1, 32)),
                        Conv2d("b", rng.normal(0, 0.1, (3, 3, 32, 32)), rng.normal(0, .1, 32),
@@ -200,8 +200,8 @@ def test_a_row_too_wide_for_amem_runs_in_tiles_of_columns_moving_the_halo_by_han
 
 
 def test_a_pixel_too_big_for_any_tile_is_refused_saying_what_it_needs():
-    from firmware.compiler import map_network
-    from firmware.mapper import MappingError
+    from firmware.compiler.pipeline import map_network
+    from firmware.compiler.mapper import MappingError
     rng = np.random.default_rng(4)
     # 3x3 over 64 channels (4 entries a pixel): one output pixel reads 9 x 4 entries
     network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 64)), np.zeros(64)),
@@ -222,7 +222,7 @@ def test_a_global_pool_whose_pixel_window_does_not_fit_runs_in_bands_of_its_chan
     once, beyond 64: each band of its output channels reads just those channels' entries
     of every pixel (a piece a pixel), and the outputs equal the int8 reference. On 64
     wmem entries each band's 36 weight blocks run in chunks too."""
-    from firmware.network import AvgPool2d
+    from firmware.frontend.network import AvgPool2d
     rng = np.random.default_rng(5)
     network = Network((Conv2d("a", rng.normal(size=(1, 1, 1, 64)), rng.normal(0, 0.1, 64)),
                        AvgPool2d("gap", 6), Flatten("flat"),

@@ -225,9 +225,9 @@ def test_compile_and_run_an_onnx_cnn(tmp_path, capsys):
     equal to the int8 reference of the network the importer builds, quantised apart."""
     onnx = pytest.importorskip("onnx")
 
-    from firmware.onnx_io import load_onnx, to_onnx
-    from firmware.quantize import quantize
-    from firmware.train import init_cnn
+    from firmware.frontend.onnx_io import load_onnx, to_onnx
+    from firmware.compiler.quantize import quantize
+    from firmware.frontend.train import init_cnn
 
     rng = np.random.default_rng(3)
     network = init_cnn((8, 8, 1), [(3, 16, 1), ("maxpool", 2), (2, 16, 1)], 10, rng)

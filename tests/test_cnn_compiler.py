@@ -4,14 +4,14 @@ runs equal to the int8 reference for host-fed and on-device (strided, wide) im2c
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_network, map_network
-from firmware.mapper import MappingError
-from firmware.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, NetworkError,
+from firmware.compiler.pipeline import compile_network, map_network
+from firmware.compiler.mapper import MappingError
+from firmware.frontend.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, NetworkError,
                               col2im, im2col)
-from firmware.prune import prune_blocks
-from firmware.quantize import quantize
-from firmware.runtime import run_golden
-from firmware.train import init_cnn, train
+from firmware.compiler.prune import prune_blocks
+from firmware.compiler.quantize import quantize
+from firmware.runtime.run import run_golden
+from firmware.frontend.train import init_cnn, train
 from golden import AccelConfig, isa
 
 CONFIG = AccelConfig()
@@ -222,7 +222,7 @@ def test_maxpool_reference_takes_each_window_maximum():
 
 
 def test_pool_errors_name_the_layer():
-    from firmware.network import MaxPool2d
+    from firmware.frontend.network import MaxPool2d
     with pytest.raises(NetworkError, match="layer 'p': size must be an integer of at least 2"):
         MaxPool2d("p", 1)
     with pytest.raises(NetworkError, match="layer 'p': its 4x4 window is larger than its 3x3 input"):
@@ -235,7 +235,7 @@ def test_pool_errors_name_the_layer():
 
 
 def test_avgpool_runs_on_the_crossbar_as_identity_taps():
-    from firmware.quantize import QuantizedConv2d
+    from firmware.compiler.quantize import QuantizedConv2d
     rng = np.random.default_rng(7)
     net = init_cnn((8, 8, 1), [(3, 16, 1), ("avgpool", 2), (2, 16, 1)], 10, rng)
     x = rng.uniform(0, 1, (10, 8, 8, 1))
@@ -273,7 +273,7 @@ def test_residual_add_of_images_runs_on_golden():
 
 
 def test_residual_add_of_a_flattened_image_is_refused_naming_the_layer():
-    from firmware.network import Add
+    from firmware.frontend.network import Add
     rng = np.random.default_rng(9)
     # The skip is a Flatten's output: the image is on the device, but not laid out as a vector.
     net = Network((Conv2d("c0", rng.normal(size=(5, 5, 1, 4)), np.zeros(4)), Flatten("flat"),

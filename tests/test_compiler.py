@@ -4,13 +4,14 @@ and an end-to-end run on the golden transport against the int8 reference."""
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_network, map_network
-from firmware.mapper import MappingError
-from firmware.network import Dense, Network, NetworkError
-from firmware.prune import block_mask, prune_blocks, prune_magnitude
-from firmware.quantize import TensorQuant, calibrate, quantize
-from firmware.train import init_cnn
-from firmware.runtime import run_golden
+from firmware.compiler.pipeline import compile_network, map_network
+from firmware.compiler.mapper import MappingError
+from firmware.frontend.network import Dense, Network, NetworkError
+from firmware.compiler.prune import block_mask, prune_blocks, prune_magnitude
+from firmware.compiler.quantize import calibrate, quantize
+from firmware.frontend.quant_params import TensorQuant
+from firmware.frontend.train import init_cnn
+from firmware.runtime.run import run_golden
 from golden import AccelConfig, isa
 from golden.energy import PRESETS, energy_breakdown, ops_per_run
 
@@ -149,7 +150,7 @@ def test_golden_run_equals_int8_reference(sparsity):
 
 
 def residual_network(rng):
-    from firmware.network import Add
+    from firmware.frontend.network import Add
     return Network((Dense("fc0", rng.normal(0, 0.3, (40, 24)), rng.normal(0, 0.1, 24)),
                     Dense("fc1", rng.normal(0, 0.3, (24, 24)), rng.normal(0, 0.1, 24)),
                     Add("res", ("fc1", "fc0"), relu=True),
@@ -157,7 +158,7 @@ def residual_network(rng):
 
 
 def test_residual_add_trains_quantises_and_runs_on_golden():
-    from firmware.train import train
+    from firmware.frontend.train import train
     rng = np.random.default_rng(8)
     net = residual_network(rng)
     x, y = rng.uniform(0, 1, (30, 40)), rng.integers(0, 10, 30)
@@ -196,12 +197,12 @@ def test_residual_add_trains_quantises_and_runs_on_golden():
     (0.8137, 1.0, (83, 102)), (1000.0, 1.0, (127, 1)),
 ])
 def test_scale_weights_are_the_best_ratio_within_int8(a, b, expected):
-    from firmware.quantize import scale_weights
+    from firmware.compiler.quantize import scale_weights
     assert scale_weights(a, b) == expected
 
 
 def test_residual_add_errors_name_the_layer():
-    from firmware.network import Add
+    from firmware.frontend.network import Add
     rng = np.random.default_rng(9)
     dense = Dense("fc", rng.normal(size=(4, 3)), np.zeros(3))
     with pytest.raises(NetworkError, match="layer 'res' reads 'nowhere', which is neither the "
@@ -240,7 +241,7 @@ def test_an_upper_clamp_reaches_the_requantiser():
     """Clip(0, 0.5) with an output range of [0, 2] (as a quantised model may give): the
     clamp is quantize(0.5) = -128 + 0.5 / (2 / 255) = -64 (by hand), on golden as in the
     int8 reference."""
-    from firmware.quantize import GivenQuant
+    from firmware.frontend.quant_params import GivenQuant
     rng = np.random.default_rng(12)
     net = Network((Dense("fc0", rng.normal(0, 0.5, (40, 24)), rng.normal(0, 0.1, 24), clip=0.5),
                    Dense("out", rng.normal(0, 0.3, (24, 10)), np.zeros(10), relu=False)))

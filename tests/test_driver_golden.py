@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from firmware import BusError, DeviceError, DeviceTimeout, Driver
-from firmware.transports import GoldenBus
+from firmware.runtime.transports import GoldenBus
 from golden import AccelConfig, isa, regmap
 from golden.device import Device
 from golden.isa import ErrorCode

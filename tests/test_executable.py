@@ -9,9 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_network
-from firmware.executable import FORMAT_VERSION, ExecutableError, load_executable
-from firmware.runtime import run_golden
+from firmware.compiler.pipeline import compile_network
+from firmware.runtime.executable import FORMAT_VERSION, ExecutableError, load_executable
+from firmware.runtime.run import run_golden
 from golden import AccelConfig
 
 
@@ -109,8 +109,8 @@ def test_an_executable_refuses_a_device_of_another_config(compiled):
     import asyncio
 
     from firmware import Driver
-    from firmware.runtime import run_executable
-    from firmware.transports import GoldenBus
+    from firmware.runtime.run import run_executable
+    from firmware.runtime.transports import GoldenBus
     from golden.device import Device
     exe, _, _, x_q = compiled
     with pytest.raises(ValueError, match="compiled for .*; the device's capability "
@@ -125,13 +125,13 @@ def test_running_needs_neither_the_compiler_nor_amaranth(compiled):
     _, path, qnet, x_q = compiled
     script = (
         "import sys, numpy as np\n"
-        "from firmware.executable import load_executable\n"
-        "from firmware.runtime import run_golden\n"
+        "from firmware.runtime.executable import load_executable\n"
+        "from firmware.runtime.run import run_golden\n"
         f"run = run_golden(load_executable({str(path)!r}), np.array({x_q.tolist()}))\n"
         "print(run.outputs.tolist())\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('amaranth', 'rtl', 'sim', 'cocotb', 'onnx') or m in ('firmware.compiler', "
-        "'firmware.mapper', 'firmware.codegen', 'firmware.quantize', 'firmware.prune')))\n")
+        "('amaranth', 'rtl', 'sim', 'cocotb', 'onnx') or m in ('firmware.compiler.pipeline', "
+        "'firmware.compiler.mapper', 'firmware.compiler.codegen', 'firmware.compiler.quantize', 'firmware.compiler.prune')))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0] == str(qnet.forward(x_q).tolist())

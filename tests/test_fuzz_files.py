@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.compiler import compile_network
-from firmware.executable import ExecutableError, load_executable
-from firmware.runtime import run_golden
+from firmware.compiler.pipeline import compile_network
+from firmware.runtime.executable import ExecutableError, load_executable
+from firmware.runtime.run import run_golden
 from golden import AccelConfig
 
 from file_edits import npy_bytes, resign, write_members

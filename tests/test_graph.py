@@ -12,15 +12,15 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnxruntime.quantization import QuantFormat, QuantType  # noqa: E402
 
-from firmware.compiler import compile_network, map_network  # noqa: E402
-from firmware.mapper import MappingError  # noqa: E402
-from firmware.network import (NETWORK_INPUT, Add, Concat, Conv2d, Dense, Flatten,  # noqa: E402
+from firmware.compiler.pipeline import compile_network, map_network  # noqa: E402
+from firmware.compiler.mapper import MappingError  # noqa: E402
+from firmware.frontend.network import (NETWORK_INPUT, Add, Concat, Conv2d, Dense, Flatten,  # noqa: E402
                               MaxPool2d, Network, NetworkError)
-from firmware.onnx_io import load_onnx_model  # noqa: E402
-from firmware.onnx_reference import (quantize_with_onnxruntime, run_reference,  # noqa: E402
+from firmware.frontend.onnx_io import load_onnx_model  # noqa: E402
+from firmware.frontend.onnx_reference import (quantize_with_onnxruntime, run_reference,  # noqa: E402
                                      run_reference_tensors)
-from firmware.quantize import QuantizedConcat, quantize  # noqa: E402
-from firmware.runtime import run_golden  # noqa: E402
+from firmware.compiler.quantize import QuantizedConcat, quantize  # noqa: E402
+from firmware.runtime.run import run_golden  # noqa: E402
 from golden import AccelConfig  # noqa: E402
 from tessera.zoo import build  # noqa: E402
 
@@ -135,7 +135,7 @@ def test_onnxruntime_quantised_branching_models_agree_layer_by_layer(zoo, tmp_pa
 def test_a_concat_rescales_a_wider_input_with_an_integer_weight():
     """A quantised model may give a Concat a narrower range than one of its inputs has:
     the requantiser only scales down, so that input's identity weight grows to 2."""
-    from firmware.quantize import GivenQuant, TensorQuant
+    from firmware.frontend.quant_params import GivenQuant, TensorQuant
     rng = np.random.default_rng(5)
     net = Network((Dense("a", rng.normal(size=(6, 4)), np.zeros(4)),
                    Dense("b", rng.normal(size=(4, 4)), np.zeros(4)),

@@ -7,12 +7,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("mlxtend")
 
-from firmware.compiler import compile_network  # noqa: E402
-from firmware.onnx_io import load_onnx_model, to_onnx  # noqa: E402
-from firmware.quantize import quantize  # noqa: E402
-from firmware.runtime import run_golden  # noqa: E402
+from firmware.compiler.pipeline import compile_network  # noqa: E402
+from firmware.frontend.onnx_io import load_onnx_model, to_onnx  # noqa: E402
+from firmware.compiler.quantize import quantize  # noqa: E402
+from firmware.runtime.run import run_golden  # noqa: E402
 from golden import AccelConfig  # noqa: E402
-from firmware.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
+from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
 from tessera.mnist import (_forms, lenet5, load_mnist_split,  # noqa: E402
                            run_mnist)
 

@@ -4,9 +4,9 @@ counter and every host transfer count identical to the same file on the golden m
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_network
-from firmware.quantize import QuantizedConcat, quantize
-from firmware.runtime import run_golden
+from firmware.compiler.pipeline import compile_network
+from firmware.compiler.quantize import QuantizedConcat, quantize
+from firmware.runtime.run import run_golden
 from golden import AccelConfig
 from sim.network import run_executable_on_rtl
 
@@ -70,8 +70,8 @@ CNNS = {
 
 @pytest.mark.parametrize("name", CNNS)
 def test_cnn_on_rtl_equals_golden(record_property, tmp_path, name):
-    from firmware.prune import prune_blocks
-    from firmware.train import init_cnn
+    from firmware.compiler.prune import prune_blocks
+    from firmware.frontend.train import init_cnn
 
     rng = np.random.default_rng(12)
     network = init_cnn((6, 6, 1), CNNS[name], 10, rng)
@@ -88,7 +88,7 @@ LOSSY_CONFIG = AccelConfig(adc_bits=4, imem_depth=64, wmem_depth=256, amem_depth
 
 
 def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property, tmp_path):
-    from firmware.train import init_cnn
+    from firmware.frontend.train import init_cnn
     from golden import isa
 
     rng = np.random.default_rng(3)
@@ -124,7 +124,7 @@ GRAPHS = {"ResNet, projection shortcut": ("resnet", dict(width=1 / 8, blocks=(1,
 def test_branching_graph_on_rtl_equals_golden(record_property, tmp_path, name):
     import onnx
 
-    from firmware.onnx_io import load_onnx_model
+    from firmware.frontend.onnx_io import load_onnx_model
     from tessera.zoo import build
 
     architecture, options = GRAPHS[name]
@@ -147,7 +147,7 @@ def test_branching_graph_on_rtl_equals_golden(record_property, tmp_path, name):
 def test_banded_convolution_on_rtl_equals_golden(record_property, tmp_path):
     """A 12x12 image's host-fed 3x3 convolution (100 patches and 100 output pixels) does not
     fit 128 activation entries: it runs in bands of rows, each band's rows through the host."""
-    from firmware.train import init_cnn
+    from firmware.frontend.train import init_cnn
 
     rng = np.random.default_rng(8)
     network = init_cnn((12, 12, 1), [(3, 4, 1), ("maxpool", 2)], 10, rng)
@@ -167,7 +167,7 @@ def test_cifar_resnet18_on_rtl_equals_golden(record_property, tmp_path):
     included (and golden equals the int8 reference)."""
     import onnx
 
-    from firmware.onnx_io import load_onnx_model
+    from firmware.frontend.onnx_io import load_onnx_model
     from tessera.zoo import build
 
     rng = np.random.default_rng(18)

@@ -8,11 +8,11 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from firmware.network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,  # noqa: E402
+from firmware.frontend.network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,  # noqa: E402
                               NetworkError)
-from firmware.onnx_io import from_onnx, load_onnx, to_onnx  # noqa: E402
-from firmware.onnx_reference import run_reference  # noqa: E402
-from firmware.train import init_cnn, init_mlp  # noqa: E402
+from firmware.frontend.onnx_io import from_onnx, load_onnx, to_onnx  # noqa: E402
+from firmware.frontend.onnx_reference import run_reference  # noqa: E402
+from firmware.frontend.train import init_cnn, init_mlp  # noqa: E402
 
 
 def onnxruntime_forward(model, x):
@@ -270,7 +270,7 @@ def _imported(model):
     import tempfile
     from pathlib import Path
 
-    from firmware.onnx_io import load_onnx_model
+    from firmware.frontend.onnx_io import load_onnx_model
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         onnx.save(model, path)
@@ -411,9 +411,9 @@ def grouped_graph(rng):
 
 
 def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden():
-    from firmware.compiler import compile_network
-    from firmware.quantize import quantize
-    from firmware.runtime import run_golden
+    from firmware.compiler.pipeline import compile_network
+    from firmware.compiler.quantize import quantize
+    from firmware.runtime.run import run_golden
     from golden import AccelConfig
 
     rng = np.random.default_rng(12)
@@ -457,9 +457,9 @@ def shuffle_graph(rng, between="Relu"):
 
 @pytest.mark.parametrize("between", ["Relu", "MaxPool"])
 def test_a_channel_shuffle_folds_into_the_next_conv(between):
-    from firmware.compiler import compile_network
-    from firmware.quantize import quantize
-    from firmware.runtime import run_golden
+    from firmware.compiler.pipeline import compile_network
+    from firmware.compiler.quantize import quantize
+    from firmware.runtime.run import run_golden
     from golden import AccelConfig
 
     rng = np.random.default_rng(13)

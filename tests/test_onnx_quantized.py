@@ -1,6 +1,6 @@
 """Quantised ONNX models as onnxruntime's own quantiser makes them (QDQ per-tensor, QDQ
 per-channel, QOperator), taken with their scales and compared with onnxruntime in its
-reference mode (firmware.onnx_reference), whose results do not depend on the CPU."""
+reference mode (firmware.frontend.onnx_reference), whose results do not depend on the CPU."""
 
 import numpy as np
 import pytest
@@ -9,13 +9,13 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnxruntime.quantization import QuantFormat, QuantType  # noqa: E402
 
-from firmware.compiler import compile_network  # noqa: E402
-from firmware.network import NetworkError  # noqa: E402
-from firmware.onnx_io import load_onnx_model, to_onnx  # noqa: E402
-from firmware.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
-from firmware.quantize import quantize  # noqa: E402
-from firmware.runtime import run_golden  # noqa: E402
-from firmware.train import init_cnn, init_mlp, train  # noqa: E402
+from firmware.compiler.pipeline import compile_network  # noqa: E402
+from firmware.frontend.network import NetworkError  # noqa: E402
+from firmware.frontend.onnx_io import load_onnx_model, to_onnx  # noqa: E402
+from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
+from firmware.compiler.quantize import quantize  # noqa: E402
+from firmware.runtime.run import run_golden  # noqa: E402
+from firmware.frontend.train import init_cnn, init_mlp, train  # noqa: E402
 from golden import AccelConfig  # noqa: E402
 from tessera.cli import main  # noqa: E402
 from tessera.digits import load_digits_split  # noqa: E402
@@ -107,7 +107,7 @@ def test_a_quantised_residual_add_matches_onnxruntime(tmp_path, form):
     """QLinearAdd (QOperator) or Add between Q/DQ pairs: the crossbar add's two integer
     weights approximate the scales' ratio to ~1e-4, so every output is within one LSB of
     onnxruntime's (14 of 2,000 values off by one in the measurement this test pins)."""
-    from firmware.network import Add, Dense, Network
+    from firmware.frontend.network import Add, Dense, Network
     rng = np.random.default_rng(3)
     net = Network((Dense("a", rng.normal(0, 0.3, (20, 16)), rng.normal(0, 0.1, 16)),
                    Dense("b", rng.normal(0, 0.3, (16, 16)), rng.normal(0, 0.1, 16)),

@@ -1,4 +1,4 @@
-"""onnxruntime's reference mode (firmware.onnx_reference) gives exact integer results on
+"""onnxruntime's reference mode (firmware.frontend.onnx_reference) gives exact integer results on
 every CPU: checked here on products that saturate 16 bits, against NumPy's int64 product,
 and (where qemu-user is installed) on an emulated Haswell, a CPU without VNNI."""
 
@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from firmware.onnx_reference import (reference_model, reference_session,  # noqa: E402
+from firmware.frontend.onnx_reference import (reference_model, reference_session,  # noqa: E402
                                      run_reference)
 
 K, N = 64, 8
@@ -124,7 +124,7 @@ def test_int8_activations_are_exact_too():
 
 EMULATED = """
 import sys, numpy as np
-from firmware.onnx_reference import run_optimised, run_reference
+from firmware.frontend.onnx_reference import run_optimised, run_reference
 folder = sys.argv[1]
 x = np.load(folder + "/x.npy")
 for kind in ("QDQ", "QLinearMatMul", "MatMulInteger"):

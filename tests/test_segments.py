@@ -4,12 +4,12 @@ golden model equal to the int8 reference, and the host words a run moves."""
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_network, map_network
-from firmware.mapper import MappingError
-from firmware.network import Dense, Network
-from firmware.quantize import quantize
-from firmware.runtime import run_golden
-from firmware.train import init_cnn
+from firmware.compiler.pipeline import compile_network, map_network
+from firmware.compiler.mapper import MappingError
+from firmware.frontend.network import Dense, Network
+from firmware.compiler.quantize import quantize
+from firmware.runtime.run import run_golden
+from firmware.frontend.train import init_cnn
 from golden import AccelConfig
 
 

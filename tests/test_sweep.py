@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from firmware.network import Dense, Network
-from firmware.prune import prune_blocks
-from firmware.quantize import quantize
+from firmware.frontend.network import Dense, Network
+from firmware.compiler.prune import prune_blocks
+from firmware.compiler.quantize import quantize
 from golden.energy import COMPONENTS, OFF_CHIP
 from tessera.cli import main
 from tessera.sweep import SweepData, dask_client, pareto_front, run_sweep

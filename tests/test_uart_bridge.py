@@ -4,8 +4,8 @@ over the firmware's serial transport, identical to the golden model."""
 import numpy as np
 import pytest
 
-from firmware.compiler import compile_network
-from firmware.runtime import run_golden
+from firmware.compiler.pipeline import compile_network
+from firmware.runtime.run import run_golden
 from golden import AccelConfig, bridge
 from rtl.boards import BOARD_CONFIGS
 from sim.uart import run_executable_over_uart

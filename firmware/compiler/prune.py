@@ -44,7 +44,7 @@ def block_mask(weights, sparsity, rows, cols, row_layout=None):
     (blocks at the edges are padded with zeros for the ranking). Each column of blocks
     keeps its strongest block, so no output channel is cut off from every input.
     `row_layout` is (padded row of each row, padded row count), as
-    :func:`firmware.layout.matrix_row_layout` gives; default: rows in order."""
+    :func:`firmware.compiler.layout.matrix_row_layout` gives; default: rows in order."""
     k, n = weights.shape
     row_index, padded_rows = row_layout or (np.arange(k), -(-k // rows) * rows)
     padded = padded_matrix(np.asarray(weights, np.float64), row_index, padded_rows, cols)

@@ -8,7 +8,7 @@ import numpy as np
 
 from golden.regmap import COUNTERS
 
-from .network import im2col, pad_images
+from ..windows import im2col, pad_images
 
 __all__ = ["NetworkRun", "run_executable", "run_golden", "input_entries"]
 

@@ -1,5 +1,5 @@
 """Code generation: the instruction stream and memory images of one segment, placed for
-a batch (see :mod:`firmware.mapper`)."""
+a batch (see :mod:`firmware.compiler.mapper`)."""
 
 from dataclasses import dataclass
 

@@ -9,7 +9,7 @@ name and version, fields, the SHA-256 of every array) and one ``.npy`` per array
 Loading trusts nothing in the file: members are bounded by sizes derived from the config
 before they are inflated, .npy headers are checked against their bytes, the manifest's
 own SHA-256 and every array's are compared (an edited file is refused as edited), and
-the whole executable is then checked against `firmware.executable_schema` before anything
+the whole executable is then checked against `firmware.runtime.executable_schema` before anything
 runs. Every refusal is an `ExecutableError` naming the file and the field.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from golden.config import AccelConfig, ConfigError
 
-from .data_files import (ZIP_ERRORS, DataFileError, check_readable, describe_bytes, read_member,
+from ..data_files import (ZIP_ERRORS, DataFileError, check_readable, describe_bytes, read_member,
                          read_npy, record_digest, sha256)
 from .executable_schema import SchemaError, array_limits, check_executable
 

@@ -1,6 +1,6 @@
 """Quantised ONNX models (QDQ and QOperator), taken with their own scales and zero points.
 
-The graph is rewritten into the float operators :mod:`firmware.onnx_io` imports, with
+The graph is rewritten into the float operators :mod:`firmware.frontend.onnx_io` imports, with
 the model's quantisation kept beside it:
 
 - a weight or bias behind a DequantizeLinear, or inside a QLinearConv, QLinearMatMul or
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .network import NetworkError
-from .quantize import TensorQuant
+from .quant_params import TensorQuant
 
 __all__ = ["ModelQuant", "dequantize_graph", "is_quantized", "QUANTIZED_OPS"]
 

@@ -9,47 +9,17 @@ import numpy as np
 
 from golden import quantize_multiplier, requantize
 
-from .network import (Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, MaxPool2d, Network,
-                      NetworkError, graph_reads, im2col, pad_images, run_layers,
-                      stream_tensors, window_count)
+from ..frontend.network import (Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, MaxPool2d,
+                                Network, NetworkError, graph_reads, run_layers, stream_tensors)
+from ..frontend.quant_params import TensorQuant
+from ..windows import im2col, pad_images, window_count
 
 # Weight scale floor, relative to y_scale / x_scale: see `quantize`.
 DEAD_CHANNEL_RATIO = 2.0 ** -16
 
-__all__ = ["TensorQuant", "QuantizedDense", "QuantizedConv2d", "QuantizedMerge", "QuantizedAdd",
+__all__ = ["QuantizedDense", "QuantizedConv2d", "QuantizedMerge", "QuantizedAdd",
            "QuantizedConcat", "QuantizedAvgPool", "QuantizedMaxPool2d", "QuantizedFlatten",
-           "QuantizedNetwork", "GivenQuant", "CalibrationWarning", "calibrate", "quantize"]
-
-
-@dataclass(frozen=True)
-class TensorQuant:
-    """``real = scale * (q - zero_point)``, q in int8."""
-    scale: float
-    zero_point: int
-
-    def quantize(self, x):
-        return np.clip(np.round(np.asarray(x) / self.scale) + self.zero_point, -128, 127).astype(np.int64)
-
-    def dequantize(self, q):
-        return self.scale * (np.asarray(q, np.float64) - self.zero_point)
-
-    @classmethod
-    def covering(cls, lo, hi):
-        """Asymmetric int8 parameters covering [lo, hi] (widened to include 0)."""
-        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-        scale = (hi - lo) / 255.0 if hi > lo else 1.0
-        zero_point = int(np.clip(np.round(-128 - lo / scale), -128, 127))
-        return cls(scale, zero_point)
-
-
-@dataclass(frozen=True)
-class GivenQuant:
-    """Quantisation a model brings (a QDQ or QOperator ONNX model): `ranges[i]` is the
-    TensorQuant of layer i's input (the last: the output), None where not given;
-    `weight_scales` holds per-output-channel weight scales by layer name."""
-    ranges: tuple
-    weight_scales: dict
-    source: str = "the model"
+           "QuantizedNetwork", "CalibrationWarning", "calibrate", "quantize"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +35,7 @@ class QuantizedDense:
     output: TensorQuant
     relu: bool
     clip: float = None       # the float layer's upper clamp (Clip(0, clip)), if any
-    reads: tuple = ()        # the layers whose outputs it takes (firmware.network)
+    reads: tuple = ()        # the layers whose outputs it takes (firmware.frontend.network)
 
     @property
     def matrix(self):
@@ -208,7 +178,7 @@ class QuantizedNetwork:
 
     @cached_property
     def reads(self):
-        """Per layer, the tensors it reads (`firmware.network.graph_reads`)."""
+        """Per layer, the tensors it reads (`firmware.frontend.network.graph_reads`)."""
         return graph_reads(self.layers)
 
     def matrix_layers(self):

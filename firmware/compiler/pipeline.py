@@ -11,7 +11,7 @@ from golden.config import MAX_MEMORY_DEPTH
 
 from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
-from .executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
+from ..runtime.executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
                      channel_bands, input_band, input_bands, output_cols, output_rows,
                      place_segment, segment_steps, segment_tensors,

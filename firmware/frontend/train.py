@@ -3,8 +3,9 @@ scratch and the short fine-tuning that recovers accuracy after pruning (masks he
 
 import numpy as np
 
+from ..windows import col2im
 from .network import (Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, MaxPool2d, Network,
-                      NetworkError, col2im, run_layers)
+                      NetworkError, run_layers)
 
 __all__ = ["init_mlp", "init_cnn", "train", "accuracy"]
 

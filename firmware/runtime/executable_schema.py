@@ -27,7 +27,7 @@ from golden.device import check_instruction, unpack_quant_params
 from golden.isa import ErrorCode, Opcode, WORDS_PER_INSTRUCTION, decode
 from golden.requant import MULTIPLIER_MAX, SHIFT_MAX
 
-from .network import window_count
+from ..windows import window_count
 
 __all__ = ["SchemaError", "check_executable", "array_limits", "HEADS", "LAYOUTS"]
 

@@ -1,6 +1,6 @@
 """Mapping a quantised network onto the accelerator: blocks, tiles, segments, memory layout.
 
-Each matrix layer's int8 weight matrix (rows laid out by :mod:`firmware.layout`) is cut
+Each matrix layer's int8 weight matrix (rows laid out by :mod:`firmware.compiler.layout`) is cut
 into rows x cols blocks. A block that is entirely zero is never stored, programmed or
 computed. The K dimension (rows) is summed in the partial sums by accumulating MVMs; the
 N dimension (cols) is spread over tiles that share one input vector.
@@ -32,9 +32,9 @@ import numpy as np
 
 from golden.timing import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 
-from .executable import Transfer
+from ..runtime.executable import Transfer
 from .layout import matrix_row_layout, padded_matrix
-from .network import NetworkError
+from ..frontend.network import NetworkError
 from .quantize import (QuantizedConcat, QuantizedConv2d, QuantizedDense, QuantizedFlatten,
                        QuantizedMaxPool2d, QuantizedMerge)
 
@@ -82,7 +82,7 @@ class LayerMap:
     n_blocks: int
     nonzero: np.ndarray          # (k_blocks, n_blocks) bool
     weights: np.ndarray          # int8, padded to (k_blocks*rows, n_blocks*cols)
-    row_index: np.ndarray        # the padded row of each matrix row (firmware.layout)
+    row_index: np.ndarray        # the padded row of each matrix row (firmware.compiler.layout)
     cell_utilisation: float      # cells of stored blocks holding a nonzero weight (not
                                  # padding, the zeros between groups, a diagonal's or pruned)
     positions: int               # input vectors per sample (output pixels, wide; 1 for Dense)
@@ -106,7 +106,7 @@ class LayerMap:
     source_groups: dict = field(default_factory=dict)   # a merge's inputs: tensor -> its
                                                         # entries a pixel (positions, strides
                                                         # and runs are then in pixels)
-    adc_shift: int = 0           # the ADC range of its MVMs (firmware.adc_calibration)
+    adc_shift: int = 0           # the ADC range of its MVMs (firmware.compiler.adc_calibration)
     offset_inputs: bool = False  # its MVMs apply x + 128; the bias takes 128 * sum(w) back
 
     @property

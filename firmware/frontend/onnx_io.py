@@ -1,6 +1,6 @@
 """ONNX interchange: float networks in and out, so a network comes as a user has it.
 
-ONNX images are NCHW, :mod:`firmware.network` images NHWC. Convolution kernels are
+ONNX images are NCHW, :mod:`firmware.frontend.network` images NHWC. Convolution kernels are
 transposed on the way; a Flatten of an image keeps ONNX's (channel, y, x) order by
 permuting the rows of the Dense layer it feeds, which therefore must follow it.
 The graph may branch: a result read by several nodes, Add or Sum of two or more results,
@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .data_files import DataFileError, check_readable
+from ..data_files import DataFileError, check_readable
 from .network import (NETWORK_INPUT, Add, AvgPool2d, Concat, Conv2d, Dense, Flatten, MaxPool2d,
                       Network, NetworkError)
 
@@ -348,7 +348,7 @@ class _Importer:
 
     def given_quant(self):
         """The model's own quantisation by layer (a GivenQuant), or None for a float model."""
-        from .quantize import GivenQuant, TensorQuant
+        from .quant_params import GivenQuant, TensorQuant
         if self.model_quant is None:
             return None
         ranges = [None] * (len(self.layers) + 1)
