@@ -6,8 +6,9 @@ import pytest
 
 from firmware.compiler.pipeline import compile_network, map_network
 from firmware.compiler.mapper import MappingError
-from firmware.frontend.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network, NetworkError,
-                              col2im, im2col)
+from firmware.frontend.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
+                                       NetworkError)
+from firmware.windows import col2im, im2col
 from firmware.compiler.prune import prune_blocks
 from firmware.compiler.quantize import quantize
 from firmware.runtime.run import run_golden

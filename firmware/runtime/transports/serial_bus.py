@@ -92,3 +92,6 @@ class PySerialLink:
         if len(data) < n:
             raise TimeoutError(f"read {len(data)} of {n} bytes in {timeout_s} s")
         return data
+
+    def close(self):
+        self.port.close()

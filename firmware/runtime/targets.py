@@ -1,0 +1,63 @@
+"""Where an `Executable` runs. Every target takes the same executable and int8 samples and
+returns the same `NetworkRun`, through the same driver: only the bus differs. The golden
+model and a board are here; the RTL simulation is `sim.network.RTLTarget` (it needs
+Amaranth and Verilator, which running on the others does not)."""
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from golden.device import Device
+from golden.nonideal import NonIdealities
+
+from .driver import Driver
+from .run import NetworkRun, run_executable
+from .transports import GoldenBus, PySerialLink, SerialBus
+
+__all__ = ["Target", "GoldenTarget", "BoardTarget", "BoardError"]
+
+
+class Target(Protocol):
+    name: str
+
+    def run(self, exe, x_q, progress=None) -> NetworkRun:
+        """Run the int8 samples `x_q` through `exe`; `progress(done, total)` after each
+        batch where the target can say."""
+
+
+@dataclass(frozen=True)
+class GoldenTarget:
+    """A fresh golden device model of the executable's config per run; `nonideal`
+    perturbs its analog side."""
+    nonideal: NonIdealities | None = None
+    name = "golden"
+
+    def run(self, exe, x_q, progress=None):
+        bus = GoldenBus(Device(exe.config, self.nonideal))
+        return asyncio.run(run_executable(Driver(bus), exe, x_q, progress))
+
+
+class BoardError(RuntimeError):
+    """The board's serial port could not be opened or stopped answering; one line."""
+
+
+@dataclass(frozen=True)
+class BoardTarget:
+    """A board running the UART top (`tessera build`), over its serial port: the driver
+    checks the board's capability registers against the executable's config first."""
+    port: str
+    baudrate: int = 115200
+    timeout_s: float = 1.0          # per bridge frame
+    name = "board"
+
+    def run(self, exe, x_q, progress=None):
+        try:
+            link = PySerialLink(self.port, self.baudrate)
+        except OSError as error:        # pyserial's SerialException is an OSError
+            raise BoardError(f"cannot open the board's serial port {self.port}: "
+                             f"{error}") from None
+        try:
+            bus = SerialBus(link, self.timeout_s)
+            return asyncio.run(run_executable(Driver(bus), exe, x_q, progress))
+        finally:
+            link.close()
