@@ -15,11 +15,10 @@ import time
 
 import numpy as np
 
-from firmware.compiler.pipeline import compile_network
+from firmware.compiler.build import build_executable
 from firmware.compiler.prune import prune_blocks
-from firmware.compiler.quantize import quantize
 from firmware.runtime.report import format_table
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_mlp
 from golden import AccelConfig, isa
 from tessera.digits import MODELS
@@ -43,12 +42,12 @@ def networks(rng):
 
 def measure(name, network, shape, config, samples, rng):
     x = rng.uniform(0, 1, (64, *shape))
-    qnet = quantize(network, x)
-    exe = compile_network(qnet, config)
+    build = build_executable(network, config, x)
+    qnet, exe = build.quantized, build.executable
     # Whole batches only, so that both sides run the executable's batch every time.
     samples = -(-samples // exe.batch) * exe.batch
     x_q = qnet.input.quantize(rng.uniform(0, 1, (samples, *shape)))
-    run_golden(exe, x_q[:4]), qnet.forward(x_q[:4])            # warm-up: first calls
+    GoldenTarget().run(exe, x_q[:4]), qnet.forward(x_q[:4])            # warm-up: first calls
 
     def fastest(work):
         """The shortest of REPEATS wall times (as timeit advises: the rest is noise)."""
@@ -59,7 +58,7 @@ def measure(name, network, shape, config, samples, rng):
             times.append(time.perf_counter() - started)
         return result, min(times)
 
-    run, golden_s = fastest(lambda: run_golden(exe, x_q))
+    run, golden_s = fastest(lambda: GoldenTarget().run(exe, x_q))
     reference, numpy_s = fastest(lambda: np.concatenate(
         [qnet.forward(x_q[i:i + exe.batch]) for i in range(0, samples, exe.batch)]))
     if not np.array_equal(run.outputs, reference):

@@ -89,33 +89,30 @@ def main():
 def network_on_rtl(config, samples):
     """What `tessera run --backend rtl` costs a sample: the digits MLP's shape (random
     weights) compiled for `config`, run once to build, then timed, against golden."""
-    import tempfile
     import time
 
     import numpy as np
 
-    from firmware.compiler.pipeline import compile_network
-    from firmware.compiler.quantize import quantize
-    from firmware.runtime.run import run_golden
+    from firmware.compiler.build import build_executable
     from firmware.frontend.train import init_mlp
-    from sim.network import run_executable_on_rtl
+    from firmware.runtime.run import compare_runs
+    from firmware.runtime.targets import GoldenTarget
+    from sim.network import RTLTarget
 
     rng = np.random.default_rng(0)
     network = init_mlp([64, 32, 10], rng)
     x = rng.uniform(0, 1, (samples, 64))
-    qnet = quantize(network, x)
-    x_q = qnet.input.quantize(x)
-    exe = compile_network(qnet, config)
-    with tempfile.TemporaryDirectory() as folder:
-        path = exe.save(Path(folder) / "mlp.tessera")
-        run_executable_on_rtl(path, x_q[:1], log=lambda message: None)   # builds if needed
-        started = time.perf_counter()
-        rtl = run_executable_on_rtl(path, x_q, log=lambda message: None)
-        rtl_s = time.perf_counter() - started
+    exe = build_executable(network, config, x).executable
+    x_q = exe.input.quantize(x)
+    rtl_target = RTLTarget(log=lambda message: None)
+    rtl_target.run(exe, x_q[:1])                                        # builds if needed
     started = time.perf_counter()
-    golden = run_golden(exe, x_q)
+    rtl = rtl_target.run(exe, x_q)
+    rtl_s = time.perf_counter() - started
+    started = time.perf_counter()
+    golden = GoldenTarget().run(exe, x_q)
     golden_s = time.perf_counter() - started
-    same = np.array_equal(rtl.outputs, golden.outputs) and rtl.counters == golden.counters
+    same = not compare_runs(golden, rtl)
     print(f"\nMLP 64-32-10 through the driver, {samples} samples in batches of "
           f"{max(rtl.batches)} (RTL {'=' if same else '!='} golden):")
     print(f"  RTL (Verilator + cocotb, AXI4-Lite bursts)  {1e3 * rtl_s / samples:8.1f} ms/sample "

@@ -17,9 +17,8 @@ import time
 import numpy as np
 
 from firmware import Driver
-from firmware.compiler.pipeline import compile_network
+from firmware.compiler.build import build_executable
 from firmware.frontend.network import Dense, Network
-from firmware.compiler.quantize import quantize
 from firmware.runtime.report import energy_summary
 from firmware.runtime.run import run_executable
 from firmware.runtime.transports import GoldenBus
@@ -59,14 +58,15 @@ def main():
         Dense(f"fc{i}", rng.normal(0, 1 / np.sqrt(a), (a, b)), rng.normal(0, 0.1, b),
               relu=i < len(sizes) - 2) for i, (a, b) in enumerate(zip(sizes, sizes[1:]))))
     x = rng.uniform(0, 1, (args.samples, sizes[0]))
-    qnet = quantize(network, x)
-    x_q = qnet.input.quantize(x)
     config = AccelConfig()
 
     started = time.perf_counter()
-    exe = compile_network(qnet, config)
+    build = build_executable(network, config, x)
     compile_s = time.perf_counter() - started
-    print(f"MLP {args.sizes} (random weights) on {config.name}; compiled in {compile_s:.2f} s")
+    qnet, exe = build.quantized, build.executable
+    x_q = exe.input.quantize(x)
+    print(f"MLP {args.sizes} (random weights) on {config.name}; quantised and compiled in "
+          f"{compile_s:.2f} s")
     print("\n".join(exe.summary))
 
     burst_run, burst_s = timed_run(GoldenBus, exe, x_q)

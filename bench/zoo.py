@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler.pipeline import compile_network
+from firmware.compiler.build import build_executable
 from firmware.frontend.network import NetworkError
 from firmware.frontend.onnx_io import load_onnx_model
 from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference
 from firmware.compiler.quantize import CalibrationWarning, quantize
 from firmware.runtime.report import energy_summary, format_table
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET
 from tessera.zoo import build
@@ -67,7 +67,7 @@ def measure(name, size, run, samples, config, folder, rng):
         qnet = quantize(network, nhwc(calibration))
     start = time.perf_counter()
     try:
-        exe = compile_network(qnet, config)
+        exe = build_executable(qnet, config).executable
     except NetworkError as error:
         return dict(row, compiles=f"refused: {str(error)[:110]}")
     row.update(compiles="yes", compile_s=round(time.perf_counter() - start, 1),
@@ -76,7 +76,7 @@ def measure(name, size, run, samples, config, folder, rng):
         return row
     x_q = qnet.input.quantize(nhwc(test))
     start = time.perf_counter()
-    golden = run_golden(exe, x_q)
+    golden = GoldenTarget().run(exe, x_q)
     row["golden_s_per_inference"] = round((time.perf_counter() - start) / len(x_q), 2)
     energy = energy_summary(golden.counters, config, len(x_q), PRESET, golden.host_words)
     row.update(cycles_per_inference=int(energy["cycles_per_inference"]),
@@ -87,8 +87,8 @@ def measure(name, size, run, samples, config, folder, rng):
     quantized = folder / f"{name}_{size}_qdq.onnx"
     quantize_with_onnxruntime(path, quantized, calibration, preprocess=True)
     imported = load_onnx_model(quantized)
-    qdq = quantize(imported.network, nhwc(calibration), given=imported.quant)
-    ours = run_golden(compile_network(qdq, config), qdq.input.quantize(nhwc(test))).outputs
+    qdq = build_executable(imported.network, config, nhwc(calibration), given=imported.quant)
+    ours = GoldenTarget().run(qdq.executable, qdq.executable.input.quantize(nhwc(test))).outputs
     row["top1_vs_onnxruntime_qdq"] = float(np.mean(
         ours.argmax(1) == run_reference(quantized, test).argmax(1)))
     return row

@@ -1,5 +1,7 @@
-"""Run a compiled executable on the RTL accelerator (Verilator + cocotb + firmware driver)."""
+"""Run a compiled executable on the RTL accelerator (Verilator + cocotb + firmware driver):
+the RTL `Target`, returning the same `NetworkRun` as the golden and board targets."""
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -7,10 +9,11 @@ import numpy as np
 
 import rtl
 from firmware.runtime.executable import load_executable
+from firmware.runtime.run import NetworkRun
 
 from .runner import inputs_file, run_component
 
-__all__ = ["run_executable_on_rtl", "RTLRun", "RTLRunError"]
+__all__ = ["RTLTarget", "run_executable_on_rtl", "RTLRunError"]
 
 
 class RTLRunError(RuntimeError):
@@ -25,16 +28,6 @@ def _first_error(log):
     return "no results were written"
 
 
-@dataclass
-class RTLRun:
-    outputs: np.ndarray          # int8, (samples, outputs)
-    counters: dict               # device counters summed over the inference runs
-    setup_counters: dict
-    host_words: dict             # {"written"/"read": {memory: words}}
-    batches: list
-    runs: int
-
-
 def run_executable_on_rtl(executable_path, x_q, log=print):
     """Run the int8 samples `x_q` through the executable file on the RTL of its config."""
     exe = load_executable(executable_path)
@@ -47,5 +40,21 @@ def run_executable_on_rtl(executable_path, x_q, log=print):
         raise RTLRunError(f"RTL run failed: {_first_error(run.log_tail(200))} (the "
                           f"simulator's log: {run.log_path})")
     r = run.results
-    return RTLRun(np.array(r["outputs"], np.int64), r["counters"], r["setup_counters"],
-                  r["host_words"], r["batches"], r["runs"])
+    return NetworkRun(np.array(r["outputs"], np.int64), r["counters"], r["setup_counters"],
+                      r["host_words"], r["runs"], r["batches"])
+
+
+@dataclass(frozen=True)
+class RTLTarget:
+    """The executable's config elaborated, Verilated and driven by cocotb through the AXI
+    transport; `log` takes the simulator's progress lines."""
+    log: object = print
+    name = "rtl"
+
+    def run(self, exe, x_q, progress=None):
+        with tempfile.TemporaryDirectory(prefix="tessera_rtl_") as folder:
+            path = exe.save(Path(folder) / "run.tessera")
+            run = run_executable_on_rtl(path, x_q, self.log)
+        if progress:
+            progress(len(x_q), len(x_q))
+        return run

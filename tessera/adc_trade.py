@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler.pipeline import LossyAdcWarning, compile_network
+from firmware.compiler.build import build_executable
+from firmware.compiler.pipeline import LossyAdcWarning
 from firmware.compiler.quantize import quantize
 from firmware.runtime.report import energy_summary, format_table, layer_energy, plot_layer_energy
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import train
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET, PRESETS
@@ -68,10 +69,10 @@ def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=
         for kind, data in variants:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LossyAdcWarning)   # uncalibrated is the point
-                exe = compile_network(qnet, config, adc_calibration=data)
+                exe = build_executable(qnet, config, adc_calibration=data).executable
             x_q = exe.input.quantize(x_test)
             log(f"{adc_bits}-bit ADC, {kind}: golden model, {len(x_q)} test samples ...")
-            run = run_golden(exe, x_q)
+            run = GoldenTarget().run(exe, x_q)
             energy = energy_summary(run.counters, config, len(x_q), preset, run.host_words)
             per_inference = energy["per_inference"]
             rows.append({"ADC bits": adc_bits, "ADC range": kind,

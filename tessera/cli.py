@@ -426,7 +426,7 @@ def cmd_run(args):
     from firmware.data_files import record_digest
     from firmware.runtime.executable import load_executable
     from firmware.runtime.report import energy_summary
-    from firmware.runtime.run import run_golden
+    from firmware.runtime.targets import GoldenTarget
 
     refuse_overwrite(args.out, {"executable": args.compiled, "--inputs": args.inputs,
                                 "--labels": args.labels})
@@ -445,8 +445,8 @@ def cmd_run(args):
     if args.backend == "golden":
         ideal = None
         if nonideal is not None:
-            ideal = run_golden(exe, x_q, progress=progress_printer("golden, ideal"))
-        run = run_golden(exe, x_q, progress=progress_printer("golden"), nonideal=nonideal)
+            ideal = GoldenTarget().run(exe, x_q, progress=progress_printer("golden, ideal"))
+        run = GoldenTarget(nonideal).run(exe, x_q, progress=progress_printer("golden"))
     else:
         from sim.network import RTLRunError, run_executable_on_rtl
         try:
@@ -645,7 +645,7 @@ def cmd_sweep(args):
                        timeout_s=args.timeout * 60)
     print(sweep_summary(result, data))
     print("wrote " + ", ".join(str(path) for path in result.files.values()))
-    rtl_failed = [r for r in result.rtl_rows if not (r["outputs_equal"] and r["counters_equal"])]
+    rtl_failed = [r for r in result.rtl_rows if not r["rtl_equals_golden"]]
     return 1 if rtl_failed or not result.front else 0
 
 
@@ -673,11 +673,10 @@ def sweep_summary(result, data):
     for r in result.rtl_rows:
         if r["error"] is not None:
             verdict = f"not run: {r['error']}"
-        elif r["outputs_equal"] and r["counters_equal"]:
-            verdict = f"RTL equals golden: outputs and {r['counters_compared']} counters"
+        elif r["rtl_equals_golden"]:
+            verdict = "RTL equals golden: outputs, every counter, the host words"
         else:
-            verdict = ("RTL DIFFERS from golden: "
-                       + ("outputs" if not r["outputs_equal"] else f"counters {r['mismatched_counters']}"))
+            verdict = f"RTL DIFFERS from golden: {r['differences']}"
         lines.append(f"RTL check, point {r['point']} ({r.get('config', '?')}, {r['samples']} "
                      f"samples): {verdict}")
     return "\n".join(lines)

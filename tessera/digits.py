@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler.pipeline import compile_network
-from firmware.runtime.executable import load_executable
+from firmware.compiler.build import build_executable
 from firmware.compiler.prune import prune_blocks
-from firmware.compiler.quantize import quantize
-from firmware.runtime.report import energy_summary, format_table, layer_energy, plot_layer_energy
-from firmware.runtime.run import run_golden
 from firmware.frontend.train import accuracy, init_cnn, init_mlp, train
+from firmware.runtime.executable import load_executable
+from firmware.runtime.report import energy_summary, format_table, layer_energy, plot_layer_energy
+from firmware.runtime.run import compare_runs
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET, PRESETS
 
@@ -97,33 +97,32 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
                 out_dir, log, pixel_order=None):
     """Quantise and compile to an executable file, run that file on golden (all) and RTL
     (subset), and return the table row."""
-    from sim.network import run_executable_on_rtl
+    from sim.network import RTLTarget
 
     stem = f"digits_{model.name.lower()}_{name.replace(' ', '_').replace('%', '')}"
-    qnet = quantize(network, x_train[:500])
     # The executable takes raw digits, as the saved test data holds them: the host puts
     # each pixel on the row the MLP's pixel order gives it.
     order = None if model.image else pixel_order
-    compile_network(qnet, config, input_order=order).save(out_dir / f"{stem}.tessera")
-    exe = load_executable(out_dir / f"{stem}.tessera")
+    build = build_executable(network, config, x_train[:500], input_order=order)
+    qnet = build.quantized
+    exe = load_executable(build.executable.save(out_dir / f"{stem}.tessera"))
     raw_test = x_test
     if order is not None:
         raw_test = np.empty_like(x_test)
         raw_test[:, order] = x_test
     x_q = exe.input.quantize(raw_test)
     log(f"{model.name} {name}: golden model, {len(x_q)} test digits ...")
-    golden_run = run_golden(exe, x_q)
+    golden_run = GoldenTarget().run(exe, x_q)
     network_q = x_q if order is None else x_q[:, order]
     if not np.array_equal(golden_run.outputs, qnet.forward(network_q)):
         raise AssertionError(f"{model.name} {name}: golden device disagrees with the int8 reference")
 
     subset = slice(None) if rtl_samples is None else slice(0, rtl_samples)
     log(f"{model.name} {name}: RTL, {len(x_q[subset])} test digits (Verilator) ...")
-    rtl_run = run_executable_on_rtl(out_dir / f"{stem}.tessera", x_q[subset], log=log)
-    golden_subset = run_golden(exe, x_q[subset])
-    rtl_agrees = (np.array_equal(rtl_run.outputs, golden_subset.outputs)
-                  and rtl_run.counters == golden_subset.counters
-                  and rtl_run.host_words == golden_subset.host_words)
+    rtl_run = RTLTarget(log).run(exe, x_q[subset])
+    differences = compare_runs(GoldenTarget().run(exe, x_q[subset]), rtl_run)
+    for line in differences:
+        log(f"{model.name} {name}: RTL differs from golden: {line}")
 
     samples = len(rtl_run.outputs)
     energy = energy_summary(rtl_run.counters, config, samples, preset, rtl_run.host_words)
@@ -139,7 +138,7 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
         "int8 golden": float(np.mean(np.argmax(golden_run.outputs, 1) == y_test)),
         "int8 RTL": float(np.mean(np.argmax(rtl_run.outputs, 1) == y_test[subset])),
         "RTL samples": samples,
-        "RTL = golden": "yes" if rtl_agrees else "NO",
+        "RTL = golden": "NO" if differences else "yes",
         "batch": exe.batch,
         "blocks": sum(segment.blocks for segment in exe.segments),
         "cycles/inf": energy["cycles_per_inference"],

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.compiler.pipeline import compile_network
-from firmware.runtime.executable import load_executable
+from firmware.compiler.build import build_executable
 from firmware.frontend.network import Conv2d, Dense, Flatten, MaxPool2d, Network
 from firmware.frontend.onnx_io import load_onnx_model, to_onnx
 from firmware.frontend.onnx_reference import (REFERENCE_MODE, optimised_kernel_deviation,
-                                     quantize_with_onnxruntime, run_reference)
-from firmware.compiler.quantize import quantize
-from firmware.runtime.report import energy_summary, format_table
-from firmware.runtime.run import run_golden
+                                              quantize_with_onnxruntime, run_reference)
 from firmware.frontend.train import train
+from firmware.runtime.executable import load_executable
+from firmware.runtime.report import energy_summary, format_table
+from firmware.runtime.run import compare_runs
+from firmware.runtime.targets import GoldenTarget
 from golden.energy import DEFAULT_PRESET
 
 from .digits import Model, prune_gradually
@@ -71,7 +71,7 @@ class MnistResult:
 def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset=DEFAULT_PRESET,
               out_dir=Path("build/mnist"), log=print):
     """Train, prune, quantise with onnxruntime, run on golden and RTL, and tabulate."""
-    from sim.network import run_executable_on_rtl
+    from sim.network import RTLTarget
 
     x_train, y_train, x_test, y_test = load_mnist_split(seed)
     x_test, y_test = x_test[:test_samples], y_test[:test_samples]
@@ -103,31 +103,30 @@ def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset=DEFAULT_
                 nchw(x_train[:200]), **form)
             reference = run_reference(q_path, nchw(x_test))
             model = load_onnx_model(q_path)
-            qnet = quantize(model.network, None, given=model.quant)
-            exe_path = compile_network(qnet, config, input_layout="NCHW").save(
-                out_dir / f"{stem}_{form_name.split()[0].lower()}.tessera")
-            exe = load_executable(exe_path)
+            build = build_executable(model.network, config, given=model.quant,
+                                     input_layout="NCHW")
+            exe = load_executable(build.executable.save(
+                out_dir / f"{stem}_{form_name.split()[0].lower()}.tessera"))
             x_q = exe.input.quantize(x_test)
             log(f"{tag}: golden model, {len(x_q)} test digits, {len(exe.segments)} segments ...")
-            golden = run_golden(exe, x_q, progress=lambda done, total: (
+            golden = GoldenTarget().run(exe, x_q, progress=lambda done, total: (
                 log(f"  {done}/{total}") if done % 200 == 0 or done == total else None))
             ours = exe.output.dequantize(golden.outputs)
             lsb = np.rint(np.abs(ours - reference) / exe.output.scale)
             deviations.append((tag, optimised_kernel_deviation(
                 q_path, nchw(x_test), exe.output.scale, reference)))
             log(f"{tag}: RTL, {rtl_samples} test digits (Verilator) ...")
-            rtl = run_executable_on_rtl(exe_path, x_q[:rtl_samples], log=log)
-            golden_subset = run_golden(exe, x_q[:rtl_samples])
-            agrees = (np.array_equal(rtl.outputs, golden_subset.outputs)
-                      and rtl.counters == golden_subset.counters
-                      and rtl.host_words == golden_subset.host_words)
+            rtl = RTLTarget(log).run(exe, x_q[:rtl_samples])
+            differences = compare_runs(GoldenTarget().run(exe, x_q[:rtl_samples]), rtl)
+            for line in differences:
+                log(f"{tag}: RTL differs from golden: {line}")
             energy = energy_summary(golden.counters, config, len(x_q), preset, golden.host_words)
             rows.append({
                 "variant": variant, "form": form_name, "float ORT": float_accuracy,
                 "int8 ORT": float(np.mean(reference.argmax(1) == y_test)),
                 "golden": float(np.mean(golden.outputs.argmax(1) == y_test)),
                 "RTL": float(np.mean(rtl.outputs.argmax(1) == y_test[:rtl_samples])),
-                "RTL n": rtl_samples, "RTL = golden": "yes" if agrees else "NO",
+                "RTL n": rtl_samples, "RTL = golden": "NO" if differences else "yes",
                 "off by 1 LSB": int((lsb == 1).sum()), "off by more": int((lsb > 1).sum()),
                 "values": int(lsb.size), "segments": len(exe.segments),
                 "cycles/inf": energy["cycles_per_inference"],

@@ -10,7 +10,6 @@ workers need this package installed and, for RTL checks, Verilator.
 import dataclasses
 import itertools
 import os
-import tempfile
 import time
 import uuid
 import warnings
@@ -34,7 +33,7 @@ CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(AccelConfig))
 SPARSITY_AXIS = "prune_blocks"
 NETWORK_AXIS = "network"
 CONNECT_TIMEOUT_S = 30          # reaching a --scheduler
-INTEGER_COLUMNS = ("point",) + CONFIG_FIELDS + ("samples", "segments", "batch", "counters_compared")
+INTEGER_COLUMNS = ("point",) + CONFIG_FIELDS + ("samples", "segments", "batch")
 
 
 @dataclass(frozen=True)
@@ -127,36 +126,36 @@ def _row_head(point):
 
 def _compile_point(point, data):
     """(config, Executable, achieved weight sparsity) of a point: prune, quantise, compile."""
-    from firmware.compiler.pipeline import LossyAdcWarning, compile_network
+    from firmware.compiler.build import build_executable
+    from firmware.compiler.pipeline import LossyAdcWarning
     from firmware.compiler.prune import prune_blocks
-    from firmware.compiler.quantize import quantize
 
     config = AccelConfig(**point.config)
     swept = data.networks[point.network]
     network, _ = prune_blocks(swept.network, point.prune_blocks, config.rows, config.cols)
     matrices = [layer.matrix for layer in network.layers if hasattr(layer, "matrix")]
     sparsity = sum(int((m == 0).sum()) for m in matrices) / sum(m.size for m in matrices)
-    qnet = quantize(network, data.calibration, given=swept.given)
     with warnings.catch_warnings():
         # Calibration data is always given, so a lossy ADC is calibrated, never warned of.
         warnings.simplefilter("ignore", LossyAdcWarning)
-        exe = compile_network(qnet, config, input_layout=data.layout, head=swept.head,
-                              adc_calibration=data.calibration)
-    return config, exe, sparsity
+        build = build_executable(network, config, data.calibration, given=swept.given,
+                                 input_layout=data.layout, head=swept.head,
+                                 adc_calibration=data.calibration)
+    return config, build.executable, sparsity
 
 
 def evaluate_point(point, data):
     """One sweep point on the golden model: its row. Any failure (an invalid config, a
     network that does not map) becomes the row's `error`; the sweep goes on."""
     from firmware.runtime.report import energy_summary
-    from firmware.runtime.run import run_golden
+    from firmware.runtime.targets import GoldenTarget
 
     started = time.perf_counter()
     row = _row_head(point)
     try:
         config, exe, sparsity = _compile_point(point, data)
         x_q = exe.input.quantize(data.inputs)
-        run = run_golden(exe, x_q)
+        run = GoldenTarget().run(exe, x_q)
         summary = energy_summary(run.counters, config, len(x_q), data.preset, run.host_words)
         predictions = run.outputs.argmax(1)
         counters = run.counters
@@ -185,9 +184,11 @@ def evaluate_point(point, data):
 
 def check_point_on_rtl(point, data, sample_indices):
     """A point's executable run on its config's RTL (Verilator) and on the golden model for
-    the samples `sample_indices`: whether outputs and every counter are equal."""
-    from firmware.runtime.run import run_golden
-    from sim.network import run_executable_on_rtl
+    the samples `sample_indices`: whether the runs are the same (`compare_runs`: outputs,
+    every counter, the host words), and how they differ."""
+    from firmware.runtime.run import compare_runs
+    from firmware.runtime.targets import GoldenTarget
+    from sim.network import RTLTarget
 
     started = time.perf_counter()
     row = {"point": point.index, "samples": len(sample_indices)}
@@ -195,20 +196,12 @@ def check_point_on_rtl(point, data, sample_indices):
         config, exe, _ = _compile_point(point, data)
         row["config"] = config.name
         x_q = exe.input.quantize(data.inputs[np.asarray(sample_indices)])
-        golden_run = run_golden(exe, x_q)
-        with tempfile.TemporaryDirectory(prefix="tessera_sweep_") as folder:
-            path = Path(folder) / "point.tessera"
-            exe.save(path)
-            rtl_run = run_executable_on_rtl(path, x_q, log=lambda *_: None)
-        mismatched = sorted(name for name in golden_run.counters
-                            if golden_run.counters[name] != rtl_run.counters.get(name))
-        row.update({"outputs_equal": bool(np.array_equal(golden_run.outputs, rtl_run.outputs)),
-                    "counters_equal": not mismatched,
-                    "counters_compared": len(golden_run.counters),
-                    "mismatched_counters": ", ".join(mismatched) or None, "error": None})
+        differences = compare_runs(GoldenTarget().run(exe, x_q),
+                                   RTLTarget(log=lambda *_: None).run(exe, x_q))
+        row.update({"rtl_equals_golden": not differences,
+                    "differences": "; ".join(differences) or None, "error": None})
     except Exception as error:
-        row.update({"outputs_equal": False, "counters_equal": False,
-                    "error": f"{type(error).__name__}: {error}"})
+        row.update({"rtl_equals_golden": False, "error": f"{type(error).__name__}: {error}"})
     row["seconds"] = time.perf_counter() - started
     return row
 
@@ -396,7 +389,7 @@ def run_sweep(data, axes, out_dir, base=None, client=None, scheduler=None, worke
                                          key=f"rtl-check-{ok[i].index}-{token}", pure=False))
         for i, result in zip(chosen, _gather(futures, progress, timeout_s, log)):
             if isinstance(result, BaseException):
-                result = {"point": ok[i].index, "outputs_equal": False, "counters_equal": False,
+                result = {"point": ok[i].index, "rtl_equals_golden": False,
                           "error": f"{type(result).__name__}: {result}"}
             rtl_rows.append(result)
 

@@ -10,7 +10,7 @@ from firmware.compiler.adc_calibration import choose_adc_ranges, measure_ranges
 from firmware.compiler.pipeline import LossyAdcWarning, compile_network, map_network
 from firmware.frontend.network import Dense, Network
 from firmware.compiler.quantize import quantize
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig, isa
 from test_crossbar_golden import scalar_crossbar
 
@@ -104,7 +104,7 @@ def test_offset_inputs_are_exact_on_a_lossless_config(monkeypatch):
              if isa.decode(words).opcode == isa.Opcode.MVM}
     x_q = qnet.input.quantize(x)
     assert flags == {True}
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
 
 
 def mvm_shifts(exe):
@@ -127,7 +127,7 @@ def test_calibrated_shifts_reach_the_program_and_lower_the_error():
     chosen = choose_adc_ranges(qnet, map_network(qnet, LOSSY), x_q)["fc"].shift
     assert chosen > 0 and mvm_shifts(calibrated) == {chosen}
     assert any("calibrated per layer" in line for line in calibrated.summary)
-    errors = [np.abs(run_golden(exe, x_q).outputs - reference).mean() for exe in (plain, calibrated)]
+    errors = [np.abs(GoldenTarget().run(exe, x_q).outputs - reference).mean() for exe in (plain, calibrated)]
     assert errors[1] < errors[0]
 
 
@@ -143,7 +143,7 @@ def test_calibration_at_the_widest_shift_compiles_and_runs():
     x_q = qnet.input.quantize(x)
     reference = qnet.forward(x_q)
     # measured: shift 12, every output within one LSB of the exact int8 network's
-    assert np.abs(run_golden(exe, x_q).outputs.astype(int) - reference).max() <= 1
+    assert np.abs(GoldenTarget().run(exe, x_q).outputs.astype(int) - reference).max() <= 1
 
 
 def test_lossless_config_needs_no_calibration():
@@ -154,5 +154,5 @@ def test_lossless_config_needs_no_calibration():
         warnings.simplefilter("error")
         exe = compile_network(qnet, AccelConfig())
     assert mvm_shifts(exe) == {0}
-    assert np.array_equal(run_golden(exe, qnet.input.quantize(x)).outputs,
+    assert np.array_equal(GoldenTarget().run(exe, qnet.input.quantize(x)).outputs,
                           qnet.forward(qnet.input.quantize(x)))

@@ -9,7 +9,7 @@ from firmware.compiler.pipeline import compile_network
 from firmware.runtime.executable import ExecutableError, load_executable
 from firmware.frontend.network import Conv2d, Dense, Flatten, MaxPool2d, Network
 from firmware.compiler.quantize import quantize
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
 
 SMALL = AccelConfig(amem_depth=128, psum_depth=128)
@@ -61,7 +61,7 @@ def test_convolutions_too_big_for_amem_run_in_bands_equal_to_the_int8_reference(
     # (the pool's whole input, compacted to its 10 valid columns, then fits at once)
     assert set(bands) == {"c1", "c2", "pool"} and len(bands["c1"]) > 1 and len(bands["c2"]) > 1
     x_q = qnet.input.quantize(rng.uniform(0, 1, (5, 12, 12, 1)))
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
     runs = exe.plans[1]
     # c1 is host-fed: its 144 patches (one entry each) are written once, its 144 output
     # pixels read once, whatever the bands.
@@ -105,9 +105,9 @@ def test_a_max_pool_too_big_for_amem_runs_in_bands(tmp_path):
     exe = compile_network(qnet, config)
     assert "pool" in banded(exe)
     x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 16, 16, 1)))
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
     path = exe.save(tmp_path / "bands.tessera")
-    assert np.array_equal(run_golden(load_executable(path), x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(load_executable(path), x_q).outputs, qnet.forward(x_q))
 
 
 def test_a_band_sharing_a_later_segments_images_is_refused(tmp_path):
@@ -147,7 +147,7 @@ def test_branching_models_at_16px_on_256_entries_run_every_kind_of_step_in_bands
              for step in tiled}
     assert {"LayerMap", "PadMap", "merge"} <= kinds, kinds
     x_q = qnet.input.quantize(x[:2].transpose(0, 2, 3, 1))
-    assert np.array_equal(run_golden(compile_network(qnet, config), x_q).outputs,
+    assert np.array_equal(GoldenTarget().run(compile_network(qnet, config), x_q).outputs,
                           qnet.forward(x_q))
 
 
@@ -176,7 +176,7 @@ def test_a_layer_too_big_in_weights_and_tensors_runs_in_bands_of_chunks():
     assert first.inputs == () and first.step.in_h == 0 and first.step.out_h == 1
     exe = compile_network(qnet, config)
     x_q = qnet.input.quantize(rng.uniform(0, 1, (2, 12, 12, 1)))
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
 
 
 def test_a_row_too_wide_for_amem_runs_in_tiles_of_columns_moving_the_halo_by_hand():
@@ -189,7 +189,7 @@ def test_a_row_too_wide_for_amem_runs_in_tiles_of_columns_moving_the_halo_by_han
     qnet = quantize(network, rng.uniform(0, 1, (4, 4, 40, 1)))
     exe = compile_network(qnet, AccelConfig(amem_depth=64, psum_depth=64))
     x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 4, 40, 1)))
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
     tiles = banded(exe)["b"]
     limit = exe.segments[tiles[0]].limit
     heights, width = tile_shape(limit, 2, 38)
@@ -230,7 +230,7 @@ def test_a_global_pool_whose_pixel_window_does_not_fit_runs_in_bands_of_its_chan
     qnet = quantize(network, rng.uniform(0, 1, (8, 6, 6, 1)))
     exe = compile_network(qnet, AccelConfig(amem_depth=64, psum_depth=64, wmem_depth=wmem_depth))
     x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 6, 6, 1)))
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
     tiles = banded(exe)["gap"]
     limit = exe.segments[tiles[0]].limit
     assert "channels" in limit and len(tiles) > 1
@@ -256,7 +256,7 @@ def test_banded_layers_convert_at_their_calibrated_adc_ranges():
     # calibrated away from the default (two's-complement inputs at shift 0)
     assert any(line.strip().startswith("c2: offset-binary") for line in tiled.summary)
     x_q = qnet.input.quantize(rng.uniform(0, 1, (4, 12, 12, 1)))
-    assert np.array_equal(run_golden(tiled, x_q).outputs, run_golden(whole, x_q).outputs)
+    assert np.array_equal(GoldenTarget().run(tiled, x_q).outputs, GoldenTarget().run(whole, x_q).outputs)
 
 
 def test_a_dense_layer_whose_input_does_not_fit_runs_in_bands_of_its_k_blocks():
@@ -274,7 +274,7 @@ def test_a_dense_layer_whose_input_does_not_fit_runs_in_bands_of_its_k_blocks():
         exe = compile_network(qnet, AccelConfig(amem_depth=48, psum_depth=64,
                                                 wmem_depth=wmem_depth))
         x_q = qnet.input.quantize(rng.uniform(0, 1, (3, 8, 8, 1)))
-        assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+        assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
         bands = [i for i, image in enumerate(exe.segments)
                  if image.layers == ["fc"] and "input blocks" in image.limit]
         assert len(bands) > 1

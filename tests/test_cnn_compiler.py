@@ -11,7 +11,7 @@ from firmware.frontend.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPoo
 from firmware.windows import col2im, im2col
 from firmware.compiler.prune import prune_blocks
 from firmware.compiler.quantize import quantize
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_cnn, train
 from golden import AccelConfig, isa
 
@@ -102,7 +102,7 @@ def test_a_padded_first_conv_runs_on_golden():
     # holds it where the image is not.
     corner = qnet.layers[0].patches(x_q)[:, 0, 0].reshape(7, 5, 5)
     assert np.all(corner[:, :2, :] == qnet.input.zero_point)
-    run = run_golden(compile_network(qnet, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 
@@ -135,7 +135,7 @@ def test_on_device_padding_and_strided_pools_run_on_golden(middle):
     qnet = quantize(net, x)
     x_q = qnet.input.quantize(x)
     exe = compile_network(qnet, CONFIG)
-    run = run_golden(exe, x_q)
+    run = GoldenTarget().run(exe, x_q)
     reference = qnet.forward(x_q)
     assert np.array_equal(run.outputs, reference)
     assert len(np.unique(reference, axis=0)) > 1
@@ -175,7 +175,7 @@ def test_cnn_golden_run_equals_int8_reference(stride, sparsity):
     network_map = map_network(qnet, CONFIG)
     assert network_map.layers[0].positions == 36 and network_map.layers[0].samples_contiguous
     assert not network_map.layers[1].samples_contiguous          # wide, per-sample runs
-    run = run_golden(compile_network(qnet, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(qnet, CONFIG), x_q)
     reference = qnet.forward(x_q)
     assert np.array_equal(run.outputs, reference)
     assert len(np.unique(reference, axis=0)) > 1                  # not a constant output
@@ -207,7 +207,7 @@ def test_maxpool_through_the_compiler(features):
     x_q = qnet.input.quantize(x)
     exe = compile_network(qnet, CONFIG)
     assert any(words[0] & 0xF == isa.Opcode.MAX for words in exe.plans[exe.batch][0].program)
-    run = run_golden(compile_network(qnet, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 
@@ -251,7 +251,7 @@ def test_avgpool_runs_on_the_crossbar_as_identity_taps():
     assert np.abs(pool.forward(conv_q) - exact).max() <= 0.5     # rounded, not truncated
     network_map = map_network(qnet, CONFIG)
     assert network_map.layers[1].k_blocks == 4                   # one block per window tap
-    run = run_golden(compile_network(qnet, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 
@@ -269,7 +269,7 @@ def test_residual_add_of_images_runs_on_golden():
     network_map = map_network(qnet, CONFIG)
     add = next(lm for lm in network_map.layers if lm.name == "add1")
     assert add.positions == 6 * 6 and add.k_inputs == {1: 1}      # skip block from conv1's input
-    run = run_golden(compile_network(qnet, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 

@@ -11,7 +11,7 @@ from firmware.compiler.prune import block_mask, prune_blocks, prune_magnitude
 from firmware.compiler.quantize import calibrate, quantize
 from firmware.frontend.quant_params import TensorQuant
 from firmware.frontend.train import init_cnn
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig, isa
 from golden.energy import PRESETS, energy_breakdown, ops_per_run
 
@@ -140,7 +140,7 @@ def test_golden_run_equals_int8_reference(sparsity):
     q = quantize(net, x)
     x_q = q.input.quantize(x)
     progress = []
-    run = run_golden(compile_network(q, CONFIG, batch=16), x_q,
+    run = GoldenTarget().run(compile_network(q, CONFIG, batch=16), x_q,
                      progress=lambda done, total: progress.append(done))
     assert np.array_equal(run.outputs, q.forward(x_q))
     assert progress == [16, 32, 48, 50] and run.runs == 4
@@ -184,7 +184,7 @@ def test_residual_add_trains_quantises_and_runs_on_golden():
     wa, wb = res.weights[0, 0], res.weights[24, 0]              # the two diagonals
     ratio = res.input.scale / qnet.layers[0].output.scale        # x's scale over the skip's
     assert abs(wa / wb - ratio) / ratio < 1e-3
-    run = run_golden(compile_network(qnet, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(qnet, CONFIG), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     # The int8 network tracks the float one.
     assert np.mean(qnet.predict(x) == np.argmax(net.forward(x), axis=1)) > 0.8
@@ -229,7 +229,7 @@ def test_dead_channels_and_zero_layers_compile_and_run(dead):
     q = quantize(net, x)
     assert np.all(q.layers[0].weights[:, 5] == 0)
     x_q = q.input.quantize(x)
-    run = run_golden(compile_network(q, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(q, CONFIG), x_q)
     assert np.array_equal(run.outputs, q.forward(x_q))
     # The dead unit outputs relu(its bias) for every sample, to within one output LSB.
     int_hidden = q.layers[0].output.dequantize(q.layers[0].forward(x_q))[:, 5]
@@ -252,7 +252,7 @@ def test_an_upper_clamp_reaches_the_requantiser():
     x_q = q.input.quantize(x)
     hidden = q.layers[0].forward(x_q)
     assert hidden.max() == -64 and (hidden == -64).mean() > 0.1      # the clamp binds
-    run = run_golden(compile_network(q, CONFIG), x_q)
+    run = GoldenTarget().run(compile_network(q, CONFIG), x_q)
     assert np.array_equal(run.outputs, q.forward(x_q))
 
 
@@ -272,7 +272,7 @@ def test_jobs_reduce_over_k_replicate_and_fill_64_tiles():
     assert max(i.mvm_tiles for i in instructions if i.opcode == isa.Opcode.MVM) == 64
     assert max(i.count for i in instructions if i.opcode == isa.Opcode.PROGRAM) == 64
     x = rng.uniform(0, 1, (40, 256))
-    run = run_golden(exe, q.input.quantize(x))
+    run = GoldenTarget().run(exe, q.input.quantize(x))
     assert np.array_equal(run.outputs, q.forward(q.input.quantize(x)))
     # Every MVM vector of fc0 converts on all 64 tiles: its products are 64 per sample.
     assert run.counters["mvm_products"] == 40 * (64 + 4)
@@ -286,8 +286,8 @@ def test_an_input_order_lets_the_executable_take_samples_as_users_hold_them(smal
     users = np.empty_like(x_q)
     users[:, order] = x_q
     exe = compile_network(qnet, AccelConfig(), input_order=order)
-    assert np.array_equal(run_golden(exe, users).outputs, qnet.forward(x_q))
-    assert not np.array_equal(run_golden(compile_network(qnet, AccelConfig()), users).outputs,
+    assert np.array_equal(GoldenTarget().run(exe, users).outputs, qnet.forward(x_q))
+    assert not np.array_equal(GoldenTarget().run(compile_network(qnet, AccelConfig()), users).outputs,
                               qnet.forward(x_q))
     with pytest.raises(MappingError, match="input_order must be a permutation of the 32"):
         compile_network(qnet, AccelConfig(), input_order=order[:-1])

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from firmware.compiler.pipeline import compile_network
 from firmware.runtime.executable import ExecutableError, load_executable
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
 
 from file_edits import npy_bytes, resign, write_members
@@ -62,7 +62,7 @@ def original(tmp_path_factory, small_network):
     path = compile_network(qnet, AccelConfig(wmem_depth=16)).save(folder / "net.tessera")
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
-    run = run_golden(load_executable(path), x_q)
+    run = GoldenTarget().run(load_executable(path), x_q)
     return Original((folder, path.read_bytes(), members, x_q, run))
 
 
@@ -85,7 +85,7 @@ def refused_or_identical(path, baseline, x_q):
         assert len(message) > len(str(path)) + 12, message
         OUTCOMES[path.stem, "refused: " + _reason(message)] += 1
         return "refused"
-    run = run_golden(exe, x_q)
+    run = GoldenTarget().run(exe, x_q)
     assert np.array_equal(run.outputs, baseline.outputs)
     assert run.counters == baseline.counters and run.host_words == baseline.host_words
     OUTCOMES[path.stem, "identical"] += 1
@@ -102,7 +102,7 @@ def refused_or_runs_cleanly(path, x_q):
         assert message.startswith(f"{path}: ") and "\n" not in message, message
         OUTCOMES[path.stem, "refused: " + _reason(message)] += 1
         return "refused"
-    run = run_golden(exe, x_q)
+    run = GoldenTarget().run(exe, x_q)
     OUTCOMES[path.stem, "ran"] += 1
     assert run.outputs.shape == (len(x_q), exe.output.features)
     assert run.outputs.min() >= -128 and run.outputs.max() <= 127

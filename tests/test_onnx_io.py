@@ -413,7 +413,7 @@ def grouped_graph(rng):
 def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden():
     from firmware.compiler.pipeline import compile_network
     from firmware.compiler.quantize import quantize
-    from firmware.runtime.run import run_golden
+    from firmware.runtime.targets import GoldenTarget
     from golden import AccelConfig
 
     rng = np.random.default_rng(12)
@@ -424,7 +424,7 @@ def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden(
     qnet = quantize(network, _nhwc(x))
     x_q = qnet.input.quantize(_nhwc(x))
     exe = compile_network(qnet, AccelConfig(rows=4, cols=4, tiles=8))
-    assert np.array_equal(run_golden(exe, x_q).outputs, qnet.forward(x_q))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
     # The zero blocks between groups are skipped. Depthwise, 8 channels on 4x4 blocks:
     # 9 taps x 2 channel blocks of rows by 2 output blocks, and only channel block b
     # feeds output block b, so 9 x 2 of the 36 blocks are stored.
@@ -459,7 +459,7 @@ def shuffle_graph(rng, between="Relu"):
 def test_a_channel_shuffle_folds_into_the_next_conv(between):
     from firmware.compiler.pipeline import compile_network
     from firmware.compiler.quantize import quantize
-    from firmware.runtime.run import run_golden
+    from firmware.runtime.targets import GoldenTarget
     from golden import AccelConfig
 
     rng = np.random.default_rng(13)
@@ -471,7 +471,7 @@ def test_a_channel_shuffle_folds_into_the_next_conv(between):
     assert np.allclose(network.forward(_nhwc(x)), onnxruntime_forward(model, x), atol=1e-4)
     qnet = quantize(network, _nhwc(x))
     x_q = qnet.input.quantize(_nhwc(x))
-    assert np.array_equal(run_golden(compile_network(qnet, AccelConfig()), x_q).outputs,
+    assert np.array_equal(GoldenTarget().run(compile_network(qnet, AccelConfig()), x_q).outputs,
                           qnet.forward(x_q))
 
 

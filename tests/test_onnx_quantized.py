@@ -14,7 +14,7 @@ from firmware.frontend.network import NetworkError  # noqa: E402
 from firmware.frontend.onnx_io import load_onnx_model, to_onnx  # noqa: E402
 from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
 from firmware.compiler.quantize import quantize  # noqa: E402
-from firmware.runtime.run import run_golden  # noqa: E402
+from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_cnn, init_mlp, train  # noqa: E402
 from golden import AccelConfig  # noqa: E402
 from tessera.cli import main  # noqa: E402
@@ -68,7 +68,7 @@ def test_quantised_models_compile_and_match_onnxruntime(models, tmp_path, capsys
     x = onnx_inputs(kind, x_test)
     reference = run_reference(quantised, x)
     x_q = qnet.input.quantize(x if kind == "MLP" else x.transpose(0, 2, 3, 1))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    run = GoldenTarget().run(compile_network(qnet, AccelConfig()), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     ours = qnet.output.dequantize(run.outputs)
     lsb = np.abs(ours - reference) / qnet.output.scale
@@ -86,7 +86,7 @@ def test_float_models_agree_with_onnxruntime(models, kind):
     shape = (-1, *network.input_shape)
     qnet = quantize(network, calibration.reshape(shape))
     x_q = qnet.input.quantize(x_test.reshape(shape))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    run = GoldenTarget().run(compile_network(qnet, AccelConfig()), x_q)
     reference = run_reference(paths[kind], onnx_inputs(kind, x_test))
     assert np.mean(run.outputs.argmax(1) == reference.argmax(1)) >= 0.98
 
@@ -118,7 +118,7 @@ def test_a_quantised_residual_add_matches_onnxruntime(tmp_path, form):
     quantize_with_onnxruntime(tmp_path / "res.onnx", tmp_path / "q.onnx", x[:100], **FORMS[form])
     model = load_onnx_model(tmp_path / "q.onnx")
     qnet = quantize(model.network, None, given=model.quant)
-    run = run_golden(compile_network(qnet, AccelConfig()), qnet.input.quantize(x))
+    run = GoldenTarget().run(compile_network(qnet, AccelConfig()), qnet.input.quantize(x))
     lsb = np.rint(np.abs(qnet.output.dequantize(run.outputs) - run_reference(tmp_path / "q.onnx", x))
                   / qnet.output.scale)
     assert lsb.max() <= 1 and np.mean(lsb == 1) <= 0.01
@@ -175,7 +175,7 @@ def test_pools_matmul_and_layout_ops_quantised_match_onnxruntime(tmp_path, form,
     model = load_onnx_model(tmp_path / "q.onnx")
     qnet = quantize(model.network, None, given=model.quant)
     x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    run = GoldenTarget().run(compile_network(qnet, AccelConfig()), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     reference = run_reference(tmp_path / "q.onnx", x)
     lsb = np.rint(np.abs(qnet.output.dequantize(run.outputs) - reference) / qnet.output.scale)
@@ -197,7 +197,7 @@ def quantised_run(tmp_path, model, x, form):
     imported = load_onnx_model(tmp_path / "q.onnx")
     qnet = quantize(imported.network, None, given=imported.quant)
     x_q = qnet.input.quantize(x.transpose(0, 2, 3, 1))
-    run = run_golden(compile_network(qnet, AccelConfig()), x_q)
+    run = GoldenTarget().run(compile_network(qnet, AccelConfig()), x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     return qnet, run, run_reference(tmp_path / "q.onnx", x)
 

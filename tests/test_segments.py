@@ -8,7 +8,7 @@ from firmware.compiler.pipeline import compile_network, map_network
 from firmware.compiler.mapper import MappingError
 from firmware.frontend.network import Dense, Network
 from firmware.compiler.quantize import quantize
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_cnn
 from golden import AccelConfig
 
@@ -24,7 +24,7 @@ def mlp(rng, sizes, samples=12):
 
 def assert_runs_exactly(qnet, x_q, config, batch=None):
     exe = compile_network(qnet, config, batch)
-    run = run_golden(exe, x_q)
+    run = GoldenTarget().run(exe, x_q)
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     assert len(np.unique(run.outputs, axis=0)) > 1                 # not a constant output
     return exe, run

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from firmware.compiler.pipeline import compile_network
-from firmware.runtime.run import run_golden
+from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig, bridge
 from rtl.boards import BOARD_CONFIGS
 from sim.uart import run_executable_over_uart
@@ -40,7 +40,7 @@ def test_network_over_uart_equals_golden(small_network, record_property, tmp_pat
     config = UART_CONFIGS[name]
     qnet, x_q = small_network(seed=12, samples=10)
     exe = compile_network(qnet, config)
-    golden = run_golden(exe, x_q)
+    golden = GoldenTarget().run(exe, x_q)
     run = run_executable_over_uart(exe.save(tmp_path / "mlp.tessera"), x_q,
                                    log=lambda message: None)
     assert run.tests == 1 and run.failed == 0, run.log_tail()

@@ -1,5 +1,6 @@
 """Running an `Executable` through the driver, on any transport: segment by segment,
-batch by batch, counting every word the host moves. Needs neither the compiler nor Amaranth."""
+batch by batch, counting every word the host moves; and comparing two runs. Needs
+neither the compiler nor Amaranth (the targets that own a transport: `.targets`)."""
 
 import itertools
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from golden.regmap import COUNTERS
 
 from ..windows import im2col, pad_images
 
-__all__ = ["NetworkRun", "run_executable", "run_golden", "input_entries"]
+__all__ = ["NetworkRun", "run_executable", "compare_runs", "input_entries"]
 
 
 @dataclass
@@ -131,15 +132,35 @@ async def run_executable(driver, exe, x_q, progress=None):
     return result
 
 
-def run_golden(exe, x_q, progress=None, nonideal=None):
-    """Run `exe` on a fresh golden device model of its config, through the same driver;
-    `nonideal` (a `golden.NonIdealities`) perturbs its analog side."""
-    import asyncio
-
-    from golden.device import Device
-
-    from .driver import Driver
-    from .transports import GoldenBus
-
-    device = Device(exe.config, nonideal)
-    return asyncio.run(run_executable(Driver(GoldenBus(device)), exe, x_q, progress))
+def compare_runs(expected, actual):
+    """How `actual` differs from `expected` (two `NetworkRun`s of the same samples), one line
+    a difference: the outputs, every counter of the inference and setup runs, the words
+    the host moved to and from each memory, the batches and the device runs. Empty when
+    they are the same run."""
+    problems = []
+    if expected.outputs.shape != actual.outputs.shape:
+        problems.append(f"outputs: shape {actual.outputs.shape}, expected {expected.outputs.shape}")
+    else:
+        differ = np.argwhere(expected.outputs != actual.outputs)
+        if len(differ):
+            sample, output = (int(i) for i in differ[0])
+            problems.append(f"outputs: {len(differ)} of {expected.outputs.size} values differ, "
+                            f"first sample {sample} output {output}: "
+                            f"{actual.outputs[sample, output]} (expected "
+                            f"{expected.outputs[sample, output]})")
+    for what in ("counters", "setup_counters"):
+        want, got = getattr(expected, what), getattr(actual, what)
+        for name in sorted(set(want) | set(got)):
+            if want.get(name) != got.get(name):
+                problems.append(f"{what} {name}: {got.get(name)} (expected {want.get(name)})")
+    for way in sorted(set(expected.host_words) | set(actual.host_words)):
+        want, got = expected.host_words.get(way, {}), actual.host_words.get(way, {})
+        for memory in sorted(set(want) | set(got)):
+            if want.get(memory) != got.get(memory):
+                problems.append(f"host words {way} {memory}: {got.get(memory)} "
+                                f"(expected {want.get(memory)})")
+    for what in ("batches", "runs"):
+        if getattr(expected, what) != getattr(actual, what):
+            problems.append(f"{what}: {getattr(actual, what)} (expected "
+                            f"{getattr(expected, what)})")
+    return problems
