@@ -17,7 +17,7 @@ from pathlib import Path
 import rtl
 from rtl.fpga_build import ecp5_synthesis
 from sim.runner import BUILD_ROOT
-from tessera.cli import add_config_options, config_from_args
+from tessera.options import add_config_options, config_from_args
 
 SCRIPT = """\
 read_verilog -sv {verilog}

@@ -21,8 +21,8 @@ from firmware.runtime.report import format_table
 from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_mlp
 from golden import AccelConfig, isa
-from tessera.digits import MODELS
-from tessera.mnist import lenet5
+from tessera.experiments.digits import MODELS
+from tessera.experiments.mnist import lenet5
 
 
 REPEATS = 5

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tessera.cli import load_inputs, load_labels, load_network
-from tessera.sweep import SweepData, SweptNetwork, run_sweep
+from tessera.loaders import load_inputs, load_labels, load_network
+from tessera.experiments.sweep import SweepData, SweptNetwork, run_sweep
 
 DATASETS = {   # model, calibration, inputs, labels, memories (as the demo compiles them)
     "mnist": ("build/mnist/mnist_lenet5_dense.onnx", "build/mnist/mnist_calibration.npy",

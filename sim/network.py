@@ -10,13 +10,14 @@ import numpy as np
 import rtl
 from firmware.runtime.executable import load_executable
 from firmware.runtime.run import NetworkRun
+from firmware.runtime.targets import TargetError
 
 from .runner import inputs_file, run_component
 
 __all__ = ["RTLTarget", "run_executable_on_rtl", "RTLRunError"]
 
 
-class RTLRunError(RuntimeError):
+class RTLRunError(TargetError):
     """The simulation failed; the message is one line naming the cause and the log."""
 
 

@@ -47,3 +47,57 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("RTL vs golden model")
         for line in sorted(lines):
             terminalreporter.write_line(line)
+
+
+class FakeBoard:
+    """A board at the far end of a pseudo-terminal: the UART bridge's framing
+    (golden.bridge) decoded byte by byte and served by a golden device model, so that
+    `BoardTarget` and `tessera run --backend board` run their whole path, pyserial
+    included, without hardware."""
+
+    def __init__(self, config):
+        import os
+        import threading
+
+        from firmware.runtime.transports import GoldenBus
+        from golden.device import Device
+
+        self.bus = GoldenBus(Device(config))
+        self.master, slave = os.openpty()
+        self.port = os.ttyname(slave)
+        self.frames = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _read(self, n):
+        import os
+        data = b""
+        while len(data) < n:
+            data += os.read(self.master, n - len(data))
+        return data
+
+    def _serve(self):
+        import asyncio
+        import os
+
+        from golden import bridge
+
+        loop = asyncio.new_event_loop()
+        while True:
+            header = self._read(7)                   # sync, command, count, address
+            count = header[2]
+            rest = self._read(4 * count + 1 if header[1] == bridge.Command.WRITE else 1)
+            command, address, count, words = bridge.decode_request(header + rest)
+            if command == bridge.Command.WRITE:
+                loop.run_until_complete(self.bus.write_burst(address, words))
+                reply = bridge.encode_response(bridge.Status.OK)
+            else:
+                words = loop.run_until_complete(self.bus.read_burst(address, count))
+                reply = bridge.encode_response(bridge.Status.OK, words)
+            os.write(self.master, reply)
+            self.frames += 1
+
+
+@pytest.fixture
+def fake_board():
+    """Make a `FakeBoard` of a config; its port is a path `tessera run --port` takes."""
+    return FakeBoard

@@ -28,8 +28,8 @@ def compile_mlp(files, *extra):
 
 
 def test_compile_run_report(files, capsys, monkeypatch):
-    import tessera.cli
-    monkeypatch.setattr(tessera.cli, "PROGRESS_AFTER_SECONDS", 0.0)    # show it at once
+    import tessera.options
+    monkeypatch.setattr(tessera.options, "PROGRESS_AFTER_SECONDS", 0.0)    # show it at once
     compiled, run = compile_mlp(files, "--prune-blocks", "0.5"), files / "run.json"
     printed = capsys.readouterr()
     assert "dense0: 3x2 blocks, 3 stored (50%)" in printed.out
@@ -255,7 +255,7 @@ def test_pruning_measures_warns_and_fine_tunes(files, capsys):
     calibration = np.load(files / "calib.npy")
     np.save(files / "train.npy", calibration)
     # labels the unpruned float model gives: fine-tuning can learn them back
-    from tessera.cli import load_network
+    from tessera.loaders import load_network
     network = load_network(files / "mlp.npz")[0]
     np.save(files / "labels.npy", network.forward(calibration).argmax(1))
     compile_mlp(files, "--prune-blocks", "0.5")
@@ -373,3 +373,41 @@ def test_report_puts_host_words_into_cycles_apart(run_file, capsys, link, cycles
     record = json.loads(run_file.read_text())
     words = sum(n for counts in record["host_words"].values() for n in counts.values())
     assert report["host_words_per_inference"] == words / record["samples"]
+
+
+def test_run_on_a_board_over_its_serial_port(files, capsys, fake_board):
+    """`--backend board --port`: the same outputs and counters as the golden backend, the
+    board a golden device behind the UART bridge's framing on a pseudo-terminal."""
+    from firmware.runtime.executable import load_executable
+
+    compiled = compile_mlp(files)
+    board = fake_board(load_executable(compiled).config)
+    runs = {}
+    for backend, extra in (("golden", []), ("board", ["--port", board.port])):
+        out = files / f"{backend}.json"
+        assert main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), "--backend",
+                     backend, *extra, "--out", str(out)]) in (0, None)
+        runs[backend] = json.loads(out.read_text())
+    assert "50 samples on board" in capsys.readouterr().out
+    for field in ("outputs_int8", "counters", "host_words", "batches"):
+        assert runs["board"][field] == runs["golden"][field], field
+    assert board.frames > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "board"], "--port names the board's serial port"),
+    (["--port", "/dev/ttyUSB1"], "--port names the board's serial port"),
+    (["--backend", "board", "--port", "/dev/tessera-none"],
+     "cannot open the board's serial port /dev/tessera-none"),
+])
+def test_board_backend_errors_are_one_line(files, capsys, argv, message):
+    compiled = compile_mlp(files)
+    capsys.readouterr()
+    try:            # a usage error exits through argparse's parser; a failed run returns 1
+        status = main(["run", str(compiled), "--inputs", str(files / "inputs.npy"), *argv,
+                       "--out", str(files / "run.json")])
+    except SystemExit as stop:
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status != 0 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (files / "run.json").exists()

@@ -13,7 +13,7 @@ from firmware.compiler.quantize import quantize  # noqa: E402
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig  # noqa: E402
 from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference  # noqa: E402
-from tessera.mnist import (_forms, lenet5, load_mnist_split,  # noqa: E402
+from tessera.experiments.mnist import (_forms, lenet5, load_mnist_split,  # noqa: E402
                            run_mnist)
 
 

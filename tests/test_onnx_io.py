@@ -151,7 +151,7 @@ def test_shape_errors_and_files_name_the_node_and_path(tmp_path):
 
 
 def test_digits_export_folds_the_pixel_order_into_the_first_layer(tmp_path):
-    from tessera.digits import export_onnx
+    from tessera.experiments.digits import export_onnx
     rng = np.random.default_rng(4)
     network = init_mlp([64, 12, 10], rng)
     order = rng.permutation(64)

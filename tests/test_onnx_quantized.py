@@ -18,7 +18,7 @@ from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_cnn, init_mlp, train  # noqa: E402
 from golden import AccelConfig  # noqa: E402
 from tessera.cli import main  # noqa: E402
-from tessera.digits import load_digits_split  # noqa: E402
+from tessera.experiments.digits import load_digits_split  # noqa: E402
 
 FORMS = {
     "QDQ per-tensor": dict(quant_format=QuantFormat.QDQ, per_channel=False,

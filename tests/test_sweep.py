@@ -11,7 +11,7 @@ from firmware.compiler.prune import prune_blocks
 from firmware.compiler.quantize import quantize
 from golden.energy import COMPONENTS, OFF_CHIP
 from tessera.cli import main
-from tessera.sweep import SweepData, dask_client, pareto_front, run_sweep
+from tessera.experiments.sweep import SweepData, dask_client, pareto_front, run_sweep
 
 distributed = pytest.importorskip("distributed")
 
@@ -128,7 +128,7 @@ def test_cli_sweep_and_its_errors(cluster, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(args + ["--labels", str(tmp_path / "short.npy")])
     assert "has 5 labels for 20 samples" in capsys.readouterr().err
-    monkeypatch.setattr("tessera.sweep.CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr("tessera.experiments.sweep.CONNECT_TIMEOUT_S", 2)
     with pytest.raises(SystemExit):
         main(args[:-2] + ["--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "x")])
     assert "no Dask scheduler answered at tcp://127.0.0.1:1" in capsys.readouterr().err

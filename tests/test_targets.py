@@ -66,3 +66,12 @@ def test_board_target_names_a_missing_port(two_runs):
     build, x_q, _, _ = two_runs
     with pytest.raises(BoardError, match="cannot open the board's serial port /dev/tessera-none"):
         BoardTarget("/dev/tessera-none").run(build.executable, x_q)
+
+
+def test_board_target_over_a_serial_port_equals_golden(two_runs, fake_board):
+    build, x_q, golden, _ = two_runs
+    board = fake_board(build.executable.config)
+    run = BoardTarget(board.port).run(build.executable, x_q)
+    assert compare_runs(golden, run) == []
+    assert np.array_equal(run.outputs, build.quantized.forward(x_q))
+    assert board.frames > 0

@@ -14,7 +14,11 @@ from .driver import Driver
 from .run import NetworkRun, run_executable
 from .transports import GoldenBus, PySerialLink, SerialBus
 
-__all__ = ["Target", "GoldenTarget", "BoardTarget", "BoardError"]
+__all__ = ["Target", "TargetError", "GoldenTarget", "BoardTarget", "BoardError"]
+
+
+class TargetError(RuntimeError):
+    """A target could not run: its message is one line naming the cause (and any log)."""
 
 
 class Target(Protocol):
@@ -37,7 +41,7 @@ class GoldenTarget:
         return asyncio.run(run_executable(Driver(bus), exe, x_q, progress))
 
 
-class BoardError(RuntimeError):
+class BoardError(TargetError):
     """The board's serial port could not be opened or stopped answering; one line."""
 
 

@@ -12,7 +12,8 @@ from firmware.compiler.build import build_executable
 from firmware.compiler.prune import prune_blocks
 from firmware.frontend.train import accuracy, init_cnn, init_mlp, train
 from firmware.runtime.executable import load_executable
-from firmware.runtime.report import energy_summary, format_table, layer_energy, plot_layer_energy
+from firmware.runtime.report import (energy_summary, format_table, layer_energy,
+                                     plot_layer_energy)
 from firmware.runtime.run import compare_runs
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig

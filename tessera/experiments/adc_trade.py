@@ -11,7 +11,8 @@ import numpy as np
 from firmware.compiler.build import build_executable
 from firmware.compiler.pipeline import LossyAdcWarning
 from firmware.compiler.quantize import quantize
-from firmware.runtime.report import energy_summary, format_table, layer_energy, plot_layer_energy
+from firmware.runtime.report import (energy_summary, format_table, layer_energy,
+                                     plot_layer_energy)
 from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import train
 from golden import AccelConfig
@@ -34,11 +35,11 @@ ANCHORS = {
 def _train_model(dataset, seed, log):
     rng = np.random.default_rng(seed)
     if dataset == "mnist":
-        from tessera.mnist import LENET, lenet5, load_mnist_split
+        from tessera.experiments.mnist import LENET, lenet5, load_mnist_split
         x_train, y_train, x_test, y_test = load_mnist_split(seed)
         network, epochs, name = lenet5(rng), LENET.epochs, "MNIST LeNet-5"
     else:
-        from tessera.digits import MODELS, load_digits_split
+        from tessera.experiments.digits import MODELS, load_digits_split
         x_train, y_train, x_test, y_test = load_digits_split(seed)
         x_train, x_test = x_train.reshape(-1, 8, 8, 1), x_test.reshape(-1, 8, 8, 1)
         cnn = MODELS[1]
