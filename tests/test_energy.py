@@ -81,3 +81,19 @@ def test_host_link_cycles_follow_the_uart_framing_by_hand():
     assert HOST_LINKS["uart-ulx3s"].cycles_per_word == pytest.approx(8782.7, abs=0.1)
     assert HOST_LINKS["uart-icebreaker"].cycles(255) == pytest.approx(12e6 / 115_200 * 10 * 1032)
     assert HOST_LINKS["axi-dma"].cycles(1000) == 1000
+
+
+def test_the_energy_page_lists_what_the_presets_give():
+    """docs/energy.md's per-event tables are `describe`'s lines for the default config,
+    preset by preset: the page cannot drift from golden/energy.py."""
+    import re
+    from pathlib import Path
+
+    from golden import AccelConfig
+    from golden.energy import PRESETS, describe
+
+    page = (Path(__file__).parent.parent / "docs" / "energy.md").read_text()
+    tables = dict(re.findall(r"### `(\w+)`[^\n]*\n\n```text\n(.*?)```", page, re.S))
+    assert sorted(tables) == sorted(PRESETS)
+    for key, table in tables.items():
+        assert table.splitlines() == describe(PRESETS[key], AccelConfig()), key

@@ -96,14 +96,14 @@ def run(args):
 
 def add_parser(commands):
     parser = commands.add_parser(
-      "compile", help="quantise, prune and map a network into an executable file",
-      description="Read a network (an ONNX model, float or quantised by onnxruntime as QDQ "
-                  "or QOperator: see the README's list of operators; or an .npz with w0, b0, "
-                  "w1, b1, ..., weights (in, out)), optionally block-prune it (measuring the "
-                  "cost, fine-tuning with --train and --labels), quantise it to int8 with "
-                  "calibration data or with the model's own scales, map it onto the "
-                  "accelerator (in segments when it does not fit the memories at once) and "
-                  "save the executable: a zip of a JSON manifest and .npy arrays.")
+        "compile", help="quantise, prune and map a network into an executable file",
+        description="Read a network (an ONNX model, float or quantised by onnxruntime as "
+                    "QDQ or QOperator: see docs/compiler.md for the operators; or an .npz "
+                    "with w0, b0, w1, b1, ..., weights (in, out)), optionally block-prune it "
+                    "(measuring the cost, fine-tuning with --train and --labels), quantise it "
+                    "to int8 with calibration data or with the model's own scales, map it "
+                    "onto the accelerator (in segments when it does not fit the memories at "
+                    "once) and save the executable: a zip of a JSON manifest and .npy arrays.")
     parser.add_argument("network", help="network .onnx or .npz")
     parser.add_argument("--calibration", default=None,
                         help="calibration inputs, .npy in the model's layout: (samples, "
