@@ -12,7 +12,7 @@ from firmware.frontend.network import Dense, Network
 from firmware.compiler.quantize import quantize
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig, isa
-from test_crossbar_golden import scalar_crossbar
+from scalar_crossbar import scalar_crossbar
 
 LOSSY = AccelConfig(adc_bits=4)          # 7 bits lossless: shifts 0..3
 

@@ -8,6 +8,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from onnx_graphs import grouped_graph, model_of, shuffle_graph
+
 from firmware.frontend.network import (Add, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,  # noqa: E402
                               NetworkError)
 from firmware.frontend.onnx_io import from_onnx, load_onnx, to_onnx  # noqa: E402
@@ -161,18 +163,6 @@ def test_digits_export_folds_the_pixel_order_into_the_first_layer(tmp_path):
     assert np.allclose(raw, network.forward(x[:, order]), atol=1e-4)
 
 
-def _graph(nodes, initializers, input_dims, output="y", opset=17, dtype=np.float32,
-           output_type=TensorProto.FLOAT):
-    """A model of `nodes`; float initializers stored as `dtype`."""
-    stored = {k: np.asarray(v, dtype) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
-              for k, v in initializers.items()}
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_dims)],
-        [helper.make_tensor_value_info(output, output_type, None)],
-        [numpy_helper.from_array(v, k) for k, v in stored.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
 SUPPORTED = {
     # Conv -> BatchNormalization (folded) -> Clip(0, 6) -> Flatten -> Gemm -> Softmax (host)
     "batchnorm, relu6, softmax": (
@@ -227,7 +217,7 @@ def _case(case, opset=17, dtype=np.float32):
             "shape": np.array([-1, 1, 6, 6]), "axes": np.array([2, 3]), "axes12": np.array([1, 2])}
     nodes, dims, head = SUPPORTED[case]
     used = {name for node in nodes for name in node.input}
-    model = _graph(nodes, {k: v for k, v in init.items() if k in used}, dims, opset=opset,
+    model = model_of(nodes, {k: v for k, v in init.items() if k in used}, dims, opset=opset,
                    dtype=dtype, output_type=TensorProto.INT64 if head == "ArgMax" else TensorProto.FLOAT)
     x = rng.uniform(-1, 1, (7, *dims[1:])).astype(np.float32)
     return model, x, head
@@ -305,7 +295,7 @@ def _imported(model):
 ])
 def test_refused_constructs_name_node_and_attribute(nodes, init, message):
     with pytest.raises(NetworkError, match=message):
-        from_onnx(_graph(nodes, init, ["n", 1, 6, 6]))
+        from_onnx(model_of(nodes, init, ["n", 1, 6, 6]))
 
 
 @pytest.mark.parametrize("nodes, init, dims, message", [
@@ -328,7 +318,7 @@ def test_refused_constructs_name_node_and_attribute(nodes, init, message):
 ])
 def test_more_refusals_name_node_and_attribute(nodes, init, dims, message):
     with pytest.raises(NetworkError, match=message):
-        from_onnx(_graph(nodes, init, dims))
+        from_onnx(model_of(nodes, init, dims))
 
 
 def test_quantised_graphs_refuse_per_channel_activations_and_float_qgemm_outputs():
@@ -359,7 +349,7 @@ def test_quantised_graphs_refuse_per_channel_activations_and_float_qgemm_outputs
 
 
 def test_opsets_outside_13_to_21_are_refused():
-    model = _graph([helper.make_node("Identity", ["x"], ["y"])], {}, ["n", 4], opset=11)
+    model = model_of([helper.make_node("Identity", ["x"], ["y"])], {}, ["n", 4], opset=11)
     with pytest.raises(NetworkError, match="opset 11: the importer takes opsets 13 to 21"):
         from_onnx(model)
 
@@ -367,7 +357,7 @@ def test_opsets_outside_13_to_21_are_refused():
 def test_a_batch_one_export_reshapes_to_one_by_features():
     """torch.onnx.export at batch 1 writes Reshape(x, [1, F]): taken as (batch, F)."""
     rng = np.random.default_rng(9)
-    model = _graph([helper.make_node("Reshape", ["x", "shape"], ["f"]),
+    model = model_of([helper.make_node("Reshape", ["x", "shape"], ["f"]),
                     helper.make_node("Gemm", ["f", "w", "b"], ["y"])],
                    {"shape": np.array([1, 36]), "w": rng.normal(size=(36, 5)),
                     "b": rng.normal(size=5)}, [1, 1, 6, 6])
@@ -382,7 +372,7 @@ def test_a_batch_one_export_reshapes_to_one_by_features():
 ])
 def test_operators_refused_say_why_and_what_would_work(node, message):
     with pytest.raises(NetworkError, match=message):
-        from_onnx(_graph([node], {}, ["n", 1, 6, 6]))
+        from_onnx(model_of([node], {}, ["n", 1, 6, 6]))
 
 
 def test_a_dead_branch_names_the_layer_no_one_reads():
@@ -390,24 +380,8 @@ def test_a_dead_branch_names_the_layer_no_one_reads():
              helper.make_node("Conv", ["a", "k2"], ["b"], kernel_shape=[1, 1]),
              helper.make_node("Conv", ["a", "k2"], ["y"], kernel_shape=[1, 1])]
     with pytest.raises(NetworkError, match="layer 'conv1': no layer reads its output"):
-        from_onnx(_graph(nodes, {"k": np.ones((2, 1, 1, 1)), "k2": np.ones((2, 2, 1, 1))},
+        from_onnx(model_of(nodes, {"k": np.ones((2, 1, 1, 1)), "k2": np.ones((2, 2, 1, 1))},
                          ["n", 1, 6, 6]))
-
-
-def grouped_graph(rng):
-    """Conv group=2 (4 -> 8 channels) -> Relu -> depthwise Conv (group=8, padded) -> Relu ->
-    Flatten -> Gemm: ShuffleNet's and MobileNet's convolutions."""
-    return _graph([helper.make_node("Conv", ["x", "k1", "b1"], ["c1"], kernel_shape=[3, 3], group=2),
-                   helper.make_node("Relu", ["c1"], ["r1"]),
-                   helper.make_node("Conv", ["r1", "k2", "b2"], ["c2"], kernel_shape=[3, 3], group=8,
-                                    pads=[1, 1, 1, 1]),
-                   helper.make_node("Relu", ["c2"], ["r2"]),
-                   helper.make_node("Flatten", ["r2"], ["f"]),
-                   helper.make_node("Gemm", ["f", "w", "b"], ["y"])],
-                  {"k1": rng.normal(0, 0.5, (8, 2, 3, 3)), "b1": rng.normal(0, 0.1, 8),
-                   "k2": rng.normal(0, 0.5, (8, 1, 3, 3)), "b2": rng.normal(0, 0.1, 8),
-                   "w": rng.normal(0, 0.2, (128, 5)), "b": rng.normal(0, 0.1, 5)},
-                  ["n", 4, 6, 6])
 
 
 def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden():
@@ -431,28 +405,6 @@ def test_grouped_and_depthwise_convolutions_match_onnxruntime_and_run_on_golden(
     # Each stored depthwise block is a diagonal: 4 of its 16 cells hold a weight (1/cols).
     assert any(line.startswith("  conv2: 18x2 blocks, 18 stored (50%), crossbar cell "
                                "utilisation 25%") for line in exe.summary), exe.summary
-
-
-def shuffle_graph(rng, between="Relu"):
-    """Conv (4 -> 8) -> channel shuffle of 2 groups -> [Relu | MaxPool] -> grouped Conv ->
-    Relu -> Flatten -> Gemm: ShuffleNet's unit without its branch."""
-    middle = ([helper.make_node("Relu", ["u"], ["m"])] if between == "Relu" else
-              [helper.make_node("MaxPool", ["u"], ["m"], kernel_shape=[2, 2], strides=[2, 2])])
-    side = 6 if between == "Relu" else 3
-    return _graph([helper.make_node("Conv", ["x", "k1", "b1"], ["c1"], kernel_shape=[1, 1]),
-                   helper.make_node("Reshape", ["c1", "split"], ["s"]),
-                   helper.make_node("Transpose", ["s"], ["t"], perm=[0, 2, 1, 3, 4]),
-                   helper.make_node("Reshape", ["t", "merge"], ["u"]),
-                   *middle,
-                   helper.make_node("Conv", ["m", "k2", "b2"], ["c2"], kernel_shape=[1, 1], group=2),
-                   helper.make_node("Relu", ["c2"], ["r2"]),
-                   helper.make_node("Flatten", ["r2"], ["f"]),
-                   helper.make_node("Gemm", ["f", "w", "b"], ["y"])],
-                  {"k1": rng.normal(0, 0.5, (8, 4, 1, 1)), "b1": rng.normal(0, 0.1, 8),
-                   "split": np.array([-1, 2, 4, 6, 6]), "merge": np.array([-1, 8, 6, 6]),
-                   "k2": rng.normal(0, 0.5, (8, 4, 1, 1)), "b2": rng.normal(0, 0.1, 8),
-                   "w": rng.normal(0, 0.2, (8 * side * side, 5)), "b": rng.normal(0, 0.1, 5)},
-                  ["n", 4, 6, 6])
 
 
 @pytest.mark.parametrize("between", ["Relu", "MaxPool"])

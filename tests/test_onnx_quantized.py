@@ -17,6 +17,7 @@ from firmware.compiler.quantize import quantize  # noqa: E402
 from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_cnn, init_mlp, train  # noqa: E402
 from golden import AccelConfig  # noqa: E402
+from onnx_graphs import grouped_graph, shuffle_graph  # noqa: E402
 from tessera.cli import main  # noqa: E402
 from tessera.experiments.digits import load_digits_split  # noqa: E402
 
@@ -266,14 +267,9 @@ def conv_pool_ending_graph(rng):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _grouped_graph(rng):
-    from test_onnx_io import grouped_graph
-    return grouped_graph(rng)
-
-
 # graph, its seed, its input's channels: each measured equal to onnxruntime on all 1,500
 # outputs in every form
-EXACT_CASES = {"grouped and depthwise convolutions": (_grouped_graph, 12, 4),
+EXACT_CASES = {"grouped and depthwise convolutions": (grouped_graph, 12, 4),
                "a conv and global pool ending": (conv_pool_ending_graph, 1, 1)}
 
 
@@ -294,7 +290,6 @@ def test_a_channel_shuffle_quantised_matches_onnxruntime(tmp_path, form):
     """QOperator: all 1,500 outputs equal (measured). QDQ rounds the first Conv's output
     on its own grid before the ReLU, then again on the ReLU's; Tessera folds the ReLU into
     the Conv and rounds once: measured 97.7-97.9 % within 1 LSB, at most 2."""
-    from test_onnx_io import shuffle_graph
     rng = np.random.default_rng(13)
     model = shuffle_graph(rng)
     x = rng.uniform(0, 1, (300, 4, 6, 6)).astype(np.float32)

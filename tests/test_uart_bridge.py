@@ -16,9 +16,13 @@ CONFIG = AccelConfig(tiles=2, imem_depth=16, wmem_depth=48, amem_depth=32, psum_
 
 def test_frames_round_trip_and_checks():
     frame = bridge.encode_request(bridge.Command.WRITE, 0x10, words=[1, 0xFFFF_FFFF])
+    # By hand from the format: sync, WRITE, 2 words, address 0x10 and the words little-
+    # endian, then 0xEF: the body's bytes sum to 1041 = 17 mod 256, and 17 + 0xEF = 256.
+    assert frame == bytes.fromhex("a5 02 02 10000000 01000000 ffffffff ef")
     assert bridge.decode_request(frame) == (2, 0x10, 2, [1, 0xFFFF_FFFF])
-    assert sum(frame[1:]) % 256 == 0
-    assert bridge.decode_response(bridge.encode_response(bridge.Status.OK, [5])) == (bridge.Status.OK, [5])
+    response = bridge.encode_response(bridge.Status.OK, [5])
+    assert response == bytes.fromhex("5a 00 01 05000000 fa")     # 0 + 1 + 5 + 0xFA = 256
+    assert bridge.decode_response(response) == (bridge.Status.OK, [5])
     with pytest.raises(bridge.FramingError, match="1..255 words, not 0"):
         bridge.encode_request(bridge.Command.READ, 0, 0)
     with pytest.raises(bridge.FramingError, match="word-aligned"):
