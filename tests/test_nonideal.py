@@ -91,3 +91,65 @@ def test_run_reports_the_impact_against_the_ideal_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(argv + ["--stuck-at-0", "-1"])
     assert "--stuck-at-0: NonIdealities.stuck_at_0 must be a finite number >= 0" in capsys.readouterr().err
+
+
+# Magnitudes: one conversion per column (8-bit cells, an 8-bit DAC: one slice, one step),
+# a lossless ADC at shift 0, so each output is round(count + perturbation) and its spread
+# is the perturbation's, derived by hand below.
+WIDE = AccelConfig(rows=128, cols=128, cell_bits=8, dac_bits=8)
+
+
+def outputs_of(nonideal, weights, x):
+    """Every tile programmed with `weights`, run on `x`: (tiles, vectors, cols)."""
+    tiles = AnalogTiles(WIDE, nonideal)
+    for tile in range(WIDE.tiles):
+        tiles.program(tile, weights)
+    return np.stack([tiles.mvm(tile, x, 0) for tile in range(WIDE.tiles)])
+
+
+@pytest.mark.parametrize("field, sigma", [("read_noise_sigma", 3.0), ("adc_noise_sigma", 2.0)])
+def test_per_conversion_noise_has_its_sigma(field, sigma):
+    """Zero weights: the count is 0, the output round(N(0, sigma)), whose standard
+    deviation is sqrt(sigma**2 + 1/12) (rounding adds a uniform LSB's variance); 4 tiles x
+    250 vectors x 128 columns = 128,000 conversions put the estimate within 1 %."""
+    x = np.random.default_rng(2).integers(-128, 128, (250, WIDE.rows))
+    out = outputs_of(NonIdealities(**{field: sigma}, seed=4), np.zeros((128, 128), int), x)
+    assert abs(out.mean()) < 0.05
+    assert abs(out.std() / np.sqrt(sigma ** 2 + 1 / 12) - 1) < 0.02
+
+
+def test_adc_offsets_are_fixed_per_adc_with_their_sigma():
+    """Each ADC's offset is drawn once: the same on every vector, N(0, 1.5) across the
+    512 ADCs (sigma of the estimate ~3 %; rounding adds 1/12)."""
+    x = np.random.default_rng(2).integers(-128, 128, (20, WIDE.rows))
+    out = outputs_of(NonIdealities(adc_offset_sigma=1.5, seed=4), np.zeros((128, 128), int), x)
+    assert (out == out[:, :1, :]).all()
+    assert abs(out[:, 0, :].std() / np.sqrt(1.5 ** 2 + 1 / 12) - 1) < 0.12
+
+
+def one_hot_reads(nonideal, weight=100):
+    """Every cell read alone: row r's input 1, the others 0, weights all `weight` (a
+    positive cell at that level, its negative cell at 0): (tiles * rows * cols,) counts."""
+    return outputs_of(nonideal, np.full((128, 128), weight), np.eye(WIDE.rows, dtype=int)).ravel()
+
+
+def test_conductance_variation_scales_each_cell():
+    """A level-100 cell reads round(100 (1 + N(0, 0.05))): mean 100, sigma 5.0 over the
+    65,536 cells (sigma of the estimate 0.3 %)."""
+    reads = one_hot_reads(NonIdealities(conductance_sigma=0.05, seed=4))
+    assert abs(reads.mean() - 100) < 0.3
+    assert abs(reads.std() / np.sqrt(5.0 ** 2 + 1 / 12) - 1) < 0.015
+
+
+def test_stuck_cells_come_at_their_rates():
+    """Stuck at 0 with p0 = 0.2, at the top level (255) with p1 = 0.1, each cell of a pair
+    drawn apart; a pair (100, 0) then reads, by hand: 100 if the positive cell is sound and
+    the negative not stuck high, (1 - p0 - p1)(1 - p1) = 0.63; 0 if both read 0 or both
+    255, p0 (1 - p1) + p1 p1 = 0.19; 255 for a high positive and a low negative, p1 (1 - p1)
+    = 0.09; -155 for a sound positive and a high negative, 0.07; -255, p0 p1 = 0.02.
+    65,536 pairs: each rate within 0.006 (3 sigma at most 0.0057)."""
+    reads = one_hot_reads(NonIdealities(stuck_at_0=0.2, stuck_at_1=0.1, seed=4))
+    expected = {100: 0.63, 0: 0.19, 255: 0.09, -155: 0.07, -255: 0.02}
+    assert set(np.unique(reads)) == set(expected)
+    for value, rate in expected.items():
+        assert abs(np.mean(reads == value) - rate) < 0.006, value
