@@ -2,6 +2,7 @@
 calibration), energy per inference and TOPS/W, for a trained CNN on the golden model; the
 per-layer energy breakdown; published efficiencies marked for context."""
 
+import csv
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -52,7 +53,7 @@ def _train_model(dataset, seed, log):
 def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=0,
                   preset=DEFAULT_PRESET, out_dir=Path("build/adc_trade"), log=print):
     """Train, quantise, and for each ADC width compile with and without calibration, run on
-    the golden model and tabulate; write the plots. Returns (rows, table text, plot paths)."""
+    the golden model and tabulate (text and CSV, energies per inference); write the plots. Returns (rows, table text, plot paths)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name, network, x_train, x_test, y_test = _train_model(dataset, seed, log)
     x_test, y_test = x_test[:test_samples], y_test[:test_samples]
@@ -97,6 +98,10 @@ def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=
              f"config {base.name} with adc_bits varied; energy per inference\n"
              + format_table(rows, columns))
     (out_dir / f"{dataset}_adc_trade.txt").write_text(table + "\n")
+    with open(out_dir / f"{dataset}_adc_trade.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     plot = _plot(rows, name, preset, base, out_dir / f"{dataset}_adc_trade.png")
     return rows, table, [plot, layer_plot]
 
