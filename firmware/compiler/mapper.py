@@ -27,14 +27,15 @@ moved by the host (`Transfer`s the compiler places).
 """
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
 from golden.timing import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 
+from ..frontend.network import NetworkError
 from ..runtime.executable import Transfer
 from .layout import matrix_row_layout, padded_matrix
-from ..frontend.network import NetworkError
 from .quantize import (QuantizedConcat, QuantizedConv2d, QuantizedDense, QuantizedFlatten,
                        QuantizedMaxPool2d, QuantizedMerge)
 
@@ -330,106 +331,137 @@ def _pool_step(maps, name, layer, source, out_shape):
     return _Held(len(maps), (pool, out_w, out_w), tuple(out_shape))
 
 
+class _Addressing(NamedTuple):
+    """How a matrix layer's jobs read their input: the source it reads, each K block's
+    entry offset and tensor, positions and their stride, runs, entries a sample, and the
+    geometry a convolution on an on-device image needs."""
+    source: object
+    k_offsets: list
+    k_tensors: list
+    groups: dict
+    positions: int
+    stride: int
+    runs: list
+    entries: int
+    row_runs: list = None
+    pitch: int = None
+    window: tuple = None
+
+
+def _addressing(maps, layer, source, inputs, out_shape, kb, rows):
+    """The `_Addressing` of a matrix layer reading `source` (`inputs`: what a merge reads):
+    merged or concatenated parts; vectors the host writes; or an on-device image, read
+    in place through its taps (padded first by a PAD step where the layer pads)."""
+    if isinstance(source, _Parts) or isinstance(layer, QuantizedMerge):
+        sources, channels = ((source.parts, source.channels) if isinstance(source, _Parts)
+                             else (inputs, layer.parts))
+        parts, k_offsets, k_tensors, groups, positions, stride, runs, entries, row_runs = \
+            _merge_inputs(maps, layer.name, sources, channels, rows)
+        source = parts[0]
+        if entries is None:                              # vectors: one entry run a sample
+            entries = tensor_entries(maps, source.tensor)
+        return _Addressing(source, k_offsets, k_tensors, groups, positions, stride, runs,
+                           entries, row_runs, source.image and source.image[1])
+    if source.image is None:                             # the host writes the vectors
+        conv = isinstance(layer, QuantizedConv2d)
+        positions = int(np.prod(out_shape[:-1])) if conv else 1
+        return _Addressing(source, list(range(kb)), [source.tensor] * kb, {}, positions, kb,
+                           [(positions, 0, 0)], positions * kb,
+                           # bands of positions: each a vector
+                           [(1, p * kb, p) for p in range(positions)] if conv else None)
+    if isinstance(layer, QuantizedConv2d) and any(layer.pads):
+        source = _pad_step(maps, f"{layer.name}.pad", source, layer.pads, layer.input.zero_point)
+    producer, pitch, _ = source.image
+    group = producer.output_entries
+    row_runs = window = None
+    if isinstance(layer, QuantizedConv2d):
+        (kh, kw), s = layer.kernel, layer.stride
+        out_h, out_w = out_shape[:2]
+        taps = [ky * pitch + kx for ky in range(kh) for kx in range(kw)]
+        positions, stride = (out_h - 1) * pitch + out_w, s * group
+        # One run per output row: the wide columns past out_w are not computed.
+        runs = row_runs = [(out_w, y * s * pitch * group, y * pitch) for y in range(out_h)]
+        window = (kh, kw, s)
+    else:
+        height, width = source.shape[:2]                # the image Flatten took
+        taps = [y * pitch + x for y in range(height) for x in range(width)]
+        positions, stride, runs, pitch = 1, 1, [(1, 0, 0)], None
+    k_offsets = [tap * group + b for tap in taps for b in range(group)]
+    return _Addressing(source, k_offsets, [source.tensor] * len(k_offsets), {}, positions,
+                       stride, runs, producer.positions * group, row_runs, pitch, window)
+
+
+def _requant_classes(layer, source, positions, out_shape):
+    """An average pool's divisor class per output position (-1 where none), or None."""
+    classes = getattr(layer, "classes", None)
+    if classes is None:
+        return None
+    row_pitch = source.image[1] if source.image is not None else out_shape[1]
+    requant_classes = np.full(positions, -1)
+    for y in range(out_shape[0]):
+        requant_classes[y * row_pitch:y * row_pitch + out_shape[1]] = classes[y]
+    return requant_classes
+
+
+def _matrix_step(maps, layer, source, inputs, out_shape, layout, config):
+    """The LayerMap of a matrix layer (appended to `maps`) and where its output is held."""
+    R, C = config.rows, config.cols
+    row_index, padded_rows = layout
+    padded = padded_matrix(layer.weights, row_index, padded_rows, C)
+    kb, nb = padded.shape[0] // R, padded.shape[1] // C
+    nonzero = padded.reshape(kb, R, nb, C).any(axis=(1, 3))
+    cells = int(nonzero.sum()) * R * C
+    a = _addressing(maps, layer, source, inputs, out_shape, kb, R)
+    step = len(maps)
+    if len(a.k_offsets) != kb:
+        raise MappingError(f"layer {layer.name!r}: its {kb} K blocks do not match the "
+                           f"{len(a.k_offsets)} entries its inputs hold a position")
+    k_inputs = {b: t for b, t in enumerate(a.k_tensors) if t != step}
+    lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
+                  np.count_nonzero(padded) / cells if cells else 0.0,
+                  a.positions, a.k_offsets, a.stride, a.entries, _blocks(nb * C, R), a.runs,
+                  k_inputs, row_runs=a.row_runs,
+                  requant_classes=_requant_classes(layer, a.source, a.positions, out_shape),
+                  class_count=len(getattr(layer, "class_params", ())) or 1,
+                  source_groups=a.groups, pitch=a.pitch, window=a.window)
+    lm.jobs = plan_jobs(lm, step, config.tiles)
+    maps.append(lm)
+    if len(out_shape) == 3:                              # a convolution or an image merge
+        pitch = a.source.image[1] if a.source.image is not None else out_shape[1]
+        return _Held(step + 1, (lm, pitch, out_shape[1]), out_shape)
+    return _Held(step + 1)
+
+
 def lower(qnet, config):
     """LayerMaps and PoolMaps (and PadMaps) without memory bases, in execution order:
     blocks, positions and input addressing. Steps and tensors follow the network's graph:
     each step reads the tensors its layer reads, where their producers left them."""
-    R, C = config.rows, config.cols
-    layouts = matrix_row_layout(qnet, R)
+    layouts = matrix_row_layout(qnet, config.rows)
     _check_ending(qnet)
     maps = []
     held = {0: _Held(0)}         # network tensor -> where it is held
-    as_parts = _layout_concats(qnet, R)
+    as_parts = _layout_concats(qnet, config.rows)
     for index, (layer, tensors) in enumerate(zip(qnet.layers, qnet.reads)):
         source = held[tensors[0]]
         out_shape = qnet.shapes[index + 1]
         if isinstance(layer, QuantizedFlatten):          # a layout, no work
             held[index + 1] = source
-            continue
-        if index + 1 in as_parts and isinstance(layer, QuantizedMaxPool2d):
+        elif index + 1 in as_parts and isinstance(layer, QuantizedMaxPool2d):
             held[index + 1] = _Parts(tuple(
                 _pool_step(maps, f"{layer.name}.part{i}", layer, part, (*out_shape[:2], c))
                 for i, (part, c) in enumerate(zip(source.parts, source.channels))),
                 source.channels)
-            continue
-        if index + 1 in as_parts:                        # a Concat: its inputs, as they are
+        elif index + 1 in as_parts:                      # a Concat: its inputs, as they are
             inputs = [held[t] if isinstance(held[t], _Parts) else
                       _Parts((held[t],), (qnet.shapes[t][2],)) for t in tensors]
             held[index + 1] = _Parts(
                 tuple(_one_geometry(maps, layer.name, [p for h in inputs for p in h.parts])),
                 tuple(c for h in inputs for c in h.channels))
-            continue
-        if isinstance(layer, QuantizedMaxPool2d):
+        elif isinstance(layer, QuantizedMaxPool2d):
             held[index + 1] = _pool_step(maps, layer.name, layer, source, out_shape)
-            continue
-        row_index, padded_rows = layouts[layer.name]
-        padded = padded_matrix(layer.weights, row_index, padded_rows, C)
-        kb, nb = padded.shape[0] // R, padded.shape[1] // C
-        nonzero = padded.reshape(kb, R, nb, C).any(axis=(1, 3))
-        cells = int(nonzero.sum()) * R * C
-        groups, row_runs, pitch, window = {}, None, None, None
-        if isinstance(source, _Parts) or isinstance(layer, QuantizedMerge):
-            sources, channels = ((source.parts, source.channels) if isinstance(source, _Parts)
-                                 else ([held[t] for t in tensors], layer.parts))
-            parts, k_offsets, k_tensors, groups, positions, stride, runs, entries, row_runs = \
-                _merge_inputs(maps, layer.name, sources, channels, R)
-            source = parts[0]
-            pitch = source.image and source.image[1]
-            if entries is None:                          # vectors: one entry run a sample
-                entries = tensor_entries(maps, source.tensor)
-        elif source.image is None:                       # the host writes the vectors
-            positions = int(np.prod(out_shape[:-1])) if isinstance(layer, QuantizedConv2d) else 1
-            k_offsets, stride, entries = list(range(kb)), kb, positions * kb
-            runs, k_tensors = [(positions, 0, 0)], [source.tensor] * kb
-            if isinstance(layer, QuantizedConv2d):     # bands of positions: each a vector
-                row_runs = [(1, p * kb, p) for p in range(positions)]
         else:
-            if isinstance(layer, QuantizedConv2d) and any(layer.pads):
-                source = _pad_step(maps, f"{layer.name}.pad", source, layer.pads,
-                                   layer.input.zero_point)
-            producer, pitch, _ = source.image
-            group = producer.output_entries
-            if isinstance(layer, QuantizedConv2d):
-                (kh, kw), s = layer.kernel, layer.stride
-                out_h, out_w = out_shape[:2]
-                taps = [ky * pitch + kx for ky in range(kh) for kx in range(kw)]
-                positions, stride = (out_h - 1) * pitch + out_w, s * group
-                # One run per output row: the wide columns past out_w are not computed.
-                runs = row_runs = [(out_w, y * s * pitch * group, y * pitch) for y in range(out_h)]
-                window = (kh, kw, s)
-            else:
-                height, width = source.shape[:2]                # the image Flatten took
-                taps = [y * pitch + x for y in range(height) for x in range(width)]
-                positions, stride, runs, pitch = 1, 1, [(1, 0, 0)], None
-            k_offsets = [tap * group + b for tap in taps for b in range(group)]
-            k_tensors = [source.tensor] * len(k_offsets)
-            entries = producer.positions * group
-        classes = getattr(layer, "classes", None)       # an average pool's divisors
-        if classes is not None:
-            row_pitch = source.image[1] if source.image is not None else out_shape[1]
-            requant_classes = np.full(positions, -1)
-            for y in range(out_shape[0]):
-                requant_classes[y * row_pitch:y * row_pitch + out_shape[1]] = classes[y]
-        else:
-            requant_classes = None
-        step = len(maps)
-        if len(k_offsets) != kb:
-            raise MappingError(f"layer {layer.name!r}: its {kb} K blocks do not match the "
-                               f"{len(k_offsets)} entries its inputs hold a position")
-        k_inputs = {b: t for b, t in enumerate(k_tensors) if t != step}
-        lm = LayerMap(layer.name, kb, nb, nonzero, padded, row_index,
-                      np.count_nonzero(padded) / cells if cells else 0.0,
-                      positions, k_offsets, stride, entries, _blocks(nb * C, R), runs, k_inputs,
-                      row_runs=row_runs, requant_classes=requant_classes,
-                      class_count=len(getattr(layer, "class_params", ())) or 1,
-                      source_groups=groups, pitch=pitch, window=window)
-        lm.jobs = plan_jobs(lm, step, config.tiles)
-        maps.append(lm)
-        if len(out_shape) == 3:                          # a convolution or an image merge
-            pitch = source.image[1] if source.image is not None else out_shape[1]
-            held[index + 1] = _Held(step + 1, (lm, pitch, out_shape[1]), out_shape)
-        else:
-            held[index + 1] = _Held(step + 1)
+            held[index + 1] = _matrix_step(maps, layer, source, [held[t] for t in tensors],
+                                           out_shape, layouts[layer.name], config)
     readers = [s for s in range(len(maps)) if 0 in step_inputs(maps, s)]
     if readers != [0]:
         raise MappingError(f"layer {maps[readers[-1]].name!r}: reads the network's input, which "

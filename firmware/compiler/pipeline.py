@@ -203,6 +203,115 @@ def _ranges(total, size):
     return [(first, min(first + size, total)) for first in range(0, total, size)]
 
 
+class _TileSearch:
+    """The tile shapes of step `s` of `network_map` and what each costs: see `_bands`."""
+
+    def __init__(self, network_map, s):
+        self.map, self.s = network_map, s
+        self.config, self.steps, self.step = network_map.config, network_map.steps, network_map.steps[s]
+        self.rows, self.cols = output_rows(self.step), output_cols(self.step)
+        self.border = max(getattr(self.step, "pads", (0,))) + 2
+
+    def segment(self, band):
+        return replace(_whole({self.s: band.step}, self.s), band=band)
+
+    def tiling(self, height, width, channels):
+        return _tiling(self.rows, self.cols, height, width, channels)
+
+    def fitting(self, height, width, channels, ranges=None):
+        """{channel range: the chunks its tiles run in (None: whole)} when tiles of
+        `height` x `width` (x the output blocks of each of `channels`) fit; False when
+        they do not. Only the channel ranges `ranges` are tried (the first and last if
+        None); the rows and columns only near a border, where tiles differ."""
+        tiles = self.tiling(height, width, channels)
+        by_range = {}
+        for r in _edges(sorted({r for r, _, _ in tiles}), self.border):
+            for col in _edges(sorted({c for _, c, _ in tiles}, key=lambda c: c or (0,)),
+                              self.border):
+                for n in ranges or _edges(channels, 1):
+                    band = band_step(self.map, self.s, r, col, n)
+                    by_range.setdefault(n, {}).setdefault(band.shape, band)
+        plan = {}
+        for n, distinct in by_range.items():
+            distinct = sorted(distinct.values(), key=lambda b: b.shape[2:4], reverse=True)
+            if all(_overflow(self.map, self.segment(b), 1) is None for b in distinct):
+                plan[n] = None
+                continue
+            if not isinstance(self.step, LayerMap):
+                return False
+            try:                             # the biggest tile's chunks, for every tile
+                chunks = _chunks(self.map, self.s, distinct[0])
+            except _NoFit:
+                return False
+            if any(_overflow(self.map, replace(chunk, band=b), 1) is not None
+                   for b in distinct[1:] for chunk in chunks):
+                return False
+            plan[n] = chunks
+        return plan
+
+    def host_bytes(self, height, width, channels, plan):
+        """Bytes the host moves for the tiles: a middle tile's (a border's may read
+        nothing), times their count: its input and output entries, its program (16 bytes
+        an instruction) and constants, and in chunks its weights again."""
+        c = self.config
+        tiles = self.tiling(height, width, channels)
+        middle = tiles[len(tiles) // 2]
+        band = band_step(self.map, self.s, *middle)
+        chunks = plan.get(middle[2], plan[channels[0]])
+        segments = ([replace(chunk, band=band) for chunk in chunks] if chunks
+                    else [self.segment(band)])
+        places = [place_segment(self.steps, segment, 1, c.amem_depth) for segment in segments]
+        program = sum(len(segment_program(self.map, segment, place).inference)
+                      for segment, place in zip(segments, places))
+        moved = (sum(w.entries for w in band.inputs) + band.output.entries
+                 + len(places[0].constants))
+        weights = sum(segment.slots for segment in segments) * c.rows * c.tiles * c.cols
+        return len(tiles) * (moved * c.rows + 16 * program + (weights if chunks else 0))
+
+    def cheapest(self, channels):
+        """(host bytes, height, width) of the cheapest tiles that fit, or None."""
+        best, cols = None, self.cols
+        widths = [None] if cols is None else sorted({-(-cols // n) for n in range(1, cols + 1)},
+                                                   reverse=True)
+        for width in widths:
+            if self.fitting(1, width, channels) is False:   # taller bands need more, never less
+                continue
+            low, high = 1, self.rows
+            while low < high:                # the tallest band that fits at this width
+                middle = (low + high + 1) // 2
+                low, high = ((middle, high) if self.fitting(middle, width, channels) is not False
+                             else (low, middle - 1))
+            cost = self.host_bytes(low, width, channels, self.fitting(low, width, channels))
+            if best is None or cost < best[0]:
+                best = cost, low, width
+        return best
+
+    def widest_channel_bands(self):
+        """(channel ranges, the cheapest tiles) of the widest bands of output channels
+        whose tiles fit, or (None, None)."""
+        c, step = self.config, self.step
+        align = max(1, c.rows // c.cols)         # output blocks that share an entry
+        sizes = sorted({-(-step.n_blocks // n + align - 1) // align * align
+                        for n in range(2, step.n_blocks + 1)} - {step.n_blocks}, reverse=True)
+        for size in sizes:
+            channels = _ranges(step.n_blocks, size)
+            if self.fitting(1, 1 if self.cols else None, channels) is not False:
+                return channels, self.cheapest(channels)
+        return None, None
+
+    def describe(self, tiles, height, width, channels):
+        n, up_to = len(tiles), "up to " if len(tiles) > 1 else ""
+        if self.cols is None:
+            shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output positions"
+        elif width == self.cols and channels == (None,):
+            shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output rows"
+        else:
+            shape = f"{n} tiles of up to {height} rows x {width} columns"
+        if channels != (None,):
+            shape += f" x {channels[0][1] * self.config.cols} channels"
+        return shape
+
+
 def _bands(network_map, s, failure):
     """Step `s`, whose tensors do not fit (`failure`) for one sample, as segments of tiles
     of its output (bands of rows, cut into columns where a row does not fit, and for a
@@ -215,111 +324,28 @@ def _bands(network_map, s, failure):
     width the tallest band that fits is the cheapest (the halo shared by neighbouring
     bands is ``window - stride`` rows), so the search bisects the height at every width. Channel
     bands are the last resort, as wide as fit: each reads the input's pixels again."""
-    c, steps, step = network_map.config, network_map.steps, network_map.steps[s]
-    rows, cols = output_rows(step), output_cols(step)
-    if rows is None:
+    step = network_map.steps[s]
+    if output_rows(step) is None:
         return None
-    border = max(getattr(step, "pads", (0,))) + 2
-    tile_segment = lambda band: replace(_whole({s: band.step}, s), band=band)
-
-    def fitting(height, width, channels, ranges=None):
-        """{channel range: the chunks its tiles run in (None: whole)} when tiles of
-        `height` x `width` (x the output blocks of each of `channels`) fit; False when
-        they do not. Only the channel ranges `ranges` are tried (the first and last if
-        None); the rows and columns only near a border, where tiles differ."""
-        tiles = _tiling(rows, cols, height, width, channels)
-        by_range = {}
-        for r in _edges(sorted({r for r, _, _ in tiles}), border):
-            for col in _edges(sorted({c for _, c, _ in tiles}, key=lambda c: c or (0,)), border):
-                for n in ranges or _edges(channels, 1):
-                    band = band_step(network_map, s, r, col, n)
-                    by_range.setdefault(n, {}).setdefault(band.shape, band)
-        plan = {}
-        for n, distinct in by_range.items():
-            distinct = sorted(distinct.values(), key=lambda b: b.shape[2:4], reverse=True)
-            if all(_overflow(network_map, tile_segment(b), 1) is None for b in distinct):
-                plan[n] = None
-                continue
-            if not isinstance(step, LayerMap):
-                return False
-            try:                             # the biggest tile's chunks, for every tile
-                chunks = _chunks(network_map, s, distinct[0])
-            except _NoFit:
-                return False
-            if any(_overflow(network_map, replace(chunk, band=b), 1) is not None
-                   for b in distinct[1:] for chunk in chunks):
-                return False
-            plan[n] = chunks
-        return plan
-
-    def host_bytes(height, width, channels, plan):
-        """Bytes the host moves for the tiles: a middle tile's (a border's may read
-        nothing), times their count: its input and output entries, its program (16 bytes
-        an instruction) and constants, and in chunks its weights again."""
-        tiles = _tiling(rows, cols, height, width, channels)
-        middle = tiles[len(tiles) // 2]
-        band = band_step(network_map, s, *middle)
-        chunks = plan.get(middle[2], plan[channels[0]])
-        segments = ([replace(chunk, band=band) for chunk in chunks] if chunks
-                    else [tile_segment(band)])
-        places = [place_segment(steps, segment, 1, c.amem_depth) for segment in segments]
-        program = sum(len(segment_program(network_map, segment, place).inference)
-                      for segment, place in zip(segments, places))
-        moved = (sum(w.entries for w in band.inputs) + band.output.entries
-                 + len(places[0].constants))
-        weights = sum(segment.slots for segment in segments) * c.rows * c.tiles * c.cols
-        return len(tiles) * (moved * c.rows + 16 * program + (weights if chunks else 0))
-
-    def cheapest(channels):
-        """(host bytes, height, width) of the cheapest tiles that fit, or None."""
-        best = None
-        widths = [None] if cols is None else sorted({-(-cols // n) for n in range(1, cols + 1)},
-                                                   reverse=True)
-        for width in widths:
-            if fitting(1, width, channels) is False:     # taller bands need more, never less
-                continue
-            low, high = 1, rows
-            while low < high:                # the tallest band that fits at this width
-                middle = (low + high + 1) // 2
-                low, high = ((middle, high) if fitting(middle, width, channels) is not False
-                             else (low, middle - 1))
-            cost = host_bytes(low, width, channels, fitting(low, width, channels))
-            if best is None or cost < best[0]:
-                best = cost, low, width
-        return best
-
-    channels, best = (None,), cheapest((None,))
+    search = _TileSearch(network_map, s)
+    channels, best = (None,), search.cheapest((None,))
     if best is None and channel_bands(step):
-        align = max(1, c.rows // c.cols)         # output blocks that share an entry
-        sizes = sorted({-(-step.n_blocks // n + align - 1) // align * align
-                        for n in range(2, step.n_blocks + 1)} - {step.n_blocks}, reverse=True)
-        for size in sizes:                   # the widest channel bands that fit
-            channels = _ranges(step.n_blocks, size)
-            if fitting(1, 1 if cols else None, channels) is not False:
-                best = cheapest(channels)
-                break
+        channels, best = search.widest_channel_bands()
     if best is None:
         return None
     _, height, width = best
-    plan = fitting(height, width, channels, ranges=channels)     # every channel range's chunks
+    plan = search.fitting(height, width, channels, ranges=channels)   # every range's chunks
     if plan is False:
-        raise MappingError(f"layer {step.name!r}: its bands of {channels[0][1] * c.cols} "
-                           f"output channels differ, and not all of them fit")
-    tiles = _tiling(rows, cols, height, width, channels)
+        raise MappingError(f"layer {step.name!r}: its bands of "
+                           f"{channels[0][1] * network_map.config.cols} output channels "
+                           f"differ, and not all of them fit")
+    tiles = search.tiling(height, width, channels)
     parts = []
     for i, (r, col, n) in enumerate(tiles):
         band = replace(band_step(network_map, s, r, col, n), index=(i, len(tiles)))
         parts += ([replace(chunk, band=band) for chunk in plan[n]] if plan[n]
-                  else [tile_segment(band)])
-    n, up_to = len(tiles), "up to " if len(tiles) > 1 else ""
-    if cols is None:
-        shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output positions"
-    elif width == cols and channels == (None,):
-        shape = f"{n} band{'s' * (n > 1)} of {up_to}{height} output rows"
-    else:
-        shape = f"{n} tiles of up to {height} rows x {width} columns"
-    if channels != (None,):
-        shape += f" x {channels[0][1] * c.cols} channels"
+                  else [search.segment(band)])
+    shape = search.describe(tiles, height, width, channels)
     for part in parts:
         part.limit = f"{failure}: {shape}"
     return parts
