@@ -173,23 +173,7 @@ class CrossbarTile(wiring.Component):
             slot_sums = self._exact_columns(m, chunks, sign_step, weights)
         else:
             slot_sums = self._converted_columns(m, chunks, sign_step, weights, adc_shift)
-        for group, value in enumerate(slot_sums):
-            # A kept wire: else Yosys folds the column sum into the 32-bit accumulator's
-            # add as one multi-operand sum, sign-extending every term to 32 bits.
-            slot_sum = Signal.like(value, name=f"slot_sum_g{group}", attrs={"keep": 1})
-            m.d.comb += slot_sum.eq(value)
-            for p in range(cfg.adc_share):
-                c = group * cfg.adc_share + p
-                # The first step starts from zero: no clear between back-to-back products.
-                total = Mux(first_step, 0, acc[c] << cfg.dac_bits) + slot_sum
-                with m.If(self.converting & (phase == p)):
-                    m.d.sync += acc[c].eq(total)
-                with m.If(self.converting & last_slot):
-                    # Columns of the last phase finish now; the others already have. One
-                    # shift back for the ADC range: it is common to every code of the product.
-                    finished = total if p == cfg.adc_share - 1 else acc[c]
-                    m.d.sync += results[c].eq(finished << adc_shift)
-
+        self._accumulate(m, slot_sums, acc, results, first_step, phase, last_slot, adc_shift)
         m.d.comb += [self.result[c].eq(results[c]) for c in range(cfg.cols)]
         m.d.comb += self.finishing.eq(self.converting & last_slot)
         m.d.sync += self.done.eq(self.finishing)
@@ -220,6 +204,27 @@ class CrossbarTile(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
         return m
+
+    def _accumulate(self, m, slot_sums, acc, results, first_step, phase, last_slot, adc_shift):
+        """Shift-add each column group's slot sum into its columns' accumulators, and on
+        the product's last slot latch the results."""
+        cfg = self.config
+        for group, value in enumerate(slot_sums):
+            # A kept wire: else Yosys folds the column sum into the 32-bit accumulator's
+            # add as one multi-operand sum, sign-extending every term to 32 bits.
+            slot_sum = Signal.like(value, name=f"slot_sum_g{group}", attrs={"keep": 1})
+            m.d.comb += slot_sum.eq(value)
+            for p in range(cfg.adc_share):
+                c = group * cfg.adc_share + p
+                # The first step starts from zero: no clear between back-to-back products.
+                total = Mux(first_step, 0, acc[c] << cfg.dac_bits) + slot_sum
+                with m.If(self.converting & (phase == p)):
+                    m.d.sync += acc[c].eq(total)
+                with m.If(self.converting & last_slot):
+                    # Columns of the last phase finish now; the others already have. One
+                    # shift back for the ADC range: it is common to every code of the product.
+                    finished = total if p == cfg.adc_share - 1 else acc[c]
+                    m.d.sync += results[c].eq(finished << adc_shift)
 
     def _cell_weights(self, m, next_phase):
         """``weights[r][g]``: the int8 weight of row r in the column group g converts at
