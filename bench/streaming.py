@@ -19,7 +19,7 @@ import numpy as np
 from firmware import Driver
 from firmware.compiler.build import build_executable
 from firmware.frontend.network import Dense, Network
-from firmware.runtime.report import energy_summary
+from firmware.runtime.report import energy_key, energy_summary
 from firmware.runtime.run import run_executable
 from firmware.runtime.transports import GoldenBus
 from golden import AccelConfig
@@ -89,9 +89,9 @@ def main():
           + ", ".join(f"{k} {v / n:.0f}" for k, v in burst_run.host_words["written"].items()))
     print(f"  host words read           {read:12.1f}   "
           + ", ".join(f"{k} {v / n:.0f}" for k, v in burst_run.host_words["read"].items()))
-    print(f"  on-chip energy            {energy['on_chip_per_inference'] * 1e9:12.2f} nJ")
-    print(f"  off-chip energy           {energy['off_chip_per_inference'] * 1e9:12.2f} nJ "
-          f"({energy['off_chip_per_inference'] / energy['on_chip_per_inference']:.1f}x on chip)")
+    print(f"  on-chip energy            {energy[energy_key('on_chip')] * 1e9:12.2f} nJ")
+    print(f"  off-chip energy           {energy[energy_key('off_chip')] * 1e9:12.2f} nJ "
+          f"({energy[energy_key('off_chip')] / energy[energy_key('on_chip')]:.1f}x on chip)")
     print(f"  golden wall time, bursts  {1e3 * burst_s / n:12.2f} ms")
     print(f"  golden wall time, words   {1e3 * word_s / n:12.2f} ms   "
           f"(bursts {word_s / burst_s:.1f}x faster)")

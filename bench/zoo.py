@@ -25,7 +25,7 @@ from firmware.frontend.network import NetworkError
 from firmware.frontend.onnx_io import load_onnx_model
 from firmware.frontend.onnx_reference import quantize_with_onnxruntime, run_reference
 from firmware.compiler.quantize import CalibrationWarning, quantize
-from firmware.runtime.report import energy_summary, format_table
+from firmware.runtime.report import energy_key, energy_summary, format_table
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET
@@ -80,8 +80,8 @@ def measure(name, size, run, samples, config, folder, rng):
     row["golden_s_per_inference"] = round((time.perf_counter() - start) / len(x_q), 2)
     energy = energy_summary(golden.counters, config, len(x_q), PRESET, golden.host_words)
     row.update(cycles_per_inference=int(energy["cycles_per_inference"]),
-               on_chip_uJ=round(energy["on_chip_per_inference"] * 1e6, 2),
-               off_chip_uJ=round(energy["off_chip_per_inference"] * 1e6, 2),
+               **{energy_key(where, "uJ"): round(energy[energy_key(where)] * 1e6, 2)
+                  for where in ("on_chip", "off_chip")},
                host_words=int(energy["host_words_per_inference"]),
                equal_int8_reference=float(np.mean(golden.outputs == qnet.forward(x_q))))
     quantized = folder / f"{name}_{size}_qdq.onnx"
@@ -122,7 +122,7 @@ def main():
     columns = [("network", "network", "{}"), ("px", "size", "{}"),
                ("compile s", "compile_s", "{}"), ("segments", "segments", "{}"),
                ("cycles/inf", "cycles_per_inference", "{:,}"),
-               ("on-chip uJ/inf", "on_chip_uJ", "{}"), ("off-chip uJ/inf", "off_chip_uJ", "{}"),
+               ("on-chip uJ/inf", energy_key("on_chip", "uJ"), "{}"), ("off-chip uJ/inf", energy_key("off_chip", "uJ"), "{}"),
                ("host words/inf", "host_words", "{:,}"),
                ("golden s/inf", "golden_s_per_inference", "{}"),
                ("= int8 ref", "equal_int8_reference", "{:.3f}"),

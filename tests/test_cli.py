@@ -62,10 +62,12 @@ def test_report_json_is_counters_times_the_preset(files, capsys):
     report = json.loads(capsys.readouterr().out)
     counters, table = report["counters_whole_run"], PRESETS["sram_imc_65nm"]
     assert report["preset"] == table.name and report["samples"] == 50
-    assert report["joules_per_inference"]["ADC"] == pytest.approx(
+    assert report["components_J_per_inference"]["ADC"] == pytest.approx(
         counters["adc_conversions"] * 5e-15 * 2 ** 7 / 50)
-    assert report["joules_per_inference_on_chip"] + report["joules_per_inference_off_chip"] \
-        == pytest.approx(report["joules_per_inference_total"])
+    assert report["on_chip_J_per_inference"] + report["off_chip_J_per_inference"] \
+        == pytest.approx(report["total_J_per_inference"])
+    assert sum(report["components_J_per_inference"].values()) \
+        == pytest.approx(report["total_J_per_inference"])
     assert report["cycles_per_inference"] == counters["cycles"] / 50
     assert report["tops_per_watt_on_chip"] > 0
 

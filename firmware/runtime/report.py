@@ -6,9 +6,16 @@ from golden.device import Device
 from golden.energy import DEFAULT_PRESET, OFF_CHIP, PRESETS, energy_breakdown, ops_per_run
 from golden.host_link import DEFAULT_HOST_LINK, HOST_LINKS
 
-__all__ = ["energy_summary", "host_words_total", "layer_counters", "layer_energy",
+__all__ = ["energy_key", "energy_summary", "host_words_total", "layer_counters", "layer_energy",
            "plot_layer_energy",
            "format_table"]
+
+
+def energy_key(where, unit="J"):
+    """The one name an energy figure has wherever it is shown or saved (summaries, run
+    reports, sweep rows, benches): where it is spent (``on_chip``, ``off_chip``, ``total``
+    or a component of `golden.energy`), its unit, per inference."""
+    return f"{where}_{unit}_per_inference"
 
 
 def host_words_total(host_words):
@@ -18,18 +25,21 @@ def host_words_total(host_words):
 
 def energy_summary(counters, config, samples, preset=DEFAULT_PRESET, host_words=None,
                    host_link=DEFAULT_HOST_LINK):
-    """Energy per inference by component (J), on chip and off chip (host transfers), and
-    TOPS/W of the crossbar work on the on-chip energy; cycles per inference on the device
-    and, apart, for the host's words over `host_link` (a `golden.host_link` preset)."""
+    """Energy per inference in joules, on chip, off chip (host transfers), in total and by
+    component (keys from `energy_key`; the components under ``energy_key("components")``),
+    and TOPS/W of the crossbar work on the on-chip energy; cycles per inference on the
+    device and, apart, for the host's words over `host_link` (a `golden.host_link` preset)."""
     link = HOST_LINKS[host_link]
     table = PRESETS[preset]
     events = dict(counters, host_bits=32 * host_words_total(host_words))
     breakdown = energy_breakdown(events, table, config)
     on_chip = breakdown["total"] - breakdown.get(OFF_CHIP, 0.0)
     ops = ops_per_run(counters, config)
-    return {"per_inference": {k: v / samples for k, v in breakdown.items()},
-            "on_chip_per_inference": on_chip / samples,
-            "off_chip_per_inference": breakdown.get(OFF_CHIP, 0.0) / samples,
+    return {energy_key("components"): {k: v / samples for k, v in breakdown.items()
+                                       if k != "total"},
+            energy_key("total"): breakdown["total"] / samples,
+            energy_key("on_chip"): on_chip / samples,
+            energy_key("off_chip"): breakdown.get(OFF_CHIP, 0.0) / samples,
             "tops_per_watt": ops / on_chip / 1e12 if on_chip else 0.0,
             "cycles_per_inference": counters["cycles"] / samples,
             "host_words_per_inference": host_words_total(host_words) / samples,

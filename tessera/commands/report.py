@@ -2,6 +2,7 @@
 
 import json
 
+from firmware.runtime.report import energy_key
 from golden import AccelConfig
 
 from ..options import UsageError, add_host_link_option, add_preset_option
@@ -41,17 +42,13 @@ def check_run_record(record, path):
 def report_record(record, config, summary):
     """What `tessera report --json` prints: every figure with its unit and basis in its
     name (per inference, or the whole run for the counters)."""
-    per_inference = dict(summary["per_inference"])
-    total = per_inference.pop("total")
     return {
         "samples": record["samples"], "backend": record["backend"],
         "batches": record.get("batches"), "config": config.to_dict(),
         "config_name": config.name, "preset": summary["preset"],
         "cycles_per_inference": summary["cycles_per_inference"],
-        "joules_per_inference": per_inference,
-        "joules_per_inference_total": total,
-        "joules_per_inference_on_chip": summary["on_chip_per_inference"],
-        "joules_per_inference_off_chip": summary["off_chip_per_inference"],
+        **{energy_key(where): summary[energy_key(where)]
+           for where in ("components", "total", "on_chip", "off_chip")},
         "host_words_per_inference": summary["host_words_per_inference"],
         "host_cycles_per_inference": summary["host_cycles_per_inference"],
         "host_link": summary["host_link"],
@@ -86,9 +83,11 @@ def run(args):
     print(f"{record['samples']} samples on {record['backend']}, {config.name}{batch}; "
           f"{summary['preset']}; per inference:")
     print(f"  cycles                {summary['cycles_per_inference']:10.1f}")
-    for component, joules in sorted(summary["per_inference"].items(), key=lambda kv: -kv[1]):
+    components = summary[energy_key("components")]
+    for component, joules in [("total", summary[energy_key("total")]),
+                              *sorted(components.items(), key=lambda kv: -kv[1])]:
         print(f"  {component:<20}  {joules * 1e9:10.3f} nJ")
-    print(f"  on chip               {summary['on_chip_per_inference'] * 1e9:10.3f} nJ")
+    print(f"  on chip               {summary[energy_key('on_chip')] * 1e9:10.3f} nJ")
     print(f"  host words            {summary['host_words_per_inference']:10.1f} (32 bits each)")
     print(f"  host transfer cycles  {summary['host_cycles_per_inference']:10.1f} (not in the "
           f"cycles above; {summary['host_link']})")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.runtime.report import energy_key
+
 from ..loaders import load_inputs, load_labels
 from ..options import (NON_NEGATIVE_INT, POSITIVE_INT, UsageError, add_host_link_option,
                        add_preset_option, progress_printer, refuse_overwrite)
@@ -100,9 +102,9 @@ def print_summary(record, exe, summary, nonideal):
           f"{len(exe.segments)} segment(s), in {describe_batches(record['batches'])}")
     print(f"  cycles per inference       {summary['cycles_per_inference']:.1f}  (mean over these "
           f"batches; a full batch is {exe.batch})")
-    print(f"  on-chip energy             {summary['on_chip_per_inference'] * 1e9:.2f} nJ per "
+    print(f"  on-chip energy             {summary[energy_key('on_chip')] * 1e9:.2f} nJ per "
           f"inference ({summary['preset']})")
-    print(f"  off-chip (host transfers)  {summary['off_chip_per_inference'] * 1e9:.2f} nJ per "
+    print(f"  off-chip (host transfers)  {summary[energy_key('off_chip')] * 1e9:.2f} nJ per "
           f"inference, {summary['host_words_per_inference']:.0f} words")
     print(f"  host transfer cycles       {summary['host_cycles_per_inference']:.1f} per inference, "
           f"apart from the device's ({summary['host_link']})")

@@ -12,7 +12,7 @@ import numpy as np
 from firmware.compiler.build import build_executable
 from firmware.compiler.pipeline import LossyAdcWarning
 from firmware.compiler.quantize import quantize
-from firmware.runtime.report import (energy_summary, format_table, layer_energy,
+from firmware.runtime.report import (energy_key, energy_summary, format_table, layer_energy,
                                      plot_layer_energy)
 from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import train
@@ -76,11 +76,11 @@ def run_adc_trade(dataset="mnist", bits=(4, 5, 6, 7, 8), test_samples=500, seed=
             log(f"{adc_bits}-bit ADC, {kind}: golden model, {len(x_q)} test samples ...")
             run = GoldenTarget().run(exe, x_q)
             energy = energy_summary(run.counters, config, len(x_q), preset, run.host_words)
-            per_inference = energy["per_inference"]
+            per_inference = energy[energy_key("components")]
             rows.append({"ADC bits": adc_bits, "ADC range": kind,
                          "accuracy": float(np.mean(run.outputs.argmax(1) == y_test)),
                          "int8 reference": reference,
-                         "nJ/inf": energy["on_chip_per_inference"] * 1e9,
+                         "nJ/inf": energy[energy_key("on_chip")] * 1e9,
                          "ADC nJ/inf": per_inference.get("ADC", 0.0) * 1e9,
                          "TOPS/W": energy["tops_per_watt"],
                          "cycles/inf": energy["cycles_per_inference"]})

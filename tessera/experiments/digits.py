@@ -12,7 +12,7 @@ from firmware.compiler.build import build_executable
 from firmware.compiler.prune import prune_blocks
 from firmware.frontend.train import accuracy, init_cnn, init_mlp, train
 from firmware.runtime.executable import load_executable
-from firmware.runtime.report import (energy_summary, format_table, layer_energy,
+from firmware.runtime.report import (energy_key, energy_summary, format_table, layer_energy,
                                      plot_layer_energy)
 from firmware.runtime.run import compare_runs
 from firmware.runtime.targets import GoldenTarget
@@ -143,9 +143,9 @@ def run_variant(model, network, name, config, x_train, x_test, y_test, rtl_sampl
         "batch": exe.batch,
         "blocks": sum(segment.blocks for segment in exe.segments),
         "cycles/inf": energy["cycles_per_inference"],
-        "nJ/inf": energy["on_chip_per_inference"] * 1e9,
-        "off-chip nJ": energy["off_chip_per_inference"] * 1e9,
-        "ADC nJ": energy["per_inference"].get("ADC", 0) * 1e9,
+        "nJ/inf": energy[energy_key("on_chip")] * 1e9,
+        "off-chip nJ": energy[energy_key("off_chip")] * 1e9,
+        "ADC nJ": energy[energy_key("components")].get("ADC", 0) * 1e9,
         "TOPS/W": energy["tops_per_watt"],
     }
 

@@ -17,7 +17,7 @@ from firmware.frontend.onnx_reference import (REFERENCE_MODE, optimised_kernel_d
                                               quantize_with_onnxruntime, run_reference)
 from firmware.frontend.train import train
 from firmware.runtime.executable import load_executable
-from firmware.runtime.report import energy_summary, format_table
+from firmware.runtime.report import energy_key, energy_summary, format_table
 from firmware.runtime.run import compare_runs
 from firmware.runtime.targets import GoldenTarget
 from golden.energy import DEFAULT_PRESET
@@ -130,8 +130,8 @@ def run_mnist(config, rtl_samples=10, test_samples=1000, seed=0, preset=DEFAULT_
                 "off by 1 LSB": int((lsb == 1).sum()), "off by more": int((lsb > 1).sum()),
                 "values": int(lsb.size), "segments": len(exe.segments),
                 "cycles/inf": energy["cycles_per_inference"],
-                "nJ/inf": energy["on_chip_per_inference"] * 1e9,
-                "off-chip nJ": energy["off_chip_per_inference"] * 1e9,
+                "nJ/inf": energy[energy_key("on_chip")] * 1e9,
+                "off-chip nJ": energy[energy_key("off_chip")] * 1e9,
                 "TOPS/W": energy["tops_per_watt"]})
             rows[-1]["golden vs ORT"] = 100 * (rows[-1]["golden"] - rows[-1]["int8 ORT"])
     columns = [("variant", "variant", "{}"), ("quantised by onnxruntime", "form", "{}"),

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.runtime.report import energy_key
 from golden import AccelConfig
 from golden.energy import COMPONENTS, DEFAULT_PRESET, OFF_CHIP, PRESETS
 
 # Energy columns: each on-chip component of golden.energy, per inference.
-ENERGY_COLUMNS = {component: f"{component}_nJ_per_inference"
+ENERGY_COLUMNS = {component: energy_key(component, "nJ")
                   for component in dict.fromkeys(COMPONENTS.values()) if component != OFF_CHIP}
 
 __all__ = ["SweptNetwork", "SweepData", "SweepPoint", "SweepResult", "sweep_points", "evaluate_point",
@@ -166,11 +167,11 @@ def evaluate_point(point, data):
                          if data.labels is not None else None),
             "agreement": float(np.mean(predictions == data.float_predictions[point.network])),
             "cycles_per_inference": summary["cycles_per_inference"],
-            "on_chip_nJ_per_inference": summary["on_chip_per_inference"] * 1e9,
-            "off_chip_nJ_per_inference": summary["off_chip_per_inference"] * 1e9,
+            energy_key("on_chip", "nJ"): summary[energy_key("on_chip")] * 1e9,
+            energy_key("off_chip", "nJ"): summary[energy_key("off_chip")] * 1e9,
         })
         for component, column in ENERGY_COLUMNS.items():
-            row[column] = summary["per_inference"].get(component, 0.0) * 1e9
+            row[column] = summary[energy_key("components")].get(component, 0.0) * 1e9
         row.update({
             "tops_per_watt": summary["tops_per_watt"],
             "tile_utilisation": counters["tile_busy_cycles"] / (counters["cycles"] * config.tiles),
