@@ -75,3 +75,17 @@ def test_board_target_over_a_serial_port_equals_golden(two_runs, fake_board):
     assert compare_runs(golden, run) == []
     assert np.array_equal(run.outputs, build.quantized.forward(x_q))
     assert board.frames > 0
+
+
+def test_a_board_that_stops_answering_is_one_line(two_runs):
+    """A port that takes requests and never replies (a pseudo-terminal with no one behind
+    it): the first bridge frame times out and the target says so, naming the port."""
+    import os
+
+    build, x_q, _, _ = two_runs
+    master, slave = os.openpty()
+    port = os.ttyname(slave)
+    with pytest.raises(BoardError, match=f"the board at {port}: bus read at .* no response"):
+        BoardTarget(port, timeout_s=0.2).run(build.executable, x_q)
+    os.close(master)
+    os.close(slave)

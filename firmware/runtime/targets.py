@@ -10,7 +10,7 @@ from typing import Protocol
 from golden.device import Device
 from golden.nonideal import NonIdealities
 
-from .driver import Driver
+from .driver import BusError, DeviceError, DeviceTimeout, Driver
 from .run import NetworkRun, run_executable
 from .transports import GoldenBus, PySerialLink, SerialBus
 
@@ -63,5 +63,7 @@ class BoardTarget:
         try:
             bus = SerialBus(link, self.timeout_s)
             return asyncio.run(run_executable(Driver(bus), exe, x_q, progress))
+        except (BusError, DeviceError, DeviceTimeout) as error:
+            raise BoardError(f"the board at {self.port}: {error}") from None
         finally:
             link.close()
