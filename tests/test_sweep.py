@@ -9,6 +9,7 @@ import pytest
 from firmware.frontend.network import Dense, Network
 from firmware.compiler.prune import prune_blocks
 from firmware.compiler.quantize import quantize
+from golden import AccelConfig
 from golden.energy import COMPONENTS, OFF_CHIP
 from tessera.cli import main
 from tessera.experiments.sweep import SweepData, dask_client, pareto_front, run_sweep
@@ -161,3 +162,20 @@ def test_a_sweep_out_of_time_keeps_its_rows(cluster, mlp, tmp_path):
     unfinished = [r for r in result.rows if r["error"] is not None]
     assert unfinished and all("not finished within" in r["error"] for r in unfinished)
     assert len(pd.read_csv(tmp_path / "sweep.csv")) == 4
+
+
+def test_a_point_checked_on_the_rtl_equals_golden(mlp):
+    """`--rtl-check`'s task, on one point (half its blocks pruned) and 3 samples, on the
+    config tests/test_network_rtl.py builds (one Verilator build for both): the RTL's run
+    equals golden's, and a row records it."""
+    from tessera.experiments.sweep import SweepPoint, check_point_on_rtl
+
+    network, calibration, inputs, _ = mlp
+    data = SweepData.build(network, calibration, inputs)
+    config = AccelConfig(imem_depth=16, wmem_depth=48, amem_depth=32, psum_depth=32,
+                         qmem_depth=8)
+    point = SweepPoint(0, "network", config.to_dict(), 0.5)
+    row = check_point_on_rtl(point, data, [0, 3, 5])
+    assert row["error"] is None, row["error"]
+    assert row["rtl_equals_golden"] and row["differences"] is None
+    assert (row["config"], row["samples"]) == (config.name, 3)
