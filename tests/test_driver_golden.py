@@ -80,3 +80,32 @@ def test_wait_for_done_times_out():
     run(driver.discover())
     with pytest.raises(DeviceTimeout, match="device not done after 0.5 s"):
         run(driver.run(timeout_s=0.5))
+
+
+def test_bursts_inside_entries_write_what_words_would():
+    """A burst that is not whole entries (part of an entry's lanes, or running past an
+    entry's end into the window's padding) leaves the device as the same words written one
+    by one would: the other lanes kept, the first entry written and SLVERR at the padding.
+    On 3 tiles a wmem entry is 12 words in a 16-word stride."""
+    config = AccelConfig(tiles=3, imem_depth=16, wmem_depth=8, amem_depth=32, psum_depth=32,
+                         qmem_depth=8)
+    window = regmap.memory_windows(config)["wmem"]
+    rng = np.random.default_rng(3)
+    before = rng.integers(-128, 128, (8, 48))
+    words = rng.integers(0, 1 << 32, 14)
+    devices = []
+    for burst in (True, False):
+        device = Device(config)
+        device.wmem[:] = before
+        bus = GoldenBus(device)
+        with pytest.raises(BusError, match=f"0x{window.address(2, 0) + 48:06x}"):
+            if burst:           # words 5..11 of entry 2, then 12 and 13: the padding
+                run(bus.write_burst(window.address(2, 5), words[:9]))
+            else:
+                for i, word in enumerate(words[:9]):
+                    run(bus.write(window.address(2, 5) + 4 * i, word))
+        devices.append(device)
+    assert np.array_equal(devices[0].wmem, devices[1].wmem)
+    changed = np.flatnonzero((devices[0].wmem != before).any(axis=1))
+    assert changed.tolist() == [2]
+    assert np.array_equal(devices[0].wmem[2, :20], before[2, :20])    # words 0..4: 20 lanes

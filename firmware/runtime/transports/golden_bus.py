@@ -67,7 +67,36 @@ class GoldenBus:
         window, entry, word = located
         return int(self._entry_words(window, entry)[word])
 
+    def _write_words(self, address, words):
+        """A burst that is not whole entries (a part of an entry's lanes, or CSRs): entry
+        by entry, each entry's words replaced in one unpack; what word-by-word writes
+        would do, SLVERR at the first word outside a window included."""
+        at = 0
+        while at < len(words):
+            located = self._locate(address + 4 * at)
+            if located is None:                  # a CSR, or SLVERR
+                self._write_word(address + 4 * at, words[at])
+                at += 1
+                continue
+            window, entry, word = located
+            n = min(len(words) - at, window.entry_words - word)
+            entry_words = self._entry_words(window, entry)
+            entry_words[word:word + n] = np.asarray(words[at:at + n], np.int64) & 0xFFFF_FFFF
+            self._store(window, entry, entry_words[None])
+            at += n
+
+    def _store(self, window, first, words):
+        """Entries from `first` on set from their ``(n, entry_words)`` words (imem and qmem
+        hold unsigned fields, the others signed lanes)."""
+        words = np.asarray(words, np.int64).reshape(-1, window.entry_words)
+        signed = window.name not in ("imem", "qmem")
+        getattr(self.device, window.name)[first:first + len(words)] = window.unpack(
+            words, signed=signed)
+
     async def write(self, address, value):
+        self._write_word(address, value)
+
+    def _write_word(self, address, value):
         value = int(value) & 0xFFFF_FFFF
         if address == regmap.CSR["CONTROL"]:
             if value & regmap.CONTROL_SOFT_RESET:
@@ -83,8 +112,7 @@ class GoldenBus:
         window, entry, word = located
         words = self._entry_words(window, entry)
         words[word] = value
-        signed = window.name not in ("imem", "qmem")
-        getattr(self.device, window.name)[entry] = window.unpack(words[None], signed=signed)[0]
+        self._store(window, entry, words[None])
 
     def _entry_span(self, address, count):
         """(window, first entry, entries) when a burst covers whole contiguous entries."""
@@ -108,13 +136,10 @@ class GoldenBus:
     async def write_burst(self, address, words):
         span = self._entry_span(address, len(words))
         if span is None:
-            for i, value in enumerate(words):
-                await self.write(address + 4 * i, value)
+            self._write_words(address, words)
             return
-        window, entry, entries = span
-        signed = window.name not in ("imem", "qmem")
-        words = np.asarray(words, np.int64) & 0xFFFF_FFFF
-        getattr(self.device, window.name)[entry:entry + entries] = window.unpack(words, signed=signed)
+        window, entry, _ = span
+        self._store(window, entry, np.asarray(words, np.int64) & 0xFFFF_FFFF)
 
     def _run(self):
         result = self.device.run()
