@@ -4,8 +4,8 @@ For each network (random weights of the demos' shapes; 50 % variants block-prune
 fine-tuning, which keeps the block pattern): cycles per inference against the ADC bound
 (every tile's ADCs converting every cycle: adc_conversions / (tiles x cols / adc_share x
 slices)), their ratio, the share of MVM vectors that use all tiles, and the golden
-backend's wall time against a bare NumPy int64 forward pass of the same int8 network, both
-at the same batch.
+backend's wall time against an exact float64-BLAS forward pass of the same int8 network
+(`QuantizedNetwork.forward`, written apart from golden's crossbar), both at the same batch.
 
     .venv/bin/python bench/efficiency.py [--samples N]
 """

@@ -109,3 +109,23 @@ def test_bursts_inside_entries_write_what_words_would():
     changed = np.flatnonzero((devices[0].wmem != before).any(axis=1))
     assert changed.tolist() == [2]
     assert np.array_equal(devices[0].wmem[2, :20], before[2, :20])    # words 0..4: 20 lanes
+
+
+def test_many_bursts_at_once_write_what_each_burst_would():
+    """`GoldenBus.write_bursts` (the driver's partial-lane writes of consecutive entries
+    in one call) leaves the device as the bursts one by one do."""
+    config = AccelConfig(tiles=3, imem_depth=16, wmem_depth=8, amem_depth=32, psum_depth=32,
+                         qmem_depth=8)
+    window = regmap.memory_windows(config)["wmem"]
+    rng = np.random.default_rng(4)
+    before = rng.integers(-128, 128, (8, 48))
+    rows = rng.integers(0, 1 << 32, (5, 7))
+    addresses = [window.address(2 + i) for i in range(5)]
+    devices = [Device(config), Device(config)]
+    for device in devices:
+        device.wmem[:] = before
+    run(GoldenBus(devices[0]).write_bursts(addresses, rows))
+    for address, row in zip(addresses, rows):
+        run(GoldenBus(devices[1]).write_burst(address, row))
+    assert np.array_equal(devices[0].wmem, devices[1].wmem)
+    assert not np.array_equal(devices[0].wmem, before)

@@ -128,8 +128,13 @@ class Driver:
         self._check_span(window, start, len(words))
         if lanes is not None and lanes < window.lanes:
             words = words[:, :-(-lanes * window.lane_bits // 32)]
-            for entry, row in enumerate(words):
-                await self.bus.write_burst(window.address(start + entry), row)
+            addresses = [window.address(start + entry) for entry in range(len(words))]
+            write_bursts = getattr(self.bus, "write_bursts", None)   # a bus may take them at once
+            if write_bursts is not None:
+                await write_bursts(addresses, words)
+            else:
+                for address, row in zip(addresses, words):
+                    await self.bus.write_burst(address, row)
         else:
             for address, offset, count in self._bursts(window, start, len(words)):
                 await self.bus.write_burst(address, words[offset:offset + count].ravel())

@@ -141,6 +141,24 @@ class GoldenBus:
         window, entry, _ = span
         self._store(window, entry, np.asarray(words, np.int64) & 0xFFFF_FFFF)
 
+    async def write_bursts(self, addresses, rows):
+        """One burst of each row of `rows` at each address: entries' leading words (the
+        driver's partial-lane writes) in one array operation when they are consecutive
+        entries of one window, else burst by burst. The same state either way."""
+        rows = np.asarray(rows, np.int64)
+        located = self._locate(addresses[0]) if len(addresses) else None
+        if located is not None and rows.ndim == 2:
+            window, entry, word = located
+            n, width = rows.shape
+            if (word == 0 and width <= window.entry_words and entry + n <= window.depth
+                    and list(addresses) == [window.address(entry + i) for i in range(n)]):
+                block = window.pack(getattr(self.device, window.name)[entry:entry + n])
+                block[:, :width] = rows & 0xFFFF_FFFF
+                self._store(window, entry, block)
+                return
+        for address, row in zip(addresses, rows):
+            await self.write_burst(address, row)
+
     def _run(self):
         result = self.device.run()
         self._counters = {k: v & 0xFFFF_FFFF for k, v in result.counters.items()}
