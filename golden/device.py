@@ -144,6 +144,37 @@ def _run_addresses(base, stride, count):
     return base + stride * np.arange(count, dtype=np.int64)
 
 
+class _MvmPlan:
+    """What an MVM instruction does that does not depend on the data, worked out once per
+    instruction: the amem entries each vector reads, each replica's tiles and vectors,
+    the psum addresses written, and the counters it adds."""
+
+    def __init__(self, ins, c):
+        K, G, R = ins.ktiles, ins.ngroups, ins.replicas
+        n = self.n = ins.count
+        vectors = np.arange(n, dtype=np.int64)
+        # tiles[r, g, k]: replica r's tile for K block k and output block g (isa.mvm_tile)
+        self.tiles = ins.tile + np.arange(R * G * K).reshape(R, G, K)
+        self.entries = (ins.src + ins.src_stride * vectors[:, None]
+                        + ins.aux * np.arange(K, dtype=np.int64)[None, :])     # (n, K)
+        self.replicas = [slice(r, None, R) for r in range(min(R, n))]
+        self.addresses = (ins.dst + ins.dst_stride * vectors[:, None]
+                          + ins.aux2 * np.arange(G, dtype=np.int64)[None, :]).ravel()
+        self.distinct = _distinct(ins.dst, ins.dst_stride, n, ins.aux2, G)
+        self.offset = INPUT_OFFSET if ins.offset_inputs else 0
+        products = n * K * G
+        self.counters = {
+            "cycles": mvm_cycles(c, n, K, G, R),
+            "tile_busy_cycles": products * c.steps * c.adc_share,
+            "mvm_products": products,
+            "dac_conversions": products * c.rows * c.steps,
+            "adc_conversions": products * c.cols * c.slices * c.steps,
+            "cell_reads": products * 2 * c.rows * c.cols * c.slices * c.steps,
+            "amem_reads": n * K,
+            "psum_reads": n * G if ins.accumulate else 0,
+            "psum_writes": n * G}
+
+
 class Device:
     """NumPy state of one accelerator and an interpreter of its binary programs.
 
@@ -168,7 +199,8 @@ class Device:
         self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
-        self._decoded = {}               # instruction words -> Instruction (words are the key)
+        self._decoded = {}               # instruction words -> (Instruction, its check)
+        self._mvm_plans = {}             # MVM Instruction -> its _MvmPlan (data-independent)
         self._params = {}                # qmem entry bytes -> its unpacked parameters
         self._stacked = {}               # (first tile, ktiles, ngroups) -> stacked weights
 
@@ -202,10 +234,12 @@ class Device:
             counters["cycles"] += FETCH_DECODE_CYCLES
             counters["imem_reads"] += 1
             words = tuple(self.imem[pc].tolist())
-            instruction = self._decoded.get(words)
-            if instruction is None:
-                instruction = self._decoded[words] = decode(words)
-            error = check_instruction(instruction, self.config)
+            decoded = self._decoded.get(words)
+            if decoded is None:           # decoded and checked once: the config is fixed
+                instruction = decode(words)
+                decoded = self._decoded[words] = (instruction,
+                                                  check_instruction(instruction, self.config))
+            instruction, error = decoded
             if error != ErrorCode.NONE:
                 return RunResult(False, error, pc, counters, self._deltas(steps))
             if instruction.opcode == Opcode.HALT:
@@ -247,59 +281,47 @@ class Device:
                             ins.offset_inputs)
 
     def _mvm(self, ins):
-        c = self.config
-        K, G, R = ins.ktiles, ins.ngroups, ins.replicas
-        n = ins.count
-        if n:
-            vectors = np.arange(n, dtype=np.int64)
-            # tiles[r, g, k]: replica r's tile for K block k and output block g (isa.mvm_tile)
-            tiles = ins.tile + np.arange(R * G * K).reshape(R, G, K)
-            entries = (ins.src + ins.src_stride * vectors[:, None]
-                       + ins.aux * np.arange(K, dtype=np.int64)[None, :])      # (n, K)
-            inputs = self.amem[entries]                                        # (n, K, rows)
-            results = np.empty((n, G, c.cols), np.int64)
-            for r in range(min(R, n)):
-                mine = slice(r, None, R)
+        c, plan = self.config, self._mvm_plans.get(ins)
+        if plan is None:
+            plan = self._mvm_plans[ins] = _MvmPlan(ins, c)
+        if plan.n:
+            inputs = self.amem[plan.entries]                                   # (n, K, rows)
+            results = np.empty((plan.n, ins.ngroups, c.cols), np.int64)
+            for r, mine in enumerate(plan.replicas):
                 if c.is_lossless and self.analog is None:
-                    # The adder tree's sum is one product over the K tiles' stacked rows
-                    # (kept until a PROGRAM changes the tiles).
-                    key = (int(tiles[r, 0, 0]), K, G)
-                    stacked = self._stacked.get(key)
-                    if stacked is None:
-                        weights = self.tile_weights[tiles[r]]                  # (G, K, rows, cols)
-                        stacked = self._stacked[key] = np.asarray(
-                            weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols),
-                            np.float64)
-                    offset = INPUT_OFFSET if ins.offset_inputs else 0
-                    results[mine] = int8_matmul(inputs[mine].reshape(-1, K * c.rows) + offset,
-                                                stacked).reshape(-1, G, c.cols)
+                    results[mine] = int8_matmul(
+                        inputs[mine].reshape(-1, ins.ktiles * c.rows) + plan.offset,
+                        self._stacked_weights(plan.tiles[r])).reshape(-1, ins.ngroups, c.cols)
                 else:
                     # Lossy or analog: each tile's bit-serial product, then the adder tree's sum.
                     results[mine] = sum(
-                        np.stack([self._tile_product(tiles[r, g, k], inputs[mine, k], ins)
-                                  for g in range(G)], axis=1)
-                        for k in range(K))
-            addresses = (ins.dst + ins.dst_stride * vectors[:, None]
-                         + ins.aux2 * np.arange(G, dtype=np.int64)[None, :]).ravel()
+                        np.stack([self._tile_product(plan.tiles[r, g, k], inputs[mine, k], ins)
+                                  for g in range(ins.ngroups)], axis=1)
+                        for k in range(ins.ktiles))
             results = results.reshape(-1, c.cols)
-            if _distinct(ins.dst, ins.dst_stride, n, ins.aux2, G):   # no write lands on another
-                base = self.psum[addresses] if ins.accumulate else 0
-                self.psum[addresses] = _wrap_int32(base + results)
+            if plan.distinct:                                   # no write lands on another
+                base = self.psum[plan.addresses] if ins.accumulate else 0
+                self.psum[plan.addresses] = _wrap_int32(base + results)
             else:
                 # Vector by vector, output block by block: the order in which the writes land.
-                for address, result in zip(addresses, results):
+                for address, result in zip(plan.addresses, results):
                     base = self.psum[address] if ins.accumulate else 0
                     self.psum[address] = _wrap_int32(base + result)
-        k, products = self.counters, n * K * G
-        k["cycles"] += mvm_cycles(c, n, K, G, R)
-        k["tile_busy_cycles"] += products * c.steps * c.adc_share
-        k["mvm_products"] += products
-        k["dac_conversions"] += products * c.rows * c.steps
-        k["adc_conversions"] += products * c.cols * c.slices * c.steps
-        k["cell_reads"] += products * 2 * c.rows * c.cols * c.slices * c.steps
-        k["amem_reads"] += n * K
-        k["psum_reads"] += n * G if ins.accumulate else 0
-        k["psum_writes"] += n * G
+        for name, value in plan.counters.items():
+            self.counters[name] += value
+
+    def _stacked_weights(self, tiles):
+        """The adder tree's sum as one product: the weights of `tiles` (G, K) stacked as
+        ``(K * rows, G * cols)`` float64, kept until a PROGRAM changes the tiles."""
+        c = self.config
+        key = (int(tiles[0, 0]),) + tiles.shape
+        stacked = self._stacked.get(key)
+        if stacked is None:
+            G, K = tiles.shape
+            weights = self.tile_weights[tiles]                                 # (G, K, rows, cols)
+            stacked = self._stacked[key] = np.asarray(
+                weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols), np.float64)
+        return stacked
 
     def _requant(self, ins):
         c = self.config
