@@ -1,6 +1,7 @@
 """The device model: runs a program binary on NumPy state, predicting every counter exactly,
 per the timing contract of :mod:`golden.timing`."""
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,9 +145,22 @@ def _run_addresses(base, stride, count):
     return base + stride * np.arange(count, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _decoded(words, config):
+    """(Instruction, its check) of instruction words: decoded and checked once per process,
+    whatever device runs them (programs are run again batch after batch)."""
+    instruction = decode(words)
+    return instruction, check_instruction(instruction, config)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _mvm_plan(ins, config):
+    return _MvmPlan(ins, config)
+
+
 class _MvmPlan:
     """What an MVM instruction does that does not depend on the data, worked out once per
-    instruction: the amem entries each vector reads, each replica's tiles and vectors,
+    instruction and config (and shared, read-only, by every device): the amem entries each vector reads, each replica's tiles and vectors,
     the psum addresses written, and the counters it adds."""
 
     def __init__(self, ins, c):
@@ -162,6 +176,8 @@ class _MvmPlan:
                           + ins.aux2 * np.arange(G, dtype=np.int64)[None, :]).ravel()
         self.distinct = _distinct(ins.dst, ins.dst_stride, n, ins.aux2, G)
         self.offset = INPUT_OFFSET if ins.offset_inputs else 0
+        for shared in (self.tiles, self.entries, self.addresses):   # cached: every device's
+            shared.setflags(write=False)
         products = n * K * G
         self.counters = {
             "cycles": mvm_cycles(c, n, K, G, R),
@@ -199,8 +215,6 @@ class Device:
         self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
-        self._decoded = {}               # instruction words -> (Instruction, its check)
-        self._mvm_plans = {}             # MVM Instruction -> its _MvmPlan (data-independent)
         self._params = {}                # qmem entry bytes -> its unpacked parameters
         self._stacked = {}               # (first tile, ktiles, ngroups) -> stacked weights
 
@@ -234,12 +248,7 @@ class Device:
             counters["cycles"] += FETCH_DECODE_CYCLES
             counters["imem_reads"] += 1
             words = tuple(self.imem[pc].tolist())
-            decoded = self._decoded.get(words)
-            if decoded is None:           # decoded and checked once: the config is fixed
-                instruction = decode(words)
-                decoded = self._decoded[words] = (instruction,
-                                                  check_instruction(instruction, self.config))
-            instruction, error = decoded
+            instruction, error = _decoded(words, self.config)
             if error != ErrorCode.NONE:
                 return RunResult(False, error, pc, counters, self._deltas(steps))
             if instruction.opcode == Opcode.HALT:
@@ -281,9 +290,7 @@ class Device:
                             ins.offset_inputs)
 
     def _mvm(self, ins):
-        c, plan = self.config, self._mvm_plans.get(ins)
-        if plan is None:
-            plan = self._mvm_plans[ins] = _MvmPlan(ins, c)
+        c, plan = self.config, _mvm_plan(ins, self.config)
         if plan.n:
             inputs = self.amem[plan.entries]                                   # (n, K, rows)
             results = np.empty((plan.n, ins.ngroups, c.cols), np.int64)
