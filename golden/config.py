@@ -72,6 +72,10 @@ class AccelConfig:
         (one ``cols``-wide int8 row for every tile, a lane per tile), activations (one ``rows``-wide int8 vector
         each), partial sums (one ``cols``-wide int32 vector each) and quantisation
         parameters (``cols`` output channels each).
+    requant_lanes : int
+        Requantisers, each one output channel a cycle: a REQUANT entry's ``cols``
+        channels take ``cols / requant_lanes`` cycles (:attr:`requant_passes`). ``None``
+        is one per column (an entry a cycle); fewer save logic on small FPGAs.
     """
 
     tiles: int = 4
@@ -86,6 +90,7 @@ class AccelConfig:
     amem_depth: int = 1024
     psum_depth: int = 1024
     qmem_depth: int = 64
+    requant_lanes: "int | None" = None
 
     def __post_init__(self):
         for name in ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_share"):
@@ -104,6 +109,10 @@ class AccelConfig:
             if getattr(self, name) > MAX_MEMORY_DEPTH:
                 raise ConfigError(f"AccelConfig.{name} must be at most {MAX_MEMORY_DEPTH}, "
                                   f"not {getattr(self, name)!r}")
+        if self.requant_lanes is None:
+            object.__setattr__(self, "requant_lanes", self.cols)
+        _check_positive_int("requant_lanes", self.requant_lanes)
+        _check_divides("requant_lanes", self.requant_lanes, self.cols, "cols")
         if self.rows > 4096:
             raise ConfigError(f"AccelConfig.rows must be at most 4096, not {self.rows!r}")
         if self.adc_bits is None:
@@ -127,6 +136,11 @@ class AccelConfig:
                 f"{self.result_bound}, beyond int32")
 
     # Derived quantities -----------------------------------------------------------------
+
+    @property
+    def requant_passes(self):
+        """Cycles a REQUANT entry spends in the requantisers: ``cols / requant_lanes``."""
+        return self.cols // self.requant_lanes
 
     @property
     def slices(self):
@@ -224,4 +238,6 @@ class AccelConfig:
         depths = [getattr(self, f) for f in MEMORY_FIELDS]
         if depths != [DEFAULT_DEPTHS[f] for f in MEMORY_FIELDS]:
             name += "_m" + "-".join(map(str, depths))
+        if self.requant_lanes != self.cols:
+            name += f"_rq{self.requant_lanes}"
         return name

@@ -14,7 +14,8 @@ __all__ = ["ID_VALUE", "VERSION", "CSR", "CAPABILITIES", "COUNTERS", "COUNTER_BA
            "WINDOW_SPAN"]
 
 ID_VALUE = 0x5445_5353          # "TESS"
-VERSION = 0x0003_0000           # 3.0: the ADC shift per MVM (2.0: tile ranges, pipelined MVM)
+VERSION = 0x0003_0100           # 3.1: requant_lanes (3.0: the ADC shift per MVM; 2.0: tile
+                                # ranges, pipelined MVM)
 ADDRESS_BITS = 23
 
 CSR = {"ID": 0x00, "VERSION": 0x04, "CONTROL": 0x80, "STATUS": 0x84}
@@ -22,7 +23,7 @@ CSR = {"ID": 0x00, "VERSION": 0x04, "CONTROL": 0x80, "STATUS": 0x84}
 # Capability registers: the config, one field per word, so a driver discovers the hardware.
 CAPABILITIES = {name: 0x10 + 4 * i for i, name in enumerate(
     ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_bits", "adc_share")
-    + MEMORY_FIELDS)}
+    + MEMORY_FIELDS + ("requant_lanes",))}
 
 CONTROL_START = 1 << 0          # write 1: run from pc 0 (clears counters and status)
 CONTROL_SOFT_RESET = 1 << 1     # write 1: stop, clear status and counters; memories

@@ -23,9 +23,11 @@ MVM            pipelined in rounds of ``replicas`` vectors. A round feeds E = re
                (Q - 1)*P + N + G + 2 cycles for Q = ceil(count / replicas) rounds (0 when
                count is 0). Every round takes the same time; a short last round only
                reads, converts and writes less.
-REQUANT        entries + 4: one psum and parameter read a cycle into the requantiser
-               pipeline (all cols lanes at once); entry i is written 4 cycles after
-               its read (an empty run: 0)
+REQUANT        entries x P + 4, P = cols / requant_lanes passes: one psum and parameter
+               read every P cycles, its lanes fed requant_lanes at a time to the
+               requantisers (3 stages) in the P cycles after it; entry i is written
+               P + 3 cycles after its read (with P = 1: an entry a cycle, written 4
+               cycles after its read; an empty run: 0)
 MAX            2 per entry + 1: read one operand, read the other, and write the maximum
                while the next entry's first operand is read (a read sees a write of the
                same cycle, so the run behaves entry by entry); an empty run: 0
@@ -83,7 +85,7 @@ def mvm_cycles(config, count, ktiles=1, ngroups=1, replicas=1):
 
 
 def requant_cycles(config, entries):
-    return entries + REQUANT_LATENCY if entries else 0
+    return entries * config.requant_passes + REQUANT_LATENCY if entries else 0
 
 
 def max_cycles(config, entries):

@@ -29,7 +29,8 @@ def add_config_options(parser, defaults_from=None, several=False):
     group = parser.add_argument_group(title)
     for field in dataclasses.fields(AccelConfig):
         default = field.default
-        shown = "lossless" if default is None else default
+        shown = {"adc_bits": "lossless", "requant_lanes": "one per column"}.get(
+            field.name, default) if default is None else default
         group.add_argument(f"--{field.name.replace('_', '-')}", type=int,
                            nargs="+" if several else None,
                            default=None if defaults_from or several else default, metavar="N",

@@ -2,6 +2,8 @@
 computation from the ISA's text (or golden's check), cycles against golden.timing. The
 random programs on Verilator (test_accelerator_rtl) are the second tier."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module
@@ -215,10 +217,20 @@ def lanes_of(entry, lane, lane_bits, cols):
 
 # -- REQUANT ----------------------------------------------------------------------------
 
+# Requantisers: one per column (an entry a cycle), or fewer, each entry in passes.
+REQUANT_CONFIGS = {"a requantiser per column": SMALL,
+                   "1 requantiser for 2 columns": replace(SMALL, requant_lanes=1),
+                   "2 requantisers for 8 columns": AccelConfig(tiles=2, rows=8, cols=8,
+                                                               requant_lanes=2)}
+
+
+@pytest.mark.parametrize("name", REQUANT_CONFIGS)
 @pytest.mark.parametrize("count,lane_block,strides", [(1, 0, (1, 1)), (7, 1, (3, 2))])
 def test_requant_writes_each_entry_to_its_lane_block_in_time(count, lane_block, strides,
-                                                             record_property):
-    config = SMALL
+                                                             name, record_property):
+    config = REQUANT_CONFIGS[name]
+    if lane_block >= config.rows // config.cols:
+        lane_block = 0
     dut = RequantUnit(config)
     rng = np.random.default_rng(count)
     params = dict(bias=rng.integers(-1000, 1000, config.cols),
@@ -238,6 +250,8 @@ def test_requant_writes_each_entry_to_its_lane_block_in_time(count, lane_block, 
         cycles = await run(ctx, dut, requant(count, src, dst, 2, lane_block, *strides), memories,
                            each_cycle=lambda ctx: requantized.__setitem__(
                                0, requantized[0] + ctx.get(dut.requantizations)))
+        # By hand: an entry every cols / requant_lanes cycles, the last written 4 later.
+        assert cycles == count * (config.cols // config.requant_lanes) + 4
         assert cycles == dut.delay(count) == requant_cycles(config, count)
 
     simulate(dut, bench)
@@ -246,7 +260,8 @@ def test_requant_writes_each_entry_to_its_lane_block_in_time(count, lane_block, 
     for i in range(count):
         expected[dst + i * strides[1], lanes_written] = requantize(sums[i], **params)
     got = np.array([lanes(amem[a], config.rows, 8) for a in range(64)])
-    record_property("rtl_check", f"requant unit: {count} entries x {config.cols} lanes")
+    record_property("rtl_check", f"requant unit: {count} entries x {config.cols} lanes, "
+                                 f"{config.requant_lanes} requantisers")
     assert requantized[0] == count * config.cols
     assert (got == expected).all()
 

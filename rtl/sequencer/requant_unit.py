@@ -1,11 +1,12 @@
-"""The REQUANT unit: one requantiser per column lane, fed an entry a cycle."""
+"""The REQUANT unit: `requant_lanes` requantisers, fed an entry's lanes in
+``cols / requant_lanes`` passes (one per column: an entry a cycle)."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.interface import ACC_BITS, QPARAM_BITS
-from golden.timing import REQUANT_LATENCY, requant_cycles
+from golden.timing import REQUANTIZER_STAGES, requant_cycles
 
 from ..requantizer import Requantizer
 from ..layouts import qparam_layout
@@ -16,9 +17,10 @@ __all__ = ["RequantUnit"]
 
 class RequantUnit(wiring.Component):
     """Runs a REQUANT instruction from ``start`` to ``done`` (its last cycle), ``delay``
-    cycles later: one psum and qmem read a cycle into the requantisers (all ``cols``
-    lanes at once); entry i's int8 results are written ``REQUANT_LATENCY`` cycles after
-    its read, to lane block ``aux2`` of its amem entry.
+    cycles later: one psum and qmem read every ``P = cols / requant_lanes`` cycles, its
+    lanes fed ``requant_lanes`` at a time to the requantisers in the P cycles after it;
+    entry i's int8 results are written ``P + 3`` cycles after its read (golden.timing),
+    to lane block ``aux2`` of its amem entry.
 
     Attributes
     ----------
@@ -47,44 +49,73 @@ class RequantUnit(wiring.Component):
         c = self.config
         m = Module()
         ins = self.instruction
-        requantizers = [Requantizer() for _ in range(c.cols)]
+        lanes, passes = c.requant_lanes, c.requant_passes
+        step = Signal(range(passes))                  # the pass being fed
+        feeding = Signal()                            # an entry's data is at the ports
+        results = self._requantizers(m, step)
+
+        busy = Signal()
+        to_read = Signal(16)                          # entries not yet read
+        src = Signal.like(self.psum_addr)
+        dst = Signal.like(self.amem_waddr)
+        # A pass in each requantiser stage, and whether it is its entry's last.
+        in_flight = Signal(REQUANTIZER_STAGES)
+        last_in_flight = Signal(REQUANTIZER_STAGES)
+        step_in_flight = [Signal.like(step, name=f"step_stage{s}") for s in range(REQUANTIZER_STAGES)]
+        done_bytes = Signal(8 * lanes * (passes - 1))  # the entry's earlier passes' results
+        last_step = step == passes - 1
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), to_read.eq(ins.count), src.eq(ins.src), dst.eq(ins.dst),
+                         in_flight.eq(0), last_in_flight.eq(0), feeding.eq(0), step.eq(0)]
+        with m.If(busy):
+            # The ports hold an entry's data until the next read (a read port's data is
+            # kept while its enable is low): read the next entry in the last pass.
+            reading = (to_read != 0) & (~feeding | last_step)
+            with m.If(reading):
+                m.d.comb += [self.psum_en.eq(1), self.psum_addr.eq(src),
+                             self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux)]
+                m.d.sync += [src.eq(src + ins.src_stride), to_read.eq(to_read - 1)]
+            m.d.sync += feeding.eq(reading | (feeding & ~last_step))
+            with m.If(feeding):
+                m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+            m.d.sync += [in_flight.eq(Cat(feeding, in_flight[:-1])),
+                         last_in_flight.eq(Cat(feeding & last_step, last_in_flight[:-1])),
+                         step_in_flight[0].eq(step)]
+            m.d.sync += [step_in_flight[s].eq(step_in_flight[s - 1])
+                         for s in range(1, REQUANTIZER_STAGES)]
+            if passes > 1:
+                with m.If(in_flight[-1]):
+                    for s in range(passes - 1):
+                        with m.If(step_in_flight[-1] == s):
+                            m.d.sync += done_bytes.word_select(s, 8 * lanes).eq(results)
+            with m.If(last_in_flight[-1]):
+                blocks = c.rows // c.cols
+                m.d.comb += [self.amem_waddr.eq(dst),
+                             self.amem_wdata.eq(Cat(done_bytes, results).replicate(blocks)),
+                             self.requantizations.eq(c.cols)]
+                for b in range(blocks):
+                    with m.If(ins.aux2 == b):
+                        m.d.comb += self.amem_wen.eq(((1 << c.cols) - 1) << (b * c.cols))
+                m.d.sync += dst.eq(dst + ins.dst_stride)
+                with m.If((to_read == 0) & ~feeding & (in_flight[:-1] == 0)):   # the last
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += busy.eq(0)
+        return m
+
+    def _requantizers(self, m, step):
+        """`requant_lanes` requantisers, requantiser k fed lane ``step * requant_lanes + k``
+        of the psum and qmem entries at the ports; their results, lane 0 lowest."""
+        c = self.config
+        requantizers = [Requantizer() for _ in range(c.requant_lanes)]
         for k, requantizer in enumerate(requantizers):
             m.submodules[f"requantizer{k}"] = requantizer
-            params = data.View(qparam_layout(), self.qmem_data[k * QPARAM_BITS:(k + 1) * QPARAM_BITS])
-            m.d.comb += [requantizer.acc.eq(self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]),
+            lane = step * c.requant_lanes + k if c.requant_passes > 1 else k
+            params = data.View(qparam_layout(), self.qmem_data.word_select(lane, QPARAM_BITS))
+            m.d.comb += [requantizer.acc.eq(self.psum_data.word_select(lane, ACC_BITS)),
                          requantizer.bias.eq(params.bias),
                          requantizer.multiplier.eq(params.multiplier),
                          requantizer.shift.eq(params.shift[:5]),
                          requantizer.zero_point.eq(params.zero_point),
                          requantizer.clamp_min.eq(params.clamp_min),
                          requantizer.clamp_max.eq(params.clamp_max)]
-        lane_bytes = Cat(requantizer.result for requantizer in requantizers)
-
-        busy = Signal()
-        to_read = Signal(16)                          # entries not yet read
-        src = Signal.like(self.psum_addr)
-        dst = Signal.like(self.amem_waddr)
-        in_flight = Signal(REQUANT_LATENCY)           # an entry at each stage
-        with m.If(self.start):
-            m.d.sync += [busy.eq(1), to_read.eq(ins.count),
-                         src.eq(ins.src), dst.eq(ins.dst), in_flight.eq(0)]
-        with m.If(busy):
-            reading = to_read != 0
-            with m.If(reading):
-                m.d.comb += [self.psum_en.eq(1), self.psum_addr.eq(src),
-                             self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux)]
-                m.d.sync += [src.eq(src + ins.src_stride), to_read.eq(to_read - 1)]
-            m.d.sync += in_flight.eq(Cat(reading, in_flight[:-1]))
-            with m.If(in_flight[-1]):
-                blocks = c.rows // c.cols
-                m.d.comb += [self.amem_waddr.eq(dst),
-                             self.amem_wdata.eq(lane_bytes.replicate(blocks)),
-                             self.requantizations.eq(c.cols)]
-                for b in range(blocks):
-                    with m.If(ins.aux2 == b):
-                        m.d.comb += self.amem_wen.eq(((1 << c.cols) - 1) << (b * c.cols))
-                m.d.sync += dst.eq(dst + ins.dst_stride)
-                with m.If((to_read == 0) & (in_flight[:-1] == 0)):    # the last entry
-                    m.d.comb += self.done.eq(1)
-                    m.d.sync += busy.eq(0)
-        return m
+        return Cat(requantizer.result for requantizer in requantizers)
