@@ -19,13 +19,16 @@ BOARDS = {
 #   7 of 8 DSPs, 18.8 MHz against 12 MHz, built in 1.4 min. 2 tiles of 2x1 fit at 5,230;
 #   2 tiles of 4x1 take 5,624. Most of the UP5K is fixed logic: the 17 32-bit counters, the
 #   CSRs, the UART bridge, the requantiser and the sequencer.
-# - ULX3S: 8 tiles of 16x8 (the default's 1,024 weights, in 16-row tiles) with one shared
-#   ADC set per tile (adc_share 8): 31,656 LUT4s, 35 of 156 MULT18X18Ds, 37.5 MHz against
-#   25 MHz, built in 6.6 min from a fresh clone. 16x16 tiles (16 requantisers) do not route in 25 minutes: router2
-#   plateaus, and their 33x32 multipliers are the most congested nets.
+# - ULX3S: the default crossbar, 4 tiles of 16x16, with 4 requantisers for the 16 columns
+#   (requant_lanes 4: a REQUANT entry in 4 cycles), an ADC set per 4 columns (adc_share 4)
+#   and 256-entry amem and psum: 38,906 LUT4s, 19 of 156 MULT18X18Ds, 36.9 MHz against
+#   25 MHz, routed in 12.3 min (2026-12-06). With 16 requantisers it did not route in 25
+#   min (their 33x32 multipliers were the most congested nets); with 4 but an ADC set per
+#   column (50,672 LUT4s) router2 had 2,597 wires overused at 24 min.
 BOARD_CONFIGS = {
     "icebreaker": dict(tiles=1, rows=4, cols=1, amem_depth=256, psum_depth=256),
-    "ulx3s": dict(tiles=8, rows=16, cols=8, adc_share=8, amem_depth=256, psum_depth=256),
+    "ulx3s": dict(tiles=4, rows=16, cols=16, adc_share=4, requant_lanes=4, amem_depth=256,
+                  psum_depth=256),
 }
 
 
