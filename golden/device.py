@@ -12,7 +12,7 @@ from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
-from .requant import requantize
+from .requant import INT32_MAX, check_params, requantize_checked
 from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles,
                      requant_cycles)
 
@@ -160,8 +160,8 @@ def _mvm_plan(ins, config):
 
 class _MvmPlan:
     """What an MVM instruction does that does not depend on the data, worked out once per
-    instruction and config (and shared, read-only, by every device): the amem entries each vector reads, each replica's tiles and vectors,
-    the psum addresses written, and the counters it adds."""
+    instruction and config (and shared, read-only, by every device): the amem entries
+    each vector reads, each replica's tiles and vectors, the psum addresses written."""
 
     def __init__(self, ins, c):
         K, G, R = ins.ktiles, ins.ngroups, ins.replicas
@@ -178,17 +178,216 @@ class _MvmPlan:
         self.offset = INPUT_OFFSET if ins.offset_inputs else 0
         for shared in (self.tiles, self.entries, self.addresses):   # cached: every device's
             shared.setflags(write=False)
-        products = n * K * G
-        self.counters = {
-            "cycles": mvm_cycles(c, n, K, G, R),
-            "tile_busy_cycles": products * c.steps * c.adc_share,
-            "mvm_products": products,
-            "dac_conversions": products * c.rows * c.steps,
-            "adc_conversions": products * c.cols * c.slices * c.steps,
-            "cell_reads": products * 2 * c.rows * c.cols * c.slices * c.steps,
-            "amem_reads": n * K,
-            "psum_reads": n * G if ins.accumulate else 0,
-            "psum_writes": n * G}
+
+
+def instruction_counters(ins, config):
+    """The counters one instruction adds, FETCH to its last cycle: they depend on the
+    instruction and the config only, never on the data."""
+    c, n = config, ins.count
+    counters = {"cycles": FETCH_DECODE_CYCLES, "imem_reads": 1, "instructions": 1}
+    if ins.opcode == Opcode.PROGRAM:
+        counters.update(tile_programs=ins.count, wmem_reads=c.rows * ins.count,
+                        cell_writes=ins.count * 2 * c.rows * c.cols * c.slices)
+        counters["cycles"] += program_cycles(c)
+    elif ins.opcode == Opcode.MVM:
+        products = n * ins.ktiles * ins.ngroups
+        counters.update(
+            tile_busy_cycles=products * c.steps * c.adc_share, mvm_products=products,
+            dac_conversions=products * c.rows * c.steps,
+            adc_conversions=products * c.cols * c.slices * c.steps,
+            cell_reads=products * 2 * c.rows * c.cols * c.slices * c.steps,
+            amem_reads=n * ins.ktiles, psum_reads=n * ins.ngroups if ins.accumulate else 0,
+            psum_writes=n * ins.ngroups)
+        counters["cycles"] += mvm_cycles(c, n, ins.ktiles, ins.ngroups, ins.replicas)
+    elif ins.opcode == Opcode.REQUANT:
+        counters.update(psum_reads=n, qmem_reads=n, requantizations=n * c.cols, amem_writes=n)
+        counters["cycles"] += requant_cycles(c, n)
+    elif ins.opcode == Opcode.MAX:
+        counters.update(amem_reads=2 * n, amem_writes=n)
+        counters["cycles"] += max_cycles(c, n)
+    elif ins.opcode != Opcode.HALT:
+        raise ValueError(f"no counters for opcode {ins.opcode}")
+    return counters
+
+
+@functools.lru_cache(maxsize=256)
+def _program_plan(imem, config, fuse):
+    return _ProgramPlan(np.frombuffer(imem, np.int64).reshape(-1, WORDS_PER_INSTRUCTION),
+                        config, fuse)
+
+
+class _ProgramPlan:
+    """A program (the instruction memory's words) as the device will run it, worked out
+    once per program and config: each instruction decoded and checked, how the run ends,
+    the counters (in total and per instruction, for a trace), and the steps that change
+    the memories. Nothing here depends on the data, so a program run batch after batch is
+    planned once.
+
+    On an ideal lossless device the steps are fused (`fuse`): PROGRAMs only say which wmem
+    rows each tile holds, so an MVM whose tiles a PROGRAM of the same run filled takes its
+    weights from wmem directly, consecutive MVMs become one product where nothing can
+    tell (`_Product`), and the tiles are written once, at the end. A lossy or analog
+    device runs the instructions one by one: each tile's ADCs round its own sum, and
+    the analog tiles keep state per programming."""
+
+    def __init__(self, words, config, fuse=True):
+        c = self.config = config
+        self.trace = []             # (pc, counters of that instruction)
+        instructions = []
+        self.done, self.error, self.error_pc = False, ErrorCode.PC_OVERFLOW, len(words)
+        for pc in range(len(words) + 1):
+            if pc >= c.imem_depth:
+                self.trace.append((pc, {"cycles": 1}))          # the FETCH that finds nothing
+                self.error_pc = pc
+                break
+            instruction, error = _decoded(tuple(words[pc].tolist()), c)
+            if error != ErrorCode.NONE:
+                self.trace.append((pc, {"cycles": FETCH_DECODE_CYCLES, "imem_reads": 1}))
+                self.error, self.error_pc = error, pc
+                break
+            self.trace.append((pc, instruction_counters(instruction, c)))
+            if instruction.opcode == Opcode.HALT:
+                self.done, self.error, self.error_pc = True, ErrorCode.NONE, 0
+                break
+            instructions.append(instruction)
+        self.fetches = len(self.trace)
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        for _, spent in self.trace:
+            for name, value in spent.items():
+                self.counters[name] += value
+        self.trace = [(pc, {name: spent.get(name, 0) for name in COUNTERS})
+                      for pc, spent in self.trace]
+        self.steps = _fused_steps(instructions, c) if fuse else [
+            (_RUN[ins.opcode], ins) for ins in instructions]
+
+
+def _fused_steps(instructions, c):
+    """(function, argument) steps of an ideal lossless device: see `_ProgramPlan`."""
+    source = {}                      # tile -> (wmem row, lane) of its last PROGRAM so far
+    steps = []
+    for ins in instructions:
+        if ins.opcode == Opcode.PROGRAM:
+            for tile, lane in zip(range(ins.tile, ins.tile + ins.count),
+                                  program_lanes(ins, c.tiles).tolist()):
+                source[tile] = (ins.src, lane)
+            continue
+        if ins.opcode != Opcode.MVM:
+            steps.append((_RUN[ins.opcode], ins))
+            continue
+        plan = _mvm_plan(ins, c)
+        if not plan.n:
+            continue                                          # counts, changes nothing
+        steps.append((Device._product, _Product(ins, plan, source, c)))
+        while len(steps) > 1 and steps[-2][0] is steps[-1][0] is Device._product:
+            merged = steps[-2][1].merge(steps[-1][1])
+            if merged is None:
+                break
+            steps[-2:] = [(Device._product, merged)]
+    if source:
+        steps.append((Device._write_tiles, _tiles_written(source, c)))
+    for run, step in steps:
+        if run is Device._product:
+            step.finish()
+    return steps
+
+
+def _tiles_written(source, c):
+    """(tiles, flat wmem index of their weights) for tiles -> (wmem row, lane)."""
+    tiles = np.array(sorted(source))
+    src, lane = (np.array([source[t][i] for t in tiles]) for i in (0, 1))
+    rows, cols = np.arange(c.rows)[:, None], np.arange(c.cols)[None, :]
+    index = ((src[:, None, None] + rows) * (c.tiles * c.cols)
+             + lane[:, None, None] * c.cols + cols)
+    return tiles, index
+
+
+class _Product:
+    """MVMs as one int8-exact float64 product: ``results = X @ W``, where row v of X is the
+    amem entries ``entries[v]`` side by side, W is gathered from wmem (tiles a PROGRAM of
+    this run filled: the rows and lane it named) or from the tiles' weights (tiles filled
+    before), and column block g of row v lands in psum entry ``addresses[v, g]``.
+
+    One MVM is such a product. Two consecutive ones make one (`merge`) when nothing can
+    tell: on the same weights (rows stacked), on the same inputs (columns side by side),
+    or, the second accumulating, on the same psum entries (the K blocks side by side: the
+    adder tree made longer); always with the same input encoding and no psum entry
+    written twice, so the order of the writes is moot. int32 wrapping commutes with the
+    sums. Replicas on different weights stay an MVM of their own."""
+
+    def __init__(self, ins, plan, source, c):
+        self.config = c
+        self.accumulate, self.offset = ins.accumulate, plan.offset
+        n, K, G = plan.n, ins.ktiles, ins.ngroups
+        self.entries = plan.entries
+        self.addresses = plan.addresses.reshape(n, G)
+        self.distinct = plan.distinct
+        rows, cols = np.arange(c.rows)[:, None], np.arange(c.cols)[None, :]
+        wmem_size = c.wmem_depth * c.tiles * c.cols
+        replica_index = []
+        for tiles in plan.tiles:                        # (G, K) tiles of each replica
+            index = np.empty((K * c.rows, G * c.cols), np.int64)
+            for g, k in np.ndindex(G, K):
+                tile = int(tiles[g, k])
+                if tile in source:                      # stacked[k*rows + i, g*cols + j]
+                    src, lane = source[tile]
+                    block = (src + rows) * (c.tiles * c.cols) + lane * c.cols + cols
+                else:
+                    block = wmem_size + (tile * c.rows + rows) * c.cols + cols
+                index[k * c.rows:(k + 1) * c.rows, g * c.cols:(g + 1) * c.cols] = block
+            replica_index.append(index)
+        self.uniform = all(np.array_equal(i, replica_index[0]) for i in replica_index)
+        self.index = replica_index[0] if self.uniform else replica_index
+        self.vectors = None if self.uniform else [np.arange(r, n, ins.replicas)
+                                                  for r in range(ins.replicas)]
+
+    def merge(self, other):
+        """One product doing what `self` then `other` do, or None."""
+        if not (self.uniform and other.uniform and self.distinct and other.distinct
+                and self.offset == other.offset):
+            return None
+        same = lambda a, b: a.shape == b.shape and np.array_equal(a, b)
+        if other.accumulate and same(self.addresses, other.addresses):
+            return self._joined(np.hstack([self.entries, other.entries]),
+                                np.vstack([self.index, other.index]), self.addresses)
+        if other.accumulate != self.accumulate:
+            return None
+        if same(self.index, other.index) and self.entries.shape[1] == other.entries.shape[1]:
+            joined = self._joined(np.vstack([self.entries, other.entries]), self.index,
+                                  np.vstack([self.addresses, other.addresses]))
+        elif same(self.entries, other.entries):
+            joined = self._joined(self.entries, np.hstack([self.index, other.index]),
+                                  np.hstack([self.addresses, other.addresses]))
+        else:
+            return None
+        written = joined.addresses.ravel()
+        return joined if len(np.unique(written)) == len(written) else None
+
+    def _joined(self, entries, index, addresses):
+        joined = object.__new__(_Product)
+        joined.__dict__.update(self.__dict__)
+        joined.entries, joined.index, joined.addresses = entries, index, addresses
+        return joined
+
+    def finish(self):
+        """Once no more MVMs join: where the weights come from, the psum entries as a
+        slice when they are consecutive, whether a sum may leave int32."""
+        c = self.config
+        wmem_size = c.wmem_depth * c.tiles * c.cols
+        indices = [self.index] if self.uniform else self.index
+        from_tiles = [bool((i >= wmem_size).all()) for i in indices]
+        from_wmem = [bool((i < wmem_size).all()) for i in indices]
+        # 'wmem', 'tiles' (the index shifted to tile_weights) or 'both' (wmem, then tiles)
+        self.source = ("wmem" if all(from_wmem) else "tiles" if all(from_tiles) else "both")
+        if self.source == "tiles":
+            indices = [i - wmem_size for i in indices]
+        self.index = indices[0] if self.uniform else indices
+        written = self.addresses.ravel()
+        first = int(written[0])
+        self.written = (slice(first, first + len(written))
+                        if np.array_equal(written, np.arange(first, first + len(written)))
+                        else written)
+        largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
+        self.wraps = self.accumulate or largest > INT32_MAX
 
 
 class Device:
@@ -216,7 +415,6 @@ class Device:
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
         self._params = {}                # qmem entry bytes -> its unpacked parameters
-        self._stacked = {}               # (first tile, ktiles, ngroups) -> stacked weights
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -234,53 +432,62 @@ class Device:
     def run(self, max_instructions=1 << 20, trace=False):
         """Run from pc 0 until HALT or an error; return a `RunResult` with the counters
         (and, with `trace`, each instruction's share of them)."""
-        counters = dict.fromkeys(COUNTERS, 0)
-        self.counters = counters
-        pc = 0
-        steps = []
-        for _ in range(max_instructions):
-            if trace:
-                before = dict(counters)
-                steps.append((pc, before))
-            if pc >= self.config.imem_depth:
-                counters["cycles"] += 1          # the FETCH that finds no instruction
-                return RunResult(False, ErrorCode.PC_OVERFLOW, pc, counters)
-            counters["cycles"] += FETCH_DECODE_CYCLES
-            counters["imem_reads"] += 1
-            words = tuple(self.imem[pc].tolist())
-            instruction, error = _decoded(words, self.config)
-            if error != ErrorCode.NONE:
-                return RunResult(False, error, pc, counters, self._deltas(steps))
-            if instruction.opcode == Opcode.HALT:
-                counters["instructions"] += 1
-                return RunResult(True, ErrorCode.NONE, 0, counters, self._deltas(steps))
-            {Opcode.PROGRAM: self._program, Opcode.MVM: self._mvm,
-             Opcode.REQUANT: self._requant, Opcode.MAX: self._max}[instruction.opcode](instruction)
-            counters["instructions"] += 1
-            pc += 1
-        raise RuntimeError(f"program ran {max_instructions} instructions without halting")
+        plan = _program_plan(self.imem.tobytes(), self.config,
+                             self.analog is None and self.config.is_lossless)
+        if plan.fetches > max_instructions:
+            raise RuntimeError(f"program ran {max_instructions} instructions without halting")
+        for run, argument in plan.steps:
+            run(self, argument)
+        self.counters = dict(plan.counters)
+        return RunResult(plan.done, plan.error, plan.error_pc, dict(plan.counters),
+                         list(plan.trace) if trace else [])
 
-    def _deltas(self, steps):
-        """(pc, counters spent by that instruction) from the snapshots taken before each."""
-        ends = [before for _, before in steps[1:]] + [self.counters]
-        return [(pc, {k: end[k] - before[k] for k in end}) for (pc, before), end in zip(steps, ends)]
-
-    # Execution, once `check_instruction` has passed --------------------------------------
+    # Execution, once `check_instruction` has passed; the counters are the plan's -------
 
     def _program(self, ins):
         c = self.config
         lanes = self.wmem[ins.src:ins.src + c.rows].reshape(c.rows, c.tiles, c.cols)
         tiles = slice(ins.tile, ins.tile + ins.count)
         self.tile_weights[tiles] = lanes[:, program_lanes(ins, c.tiles)].transpose(1, 0, 2)
-        self._stacked.clear()
         if self.analog is not None:
             for t in range(ins.tile, ins.tile + ins.count):
                 self.analog.program(t, self.tile_weights[t])
-        k = self.counters
-        k["cycles"] += program_cycles(c)
-        k["tile_programs"] += ins.count
-        k["wmem_reads"] += c.rows * ins.count           # one row of each programmed tile's lane
-        k["cell_writes"] += ins.count * 2 * c.rows * c.cols * c.slices
+
+    def _write_tiles(self, written):
+        """The tiles' weights as the PROGRAMs of a fused run leave them: (tiles, where
+        their weights lie in wmem, flat), from `_tiles_written`."""
+        tiles, index = written
+        self.tile_weights[tiles] = self.wmem.take(index)
+
+    def _weights(self, index, source):
+        if source == "wmem":
+            return self.wmem.take(index)
+        if source == "tiles":
+            return self.tile_weights.take(index)
+        return np.concatenate([self.wmem.ravel(), self.tile_weights.ravel()]).take(index)
+
+    def _product(self, step):
+        c = self.config
+        inputs = self.amem.take(step.entries, axis=0).reshape(len(step.entries), -1)
+        if step.offset:
+            inputs += step.offset
+        if step.uniform:
+            results = int8_matmul(inputs, self._weights(step.index, step.source))
+        else:
+            results = np.empty((len(inputs), step.addresses.shape[1] * c.cols), np.int64)
+            for vectors, index in zip(step.vectors, step.index):
+                results[vectors] = int8_matmul(inputs[vectors], self._weights(index, step.source))
+        results = results.reshape(-1, c.cols)
+        written = step.written
+        if not step.distinct:                   # one MVM: vector by vector, block by block
+            for address, result in zip(written, results):
+                base = self.psum[address] if step.accumulate else 0
+                self.psum[address] = _wrap_int32(base + result)
+        elif step.wraps:
+            base = self.psum[written] if step.accumulate else 0
+            self.psum[written] = _wrap_int32(base + results)
+        else:
+            self.psum[written] = results
 
     def _tile_product(self, tile, x, ins):
         """Tile `tile`'s results for vectors `x` at the MVM's ADC range and encoding."""
@@ -295,16 +502,11 @@ class Device:
             inputs = self.amem[plan.entries]                                   # (n, K, rows)
             results = np.empty((plan.n, ins.ngroups, c.cols), np.int64)
             for r, mine in enumerate(plan.replicas):
-                if c.is_lossless and self.analog is None:
-                    results[mine] = int8_matmul(
-                        inputs[mine].reshape(-1, ins.ktiles * c.rows) + plan.offset,
-                        self._stacked_weights(plan.tiles[r])).reshape(-1, ins.ngroups, c.cols)
-                else:
-                    # Lossy or analog: each tile's bit-serial product, then the adder tree's sum.
-                    results[mine] = sum(
-                        np.stack([self._tile_product(plan.tiles[r, g, k], inputs[mine, k], ins)
-                                  for g in range(ins.ngroups)], axis=1)
-                        for k in range(ins.ktiles))
+                # Each tile's bit-serial product, then the adder tree's sum.
+                results[mine] = sum(
+                    np.stack([self._tile_product(plan.tiles[r, g, k], inputs[mine, k], ins)
+                              for g in range(ins.ngroups)], axis=1)
+                    for k in range(ins.ktiles))
             results = results.reshape(-1, c.cols)
             if plan.distinct:                                   # no write lands on another
                 base = self.psum[plan.addresses] if ins.accumulate else 0
@@ -314,21 +516,6 @@ class Device:
                 for address, result in zip(plan.addresses, results):
                     base = self.psum[address] if ins.accumulate else 0
                     self.psum[address] = _wrap_int32(base + result)
-        for name, value in plan.counters.items():
-            self.counters[name] += value
-
-    def _stacked_weights(self, tiles):
-        """The adder tree's sum as one product: the weights of `tiles` (G, K) stacked as
-        ``(K * rows, G * cols)`` float64, kept until a PROGRAM changes the tiles."""
-        c = self.config
-        key = (int(tiles[0, 0]),) + tiles.shape
-        stacked = self._stacked.get(key)
-        if stacked is None:
-            G, K = tiles.shape
-            weights = self.tile_weights[tiles]                                 # (G, K, rows, cols)
-            stacked = self._stacked[key] = np.asarray(
-                weights.transpose(1, 2, 0, 3).reshape(K * c.rows, G * c.cols), np.float64)
-        return stacked
 
     def _requant(self, ins):
         c = self.config
@@ -336,24 +523,21 @@ class Device:
         entry = self.qmem[ins.aux]
         params = self._params.get(entry.tobytes())      # the words are the key
         if params is None:
-            params = self._params[entry.tobytes()] = unpack_quant_params(entry.reshape(c.cols, 4))
-        outputs = requantize(self.psum[_run_addresses(ins.src, ins.src_stride, n)], **params)
+            params = unpack_quant_params(entry.reshape(c.cols, 4))
+            params["multiplier"], params["shift"] = check_params(params["multiplier"],
+                                                                 params["shift"])
+            self._params[entry.tobytes()] = params      # checked once, used every run
+        if not n:
+            return
+        outputs = requantize_checked(self.psum[_run_slice(ins.src, ins.src_stride, n)],
+                                     **params)
         lanes = slice(ins.aux2 * c.cols, (ins.aux2 + 1) * c.cols)
-        addresses = _run_addresses(ins.dst, ins.dst_stride, n)
-        if _distinct(ins.dst, ins.dst_stride, n):
-            self.amem[addresses, lanes] = outputs
-        else:                                                  # the last write of each wins
-            for address, output in zip(addresses, outputs):
-                self.amem[address, lanes] = output
-        k = self.counters
-        k["cycles"] += requant_cycles(c, n)
-        k["psum_reads"] += n
-        k["qmem_reads"] += n
-        k["requantizations"] += n * c.cols
-        k["amem_writes"] += n
+        if ins.dst_stride:
+            self.amem[_run_slice(ins.dst, ins.dst_stride, n), lanes] = outputs
+        else:                                                  # the last write wins
+            self.amem[ins.dst, lanes] = outputs[-1]
 
     def _max(self, ins):
-        c = self.config
         n = ins.count
         src, other, dst = runs = ((ins.src, ins.src_stride), (ins.aux, ins.aux2),
                                   (ins.dst, ins.dst_stride))
@@ -368,7 +552,7 @@ class Device:
                 # Entry by entry, so that a run writing what a later entry reads sees it.
                 for a, b, d in zip(src, other, dst):
                     self.amem[d] = np.maximum(self.amem[a], self.amem[b])
-        k = self.counters
-        k["cycles"] += max_cycles(c, n)
-        k["amem_reads"] += 2 * n
-        k["amem_writes"] += n
+
+
+_RUN = {Opcode.PROGRAM: Device._program, Opcode.MVM: Device._mvm,
+        Opcode.REQUANT: Device._requant, Opcode.MAX: Device._max}

@@ -8,7 +8,8 @@ against onnxruntime or gemmlowp can name their expected +-1 cases.
 import numpy as np
 
 __all__ = ["INT32_MIN", "INT32_MAX", "MULTIPLIER_MAX", "SHIFT_MAX", "quantize_multiplier",
-           "saturate_int32", "requantize", "requantize_gemmlowp", "requantize_float"]
+           "saturate_int32", "check_params", "requantize", "requantize_checked",
+           "requantize_gemmlowp", "requantize_float"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 MULTIPLIER_MAX = INT32_MAX      # Q0.31 multiplier, non-negative
@@ -37,7 +38,8 @@ def saturate_int32(values):
     return np.minimum(np.maximum(values, INT32_MIN), INT32_MAX)   # np.clip, without its overhead
 
 
-def _check_params(multiplier, shift):
+def check_params(multiplier, shift):
+    """The multipliers and shifts as int64 arrays; ValueError when one is out of range."""
     multiplier, shift = np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
     if np.any((multiplier < 0) | (multiplier > MULTIPLIER_MAX)):
         raise ValueError(f"multiplier must be in 0..{MULTIPLIER_MAX}, not {multiplier!r}")
@@ -60,17 +62,30 @@ def requantize(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp
     3. ``clamp(y + zero_point, clamp_min, clamp_max)``; ``clamp_min = zero_point``
        gives ReLU.
     """
-    multiplier, shift = _check_params(multiplier, shift)
-    a = saturate_int32(np.asarray(acc, np.int64) + np.asarray(bias, np.int64))
+    multiplier, shift = check_params(multiplier, shift)
+    return requantize_checked(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max)
+
+
+def requantize_checked(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max):
+    """`requantize` with parameters `check_params` has passed (int64 arrays): for a caller
+    that checks a set of parameters once and uses it many times. The same steps, in place."""
+    a = np.add(acc, bias, dtype=np.int64)
+    np.maximum(a, INT32_MIN, out=a)
+    np.minimum(a, INT32_MAX, out=a)                      # saturate_int32
     total = 31 + shift
-    scaled = (a * multiplier + (np.int64(1) << (total - 1))) >> total
-    return _finish(scaled, zero_point, clamp_min, clamp_max)
+    a *= multiplier
+    a += np.int64(1) << (total - 1)
+    a >>= total
+    a += zero_point
+    np.maximum(a, clamp_min, out=a)
+    np.minimum(a, clamp_max, out=a)
+    return a
 
 
 def requantize_gemmlowp(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):
     """gemmlowp's double rounding: SaturatingRoundingDoublingHighMul (its nudge makes
     **ties go up**), then RoundingDivideByPOT (**ties away from zero**)."""
-    multiplier, shift = _check_params(multiplier, shift)
+    multiplier, shift = check_params(multiplier, shift)
     a = saturate_int32(np.asarray(acc, np.int64) + np.asarray(bias, np.int64))
     product = a * multiplier
     nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
@@ -86,7 +101,7 @@ def requantize_gemmlowp(acc, bias, multiplier, shift, zero_point=0, clamp_min=-1
 
 def requantize_float(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):
     """onnxruntime's convention: a float scale, rounding **ties to even**."""
-    multiplier, shift = _check_params(multiplier, shift)
+    multiplier, shift = check_params(multiplier, shift)
     a = saturate_int32(np.asarray(acc, np.int64) + np.asarray(bias, np.int64))
     scale = multiplier.astype(np.float64) / np.exp2(31 + shift.astype(np.float64))
     scaled = np.rint(a.astype(np.float64) * scale).astype(np.int64)

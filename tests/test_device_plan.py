@@ -1,0 +1,137 @@
+"""The golden device's fused plan against its instruction-by-instruction interpreter.
+
+On an ideal lossless device, `golden.device` runs a program as a plan: PROGRAMs deferred,
+weights gathered from wmem, consecutive MVMs on the same weights fused into one product.
+The same programs run one instruction at a time (the interpreter the RTL was first
+checked against, and that lossy and analog devices still use) must leave every memory,
+every tile's weights and every counter the same."""
+
+import numpy as np
+import pytest
+
+from golden import AccelConfig, isa
+from golden.crossbar import crossbar_mvm
+from golden.device import Device, _ProgramPlan
+from sim.random_programs import random_memories, random_program
+
+CONFIGS = [AccelConfig(), AccelConfig(tiles=8, rows=16, cols=8, adc_share=2),
+           AccelConfig(tiles=4, rows=8, cols=8, cell_bits=4, dac_bits=2)]
+
+
+def _fusable_program(config, rng, length):
+    """Programs the fusion acts on: a PROGRAM of a tile range (one lane each, or a period
+    of lanes: replicas on the same weights), then a run of MVMs on those tiles that
+    share their weights (new vectors), their inputs (new weights, new outputs) or their
+    outputs (new weights, new inputs, accumulating), their writes sometimes overlapping,
+    sometimes on tiles programmed before the run."""
+    program = []
+    for _ in range(length):
+        total = int(rng.integers(0, config.tiles.bit_length()))
+        klog = int(rng.integers(0, total + 1))
+        nlog = int(rng.integers(0, total - klog + 1))
+        ktiles, ngroups, replicas = 1 << klog, 1 << nlog, 1 << (total - klog - nlog)
+        first = ktiles * int(rng.integers(0, (config.tiles - (1 << total)) // ktiles + 1))
+        lanes = None if rng.random() < 0.5 else ktiles * ngroups
+
+        def reprogram():
+            if rng.random() < 0.9:
+                image = int(rng.integers(config.wmem_depth // config.rows))
+                tiles = (1 << total) if rng.random() < 0.8 else max(1, (1 << total) // 2)
+                program.append(isa.program(first, config.rows * image, tiles=tiles,
+                                           lanes=lanes))
+
+        reprogram()
+        shares = rng.choice(["weights", "inputs", "outputs"])
+        offset = bool(rng.random() < 0.5)
+        count, dst_stride = int(rng.integers(1, 7)), int(rng.integers(0, 3))
+        n_stride = count * max(dst_stride, 1)
+        src, dst = int(rng.integers(0, config.amem_depth - 64)), int(rng.integers(0, 64))
+        accumulate = bool(rng.random() < 0.5)
+        for _ in range(int(rng.integers(2, 6))):
+            program.append(isa.mvm(first, count, src, dst, 1, dst_stride, k_stride=1,
+                                   n_stride=n_stride, ktiles=ktiles, ngroups=ngroups,
+                                   replicas=replicas, offset_inputs=offset,
+                                   accumulate=accumulate))
+            step = 0 if rng.random() < 0.2 else n_stride * ngroups + int(rng.integers(0, 3))
+            if shares == "weights":
+                src, dst = src + count, dst + step
+                if rng.random() < 0.2:
+                    count = int(rng.integers(1, 7))
+            elif shares == "inputs":
+                reprogram()
+                dst += step
+            else:
+                reprogram()
+                src, accumulate = src + int(rng.integers(0, 9)), rng.random() < 0.9
+        if rng.random() < 0.3:
+            program.append(isa.requant(4, int(rng.integers(0, 64)), int(rng.integers(0, 64)), 0))
+    return program + [isa.halt()]
+
+
+def _run_both(config, memories, program, tile_weights):
+    """(devices, results) of `program` fused and one instruction at a time."""
+    devices, results = [], []
+    for fuse in (True, False):
+        device = Device(config)
+        for name, array in memories.items():
+            getattr(device, name)[:] = array
+        device.tile_weights[:] = tile_weights
+        device.load_program(isa.encode_program(program))
+        plan = _ProgramPlan(device.imem, config, fuse)
+        for step, argument in plan.steps:
+            step(device, argument)
+        devices.append(device)
+        results.append(plan)
+    return devices, results
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("kind", ["fusable", "random"])
+def test_fused_plan_equals_instruction_by_instruction(config, kind):
+    rng = np.random.default_rng(hash((config.name, kind)) % 2**32)
+    programs, merged = 0, set()
+    for _ in range(40):
+        memories = random_memories(config, rng)
+        tile_weights = rng.integers(-128, 128, (config.tiles, config.rows, config.cols))
+        program = (_fusable_program(config, rng, 6) if kind == "fusable"
+                   else random_program(config, rng, 30))
+        (fast, slow), (plan, reference) = _run_both(config, memories, program, tile_weights)
+        for name in ("psum", "amem", "tile_weights"):
+            assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+        assert plan.counters == reference.counters and plan.trace == reference.trace
+        programs += 1
+        merged |= _merges(plan, program)
+    assert programs == 40
+    if kind == "fusable":           # every kind of merge was exercised
+        assert merged == {"weights", "inputs", "outputs"}
+
+
+def _merges(plan, program):
+    """Which kinds of merge made the plan's products: rows (vectors on the same weights),
+    columns (weights on the same inputs) or K blocks (inputs onto the same outputs)."""
+    widest = {"k": max((i.ktiles for i in program if i.opcode == isa.Opcode.MVM), default=1),
+              "g": max((i.ngroups for i in program if i.opcode == isa.Opcode.MVM), default=1),
+              "n": max((i.count for i in program if i.opcode == isa.Opcode.MVM), default=1)}
+    kinds = set()
+    for _, step in plan.steps:
+        if hasattr(step, "entries"):
+            vectors, k = step.entries.shape
+            kinds |= ({"weights"} if vectors > widest["n"] else set()) | (
+                {"outputs"} if k > widest["k"] else set()) | (
+                {"inputs"} if step.addresses.shape[1] > widest["g"] else set())
+    return kinds
+
+
+def test_run_uses_the_interpreter_on_a_lossy_device():
+    """A lossy ADC makes each tile's result its own: no stacked product may stand in."""
+    config = AccelConfig(adc_bits=6)
+    device = Device(config)
+    device.load_program(isa.encode_program([isa.program(0, 0, tiles=4),
+                                            isa.mvm(0, 2, 0, 0, k_stride=2, ktiles=4), isa.halt()]))
+    rng = np.random.default_rng(1)
+    device.wmem[:] = rng.integers(-128, 128, device.wmem.shape)
+    device.amem[:] = rng.integers(-128, 128, device.amem.shape)
+    assert device.run().done
+    expected = sum(crossbar_mvm(config, device.amem[2 * k:2 * k + 2], device.tile_weights[k])
+                   for k in range(4))
+    assert np.array_equal(device.psum[:2], expected)
