@@ -108,6 +108,17 @@ class MemoryWindow:
             lanes = lanes.view(self._lane_type.str.replace("u", "i"))
         return lanes.astype(np.int64)
 
+    def wrap(self, entries, signed=True):
+        """What the memory holds once the host writes `entries` and what it reads back:
+        each lane's low `lane_bits` bits, signed or not; ``unpack(pack(entries))``
+        without the words in between."""
+        entries = np.asarray(entries, np.int64)
+        if self.lane_bits == 64:
+            return entries
+        half = 1 << (self.lane_bits - 1)
+        mask = (1 << self.lane_bits) - 1
+        return ((entries + half) & mask) - half if signed else entries & mask
+
     def address(self, entry, word=0):
         if not 0 <= entry < self.depth:
             raise IndexError(f"{self.name} entry {entry} outside 0..{self.depth - 1}")

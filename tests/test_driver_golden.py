@@ -111,21 +111,49 @@ def test_bursts_inside_entries_write_what_words_would():
     assert np.array_equal(devices[0].wmem[2, :20], before[2, :20])    # words 0..4: 20 lanes
 
 
-def test_many_bursts_at_once_write_what_each_burst_would():
-    """`GoldenBus.write_bursts` (the driver's partial-lane writes of consecutive entries
-    in one call) leaves the device as the bursts one by one do."""
+class _WordsOnly:
+    """The golden bus with only the word interface: the path a board or the RTL takes."""
+
+    def __init__(self, bus):
+        self._bus, self.max_burst = bus, bus.max_burst
+
+    def __getattr__(self, name):
+        if name in ("store_entries", "load_entries"):
+            raise AttributeError(name)
+        return getattr(self._bus, name)
+
+
+@pytest.mark.parametrize("memory, lanes", [("wmem", None), ("wmem", 5), ("amem", None),
+                                           ("psum", None), ("qmem", None), ("imem", None)])
+def test_lane_values_move_as_the_words_would(memory, lanes):
+    """The golden bus's `store_entries` and `load_entries` (lane values, no words) leave
+    and read the device as the word bursts do, values out of a lane's range and
+    partial-lane writes included, and the driver counts the same words."""
     config = AccelConfig(tiles=3, imem_depth=16, wmem_depth=8, amem_depth=32, psum_depth=32,
                          qmem_depth=8)
-    window = regmap.memory_windows(config)["wmem"]
+    window = regmap.memory_windows(config)[memory]
     rng = np.random.default_rng(4)
-    before = rng.integers(-128, 128, (8, 48))
-    rows = rng.integers(0, 1 << 32, (5, 7))
-    addresses = [window.address(2 + i) for i in range(5)]
-    devices = [Device(config), Device(config)]
-    for device in devices:
-        device.wmem[:] = before
-    run(GoldenBus(devices[0]).write_bursts(addresses, rows))
-    for address, row in zip(addresses, rows):
-        run(GoldenBus(devices[1]).write_burst(address, row))
-    assert np.array_equal(devices[0].wmem, devices[1].wmem)
-    assert not np.array_equal(devices[0].wmem, before)
+    before = rng.integers(-(1 << 40), 1 << 40, (window.depth, window.lanes))
+    entries = rng.integers(-(1 << 40), 1 << 40, (5, window.lanes))
+    devices, reads, counts = [Device(config), Device(config)], [], []
+    for device, wrap in zip(devices, (lambda bus: bus, _WordsOnly)):
+        driver = Driver(wrap(GoldenBus(device)))
+        run(driver.discover())
+        getattr(device, memory)[:] = window.unpack(window.pack(before),
+                                                   signed=memory not in ("imem", "qmem"))
+        run(driver.write_entries(memory, 2, entries, lanes=lanes))
+        reads.append(run(driver.read_entries(memory, 1, 7)))
+        counts.append(driver.transfer_counts())
+    assert np.array_equal(getattr(devices[0], memory), getattr(devices[1], memory))
+    assert np.array_equal(reads[0], reads[1]) and counts[0] == counts[1]
+    if lanes is not None:            # lanes 0..7 (two words) written, the others kept
+        kept = window.unpack(window.pack(before))
+        assert np.array_equal(devices[0].wmem[2:7, 8:], kept[2:7, 8:])
+
+
+def test_lane_values_outside_a_memory_are_refused():
+    driver, _ = make_driver()
+    with pytest.raises(IndexError, match="amem entries 30..33 outside 0..31"):
+        run(driver.write_entries("amem", 30, np.zeros((4, 16), np.int64)))
+    with pytest.raises(BusError, match="psum entries 31..32 outside"):
+        run(driver.bus.load_entries("psum", 31, 2))

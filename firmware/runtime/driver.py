@@ -9,6 +9,14 @@ A transport provides::
     async def wait_done(timeout_s) -> bool          # True once the done line (or STATUS) says done
     max_burst: int                                  # the most words one burst moves
 
+and, where the far side is a model in this process (the golden bus), optionally::
+
+    async def store_entries(memory, start, entries, lanes) -> None   # lanes 0..lanes-1
+    async def load_entries(memory, start, count, signed) -> array
+
+which move a memory's lane values as the words would (`MemoryWindow.wrap`), without
+packing them into words and back.
+
 Memory images move in bursts; the driver counts every word it moves, per memory (and
 "csr" for registers), so that a run can book its off-chip traffic. Every wait has a
 timeout: the driver never hangs on a dead device.
@@ -124,31 +132,38 @@ class Driver:
         """Write `entries` from entry `start` on; given `lanes`, only the words holding
         each entry's first `lanes` lanes (the others keep what they held)."""
         window = self._window(memory)
-        words = window.pack(entries)
-        self._check_span(window, start, len(words))
+        entries = np.asarray(entries, np.int64).reshape(-1, window.lanes)
+        self._check_span(window, start, len(entries))
+        words = window.entry_words
         if lanes is not None and lanes < window.lanes:
-            words = words[:, :-(-lanes * window.lane_bits // 32)]
-            addresses = [window.address(start + entry) for entry in range(len(words))]
-            write_bursts = getattr(self.bus, "write_bursts", None)   # a bus may take them at once
-            if write_bursts is not None:
-                await write_bursts(addresses, words)
-            else:
-                for address, row in zip(addresses, words):
-                    await self.bus.write_burst(address, row)
+            words = -(-lanes * window.lane_bits // 32)
+        store = getattr(self.bus, "store_entries", None)
+        if store is not None:
+            await store(memory, start, entries, words * 32 // window.lane_bits)
+        elif words < window.entry_words:
+            packed = window.pack(entries)[:, :words]
+            for entry, row in enumerate(packed):
+                await self.bus.write_burst(window.address(start + entry), row)
         else:
-            for address, offset, count in self._bursts(window, start, len(words)):
-                await self.bus.write_burst(address, words[offset:offset + count].ravel())
-        self._count("written", memory, words.size)
+            packed = window.pack(entries)
+            for address, offset, count in self._bursts(window, start, len(entries)):
+                await self.bus.write_burst(address, packed[offset:offset + count].ravel())
+        self._count("written", memory, len(entries) * words)
 
     async def read_entries(self, memory, start, count, signed=True):
         window = self._window(memory)
         self._check_span(window, start, count)
-        words = np.zeros((count, window.entry_words), np.int64)
-        for address, offset, entries in self._bursts(window, start, count):
-            burst = await self.bus.read_burst(address, entries * window.entry_words)
-            words[offset:offset + entries] = np.array(burst, np.int64).reshape(entries, -1)
-        self._count("read", memory, words.size)
-        return window.unpack(words, signed=signed)
+        load = getattr(self.bus, "load_entries", None)
+        if load is not None:
+            entries = await load(memory, start, count, signed)
+        else:
+            words = np.zeros((count, window.entry_words), np.int64)
+            for address, offset, n in self._bursts(window, start, count):
+                burst = await self.bus.read_burst(address, n * window.entry_words)
+                words[offset:offset + n] = np.array(burst, np.int64).reshape(n, -1)
+            entries = window.unpack(words, signed=signed)
+        self._count("read", memory, count * window.entry_words)
+        return entries
 
     async def load_program(self, instructions):
         await self.load_words(np.array(isa.encode_program(instructions), np.int64))

@@ -12,13 +12,17 @@ from ..driver import BusError
 
 __all__ = ["GoldenBus"]
 
+_UNSIGNED = ("imem", "qmem")            # memories of unsigned fields; the others hold lanes
+
 
 class GoldenBus:
     """Word reads and writes decoded as the RTL decodes them, SLVERR cases included.
 
     A start runs the whole program at once (the model is not cycle-stepped); the
     counters then hold the model's predictions. A burst of whole, contiguous memory
-    entries is one array copy; any other burst goes word by word.
+    entries is one array copy; any other burst goes entry by entry. The driver moves
+    memory images as lane values (`store_entries`, `load_entries`): what the words
+    would do, without packing them.
     """
 
     max_burst = 1 << 20
@@ -89,7 +93,7 @@ class GoldenBus:
         """Entries from `first` on set from their ``(n, entry_words)`` words (imem and qmem
         hold unsigned fields, the others signed lanes)."""
         words = np.asarray(words, np.int64).reshape(-1, window.entry_words)
-        signed = window.name not in ("imem", "qmem")
+        signed = window.name not in _UNSIGNED
         getattr(self.device, window.name)[first:first + len(words)] = window.unpack(
             words, signed=signed)
 
@@ -141,23 +145,24 @@ class GoldenBus:
         window, entry, _ = span
         self._store(window, entry, np.asarray(words, np.int64) & 0xFFFF_FFFF)
 
-    async def write_bursts(self, addresses, rows):
-        """One burst of each row of `rows` at each address: entries' leading words (the
-        driver's partial-lane writes) in one array operation when they are consecutive
-        entries of one window, else burst by burst. The same state either way."""
-        rows = np.asarray(rows, np.int64)
-        located = self._locate(addresses[0]) if len(addresses) else None
-        if located is not None and rows.ndim == 2:
-            window, entry, word = located
-            n, width = rows.shape
-            if (word == 0 and width <= window.entry_words and entry + n <= window.depth
-                    and list(addresses) == [window.address(entry + i) for i in range(n)]):
-                block = window.pack(getattr(self.device, window.name)[entry:entry + n])
-                block[:, :width] = rows & 0xFFFF_FFFF
-                self._store(window, entry, block)
-                return
-        for address, row in zip(addresses, rows):
-            await self.write_burst(address, row)
+    def _entries(self, memory, start, count):
+        window = self.windows.get(memory)
+        if window is None or start < 0 or count < 0 or start + count > window.depth:
+            raise BusError(window.address(0) if window else 0, "access",
+                           f"{memory} entries {start}..{start + count - 1} outside the window")
+        return window, getattr(self.device, memory)
+
+    async def store_entries(self, memory, start, entries, lanes):
+        """Lanes ``0 .. lanes-1`` of `entries` into `memory` from entry `start` on, as the
+        words holding them would land (`MemoryWindow.wrap`); the other lanes keep theirs."""
+        window, array = self._entries(memory, start, len(entries))
+        lanes = min(lanes, window.lanes)
+        array[start:start + len(entries), :lanes] = window.wrap(
+            np.asarray(entries)[:, :lanes], signed=memory not in _UNSIGNED)
+
+    async def load_entries(self, memory, start, count, signed=True):
+        window, array = self._entries(memory, start, count)
+        return window.wrap(array[start:start + count], signed=signed)
 
     def _run(self):
         result = self.device.run()
