@@ -12,7 +12,7 @@ from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
-from .requant import INT32_MAX, check_params, requantize_checked
+from .requant import INT32_MAX, checked_params, requantize_checked
 from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles,
                      requant_cycles)
 
@@ -523,14 +523,11 @@ class Device:
         entry = self.qmem[ins.aux]
         params = self._params.get(entry.tobytes())      # the words are the key
         if params is None:
-            params = unpack_quant_params(entry.reshape(c.cols, 4))
-            params["multiplier"], params["shift"] = check_params(params["multiplier"],
-                                                                 params["shift"])
+            params = checked_params(**unpack_quant_params(entry.reshape(c.cols, 4)))
             self._params[entry.tobytes()] = params      # checked once, used every run
         if not n:
             return
-        outputs = requantize_checked(self.psum[_run_slice(ins.src, ins.src_stride, n)],
-                                     **params)
+        outputs = requantize_checked(self.psum[_run_slice(ins.src, ins.src_stride, n)], params)
         lanes = slice(ins.aux2 * c.cols, (ins.aux2 + 1) * c.cols)
         if ins.dst_stride:
             self.amem[_run_slice(ins.dst, ins.dst_stride, n), lanes] = outputs

@@ -46,6 +46,12 @@ def pack_fields(fields, **values):
 def unpack_fields(fields, words):
     """Vectorised inverse of `pack_fields`: a dict of int64 arrays (or ints) from 32-bit
     words, shape ``(..., n)`` (word 0 holds bits 0..31)."""
+    if isinstance(words, (int, np.integer)):     # one word (a register): plain integers
+        word, out = int(words) & 0xFFFF_FFFF, {}
+        for name, (lsb, width, signed) in fields.items():
+            value = (word >> lsb) & ((1 << width) - 1)
+            out[name] = value - (value >> (width - 1) << width) if signed else value
+        return out
     words = np.asarray(words, np.int64) & 0xFFFF_FFFF
     scalar = words.ndim == 0
     words = np.atleast_1d(words)
@@ -112,12 +118,8 @@ class MemoryWindow:
         """What the memory holds once the host writes `entries` and what it reads back:
         each lane's low `lane_bits` bits, signed or not; ``unpack(pack(entries))``
         without the words in between."""
-        entries = np.asarray(entries, np.int64)
-        if self.lane_bits == 64:
-            return entries
-        half = 1 << (self.lane_bits - 1)
-        mask = (1 << self.lane_bits) - 1
-        return ((entries + half) & mask) - half if signed else entries & mask
+        lane = np.dtype(f"{'i' if signed else 'u'}{self.lane_bits // 8}")
+        return np.asarray(entries, np.int64).astype(lane).astype(np.int64)   # casts wrap
 
     def address(self, entry, word=0):
         if not 0 <= entry < self.depth:

@@ -8,7 +8,8 @@ against onnxruntime or gemmlowp can name their expected +-1 cases.
 import numpy as np
 
 __all__ = ["INT32_MIN", "INT32_MAX", "MULTIPLIER_MAX", "SHIFT_MAX", "quantize_multiplier",
-           "saturate_int32", "check_params", "requantize", "requantize_checked",
+           "saturate_int32", "check_params", "checked_params", "requantize",
+           "requantize_checked",
            "requantize_gemmlowp", "requantize_float"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -62,24 +63,31 @@ def requantize(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp
     3. ``clamp(y + zero_point, clamp_min, clamp_max)``; ``clamp_min = zero_point``
        gives ReLU.
     """
+    return requantize_checked(acc, checked_params(bias, multiplier, shift, zero_point,
+                                                  clamp_min, clamp_max))
+
+
+def checked_params(bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):
+    """`requantize`'s parameters checked (ValueError when out of range) and made ready:
+    int64 arrays, the shift as the total right shift and its rounding constant. For a
+    caller that uses one set many times (the device, per qmem entry)."""
     multiplier, shift = check_params(multiplier, shift)
-    return requantize_checked(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max)
-
-
-def requantize_checked(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max):
-    """`requantize` with parameters `check_params` has passed (int64 arrays): for a caller
-    that checks a set of parameters once and uses it many times. The same steps, in place."""
-    a = np.add(acc, bias, dtype=np.int64)
-    np.maximum(a, INT32_MIN, out=a)
-    np.minimum(a, INT32_MAX, out=a)                      # saturate_int32
     total = 31 + shift
-    a *= multiplier
-    a += np.int64(1) << (total - 1)
-    a >>= total
-    a += zero_point
-    np.maximum(a, clamp_min, out=a)
-    np.minimum(a, clamp_max, out=a)
-    return a
+    as_array = lambda value: np.asarray(value, np.int64)
+    return {"bias": as_array(bias), "multiplier": multiplier, "total": total,
+            "rounding": np.int64(1) << (total - 1), "zero_point": as_array(zero_point),
+            "clamp_min": as_array(clamp_min), "clamp_max": as_array(clamp_max)}
+
+
+def requantize_checked(acc, params):
+    """`requantize` with parameters from `checked_params`: the same steps, in place."""
+    a = np.asarray(np.add(acc, params["bias"], dtype=np.int64))      # a new array, 0-d too
+    np.clip(a, INT32_MIN, INT32_MAX, out=a)                     # saturate_int32
+    a *= params["multiplier"]
+    a += params["rounding"]
+    a >>= params["total"]
+    a += params["zero_point"]
+    return np.clip(a, params["clamp_min"], params["clamp_max"], out=a)
 
 
 def requantize_gemmlowp(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):

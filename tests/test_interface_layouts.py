@@ -2,13 +2,16 @@
 This checks the derivation field by field, and that a word golden packs reads back the
 same through the Amaranth layout (a View in the simulator), so the two cannot drift."""
 
+import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed as signed_shape, unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from golden.device import QuantParams, pack_quant_params
-from golden.interface import QPARAM_FIELDS, STATUS_FIELDS, pack_fields
+from golden import AccelConfig
+from golden.interface import (QPARAM_FIELDS, STATUS_FIELDS, memory_windows, pack_fields,
+                              unpack_fields)
 from golden.isa import FIELDS, encode, mvm
 from rtl.layouts import instruction_layout, qparam_layout, status_layout
 
@@ -65,3 +68,26 @@ def test_words_golden_packs_read_back_through_the_rtl_layouts():
     value = sum(w << (32 * i) for i, w in enumerate(encode(instruction)))
     assert read_through(instruction_layout(), value, FIELDS) == {
         name: getattr(instruction, name) for name in FIELDS}
+
+
+def test_a_register_word_unpacks_as_the_rtl_layout_reads_it():
+    """`unpack_fields` of one word (plain integers: the driver's status path) against the
+    RTL's view of the same word, signed fields included."""
+    rng = np.random.default_rng(7)
+    signed = {"low": (0, 5, True), "mid": (5, 11, False), "high": (16, 16, True)}
+    layout = data.StructLayout({"low": signed_shape(5), "mid": unsigned(11),
+                                "high": signed_shape(16)})
+    for word in rng.integers(0, 1 << 32, 20).tolist():
+        assert unpack_fields(STATUS_FIELDS, word) == read_through(status_layout(), word,
+                                                                  STATUS_FIELDS)
+        assert unpack_fields(signed, word) == read_through(layout, word, signed)
+
+
+@pytest.mark.parametrize("window", memory_windows(AccelConfig()).values(), ids=lambda w: w.name)
+def test_lane_values_wrap_as_their_words_do(window):
+    """`MemoryWindow.wrap` (the golden bus's lane values) against packing into words and
+    unpacking again, for values far outside a lane."""
+    entries = np.random.default_rng(8).integers(-(1 << 40), 1 << 40, (6, window.lanes))
+    for signed in (True, False):
+        assert np.array_equal(window.wrap(entries, signed),
+                              window.unpack(window.pack(entries), signed=signed))
