@@ -256,26 +256,45 @@ def test_an_upper_clamp_reaches_the_requantiser():
     assert np.array_equal(run.outputs, q.forward(x_q))
 
 
-def test_jobs_reduce_over_k_replicate_and_fill_64_tiles():
-    """By hand from the mapper's rule (K-reduction first, up to the tiles; output blocks
-    next; replicas fill the rest): 256-64-10 on 64 tiles is one job of 16 K x 4 N tiles
-    for fc0 and one of 4 K blocks x 16 replicas for fc1."""
+def test_jobs_take_the_shape_the_timing_model_finds_fastest():
+    """By hand from golden.timing, on 16 tiles at a batch of 8 (8-step conversions,
+    16-row PROGRAMs of 17 cycles, 3 cycles to fetch each instruction):
+
+    fc0, 256-32 (16 K x 2 N blocks): as two jobs of 16 K tiles, a round feeds 16 inputs,
+    P = 18, an MVM 17 + 7 x 18 + 8 + 1 + 2 = 154 cycles; as two of 8 K x 2 N, P = 10,
+    91 cycles, the second accumulating: 2 x (3 + 17 + 3 + 91) = 228 cycles.
+    fc1, 32-16 (2 K x 1 N): 4 replicas, each round feeding 8 inputs for 2 vectors (P =
+    10): 9 + 10 + 8 + 4 + 2 = 33 cycles (one replica: 70; eight: 35): 3 + 17 + 3 + 33.
+    REQUANTs of 8 entries, 3 + 8 + 4 each (two for fc0, one for fc1), and a HALT:
+    228 + 56 + 45 + 3 = 332 cycles a batch, which the golden device counts."""
     rng = np.random.default_rng(9)
+    q = quantize(random_network(rng, (256, 32, 16)), rng.uniform(0, 1, (50, 256)))
+    config = AccelConfig(tiles=16)
+    network_map = map_network(q, config, batch=8)
+    shapes = [[(j.ktiles, j.ngroups, j.replicas) for j in lm.jobs] for lm in network_map.layers]
+    assert shapes == [[(8, 2, 1), (8, 2, 1)], [(2, 1, 4)]]
+    exe = compile_network(q, config, batch=8)
+    x_q = q.input.quantize(rng.uniform(0, 1, (8, 256)))
+    run = GoldenTarget().run(exe, x_q)
+    assert run.counters["cycles"] == 332
+    assert np.array_equal(run.outputs, q.forward(x_q))
+
+
+def test_jobs_are_shaped_for_the_batch_they_run_at():
+    """Without a batch, the mapping finds the largest and shapes the jobs for it: the
+    same jobs as when that batch is asked for, and other jobs than for one sample."""
+    rng = np.random.default_rng(10)
     q = quantize(random_network(rng, (256, 64, 10)), rng.uniform(0, 1, (50, 256)))
     config = AccelConfig(tiles=64, wmem_depth=64, amem_depth=256, psum_depth=256)
-    network_map = map_network(q, config)
-    shapes = [[(j.ktiles, j.ngroups, j.replicas) for j in lm.jobs] for lm in network_map.layers]
-    assert shapes == [[(16, 4, 1)], [(4, 1, 16)]]
+    shapes = lambda network_map: [[(j.ktiles, j.ngroups, j.replicas) for j in lm.jobs]
+                                  for lm in network_map.layers]
+    found = map_network(q, config)
+    assert found.batch > 1
+    assert shapes(found) == shapes(map_network(q, config, batch=found.batch))
+    assert shapes(found) != shapes(map_network(q, config, batch=1))
     exe = compile_network(q, config)
-    words = np.vstack([exe.segments[0].setup.reshape(-1, 4), exe.plans[exe.batch][0].program])
-    instructions = [isa.decode(w) for w in words]
-    assert max(i.mvm_tiles for i in instructions if i.opcode == isa.Opcode.MVM) == 64
-    assert max(i.count for i in instructions if i.opcode == isa.Opcode.PROGRAM) == 64
-    x = rng.uniform(0, 1, (40, 256))
-    run = GoldenTarget().run(exe, q.input.quantize(x))
-    assert np.array_equal(run.outputs, q.forward(q.input.quantize(x)))
-    # Every MVM vector of fc0 converts on all 64 tiles: its products are 64 per sample.
-    assert run.counters["mvm_products"] == 40 * (64 + 4)
+    x_q = q.input.quantize(rng.uniform(0, 1, (exe.batch, 256)))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, q.forward(x_q))
 
 
 def test_an_input_order_lets_the_executable_take_samples_as_users_hold_them(small_network):

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from golden import isa
 from golden.timing import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
 
 from ..frontend.network import NetworkError
@@ -403,7 +404,7 @@ def _requant_classes(layer, source, positions, out_shape):
     return requant_classes
 
 
-def _matrix_step(maps, layer, source, inputs, out_shape, layout, config):
+def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples):
     """The LayerMap of a matrix layer (appended to `maps`) and where its output is held."""
     R, C = config.rows, config.cols
     row_index, padded_rows = layout
@@ -424,7 +425,7 @@ def _matrix_step(maps, layer, source, inputs, out_shape, layout, config):
                   requant_classes=_requant_classes(layer, a.source, a.positions, out_shape),
                   class_count=len(getattr(layer, "class_params", ())) or 1,
                   source_groups=a.groups, pitch=a.pitch, window=a.window)
-    lm.jobs = plan_jobs(lm, step, config.tiles)
+    lm.jobs = plan_jobs(lm, step, config, samples)
     maps.append(lm)
     if len(out_shape) == 3:                              # a convolution or an image merge
         pitch = a.source.image[1] if a.source.image is not None else out_shape[1]
@@ -432,9 +433,10 @@ def _matrix_step(maps, layer, source, inputs, out_shape, layout, config):
     return _Held(step + 1)
 
 
-def lower(qnet, config):
+def lower(qnet, config, samples=None):
     """LayerMaps and PoolMaps (and PadMaps) without memory bases, in execution order:
-    blocks, positions and input addressing. Steps and tensors follow the network's graph:
+    blocks, positions, input addressing and jobs (shaped for `samples` a batch, see
+    `plan_jobs`). Steps and tensors follow the network's graph:
     each step reads the tensors its layer reads, where their producers left them."""
     layouts = matrix_row_layout(qnet, config.rows)
     _check_ending(qnet)
@@ -461,7 +463,7 @@ def lower(qnet, config):
             held[index + 1] = _pool_step(maps, layer.name, layer, source, out_shape)
         else:
             held[index + 1] = _matrix_step(maps, layer, source, [held[t] for t in tensors],
-                                           out_shape, layouts[layer.name], config)
+                                           out_shape, layouts[layer.name], config, samples)
     readers = [s for s in range(len(maps)) if 0 in step_inputs(maps, s)]
     if readers != [0]:
         raise MappingError(f"layer {maps[readers[-1]].name!r}: reads the network's input, which "
@@ -588,7 +590,7 @@ def _merge_band(step, s, rows, cols):
     return band, inputs, _rect(s + 1, step.pitch, step.output_entries, first, x0, height, width)
 
 
-def _conv_band(step, s, rows, cols, tiles):
+def _conv_band(step, s, rows, cols, config, samples):
     """A convolution's tile: the input its windows cover, compact, in rows of `width`
     pixels; its output positions keep that pitch (wide rows). The taps move with the
     pitch, so its jobs are planned again."""
@@ -613,7 +615,7 @@ def _conv_band(step, s, rows, cols, tiles):
     band = replace(step, positions=(out_h - 1) * width + out_w, sample_runs=runs,
                    k_offsets=[moved(o) for o in step.k_offsets], pitch=width,
                    input_entries=height * width * group, row_runs=None, requant_classes=classes)
-    band.jobs = _band_jobs(step, (width, None), lambda: plan_jobs(band, s, tiles))
+    band.jobs = _band_jobs(step, (width, None), lambda: plan_jobs(band, s, config, samples))
     (tensor,) = {step.k_inputs.get(kb, s) for kb in range(step.k_blocks)}
     return band, (_rect(tensor, step.pitch, group, first * stride, x0 * stride, height, width),), \
         _rect(s + 1, step.pitch, step.output_entries, first, x0, out_h, out_w, width)
@@ -632,7 +634,7 @@ def _pixel_channels(window, group, first, count):
                    (height, width), (stride, group), (device_stride // group * count, count))
 
 
-def _channel_band(step, s, band, inputs, output, channels, config):
+def _channel_band(step, s, band, inputs, output, channels, config, samples):
     """A convolution tile's output blocks `channels` on their own: the K blocks they
     need, which read a contiguous range of each input pixel's entries, from just those
     entries (a global pool's output blocks each read one)."""
@@ -655,7 +657,7 @@ def _channel_band(step, s, band, inputs, output, channels, config):
                   input_entries=band.input_entries // group * width, output_entries=out_entries,
                   sample_runs=[(count, offset // group * width, position)
                                for count, offset, position in band.sample_runs], n_first=n0)
-    sub.jobs = _band_jobs(step, (band.pitch, channels), lambda: plan_jobs(sub, s, config.tiles))
+    sub.jobs = _band_jobs(step, (band.pitch, channels), lambda: plan_jobs(sub, s, config, samples))
     return (sub, (_pixel_channels(window, group, e0, width),),
             _pixel_channels(output, out_group, n0 * C // R, out_entries))
 
@@ -703,9 +705,10 @@ def band_step(network_map, s, rows, cols=None, channels=None):
     elif step.source_groups:
         parts = _merge_band(step, s, rows, cols)
     else:
-        parts = _conv_band(step, s, rows, cols, network_map.config.tiles)
+        parts = _conv_band(step, s, rows, cols, network_map.config, network_map.samples)
         if channels is not None:
-            parts = _channel_band(step, s, *parts, channels, network_map.config)
+            parts = _channel_band(step, s, *parts, channels, network_map.config,
+                                  network_map.samples)
     return Band(rows, *parts, cols=cols, channels=channels)
 
 
@@ -729,7 +732,8 @@ def input_band(network_map, s, k_blocks):
                   k_offsets=[offset - first for offset in step.k_offsets[k0:k1]],
                   input_entries=last - first)
     sub.jobs = _band_jobs(step, ("k", k_blocks), lambda: [
-        replace(job, accumulate=True) for job in plan_jobs(sub, s, network_map.config.tiles)])
+        replace(job, accumulate=True)
+        for job in plan_jobs(sub, s, network_map.config, network_map.samples)])
     return Band((0, 1), sub, (_window(step.k_inputs.get(0, s), first, last - first),),
                 _window(s + 1, 0, step.output_entries), k_blocks=k_blocks)
 
@@ -772,15 +776,59 @@ def _power_of_two_runs(items, fits):
     return runs
 
 
-def plan_jobs(lm, step, tiles):
+def plan_jobs(lm, step, config, samples=None):
     """The layer's jobs: output blocks in groups of up to ``ngroups`` (consecutive), and
     per group its stored K blocks in runs of up to ``ktiles`` whose inputs are evenly
-    spaced entries of one tensor. K-reduction comes first: it reads one input per tile
-    and writes one partial sum per vector, where an N-split writes one per tile. The
-    tiles left over hold replicas. A group's blocks that are zero while another output
-    block of the group needs that K block are computed as zeros (only when ngroups > 1)."""
-    ktiles = min(_power_of_two_at_most(lm.k_blocks), _power_of_two_at_most(tiles))
-    ngroups = min(_power_of_two_at_most(lm.n_blocks), _power_of_two_at_most(tiles // ktiles))
+    spaced entries of one tensor, each job replicated over tiles it leaves free. The
+    shape (the most K blocks and output blocks a job takes, and each job's replicas) is
+    the one the golden timing model finds fastest for the layer at `samples` samples a
+    batch (by default as many as the activation memory holds of its input and output):
+    a round of an MVM feeds ``replicas x ktiles`` inputs and writes ``replicas x
+    ngroups`` partial sums, one a cycle, while its tiles convert, so the widest job is
+    not the fastest. The widest K-reduction (then the most output blocks) stays unless
+    another shape saves more than 1 % of the layer's cycles: it writes the fewest
+    partial sums, so it spends less energy. A group's blocks that are zero while another output block of the
+    group needs that K block are computed as zeros (only when ngroups > 1)."""
+    samples = samples or _samples_estimate(lm, config)
+    if lm.samples_contiguous:
+        counts = {samples * lm.positions: 1}
+    else:
+        counts = {}
+        for count, _, _ in lm.sample_runs:
+            counts[count] = counts.get(count, 0) + samples
+    shapes = {}                         # (ktiles, ngroups) at most -> ((cycles, jobs), jobs)
+    for klog in range(_power_of_two_at_most(min(lm.k_blocks, config.tiles)).bit_length()):
+        tiles_left = config.tiles >> klog
+        for glog in range(_power_of_two_at_most(min(lm.n_blocks, tiles_left)).bit_length()):
+            jobs = _shaped_jobs(lm, step, 1 << klog, 1 << glog, config, counts)
+            shapes[klog, glog] = (sum(_job_cycles(config, job, counts) for job in jobs),
+                                  len(jobs)), jobs
+    (fastest, jobs), k_first = min(shapes.values(), key=lambda shape: shape[0]), shapes[max(shapes)]
+    return jobs if fastest[0] < SHAPE_GAIN * k_first[0][0] else k_first[1]
+
+
+SHAPE_GAIN = 0.99           # a shape other than the widest K-reduction must be this fast
+
+
+def _samples_estimate(lm, config):
+    """Samples a batch that the layer's own tensors and partial sums leave room for."""
+    amem = lm.input_entries + lm.positions * lm.output_entries
+    psum = lm.positions * lm.n_blocks
+    most_vectors = (1 << isa.FIELDS["count"][1]) - 1
+    return max(1, min(config.amem_depth // max(amem, 1), config.psum_depth // max(psum, 1),
+                      most_vectors // lm.positions))
+
+
+def _job_cycles(config, job, counts):
+    """Cycles of one job: its PROGRAM and its MVM runs (``counts``: vectors -> runs)."""
+    return (FETCH_DECODE_CYCLES + program_cycles(config)
+            + sum(runs * (FETCH_DECODE_CYCLES + mvm_cycles(config, count, job.ktiles,
+                                                           job.ngroups, job.replicas))
+                  for count, runs in counts.items()))
+
+
+def _shaped_jobs(lm, step, ktiles, ngroups, config, counts):
+    """The jobs of one shape, each with the replicas that make it fastest."""
     stored = [nb for nb in range(lm.n_blocks) if lm.nonzero[:, nb].any()]
     groups = {}
     for nb in stored:
@@ -798,9 +846,10 @@ def plan_jobs(lm, step, tiles):
                 return (len(run) <= ktiles and len({source(kb) for kb in run}) == 1
                         and len(steps) == 1 and min(steps) >= 0)
             for i, run in enumerate(_power_of_two_runs(kbs, spaced)):
-                width = len(run) * len(nbs)
-                jobs.append(Job(step, tuple(run), tuple(nbs),
-                                _power_of_two_at_most(tiles // width), i > 0))
+                most = _power_of_two_at_most(config.tiles // (len(run) * len(nbs)))
+                shapes = [Job(step, tuple(run), tuple(nbs), 1 << r, i > 0)
+                          for r in range(most.bit_length())]
+                jobs.append(min(shapes, key=lambda job: _job_cycles(config, job, counts)))
     return jobs
 
 
@@ -927,6 +976,7 @@ class NetworkMap:
     steps: list                  # LayerMaps and PoolMaps in execution order
     segments: list               # Segments in execution order
     batch: int                   # samples a full batch runs
+    samples: int = None          # the batch its jobs are shaped for (None: an estimate)
 
     @property
     def layers(self):

@@ -448,16 +448,30 @@ def _largest_batch(network_map):
 
 def map_network(qnet, config, batch=None, progress=None):
     """Lower `qnet`, cut it into segments and choose the batch (the largest that every
-    segment's memories hold, or `batch`)."""
-    steps = lower(qnet, config)
-    network_map = NetworkMap(config, steps, [], 1)
-    network_map.segments = cut_segments(network_map, progress)
-    if progress:
-        progress("steps mapped", len(steps), len(steps))
+    segment's memories hold, or `batch`). Jobs are shaped for the batch they run at
+    (`plan_jobs`): when it is not given, a first mapping finds it and a second shapes
+    the jobs for it."""
+    network_map = _mapped(qnet, config, batch, progress)
+    if batch is None:
+        network_map = _mapped(qnet, config, network_map.batch, progress)
     largest = _largest_batch(network_map)
     if batch is not None and not (isinstance(batch, int) and 1 <= batch <= largest):
         raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch!r}")
     network_map.batch = batch or largest
+    return network_map
+
+
+def _mapped(qnet, config, samples, progress):
+    """The network lowered and cut, its jobs shaped for `samples` a batch; the batch
+    set to the largest its memories hold."""
+    if not (isinstance(samples, int) and samples >= 1):
+        samples = None                  # (a bad batch is refused once the largest is known)
+    steps = lower(qnet, config, samples)
+    network_map = NetworkMap(config, steps, [], 1, samples)
+    network_map.segments = cut_segments(network_map, progress)
+    if progress:
+        progress("steps mapped", len(steps), len(steps))
+    network_map.batch = _largest_batch(network_map)
     return network_map
 
 
