@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from golden import AccelConfig
+from golden.regmap import memory_windows
+
 __all__ = ["verilator_bin_dir", "build_dir_for", "run_cocotb", "run_component", "CocotbRun",
            "inputs_file"]
 
@@ -23,6 +26,11 @@ BUILD_ROOT = Path(os.environ.get("TESSERA_BUILD", REPO_ROOT / "build"))
 # Amaranth's Verilog trips width lints; they are style, not bugs.
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                   "-O3", "--x-assign", "unique", "--x-initial", "unique"]
+
+
+# Signals besides its ports that a toplevel's testbenches reach through VPI: the
+# accelerator's memory arrays (named as their windows), for the --fast-load backdoor.
+PUBLIC = {"accelerator": tuple(memory_windows(AccelConfig()))}
 
 
 def verilator_bin_dir():
@@ -88,6 +96,7 @@ def make_flags(optimize=False):
 
 def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, optimize=False):
     """Verilate `verilog`, run the cocotb `test_module` on it and return a `CocotbRun`.
+    The top module's ports are public to VPI, and the signals `PUBLIC` names for it.
 
     `env` is passed to the testbench; it also receives ``TESSERA_RESULTS``, a JSON
     file it may fill with figures for the caller. Build and simulator output go to
@@ -103,7 +112,8 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
     control = build_dir / "ports_public.vlt"
     build_dir.mkdir(parents=True, exist_ok=True)
     control.write_text("`verilator_config\n" + "".join(
-        f'public_flat_rw -module "{toplevel}" -var "{port}"\n' for port in verilog_ports(verilog)))
+        f'public_flat_rw -module "{toplevel}" -var "{name}"\n'
+        for name in [*verilog_ports(verilog), *PUBLIC.get(toplevel, ())]))
     started = time.monotonic()
     log(f"verilating {Path(verilog).name} into {build_dir} ...")
     runner.build(sources=[VerilatorControlFile(control), verilog], hdl_toplevel=toplevel, build_dir=build_dir,

@@ -20,7 +20,7 @@ from .axi_transport import CocotbAxiBus
 async def run_long_program(dut):
     config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
     words = json.loads(os.environ["TESSERA_PROGRAM"])
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
     await ClockCycles(dut.clk, 5)

@@ -407,6 +407,7 @@ def test_run_on_a_board_over_its_serial_port(files, capsys, fake_board):
     (["--port", "/dev/ttyUSB1"], "--port names the board's serial port"),
     (["--backend", "board", "--port", "/dev/tessera-none"],
      "cannot open the board's serial port /dev/tessera-none"),
+    (["--fast-load"], "--fast-load is an RTL simulation option: give it with --backend rtl"),
 ])
 def test_board_backend_errors_are_one_line(files, capsys, argv, message):
     compiled = compile_mlp(files)

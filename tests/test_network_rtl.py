@@ -9,23 +9,26 @@ from firmware.compiler.quantize import QuantizedConcat, quantize
 from firmware.runtime.run import compare_runs
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
-from sim.network import RTLTarget
+from sim.network import RTLTarget, check_backdoor
 
 # Its own memory sizes, so its build never races the accelerator tests' builds.
 CONFIG = AccelConfig(imem_depth=16, wmem_depth=48, amem_depth=32, psum_depth=32, qmem_depth=8)
 
 
-def check_on_rtl(qnet, x_q, config, record_property, what, adc_calibration=None):
+def check_on_rtl(qnet, x_q, config, record_property, what, adc_calibration=None,
+                 fast_load=False):
     """Run the executable on the golden and RTL targets (the RTL's testbench loads it from
-    its file); record and assert that they agree field by field (and, when the config is
-    lossless, equal the int8 reference), and that `compare_runs` finds no difference."""
+    its file; memory images over AXI4-Lite, or with `fast_load` through the backdoor);
+    record and assert that they agree field by field (and, when the config is lossless,
+    equal the int8 reference), and that `compare_runs` finds no difference."""
     exe = compile_network(qnet, config, adc_calibration=adc_calibration)
     golden = GoldenTarget().run(exe, x_q)
-    rtl = RTLTarget(log=lambda message: None).run(exe, x_q)
+    rtl = RTLTarget(log=lambda message: None, fast_load=fast_load).run(exe, x_q)
     same = (np.array_equal(rtl.outputs, golden.outputs) and rtl.counters == golden.counters
             and rtl.host_words == golden.host_words)
     moved = sum(n for way in golden.host_words.values() for n in way.values())
-    record_property("rtl_check", f"{what} on {config.name}: {len(x_q)} samples, "
+    record_property("rtl_check", f"{what} on {config.name}"
+                                 f"{' (fast load)' if fast_load else ''}: {len(x_q)} samples, "
                                  f"{len(exe.segments)} segment(s), {golden.runs} device runs; "
                                  f"outputs, {len(rtl.counters)} counters and {moved} host words "
                                  f"{'identical' if same else 'DIFFERENT'}")
@@ -54,6 +57,28 @@ def test_segmented_network_on_rtl_equals_golden(residual_mlp, record_property):
     exe, golden = check_on_rtl(qnet, x_q, CONFIG, record_property,
                                "residual MLP 64-48-48(+skip)-10, segmented")
     assert len(exe.segments) >= 3 and golden.batches == [3, 3, 1]
+
+
+def test_fast_load_runs_as_the_axi_path_does(residual_mlp, record_property):
+    """The backdoor (`--fast-load`) on the segmented network: weights with partial lanes,
+    parameters, programs, psum zeros, a skip read back and written again, every batch;
+    outputs, counters and host words equal golden's, as the AXI path's are above."""
+    qnet, x_q = residual_mlp(seed=1, samples=7)
+    check_on_rtl(qnet, x_q, CONFIG, record_property,
+                 "residual MLP 64-48-48(+skip)-10, segmented", fast_load=True)
+
+
+def test_the_backdoor_leaves_every_memory_as_axi_words_do(record_property):
+    """Every memory filled over AXI4-Lite, then runs written through the backdoor (wmem's
+    leading lanes only, as the driver writes a slot), read back both ways: equal to the
+    golden bus given the same writes."""
+    run = check_backdoor(CONFIG, log=lambda message: None)
+    figures = run.results.get("backdoor", {})
+    record_property("rtl_check", f"backdoor on {CONFIG.name}: {figures.get('memories')} "
+                                 f"memories, {figures.get('entries')} entries read back, "
+                                 f"{figures.get('mismatches')} differ from the golden bus")
+    assert run.tests == 1 and not run.failed, run.log_tail()
+    assert figures["mismatches"] == 0 and figures["entries"] > 0
 
 
 # A config of its own again (its own Verilator build).

@@ -66,9 +66,11 @@ def target_of(args, nonideal):
                          "and only then")
     if args.backend == "board":
         return BoardTarget(args.port, args.baud)
+    if args.fast_load and args.backend != "rtl":
+        raise UsageError("--fast-load is an RTL simulation option: give it with --backend rtl")
     if args.backend == "rtl":
         from sim.network import RTLTarget
-        return RTLTarget()
+        return RTLTarget(fast_load=args.fast_load)
     return GoldenTarget(nonideal)
 
 
@@ -171,6 +173,10 @@ def add_parser(commands):
     parser.add_argument("--backend", choices=["golden", "rtl", "board"], default="golden",
                         help="golden device model, Verilated RTL, or a board built by `tessera "
                              "build` over its serial port (default: golden)")
+    parser.add_argument("--fast-load", action="store_true",
+                        help="with --backend rtl: write and read memory images straight into "
+                             "the simulated memories instead of over AXI4-Lite (the same "
+                             "contents and host-word counts, much faster)")
     parser.add_argument("--port", default=None, metavar="DEVICE",
                         help="the board's serial port, e.g. /dev/ttyUSB1 (with --backend board)")
     parser.add_argument("--baud", type=POSITIVE_INT, default=115200,
