@@ -1,4 +1,5 @@
-"""cocotb module for bench/sim_speed.py: load TESSERA_PROGRAM, run it, time the run."""
+"""cocotb module for bench/sim_speed.py: load TESSERA_PROGRAM, run it, time the run.
+With TESSERA_CLOCK=hdl the toplevel makes its clock itself (`sim.runner.clocked_wrapper`)."""
 
 import json
 import os
@@ -20,7 +21,8 @@ from .axi_transport import CocotbAxiBus
 async def run_long_program(dut):
     config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
     words = json.loads(os.environ["TESSERA_PROGRAM"])
-    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
+    if os.environ.get("TESSERA_CLOCK") != "hdl":          # else the design makes its own
+        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
     await ClockCycles(dut.clk, 5)
