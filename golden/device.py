@@ -153,6 +153,14 @@ def _decoded(words, config):
     return instruction, check_instruction(instruction, config)
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _quant_params(entry, cols):
+    """A qmem entry's parameters (its bytes are the key), unpacked and checked once per
+    process: every device, batch after batch, reads the same few entries."""
+    words = np.frombuffer(entry, np.int64).reshape(cols, 4)
+    return checked_params(**unpack_quant_params(words))
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _mvm_plan(ins, config):
     return _MvmPlan(ins, config)
@@ -414,7 +422,6 @@ class Device:
         self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
-        self._params = {}                # qmem entry bytes -> its unpacked parameters
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -520,11 +527,7 @@ class Device:
     def _requant(self, ins):
         c = self.config
         n = ins.count
-        entry = self.qmem[ins.aux]
-        params = self._params.get(entry.tobytes())      # the words are the key
-        if params is None:
-            params = checked_params(**unpack_quant_params(entry.reshape(c.cols, 4)))
-            self._params[entry.tobytes()] = params      # checked once, used every run
+        params = _quant_params(self.qmem[ins.aux].tobytes(), c.cols)
         if not n:
             return
         outputs = requantize_checked(self.psum[_run_slice(ins.src, ins.src_stride, n)], params)

@@ -82,12 +82,14 @@ def checked_params(bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_
 def requantize_checked(acc, params):
     """`requantize` with parameters from `checked_params`: the same steps, in place."""
     a = np.asarray(np.add(acc, params["bias"], dtype=np.int64))      # a new array, 0-d too
-    np.clip(a, INT32_MIN, INT32_MAX, out=a)                     # saturate_int32
+    np.maximum(a, INT32_MIN, out=a)                             # saturate_int32 (np.clip
+    np.minimum(a, INT32_MAX, out=a)                             # checks its bounds: slower)
     a *= params["multiplier"]
     a += params["rounding"]
     a >>= params["total"]
     a += params["zero_point"]
-    return np.clip(a, params["clamp_min"], params["clamp_max"], out=a)
+    np.maximum(a, params["clamp_min"], out=a)
+    return np.minimum(a, params["clamp_max"], out=a)
 
 
 def requantize_gemmlowp(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):
