@@ -46,6 +46,17 @@ def networks(rng):
             ("MLP 784-1024-1024-10, 64 tiles", big_mlp, (784,), AccelConfig(tiles=64))]
 
 
+def fastest(work):
+    """(the result, the shortest of REPEATS wall times): as timeit advises, the rest is
+    noise."""
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - started)
+    return result, min(times)
+
+
 def k_first_ratio(network, config, x):
     """bound/actual with every job the widest K-reduction (the rule before jobs were
     shaped by the timing model), measured in the same run."""
@@ -69,15 +80,6 @@ def measure(name, network, shape, config, samples, rng):
     samples = -(-samples // exe.batch) * exe.batch
     x_q = qnet.input.quantize(rng.uniform(0, 1, (samples, *shape)))
     GoldenTarget().run(exe, x_q[:4]), qnet.forward(x_q[:4])            # warm-up: first calls
-
-    def fastest(work):
-        """The shortest of REPEATS wall times (as timeit advises: the rest is noise)."""
-        times = []
-        for _ in range(REPEATS):
-            started = time.perf_counter()
-            result = work()
-            times.append(time.perf_counter() - started)
-        return result, min(times)
 
     run, golden_s = fastest(lambda: GoldenTarget().run(exe, x_q))
     reference, numpy_s = fastest(lambda: np.concatenate(

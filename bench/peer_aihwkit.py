@@ -18,7 +18,6 @@ releases on PyPI, 2.10.0 is the one it runs with here (2.9.1 lacks a symbol it l
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -33,7 +32,8 @@ from golden import AccelConfig                                       # noqa: E40
 from tessera.experiments.digits import MODELS                        # noqa: E402
 from tessera.experiments.mnist import lenet5                         # noqa: E402
 
-REPEATS = 5
+from efficiency import REPEATS, fastest                              # noqa: E402  (bench/)
+
 BATCH = 256
 
 
@@ -92,15 +92,6 @@ def torch_model(network, shape, like_tessera):
     return model, channels_last
 
 
-def fastest(work):
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def main():
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     import aihwkit
@@ -115,7 +106,7 @@ def main():
         x_q = exe.input.quantize(x)
         golden = GoldenTarget()
         golden.run(exe, x_q[:exe.batch])                                   # warm-up
-        golden_s = fastest(lambda: golden.run(exe, x_q))
+        _, golden_s = fastest(lambda: golden.run(exe, x_q))
         row = {"network": name, "batch": exe.batch, "golden ms": 1e3 * golden_s / BATCH}
         for like_tessera, key in ((False, "ideal"), (True, "like")):
             model, channels_last = torch_model(network, shape, like_tessera)
@@ -123,7 +114,7 @@ def main():
                                   dtype=torch.float32)
             with torch.no_grad():
                 model(inputs[:8])                                          # warm-up
-                seconds = fastest(lambda: model(inputs))
+                _, seconds = fastest(lambda: model(inputs))
             row[key + " ms"] = 1e3 * seconds / BATCH
             row[key + " x"] = seconds / golden_s
         rows.append(row)

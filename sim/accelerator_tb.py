@@ -9,22 +9,19 @@ Environment (set by `sim.accelerator.run_accelerator_check`):
 """
 
 import json
-import logging
 import os
 import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 import golden
 from firmware.runtime.driver import Driver
 from golden import isa
 from golden.device import Device
 
-from .axi_transport import CocotbAxiBus
+from .axi_transport import CocotbAxiBus, start_accelerator
 from .random_programs import random_memories, random_program, written_entries
 
 CLOCK_NS = 10
@@ -40,13 +37,7 @@ class AcceleratorBench:
 
     async def start(self):
         dut = self.dut
-        Clock(dut.clk, CLOCK_NS, unit="ns").start()
-        dut.rst.value = 1
-        self.master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
-        for interface in (self.master.write_if, self.master.read_if):
-            interface.log.setLevel(logging.WARNING)      # one INFO line per word otherwise
-        await ClockCycles(dut.clk, 5)
-        dut.rst.value = 0
+        self.master = await start_accelerator(dut, CLOCK_NS)
         await ClockCycles(dut.clk, 2)
         self.driver = Driver(CocotbAxiBus(self.master, dut.done, CLOCK_NS))
         discovered = await self.driver.discover()

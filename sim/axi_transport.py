@@ -1,11 +1,29 @@
 """The firmware driver's bus over cocotbext-axi's AXI4-Lite manager, for RTL simulation."""
 
-from cocotb.triggers import First, RisingEdge, SimTimeoutError, Timer, with_timeout
-from cocotbext.axi import AxiResp
+import logging
+
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, RisingEdge, SimTimeoutError, Timer, with_timeout
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
 from firmware.runtime.driver import BusError
 
-__all__ = ["CocotbAxiBus"]
+__all__ = ["CocotbAxiBus", "start_accelerator"]
+
+
+async def start_accelerator(dut, clock_ns, clock=True):
+    """Start the accelerator's clock (cocotb's GPI clock, toggled in C; none when the
+    design makes its own), hold reset 5 cycles, and return an AXI4-Lite manager on its
+    ``axi_`` ports, its one-line-per-word log quietened."""
+    if clock:
+        Clock(dut.clk, clock_ns, unit="ns", impl="gpi").start()
+    dut.rst.value = 1
+    master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
+    for interface in (master.write_if, master.read_if):
+        interface.log.setLevel(logging.WARNING)
+    await ClockCycles(dut.clk, 5)
+    dut.rst.value = 0
+    return master
 
 
 class CocotbAxiBus:

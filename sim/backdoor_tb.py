@@ -11,16 +11,13 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from firmware.runtime.driver import Driver
 from firmware.runtime.transports import GoldenBus
 from golden import AccelConfig, regmap
 from golden.device import Device
 
-from .axi_transport import CocotbAxiBus
+from .axi_transport import CocotbAxiBus, start_accelerator
 from .backdoor import BackdoorAxiBus
 
 CLOCK_NS = 10
@@ -31,13 +28,7 @@ RUNS_PER_MEMORY = 6
 async def backdoor_leaves_memories_as_axi_does(dut):
     config = AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
     rng = np.random.default_rng(int(os.environ.get("TESSERA_SEED", "1")))
-    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
-    for interface in (master.write_if, master.read_if):
-        interface.log.setLevel("WARNING")
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
+    master = await start_accelerator(dut, CLOCK_NS)
     words = Driver(CocotbAxiBus(master, dut.done, CLOCK_NS))
     backdoor = Driver(BackdoorAxiBus(dut, config, master, dut.done, CLOCK_NS))
     model = Driver(GoldenBus(Device(config)))

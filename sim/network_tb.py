@@ -10,15 +10,12 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from firmware.runtime.driver import Driver
 from firmware.runtime.executable import load_executable
 from firmware.runtime.run import run_executable
 
-from .axi_transport import CocotbAxiBus
+from .axi_transport import CocotbAxiBus, start_accelerator
 from .backdoor import BackdoorAxiBus
 
 CLOCK_NS = 10
@@ -28,13 +25,7 @@ CLOCK_NS = 10
 async def network_on_rtl(dut):
     exe = load_executable(os.environ["TESSERA_EXECUTABLE"])
     x_q = np.load(os.environ["TESSERA_INPUTS"], allow_pickle=False)
-    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()    # toggled in C, not Python
-    dut.rst.value = 1
-    master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
-    for interface in (master.write_if, master.read_if):
-        interface.log.setLevel("WARNING")
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
+    master = await start_accelerator(dut, CLOCK_NS)
     if os.environ.get("TESSERA_FAST_LOAD") == "1":
         bus = BackdoorAxiBus(dut, exe.config, master, dut.done, CLOCK_NS)
     else:

@@ -6,27 +6,20 @@ import os
 import time
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 import golden
 from firmware.runtime.driver import Driver
 from golden import isa
 
-from .axi_transport import CocotbAxiBus
+from .axi_transport import CocotbAxiBus, start_accelerator
 
 
 @cocotb.test()
 async def run_long_program(dut):
     config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
     words = json.loads(os.environ["TESSERA_PROGRAM"])
-    if os.environ.get("TESSERA_CLOCK") != "hdl":          # else the design makes its own
-        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "axi_"), dut.clk, dut.rst)
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
+    # With TESSERA_CLOCK=hdl the design makes its own clock.
+    master = await start_accelerator(dut, 10, clock=os.environ.get("TESSERA_CLOCK") != "hdl")
     driver = Driver(CocotbAxiBus(master, dut.done, 10, max_wait_cycles=1 << 40))
     assert await driver.discover() == config
     await driver.load_program([isa.decode(words[i:i + 4]) for i in range(0, len(words), 4)])
