@@ -402,11 +402,10 @@ class Device:
     """NumPy state of one accelerator and an interpreter of its binary programs.
 
     Memories are public arrays: ``imem`` (words), ``wmem`` (int8 rows, ``cols`` lanes per
-    tile), ``amem`` (int8
-    vectors), ``psum`` (int32 vectors), ``qmem`` (words: ``cols`` channels of
-    `pack_quant_params` per entry); ``tile_weights`` holds what
-    each tile has been programmed with (read it: only PROGRAM writes it, and clears the
-    products' cached weight matrices).
+    tile), ``amem`` (int8 vectors), ``psum`` (int32 vectors), ``qmem`` (words: ``cols``
+    channels of `pack_quant_params` per entry); ``tile_weights`` holds what each tile has
+    been programmed with (read it; only PROGRAM writes it). A run follows the program's
+    plan (`_ProgramPlan`), made once per program.
     """
 
     def __init__(self, config, nonideal=None):
