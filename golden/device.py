@@ -135,9 +135,12 @@ def _disjoint_max(count, src, other, dst):
 
 
 def _run_slice(base, stride, count):
-    """The entries of a run as a slice (a view, not a copy); a stride of 0 repeats one."""
+    """The entries of a run as a slice (a view, not a copy); a stride of 0 repeats one
+    (an index array, read-only: plans share it)."""
     if stride == 0:
-        return np.full(count, base)
+        entries = np.full(count, base)
+        entries.setflags(write=False)
+        return entries
     return slice(base, base + stride * (count - 1) + 1, stride)
 
 
@@ -525,32 +528,51 @@ class Device:
 
     def _requant(self, ins):
         c = self.config
-        n = ins.count
         params = _quant_params(self.qmem[ins.aux].tobytes(), c.cols)
-        if not n:
-            return
-        outputs = requantize_checked(self.psum[_run_slice(ins.src, ins.src_stride, n)], params)
-        lanes = slice(ins.aux2 * c.cols, (ins.aux2 + 1) * c.cols)
-        if ins.dst_stride:
-            self.amem[_run_slice(ins.dst, ins.dst_stride, n), lanes] = outputs
-        else:                                                  # the last write wins
-            self.amem[ins.dst, lanes] = outputs[-1]
+        if ins.count:
+            src, dst, lanes = _requant_plan(ins, c.cols)
+            outputs = requantize_checked(self.psum[src], params)
+            # a run of stride 0 writes one entry: the last write wins
+            self.amem[dst, lanes] = outputs if ins.dst_stride else outputs[-1]
 
     def _max(self, ins):
-        n = ins.count
-        src, other, dst = runs = ((ins.src, ins.src_stride), (ins.aux, ins.aux2),
-                                  (ins.dst, ins.dst_stride))
-        if n and _disjoint_max(n, *runs):
-            self.amem[_run_slice(*dst, n)] = np.maximum(self.amem[_run_slice(*src, n)],
-                                                        self.amem[_run_slice(*other, n)])
-        elif n:
-            src, other, dst = (_run_addresses(*run, n) for run in runs)
-            if _reads_before_writes(src, other, dst):
-                self.amem[dst] = np.maximum(self.amem[src], self.amem[other])
-            else:
-                # Entry by entry, so that a run writing what a later entry reads sees it.
-                for a, b, d in zip(src, other, dst):
-                    self.amem[d] = np.maximum(self.amem[a], self.amem[b])
+        plan = _max_plan(ins)
+        if plan is None:
+            return
+        in_order, src, other, dst = plan
+        if in_order:        # entry by entry: a run writing what a later entry reads sees it
+            for a, b, d in zip(src, other, dst):
+                self.amem[d] = np.maximum(self.amem[a], self.amem[b])
+        else:
+            self.amem[dst] = np.maximum(self.amem[src], self.amem[other])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _requant_plan(ins, cols):
+    """(psum entries read, amem entries written, their lanes) of a REQUANT run."""
+    n = ins.count
+    dst = _run_slice(ins.dst, ins.dst_stride, n) if ins.dst_stride else ins.dst
+    return (_run_slice(ins.src, ins.src_stride, n), dst,
+            slice(ins.aux2 * cols, (ins.aux2 + 1) * cols))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _max_plan(ins):
+    """(in order, src, other, dst) of a MAX run, worked out once per instruction: at once
+    (slices where the runs allow, a stride-0 operand as one broadcast entry) when no entry
+    reads what an earlier one wrote, else entry by entry; None when it is empty."""
+    n = ins.count
+    runs = ((ins.src, ins.src_stride), (ins.aux, ins.aux2), (ins.dst, ins.dst_stride))
+    if not n:
+        return None
+    if _disjoint_max(n, *runs):
+        reads = [slice(base, base + 1) if not stride else _run_slice(base, stride, n)
+                 for base, stride in runs[:2]]
+        return (False, *reads, _run_slice(*runs[2], n))
+    src, other, dst = (_run_addresses(*run, n) for run in runs)
+    for shared in (src, other, dst):
+        shared.setflags(write=False)
+    return (not _reads_before_writes(src, other, dst), src, other, dst)
 
 
 _RUN = {Opcode.PROGRAM: Device._program, Opcode.MVM: Device._mvm,
