@@ -36,18 +36,16 @@ def limits(config, qnet):
 
 def test_the_big_mlp_runs_on_the_default_config():
     """784-512-256-10 on 4 tiles of 16x16 with 256-row wmem: 16 jobs (slots) a segment.
-    By hand: the batch is 12; fc0's jobs take 2 K blocks of 2 output blocks (P = 8 at 4
-    tiles, as 4 K blocks of 1 are, but 49 K blocks leave one over in 16 jobs of 2 replicas
-    instead of 32 of 4: 1.9 % fewer cycles), 16 x 25 = 400 jobs, 25 parts; fc1's 32 K
-    blocks make 8 jobs of 4 per output block (16 x 8 = 128, 8 parts), fc2's 16 make 4."""
+    By hand: fc0's 49 K blocks per output block make 12 jobs of 4 and one of 1 (32 x 13 =
+    416 jobs, 26 parts), fc1's 32 make 8 of 4 (16 x 8 = 128, 8 parts), fc2's 16 make 4."""
     qnet, x_q = mlp(np.random.default_rng(0), (784, 512, 256, 10), samples=7)
     exe, run = assert_runs_exactly(qnet, x_q, AccelConfig())
-    assert len(exe.segments) == 25 + 8 + 1
+    assert len(exe.segments) == 26 + 8 + 1
     # Every slot goes over the link once per batch, the lanes of one copy of its job:
-    # 516 jobs of 4 tiles (fc0 16 x 24 of 2 x 2, fc1 16 x 8 and fc2 4 of 4 x 1) write 4
-    # lanes, fc0's 16 jobs of one K block 2 lanes (PROGRAM fills their 2 replicas from
-    # them); a lane's row of 16 int8 weights is 4 words, a slot 16 rows.
-    assert run.host_words["written"]["wmem"] == len(run.batches) * (516 * 4 + 16 * 2) * 16 * 4
+    # 516 jobs of 4 K tiles (fc0 32 x 12, fc1 16 x 8, fc2 4) write 4 lanes, fc0's 32 jobs
+    # of one block 1 lane (PROGRAM fills their 4 replicas from it); a lane's row of 16
+    # int8 weights is 4 words, a slot 16 rows.
+    assert run.host_words["written"]["wmem"] == len(run.batches) * (516 * 4 + 32) * 16 * 4
     # The input (784 -> 49 entries of 4 words) in, the output (1 entry) out, per sample.
     assert run.host_words["written"]["amem"] == 7 * 49 * 4
     assert run.host_words["read"]["amem"] == 7 * 1 * 4

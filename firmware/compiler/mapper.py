@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from golden import isa
-from golden.timing import FETCH_DECODE_CYCLES, mvm_cycles, program_cycles
+from golden.timing import FETCH_DECODE_CYCLES, mvm_cycles, mvm_round_cycles, program_cycles
 
 from ..frontend.network import NetworkError
 from ..runtime.executable import Transfer
@@ -41,7 +41,7 @@ from .quantize import (QuantizedConcat, QuantizedConv2d, QuantizedDense, Quantiz
                        QuantizedMaxPool2d, QuantizedMerge)
 
 __all__ = ["LayerMap", "PoolMap", "PadMap", "Segment", "Placement", "NetworkMap", "Job", "lower",
-           "plan_jobs", "step_inputs", "Band", "band_step", "output_rows",
+           "plan_jobs", "starves", "step_inputs", "Band", "band_step", "output_rows",
            "output_cols", "channel_bands", "input_bands", "input_band", "segment_steps",
            "tensor_entries", "segment_tensors", "place_segment", "MappingError"]
 
@@ -786,9 +786,10 @@ def plan_jobs(lm, step, config, samples=None):
     a round of an MVM feeds ``replicas x ktiles`` inputs and writes ``replicas x
     ngroups`` partial sums, one a cycle, while its tiles convert, so the widest job is
     not the fastest. The widest K-reduction (then the most output blocks) stays unless
-    another shape saves more than 1 % of the layer's cycles: it writes the fewest
-    partial sums, so it spends less energy. A group's blocks that are zero while another output block of the
-    group needs that K block are computed as zeros (only when ngroups > 1)."""
+    its rounds outlast a conversion (`starves`) and another shape saves more than 1 % of
+    the layer's cycles: it writes the fewest partial sums, so it spends less energy. A
+    group's blocks that are zero while another output block of the group needs that K
+    block are computed as zeros (only when ngroups > 1)."""
     samples = samples or _samples_estimate(lm, config)
     if lm.samples_contiguous:
         counts = {samples * lm.positions: 1}
@@ -796,15 +797,36 @@ def plan_jobs(lm, step, config, samples=None):
         counts = {}
         for count, _, _ in lm.sample_runs:
             counts[count] = counts.get(count, 0) + samples
-    shapes = {}                         # (ktiles, ngroups) at most -> ((cycles, jobs), jobs)
+    k_first = _k_first(lm, config)
+    jobs = _shaped_jobs(lm, step, *k_first, config, counts)
+    if not starves(lm, config):
+        return jobs
+    k_first_cycles = sum(_job_cycles(config, job, counts) for job in jobs)
+    best = (k_first_cycles, len(jobs)), jobs
     for klog in range(_power_of_two_at_most(min(lm.k_blocks, config.tiles)).bit_length()):
         tiles_left = config.tiles >> klog
         for glog in range(_power_of_two_at_most(min(lm.n_blocks, tiles_left)).bit_length()):
-            jobs = _shaped_jobs(lm, step, 1 << klog, 1 << glog, config, counts)
-            shapes[klog, glog] = (sum(_job_cycles(config, job, counts) for job in jobs),
-                                  len(jobs)), jobs
-    (fastest, jobs), k_first = min(shapes.values(), key=lambda shape: shape[0]), shapes[max(shapes)]
-    return jobs if fastest[0] < SHAPE_GAIN * k_first[0][0] else k_first[1]
+            if (1 << klog, 1 << glog) == k_first:
+                continue
+            shaped = _shaped_jobs(lm, step, 1 << klog, 1 << glog, config, counts)
+            key = (sum(_job_cycles(config, job, counts) for job in shaped), len(shaped))
+            best = min(best, (key, shaped), key=lambda shape: shape[0])
+    return best[1] if best[0][0] < SHAPE_GAIN * k_first_cycles else jobs
+
+
+def _k_first(lm, config):
+    """(ktiles, ngroups) at most of the widest K-reduction: as many K blocks as the
+    tiles take, then as many output blocks as the tiles left take."""
+    ktiles = min(_power_of_two_at_most(lm.k_blocks), _power_of_two_at_most(config.tiles))
+    return ktiles, min(_power_of_two_at_most(lm.n_blocks),
+                       _power_of_two_at_most(config.tiles // ktiles))
+
+
+def starves(lm, config):
+    """Whether the widest K-reduction's rounds outlast a conversion (its feeds or writes,
+    one a cycle, take longer): only then may another shape be faster in its rounds, and
+    only then are shapes searched (which costs compile time)."""
+    return mvm_round_cycles(config, *_k_first(lm, config), 1) > config.steps * config.adc_share
 
 
 SHAPE_GAIN = 0.99           # a shape other than the widest K-reduction must be this fast

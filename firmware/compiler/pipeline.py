@@ -14,7 +14,7 @@ from .codegen import segment_images, segment_program
 from ..runtime.executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
                      channel_bands, input_band, input_bands, output_cols, output_rows,
-                     place_segment, segment_steps, segment_tensors,
+                     place_segment, segment_steps, segment_tensors, starves,
                      tensor_entries)
 from .quantize import QuantizedConv2d
 
@@ -449,10 +449,10 @@ def _largest_batch(network_map):
 def map_network(qnet, config, batch=None, progress=None):
     """Lower `qnet`, cut it into segments and choose the batch (the largest that every
     segment's memories hold, or `batch`). Jobs are shaped for the batch they run at
-    (`plan_jobs`): when it is not given, a first mapping finds it and a second shapes
-    the jobs for it."""
+    (`plan_jobs`): when it is not given and some layer's shape is searched (`starves`), a
+    first mapping finds it and a second shapes the jobs for it."""
     network_map = _mapped(qnet, config, batch, progress)
-    if batch is None:
+    if batch is None and any(starves(lm, config) for lm in network_map.layers):
         network_map = _mapped(qnet, config, network_map.batch, progress)
     largest = _largest_batch(network_map)
     if batch is not None and not (isinstance(batch, int) and 1 <= batch <= largest):
