@@ -798,9 +798,9 @@ def plan_jobs(lm, step, config, samples=None):
         for count, _, _ in lm.sample_runs:
             counts[count] = counts.get(count, 0) + samples
     k_first = _k_first(lm, config)
-    jobs = _shaped_jobs(lm, step, *k_first, config, counts)
     if not starves(lm, config):
-        return jobs
+        return _shaped_jobs(lm, step, *k_first, config, {})       # replicas fill the tiles
+    jobs = _shaped_jobs(lm, step, *k_first, config, counts)
     k_first_cycles = sum(_job_cycles(config, job, counts) for job in jobs)
     best = (k_first_cycles, len(jobs)), jobs
     for klog in range(_power_of_two_at_most(min(lm.k_blocks, config.tiles)).bit_length()):
@@ -823,10 +823,14 @@ def _k_first(lm, config):
 
 
 def starves(lm, config):
-    """Whether the widest K-reduction's rounds outlast a conversion (its feeds or writes,
-    one a cycle, take longer): only then may another shape be faster in its rounds, and
-    only then are shapes searched (which costs compile time)."""
-    return mvm_round_cycles(config, *_k_first(lm, config), 1) > config.steps * config.adc_share
+    """Whether the widest K-reduction, replicated over the tiles left, has rounds that
+    outlast a conversion (its feeds or writes, one a cycle, take longer): only then may
+    another shape be faster, and only then are shapes searched (compile time); else the
+    jobs are those widest K-reductions with as many replicas as the tiles hold."""
+    ktiles, ngroups = _k_first(lm, config)
+    replicas = _power_of_two_at_most(config.tiles // (ktiles * ngroups))
+    return (mvm_round_cycles(config, ktiles, ngroups, replicas)
+            > config.steps * config.adc_share)
 
 
 SHAPE_GAIN = 0.99           # a shape other than the widest K-reduction must be this fast
@@ -850,7 +854,8 @@ def _job_cycles(config, job, counts):
 
 
 def _shaped_jobs(lm, step, ktiles, ngroups, config, counts):
-    """The jobs of one shape, each with the replicas that make it fastest."""
+    """The jobs of one shape, each with the replicas that make it fastest for `counts`
+    (vectors -> runs), or, with no counts, with as many replicas as the tiles hold."""
     stored = [nb for nb in range(lm.n_blocks) if lm.nonzero[:, nb].any()]
     groups = {}
     for nb in stored:
@@ -871,7 +876,8 @@ def _shaped_jobs(lm, step, ktiles, ngroups, config, counts):
                 most = _power_of_two_at_most(config.tiles // (len(run) * len(nbs)))
                 shapes = [Job(step, tuple(run), tuple(nbs), 1 << r, i > 0)
                           for r in range(most.bit_length())]
-                jobs.append(min(shapes, key=lambda job: _job_cycles(config, job, counts)))
+                jobs.append(min(shapes, key=lambda job: _job_cycles(config, job, counts))
+                            if counts else shapes[-1])
     return jobs
 
 
