@@ -302,14 +302,19 @@ def _fused_steps(instructions, c):
     return steps
 
 
+def _wmem_block(src, lane, c):
+    """Where in wmem, flat, the ``rows x cols`` weights programmed from rows ``src ..``
+    of `lane` lie (`src`, `lane`: ints, or arrays for a block each)."""
+    src, lane = np.asarray(src)[..., None, None], np.asarray(lane)[..., None, None]
+    rows, cols = np.arange(c.rows)[:, None], np.arange(c.cols)[None, :]
+    return (src + rows) * (c.tiles * c.cols) + lane * c.cols + cols
+
+
 def _tiles_written(source, c):
     """(tiles, flat wmem index of their weights) for tiles -> (wmem row, lane)."""
     tiles = np.array(sorted(source))
     src, lane = (np.array([source[t][i] for t in tiles]) for i in (0, 1))
-    rows, cols = np.arange(c.rows)[:, None], np.arange(c.cols)[None, :]
-    index = ((src[:, None, None] + rows) * (c.tiles * c.cols)
-             + lane[:, None, None] * c.cols + cols)
-    return tiles, index
+    return tiles, _wmem_block(src, lane, c)
 
 
 class _Product:
@@ -340,8 +345,7 @@ class _Product:
             for g, k in np.ndindex(G, K):
                 tile = int(tiles[g, k])
                 if tile in source:                      # stacked[k*rows + i, g*cols + j]
-                    src, lane = source[tile]
-                    block = (src + rows) * (c.tiles * c.cols) + lane * c.cols + cols
+                    block = _wmem_block(*source[tile], c)
                 else:
                     block = wmem_size + (tile * c.rows + rows) * c.cols + cols
                 index[k * c.rows:(k + 1) * c.rows, g * c.cols:(g + 1) * c.cols] = block
