@@ -16,7 +16,7 @@ from .requant import INT32_MAX, checked_params, requantize_checked
 from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles,
                      requant_cycles)
 
-__all__ = ["Device", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
+__all__ = ["Device", "DeviceStack", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
            "check_instruction"]
 
 
@@ -481,26 +481,30 @@ class Device:
 
     def _product(self, step):
         c = self.config
-        inputs = self.amem.take(step.entries, axis=0).reshape(len(step.entries), -1)
+        inputs = self.amem.take(step.entries, axis=-2)              # (..., n, K, rows)
+        lead, n = inputs.shape[:-3], len(step.entries)
+        inputs = inputs.reshape(-1, inputs.shape[-2] * c.rows)       # one BLAS product
         if step.offset:
             inputs += step.offset
         if step.uniform:
             results = int8_matmul(inputs, self._weights(step.index, step.source))
         else:
             results = np.empty((len(inputs), step.addresses.shape[1] * c.cols), np.int64)
+            by_vector = np.arange(len(inputs)).reshape(-1, n)        # (devices, n)
             for vectors, index in zip(step.vectors, step.index):
-                results[vectors] = int8_matmul(inputs[vectors], self._weights(index, step.source))
-        results = results.reshape(-1, c.cols)
+                rows = by_vector[:, vectors].ravel()
+                results[rows] = int8_matmul(inputs[rows], self._weights(index, step.source))
+        results = results.reshape(*lead, -1, c.cols)                  # (..., n * G, cols)
         written = step.written
         if not step.distinct:                   # one MVM: vector by vector, block by block
-            for address, result in zip(written, results):
-                base = self.psum[address] if step.accumulate else 0
-                self.psum[address] = _wrap_int32(base + result)
+            for i, address in enumerate(written):
+                base = self.psum[..., address, :] if step.accumulate else 0
+                self.psum[..., address, :] = _wrap_int32(base + results[..., i, :])
         elif step.wraps:
-            base = self.psum[written] if step.accumulate else 0
-            self.psum[written] = _wrap_int32(base + results)
+            base = self.psum[..., written, :] if step.accumulate else 0
+            self.psum[..., written, :] = _wrap_int32(base + results)
         else:
-            self.psum[written] = results
+            self.psum[..., written, :] = results
 
     def _tile_product(self, tile, x, ins):
         """Tile `tile`'s results for vectors `x` at the MVM's ADC range and encoding."""
@@ -535,9 +539,9 @@ class Device:
         params = _quant_params(self.qmem[ins.aux].tobytes(), c.cols)
         if ins.count:
             src, dst, lanes = _requant_plan(ins, c.cols)
-            outputs = requantize_checked(self.psum[src], params)
+            outputs = requantize_checked(self.psum[..., src, :], params)
             # a run of stride 0 writes one entry: the last write wins
-            self.amem[dst, lanes] = outputs if ins.dst_stride else outputs[-1]
+            self.amem[..., dst, lanes] = outputs if ins.dst_stride else outputs[..., -1, :]
 
     def _max(self, ins):
         plan = _max_plan(ins)
@@ -546,9 +550,56 @@ class Device:
         in_order, src, other, dst = plan
         if in_order:        # entry by entry: a run writing what a later entry reads sees it
             for a, b, d in zip(src, other, dst):
-                self.amem[d] = np.maximum(self.amem[a], self.amem[b])
+                self.amem[..., d, :] = np.maximum(self.amem[..., a, :], self.amem[..., b, :])
         else:
-            self.amem[dst] = np.maximum(self.amem[src], self.amem[other])
+            self.amem[..., dst, :] = np.maximum(self.amem[..., src, :], self.amem[..., other, :])
+
+
+class DeviceStack:
+    """Ideal lossless devices of one config that run every program together, each on its
+    own data: what the same device does batch after batch, done for many batches at once
+    (`firmware.runtime.run.run_executable` drives them through `use`).
+
+    ``amem`` and ``psum``, the memories each batch fills and reads, have a leading axis,
+    a device each; ``imem``, ``wmem``, ``qmem`` and the tiles' weights are shared: every
+    device of a lockstep run holds the same program and weights. A run follows the same
+    fused plan as `Device.run`, once for all devices, so its counters are each device's.
+    It is exact when a run reads only what the host or the run wrote (an executable's runs
+    do): a device of the stack sees the memories its own batches left, not another's.
+    """
+
+    def __init__(self, config, count):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be a golden.AccelConfig, not {config!r}")
+        if not config.is_lossless:
+            raise ValueError(f"a device stack runs lossless configs only; {config.name}'s "
+                             f"ADCs round (run its batches on one Device)")
+        if count < 1:
+            raise ValueError(f"a device stack needs at least one device, not {count}")
+        one = Device(config)
+        self.config, self.analog, self.size = config, None, count
+        self.imem, self.wmem, self.qmem = one.imem, one.wmem, one.qmem
+        self.tile_weights = one.tile_weights
+        self._amem = np.zeros((count, *one.amem.shape), np.int64)
+        self._psum = np.zeros((count, *one.psum.shape), np.int64)
+        self.use(count)
+
+    @staticmethod
+    def device_bytes(config):
+        """The bytes each device of a stack adds (its amem and psum)."""
+        return 8 * (config.amem_depth * config.rows + config.psum_depth * config.cols)
+
+    def use(self, count):
+        """Run and address devices ``0 .. count-1`` from now on (the others keep their
+        memories)."""
+        if not 1 <= count <= self.size:
+            raise ValueError(f"the stack has {self.size} devices, not {count}")
+        self.amem, self.psum = self._amem[:count], self._psum[:count]
+
+    soft_reset = Device.soft_reset
+    load_program = Device.load_program
+    run = Device.run
+    _weights = Device._weights
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -4,14 +4,16 @@ On an ideal lossless device, `golden.device` runs a program as a plan: PROGRAMs 
 weights gathered from wmem, consecutive MVMs on the same weights fused into one product.
 The same programs run one instruction at a time (the interpreter the RTL was first
 checked against, and that lossy and analog devices still use) must leave every memory,
-every tile's weights and every counter the same."""
+every tile's weights and every counter the same. A `DeviceStack` runs the same plan for
+several devices at once: each must end as that device alone, one instruction at a time,
+would."""
 
 import numpy as np
 import pytest
 
 from golden import AccelConfig, isa
 from golden.crossbar import crossbar_mvm
-from golden.device import Device, _ProgramPlan
+from golden.device import Device, DeviceStack, _ProgramPlan
 from sim.random_programs import random_memories, random_program
 
 CONFIGS = [AccelConfig(), AccelConfig(tiles=8, rows=16, cols=8, adc_share=2),
@@ -135,3 +137,46 @@ def test_run_uses_the_interpreter_on_a_lossy_device():
     expected = sum(crossbar_mvm(config, device.amem[2 * k:2 * k + 2], device.tile_weights[k])
                    for k in range(4))
     assert np.array_equal(device.psum[:2], expected)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_a_stack_of_devices_ends_as_each_device_alone(config):
+    """Three devices with their own amem and psum, sharing weights, program and tiles:
+    the stack's one fused run against each device's interpreted run."""
+    rng = np.random.default_rng(7)
+    for trial in range(12):
+        shared = random_memories(config, rng)
+        tile_weights = rng.integers(-128, 128, (config.tiles, config.rows, config.cols))
+        program = isa.encode_program(_fusable_program(config, rng, 6) if trial % 2
+                                     else random_program(config, rng, 30))
+        stack = DeviceStack(config, 3)
+        stack.wmem[:], stack.qmem[:], stack.tile_weights[:] = \
+            shared["wmem"], shared["qmem"], tile_weights
+        stack.load_program(program)
+        alone = []
+        for i in range(3):
+            own = random_memories(config, rng)
+            stack.amem[i], stack.psum[i] = own["amem"], own["psum"]
+            device = Device(config)
+            for name, array in {**shared, "amem": own["amem"], "psum": own["psum"]}.items():
+                getattr(device, name)[:] = array
+            device.tile_weights[:] = tile_weights
+            device.load_program(program)
+            plan = _ProgramPlan(device.imem, config, fuse=False)
+            for step, argument in plan.steps:
+                step(device, argument)
+            alone.append((device, plan.counters))
+        result = stack.run()
+        for i, (device, counters) in enumerate(alone):
+            assert np.array_equal(stack.amem[i], device.amem), (trial, i)
+            assert np.array_equal(stack.psum[i], device.psum), (trial, i)
+            assert result.counters == counters
+        assert np.array_equal(stack.tile_weights, alone[0][0].tile_weights)
+
+
+def test_a_stack_refuses_a_lossy_config_and_a_device_it_lacks():
+    with pytest.raises(ValueError, match="lossless"):
+        DeviceStack(AccelConfig(adc_bits=6), 2)
+    stack = DeviceStack(AccelConfig(), 2)
+    with pytest.raises(ValueError, match="2 devices, not 3"):
+        stack.use(3)

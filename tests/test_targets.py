@@ -1,7 +1,9 @@
 """The runtime's targets and `compare_runs`: the golden target's run equals the int8
 reference, two runs of the same samples compare equal, and each kind of difference a
 backend could introduce is named. The board target's refusal of a missing port is one
-line. (The RTL target is checked against golden in tests/test_network_rtl.py.)"""
+line. The golden target's stacked run (equal batches side by side on a `DeviceStack`)
+equals its batch-after-batch run in everything `compare_runs` checks. (The RTL target is
+checked against golden in tests/test_network_rtl.py.)"""
 
 import copy
 
@@ -11,7 +13,10 @@ import pytest
 from firmware.compiler.build import build_executable
 from firmware.runtime.run import compare_runs
 from firmware.runtime.targets import BoardError, BoardTarget, GoldenTarget
+from firmware.runtime.driver import Driver
+from firmware.runtime.transports import GoldenBus
 from golden import AccelConfig
+from golden.device import Device, DeviceStack
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +94,44 @@ def test_a_board_that_stops_answering_is_one_line(two_runs):
         BoardTarget(port, timeout_s=0.2).run(build.executable, x_q)
     os.close(master)
     os.close(slave)
+
+
+def _stack_cases():
+    from firmware.frontend.network import Add, Dense, Network
+    from tessera.experiments.digits import MODELS
+
+    rng = np.random.default_rng(11)
+    mlp = Network((Dense("hidden", rng.normal(0, 0.3, (32, 16)), rng.normal(0, 0.1, 16)),
+                   Dense("out", rng.normal(0, 0.3, (16, 10)), np.zeros(10), relu=False)))
+    residual = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), rng.normal(0, 0.1, 48)),
+                        Dense("fc1", rng.normal(0, 0.2, (48, 48)), rng.normal(0, 0.1, 48)),
+                        Add("res", ("fc1", "fc0"), relu=True),
+                        Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
+    cnn = MODELS[1].build(rng)
+    return {"two segments": (mlp, (32,), AccelConfig(wmem_depth=16), 1 << 30),
+            "residual, amem-bound": (residual, (64,), AccelConfig(amem_depth=64), 1 << 30),
+            "CNN, stacks of two": (cnn, (8, 8, 1), AccelConfig(),
+                                   2 * DeviceStack.device_bytes(AccelConfig()))}
+
+
+@pytest.mark.parametrize("case", ["two segments", "residual, amem-bound", "CNN, stacks of two"])
+def test_a_stacked_golden_run_equals_batch_after_batch(case):
+    network, shape, config, stack_bytes = _stack_cases()[case]
+    rng = np.random.default_rng(3)
+    build = build_executable(network, config, rng.uniform(0, 1, (32, *shape)))
+    exe = build.executable
+    x_q = exe.input.quantize(rng.uniform(0, 1, (5 * exe.batch + 3, *shape)))
+    stacked = GoldenTarget(stack_bytes=stack_bytes)
+    assert isinstance(stacked._device(exe, len(x_q)), DeviceStack)
+    one_by_one = GoldenTarget(stack_bytes=0)
+    assert isinstance(one_by_one._device(exe, len(x_q)), Device)
+    expected, actual = one_by_one.run(exe, x_q), stacked.run(exe, x_q)
+    assert compare_runs(expected, actual) == []
+    assert np.array_equal(actual.outputs, build.quantized.forward(x_q))
+    assert actual.runs == expected.runs == len(exe.segments) * len(actual.batches) > 6
+
+
+def test_lockstep_needs_a_bus_that_drives_several_devices():
+    driver = Driver(GoldenBus(Device(AccelConfig())))
+    with pytest.raises(ValueError, match="at most 1 devices at once, not 2"):
+        driver.lockstep(2)

@@ -72,7 +72,26 @@ class Driver:
         self.bus = bus
         self.config = None
         self.windows = None
+        self.copies = 1             # devices each call reaches (`lockstep`)
         self.reset_transfer_counts()
+
+    @property
+    def lockstep_limit(self):
+        """How many devices the bus can drive in lockstep (1 but for the golden stack)."""
+        return getattr(self.bus, "lockstep_limit", 1)
+
+    def lockstep(self, count):
+        """Drive devices ``0 .. count-1`` at once from now on: each call is made to each of
+        them, entries with a leading axis of `count` are a device's each (others the same
+        for all), reads return one such axis, and the words counted are what `count`
+        devices, one after another, would move."""
+        if count != self.copies:
+            if count > self.lockstep_limit:
+                raise ValueError(f"the bus drives at most {self.lockstep_limit} devices "
+                                 f"at once, not {count}")
+            if hasattr(self.bus, "lockstep"):
+                self.bus.lockstep(count)
+            self.copies = count
 
     def reset_transfer_counts(self):
         self._moved = {"written": {}, "read": {}}
@@ -82,7 +101,7 @@ class Driver:
         return {way: dict(counts) for way, counts in self._moved.items()}
 
     def _count(self, way, memory, words):
-        self._moved[way][memory] = self._moved[way].get(memory, 0) + words
+        self._moved[way][memory] = self._moved[way].get(memory, 0) + words * self.copies
 
     async def _read_csr(self, address):
         self._count("read", "csr", 1)
@@ -132,8 +151,11 @@ class Driver:
         """Write `entries` from entry `start` on; given `lanes`, only the words holding
         each entry's first `lanes` lanes (the others keep what they held)."""
         window = self._window(memory)
-        entries = np.asarray(entries, np.int64).reshape(-1, window.lanes)
-        self._check_span(window, start, len(entries))
+        entries = np.asarray(entries, np.int64)
+        if self.copies == 1 or entries.ndim != 3:
+            entries = entries.reshape(-1, window.lanes)
+        count = entries.shape[-2]
+        self._check_span(window, start, count)
         words = window.entry_words
         if lanes is not None and lanes < window.lanes:
             words = -(-lanes * window.lane_bits // 32)
@@ -146,9 +168,9 @@ class Driver:
                 await self.bus.write_burst(window.address(start + entry), row)
         else:
             packed = window.pack(entries)
-            for address, offset, count in self._bursts(window, start, len(entries)):
-                await self.bus.write_burst(address, packed[offset:offset + count].ravel())
-        self._count("written", memory, len(entries) * words)
+            for address, offset, n in self._bursts(window, start, count):
+                await self.bus.write_burst(address, packed[offset:offset + n].ravel())
+        self._count("written", memory, count * words)
 
     async def read_entries(self, memory, start, count, signed=True):
         window = self._window(memory)

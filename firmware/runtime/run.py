@@ -28,9 +28,9 @@ class NetworkRun:
         return max(self.batches, default=0)
 
 
-def _add(total, counters):
+def _add(total, counters, times=1):
     for name in COUNTERS:
-        total[name] = total.get(name, 0) + counters.get(name, 0)
+        total[name] = total.get(name, 0) + times * counters.get(name, 0)
 
 
 def input_entries(spec, config, x_q):
@@ -67,9 +67,29 @@ def _moved(transfer, batch):
             (samples * transfer.sample_entries + tensor).ravel())
 
 
+def _groups(batches, limit):
+    """(batch, how many of them) of equal consecutive `batches`, at most `limit` at a time:
+    the batches a driver in lockstep runs at once."""
+    groups = []
+    for size, run in itertools.groupby(batches):
+        count = len(list(run))
+        groups += [(size, min(limit, count - first)) for first in range(0, count, limit)]
+    return groups
+
+
+def _images(exe, index):
+    image = exe.segments[index]
+    return index if image.images_from is None else image.images_from
+
+
 async def run_executable(driver, exe, x_q, progress=None):
     """Run the int8 samples `x_q` (shaped as `exe.input.shape`, or flattened) through `exe`
-    on the device behind `driver`. `progress(done, total)` is called after every batch."""
+    on the device behind `driver`. `progress(done, total)` is called after every batch.
+
+    Batch after batch, as one device runs them; a driver that drives several devices in
+    lockstep (the golden stack) runs equal batches side by side, a device each, moving and
+    counting what one device would: a segment's weights and program go to the devices
+    only as often as one device, batch after batch, would load them."""
     config = driver.config or await driver.discover()
     if config != exe.config:
         ours, theirs = exe.config.to_dict(), config.to_dict()
@@ -82,13 +102,19 @@ async def run_executable(driver, exe, x_q, progress=None):
     result = NetworkRun(np.zeros((len(x_q), exe.output.features), np.int64), {})
     driver.reset_transfer_counts()
     weights_loaded = program_loaded = None
-    done = 0
-    for batch in exe.batches(len(x_q)):
-        chunk = x_q[done:done + batch]
-        host = {0: input_entries(exe.input, config, chunk)}
+    segments, done = len(exe.segments), 0
+    for batch, group in _groups(exe.batches(len(x_q)), driver.lockstep_limit):
+        chunk = x_q[done:done + batch * group]
+        host = {0: input_entries(exe.input, config, chunk).reshape(group, -1, config.rows)}
         for index, (image, run) in enumerate(zip(exe.segments, exe.plans[batch])):
-            images = index if image.images_from is None else image.images_from
-            if weights_loaded != images:
+            images, before = _images(exe, index), (index - 1) % segments
+            # the first batch loads what the device lacks; the others, what the segment
+            # before (the last of the previous batch for the first) left
+            weight_loads = ((weights_loaded != images)
+                            + (group - 1) * (_images(exe, before) != images))
+            program_loads = (program_loaded != (index, batch)) + (group - 1) * (segments > 1)
+            if weight_loads:
+                driver.lockstep(weight_loads)
                 for first, last, lanes in _runs(image.wmem_lanes):   # slots of equal lanes
                     rows = slice(first * config.rows, last * config.rows)
                     await driver.write_entries("wmem", rows.start, image.wmem[rows],
@@ -96,38 +122,43 @@ async def run_executable(driver, exe, x_q, progress=None):
                 await driver.write_entries("qmem", 0, image.qmem)
                 if len(image.setup):
                     await driver.load_words(image.setup)
-                    _add(result.setup_counters, (await driver.run()).counters)
-                weights_loaded, program_loaded = images, None
-            if program_loaded != (index, batch):
+                    _add(result.setup_counters, (await driver.run()).counters, weight_loads)
+            if program_loads:
+                driver.lockstep(program_loads)
                 await driver.load_words(run.program)
                 zeros = np.zeros((1, config.cols), np.int64)
                 for entry in run.zero_psum:
                     await driver.write_entries("psum", int(entry), zeros)
-                program_loaded = (index, batch)
+            weights_loaded, program_loaded = images, (index, batch)
+            driver.lockstep(group)
             if len(image.constants):                 # other segments may have used the space
                 await driver.write_entries("amem", run.constants_base, image.constants)
             for transfer in run.writes:
                 device, tensor = _moved(transfer, batch)
-                entries = np.zeros((batch * transfer.entries, config.rows), np.int64)
-                entries[device] = host[transfer.tensor][tensor]
+                entries = np.zeros((group, batch * transfer.entries, config.rows), np.int64)
+                entries[:, device] = host[transfer.tensor][:, tensor]
                 await driver.write_entries("amem", transfer.base, entries)
             status = await driver.run()
-            _add(result.counters, status.counters)
-            result.runs += 1
+            _add(result.counters, status.counters, group)
+            result.runs += group
             for transfer in run.reads:
-                entries = await driver.read_entries("amem", transfer.base, batch * transfer.entries)
+                entries = (await driver.read_entries("amem", transfer.base,
+                                                     batch * transfer.entries)
+                           ).reshape(group, -1, config.rows)
                 whole = host.get(transfer.tensor)
-                if whole is None or len(whole) != batch * transfer.sample_entries:
+                if whole is None or whole.shape[1] != batch * transfer.sample_entries:
                     whole = host[transfer.tensor] = np.zeros(
-                        (batch * transfer.sample_entries, config.rows), np.int64)
+                        (group, batch * transfer.sample_entries, config.rows), np.int64)
                 device, tensor = _moved(transfer, batch)
-                whole[tensor] = entries[device]
+                whole[:, tensor] = entries[:, device]
         final = host[max(host)]          # tensors are numbered in order: the output is last
-        result.outputs[done:done + batch] = final.reshape(batch, -1)[:, :exe.output.features]
-        result.batches.append(batch)
-        done += batch
+        result.outputs[done:done + batch * group] = \
+            final.reshape(batch * group, -1)[:, :exe.output.features]
+        result.batches += [batch] * group
+        done += batch * group
         if progress:
             progress(done, len(x_q))
+    driver.lockstep(1)
     result.host_words = driver.transfer_counts()
     return result
 

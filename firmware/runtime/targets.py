@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
-from golden.device import Device
+from golden.device import Device, DeviceStack
 from golden.nonideal import NonIdealities
 
 from .driver import BusError, DeviceError, DeviceTimeout, Driver
@@ -32,13 +32,25 @@ class Target(Protocol):
 @dataclass(frozen=True)
 class GoldenTarget:
     """A fresh golden device model of the executable's config per run; `nonideal`
-    perturbs its analog side."""
+    perturbs its analog side. An ideal lossless device runs its full batches side by side
+    on a `DeviceStack` (at most `stack_bytes` of stacked memories): the same outputs,
+    counters and host words as batch after batch, with each segment's plan run once for
+    all of them."""
     nonideal: NonIdealities | None = None
+    stack_bytes: int = 1 << 27
     name = "golden"
 
     def run(self, exe, x_q, progress=None):
-        bus = GoldenBus(Device(exe.config, self.nonideal))
-        return _complete(run_executable(Driver(bus), exe, x_q, progress))
+        return _complete(run_executable(Driver(GoldenBus(self._device(exe, len(x_q)))),
+                                        exe, x_q, progress))
+
+    def _device(self, exe, samples):
+        c = exe.config
+        if (self.nonideal is not None and self.nonideal.active) or not c.is_lossless:
+            return Device(c, self.nonideal)
+        full = samples // exe.batch                      # the batches a stack runs together
+        count = min(full, self.stack_bytes // DeviceStack.device_bytes(c))
+        return DeviceStack(c, count) if count > 1 else Device(c)
 
 
 def _complete(coroutine):

@@ -4,7 +4,7 @@ served from a `golden.device.Device`, so the driver code is the same as on RTL o
 import numpy as np
 
 from golden import regmap
-from golden.device import Device
+from golden.device import Device, DeviceStack
 from golden.interface import STATUS_FIELDS, pack_fields
 from golden.isa import ErrorCode
 
@@ -23,13 +23,18 @@ class GoldenBus:
     entries is one array copy; any other burst goes entry by entry. The driver moves
     memory images as lane values (`store_entries`, `load_entries`): what the words
     would do, without packing them.
+
+    Over a `golden.device.DeviceStack` the bus serves several devices in lockstep
+    (`lockstep`): entries for amem and psum carry a leading axis, a device each, or are
+    the same for all; word accesses reach the shared memories only.
     """
 
     max_burst = 1 << 20
 
     def __init__(self, device):
-        if not isinstance(device, Device):
-            raise TypeError(f"device must be a golden.device.Device, not {device!r}")
+        if not isinstance(device, (Device, DeviceStack)):
+            raise TypeError(f"device must be a golden.device.Device or DeviceStack, "
+                            f"not {device!r}")
         self.device = device
         self.config = device.config
         self.windows = regmap.memory_windows(self.config)
@@ -52,9 +57,28 @@ class GoldenBus:
                     return window, entry, byte // 4
         return None
 
-    def _entry_words(self, window, entry):
+    @property
+    def lockstep_limit(self):
+        """How many devices `lockstep` can drive at once."""
+        return getattr(self.device, "size", 1)
+
+    def lockstep(self, count):
+        """Run and address devices ``0 .. count-1`` of the stack from now on."""
+        if isinstance(self.device, DeviceStack):
+            self.device.use(count)
+        elif count != 1:
+            raise ValueError(f"one device behind this bus, not {count}")
+
+    def _words_array(self, window):
+        """A memory that word accesses reach: one array, not a device each."""
         array = getattr(self.device, window.name)
-        return window.pack(array[entry:entry + 1])[0]
+        if array.ndim != 2:
+            raise BusError(window.base, "access", f"{window.name} is a memory of each device "
+                                                  f"of a stack: move it as entries")
+        return array
+
+    def _entry_words(self, window, entry):
+        return window.pack(self._words_array(window)[entry:entry + 1])[0]
 
     async def read(self, address):
         return self._read_word(address)
@@ -95,7 +119,7 @@ class GoldenBus:
         hold unsigned fields, the others signed lanes)."""
         words = np.asarray(words, np.int64).reshape(-1, window.entry_words)
         signed = window.name not in _UNSIGNED
-        getattr(self.device, window.name)[first:first + len(words)] = window.unpack(
+        self._words_array(window)[first:first + len(words)] = window.unpack(
             words, signed=signed)
 
     async def write(self, address, value):
@@ -137,8 +161,7 @@ class GoldenBus:
         if span is None:                     # CSRs (the counters): word by word
             return [self._read_word(address + 4 * i) for i in range(count)]
         window, entry, entries = span
-        array = getattr(self.device, window.name)
-        return window.pack(array[entry:entry + entries]).ravel()
+        return window.pack(self._words_array(window)[entry:entry + entries]).ravel()
 
     async def write_burst(self, address, words):
         span = self._entry_span(address, len(words))
@@ -157,15 +180,21 @@ class GoldenBus:
 
     async def store_entries(self, memory, start, entries, lanes):
         """Lanes ``0 .. lanes-1`` of `entries` into `memory` from entry `start` on, as the
-        words holding them would land (`MemoryWindow.wrap`); the other lanes keep theirs."""
-        window, array = self._entries(memory, start, len(entries))
+        words holding them would land (`MemoryWindow.wrap`); the other lanes keep theirs.
+        In lockstep, ``(devices, n, lanes)`` entries are a device's each; a memory the
+        devices share keeps the last (they write the same)."""
+        entries = np.asarray(entries)
+        count = entries.shape[-2]
+        window, array = self._entries(memory, start, count)
         lanes = min(lanes, window.lanes)
-        array[start:start + len(entries), :lanes] = window.wrap(
-            np.asarray(entries)[:, :lanes], signed=memory not in _UNSIGNED)
+        values = window.wrap(entries[..., :lanes], signed=memory not in _UNSIGNED)
+        if values.ndim > array.ndim:
+            values = values[-1]
+        array[..., start:start + count, :lanes] = values
 
     async def load_entries(self, memory, start, count, signed=True):
         window, array = self._entries(memory, start, count)
-        return window.wrap(array[start:start + count], signed=signed)
+        return window.wrap(array[..., start:start + count, :], signed=signed)
 
     def _run(self):
         result = self.device.run()
