@@ -7,7 +7,9 @@ slices)), their ratio (and, measured in the same run, the ratio with every job t
 K-reduction, as jobs were shaped before the timing model chose), the share of MVM
 vectors that use all tiles, and the golden
 backend's wall time against an exact float64-BLAS forward pass of the same int8 network
-(`QuantizedNetwork.forward`, written apart from golden's crossbar), both at the same batch.
+(`QuantizedNetwork.forward`, written apart from golden's crossbar), both given the same
+samples: one, and all of them at once (golden then runs the executable's batches side by
+side, `golden.device.DeviceStack`).
 
     .venv/bin/python bench/efficiency.py [--samples N]
 """
@@ -80,10 +82,10 @@ def measure(name, network, shape, config, samples, rng):
     samples = -(-samples // exe.batch) * exe.batch
     x_q = qnet.input.quantize(rng.uniform(0, 1, (samples, *shape)))
     GoldenTarget().run(exe, x_q[:4]), qnet.forward(x_q[:4])            # warm-up: first calls
-
+    _, golden_one = fastest(lambda: GoldenTarget().run(exe, x_q[:1]))
+    _, numpy_one = fastest(lambda: qnet.forward(x_q[:1]))
     run, golden_s = fastest(lambda: GoldenTarget().run(exe, x_q))
-    reference, numpy_s = fastest(lambda: np.concatenate(
-        [qnet.forward(x_q[i:i + exe.batch]) for i in range(0, samples, exe.batch)]))
+    reference, numpy_s = fastest(lambda: qnet.forward(x_q))
     if not np.array_equal(run.outputs, reference):
         raise SystemExit(f"{name}: golden differs from the int8 reference")
     c = run.counters
@@ -99,6 +101,7 @@ def measure(name, network, shape, config, samples, rng):
             "segments": len(exe.segments), "cycles": c["cycles"] / samples,
             "bound": bound / samples, "ratio": bound / c["cycles"], "k first": k_first,
             "all tiles": full / vectors if vectors else 0.0,
+            "samples": samples, "golden 1": 1e3 * golden_one, "x numpy 1": golden_one / numpy_one,
             "golden ms": 1e3 * golden_s / samples, "numpy ms": 1e3 * numpy_s / samples,
             "x numpy": golden_s / numpy_s}
 
@@ -122,11 +125,14 @@ def main():
                ("ADC bound/inf", "bound", "{:.0f}"), ("bound/actual", "ratio", "{:.2f}"),
                ("... widest K first", "k first", "{:.2f}"),
                ("vectors on all tiles", "all tiles", "{:.0%}"),
-               ("golden ms/inf", "golden ms", "{:.3f}"), ("NumPy ms/inf", "numpy ms", "{:.4f}"),
+               ("golden ms, 1 sample", "golden 1", "{:.3f}"), ("golden/NumPy", "x numpy 1", "{:.1f}x"),
+               ("samples", "samples", "{}"),
+               ("golden ms/inf", "golden ms", "{:.4f}"), ("NumPy ms/inf", "numpy ms", "{:.4f}"),
                ("golden/NumPy", "x numpy", "{:.1f}x")]
     print(f"\nAt least {args.samples} inferences each, in whole batches; cycles from the golden "
-          f"model's counters; wall times on this machine, golden and NumPy both a batch at a time, "
-          f"the fastest of {REPEATS} runs")
+          f"model's counters; wall times on this machine, the fastest of {REPEATS} runs: golden "
+          f"(its equal batches side by side) and the NumPy forward pass given the same samples, "
+          f"one sample and all of them")
     print(format_table(rows, columns))
 
 

@@ -5,7 +5,7 @@ convolution's patches."""
 
 import numpy as np
 
-__all__ = ["window_count", "im2col", "col2im", "pad_images"]
+__all__ = ["window_count", "im2col", "im2col_columns", "col2im", "pad_images"]
 
 
 def window_count(size, window, stride):
@@ -20,6 +20,19 @@ def im2col(x, kh, kw, stride=1):
     taps = [x[:, ky:ky + stride * (out_h - 1) + 1:stride, kx:kx + stride * (out_w - 1) + 1:stride]
             for ky in range(kh) for kx in range(kw)]
     return np.concatenate(taps, axis=3)
+
+
+def im2col_columns(x, kh, kw, stride, columns, width):
+    """``out[..., columns] = im2col(x, kh, kw, stride)`` in an ``(..., width)`` array of
+    zeros, written tap by tap, without the patches in between (the host's first
+    convolution: a patch's values go to the crossbar rows the compiler chose)."""
+    batch, height, width_in, channels = x.shape
+    out_h, out_w = window_count(height, kh, stride), window_count(width_in, kw, stride)
+    out = np.zeros((batch, out_h, out_w, width), x.dtype)
+    for column, (ky, kx, c) in zip(columns, np.ndindex(kh, kw, channels)):
+        out[..., column] = x[:, ky:ky + stride * (out_h - 1) + 1:stride,
+                             kx:kx + stride * (out_w - 1) + 1:stride, c]
+    return out
 
 
 def col2im(cols, input_shape, kh, kw, stride=1):

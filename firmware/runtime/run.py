@@ -9,7 +9,7 @@ import numpy as np
 
 from golden.regmap import COUNTERS
 
-from ..windows import im2col, pad_images
+from ..windows import im2col_columns, pad_images
 
 __all__ = ["NetworkRun", "run_executable", "compare_runs", "input_entries"]
 
@@ -38,10 +38,10 @@ def input_entries(spec, config, x_q):
     patches for a host-fed convolution) with their rows where the mapper laid them."""
     x_q = np.asarray(x_q, np.int64).reshape(len(x_q), *spec.shape)
     if spec.kernel is not None:
-        vectors = im2col(pad_images(x_q, spec.pads, spec.zero_point), *spec.kernel, spec.stride)
-    else:
-        vectors = x_q
-    vectors = vectors.reshape(-1, len(spec.row_index))
+        return im2col_columns(pad_images(x_q, spec.pads, spec.zero_point), *spec.kernel,
+                              spec.stride, spec.row_index, spec.padded_rows
+                              ).reshape(-1, config.rows)
+    vectors = x_q.reshape(-1, len(spec.row_index))
     padded = np.zeros((len(vectors), spec.padded_rows), np.int64)
     padded[:, spec.row_index] = vectors
     return padded.reshape(-1, config.rows)
@@ -57,14 +57,16 @@ def _runs(values):
     return runs
 
 
-def _moved(transfer, batch):
-    """(amem entries, host tensor entries) of what `transfer` moves for `batch` samples:
-    indices into the ``batch * entries`` entries moved, and the host tensor's entries
-    (sample after sample) they hold."""
-    device, tensor = transfer.indices()
-    samples = np.arange(batch)[:, None]
-    return ((samples * transfer.entries + device).ravel(),
-            (samples * transfer.sample_entries + tensor).ravel())
+def _moved(transfer):
+    """(amem entries, tensor entries) of one sample that `transfer` moves, each a slice
+    where they are consecutive (a view, not a gather)."""
+    return tuple(_as_slice(indices) for indices in transfer.indices())
+
+
+def _as_slice(indices):
+    if len(indices) and (np.diff(indices) == 1).all():
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
 
 
 def _groups(batches, limit):
@@ -133,31 +135,35 @@ async def run_executable(driver, exe, x_q, progress=None):
             driver.lockstep(group)
             if len(image.constants):                 # other segments may have used the space
                 await driver.write_entries("amem", run.constants_base, image.constants)
-            for transfer in run.writes:
-                device, tensor = _moved(transfer, batch)
-                entries = np.zeros((group, batch * transfer.entries, config.rows), np.int64)
-                entries[:, device] = host[transfer.tensor][:, tensor]
-                await driver.write_entries("amem", transfer.base, entries)
+            for transfer in run.writes:                 # (devices, samples, entries, rows)
+                device, tensor = _moved(transfer)
+                values = host[transfer.tensor].reshape(group, batch, -1, config.rows)[:, :, tensor]
+                if not (isinstance(device, slice) and device == slice(0, transfer.entries)):
+                    entries = np.zeros((group, batch, transfer.entries, config.rows), np.int64)
+                    entries[:, :, device], values = values, entries
+                await driver.write_entries("amem", transfer.base,
+                                           values.reshape(group, -1, config.rows))
             status = await driver.run()
             _add(result.counters, status.counters, group)
             result.runs += group
             for transfer in run.reads:
                 entries = (await driver.read_entries("amem", transfer.base,
                                                      batch * transfer.entries)
-                           ).reshape(group, -1, config.rows)
+                           ).reshape(group, batch, -1, config.rows)
                 whole = host.get(transfer.tensor)
                 if whole is None or whole.shape[1] != batch * transfer.sample_entries:
                     whole = host[transfer.tensor] = np.zeros(
                         (group, batch * transfer.sample_entries, config.rows), np.int64)
-                device, tensor = _moved(transfer, batch)
-                whole[:, tensor] = entries[:, device]
+                device, tensor = _moved(transfer)
+                whole.reshape(group, batch, -1, config.rows)[:, :, tensor] = entries[:, :, device]
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch * group] = \
             final.reshape(batch * group, -1)[:, :exe.output.features]
-        result.batches += [batch] * group
-        done += batch * group
-        if progress:
-            progress(done, len(x_q))
+        for _ in range(group):                      # batches side by side end together
+            result.batches.append(batch)
+            done += batch
+            if progress:
+                progress(done, len(x_q))
     driver.lockstep(1)
     result.host_words = driver.transfer_counts()
     return result
