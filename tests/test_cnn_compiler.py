@@ -1,6 +1,8 @@
 """Convolutions through the compiler: the IR, training gradients, block layout, and golden
 runs equal to the int8 reference for host-fed and on-device (strided, wide) im2col."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from firmware.compiler.pipeline import compile_network, map_network
 from firmware.compiler.mapper import MappingError
 from firmware.frontend.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
                                        NetworkError)
-from firmware.windows import col2im, im2col
+from firmware.windows import col2im, im2col, im2col_columns
 from firmware.compiler.prune import prune_blocks
 from firmware.compiler.quantize import quantize
 from firmware.runtime.targets import GoldenTarget
@@ -30,6 +32,18 @@ def test_im2col_and_col2im_are_adjoint():
     assert np.array_equal(cols[1, 2, 1, :3], x[1, 4, 2])           # tap (0, 0) of (2, 1)
     g = rng.normal(size=cols.shape)
     assert np.isclose((cols * g).sum(), (x * col2im(g, x.shape[1:], 3, 2, 2)).sum())
+
+
+def test_im2col_columns_puts_each_patch_value_in_its_row():
+    """Patch column j lands in row columns[j] of zeros, checked element by element."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128, 128, (2, 7, 6, 3))
+    columns = rng.permutation(24)[:3 * 2 * 3]
+    out = im2col_columns(x, 3, 2, 2, columns, 24)
+    assert out.shape == (2, 3, 3, 24)
+    for (n, i, j), (ky, kx, c) in itertools.product(np.ndindex(2, 3, 3), np.ndindex(3, 2, 3)):
+        assert out[n, i, j, columns[(ky * 2 + kx) * 3 + c]] == x[n, 2 * i + ky, 2 * j + kx, c]
+    assert np.count_nonzero(out[..., np.setdiff1d(np.arange(24), columns)]) == 0
 
 
 @pytest.mark.parametrize("build, message", [
