@@ -84,6 +84,31 @@ def _images(exe, index):
     return index if image.images_from is None else image.images_from
 
 
+async def _write_transfer(driver, transfer, host, group, batch):
+    """What `transfer` moves from the host tensors into amem, for `group` devices of
+    `batch` samples (arrays shaped devices, samples, entries, rows)."""
+    rows = driver.config.rows
+    device, tensor = _moved(transfer)
+    values = host[transfer.tensor].reshape(group, batch, -1, rows)[:, :, tensor]
+    if not (isinstance(device, slice) and device == slice(0, transfer.entries)):
+        entries = np.zeros((group, batch, transfer.entries, rows), np.int64)
+        entries[:, :, device], values = values, entries
+    await driver.write_entries("amem", transfer.base, values.reshape(group, -1, rows))
+
+
+async def _read_transfer(driver, transfer, host, group, batch):
+    """What `transfer` moves from amem into its host tensor (made on its first read)."""
+    rows = driver.config.rows
+    entries = (await driver.read_entries("amem", transfer.base, batch * transfer.entries)
+               ).reshape(group, batch, -1, rows)
+    whole = host.get(transfer.tensor)
+    if whole is None or whole.shape[1] != batch * transfer.sample_entries:
+        whole = host[transfer.tensor] = np.zeros(
+            (group, batch * transfer.sample_entries, rows), np.int64)
+    device, tensor = _moved(transfer)
+    whole.reshape(group, batch, -1, rows)[:, :, tensor] = entries[:, :, device]
+
+
 async def run_executable(driver, exe, x_q, progress=None):
     """Run the int8 samples `x_q` (shaped as `exe.input.shape`, or flattened) through `exe`
     on the device behind `driver`. `progress(done, total)` is called after every batch.
@@ -135,27 +160,13 @@ async def run_executable(driver, exe, x_q, progress=None):
             driver.lockstep(group)
             if len(image.constants):                 # other segments may have used the space
                 await driver.write_entries("amem", run.constants_base, image.constants)
-            for transfer in run.writes:                 # (devices, samples, entries, rows)
-                device, tensor = _moved(transfer)
-                values = host[transfer.tensor].reshape(group, batch, -1, config.rows)[:, :, tensor]
-                if not (isinstance(device, slice) and device == slice(0, transfer.entries)):
-                    entries = np.zeros((group, batch, transfer.entries, config.rows), np.int64)
-                    entries[:, :, device], values = values, entries
-                await driver.write_entries("amem", transfer.base,
-                                           values.reshape(group, -1, config.rows))
+            for transfer in run.writes:
+                await _write_transfer(driver, transfer, host, group, batch)
             status = await driver.run()
             _add(result.counters, status.counters, group)
             result.runs += group
             for transfer in run.reads:
-                entries = (await driver.read_entries("amem", transfer.base,
-                                                     batch * transfer.entries)
-                           ).reshape(group, batch, -1, config.rows)
-                whole = host.get(transfer.tensor)
-                if whole is None or whole.shape[1] != batch * transfer.sample_entries:
-                    whole = host[transfer.tensor] = np.zeros(
-                        (group, batch * transfer.sample_entries, config.rows), np.int64)
-                device, tensor = _moved(transfer)
-                whole.reshape(group, batch, -1, config.rows)[:, :, tensor] = entries[:, :, device]
+                await _read_transfer(driver, transfer, host, group, batch)
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch * group] = \
             final.reshape(batch * group, -1)[:, :exe.output.features]
