@@ -3,6 +3,7 @@
 import dataclasses
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from .interface import ACC_BITS, INPUT_BITS, WEIGHT_BITS, memory_windows  # noqa: F401 (re-exported)
 from .isa import FIELDS, MAX_ADC_SHIFT, MAX_TILES
@@ -137,58 +138,58 @@ class AccelConfig:
 
     # Derived quantities -----------------------------------------------------------------
 
-    @property
+    @cached_property
     def requant_passes(self):
         """Cycles a REQUANT entry spends in the requantisers: ``cols / requant_lanes``."""
         return self.cols // self.requant_lanes
 
-    @property
+    @cached_property
     def slices(self):
         """Cell slices per weight magnitude."""
         return WEIGHT_BITS // self.cell_bits
 
-    @property
+    @cached_property
     def steps(self):
         """Bit-serial input steps per matrix-vector product."""
         return INPUT_BITS // self.dac_bits
 
-    @property
+    @cached_property
     def adc_groups(self):
         """Logical columns converted in one cycle (ADCs per slice)."""
         return self.cols // self.adc_share
 
-    @property
+    @cached_property
     def max_level(self):
         """Largest input level magnitude a DAC step applies, in either input encoding (see
         `golden.crossbar.input_levels`): an unsigned chunk's."""
         return (1 << self.dac_bits) - 1
 
-    @property
+    @cached_property
     def max_cell_difference(self):
         """Largest |G+ - G-| of one slice pair."""
         return min((1 << self.cell_bits) - 1, MAGNITUDE_MAX)
 
-    @property
+    @cached_property
     def max_column_count(self):
         """Largest magnitude of one signed column count (one step, one slice)."""
         return self.rows * self.max_level * self.max_cell_difference
 
-    @property
+    @cached_property
     def count_bits(self):
         """Bits of a signed column count."""
         return self.max_column_count.bit_length() + 1
 
-    @property
+    @cached_property
     def lossless_adc_bits(self):
         """The smallest ADC width that never saturates (with an MVM shift of 0): every
         count is its own code."""
         return self.count_bits
 
-    @property
+    @cached_property
     def is_lossless(self):
         return self.adc_bits >= self.lossless_adc_bits
 
-    @property
+    @cached_property
     def max_adc_shift(self):
         """The largest ADC shift an MVM may ask for (0 when the ADC is lossless: nothing
         to range). Its steps span every count, and a larger shift would only drop bits;
@@ -197,13 +198,13 @@ class AccelConfig:
         the rounding's half step, and only at the top (the bottom code is one lower)."""
         return max(0, self.lossless_adc_bits - self.adc_bits)
 
-    @property
+    @cached_property
     def result_bits(self):
         """Bits of a signed register that holds any tile result and every partial sum of
         its shift-add (each is a sum of some of the terms :attr:`result_bound` adds)."""
         return self.result_bound.bit_length() + 1
 
-    @property
+    @cached_property
     def result_bound(self):
         """An upper bound of |tile result|: every code at full scale, at the largest shift."""
         max_code = 1 << (self.adc_bits - 1)
@@ -230,7 +231,7 @@ class AccelConfig:
     def from_json(cls, text):
         return cls.from_dict(json.loads(text))
 
-    @property
+    @cached_property
     def name(self):
         """A short tag, unique per config, for build directories and reports."""
         name = (f"t{self.tiles}_r{self.rows}_c{self.cols}_cb{self.cell_bits}"
