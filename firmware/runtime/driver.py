@@ -22,6 +22,7 @@ Memory images move in bursts; the driver counts every word it moves, per memory 
 timeout: the driver never hangs on a dead device.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,14 @@ class RunStatus:
     @property
     def ok(self):
         return self.done and self.error == ErrorCode.NONE
+
+
+@functools.lru_cache(maxsize=64)
+def _config_and_windows(fields):
+    """The config the capability registers describe and its memory windows, checked once
+    per process: a golden run discovers the same device every time."""
+    config = AccelConfig(**dict(fields))
+    return config, regmap.memory_windows(config)
 
 
 class Driver:
@@ -123,8 +132,7 @@ class Driver:
                            f"version 0x{version:08x} is incompatible with 0x{regmap.VERSION:08x}")
         fields = {name: await self._read_csr(address)
                   for name, address in regmap.CAPABILITIES.items()}
-        self.config = AccelConfig(**fields)
-        self.windows = regmap.memory_windows(self.config)
+        self.config, self.windows = _config_and_windows(tuple(fields.items()))
         return self.config
 
     def _window(self, memory):

@@ -1,6 +1,8 @@
 """The driver's bus over the golden device model: the register map of golden.regmap,
 served from a `golden.device.Device`, so the driver code is the same as on RTL or board."""
 
+import functools
+
 import numpy as np
 
 from golden import regmap
@@ -13,6 +15,21 @@ from ..driver import BusError
 __all__ = ["GoldenBus"]
 
 _UNSIGNED = ("imem", "qmem")            # memories of unsigned fields; the others hold lanes
+
+
+_COUNTER_AT = {regmap.counter_address(name): name for name in regmap.COUNTERS}
+_COUNTER_BASE = regmap.counter_address(regmap.COUNTERS[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _register_map(config):
+    """(memory windows, the values of the constant registers) of `config`: worked out once
+    per process (a golden run makes a bus each time). Read-only: shared by every bus."""
+    values = {regmap.CSR["ID"]: regmap.ID_VALUE, regmap.CSR["VERSION"]: regmap.VERSION,
+              regmap.CSR["CONTROL"]: 0}
+    for name, address in regmap.CAPABILITIES.items():
+        values[address] = getattr(config, name)
+    return regmap.memory_windows(config), values
 
 
 class GoldenBus:
@@ -37,15 +54,9 @@ class GoldenBus:
                             f"not {device!r}")
         self.device = device
         self.config = device.config
-        self.windows = regmap.memory_windows(self.config)
+        self.windows, self._csr_values = _register_map(self.config)
         self._status = 0
         self._counters = dict.fromkeys(regmap.COUNTERS, 0)
-        self._counter_at = {regmap.counter_address(name): name for name in regmap.COUNTERS}
-        self._counter_base = regmap.counter_address(regmap.COUNTERS[0])
-        self._csr_values = {regmap.CSR["ID"]: regmap.ID_VALUE,
-                            regmap.CSR["VERSION"]: regmap.VERSION, regmap.CSR["CONTROL"]: 0}
-        for name, address in regmap.CAPABILITIES.items():
-            self._csr_values[address] = getattr(self.config, name)
 
     def _locate(self, address):
         """(window, entry, word) of a memory address, or None."""
@@ -88,8 +99,8 @@ class GoldenBus:
             return self._status
         if address in self._csr_values:
             return self._csr_values[address]
-        if address in self._counter_at:
-            return self._counters[self._counter_at[address]] & 0xFFFF_FFFF
+        if address in _COUNTER_AT:
+            return self._counters[_COUNTER_AT[address]] & 0xFFFF_FFFF
         located = self._locate(address)
         if located is None:
             raise BusError(address, "read")
@@ -155,7 +166,7 @@ class GoldenBus:
         return window, entry, entries
 
     async def read_burst(self, address, count):
-        if address == self._counter_base and count == len(regmap.COUNTERS):
+        if address == _COUNTER_BASE and count == len(regmap.COUNTERS):
             return [self._counters[name] for name in regmap.COUNTERS]     # the driver's read
         span = self._entry_span(address, count)
         if span is None:                     # CSRs (the counters): word by word
