@@ -2,6 +2,7 @@
 batch by batch, counting every word the host moves; and comparing two runs. Needs
 neither the compiler nor Amaranth (the targets that own a transport: `.targets`)."""
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -42,8 +43,11 @@ def input_entries(spec, config, x_q):
                               spec.stride, spec.row_index, spec.padded_rows
                               ).reshape(-1, config.rows)
     vectors = x_q.reshape(-1, len(spec.row_index))
+    rows = _as_slice(spec.row_index)
+    if isinstance(rows, slice) and rows == slice(0, spec.padded_rows):          # every row in order: nothing to move
+        return vectors.reshape(-1, config.rows)
     padded = np.zeros((len(vectors), spec.padded_rows), np.int64)
-    padded[:, spec.row_index] = vectors
+    padded[:, rows] = vectors
     return padded.reshape(-1, config.rows)
 
 
@@ -57,15 +61,22 @@ def _runs(values):
     return runs
 
 
+@functools.lru_cache(maxsize=4096)
 def _moved(transfer):
     """(amem entries, tensor entries) of one sample that `transfer` moves, each a slice
-    where they are consecutive (a view, not a gather)."""
+    where they are consecutive (a view, not a gather); worked out once per transfer (a
+    run moves the same ones batch after batch)."""
     return tuple(_as_slice(indices) for indices in transfer.indices())
 
 
 def _as_slice(indices):
-    if len(indices) and (np.diff(indices) == 1).all():
+    """`indices` as a slice when they are consecutive, else as a read-only array."""
+    indices = np.asarray(indices)
+    if len(indices) and indices[-1] - indices[0] == len(indices) - 1 \
+            and (np.diff(indices) == 1).all():
         return slice(int(indices[0]), int(indices[-1]) + 1)
+    indices = indices.copy()
+    indices.setflags(write=False)
     return indices
 
 
