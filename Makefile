@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 -m "not slow"
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all formal bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest -n 2
+
+formal: $(STAMP)
+	$(VENV)/bin/python -m sim.formal
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/sim_speed.py

@@ -1,0 +1,1 @@
+"""Formal proofs of the RTL with SymbiYosys (`make formal`; docs/testing.md)."""

@@ -1,0 +1,20 @@
+"""The formal proofs (sim/formal) pass on the design and fail on its deliberately broken
+copies: each proof can fail. `make formal` runs the same with a table."""
+
+import pytest
+
+from sim.formal.proofs import PROOFS
+from sim.formal.sby import run_sby
+
+CASES = [(proof, None) for proof in PROOFS] + \
+        [(proof, mutation) for proof in PROOFS for mutation in proof.mutants]
+
+
+@pytest.mark.parametrize("proof, mutation", CASES,
+                         ids=[f"{p.name}-{m or 'design'}" for p, m in CASES])
+def test_proof_holds_on_the_design_and_fails_on_its_mutants(proof, mutation):
+    result = run_sby(proof.name, proof.build(), depth=proof.depth, mutation=mutation)
+    if mutation is None:
+        assert result.passed, result.summary()
+    else:
+        assert result.status == "FAIL", result.summary()
