@@ -9,7 +9,8 @@ from .sby import run_sby
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sim.formal", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sim.formal",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"proofs to run (default: all of "
                         f"{', '.join(p.name for p in PROOFS)})")
     args = parser.parse_args(argv)
