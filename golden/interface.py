@@ -4,7 +4,9 @@ generator and the sequencer exchange. rtl/ derives its Amaranth layouts from the
 (`rtl.layouts`); golden and firmware pack and unpack with `pack_fields` and
 `unpack_fields`. The instruction's table is `golden.isa.FIELDS`."""
 
+import functools
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -129,9 +131,11 @@ class MemoryWindow:
         return self.base + entry * self.entry_stride + 4 * word
 
 
+@functools.lru_cache(maxsize=64)
 def memory_windows(config):
     """The memory windows of `config`, by name: what each memory's entry holds and where
-    the host finds it (`golden.config.AccelConfig` checks that each fits its span)."""
+    the host finds it (`golden.config.AccelConfig` checks that each fits its span).
+    Worked out once per config and read-only (every bus and driver of a run shares them)."""
     windows = [
         MemoryWindow("imem", 1 * WINDOW_SPAN, config.imem_depth, 32, 4),
         MemoryWindow("wmem", 2 * WINDOW_SPAN, config.wmem_depth, WEIGHT_BITS,
@@ -141,4 +145,4 @@ def memory_windows(config):
         MemoryWindow("qmem", 5 * WINDOW_SPAN, config.qmem_depth, 32,
                      QPARAM_BITS // 32 * config.cols),
     ]
-    return {w.name: w for w in windows}
+    return MappingProxyType({w.name: w for w in windows})

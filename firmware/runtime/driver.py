@@ -67,11 +67,10 @@ class RunStatus:
 
 
 @functools.lru_cache(maxsize=64)
-def _config_and_windows(fields):
-    """The config the capability registers describe and its memory windows, checked once
-    per process: a golden run discovers the same device every time."""
-    config = AccelConfig(**dict(fields))
-    return config, regmap.memory_windows(config)
+def _discovered_config(fields):
+    """The config the capability registers describe, checked once per process: a golden
+    run discovers the same device every batch."""
+    return AccelConfig(**dict(fields))
 
 
 class Driver:
@@ -132,7 +131,8 @@ class Driver:
                            f"version 0x{version:08x} is incompatible with 0x{regmap.VERSION:08x}")
         fields = {name: await self._read_csr(address)
                   for name, address in regmap.CAPABILITIES.items()}
-        self.config, self.windows = _config_and_windows(tuple(fields.items()))
+        self.config = _discovered_config(tuple(fields.items()))
+        self.windows = regmap.memory_windows(self.config)
         return self.config
 
     def _window(self, memory):

@@ -44,7 +44,7 @@ def input_entries(spec, config, x_q):
                               ).reshape(-1, config.rows)
     vectors = x_q.reshape(-1, len(spec.row_index))
     rows = _as_slice(spec.row_index)
-    if isinstance(rows, slice) and rows == slice(0, spec.padded_rows):          # every row in order: nothing to move
+    if isinstance(rows, slice) and rows == slice(0, spec.padded_rows):   # all rows, in order
         return vectors.reshape(-1, config.rows)
     padded = np.zeros((len(vectors), spec.padded_rows), np.int64)
     padded[:, rows] = vectors

@@ -2,6 +2,7 @@
 served from a `golden.device.Device`, so the driver code is the same as on RTL or board."""
 
 import functools
+from types import MappingProxyType
 
 import numpy as np
 
@@ -22,14 +23,14 @@ _COUNTER_BASE = regmap.counter_address(regmap.COUNTERS[0])
 
 
 @functools.lru_cache(maxsize=64)
-def _register_map(config):
-    """(memory windows, the values of the constant registers) of `config`: worked out once
-    per process (a golden run makes a bus each time). Read-only: shared by every bus."""
+def _constant_registers(config):
+    """The values of `config`'s constant registers by address: worked out once per process
+    (a golden run makes a bus each batch). Read-only: shared by every bus."""
     values = {regmap.CSR["ID"]: regmap.ID_VALUE, regmap.CSR["VERSION"]: regmap.VERSION,
               regmap.CSR["CONTROL"]: 0}
     for name, address in regmap.CAPABILITIES.items():
         values[address] = getattr(config, name)
-    return regmap.memory_windows(config), values
+    return MappingProxyType(values)
 
 
 class GoldenBus:
@@ -54,7 +55,8 @@ class GoldenBus:
                             f"not {device!r}")
         self.device = device
         self.config = device.config
-        self.windows, self._csr_values = _register_map(self.config)
+        self.windows = regmap.memory_windows(self.config)
+        self._csr_values = _constant_registers(self.config)
         self._status = 0
         self._counters = dict.fromkeys(regmap.COUNTERS, 0)
 
