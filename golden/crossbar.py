@@ -7,6 +7,7 @@ columns or vectors in Python (the loops are over the few steps and slices only).
 import numpy as np
 
 from .config import INPUT_BITS
+from .faults import apply_stuck
 
 __all__ = ["INPUT_OFFSET", "offset_excess", "check_int8", "weight_slices", "input_levels",
            "column_counts",
@@ -71,9 +72,12 @@ def input_levels(config, x, offset_inputs=False):
     return levels
 
 
-def column_counts(config, x, weights, offset_inputs=False):
-    """Signed bit-line difference counts, shape ``(steps, slices, batch, cols)``."""
+def column_counts(config, x, weights, offset_inputs=False, stuck=None):
+    """Signed bit-line difference counts, shape ``(steps, slices, batch, cols)``; `stuck`
+    (the tile's cell states, `golden.faults`) makes stuck cells read their level."""
     g_pos, g_neg = weight_slices(config, weights)
+    if stuck is not None:
+        g_pos, g_neg = apply_stuck(config, g_pos, g_neg, stuck)
     levels = input_levels(config, x, offset_inputs).astype(np.float64)
     # Exact in float64 (|count| < 2**53 by far), and BLAS instead of an integer einsum.
     return np.rint(levels[:, None] @ (g_pos - g_neg)[None].astype(np.float64)).astype(np.int64)
@@ -105,7 +109,7 @@ def shift_add(config, codes, adc_shift=0):
     return np.einsum("ksbc,ks->bc", codes, np.int64(1) << weight_exp)
 
 
-def crossbar_mvm(config, x, weights, adc_shift=0, offset_inputs=False):
+def crossbar_mvm(config, x, weights, adc_shift=0, offset_inputs=False, stuck=None):
     """The tile's int32 result for each input vector.
 
     Parameters
@@ -116,14 +120,15 @@ def crossbar_mvm(config, x, weights, adc_shift=0, offset_inputs=False):
     Returns an int64 array of shape ``(batch, cols)`` (or ``(cols,)``) holding
     ``sum_{k,s} adc(count[k, s]) << (k*dac_bits + s*cell_bits + adc_shift)``,
     which is ``x @ weights`` exactly when the config is lossless (`adc_shift` 0), or
-    ``(x + 128) @ weights`` with `offset_inputs`.
+    ``(x + 128) @ weights`` with `offset_inputs`. `stuck` gives the tile's stuck cells
+    (`golden.faults`).
     """
     x = np.asarray(x)
     single = x.ndim == 1
     batch = np.atleast_2d(x)
     if batch.ndim != 2 or batch.shape[1] != config.rows:
         raise ValueError(f"inputs must have shape (batch, {config.rows}), not {x.shape}")
-    counts = column_counts(config, batch, weights, offset_inputs)
+    counts = column_counts(config, batch, weights, offset_inputs, stuck)
     result = shift_add(config, adc_convert(config, counts, adc_shift), adc_shift)
     return result[0] if single else result
 

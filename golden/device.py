@@ -415,13 +415,18 @@ class Device:
     plan (`_ProgramPlan`), made once per program.
     """
 
-    def __init__(self, config, nonideal=None):
+    def __init__(self, config, nonideal=None, faults=None):
         """`nonideal` (a `golden.NonIdealities`) perturbs the analog side of every MVM;
-        the counters and timing are those of the ideal device."""
+        `faults` (a `golden.faults.FaultMap`) sticks cells; the counters and timing are
+        those of the ideal device."""
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be a golden.AccelConfig, not {config!r}")
+        if faults is not None and faults.config != config:
+            raise ValueError(f"the fault map is for {faults.config.name}, the device is "
+                             f"{config.name}")
         self.config = c = config
         self.analog = AnalogTiles(c, nonideal) if nonideal is not None and nonideal.active else None
+        self.faults = faults if faults is not None and faults.states.any() else None
         self.imem = np.zeros((c.imem_depth, WORDS_PER_INSTRUCTION), np.int64)
         self.wmem = np.zeros((c.wmem_depth, c.tiles * c.cols), np.int64)   # a lane per tile
         self.amem = np.zeros((c.amem_depth, c.rows), np.int64)
@@ -446,7 +451,8 @@ class Device:
         """Run from pc 0 until HALT or an error; return a `RunResult` with the counters
         (and, with `trace`, each instruction's share of them)."""
         plan = _program_plan(self.imem.tobytes(), self.config,
-                             self.analog is None and self.config.is_lossless)
+                             self.analog is None and self.faults is None
+                             and self.config.is_lossless)
         if plan.fetches > max_instructions:
             raise RuntimeError(f"program ran {max_instructions} instructions without halting")
         for run, argument in plan.steps:
@@ -510,8 +516,9 @@ class Device:
         """Tile `tile`'s results for vectors `x` at the MVM's ADC range and encoding."""
         if self.analog is not None:
             return self.analog.mvm(tile, x, ins.adc_shift, ins.offset_inputs)
+        stuck = None if self.faults is None else self.faults.tile_states(tile)
         return crossbar_mvm(self.config, x, self.tile_weights[tile], ins.adc_shift,
-                            ins.offset_inputs)
+                            ins.offset_inputs, stuck)
 
     def _mvm(self, ins):
         c, plan = self.config, _mvm_plan(ins, self.config)
@@ -577,7 +584,7 @@ class DeviceStack:
         if count < 1:
             raise ValueError(f"a device stack needs at least one device, not {count}")
         one = Device(config)
-        self.config, self.analog, self.size = config, None, count
+        self.config, self.analog, self.faults, self.size = config, None, None, count
         self.imem, self.wmem, self.qmem = one.imem, one.wmem, one.qmem
         self.tile_weights = one.tile_weights
         self._amem = np.zeros((count, *one.amem.shape), np.int64)

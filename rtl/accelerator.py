@@ -9,6 +9,7 @@ from golden import regmap
 
 from .layouts import status_layout
 from .axi_lite import AXI4LiteSignature, AXI4LiteTarget
+from .crossbar_tile import CrossbarTile
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator"]
@@ -42,12 +43,18 @@ class Accelerator(wiring.Component):
         memory accesses while a program runs answer SLVERR.
     done : Out(1)
         Interrupt: the last run ended (HALT or error); cleared by start or soft reset.
+    stuck : In(tiles * CrossbarTile.stuck_bits), only with ``fault_injection``
+        Stuck cells for simulation (`golden.faults.FaultMap.port_value`, tile 0 lowest); a
+        bitstream is built without it.
     """
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, fault_injection=False):
+        self.config, self.fault_injection = config, fault_injection
         self.windows = regmap.memory_windows(config)
-        super().__init__({"axi": In(AXI4LiteSignature(regmap.ADDRESS_BITS)), "done": Out(1)})
+        stuck = ({"stuck": In(config.tiles * CrossbarTile.stuck_bits(config))}
+                 if fault_injection else {})
+        super().__init__({"axi": In(AXI4LiteSignature(regmap.ADDRESS_BITS)), "done": Out(1),
+                          **stuck})
 
     def elaborate(self, platform):
         m = Module()
@@ -56,8 +63,10 @@ class Accelerator(wiring.Component):
         bus = target.bus
 
         start, soft_reset = Signal(), Signal()
-        seq = Sequencer(self.config)
+        seq = Sequencer(self.config, self.fault_injection)
         m.submodules.sequencer = ResetInserter(soft_reset)(seq)
+        if self.fault_injection:
+            m.d.comb += seq.stuck.eq(self.stuck)
         m.d.comb += [seq.start.eq(start), self.done.eq(seq.done | seq.error)]
 
         ports = self._memories(m)

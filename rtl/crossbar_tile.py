@@ -1,5 +1,7 @@
 """One crossbar tile: differential cell array, bit-serial DAC, shared ADCs, shift-add."""
 
+import math
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.lib import data, stream, wiring
@@ -7,6 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 import golden
 from golden.config import ACC_BITS, INPUT_BITS, WEIGHT_BITS
+from golden.faults import (STATE_BITS, STUCK_AT_0, STUCK_AT_1, cell_index, cell_shape,
+                           stuck_high_level)
 
 __all__ = ["CrossbarTile", "tree_sum", "bit_plane_sum", "saturate"]
 
@@ -107,6 +111,10 @@ class CrossbarTile(wiring.Component):
         The last conversion cycle of a product: ``result`` takes it at the end of this cycle.
     done : Out(1)
         ``result`` took a new product (``tile_mvm_cycles`` after its start).
+    stuck : In(STATE_BITS * cells), only with ``fault_injection``
+        Every cell's `golden.faults` state (at `golden.faults.cell_index`): a stuck cell
+        reads its stuck level in every product. For simulation only: a design built
+        without ``fault_injection`` (every bitstream) has neither the port nor its logic.
     converting : Out(1)
         The ADCs convert this cycle (``adc_groups * slices`` conversions).
     step_start : Out(1)
@@ -115,11 +123,13 @@ class CrossbarTile(wiring.Component):
 
     model = staticmethod(golden.crossbar_mvm)
 
-    def __init__(self, config):
+    def __init__(self, config, fault_injection=False):
         if not isinstance(config, golden.AccelConfig):
             raise TypeError(f"config must be a golden.AccelConfig, not {config!r}")
-        self.config = config
+        self.config, self.fault_injection = config, fault_injection
+        faults = {"stuck": In(self.stuck_bits(config))} if fault_injection else {}
         super().__init__({
+            **faults,
             "w_stream": In(stream.Signature(weight_row_layout(config.cols))),
             "i_stream": In(stream.Signature(data.ArrayLayout(signed(INPUT_BITS), config.rows))),
             "start": In(1),
@@ -131,6 +141,11 @@ class CrossbarTile(wiring.Component):
             "converting": Out(1),
             "step_start": Out(1),
         })
+
+    @staticmethod
+    def stuck_bits(config):
+        """The width of the ``stuck`` port: a state per cell."""
+        return STATE_BITS * math.prod(cell_shape(config))
 
     @property
     def delay(self):
@@ -169,10 +184,11 @@ class CrossbarTile(wiring.Component):
 
         weights = self._cell_weights(m, next_phase)
         sign_step = first_step & ~offset_inputs        # offset binary has no signed step
-        if cfg.is_lossless:
+        if cfg.is_lossless and not self.fault_injection:
             slot_sums = self._exact_columns(m, chunks, sign_step, weights)
         else:
-            slot_sums = self._converted_columns(m, chunks, sign_step, weights, adc_shift)
+            slot_sums = self._converted_columns(m, chunks, sign_step, weights, adc_shift,
+                                                self._stuck_states(phase))
         self._accumulate(m, slot_sums, acc, results, first_step, phase, last_slot, adc_shift)
         m.d.comb += [self.result[c].eq(results[c]) for c in range(cfg.cols)]
         m.d.comb += self.finishing.eq(self.converting & last_slot)
@@ -285,11 +301,37 @@ class CrossbarTile(wiring.Component):
         return [bit_plane_sum(chunks, sign_step, [row[g] for row in weights], m, f"column_g{g}")
                 for g in range(self.config.adc_groups)]
 
-    def _converted_columns(self, m, chunks, sign_step, weights, adc_shift):
+    def _stuck_states(self, phase):
+        """``states(side, slice, row, group)``: the `golden.faults` state of that cell of
+        the column converting at `phase`, or None without fault injection."""
+        cfg = self.config
+        if not self.fault_injection:
+            return None
+
+        def state(side, s, row, col):
+            at = STATE_BITS * cell_index(cfg, side, s, row, col)
+            return self.stuck[at:at + STATE_BITS]
+
+        def states(side, s, row, group):
+            return Array(state(side, s, row, group * cfg.adc_share + p)
+                         for p in range(cfg.adc_share))[phase]
+        return states
+
+    def _cell_levels(self, magnitudes, side, s, group, states):
+        """Slice `s` of each row's magnitude on one side: the levels its cells read."""
+        cfg = self.config
+        levels = [value[s * cfg.cell_bits:(s + 1) * cfg.cell_bits] for value in magnitudes]
+        if states is None:
+            return levels
+        return [Mux(states(side, s, r, group) == STUCK_AT_0, 0,
+                    Mux(states(side, s, r, group) == STUCK_AT_1, stuck_high_level(cfg), level))
+                for r, level in enumerate(levels)]
+
+    def _converted_columns(self, m, chunks, sign_step, weights, adc_shift, states=None):
         """The slot sum of each ADC group: per slice, the signed bit-line count of the
-        differential pair (the slices of w+ = max(w, 0) and w- = max(-w, 0)) goes through
-        the saturating, shifting ADC, then the shift-add (all but the shift back, which
-        the result takes once)."""
+        differential pair (the slices of w+ = max(w, 0) and w- = max(-w, 0), as `states`
+        leaves them) goes through the saturating, shifting ADC, then the shift-add (all but
+        the shift back, which the result takes once)."""
         cfg = self.config
         sums = []
         for group in range(cfg.adc_groups):
@@ -297,8 +339,8 @@ class CrossbarTile(wiring.Component):
             neg = [Mux(row[group] < 0, -row[group], 0).as_unsigned()[:WEIGHT_BITS] for row in weights]
             partial = []
             for s in range(cfg.slices):
-                bits = slice(s * cfg.cell_bits, (s + 1) * cfg.cell_bits)
-                diffs = [p[bits] - n[bits] for p, n in zip(pos, neg)]
+                diffs = [p - n for p, n in zip(self._cell_levels(pos, 0, s, group, states),
+                                               self._cell_levels(neg, 1, s, group, states))]
                 count = Signal(signed(cfg.count_bits), name=f"count_g{group}_s{s}")
                 code = Signal(signed(cfg.adc_bits), name=f"code_g{group}_s{s}")
                 m.d.comb += [count.eq(bit_plane_sum(chunks, sign_step, diffs, m,

@@ -6,6 +6,9 @@ Environment (set by `sim.accelerator.run_accelerator_check`):
   TESSERA_PROGRAMS  random programs to run
   TESSERA_SEED      NumPy seed
   TESSERA_RESULTS   JSON file receiving the figures
+  TESSERA_FAULTS    a fault map's JSON (`golden.faults`) for the RTL's ``stuck`` port (a
+                    design built with ``fault_injection``)
+  TESSERA_GOLDEN_FAULTS  the golden device's (by default the RTL's)
 """
 
 import json
@@ -20,6 +23,7 @@ import golden
 from firmware.runtime.driver import Driver
 from golden import isa
 from golden.device import Device
+from golden.faults import FaultMap
 
 from .axi_transport import CocotbAxiBus, start_accelerator
 from .random_programs import random_memories, random_program, written_entries
@@ -31,9 +35,12 @@ PROGRAMS_PER_BATCH = 50
 class AcceleratorBench:
     """Owns the clock, the AXI4-Lite manager, the firmware driver and the golden device."""
 
-    def __init__(self, dut, config, rng):
+    def __init__(self, dut, config, rng, faults=(None, None)):
         self.dut, self.config, self.rng = dut, config, rng
-        self.golden = Device(config)
+        rtl_faults, golden_faults = faults
+        self.golden = Device(config, faults=golden_faults)
+        if rtl_faults is not None:
+            dut.stuck.value = rtl_faults.port_value()
 
     async def start(self):
         dut = self.dut
@@ -115,6 +122,16 @@ def load_settings():
             np.random.default_rng(int(os.environ.get("TESSERA_SEED", "1"))))
 
 
+def load_faults():
+    """The RTL's and the golden device's fault maps (None, None without faults)."""
+    maps = []
+    for name in ("TESSERA_FAULTS", "TESSERA_GOLDEN_FAULTS"):
+        text = os.environ.get(name)
+        maps.append(maps[0] if text is None and maps else
+                    None if text is None else FaultMap.from_json(text, name))
+    return tuple(maps)
+
+
 def save_figures(section, figures):
     path = os.environ["TESSERA_RESULTS"]
     results = {}
@@ -129,7 +146,7 @@ def save_figures(section, figures):
 @cocotb.test()
 async def random_programs_match_golden(dut):
     config, programs, rng = load_settings()
-    bench = AcceleratorBench(dut, config, rng)
+    bench = AcceleratorBench(dut, config, rng, load_faults())
     await bench.start()
     bench.stall_bus(True)
     figures = dict(programs=0, instructions=0, output_mismatches=0, counter_mismatches=0,

@@ -151,10 +151,17 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
     built = time.monotonic()
     results_json = build_dir / "tessera_results.json"
     results_json.unlink(missing_ok=True)
-    results_xml = runner.test(
-        test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
-        results_xml=str(build_dir / "results.xml"), log_file=build_dir / "sim.log",
-        extra_env={**env, "TESSERA_RESULTS": str(results_json)})
+    results_xml = build_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
+                    results_xml=str(results_xml), log_file=build_dir / "sim.log",
+                    extra_env={**env, "TESSERA_RESULTS": str(results_json)})
+    except SystemExit:
+        # Under pytest the runner exits on a failed test; its results file says which,
+        # and the caller reports them with the figures (a crash leaves no file: raised).
+        if not results_xml.exists():
+            raise
     finished = time.monotonic()
     tests, failed = get_results(results_xml)
     results = json.loads(results_json.read_text()) if results_json.exists() else {}
@@ -167,8 +174,8 @@ def rtl_digest(config, build_key=""):
     config and any other elaboration parameter (`build_key`)."""
     digest = hashlib.sha256(f"{config.to_json()}\n{build_key}\n".encode())
     for folder in ("rtl", "golden"):
-        for path in sorted((REPO_ROOT / folder).glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):      # subpackages too
+            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from golden.device import Device, DeviceStack
+from golden.faults import FaultMap
 from golden.nonideal import NonIdealities
 
 from .driver import BusError, DeviceError, DeviceTimeout, Driver
@@ -32,11 +33,12 @@ class Target(Protocol):
 @dataclass(frozen=True)
 class GoldenTarget:
     """A fresh golden device model of the executable's config per run; `nonideal`
-    perturbs its analog side. An ideal lossless device runs its full batches side by side
+    perturbs its analog side, `faults` (a `golden.faults.FaultMap`) sticks cells. An ideal lossless device runs its full batches side by side
     on a `DeviceStack` (at most `stack_bytes` of stacked memories): the same outputs,
     counters and host words as batch after batch, with each segment's plan run once for
     all of them."""
     nonideal: NonIdealities | None = None
+    faults: FaultMap | None = None
     stack_bytes: int = 1 << 27
     name = "golden"
 
@@ -46,8 +48,9 @@ class GoldenTarget:
 
     def _device(self, exe, samples):
         c = exe.config
-        if (self.nonideal is not None and self.nonideal.active) or not c.is_lossless:
-            return Device(c, self.nonideal)
+        if ((self.nonideal is not None and self.nonideal.active) or not c.is_lossless
+                or self.faults is not None):
+            return Device(c, self.nonideal, self.faults)
         full = samples // exe.batch                      # the batches a stack runs together
         count = min(full, self.stack_bytes // DeviceStack.device_bytes(c))
         return DeviceStack(c, count) if count > 1 else Device(c)

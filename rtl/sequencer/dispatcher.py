@@ -45,11 +45,15 @@ class Sequencer(wiring.Component):
         Write ports.
     events : Out(StructLayout(counter name -> increment))
         What happened this cycle, one field per performance counter.
+    stuck : In(tiles * CrossbarTile.stuck_bits), only with ``fault_injection``
+        Each tile's ``stuck`` port, tile 0 in the low bits (simulation only).
     """
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, fault_injection=False):
+        self.config, self.fault_injection = config, fault_injection
+        stuck_bits = config.tiles * CrossbarTile.stuck_bits(config)
         super().__init__({
+            **({"stuck": In(stuck_bits)} if fault_injection else {}),
             "start": In(1),
             "running": Out(1), "done": Out(1), "error": Out(1),
             "error_code": Out(8), "error_pc": Out(16),
@@ -60,9 +64,12 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         c = self.config
         m = Module()
-        tiles = [CrossbarTile(c) for _ in range(c.tiles)]
+        tiles = [CrossbarTile(c, self.fault_injection) for _ in range(c.tiles)]
         for t, tile in enumerate(tiles):
             m.submodules[f"tile{t}"] = tile
+            if self.fault_injection:
+                width = CrossbarTile.stuck_bits(c)
+                m.d.comb += tile.stuck.eq(self.stuck[t * width:(t + 1) * width])
         m.submodules.decoder = decoder = InstructionDecoder(c)
         m.submodules.adder_tree = tree = AdderTree(c)
         units = {Opcode.PROGRAM: ProgramUnit(c), Opcode.MVM: MVMUnit(c),
