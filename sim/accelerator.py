@@ -7,7 +7,8 @@ from .runner import run_component
 __all__ = ["run_accelerator_check"]
 
 
-TESTBENCHES = {"random_programs": "sim.accelerator_tb", "errors": "sim.accelerator_errors_tb"}
+TESTBENCHES = {"random_programs": "sim.accelerator_tb", "errors": "sim.accelerator_errors_tb",
+               "self_test": "sim.self_test_tb"}
 
 
 def run_accelerator_check(config, programs=200, seed=1, order=("random_programs", "errors"),
