@@ -72,6 +72,7 @@ MINUTES = option_type("a positive, finite number of minutes", float,
                       lambda v: math.isfinite(v) and v > 0)
 
 
+FRACTION = option_type("a fraction in [0, 1]", float, lambda v: 0 <= v <= 1)
 SPARSITY = option_type("a fraction of blocks in [0, 1)", float, lambda v: 0 <= v < 1)
 
 

@@ -90,3 +90,24 @@ def test_rtl_self_test_finds_every_injected_stuck_cell(name, record_property):
         f"{figures['device_cycles']} device cycles"))
     assert set(found.faulty) == visible(injected)
     assert_computes_alike(found, injected)
+
+
+def test_bist_command_writes_the_map_it_found(tmp_path, capsys):
+    from tessera.cli import main
+
+    out = tmp_path / "faults.json"
+    small = ["--tiles", "2", "--rows", "8", "--cols", "4"]
+    assert main(["bist", "--inject", "0.05", "--seed", "2", "-o", str(out), *small]) == 0
+    printed = capsys.readouterr().out
+    config = golden.AccelConfig(tiles=2, rows=8, cols=4)
+    injected = FaultMap.random(config, 0.05, seed=2)
+    assert f"{len(injected.faulty)} injected, {len(injected.faulty)} found, 0 missed, 0 false" \
+        in printed
+    assert set(FaultMap.load(out).faulty) == set(injected.faulty)
+    # The map found, injected again, is found again; a map of another config is refused.
+    assert main(["bist", "--inject-map", str(out), "-o", str(tmp_path / "again.json"),
+                 *small]) == 0
+    assert FaultMap.load(tmp_path / "again.json") == FaultMap.load(out)
+    with pytest.raises(SystemExit) as exit:
+        main(["bist", "--inject-map", str(out), "-o", str(tmp_path / "x.json")])
+    assert exit.value.code == 2 and "is for t2_r8_c4" in capsys.readouterr().err

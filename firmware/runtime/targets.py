@@ -81,6 +81,10 @@ class BoardTarget:
     name = "board"
 
     def run(self, exe, x_q, progress=None):
+        return self.drive(lambda driver: run_executable(driver, exe, x_q, progress))
+
+    def drive(self, work):
+        """``await work(driver)`` on a driver over the board's port; returns its result."""
         try:
             link = PySerialLink(self.port, self.baudrate)
         except OSError as error:        # pyserial's SerialException is an OSError
@@ -88,7 +92,7 @@ class BoardTarget:
                              f"{error}") from None
         try:
             bus = SerialBus(link, self.timeout_s)
-            return asyncio.run(run_executable(Driver(bus), exe, x_q, progress))
+            return asyncio.run(work(Driver(bus)))
         except (BusError, DeviceError, DeviceTimeout) as error:
             raise BoardError(f"the board at {self.port}: {error}") from None
         finally:
