@@ -24,7 +24,8 @@ def test_stuck_at_1_cell_adds_its_top_level_at_its_slice():
     # the weight reads 3 << 2 = 12, so x = 5 on row 0 gives 60 in column 0, 0 in column 1.
     stuck = one_stuck(CONFIG, 0, 1, 0, 0, STUCK_AT_1)
     x = np.array([5, 0, 0, 0])
-    assert golden.crossbar_mvm(CONFIG, x, np.zeros((4, 2), np.int64), stuck=stuck).tolist() == [60, 0]
+    zero = np.zeros((4, 2), np.int64)
+    assert golden.crossbar_mvm(CONFIG, x, zero, stuck=stuck).tolist() == [60, 0]
 
 
 def test_stuck_at_0_cell_drops_its_bits():

@@ -66,7 +66,8 @@ def patterns(config):
     for side, s in itertools.product(range(2), range(config.slices)):
         level = int(written_levels(config)[side, s])
         if level:
-            yield f"w{'+-'[side]} slice {s}", (side, s), (1, -1)[side] * (level << (s * config.cell_bits))
+            weight = (1, -1)[side] * (level << (s * config.cell_bits))
+            yield f"w{'+-'[side]} slice {s}", (side, s), weight
 
 
 def _check_fits(config):
