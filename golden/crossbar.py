@@ -9,7 +9,8 @@ import numpy as np
 from .config import INPUT_BITS
 from .faults import apply_stuck
 
-__all__ = ["INPUT_OFFSET", "offset_excess", "check_int8", "weight_slices", "input_levels",
+__all__ = ["INPUT_OFFSET", "offset_excess", "check_int8", "weight_slices", "read_weights",
+           "input_levels",
            "column_counts",
            "adc_convert", "shift_add", "crossbar_mvm", "reference_mvm", "int8_matmul"]
 
@@ -48,6 +49,15 @@ def weight_slices(config, weights):
     g_pos = (np.maximum(w, 0)[None] >> shifts) & mask
     g_neg = (np.maximum(-w, 0)[None] >> shifts) & mask
     return g_pos, g_neg
+
+
+def read_weights(config, weights, stuck):
+    """The int8-scale weights a tile reads back from cells programmed with `weights` when
+    `stuck` (its cell states, `golden.faults`) holds some: ``sum_s (g+_s - g-_s) <<
+    (s * cell_bits)``, in -255..255. What an exact (lossless) product multiplies by."""
+    g_pos, g_neg = apply_stuck(config, *weight_slices(config, weights), stuck)
+    shifts = (np.arange(config.slices) * config.cell_bits)[:, None, None]
+    return ((g_pos - g_neg) << shifts).sum(axis=0)
 
 
 def input_levels(config, x, offset_inputs=False):

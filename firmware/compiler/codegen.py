@@ -9,6 +9,7 @@ from golden import isa
 from golden.crossbar import offset_excess
 from golden.device import QuantParams, pack_quant_params
 
+from .fault_aware import resting_inputs
 from .mapper import COPY, PadMap, PoolMap, segment_steps
 
 __all__ = ["SegmentCode", "segment_images", "segment_program"]
@@ -74,10 +75,17 @@ def _pad(pad, batch, in_base, out_base, place):
     return program
 
 
-def _staged_lanes(job):
+def _staged_lanes(job, faults):
     """The wmem lanes the host stages a non-resident job in: one copy of its tiles, which
-    its replicas take their weights from (None when it has no replicas: its own lanes)."""
-    return job.ktiles * job.ngroups if job.replicas > 1 else None
+    its replicas take their weights from (None when it has no replicas, or when the
+    weights are written for each tile's stuck cells: each tile its own lanes)."""
+    return job.ktiles * job.ngroups if job.replicas > 1 and faults is None else None
+
+
+def _staged_tiles(job, place, faults):
+    """The first tile of each copy of the job's blocks the staging image holds."""
+    copies = job.replicas if faults is not None and not place.resident else 1
+    return [place.first_tile[job] + r * job.ktiles * job.ngroups for r in range(copies)]
 
 
 def segment_images(qnet, network_map, segment, placement):
@@ -90,17 +98,26 @@ def segment_images(qnet, network_map, segment, placement):
     steps, by_name = segment_steps(network_map.steps, segment), {l.name: l for l in qnet.layers}
     slots = max(placement.slot.values(), default=-1) + 1
     wmem = np.zeros((slots * R, c.tiles, C), np.int64)
-    for job, slot in placement.slot.items():
-        weights = steps[job.step].weights
-        for n, nb in enumerate(job.nbs):    # replica 0's tiles; PROGRAM copies the rest
-            for k, kb in enumerate(job.kbs):
-                tile = isa.mvm_tile(placement.first_tile[job], 0, n, k, job.ktiles, job.ngroups)
-                wmem[slot * R:(slot + 1) * R, tile] = weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
-    wmem = wmem.reshape(slots * R, c.tiles * C)
     lanes = np.zeros(slots, np.int64)
+    faults = network_map.fault_writes
     for job, slot in placement.slot.items():
-        used = placement.first_tile[job] + job.ktiles * job.ngroups
-        lanes[slot] = max(lanes[slot], used)
+        lm = steps[job.step]
+        rest = None if faults is None else resting_inputs(
+            lm, by_name[lm.name], lm.k_inputs.get(job.kbs[0], job.step) == 0)
+        # Replica 0's tiles, whose lanes PROGRAM copies to the rest; with stuck cells,
+        # every replica's, each written for its own tile.
+        for first in _staged_tiles(job, placement, faults):
+            for n, nb in enumerate(job.nbs):
+                for k, kb in enumerate(job.kbs):
+                    tile = isa.mvm_tile(first, 0, n, k, job.ktiles, job.ngroups)
+                    block = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+                    if faults is not None:
+                        block = faults.write(tile, block, (job.step, id(segment.band), nb),
+                                             (id(job), kb), None if rest is None else
+                                             rest[kb * R:(kb + 1) * R])
+                    wmem[slot * R:(slot + 1) * R, tile] = block
+            lanes[slot] = max(lanes[slot], first + job.ktiles * job.ngroups)
+    wmem = wmem.reshape(slots * R, c.tiles * C)
     qmem = np.zeros((len(placement.qentry), C, 4), np.int64)
     for (s, nb, cls), entry in placement.qentry.items():
         layer = by_name[steps[s].name]
@@ -108,6 +125,11 @@ def segment_images(qnet, network_map, segment, placement):
                              else (layer.multiplier, layer.shift))
         # Offset-binary inputs add 128 * sum(w) to each channel's sum: the bias removes it.
         bias = layer.bias - (offset_excess(layer.weights) if steps[s].offset_inputs else 0)
+        if faults is not None:          # what the stuck cells' reads add at rest
+            bias = bias.copy()
+            first = steps[s].n_first + nb
+            bias[first * C:(first + 1) * C] -= faults.bias_correction(
+                (s, id(segment.band), nb), C)[:len(bias[first * C:(first + 1) * C])]
         for lane in range(C):
             channel = (steps[s].n_first + nb) * C + lane
             if channel < layer.weights.shape[1]:
@@ -120,7 +142,7 @@ def segment_images(qnet, network_map, segment, placement):
     return wmem, np.maximum(lanes, 1), qmem.reshape(len(qmem), 4 * C)
 
 
-def _matrix_step(s, segment, place, config, steps, setup, inference):
+def _matrix_step(s, segment, place, config, steps, setup, inference, faults):
     """Per job of matrix step `s` in the segment: its PROGRAM (in the setup program when
     the tiles are resident) and its MVMs; then the step's REQUANTs."""
     lm = steps[s]
@@ -141,7 +163,7 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
         first_tile, replicas = place.first_tile[job], 1 if place.resident else job.replicas
         if not place.resident:              # replicas from the one copy in lanes 0 ..
             inference.append(isa.program(first_tile, place.slot[job] * config.rows,
-                                         tiles=job.tiles, lanes=_staged_lanes(job)))
+                                         tiles=job.tiles, lanes=_staged_lanes(job, faults)))
         # Blocks that read another tensor than the step before's output: an earlier
         # layer's (a branch) or one input of a merge.
         source = lm.k_inputs.get(job.kbs[0], s)
@@ -200,7 +222,8 @@ def segment_program(network_map, segment, place):
                               place.tensor_base.get(steps[s].input_tensor, 0),
                               place.tensor_base[s + 1], place)
         else:
-            _matrix_step(s, segment, place, config, steps, setup, inference)
+            _matrix_step(s, segment, place, config, steps, setup, inference,
+                         network_map.fault_writes)
         layer_pcs[steps[s].name] = range(first_pc, len(inference))
     inference.append(isa.halt())
     if setup:

@@ -1005,6 +1005,7 @@ class NetworkMap:
     segments: list               # Segments in execution order
     batch: int                   # samples a full batch runs
     samples: int = None          # the batch its jobs are shaped for (None: an estimate)
+    fault_writes: object = None  # a fault_aware.FaultAwareWrites: weights for stuck cells
 
     @property
     def layers(self):

@@ -11,6 +11,7 @@ from golden.config import MAX_MEMORY_DEPTH
 
 from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
+from .fault_aware import FaultAwareWrites
 from ..runtime.executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
                      channel_bands, input_band, input_bands, output_cols, output_rows,
@@ -613,7 +614,7 @@ def _calibrate_adc(qnet, network_map, adc_calibration):
 
 
 def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
-                    adc_calibration=None, input_order=None, progress=None):
+                    adc_calibration=None, input_order=None, progress=None, faults=None):
     """`qnet` compiled for `config` into an `Executable`; `head` (a final Softmax,
     LogSoftmax or ArgMax of the model) is left to the host. `input_order` (a permutation)
     says that `qnet`'s input element j is element ``input_order[j]`` of the samples users
@@ -622,8 +623,14 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     `adc_calibration` samples (float, shaped as the model's input) set each layer's ADC
     range; without them every layer converts at shift 0 and a `LossyAdcWarning` says so.
     `progress(stage, done, total)`, if given, is called as steps are mapped and segments
-    generated."""
+    generated. `faults` (a `golden.faults.FaultMap` of the device, from its self test)
+    has each block written for its tile's stuck cells (`fault_aware`), and every replica
+    staged for its own tile."""
+    if faults is not None and faults.config != config:
+        raise ValueError(f"the fault map is for {faults.config.name}, not {config.name}")
     network_map = map_network(qnet, config, batch, progress)
+    if faults is not None:
+        network_map.fault_writes = FaultAwareWrites(faults)
     adc_lines = _calibrate_adc(qnet, network_map, adc_calibration)
     steps, segments = network_map.steps, network_map.segments
     resident = network_map.resident
@@ -670,6 +677,10 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
                      images, plans,
                      resident)
     exe.summary = _summary(qnet, network_map, exe) + adc_lines
+    if faults is not None:
+        exe.summary.append(f"  written around {len(faults.faulty)} stuck cells "
+                           f"({faults.fraction:.2%} of the cells): each tile's blocks for its "
+                           f"own cells, the bias taking back what they add at rest")
     if head:
         exe.summary.append(f"  the model's final {head} runs on the host, on the dequantised "
                            f"outputs")

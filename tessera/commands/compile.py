@@ -59,10 +59,18 @@ def run(args):
 
     config = config_from_args(args)
     refuse_overwrite(args.out, {"network": args.network, "--calibration": args.calibration,
-                                "--train": args.train, "--labels": args.labels})
+                                "--train": args.train, "--labels": args.labels,
+                                "--fault-map": args.fault_map})
     if args.prune_layers and not args.prune_blocks:
         raise UsageError("--prune-layers names the layers --prune-blocks prunes: give "
                          "--prune-blocks too")
+    faults = None
+    if args.fault_map is not None:
+        from golden.faults import FaultMap
+        faults = FaultMap.load(args.fault_map)
+        if faults.config != config:
+            raise UsageError(f"--fault-map {args.fault_map} is for {faults.config.name}, not "
+                             f"{config.name}: set the config options to the device's")
     network, layout, given, head = load_network(args.network)
     if args.calibration is None and given is None:
         raise UsageError(f"{args.network} is a float model: give --calibration data")
@@ -83,7 +91,7 @@ def run(args):
                 network, config, calibration, given=given, method=args.method,
                 percentile=args.percentile, input_layout=layout, head=head, batch=args.batch,
                 adc_calibration=None if args.no_adc_calibration else calibration,
-                progress=compile_progress()).executable
+                progress=compile_progress(), faults=faults).executable
         except MappingError as error:
             raise UsageError(f"{args.network}: {error}") from None
     for warning in caught:
@@ -129,6 +137,10 @@ def add_parser(commands):
                         help="fine-tuning epochs (default: 20)")
     parser.add_argument("--batch", type=POSITIVE_INT, default=None,
                         help="samples a batch (default: the largest the memories hold)")
+    parser.add_argument("--fault-map", default=None, metavar="FILE",
+                        help="the device's stuck cells (from `tessera bist`): each block is "
+                             "written for the cells of its tile, and the bias takes back what "
+                             "they add at rest (docs/compiler.md)")
     parser.add_argument("--out", default="compiled.tessera",
                         help="executable file, data only (default: compiled.tessera)")
     add_config_options(parser)

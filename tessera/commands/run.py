@@ -54,13 +54,27 @@ def describe_batches(batches):
     return ", ".join([first] + [f"{count} of {size}" for size, count in rest])
 
 
-def target_of(args, nonideal):
+def fault_map_of(args, exe):
+    """The `--fault-map` the golden device runs with, checked against the executable's
+    config; None without one."""
+    from golden.faults import FaultMap
+
+    if args.fault_map is None:
+        return None
+    faults = FaultMap.load(args.fault_map)
+    if faults.config != exe.config:
+        raise UsageError(f"--fault-map {args.fault_map} is for {faults.config.name}, the "
+                         f"executable for {exe.config.name}")
+    return faults
+
+
+def target_of(args, nonideal, faults=None):
     """The target `--backend` names, with its options."""
     from firmware.runtime.targets import BoardTarget, GoldenTarget
 
-    if nonideal is not None and args.backend != "golden":
-        raise UsageError("non-idealities are modelled on the golden backend only "
-                         "(the RTL and the board are the ideal digital design)")
+    if (nonideal is not None or faults is not None) and args.backend != "golden":
+        raise UsageError("non-idealities and --fault-map are modelled on the golden backend "
+                         "only (`tessera bist --backend rtl` runs the RTL with stuck cells)")
     if (args.port is None) != (args.backend != "board"):
         raise UsageError("--port names the board's serial port: give it with --backend board, "
                          "and only then")
@@ -71,10 +85,10 @@ def target_of(args, nonideal):
     if args.backend == "rtl":
         from sim.network import RTLTarget
         return RTLTarget(fast_load=args.fast_load)
-    return GoldenTarget(nonideal)
+    return GoldenTarget(nonideal, faults)
 
 
-def run_record(args, exe, run, x_q, labels, clipped, nonideal, ideal):
+def run_record(args, exe, run, x_q, labels, clipped, nonideal, ideal, faults=None):
     """run.json's fields: what ran where, its outputs and counters, and the figures the
     run measured (accuracy; with non-idealities, how far from the ideal run)."""
     predictions = np.argmax(run.outputs, axis=1)
@@ -88,8 +102,12 @@ def run_record(args, exe, run, x_q, labels, clipped, nonideal, ideal):
     if labels is not None:
         record["accuracy"] = float(np.mean(predictions == labels))
     if nonideal is not None:
-        ideal_predictions = np.argmax(ideal.outputs, axis=1)
         record["nonideal"] = dataclasses.asdict(nonideal)
+    if faults is not None:
+        record["fault_map"] = {"file": str(args.fault_map), "stuck_cells": len(faults.faulty),
+                               "fraction": faults.fraction}
+    if ideal is not None:
+        ideal_predictions = np.argmax(ideal.outputs, axis=1)
         record["top1_agreement_with_ideal"] = float(np.mean(predictions == ideal_predictions))
         record["mean_abs_output_error_int8"] = float(np.mean(np.abs(run.outputs - ideal.outputs)))
         if labels is not None:
@@ -121,6 +139,11 @@ def print_summary(record, exe, summary, nonideal):
         print(f"  top-1 accuracy             {record['accuracy']:.4f} ({record['samples']} labels)")
     if nonideal is not None:
         print(f"  non-idealities             {nonideal.describe()}")
+    if "fault_map" in record:
+        faults = record["fault_map"]
+        print(f"  stuck cells                {faults['stuck_cells']} ({faults['fraction']:.2%} of "
+              f"the cells), from {faults['file']}")
+    if "top1_agreement_with_ideal" in record:
         print(f"  against the ideal run      top-1 agreement {record['top1_agreement_with_ideal']:.4f}, "
               f"mean |output error| {record['mean_abs_output_error_int8']:.2f} int8 LSB"
               + (f", accuracy {record['accuracy']:.4f} vs {record['ideal_accuracy']:.4f} ideal "
@@ -143,10 +166,11 @@ def run(args):
               if args.labels else None)
     x_q = exe.input.quantize(inputs)
     nonideal = nonidealities_from_args(args)
-    target = target_of(args, nonideal)
+    faults = fault_map_of(args, exe)
+    target = target_of(args, nonideal, faults)
     ideal = None
     try:
-        if nonideal is not None:
+        if nonideal is not None or faults is not None:
             ideal = GoldenTarget().run(exe, x_q, progress=progress_printer("golden, ideal"))
         run = target.run(exe, x_q, progress=progress_printer(target.name))
     except TargetError as error:
@@ -155,7 +179,7 @@ def run(args):
     summary = energy_summary(run.counters, exe.config, len(x_q), args.preset, run.host_words,
                              args.host_link)
     record = run_record(args, exe, run, x_q, labels, exe.input.clipped_fraction(inputs),
-                        nonideal, ideal)
+                        nonideal, ideal, faults)
     record[RUN_DIGEST] = record_digest(record, RUN_DIGEST)
     Path(args.out).write_text(json.dumps(record))
     print_summary(record, exe, summary, nonideal)
@@ -195,5 +219,8 @@ def add_parser(commands):
         analog.add_argument(option, dest=field, type=float, default=0.0, metavar="X",
                             help=f"{text} (default: 0)")
     analog.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the non-idealities (default: 0)")
+    analog.add_argument("--fault-map", default=None, metavar="FILE",
+                        help="stick the cells of this fault map (from `tessera bist`) on the "
+                             "golden device")
     parser.set_defaults(handler=run)
     return parser

@@ -1,0 +1,99 @@
+"""Mapping around stuck cells: each weight is written as the int8 value whose read, with
+its tile's stuck cells (`golden.faults`), comes nearest the weight wanted.
+
+A stuck cell adds the same amount to a weight's read whatever is written, and the cells
+left working can often make up for it, on the other side of the differential pair if
+need be: a weight of 5 whose w+ slice-1 cell is stuck at 3 reads 13 when written 5, but
+exactly 5 when written -7 (12 from the stuck cell, minus 7 on w-). The compiler knows
+which tile holds each block, so it writes each tile's blocks for that tile's cells.
+"""
+
+import numpy as np
+
+from golden.crossbar import INPUT_OFFSET, read_weights
+
+from .quantize import QuantizedMerge
+
+__all__ = ["write_table", "compensate", "FaultAwareWrites", "resting_inputs"]
+
+INT8 = np.arange(-128, 128)
+
+
+def write_table(config, states):
+    """``table[target + 128, row, col]``: the int8 value to write at (row, col) of a tile
+    with cell states `states` so that its read is nearest `target` (ties: the value
+    nearest the target itself). Weights with no stuck cell are written as they are."""
+    table = np.broadcast_to(INT8[:, None, None], (256, config.rows, config.cols)).copy()
+    rows, cols = np.nonzero(states.any(axis=(0, 1)))
+    if len(rows):
+        weights = np.zeros((config.rows, config.cols), np.int64)
+        reads = np.empty((256, len(rows)), np.int64)
+        for i, w in enumerate(INT8):
+            weights[rows, cols] = w
+            reads[i] = read_weights(config, weights, states)[rows, cols]
+        error = np.abs(reads[None] - INT8[:, None, None])              # target, written, cell
+        # Among equally near reads, the written value nearest the target.
+        tie = np.abs(INT8[None, :] - INT8[:, None])[:, :, None] / 1024
+        table[:, rows, cols] = INT8[np.argmin(error + tie, axis=1)]
+    return table
+
+
+def resting_inputs(step, layer, host_fed):
+    """Each padded row's input when the layer's input is at rest: its zero point, and 0 on
+    the rows a host-fed layer leaves empty (the host writes zeros there; the device's
+    requantisers write the zero point into padding channels). None where it is not one
+    value (a merge of inputs with their own zero points): no bias correction then."""
+    if isinstance(layer, QuantizedMerge) or getattr(layer, "input", None) is None:
+        return None
+    rest = np.full(len(step.weights), layer.input.zero_point, np.int64)
+    if host_fed:
+        rest[:] = 0
+        rest[step.row_index] = layer.input.zero_point
+    if step.offset_inputs:
+        rest += INPUT_OFFSET                # offset binary applies x + 128
+    return rest
+
+
+def compensate(config, weights, states, table=None):
+    """`weights` (a ``(rows, cols)`` block) as written to a tile with `states`."""
+    if not states.any():
+        return weights
+    table = write_table(config, states) if table is None else table
+    rows, cols = np.indices(weights.shape)
+    return table[np.asarray(weights, np.int64) + 128, rows, cols]
+
+
+class FaultAwareWrites:
+    """Blocks written for the tiles of one fault map (each tile's `write_table` made
+    once), and what their reads still miss, for the requantiser's bias to take back.
+
+    A block's read misses its weights by ``e = read - wanted``, so a column sums
+    ``sum_r e_r x_r`` too much. Where inputs rest at a known value (their zero point: a
+    ReLU's zeros, padding), ``sum_r e_r rest_r`` is a constant per column, which the bias
+    removes; only ``sum_r e_r (x_r - rest_r)`` remains, over the active inputs."""
+
+    def __init__(self, faults):
+        self.faults, self._tables, self._missed = faults, {}, {}
+
+    def write(self, tile, weights, output_key=None, block_key=None, rest=None):
+        """`weights` as written to `tile`. Given `rest` (each row's resting input), the
+        constant the read adds to each column is kept for `output_key` (the requantised
+        block), once per `block_key` (a block of its sum), averaged over the tiles
+        holding copies of it."""
+        config, states = self.faults.config, self.faults.tile_states(tile)
+        if not states.any():
+            return weights
+        if tile not in self._tables:
+            self._tables[tile] = write_table(config, states)
+        written = compensate(config, weights, states, self._tables[tile])
+        if rest is not None:
+            missed = read_weights(config, written, states) - weights
+            copies = self._missed.setdefault(output_key, {}).setdefault(block_key, [])
+            copies.append(np.asarray(rest, np.int64) @ missed)
+        return written
+
+    def bias_correction(self, output_key, cols):
+        """What the bias of `output_key`'s columns subtracts: its blocks' constants."""
+        blocks = self._missed.get(output_key, {})
+        total = sum((np.mean(copies, axis=0) for copies in blocks.values()), np.zeros(cols))
+        return np.rint(total).astype(np.int64)
