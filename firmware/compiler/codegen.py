@@ -103,7 +103,8 @@ def segment_images(qnet, network_map, segment, placement):
     for job, slot in placement.slot.items():
         lm = steps[job.step]
         rest = None if faults is None else resting_inputs(
-            lm, by_name[lm.name], lm.k_inputs.get(job.kbs[0], job.step) == 0)
+            lm, by_name[lm.name], lm.k_inputs.get(job.kbs[0], job.step) == 0,
+            faults.means.get(lm.name))
         # Replica 0's tiles, whose lanes PROGRAM copies to the rest; with stuck cells,
         # every replica's, each written for its own tile.
         for first in _staged_tiles(job, placement, faults):

@@ -12,9 +12,9 @@ import numpy as np
 
 from golden.crossbar import INPUT_OFFSET, read_weights
 
-from .quantize import QuantizedMerge
+from .quantize import QuantizedDense, QuantizedMerge
 
-__all__ = ["write_table", "compensate", "FaultAwareWrites", "resting_inputs"]
+__all__ = ["write_table", "compensate", "FaultAwareWrites", "resting_inputs", "input_means"]
 
 INT8 = np.arange(-128, 128)
 
@@ -38,17 +38,34 @@ def write_table(config, states):
     return table
 
 
-def resting_inputs(step, layer, host_fed):
-    """Each padded row's input when the layer's input is at rest: its zero point, and 0 on
-    the rows a host-fed layer leaves empty (the host writes zeros there; the device's
-    requantisers write the zero point into padding channels). None where it is not one
-    value (a merge of inputs with their own zero points): no bias correction then."""
+def input_means(qnet, x_q):
+    """Per matrix layer of one input (by name), the mean of each of its matrix rows'
+    inputs (im2col patches for a convolution) over the int8 samples `x_q`."""
+    tensors = qnet.activations(x_q)
+    means = {}
+    for layer, reads in zip(qnet.layers, qnet.reads):
+        if isinstance(layer, QuantizedDense) and not isinstance(layer, QuantizedMerge) \
+                and len(reads) == 1:
+            patches = np.asarray(layer.patches(tensors[reads[0]]), np.float64)
+            means[layer.name] = patches.reshape(-1, patches.shape[-1]).mean(axis=0)
+    return means
+
+
+def resting_inputs(step, layer, host_fed, means=None):
+    """Each padded row's typical input: the mean of its matrix row's inputs over the
+    calibration samples (`means`, from `input_means`), else its zero point, where a
+    ReLU's zeros and padding rest; and on the rows a host-fed layer leaves empty, 0 (the
+    host writes zeros there; the device's requantisers write the zero point into padding
+    channels). None where no one value holds (a merge of inputs with zero points of
+    their own): no bias correction then."""
     if isinstance(layer, QuantizedMerge) or getattr(layer, "input", None) is None:
         return None
-    rest = np.full(len(step.weights), layer.input.zero_point, np.int64)
+    rest = np.full(len(step.weights), float(layer.input.zero_point))
     if host_fed:
-        rest[:] = 0
+        rest[:] = 0.0
         rest[step.row_index] = layer.input.zero_point
+    if means is not None and len(means) == len(step.row_index):
+        rest[step.row_index] = means
     if step.offset_inputs:
         rest += INPUT_OFFSET                # offset binary applies x + 128
     return rest
@@ -68,12 +85,14 @@ class FaultAwareWrites:
     once), and what their reads still miss, for the requantiser's bias to take back.
 
     A block's read misses its weights by ``e = read - wanted``, so a column sums
-    ``sum_r e_r x_r`` too much. Where inputs rest at a known value (their zero point: a
-    ReLU's zeros, padding), ``sum_r e_r rest_r`` is a constant per column, which the bias
-    removes; only ``sum_r e_r (x_r - rest_r)`` remains, over the active inputs."""
+    ``sum_r e_r x_r`` too much. With ``m_r`` each row's mean input over calibration
+    samples (or, without them, its resting value: the zero point of a ReLU's zeros and of
+    padding), ``sum_r e_r m_r`` is a constant per column, which the bias removes; only
+    ``sum_r e_r (x_r - m_r)`` remains, zero on average."""
 
-    def __init__(self, faults):
+    def __init__(self, faults, means=None):
         self.faults, self._tables, self._missed = faults, {}, {}
+        self.means = means or {}        # `input_means`, by layer name
 
     def write(self, tile, weights, output_key=None, block_key=None, rest=None):
         """`weights` as written to `tile`. Given `rest` (each row's resting input), the
@@ -89,7 +108,7 @@ class FaultAwareWrites:
         if rest is not None:
             missed = read_weights(config, written, states) - weights
             copies = self._missed.setdefault(output_key, {}).setdefault(block_key, [])
-            copies.append(np.asarray(rest, np.int64) @ missed)
+            copies.append(np.asarray(rest, np.float64) @ missed)
         return written
 
     def bias_correction(self, output_key, cols):

@@ -11,7 +11,7 @@ from golden.config import MAX_MEMORY_DEPTH
 
 from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
-from .fault_aware import FaultAwareWrites
+from .fault_aware import FaultAwareWrites, input_means
 from ..runtime.executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
                      channel_bands, input_band, input_bands, output_cols, output_rows,
@@ -624,13 +624,16 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     range; without them every layer converts at shift 0 and a `LossyAdcWarning` says so.
     `progress(stage, done, total)`, if given, is called as steps are mapped and segments
     generated. `faults` (a `golden.faults.FaultMap` of the device, from its self test)
-    has each block written for its tile's stuck cells (`fault_aware`), and every replica
-    staged for its own tile."""
+    has each block written for its tile's stuck cells (`fault_aware`), every replica
+    staged for its own tile, and the bias corrected for the mean inputs of the
+    `adc_calibration` samples when given (else for inputs at rest)."""
     if faults is not None and faults.config != config:
         raise ValueError(f"the fault map is for {faults.config.name}, not {config.name}")
     network_map = map_network(qnet, config, batch, progress)
     if faults is not None:
-        network_map.fault_writes = FaultAwareWrites(faults)
+        means = None if adc_calibration is None else input_means(
+            qnet, qnet.input.quantize(np.asarray(adc_calibration, np.float64)))
+        network_map.fault_writes = FaultAwareWrites(faults, means)
     adc_lines = _calibrate_adc(qnet, network_map, adc_calibration)
     steps, segments = network_map.steps, network_map.segments
     resident = network_map.resident
