@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2 -m "not slow"
 
-.PHONY: demo test test-all formal bench clean
+.PHONY: demo test test-all formal coverage bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ test-all: $(STAMP)
 
 formal: $(STAMP)
 	$(VENV)/bin/python -m sim.formal
+
+# The RTL tests of the default suite with Verilator's line, branch and toggle coverage
+# (models built apart, in build/coverage/), then the merged report (sim/coverage.py).
+RTL_TESTS := tests/test_tile_rtl.py tests/test_accelerator_rtl.py tests/test_network_rtl.py \
+	tests/test_uart_bridge.py tests/test_faults_rtl.py tests/test_self_test.py
+coverage: $(STAMP)
+	rm -rf build/coverage
+	TESSERA_COVERAGE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(RTL_TESTS)
+	$(VENV)/bin/python -m sim.coverage
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/sim_speed.py

@@ -26,6 +26,11 @@ BUILD_ROOT = Path(os.environ.get("TESSERA_BUILD", REPO_ROOT / "build"))
 # Amaranth's Verilog trips width lints; they are style, not bugs.
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                   "-O3", "--x-assign", "unique", "--x-initial", "unique"]
+# `make coverage`: every model built with line and toggle coverage, in a build tree of
+# its own, each simulation writing its counts to a file of its own (`sim.coverage`).
+COVERAGE = os.environ.get("TESSERA_COVERAGE") == "1"
+COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle"]
+SIM_FOLDER = "coverage" if COVERAGE else "sim"
 
 
 # Signals besides its ports that a toplevel's testbenches reach through VPI: the
@@ -89,7 +94,7 @@ def _make_ports_public(runner_class):
 
 def build_dir_for(block, config):
     """One build directory per block and config, so sweeps never share a model."""
-    return BUILD_ROOT / "sim" / f"{block}_{config.name}"
+    return BUILD_ROOT / SIM_FOLDER / f"{block}_{config.name}"
 
 
 @dataclass
@@ -145,8 +150,9 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
         for name in [*verilog_ports(verilog), *PUBLIC.get(toplevel, ()), *public]))
     started = time.monotonic()
     log(f"verilating {Path(verilog).name} into {build_dir} ...")
+    coverage = COVERAGE_ARGS if COVERAGE else []
     runner.build(sources=[VerilatorControlFile(control), verilog, *sources], hdl_toplevel=toplevel,
-                 build_dir=build_dir, build_args=[*VERILATOR_ARGS, *build_args],
+                 build_dir=build_dir, build_args=[*VERILATOR_ARGS, *coverage, *build_args],
                  log_file=build_dir / "build.log")
     built = time.monotonic()
     results_json = build_dir / "tessera_results.json"
@@ -154,9 +160,12 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
     results_xml = build_dir / "results.xml"
     results_xml.unlink(missing_ok=True)
     try:
+        plusargs = ([f"+verilator+coverage+file+{build_dir}/coverage_{time.time_ns()}.dat"]
+                    if COVERAGE else [])
         runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
                     results_xml=str(results_xml), log_file=build_dir / "sim.log",
-                    extra_env={**env, "TESSERA_RESULTS": str(results_json)})
+                    extra_env={**env, "TESSERA_RESULTS": str(results_json)},
+                    plusargs=plusargs)
     except SystemExit:
         # Under pytest the runner exits on a failed test; its results file says which,
         # and the caller reports them with the figures (a crash leaves no file: raised).
