@@ -8,6 +8,7 @@ from golden import isa, regmap
 from golden.isa import ErrorCode
 
 from .accelerator_tb import AcceleratorBench, compare_runs, load_settings, save_figures
+from .isa_coverage import isa_coverage
 
 
 def error_programs(config):
@@ -87,3 +88,4 @@ async def errors_stop_and_soft_reset_recovers(dut):
     assert busy_write_refused, "a memory write while running was accepted"
     assert await bench.driver.bus.wait_done(1e-3)
     save_figures("errors", dict(cases=len(seen), bus_errors=bus_errors))
+    save_figures("isa_coverage", isa_coverage())      # so far in this simulation

@@ -26,6 +26,7 @@ from golden.device import Device
 from golden.faults import FaultMap
 
 from .axi_transport import CocotbAxiBus, start_accelerator
+from .isa_coverage import isa_coverage, sample_run
 from .random_programs import random_memories, random_program, written_entries
 
 CLOCK_NS = 10
@@ -83,6 +84,7 @@ class AcceleratorBench:
         self.stall_bus(False)          # nothing wakes Python while the device runs
         actual = await self.driver.run(timeout_s=1e-3, raise_on_error=False)
         self.stall_bus(True)
+        sample_run(instructions, actual, self.config)
         return expected, actual
 
     async def run_matching(self, instructions):
@@ -184,6 +186,7 @@ async def random_programs_match_golden(dut):
                 problems.append(f"{memory} entries {bad[:8].tolist()} differ after the batch")
     figures["wall_seconds"] = time.monotonic() - started
     save_figures("random_programs", figures)
+    save_figures("isa_coverage", isa_coverage())      # so far in this simulation
     dut._log.info("%s: %d random programs (%d instructions, %d device cycles), %d entries "
                   "compared: %d output, %d counter, %d status mismatches", config.name,
                   figures["programs"], figures["instructions"], figures["device_cycles"],

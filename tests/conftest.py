@@ -42,7 +42,7 @@ def pytest_terminal_summary(terminalreporter):
     lines = [value for outcome in ("passed", "failed")
              for report in terminalreporter.stats.get(outcome, [])
              if report.when == "call"
-             for key, value in report.user_properties if key == "rtl_check"]
+             for key, value in report.user_properties if key in ("rtl_check", "isa_coverage")]
     if lines:
         terminalreporter.section("RTL vs golden model")
         for line in sorted(lines):

@@ -32,6 +32,15 @@ def test_accelerator_matches_golden(name, record_property):
     assert figures["programs"] == PROGRAMS
     assert figures["output_mismatches"] == figures["counter_mismatches"] == 0
     assert figures["status_mismatches"] == 0
+    # Functional coverage (sim/isa_coverage.py): every opcode run, every error code met.
+    coverage = run.results["isa_coverage"]
+    bins = [(point, b) for point, hits in coverage.items() for b in hits]
+    missed = [f"{point}: {b}" for point, b in bins if not coverage[point][b]]
+    record_property("isa_coverage", (
+        f"ISA coverage on {name}: {len(bins) - len(missed)} of {len(bins)} bins hit; "
+        f"not hit: {'; '.join(missed) or 'none'}"))
+    for point in ("isa.opcode", "isa.error"):
+        assert all(coverage[point].values()), (point, coverage[point])
 
 
 def test_sixty_four_tiles_elaborate(tmp_path):
