@@ -59,6 +59,27 @@ def test_stuck_cells_on_resting_rows_cost_nothing_once_mapped_around():
     assert np.array_equal(GoldenTarget(faults=faults).run(aware, x_q).outputs, reference)
 
 
+def test_calibration_means_take_back_what_a_constant_input_adds():
+    """Feature 3 is always 0.5, not its zero point: the bias corrected for inputs at rest
+    leaves its row's stuck cells in the outputs; corrected for the calibration means
+    (here exactly that constant) it takes them back exactly."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 1, (200, 16))
+    x[:, 3] = 0.5
+    build = build_executable(rest_row_network(rng), CONFIG, x)
+    exe = build.executable
+    states = np.zeros((1, *cell_shape(CONFIG)), np.uint8)
+    states[0, 0, CONFIG.slices - 1, exe.input.row_index[3], :] = STUCK_AT_1
+    faults = FaultMap(CONFIG, states)
+    x_q = exe.input.quantize(x)
+    reference = build.quantized.forward(x_q)
+    at_rest = build_executable(build.quantized, CONFIG, faults=faults).executable
+    calibrated = build_executable(build.quantized, CONFIG, faults=faults,
+                                  adc_calibration=x).executable
+    assert not np.array_equal(GoldenTarget(faults=faults).run(at_rest, x_q).outputs, reference)
+    assert np.array_equal(GoldenTarget(faults=faults).run(calibrated, x_q).outputs, reference)
+
+
 def test_no_stuck_cells_change_nothing():
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 1, (50, 16))
