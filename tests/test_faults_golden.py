@@ -94,3 +94,30 @@ def test_device_refuses_a_map_of_another_config():
     other = golden.AccelConfig(tiles=1, rows=4, cols=2)
     with pytest.raises(ValueError, match="fault map is for"):
         Device(CONFIG, faults=FaultMap.none(other))
+
+
+@pytest.mark.parametrize("name", ["default_tiles", "twelve_tiles_one_step"])
+def test_lossless_device_with_stuck_cells_equals_the_bit_serial_tile(name):
+    """A lossless device multiplies by the weights the cells read, in one product; 60
+    random programs give the same memories as each tile's bit-serial, sliced product."""
+    from sim.check_configs import CONFIGS
+    from sim.random_programs import random_memories, random_program
+
+    config, rng = CONFIGS[name], np.random.default_rng(0)
+    faults = FaultMap.random(config, 0.05, seed=1)
+    for _ in range(60):
+        memories = random_memories(config, rng)
+        program = golden.isa.encode_program(
+            random_program(config, rng, int(rng.integers(1, config.imem_depth))))
+        devices = [Device(config, faults=faults) for _ in range(2)]
+        slow = devices[1]
+        slow._tile_product = lambda tile, x, ins: golden.crossbar_mvm(
+            config, x, slow.tile_weights[tile], ins.adc_shift, ins.offset_inputs,
+            faults.tile_states(tile))
+        for device in devices:
+            for memory, entries in memories.items():
+                getattr(device, memory)[:] = entries
+            device.load_program(program)
+            device.run()
+        assert np.array_equal(devices[0].psum, slow.psum)
+        assert np.array_equal(devices[0].amem, slow.amem)
