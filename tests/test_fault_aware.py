@@ -127,9 +127,9 @@ def test_user_flow_bist_compile_run(tmp_path, capsys):
     faults, compiled = tmp_path / "faults.json", tmp_path / "net.tessera"
     assert main(["bist", "--inject", "0.01", "--seed", "4", "-o", str(faults), *small]) == 0
     assert main(["compile", str(tmp_path / "mlp.npz"), "--calibration",
-                 str(tmp_path / "calib.npy"), "--fault-map", str(faults), "--out",
-                 str(compiled), *small]) == 0
-    assert "written around" in capsys.readouterr().out
+                 str(tmp_path / "calib.npy"), "--fault-map", str(faults), "--fault-pairs",
+                 "--out", str(compiled), *small]) == 0
+    assert "each block split over two tiles" in capsys.readouterr().out
     run_json = tmp_path / "run.json"
     assert main(["run", str(compiled), "--inputs", str(tmp_path / "inputs.npy"), "--fault-map",
                  str(faults), "--out", str(run_json)]) == 0
@@ -137,3 +137,45 @@ def test_user_flow_bist_compile_run(tmp_path, capsys):
     record = json.loads(run_json.read_text())
     assert record["fault_map"]["stuck_cells"] == len(FaultMap.load(faults).faulty) > 0
     assert "stuck cells" in printed and "against the ideal run" in printed
+
+
+def test_pairs_split_a_block_around_both_tiles_cells():
+    """Tile 0's top w+ cell of weight (0, 0) is stuck at 1: alone it reads at least
+    192 - 128 = 64 there, whatever is written, for a weight of 10. Split over tile 0 and
+    a fault-free tile 1 (tile 1 writing about 10 - 64), the pair reads every weight
+    exactly; the other weights stay (w, 0)."""
+    from firmware.compiler.fault_aware import FaultAwareWrites
+
+    config = golden.AccelConfig(tiles=2, rows=4, cols=2)
+    states = np.zeros((2, *cell_shape(config)), np.uint8)
+    states[0, 0, config.slices - 1, 0, 0] = STUCK_AT_1
+    weights = np.array([[10, 3], [0, -5], [7, 1], [-2, 0]])
+    faults = FaultMap(config, states)
+    first, second = FaultAwareWrites(faults).write_pair([0, 1], weights)
+    reads = (read_weights(config, first, faults.tile_states(0))
+             + read_weights(config, second, faults.tile_states(1)))
+    assert np.array_equal(reads, weights)
+    assert read_weights(config, first, faults.tile_states(0))[0, 0] >= 64
+    assert np.array_equal(first[1:], weights[1:]) and not second[1:].any()
+
+
+def test_pairs_compile_to_exact_outputs_without_faults_and_closer_with():
+    config = golden.AccelConfig(tiles=4, rows=16, cols=16)
+    rng = np.random.default_rng(5)
+    network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), np.zeros(48)),
+                       Dense("fc1", rng.normal(0, 0.2, (48, 10)), np.zeros(10), relu=False)),
+                      (64,))
+    x = rng.uniform(0, 1, (200, 64))
+    build = build_executable(network, config, x)
+    x_q = build.executable.input.quantize(x)
+    reference = build.quantized.forward(x_q)
+    none = FaultMap.none(config)
+    paired = build_executable(build.quantized, config, faults=none, fault_pairs=True)
+    run = GoldenTarget(faults=none).run(paired.executable, x_q)
+    assert np.array_equal(run.outputs, reference)
+    assert run.counters["cycles"] > GoldenTarget().run(build.executable, x_q).counters["cycles"]
+    faults = FaultMap.random(config, 0.05, seed=1)
+    errors = [np.abs(GoldenTarget(faults=faults).run(build_executable(
+        build.quantized, config, faults=faults, adc_calibration=x, fault_pairs=pairs
+    ).executable, x_q).outputs - reference).mean() for pairs in (False, True)]
+    assert errors[1] < 0.5 * errors[0], errors

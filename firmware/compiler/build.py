@@ -18,7 +18,8 @@ class Build:
 
 def build_executable(network, config, calibration=None, *, given=None, method="minmax",
                      percentile=99.99, input_layout="vector", input_order=None, head=None,
-                     batch=None, adc_calibration=None, progress=None, faults=None):
+                     batch=None, adc_calibration=None, progress=None, faults=None,
+                     fault_pairs=False):
     """`network` (a float `Network`, quantised here on the `calibration` samples or with
     the `given` parameters of an int8 model; or a `QuantizedNetwork`, taken as it is)
     compiled for `config`. The rest are `quantize`'s and `compile_network`'s options."""
@@ -28,5 +29,5 @@ def build_executable(network, config, calibration=None, *, given=None, method="m
         qnet = quantize(network, calibration, method, percentile, given=given)
     exe = compile_network(qnet, config, batch=batch, input_layout=input_layout, head=head,
                           adc_calibration=adc_calibration, input_order=input_order,
-                          progress=progress, faults=faults)
+                          progress=progress, faults=faults, fault_pairs=fault_pairs)
     return Build(qnet, exe)

@@ -109,14 +109,22 @@ def segment_images(qnet, network_map, segment, placement):
         # every replica's, each written for its own tile.
         for first in _staged_tiles(job, placement, faults):
             for n, nb in enumerate(job.nbs):
+                tiles = [isa.mvm_tile(first, 0, n, k, job.ktiles, job.ngroups)
+                         for k in range(job.ktiles)]
                 for k, kb in enumerate(job.kbs):
-                    tile = isa.mvm_tile(first, 0, n, k, job.ktiles, job.ngroups)
                     block = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
-                    if faults is not None:
-                        block = faults.write(tile, block, (job.step, id(segment.band), nb),
-                                             (id(job), kb), None if rest is None else
-                                             rest[kb * R:(kb + 1) * R])
-                    wmem[slot * R:(slot + 1) * R, tile] = block
+                    if faults is None:
+                        wmem[slot * R:(slot + 1) * R, tiles[k]] = block
+                        continue
+                    keys = ((job.step, id(segment.band), nb), (id(job), kb),
+                            None if rest is None else rest[kb * R:(kb + 1) * R])
+                    if not lm.paired:
+                        wmem[slot * R:(slot + 1) * R, tiles[k]] = faults.write(
+                            tiles[k], block, *keys)
+                    elif k % 2 == 0:            # kbs (kb, kb): one block over two tiles
+                        pair = faults.write_pair(tiles[k:k + 2], block, *keys)
+                        for tile, half in zip(tiles[k:k + 2], pair):
+                            wmem[slot * R:(slot + 1) * R, tile] = half
             lanes[slot] = max(lanes[slot], first + job.ktiles * job.ngroups)
     wmem = wmem.reshape(slots * R, c.tiles * C)
     qmem = np.zeros((len(placement.qentry), C, 4), np.int64)

@@ -111,6 +111,46 @@ class FaultAwareWrites:
             copies.append(np.asarray(rest, np.float64) @ missed)
         return written
 
+    def write_pair(self, tiles, weights, output_key=None, block_key=None, rest=None):
+        """`weights` split over two tiles whose products the adder tree sums: (the block
+        for ``tiles[0]``, the block for ``tiles[1]``), their reads summing nearest the
+        weights (as `write` keeps what they still miss)."""
+        config = self.faults.config
+        states = [self.faults.tile_states(t) for t in tiles]
+        weights = np.asarray(weights, np.int64)
+        first, second = weights.copy(), np.zeros_like(weights)
+        rows, cols = np.nonzero(states[0].any(axis=(0, 1)) | states[1].any(axis=(0, 1)))
+        if not len(rows):
+            return first, second
+        reads = [self._reads(t)[:, rows, cols] for t in tiles]            # (256, cells)
+        wanted = weights[rows, cols]
+        for at in range(0, len(rows), 16):              # 16 cells at a time: 8 MB of sums
+            cell = slice(at, at + 16)
+            sums = reads[0][:, None, cell] + reads[1][None, :, cell]      # a, b, cell
+            miss = np.abs(sums - wanted[cell]).astype(np.float64)
+            # Among equal misses, the split nearest (wanted, 0).
+            miss += (np.abs(INT8[:, None, None] - wanted[cell])
+                     + np.abs(INT8)[None, :, None]) / 1024
+            best = miss.reshape(256 * 256, -1).argmin(axis=0)
+            first[rows[cell], cols[cell]] = INT8[best // 256]
+            second[rows[cell], cols[cell]] = INT8[best % 256]
+        if rest is not None:
+            missed = (read_weights(config, first, states[0])
+                      + read_weights(config, second, states[1]) - weights)
+            copies = self._missed.setdefault(output_key, {}).setdefault(block_key, [])
+            copies.append(np.asarray(rest, np.float64) @ missed)
+        return first, second
+
+    def _reads(self, tile):
+        """``reads[v + 128, row, col]``: what tile's cell pair at (row, col) reads when
+        written v."""
+        if ("reads", tile) not in self._tables:
+            config, states = self.faults.config, self.faults.tile_states(tile)
+            self._tables[("reads", tile)] = np.stack([
+                read_weights(config, np.full((config.rows, config.cols), w), states)
+                for w in INT8])
+        return self._tables[("reads", tile)]
+
     def bias_correction(self, output_key, cols):
         """What the bias of `output_key`'s columns subtracts: its blocks' constants."""
         blocks = self._missed.get(output_key, {})

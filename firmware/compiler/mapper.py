@@ -110,6 +110,8 @@ class LayerMap:
                                                         # and runs are then in pixels)
     adc_shift: int = 0           # the ADC range of its MVMs (firmware.compiler.adc_calibration)
     offset_inputs: bool = False  # its MVMs apply x + 128; the bias takes 128 * sum(w) back
+    paired: bool = False         # each K block on two tiles (kbs (kb, kb)), its weights
+                                 # split between them around stuck cells (fault_aware)
 
     @property
     def block_utilisation(self):
@@ -404,7 +406,7 @@ def _requant_classes(layer, source, positions, out_shape):
     return requant_classes
 
 
-def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples):
+def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples, paired):
     """The LayerMap of a matrix layer (appended to `maps`) and where its output is held."""
     R, C = config.rows, config.cols
     row_index, padded_rows = layout
@@ -424,7 +426,7 @@ def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples
                   k_inputs, row_runs=a.row_runs,
                   requant_classes=_requant_classes(layer, a.source, a.positions, out_shape),
                   class_count=len(getattr(layer, "class_params", ())) or 1,
-                  source_groups=a.groups, pitch=a.pitch, window=a.window)
+                  source_groups=a.groups, pitch=a.pitch, window=a.window, paired=paired)
     lm.jobs = plan_jobs(lm, step, config, samples)
     maps.append(lm)
     if len(out_shape) == 3:                              # a convolution or an image merge
@@ -433,11 +435,12 @@ def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples
     return _Held(step + 1)
 
 
-def lower(qnet, config, samples=None):
+def lower(qnet, config, samples=None, paired=False):
     """LayerMaps and PoolMaps (and PadMaps) without memory bases, in execution order:
     blocks, positions, input addressing and jobs (shaped for `samples` a batch, see
-    `plan_jobs`). Steps and tensors follow the network's graph:
-    each step reads the tensors its layer reads, where their producers left them."""
+    `plan_jobs`; with `paired`, each K block on a pair of tiles). Steps and tensors follow
+    the network's graph: each step reads the tensors its layer reads, where their
+    producers left them."""
     layouts = matrix_row_layout(qnet, config.rows)
     _check_ending(qnet)
     maps = []
@@ -463,7 +466,8 @@ def lower(qnet, config, samples=None):
             held[index + 1] = _pool_step(maps, layer.name, layer, source, out_shape)
         else:
             held[index + 1] = _matrix_step(maps, layer, source, [held[t] for t in tensors],
-                                           out_shape, layouts[layer.name], config, samples)
+                                           out_shape, layouts[layer.name], config, samples,
+                                           paired)
     readers = [s for s in range(len(maps)) if 0 in step_inputs(maps, s)]
     if readers != [0]:
         raise MappingError(f"layer {maps[readers[-1]].name!r}: reads the network's input, which "
@@ -797,6 +801,12 @@ def plan_jobs(lm, step, config, samples=None):
         counts = {}
         for count, _, _ in lm.sample_runs:
             counts[count] = counts.get(count, 0) + samples
+    if lm.paired:            # one K block a job, on two tiles; the output blocks searched
+        shapes = [_shaped_jobs(lm, step, 1, 1 << glog, config, counts)
+                  for glog in range(_power_of_two_at_most(
+                      min(lm.n_blocks, max(1, config.tiles // 2))).bit_length())]
+        return min(shapes, key=lambda jobs: (sum(_job_cycles(config, job, counts)
+                                                 for job in jobs), len(jobs)))
     k_first = _k_first(lm, config)
     if not starves(lm, config):
         return _shaped_jobs(lm, step, *k_first, config, {})       # replicas fill the tiles
@@ -873,6 +883,8 @@ def _shaped_jobs(lm, step, ktiles, ngroups, config, counts):
                 return (len(run) <= ktiles and len({source(kb) for kb in run}) == 1
                         and len(steps) == 1 and min(steps) >= 0)
             for i, run in enumerate(_power_of_two_runs(kbs, spaced)):
+                if lm.paired:
+                    run = [kb for kb in run for _ in range(2)]
                 most = _power_of_two_at_most(config.tiles // (len(run) * len(nbs)))
                 shapes = [Job(step, tuple(run), tuple(nbs), 1 << r, i > 0)
                           for r in range(most.bit_length())]

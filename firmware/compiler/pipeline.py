@@ -447,14 +447,14 @@ def _largest_batch(network_map):
     return low
 
 
-def map_network(qnet, config, batch=None, progress=None):
+def map_network(qnet, config, batch=None, progress=None, paired=False):
     """Lower `qnet`, cut it into segments and choose the batch (the largest that every
     segment's memories hold, or `batch`). Jobs are shaped for the batch they run at
     (`plan_jobs`): when it is not given and some layer's shape is searched (`starves`), a
     first mapping finds it and a second shapes the jobs for it."""
-    network_map = _mapped(qnet, config, batch, progress)
+    network_map = _mapped(qnet, config, batch, progress, paired)
     if batch is None and any(starves(lm, config) for lm in network_map.layers):
-        network_map = _mapped(qnet, config, network_map.batch, progress)
+        network_map = _mapped(qnet, config, network_map.batch, progress, paired)
     largest = _largest_batch(network_map)
     if batch is not None and not (isinstance(batch, int) and 1 <= batch <= largest):
         raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch!r}")
@@ -462,12 +462,12 @@ def map_network(qnet, config, batch=None, progress=None):
     return network_map
 
 
-def _mapped(qnet, config, samples, progress):
+def _mapped(qnet, config, samples, progress, paired=False):
     """The network lowered and cut, its jobs shaped for `samples` a batch; the batch
     set to the largest its memories hold."""
     if not (isinstance(samples, int) and samples >= 1):
         samples = None                  # (a bad batch is refused once the largest is known)
-    steps = lower(qnet, config, samples)
+    steps = lower(qnet, config, samples, paired)
     network_map = NetworkMap(config, steps, [], 1, samples)
     network_map.segments = cut_segments(network_map, progress)
     if progress:
@@ -614,7 +614,8 @@ def _calibrate_adc(qnet, network_map, adc_calibration):
 
 
 def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
-                    adc_calibration=None, input_order=None, progress=None, faults=None):
+                    adc_calibration=None, input_order=None, progress=None, faults=None,
+                    fault_pairs=False):
     """`qnet` compiled for `config` into an `Executable`; `head` (a final Softmax,
     LogSoftmax or ArgMax of the model) is left to the host. `input_order` (a permutation)
     says that `qnet`'s input element j is element ``input_order[j]`` of the samples users
@@ -626,10 +627,16 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     generated. `faults` (a `golden.faults.FaultMap` of the device, from its self test)
     has each block written for its tile's stuck cells (`fault_aware`), every replica
     staged for its own tile, and the bias corrected for the mean inputs of the
-    `adc_calibration` samples when given (else for inputs at rest)."""
+    `adc_calibration` samples when given (else for inputs at rest). With `fault_pairs`,
+    each weight block goes on two tiles whose products the adder tree sums, its weights
+    split between them around both tiles' stuck cells: more tiles a block, fewer
+    replicas."""
     if faults is not None and faults.config != config:
         raise ValueError(f"the fault map is for {faults.config.name}, not {config.name}")
-    network_map = map_network(qnet, config, batch, progress)
+    if fault_pairs and (faults is None or config.tiles < 2):
+        raise ValueError("fault pairs split each block over two tiles around a fault map: "
+                         "give the map, on a config of 2 tiles or more")
+    network_map = map_network(qnet, config, batch, progress, fault_pairs)
     if faults is not None:
         means = None if adc_calibration is None else input_means(
             qnet, qnet.input.quantize(np.asarray(adc_calibration, np.float64)))
@@ -683,7 +690,8 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     if faults is not None:
         exe.summary.append(f"  written around {len(faults.faulty)} stuck cells "
                            f"({faults.fraction:.2%} of the cells): each tile's blocks for its "
-                           f"own cells, the bias taking back what they add at rest")
+                           f"own cells{', each block split over two tiles' if fault_pairs else ''}"
+                           f", the bias taking back what they add on average")
     if head:
         exe.summary.append(f"  the model's final {head} runs on the host, on the dequantised "
                            f"outputs")
