@@ -89,18 +89,24 @@ def test_no_stuck_cells_change_nothing():
     assert np.array_equal(GoldenTarget().run(aware, x_q).outputs, build.quantized.forward(x_q))
 
 
+def mlp_build(config, seed, samples):
+    """An MLP 64-48-10 of random weights built for `config`: (build, float inputs, int8
+    inputs, the int8 reference's outputs)."""
+    rng = np.random.default_rng(seed)
+    network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), np.zeros(48)),
+                       Dense("fc1", rng.normal(0, 0.2, (48, 10)), np.zeros(10), relu=False)),
+                      (64,))
+    x = rng.uniform(0, 1, (samples, 64))
+    build = build_executable(network, config, x)
+    x_q = build.executable.input.quantize(x)
+    return build, x, x_q, build.quantized.forward(x_q)
+
+
 def test_mapping_around_random_stuck_cells_brings_outputs_closer():
     """1 % stuck cells on a two-tile device: the remapped executable's outputs lie nearer the
     int8 reference than the unaware one's."""
     config = golden.AccelConfig(tiles=2, rows=16, cols=16)
-    rng = np.random.default_rng(2)
-    network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), np.zeros(48)),
-                       Dense("fc1", rng.normal(0, 0.2, (48, 10)), np.zeros(10), relu=False)),
-                      (64,))
-    x = rng.uniform(0, 1, (300, 64))
-    build = build_executable(network, config, x)
-    x_q = build.executable.input.quantize(x)
-    reference = build.quantized.forward(x_q)
+    build, x, x_q, reference = mlp_build(config, seed=2, samples=300)
     errors = []
     for seed in range(3):
         faults = FaultMap.random(config, 0.01, seed)
@@ -161,14 +167,7 @@ def test_pairs_split_a_block_around_both_tiles_cells():
 
 def test_pairs_compile_to_exact_outputs_without_faults_and_closer_with():
     config = golden.AccelConfig(tiles=4, rows=16, cols=16)
-    rng = np.random.default_rng(5)
-    network = Network((Dense("fc0", rng.normal(0, 0.2, (64, 48)), np.zeros(48)),
-                       Dense("fc1", rng.normal(0, 0.2, (48, 10)), np.zeros(10), relu=False)),
-                      (64,))
-    x = rng.uniform(0, 1, (200, 64))
-    build = build_executable(network, config, x)
-    x_q = build.executable.input.quantize(x)
-    reference = build.quantized.forward(x_q)
+    build, x, x_q, reference = mlp_build(config, seed=5, samples=200)
     none = FaultMap.none(config)
     paired = build_executable(build.quantized, config, faults=none, fault_pairs=True)
     run = GoldenTarget(faults=none).run(paired.executable, x_q)
