@@ -14,23 +14,28 @@ from golden.crossbar import INPUT_OFFSET, read_weights
 
 from .quantize import QuantizedDense, QuantizedMerge
 
-__all__ = ["write_table", "compensate", "FaultAwareWrites", "resting_inputs", "input_means"]
+__all__ = ["cell_reads", "write_table", "compensate", "FaultAwareWrites", "resting_inputs",
+           "input_means"]
 
 INT8 = np.arange(-128, 128)
 
 
-def write_table(config, states):
+def cell_reads(config, states):
+    """``reads[v + 128, row, col]``: what each weight of a tile with cell states `states`
+    reads when written v."""
+    return np.stack([read_weights(config, np.full((config.rows, config.cols), w), states)
+                     for w in INT8])
+
+
+def write_table(config, states, reads=None):
     """``table[target + 128, row, col]``: the int8 value to write at (row, col) of a tile
-    with cell states `states` so that its read is nearest `target` (ties: the value
-    nearest the target itself). Weights with no stuck cell are written as they are."""
+    with cell states `states` (whose `cell_reads` may be given) so that its read is
+    nearest `target` (ties: the value nearest the target itself). Weights with no stuck
+    cell are written as they are."""
     table = np.broadcast_to(INT8[:, None, None], (256, config.rows, config.cols)).copy()
     rows, cols = np.nonzero(states.any(axis=(0, 1)))
     if len(rows):
-        weights = np.zeros((config.rows, config.cols), np.int64)
-        reads = np.empty((256, len(rows)), np.int64)
-        for i, w in enumerate(INT8):
-            weights[rows, cols] = w
-            reads[i] = read_weights(config, weights, states)[rows, cols]
+        reads = (cell_reads(config, states) if reads is None else reads)[:, rows, cols]
         error = np.abs(reads[None] - INT8[:, None, None])              # target, written, cell
         # Among equally near reads, the written value nearest the target.
         tie = np.abs(INT8[None, :] - INT8[:, None])[:, :, None] / 1024
@@ -91,7 +96,7 @@ class FaultAwareWrites:
     ``sum_r e_r (x_r - m_r)`` remains, zero on average."""
 
     def __init__(self, faults, means=None):
-        self.faults, self._tables, self._missed = faults, {}, {}
+        self.faults, self._tables, self._reads_of, self._missed = faults, {}, {}, {}
         self.means = means or {}        # `input_means`, by layer name
 
     def write(self, tile, weights, output_key=None, block_key=None, rest=None):
@@ -103,7 +108,7 @@ class FaultAwareWrites:
         if not states.any():
             return weights
         if tile not in self._tables:
-            self._tables[tile] = write_table(config, states)
+            self._tables[tile] = write_table(config, states, self._reads(tile))
         written = compensate(config, weights, states, self._tables[tile])
         if rest is not None:
             missed = read_weights(config, written, states) - weights
@@ -142,14 +147,10 @@ class FaultAwareWrites:
         return first, second
 
     def _reads(self, tile):
-        """``reads[v + 128, row, col]``: what tile's cell pair at (row, col) reads when
-        written v."""
-        if ("reads", tile) not in self._tables:
-            config, states = self.faults.config, self.faults.tile_states(tile)
-            self._tables[("reads", tile)] = np.stack([
-                read_weights(config, np.full((config.rows, config.cols), w), states)
-                for w in INT8])
-        return self._tables[("reads", tile)]
+        """The tile's `cell_reads`, made once."""
+        if tile not in self._reads_of:
+            self._reads_of[tile] = cell_reads(self.faults.config, self.faults.tile_states(tile))
+        return self._reads_of[tile]
 
     def bias_correction(self, output_key, cols):
         """What the bias of `output_key`'s columns subtracts: its blocks' constants."""
