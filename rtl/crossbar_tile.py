@@ -323,9 +323,12 @@ class CrossbarTile(wiring.Component):
         levels = [value[s * cfg.cell_bits:(s + 1) * cfg.cell_bits] for value in magnitudes]
         if states is None:
             return levels
-        return [Mux(states(side, s, r, group) == STUCK_AT_0, 0,
-                    Mux(states(side, s, r, group) == STUCK_AT_1, stuck_high_level(cfg), level))
-                for r, level in enumerate(levels)]
+        read = []
+        for r, level in enumerate(levels):
+            state = states(side, s, r, group)
+            read.append(Mux(state == STUCK_AT_0, 0,
+                            Mux(state == STUCK_AT_1, stuck_high_level(cfg), level)))
+        return read
 
     def _converted_columns(self, m, chunks, sign_step, weights, adc_shift, states=None):
         """The slot sum of each ADC group: per slice, the signed bit-line count of the
