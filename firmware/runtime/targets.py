@@ -33,10 +33,10 @@ class Target(Protocol):
 @dataclass(frozen=True)
 class GoldenTarget:
     """A fresh golden device model of the executable's config per run; `nonideal`
-    perturbs its analog side, `faults` (a `golden.faults.FaultMap`) sticks cells. An ideal lossless device runs its full batches side by side
-    on a `DeviceStack` (at most `stack_bytes` of stacked memories): the same outputs,
-    counters and host words as batch after batch, with each segment's plan run once for
-    all of them."""
+    perturbs its analog side, `faults` (a `golden.faults.FaultMap`) sticks cells. An
+    ideal lossless device runs its full batches side by side on a `DeviceStack` (at most
+    `stack_bytes` of stacked memories): the same outputs, counters and host words as
+    batch after batch, with each segment's plan run once for all of them."""
     nonideal: NonIdealities | None = None
     faults: FaultMap | None = None
     stack_bytes: int = 1 << 27
