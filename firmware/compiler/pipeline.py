@@ -613,6 +613,26 @@ def _calibrate_adc(qnet, network_map, adc_calibration):
             + [f"    {ranges[lm.name].describe()}" for lm in network_map.layers])
 
 
+def _fault_pairs(config, faults, fault_pairs):
+    """`fault_pairs`, once the fault map is checked against `config`."""
+    if faults is not None and faults.config != config:
+        raise ValueError(f"the fault map is for {faults.config.name}, not {config.name}")
+    if fault_pairs and (faults is None or config.tiles < 2):
+        raise ValueError("fault pairs split each block over two tiles around a fault map: "
+                         "give the map, on a config of 2 tiles or more")
+    return fault_pairs
+
+
+def _fault_writes(qnet, faults, calibration):
+    """How the blocks are written around `faults` (None without a map), the bias
+    corrected for the calibration samples' mean inputs when there are some."""
+    if faults is None:
+        return None
+    means = None if calibration is None else input_means(
+        qnet, qnet.input.quantize(np.asarray(calibration, np.float64)))
+    return FaultAwareWrites(faults, means)
+
+
 def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
                     adc_calibration=None, input_order=None, progress=None, faults=None,
                     fault_pairs=False):
@@ -631,16 +651,9 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     each weight block goes on two tiles whose products the adder tree sums, its weights
     split between them around both tiles' stuck cells: more tiles a block, fewer
     replicas."""
-    if faults is not None and faults.config != config:
-        raise ValueError(f"the fault map is for {faults.config.name}, not {config.name}")
-    if fault_pairs and (faults is None or config.tiles < 2):
-        raise ValueError("fault pairs split each block over two tiles around a fault map: "
-                         "give the map, on a config of 2 tiles or more")
-    network_map = map_network(qnet, config, batch, progress, fault_pairs)
-    if faults is not None:
-        means = None if adc_calibration is None else input_means(
-            qnet, qnet.input.quantize(np.asarray(adc_calibration, np.float64)))
-        network_map.fault_writes = FaultAwareWrites(faults, means)
+    network_map = map_network(qnet, config, batch, progress,
+                              _fault_pairs(config, faults, fault_pairs))
+    network_map.fault_writes = _fault_writes(qnet, faults, adc_calibration)
     adc_lines = _calibrate_adc(qnet, network_map, adc_calibration)
     steps, segments = network_map.steps, network_map.segments
     resident = network_map.resident
