@@ -170,8 +170,9 @@ def run(args):
     target = target_of(args, nonideal, faults)
     ideal = None
     try:
-        if nonideal is not None or faults is not None:
-            ideal = GoldenTarget().run(exe, x_q, progress=progress_printer("golden, ideal"))
+        if nonideal is not None:        # the same device (stuck cells too), no analog effects
+            ideal = GoldenTarget(faults=faults).run(exe, x_q,
+                                                    progress=progress_printer("golden, ideal"))
         run = target.run(exe, x_q, progress=progress_printer(target.name))
     except TargetError as error:
         print(f"tessera run: {error}", file=sys.stderr)
@@ -221,6 +222,7 @@ def add_parser(commands):
     analog.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the non-idealities (default: 0)")
     analog.add_argument("--fault-map", default=None, metavar="FILE",
                         help="stick the cells of this fault map (from `tessera bist`) on the "
-                             "golden device")
+                             "golden device (the ideal run, with other non-idealities, keeps "
+                             "them: it isolates the analog effects)")
     parser.set_defaults(handler=run)
     return parser
