@@ -75,17 +75,10 @@ def _pad(pad, batch, in_base, out_base, place):
     return program
 
 
-def _staged_lanes(job, faults):
+def _staged_lanes(job):
     """The wmem lanes the host stages a non-resident job in: one copy of its tiles, which
-    its replicas take their weights from (None when it has no replicas, or when the
-    weights are written for each tile's stuck cells: each tile its own lanes)."""
-    return job.ktiles * job.ngroups if job.replicas > 1 and faults is None else None
-
-
-def _staged_tiles(job, place, faults):
-    """The first tile of each copy of the job's blocks the staging image holds."""
-    copies = job.replicas if faults is not None and not place.resident else 1
-    return [place.first_tile[job] + r * job.ktiles * job.ngroups for r in range(copies)]
+    its replicas take their weights from (None when it has no replicas: its own lanes)."""
+    return job.ktiles * job.ngroups if job.replicas > 1 else None
 
 
 def segment_images(qnet, network_map, segment, placement):
@@ -105,27 +98,25 @@ def segment_images(qnet, network_map, segment, placement):
         rest = None if faults is None else resting_inputs(
             lm, by_name[lm.name], lm.k_inputs.get(job.kbs[0], job.step) == 0,
             faults.means.get(lm.name))
-        # Replica 0's tiles, whose lanes PROGRAM copies to the rest; with stuck cells,
-        # every replica's, each written for its own tile.
-        for first in _staged_tiles(job, placement, faults):
-            for n, nb in enumerate(job.nbs):
-                tiles = [isa.mvm_tile(first, 0, n, k, job.ktiles, job.ngroups)
-                         for k in range(job.ktiles)]
-                for k, kb in enumerate(job.kbs):
-                    block = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
-                    if faults is None:
-                        wmem[slot * R:(slot + 1) * R, tiles[k]] = block
-                        continue
-                    keys = ((job.step, id(segment.band), nb), (id(job), kb),
-                            None if rest is None else rest[kb * R:(kb + 1) * R])
-                    if not lm.paired:
-                        wmem[slot * R:(slot + 1) * R, tiles[k]] = faults.write(
-                            tiles[k], block, *keys)
-                    elif k % 2 == 0:            # kbs (kb, kb): one block over two tiles
-                        pair = faults.write_pair(tiles[k:k + 2], block, *keys)
-                        for tile, half in zip(tiles[k:k + 2], pair):
-                            wmem[slot * R:(slot + 1) * R, tile] = half
-            lanes[slot] = max(lanes[slot], first + job.ktiles * job.ngroups)
+        first = placement.first_tile[job]      # replica 0's tiles; PROGRAM copies the rest
+        for n, nb in enumerate(job.nbs):
+            tiles = [isa.mvm_tile(first, 0, n, k, job.ktiles, job.ngroups)
+                     for k in range(job.ktiles)]
+            for k, kb in enumerate(job.kbs):
+                block = lm.weights[kb * R:(kb + 1) * R, nb * C:(nb + 1) * C]
+                if faults is None:
+                    wmem[slot * R:(slot + 1) * R, tiles[k]] = block
+                    continue
+                # Written for its tile's stuck cells (a fault-aware job has no replicas).
+                keys = ((job.step, id(segment.band), nb), (id(job), kb),
+                        None if rest is None else rest[kb * R:(kb + 1) * R])
+                if lm.fault_layout != "pair":
+                    wmem[slot * R:(slot + 1) * R, tiles[k]] = faults.write(tiles[k], block, *keys)
+                elif k % 2 == 0:                # kbs (kb, kb): one block over two tiles
+                    pair = faults.write_pair(tiles[k:k + 2], block, *keys)
+                    for tile, half in zip(tiles[k:k + 2], pair):
+                        wmem[slot * R:(slot + 1) * R, tile] = half
+        lanes[slot] = max(lanes[slot], first + job.ktiles * job.ngroups)
     wmem = wmem.reshape(slots * R, c.tiles * C)
     qmem = np.zeros((len(placement.qentry), C, 4), np.int64)
     for (s, nb, cls), entry in placement.qentry.items():
@@ -151,7 +142,7 @@ def segment_images(qnet, network_map, segment, placement):
     return wmem, np.maximum(lanes, 1), qmem.reshape(len(qmem), 4 * C)
 
 
-def _matrix_step(s, segment, place, config, steps, setup, inference, faults):
+def _matrix_step(s, segment, place, config, steps, setup, inference):
     """Per job of matrix step `s` in the segment: its PROGRAM (in the setup program when
     the tiles are resident) and its MVMs; then the step's REQUANTs."""
     lm = steps[s]
@@ -172,7 +163,7 @@ def _matrix_step(s, segment, place, config, steps, setup, inference, faults):
         first_tile, replicas = place.first_tile[job], 1 if place.resident else job.replicas
         if not place.resident:              # replicas from the one copy in lanes 0 ..
             inference.append(isa.program(first_tile, place.slot[job] * config.rows,
-                                         tiles=job.tiles, lanes=_staged_lanes(job, faults)))
+                                         tiles=job.tiles, lanes=_staged_lanes(job)))
         # Blocks that read another tensor than the step before's output: an earlier
         # layer's (a branch) or one input of a merge.
         source = lm.k_inputs.get(job.kbs[0], s)
@@ -231,8 +222,7 @@ def segment_program(network_map, segment, place):
                               place.tensor_base.get(steps[s].input_tensor, 0),
                               place.tensor_base[s + 1], place)
         else:
-            _matrix_step(s, segment, place, config, steps, setup, inference,
-                         network_map.fault_writes)
+            _matrix_step(s, segment, place, config, steps, setup, inference)
         layer_pcs[steps[s].name] = range(first_pc, len(inference))
     inference.append(isa.halt())
     if setup:

@@ -100,10 +100,9 @@ class FaultAwareWrites:
         self.means = means or {}        # `input_means`, by layer name
 
     def write(self, tile, weights, output_key=None, block_key=None, rest=None):
-        """`weights` as written to `tile`. Given `rest` (each row's resting input), the
+        """`weights` as written to `tile`. Given `rest` (each row's typical input), the
         constant the read adds to each column is kept for `output_key` (the requantised
-        block), once per `block_key` (a block of its sum), averaged over the tiles
-        holding copies of it."""
+        block), once per `block_key` (a block of its sum)."""
         config, states = self.faults.config, self.faults.tile_states(tile)
         if not states.any():
             return weights
@@ -112,8 +111,7 @@ class FaultAwareWrites:
         written = compensate(config, weights, states, self._tables[tile])
         if rest is not None:
             missed = read_weights(config, written, states) - weights
-            copies = self._missed.setdefault(output_key, {}).setdefault(block_key, [])
-            copies.append(np.asarray(rest, np.float64) @ missed)
+            self._missed.setdefault(output_key, {})[block_key] = np.asarray(rest, float) @ missed
         return written
 
     def write_pair(self, tiles, weights, output_key=None, block_key=None, rest=None):
@@ -142,8 +140,7 @@ class FaultAwareWrites:
         if rest is not None:
             missed = (read_weights(config, first, states[0])
                       + read_weights(config, second, states[1]) - weights)
-            copies = self._missed.setdefault(output_key, {}).setdefault(block_key, [])
-            copies.append(np.asarray(rest, np.float64) @ missed)
+            self._missed.setdefault(output_key, {})[block_key] = np.asarray(rest, float) @ missed
         return first, second
 
     def _reads(self, tile):
@@ -154,6 +151,5 @@ class FaultAwareWrites:
 
     def bias_correction(self, output_key, cols):
         """What the bias of `output_key`'s columns subtracts: its blocks' constants."""
-        blocks = self._missed.get(output_key, {})
-        total = sum((np.mean(copies, axis=0) for copies in blocks.values()), np.zeros(cols))
+        total = sum(self._missed.get(output_key, {}).values(), np.zeros(cols))
         return np.rint(total).astype(np.int64)

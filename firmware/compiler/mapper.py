@@ -110,8 +110,9 @@ class LayerMap:
                                                         # and runs are then in pixels)
     adc_shift: int = 0           # the ADC range of its MVMs (firmware.compiler.adc_calibration)
     offset_inputs: bool = False  # its MVMs apply x + 128; the bias takes 128 * sum(w) back
-    paired: bool = False         # each K block on two tiles (kbs (kb, kb)), its weights
-                                 # split between them around stuck cells (fault_aware)
+    fault_layout: str = None     # written around stuck cells (fault_aware): "tile", each
+                                 # block on one tile, or "pair", on two (kbs (kb, kb)),
+                                 # its weights split between them; no replicas either way
 
     @property
     def block_utilisation(self):
@@ -406,7 +407,8 @@ def _requant_classes(layer, source, positions, out_shape):
     return requant_classes
 
 
-def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples, paired):
+def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples,
+                 fault_layout):
     """The LayerMap of a matrix layer (appended to `maps`) and where its output is held."""
     R, C = config.rows, config.cols
     row_index, padded_rows = layout
@@ -426,7 +428,8 @@ def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples
                   k_inputs, row_runs=a.row_runs,
                   requant_classes=_requant_classes(layer, a.source, a.positions, out_shape),
                   class_count=len(getattr(layer, "class_params", ())) or 1,
-                  source_groups=a.groups, pitch=a.pitch, window=a.window, paired=paired)
+                  source_groups=a.groups, pitch=a.pitch, window=a.window,
+                  fault_layout=fault_layout)
     lm.jobs = plan_jobs(lm, step, config, samples)
     maps.append(lm)
     if len(out_shape) == 3:                              # a convolution or an image merge
@@ -435,10 +438,10 @@ def _matrix_step(maps, layer, source, inputs, out_shape, layout, config, samples
     return _Held(step + 1)
 
 
-def lower(qnet, config, samples=None, paired=False):
+def lower(qnet, config, samples=None, fault_layout=None):
     """LayerMaps and PoolMaps (and PadMaps) without memory bases, in execution order:
     blocks, positions, input addressing and jobs (shaped for `samples` a batch, see
-    `plan_jobs`; with `paired`, each K block on a pair of tiles). Steps and tensors follow
+    `plan_jobs`; `fault_layout` as `LayerMap`'s). Steps and tensors follow
     the network's graph: each step reads the tensors its layer reads, where their
     producers left them."""
     layouts = matrix_row_layout(qnet, config.rows)
@@ -467,7 +470,7 @@ def lower(qnet, config, samples=None, paired=False):
         else:
             held[index + 1] = _matrix_step(maps, layer, source, [held[t] for t in tensors],
                                            out_shape, layouts[layer.name], config, samples,
-                                           paired)
+                                           fault_layout)
     readers = [s for s in range(len(maps)) if 0 in step_inputs(maps, s)]
     if readers != [0]:
         raise MappingError(f"layer {maps[readers[-1]].name!r}: reads the network's input, which "
@@ -801,7 +804,7 @@ def plan_jobs(lm, step, config, samples=None):
         counts = {}
         for count, _, _ in lm.sample_runs:
             counts[count] = counts.get(count, 0) + samples
-    if lm.paired:            # one K block a job, on two tiles; the output blocks searched
+    if lm.fault_layout == "pair":   # one K block a job, on two tiles; output blocks searched
         shapes = [_shaped_jobs(lm, step, 1, 1 << glog, config, counts)
                   for glog in range(_power_of_two_at_most(
                       min(lm.n_blocks, max(1, config.tiles // 2))).bit_length())]
@@ -883,9 +886,12 @@ def _shaped_jobs(lm, step, ktiles, ngroups, config, counts):
                 return (len(run) <= ktiles and len({source(kb) for kb in run}) == 1
                         and len(steps) == 1 and min(steps) >= 0)
             for i, run in enumerate(_power_of_two_runs(kbs, spaced)):
-                if lm.paired:
+                if lm.fault_layout == "pair":
                     run = [kb for kb in run for _ in range(2)]
-                most = _power_of_two_at_most(config.tiles // (len(run) * len(nbs)))
+                # Replicas share their block's requantisation, whose bias is written for one
+                # tile's stuck cells: none then.
+                most = 1 if lm.fault_layout else _power_of_two_at_most(
+                    config.tiles // (len(run) * len(nbs)))
                 shapes = [Job(step, tuple(run), tuple(nbs), 1 << r, i > 0)
                           for r in range(most.bit_length())]
                 jobs.append(min(shapes, key=lambda job: _job_cycles(config, job, counts))

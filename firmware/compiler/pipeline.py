@@ -447,14 +447,14 @@ def _largest_batch(network_map):
     return low
 
 
-def map_network(qnet, config, batch=None, progress=None, paired=False):
+def map_network(qnet, config, batch=None, progress=None, fault_layout=None):
     """Lower `qnet`, cut it into segments and choose the batch (the largest that every
     segment's memories hold, or `batch`). Jobs are shaped for the batch they run at
     (`plan_jobs`): when it is not given and some layer's shape is searched (`starves`), a
     first mapping finds it and a second shapes the jobs for it."""
-    network_map = _mapped(qnet, config, batch, progress, paired)
+    network_map = _mapped(qnet, config, batch, progress, fault_layout)
     if batch is None and any(starves(lm, config) for lm in network_map.layers):
-        network_map = _mapped(qnet, config, network_map.batch, progress, paired)
+        network_map = _mapped(qnet, config, network_map.batch, progress, fault_layout)
     largest = _largest_batch(network_map)
     if batch is not None and not (isinstance(batch, int) and 1 <= batch <= largest):
         raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch!r}")
@@ -462,12 +462,12 @@ def map_network(qnet, config, batch=None, progress=None, paired=False):
     return network_map
 
 
-def _mapped(qnet, config, samples, progress, paired=False):
+def _mapped(qnet, config, samples, progress, fault_layout=None):
     """The network lowered and cut, its jobs shaped for `samples` a batch; the batch
     set to the largest its memories hold."""
     if not (isinstance(samples, int) and samples >= 1):
         samples = None                  # (a bad batch is refused once the largest is known)
-    steps = lower(qnet, config, samples, paired)
+    steps = lower(qnet, config, samples, fault_layout)
     network_map = NetworkMap(config, steps, [], 1, samples)
     network_map.segments = cut_segments(network_map, progress)
     if progress:
@@ -613,14 +613,15 @@ def _calibrate_adc(qnet, network_map, adc_calibration):
             + [f"    {ranges[lm.name].describe()}" for lm in network_map.layers])
 
 
-def _fault_pairs(config, faults, fault_pairs):
-    """`fault_pairs`, once the fault map is checked against `config`."""
+def _fault_layout(config, faults, fault_pairs):
+    """The mapper's `fault_layout` (None without a fault map), once the map is checked
+    against `config`."""
     if faults is not None and faults.config != config:
         raise ValueError(f"the fault map is for {faults.config.name}, not {config.name}")
     if fault_pairs and (faults is None or config.tiles < 2):
         raise ValueError("fault pairs split each block over two tiles around a fault map: "
                          "give the map, on a config of 2 tiles or more")
-    return fault_pairs
+    return None if faults is None else "pair" if fault_pairs else "tile"
 
 
 def _fault_writes(qnet, faults, calibration):
@@ -645,14 +646,14 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     range; without them every layer converts at shift 0 and a `LossyAdcWarning` says so.
     `progress(stage, done, total)`, if given, is called as steps are mapped and segments
     generated. `faults` (a `golden.faults.FaultMap` of the device, from its self test)
-    has each block written for its tile's stuck cells (`fault_aware`), every replica
-    staged for its own tile, and the bias corrected for the mean inputs of the
-    `adc_calibration` samples when given (else for inputs at rest). With `fault_pairs`,
-    each weight block goes on two tiles whose products the adder tree sums, its weights
-    split between them around both tiles' stuck cells: more tiles a block, fewer
-    replicas."""
+    has each block written for its tile's stuck cells (`fault_aware`), and the bias
+    corrected for the mean inputs of the
+    `adc_calibration` samples when given (else for inputs at rest); jobs then have no
+    replicas, whose shared bias would suit one tile only. With `fault_pairs`, each weight
+    block goes on two tiles whose products the adder tree sums, its weights split between
+    them around both tiles' stuck cells."""
     network_map = map_network(qnet, config, batch, progress,
-                              _fault_pairs(config, faults, fault_pairs))
+                              _fault_layout(config, faults, fault_pairs))
     network_map.fault_writes = _fault_writes(qnet, faults, adc_calibration)
     adc_lines = _calibrate_adc(qnet, network_map, adc_calibration)
     steps, segments = network_map.steps, network_map.segments
