@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 
 import golden
-from firmware.runtime.driver import Driver
 from firmware.runtime.self_test import SelfTestError, self_test, untestable_cells
-from firmware.runtime.targets import _complete
-from firmware.runtime.transports.golden_bus import GoldenBus
+from firmware.runtime.targets import drive_golden
 from golden.device import Device
 from golden.faults import STUCK_AT_0, STUCK_AT_1, FaultMap
 from sim.check_configs import CONFIGS
@@ -35,7 +33,7 @@ def assert_computes_alike(found, injected, seed=0):
 
 
 def golden_self_test(faults):
-    return _complete(self_test(Driver(GoldenBus(Device(faults.config, faults=faults)))))
+    return drive_golden(Device(faults.config, faults=faults), self_test)
 
 
 @pytest.mark.parametrize("fraction", [0.01, 0.05, 0.10])

@@ -28,10 +28,8 @@ def injected_faults(args, config):
 
 def self_test_on(args, config, faults):
     """Run the self test on `--backend`; returns (found FaultMap, figures)."""
-    from firmware.runtime.driver import Driver
     from firmware.runtime.self_test import self_test
-    from firmware.runtime.targets import BoardTarget, _complete
-    from firmware.runtime.transports import GoldenBus
+    from firmware.runtime.targets import BoardTarget, drive_golden
     from golden.device import Device
     from golden.faults import FaultMap
 
@@ -48,8 +46,7 @@ def self_test_on(args, config, faults):
     if args.backend == "board":
         report = BoardTarget(args.port, args.baud).drive(lambda d: self_test(d, progress))
     else:
-        driver = Driver(GoldenBus(Device(config, faults=faults)))
-        report = _complete(self_test(driver, progress))
+        report = drive_golden(Device(config, faults=faults), lambda d: self_test(d, progress))
     return report.faults, {"runs": report.runs, "device_cycles": report.device_cycles,
                            "ambiguous_weights": report.ambiguous_weights}
 
@@ -96,7 +93,8 @@ def run(args):
     except SelfTestError as error:
         print(f"tessera bist: {error}", file=sys.stderr)
         return 1
-    rows = summary_rows(found, figures, injected)
+    asked = args.inject is not None or args.inject_map is not None
+    rows = summary_rows(found, figures, injected if asked else None)
     width = max(len(name) for name, _ in rows)
     print(f"self test on {args.backend}")
     for name, value in rows:
