@@ -94,6 +94,13 @@ def refuse_overwrite(out, inputs):
                              f"choose another path")
 
 
+def print_rows(rows):
+    """(name, value) rows as an indented two-column list, names aligned."""
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
 def progress_printer(label, unit="samples"):
     def show(done, total):
         end = "\n" if done == total else ""

@@ -3,7 +3,7 @@
 import sys
 
 from ..options import (FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, UsageError, add_config_options,
-                       config_from_args, progress_printer, refuse_overwrite)
+                       config_from_args, print_rows, progress_printer, refuse_overwrite)
 
 
 def injected_faults(args, config):
@@ -95,10 +95,8 @@ def run(args):
         return 1
     asked = args.inject is not None or args.inject_map is not None
     rows = summary_rows(found, figures, injected if asked else None)
-    width = max(len(name) for name, _ in rows)
     print(f"self test on {args.backend}")
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
+    print_rows(rows)
     found.save(args.out)
     print(f"fault map written to {args.out}")
     return 0

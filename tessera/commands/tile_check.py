@@ -2,7 +2,8 @@
 
 import sys
 
-from ..options import NON_NEGATIVE_INT, POSITIVE_INT, add_config_options, config_from_args
+from ..options import (NON_NEGATIVE_INT, POSITIVE_INT, add_config_options, config_from_args,
+                       print_rows)
 
 def run(args):
     from sim.tile import run_tile_check
@@ -27,9 +28,7 @@ def run(args):
             ("simulated cycles", figures["sim_cycles"]),
             ("simulated cycles/s", f"{figures['sim_cycles_per_second']:,.0f}"),
             ("Verilog", run.log_path.parent / "crossbar_tile.v")]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
+    print_rows(rows)
     return 0 if figures["value_mismatches"] == figures["cycle_mismatches"] == 0 else 1
 
 
