@@ -126,12 +126,11 @@ def load_settings():
 
 def load_faults():
     """The RTL's and the golden device's fault maps (None, None without faults)."""
-    maps = []
-    for name in ("TESSERA_FAULTS", "TESSERA_GOLDEN_FAULTS"):
-        text = os.environ.get(name)
-        maps.append(maps[0] if text is None and maps else
-                    None if text is None else FaultMap.from_json(text, name))
-    return tuple(maps)
+    rtl = os.environ.get("TESSERA_FAULTS")
+    texts = {"TESSERA_FAULTS": rtl, "TESSERA_GOLDEN_FAULTS":
+             os.environ.get("TESSERA_GOLDEN_FAULTS", rtl)}
+    return tuple(None if text is None else FaultMap.from_json(text, name)
+                 for name, text in texts.items())
 
 
 def save_figures(section, figures):

@@ -45,8 +45,9 @@ def _shape(ins, config):
 
 
 def _flags(ins, config):
-    return (f"{'accumulate' if ins.accumulate else 'overwrite'}, "
-            f"{'offset binary' if ins.offset_inputs else 'two' + chr(39) + 's complement'}")
+    sums = "accumulate" if ins.accumulate else "overwrite"
+    encoding = "offset binary" if ins.offset_inputs else "two's complement"
+    return f"{sums}, {encoding}"
 
 
 _instruction_section = coverage_section(

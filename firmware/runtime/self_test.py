@@ -63,8 +63,9 @@ def patterns(config):
     """(name, cell or None, the int8 weight every cell of every tile gets): the zero
     pattern, then one per testable (side, slice)."""
     yield "zero", None, 0
+    levels = written_levels(config)
     for side, s in itertools.product(range(2), range(config.slices)):
-        level = int(written_levels(config)[side, s])
+        level = int(levels[side, s])
         if level:
             weight = (1, -1)[side] * (level << (s * config.cell_bits))
             yield f"w{'+-'[side]} slice {s}", (side, s), weight
