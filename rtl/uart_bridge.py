@@ -36,6 +36,9 @@ class BridgeCore(wiring.Component):
     i_stream : In(stream.Signature(8))
     o_stream : Out(stream.Signature(8))
     axi : Out(AXI4LiteSignature)
+    registers : SimpleNamespace
+        Its registers and ``ongoing(state)``, set by ``elaborate``: what its proof's
+        invariants are stated on.
     """
 
     def __init__(self, addr_width, max_count=bridge.MAX_COUNT):
@@ -51,17 +54,23 @@ class BridgeCore(wiring.Component):
         m.submodules.buffer = buffer = Memory(shape=32, depth=self.max_count, init=[])
         r = SimpleNamespace(
             buf_read=buffer.read_port(), buf_write=buffer.write_port(),
-            command=Signal(8), count=Signal(8), address=Signal(32),
-            total=Signal(8),                                    # running byte sum
-            index=Signal(range(4 * bridge.MAX_COUNT + 1)),      # byte or word index in a field
-            word=Signal(32), status=Signal(8),
-            replied=Signal(8),                                  # words the response carries
-            aw_done=Signal(), w_done=Signal())                  # a write's two handshakes
-        with m.FSM() as fsm:
+            command=Signal(8, name="command"), count=Signal(8, name="count"),
+            address=Signal(32, name="address"),
+            total=Signal(8, name="total"),                      # running byte sum
+            index=Signal(range(4 * bridge.MAX_COUNT + 1), name="index"),  # in a field
+            word=Signal(32, name="word"), status=Signal(8, name="status"),
+            replied=Signal(8, name="replied"),                  # words the response carries
+            aw_done=Signal(name="aw_done"), w_done=Signal(name="w_done"))  # a write's two
+        # A read port reads on every cycle unless told not to: a write waiting for its
+        # handshakes must keep the word it fetched (found by the proof).
+        m.d.comb += r.buf_read.en.eq(0)
+        with m.FSM() as fsm:                                                  # handshakes
             self._request_states(m, r)
             self._bus_states(m, r)
             self._reply_states(m, r)
         m.d.comb += self.i_stream.ready.eq(Cat(*map(fsm.ongoing, _REQUEST_STATES)).any())
+        r.ongoing = fsm.ongoing
+        self.registers = r          # for the invariants of its proof (sim/formal/uart_bridge.py)
         return m
 
     def _request_states(self, m, r):

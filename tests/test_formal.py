@@ -13,7 +13,8 @@ CASES = [(proof, None) for proof in PROOFS] + \
 @pytest.mark.parametrize("proof, mutation", CASES,
                          ids=[f"{p.name}-{m or 'design'}" for p, m in CASES])
 def test_proof_holds_on_the_design_and_fails_on_its_mutants(proof, mutation):
-    result = run_sby(proof.name, proof.build(), depth=proof.depth, mutation=mutation)
+    run = dict(depth=proof.depth) if mutation is None else proof.mutant_run()
+    result = run_sby(proof.name, proof.build(), mutation=mutation, **run)
     if mutation is None:
         assert result.passed, result.summary()
     else:

@@ -20,22 +20,12 @@ from amaranth.hdl import Assert, Assume, Module, Mux, ResetSignal, Signal
 
 from rtl.axi_lite import RESP_OKAY, RESP_SLVERR, AXI4LiteTarget
 
+from .handshake import held
+
 __all__ = ["axi_lite_proof", "ADDRESS_BITS"]
 
 # The target's logic is the same at every address width; a narrow one proves faster.
 ADDRESS_BITS = 6
-
-
-def _hold(m, valid, ready, payload):
-    """Whether `valid` and `payload` are as they were when the previous cycle ended
-    without a handshake (true when it ended otherwise)."""
-    waited = Signal()
-    before = [Signal.like(signal) for signal in payload]
-    m.d.sync += [waited.eq(valid & ~ready)] + [b.eq(s) for b, s in zip(before, payload)]
-    kept = valid
-    for b, s in zip(before, payload):
-        kept = kept & (s == b)
-    return ~waited | kept
 
 
 def axi_lite_proof():
@@ -49,12 +39,12 @@ def axi_lite_proof():
         m.d.comb += signal.eq(AnySeq(len(signal)))
 
     # The manager keeps each request until it is taken.
-    m.d.comb += [Assume(_hold(m, axi.awvalid, axi.awready, [axi.awaddr])),
-                 Assume(_hold(m, axi.wvalid, axi.wready, [axi.wdata, axi.wstrb])),
-                 Assume(_hold(m, axi.arvalid, axi.arready, [axi.araddr]))]
+    m.d.comb += [Assume(held(m, axi.awvalid, axi.awready, [axi.awaddr])),
+                 Assume(held(m, axi.wvalid, axi.wready, [axi.wdata, axi.wstrb])),
+                 Assume(held(m, axi.arvalid, axi.arready, [axi.araddr]))]
     # The target keeps each response until it is taken.
-    m.d.comb += [Assert(_hold(m, axi.bvalid, axi.bready, [axi.bresp])),
-                 Assert(_hold(m, axi.rvalid, axi.rready, [axi.rresp, axi.rdata]))]
+    m.d.comb += [Assert(held(m, axi.bvalid, axi.bready, [axi.bresp])),
+                 Assert(held(m, axi.rvalid, axi.rready, [axi.rresp, axi.rdata]))]
 
     aw_fire, w_fire = axi.awvalid & axi.awready, axi.wvalid & axi.wready
     ar_fire = axi.arvalid & axi.arready

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from .axi_lite import axi_lite_proof
 from .sby import Mutation
+from .uart_bridge import uart_bridge_proof
 
 __all__ = ["Proof", "PROOFS"]
 
@@ -15,6 +16,13 @@ class Proof:
     depth: int                     # k of the k-induction
     mutants: tuple                 # Mutations the proof must fail on
     survivors: tuple = ()          # Mutations it passes on, and why (not checked properties)
+    mutant_depth: int = 0          # cycles from reset a mutant's counterexample may need
+                                   # (bounded check; 0: the induction's depth)
+
+    def mutant_run(self):
+        """How a mutant is checked: by bounded model checking from reset, so that a
+        failure is a real trace, never an induction that merely did not close."""
+        return dict(mode="bmc", depth=self.mutant_depth or self.depth)
 
 
 PROOFS = (
@@ -24,4 +32,10 @@ PROOFS = (
                    Mutation("axi__rvalid", "const1")),      # a read answered unasked
           survivors=((Mutation("dut.last_was_read", "const1"),
                       "reads first when both wait: arbitration order, not a protocol rule"),)),
+    Proof("uart_bridge", uart_bridge_proof, depth=8,
+          mutants=(Mutation("total", "inv", 0),             # checksums summed wrong
+                   Mutation("status", "inv", 0),            # a wrong status replied
+                   Mutation("i_stream__ready", "const1"),   # bytes taken while busy
+                   Mutation("o_stream__valid", "const0")),  # no reply: hangs
+          mutant_depth=13),
 )
