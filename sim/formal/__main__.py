@@ -24,7 +24,7 @@ def main(argv=None):
         runs = [(None, True)] + [(m, False) for m in proof.mutants] \
             + [(m, True) for m, _ in proof.survivors]
         for mutation, should_pass in runs:
-            run = dict(depth=proof.depth) if mutation is None else proof.mutant_run()
+            run = proof.design_run() if mutation is None else proof.mutant_run()
             result = run_sby(proof.name, proof.build(), mutation=mutation, **run)
             ok = result.passed if should_pass else result.status == "FAIL"
             wrong += not ok

@@ -1,9 +1,11 @@
 """Every proof `make formal` runs, each with the mutants that show it can fail."""
 
 from dataclasses import dataclass
+from functools import partial
 
 from .axi_lite import axi_lite_proof
 from .sby import Mutation
+from .sequencer import SEQUENCER_CASES, bound, sequencer_termination_proof
 from .uart_bridge import uart_bridge_proof
 
 __all__ = ["Proof", "PROOFS"]
@@ -13,11 +15,16 @@ __all__ = ["Proof", "PROOFS"]
 class Proof:
     name: str
     build: object                  # () -> the Amaranth module holding design and assertions
-    depth: int                     # k of the k-induction
+    depth: int                     # k of the k-induction, or the cycles of a bounded check
     mutants: tuple                 # Mutations the proof must fail on
     survivors: tuple = ()          # Mutations it passes on, and why (not checked properties)
     mutant_depth: int = 0          # cycles from reset a mutant's counterexample may need
                                    # (bounded check; 0: the induction's depth)
+    mode: str = "prove"            # "prove": k-induction; "bmc": bounded, from reset
+    slow: bool = False             # minutes, not seconds: `make formal` only
+
+    def design_run(self):
+        return dict(mode=self.mode, depth=self.depth)
 
     def mutant_run(self):
         """How a mutant is checked: by bounded model checking from reset, so that a
@@ -38,4 +45,11 @@ PROOFS = (
                    Mutation("i_stream__ready", "const1"),   # bytes taken while busy
                    Mutation("o_stream__valid", "const0")),  # no reply: hangs
           mutant_depth=13),
+    *(Proof(name, partial(sequencer_termination_proof, config, max_count), mode="bmc",
+            depth=bound(config, max_count) + 3,     # the assertion looks at bound + 1
+            mutants=(Mutation("dut.pc", "const0", 0),           # the pc stuck on even words
+                     Mutation("dut.program.done", "const0"),    # a PROGRAM never ends
+                     Mutation("dut.requant.done", "const0")),   # a REQUANT never ends
+            slow=slow)
+      for name, config, max_count, slow in SEQUENCER_CASES),
 )

