@@ -6,6 +6,7 @@ from functools import partial
 from .axi_lite import axi_lite_proof
 from .sby import Mutation
 from .sequencer import SEQUENCER_CASES, bound, sequencer_termination_proof
+from .tile import TILE_CASES, cycles_to_done, tile_equivalence_proof
 from .uart_bridge import uart_bridge_proof
 
 __all__ = ["Proof", "PROOFS"]
@@ -52,4 +53,10 @@ PROOFS = (
                      Mutation("dut.requant.done", "const0")),   # a REQUANT never ends
             slow=slow)
       for name, config, max_count, slow in SEQUENCER_CASES),
+    *(Proof(name, partial(tile_equivalence_proof, config), mode="bmc",
+            depth=cycles_to_done(config) + 1,
+            mutants=(Mutation("dut.product_offset_inputs", "const0"),   # offset ignored
+                     Mutation("dut.first_step", "const0")),  # summed onto the last product
+            slow=True)
+      for name, config in TILE_CASES),
 )
