@@ -60,11 +60,12 @@ class BridgeCore(wiring.Component):
             index=Signal(range(4 * bridge.MAX_COUNT + 1), name="index"),  # in a field
             word=Signal(32, name="word"), status=Signal(8, name="status"),
             replied=Signal(8, name="replied"),                  # words the response carries
-            aw_done=Signal(name="aw_done"), w_done=Signal(name="w_done"))  # a write's two
+            # A write's address and data handshakes, each done or not.
+            aw_done=Signal(name="aw_done"), w_done=Signal(name="w_done"))
         # A read port reads on every cycle unless told not to: a write waiting for its
         # handshakes must keep the word it fetched (found by the proof).
         m.d.comb += r.buf_read.en.eq(0)
-        with m.FSM() as fsm:                                                  # handshakes
+        with m.FSM() as fsm:
             self._request_states(m, r)
             self._bus_states(m, r)
             self._reply_states(m, r)

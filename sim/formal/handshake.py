@@ -1,8 +1,9 @@
-"""What a VALID/READY handshake promises, as signals a proof can assume or assert."""
+"""What a proof observes: the promises of a VALID/READY handshake, as signals it can
+assume or assert, and the cycles since reset."""
 
 from amaranth.hdl import Signal
 
-__all__ = ["held", "stalled"]
+__all__ = ["held", "stalled", "cycles_from_reset"]
 
 
 def held(m, valid, ready, payload):
@@ -26,3 +27,10 @@ def stalled(m, valid, ready, limit):
     with m.Else():
         m.d.sync += cycles.eq(0)
     return cycles
+
+
+def cycles_from_reset(m, limit):
+    """Cycles since reset, counted up to ``limit + 1``."""
+    cycle = Signal(range(limit + 2))
+    m.d.sync += cycle.eq(cycle + (cycle <= limit))
+    return cycle

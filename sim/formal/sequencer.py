@@ -5,10 +5,9 @@ The instruction memory holds any `imem_depth` instructions (`AnyConst`, so every
 of up to that many instructions, with or without a HALT); the other memories read back
 anything (`AnySeq`). Run counts are at most a few (bounded checking needs a bound on the
 cycles an instruction may take); `SEQUENCER_CASES` lists the configs, program lengths
-and counts. Checked by bounded model checking from reset:
-the sequencer is started once and must have stopped `bound(config)` cycles later, the
-sum over the instructions of their worst case by :mod:`golden.timing` plus fetch,
-decode and check.
+and counts. Checked by bounded model checking from reset: the sequencer is started once
+and must have stopped `bound(config)` cycles later, the sum over the instructions of
+their worst case by :mod:`golden.timing` plus fetch, decode and check.
 """
 
 import dataclasses
@@ -19,6 +18,8 @@ from amaranth.hdl import Array, Assert, Assume, Module, ResetSignal, Signal
 from golden import AccelConfig, timing
 from golden.isa import FIELDS, WORDS_PER_INSTRUCTION
 from rtl.sequencer import Sequencer
+
+from .handshake import cycles_from_reset
 
 __all__ = ["sequencer_termination_proof", "SEQUENCER_CASES", "bound"]
 
@@ -61,13 +62,12 @@ def sequencer_termination_proof(config=CONFIG, max_count=MAX_COUNT):
                      Assume(instruction[count_lsb:count_lsb + count_bits] <= max_count)]
     with m.If(dut.imem_en):
         m.d.sync += dut.imem_data.eq(program[dut.imem_addr])
-    for name, member in dut.signature.members.items():
+    for name in dut.signature.members:
         if name.endswith("_data") and name != "imem_data":
             port = getattr(dut, name)
             m.d.comb += port.eq(AnySeq(len(port)))
 
-    cycle = Signal(range(bound(config, max_count) + 2))
-    m.d.sync += cycle.eq(cycle + (cycle <= bound(config, max_count)))
-    m.d.comb += [dut.start.eq(cycle == 0),
-                 Assert((cycle <= bound(config, max_count)) | ~dut.running)]
+    limit = bound(config, max_count)
+    cycle = cycles_from_reset(m, limit)
+    m.d.comb += [dut.start.eq(cycle == 0), Assert((cycle <= limit) | ~dut.running)]
     return m
