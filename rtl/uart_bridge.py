@@ -28,8 +28,7 @@ class BridgeCore(wiring.Component):
 
     A write burst is buffered until its checksum is known, so a damaged frame changes
     nothing. A frame is taken whole, then answered whole: no byte is taken while the core
-    works on the bus or replies. A count above `max_count` is a bad command (`max_count`
-    is the framing's own limit on the device; a proof uses a smaller one).
+    works on the bus or replies.
 
     Attributes
     ----------
@@ -41,17 +40,14 @@ class BridgeCore(wiring.Component):
         invariants are stated on.
     """
 
-    def __init__(self, addr_width, max_count=bridge.MAX_COUNT):
-        if not 1 <= max_count <= bridge.MAX_COUNT:
-            raise ValueError(f"max_count must be 1..{bridge.MAX_COUNT}, not {max_count!r}")
-        self.max_count = max_count
+    def __init__(self, addr_width):
         super().__init__({"i_stream": In(stream.Signature(8)),
                           "o_stream": Out(stream.Signature(8)),
                           "axi": Out(AXI4LiteSignature(addr_width))})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = Memory(shape=32, depth=self.max_count, init=[])
+        m.submodules.buffer = buffer = Memory(shape=32, depth=bridge.MAX_COUNT, init=[])
         r = SimpleNamespace(
             buf_read=buffer.read_port(), buf_write=buffer.write_port(),
             command=Signal(8, name="command"), count=Signal(8, name="count"),
@@ -107,9 +103,7 @@ class BridgeCore(wiring.Component):
                 m.d.sync += [word.eq((word >> 8) | (byte_in.payload << 24)),
                              total.eq(total + byte_in.payload), index.eq(index + 1)]
                 with m.If(index[:2] == 3):
-                    # Words past the buffer are counted, not kept: the frame is refused.
-                    m.d.comb += [buf_write.addr.eq(index[2:]),
-                                 buf_write.en.eq(index[2:] < self.max_count),
+                    m.d.comb += [buf_write.addr.eq(index[2:]), buf_write.en.eq(1),
                                  buf_write.data.eq((word >> 8) | (byte_in.payload << 24))]
                     with m.If(index[2:] == count - 1):
                         m.next = "CHECKSUM"
@@ -124,7 +118,7 @@ class BridgeCore(wiring.Component):
                 m.d.sync += r.status.eq(bridge.Status.BAD_CHECKSUM)
                 m.next = "REPLY_SYNC"
             with m.Elif(((r.command != bridge.Command.READ) & (r.command != bridge.Command.WRITE))
-                        | (r.count == 0) | (r.count > self.max_count)):
+                        | (r.count == 0)):
                 m.d.sync += r.status.eq(bridge.Status.BAD_COMMAND)
                 m.next = "REPLY_SYNC"
             with m.Else():

@@ -30,23 +30,22 @@ from types import SimpleNamespace
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cat, Module, Mux, ResetSignal, Signal
 
-from golden import bridge
+from golden import bridge, regmap
 from rtl.axi_lite import RESP_OKAY
 from rtl.uart_bridge import BridgeCore
 
 from .handshake import held, stalled
 
-__all__ = ["uart_bridge_proof", "MAX_COUNT", "RESPONSIVE", "GAP"]
+__all__ = ["uart_bridge_proof", "RESPONSIVE", "GAP"]
 
-ADDRESS_BITS = 8
-MAX_COUNT = 2       # the logic is the same for every burst limit; a short one proves faster
+ADDRESS_BITS = regmap.ADDRESS_BITS     # the core as the board tops build it
 RESPONSIVE = 2      # cycles a partner takes at most to answer a VALID
 GAP = RESPONSIVE + 1    # cycles at most between two handshakes of a busy core
 
 
-def uart_bridge_proof(max_count=MAX_COUNT):
+def uart_bridge_proof():
     m = Module()
-    dut = BridgeCore(ADDRESS_BITS, max_count=max_count)
+    dut = BridgeCore(ADDRESS_BITS)
     m.submodules.dut = dut.elaborate(None)      # elaborated here, for its registers
     dut._MustUse__silence = True                # (the elaborated module stands in for it)
     byte_in, byte_out, axi = dut.i_stream, dut.o_stream, dut.axi
@@ -60,10 +59,10 @@ def uart_bridge_proof(max_count=MAX_COUNT):
                          (axi.rready, axi.rvalid), (byte_out.valid, byte_out.ready)):
         m.d.comb += Assume(stalled(m, valid, ready, RESPONSIVE) < RESPONSIVE)
 
-    frame = _parse_requests(m, byte_in, max_count)
+    frame = _parse_requests(m, byte_in)
     burst = _check_bus(m, axi, frame)
     out_fire, position = _check_reply(m, byte_out, frame, burst)
-    _invariants(m, dut.registers, frame, burst, position, ~byte_in.ready, max_count)
+    _invariants(m, dut.registers, frame, burst, position, ~byte_in.ready)
     handshakes = (byte_in.valid & byte_in.ready) | burst.fired | out_fire
     gap = Signal(range(GAP + 2))
     m.d.sync += gap.eq(Mux(byte_in.ready | handshakes, 0, gap + (gap <= GAP)))
@@ -72,7 +71,7 @@ def uart_bridge_proof(max_count=MAX_COUNT):
     return m
 
 
-def _parse_requests(m, byte_in, max_count):
+def _parse_requests(m, byte_in):
     """The frames in the bytes the core takes, and each one's verdict."""
     taken, byte = byte_in.valid & byte_in.ready, byte_in.payload
     f = SimpleNamespace(
@@ -86,7 +85,7 @@ def _parse_requests(m, byte_in, max_count):
                                     f.count * 4, 0)
     good_sum = (f.total + byte)[:8] == 0
     good_command = (((f.command == bridge.Command.READ) | (f.command == bridge.Command.WRITE))
-                    & (f.count >= 1) & (f.count <= max_count))
+                    & (f.count != 0))
     m.d.comb += f.completed.eq(taken & f.inside & (f.position == 6 + data_bytes))
     with m.If(taken & ~f.inside):
         with m.If(byte == bridge.REQUEST_SYNC):
@@ -155,9 +154,10 @@ def _check_bus(m, axi, frame):
 
 
 def _check_reply(m, byte_out, frame, burst):
-    """The response to the last frame, after its burst; returns its handshake."""
+    """The response to the last frame, after its burst; returns its handshake and the
+    position in it of the byte offered."""
     fire = byte_out.valid & byte_out.ready
-    position = Signal(range(4 * MAX_COUNT + 8), name="o_position")
+    position = Signal(range(4 * bridge.MAX_COUNT + 8), name="o_position")
     total = Signal(8, name="o_total")
     status = Mux(burst.error & (frame.status == bridge.Status.OK), bridge.Status.BUS_ERROR,
                  frame.status)
@@ -183,7 +183,7 @@ def _check_reply(m, byte_out, frame, burst):
     return fire, position
 
 
-def _invariants(m, r, frame, burst, position, busy, max_count):
+def _invariants(m, r, frame, burst, position, busy):
     """Where the core is in a frame, and what its registers hold there: the lemmas that
     make the properties provable by induction over a short window (a host may pause
     between bytes for any time, so no window reaches back to a frame's start)."""
@@ -228,7 +228,7 @@ def _invariants(m, r, frame, burst, position, busy, max_count):
     ]
     ok, write, read = bridge.Status.OK, bridge.Command.WRITE, bridge.Command.READ
     counted = [b.writes, b.written, b.responses, b.reads, b.returned]
-    accepted = (f.count >= 1) & (f.count <= max_count) & (f.command == Mux(f.write, write, read))
+    accepted = (f.count != 0) & (f.command == Mux(f.write, write, read))
     m.d.comb += [           # the parser's own bookkeeping
         Assert(~(f.write & f.read) & (f.status != bridge.Status.BUS_ERROR)),
         Assert(~f.answering | ~(f.write | f.read) | accepted),
