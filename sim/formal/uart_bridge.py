@@ -61,9 +61,9 @@ def uart_bridge_proof():
 
     frame = _parse_requests(m, byte_in)
     burst = _check_bus(m, axi, frame)
-    out_fire, position = _check_reply(m, byte_out, frame, burst)
-    _invariants(m, dut.registers, frame, burst, position, ~byte_in.ready)
-    handshakes = (byte_in.valid & byte_in.ready) | burst.fired | out_fire
+    reply = _check_reply(m, byte_out, frame, burst)
+    _invariants(m, dut.registers, frame, burst, reply, ~byte_in.ready)
+    handshakes = (byte_in.valid & byte_in.ready) | burst.fired | reply.fire
     gap = Signal(range(GAP + 2))
     m.d.sync += gap.eq(Mux(byte_in.ready | handshakes, 0, gap + (gap <= GAP)))
     m.d.comb += [Assert(gap <= GAP),
@@ -154,8 +154,8 @@ def _check_bus(m, axi, frame):
 
 
 def _check_reply(m, byte_out, frame, burst):
-    """The response to the last frame, after its burst; returns its handshake and the
-    position in it of the byte offered."""
+    """The response to the last frame, after its burst; returns its handshake, the
+    position in it of the byte offered, its words, its running sum and its last byte."""
     fire = byte_out.valid & byte_out.ready
     position = Signal(range(4 * bridge.MAX_COUNT + 8), name="o_position")
     total = Signal(8, name="o_total")
@@ -179,15 +179,15 @@ def _check_reply(m, byte_out, frame, burst):
         Assert(~byte_out.valid | (position != last) | ((total + payload)[:8] == 0)),
         Assert(held(m, byte_out.valid, byte_out.ready, [byte_out.payload])),
     ]
-    burst.words, burst.reply_total, burst.last = words, total, last
-    return fire, position
+    return SimpleNamespace(fire=fire, position=position, words=words, total=total, last=last)
 
 
-def _invariants(m, r, frame, burst, position, busy):
+def _invariants(m, r, frame, burst, reply, busy):
     """Where the core is in a frame, and what its registers hold there: the lemmas that
     make the properties provable by induction over a short window (a host may pause
     between bytes for any time, so no window reaches back to a frame's start)."""
     f, b, state, p = frame, burst, r.ongoing, frame.position
+    position = reply.position
     m.d.comb += [
         Assert(state("SYNC") == (~f.inside & ~busy)),
         Assert(~f.inside | (p <= 6 + f.data_bytes)),
@@ -233,25 +233,24 @@ def _invariants(m, r, frame, burst, position, busy):
         Assert(~(f.write & f.read) & (f.status != bridge.Status.BUS_ERROR)),
         Assert(~f.answering | ~(f.write | f.read) | accepted),
         Assert(~f.answering | ((f.status == ok) == (f.write | f.read))),
-        Assert(~f.answering | (position <= b.last)),
+        Assert(~f.answering | (position <= reply.last)),
         Assert(~f.answering | ~b.error | f.write | f.read),
         Assert(~f.answering | Cat(*(n <= f.count for n in counted)).all()),
         Assert(bus_state | ((b.writes == b.written) & (b.written == b.responses)
                             & (b.reads == b.returned))),
-        Assert(bus_state | ~busy | (b.finished & (r.replied == b.words))),
+        Assert(bus_state | ~busy | (b.finished & (r.replied == reply.words))),
         Assert(~bus_state | (r.replied == 0)),
     ]
     data_state = state("REPLY_FETCH") | state("REPLY_LOAD") | state("REPLY_DATA")
     m.d.comb += [
-        Assert(busy == f.answering),
         Assert(~state("REPLY_SYNC") | (position == 0)),
         Assert(~state("REPLY_STATUS") | (position == 1)),
         Assert(~state("REPLY_COUNT") | (position == 2)),
         Assert(~(data_state | state("REPLY_CHECKSUM")) | ((position == 3 + r.index)
-                                                          & (r.replied == b.words)
-                                                          & (r.index <= 4 * b.words))),
+                                                          & (r.replied == reply.words)
+                                                          & (r.index <= 4 * reply.words))),
         Assert(~(state("REPLY_FETCH") | state("REPLY_LOAD")) | (r.index[:2] == 0)),
-        Assert(~state("REPLY_CHECKSUM") | (r.index == 4 * b.words)),
+        Assert(~state("REPLY_CHECKSUM") | (r.index == 4 * reply.words)),
         Assert(~(data_state | state("REPLY_CHECKSUM") | state("REPLY_COUNT")
-                 | state("REPLY_STATUS")) | (r.total == b.reply_total)),
+                 | state("REPLY_STATUS")) | (r.total == reply.total)),
     ]
