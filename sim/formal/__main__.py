@@ -29,7 +29,7 @@ def main(argv=None):
             ok = result.passed if should_pass else result.status == "FAIL"
             wrong += not ok
             label = "design" if mutation is None else f"mutant {mutation}"
-            print(f"{proof.name:22s} {label:40s} {result.status:5s} "
+            print(f"{proof.name:22s} {label:44s} {result.status:5s} "
                   f"{'as expected' if ok else 'UNEXPECTED'} ({result.seconds:.1f} s)", flush=True)
     return 1 if wrong else 0
 
