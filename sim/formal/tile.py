@@ -67,7 +67,7 @@ def spec_step_sums(config, x, w, adc_shift, offset_inputs):
     slices, ``sum_s code[k, s] << (s * cell_bits)``, for inputs `x[r]`, weights `w[r][col]`
     (signed 8-bit values), `adc_shift` and `offset_inputs`. Written from golden's
     definitions (`input_levels`, `weight_slices`, `column_counts`, `adc_convert`,
-    `shift_add`), not from the RTL's structure."""
+    `shift_add`; `read_weights` when lossless), not from the RTL's structure."""
     c = config
     levels = []                                     # levels[k][r]: step k's DAC level
     for k in range(c.steps):
@@ -76,28 +76,29 @@ def spec_step_sums(config, x, w, adc_shift, offset_inputs):
         if k == c.steps - 1:                        # the sign step, unless offset binary
             chunks = [Mux(offset_inputs, chunk, chunk.as_signed()) for chunk in chunks]
         levels.append(chunks)
-    half_step = Array(Const((1 << s) >> 1) for s in range(c.max_adc_shift + 1))[adc_shift]
-    lo, hi = -(1 << (c.adc_bits - 1)), (1 << (c.adc_bits - 1)) - 1
+    cells = [slice(s * c.cell_bits, (s + 1) * c.cell_bits) for s in range(c.slices)]
     g_pos = [[Mux(w[r][col] > 0, w[r][col], 0).as_unsigned()[:WEIGHT_BITS]
               for col in range(c.cols)] for r in range(c.rows)]
     g_neg = [[Mux(w[r][col] < 0, -w[r][col], 0).as_unsigned()[:WEIGHT_BITS]
               for col in range(c.cols)] for r in range(c.rows)]
-    sums = [[0] * c.cols for _ in range(c.steps)]
+
+    def difference(r, col, s):                      # a differential pair's slice s
+        return g_pos[r][col][cells[s]] - g_neg[r][col][cells[s]]
+
     if c.is_lossless:
         # Every code is its count, so the sum over slices distributes over the rows: each
         # level times the weight its cells read back (`golden.crossbar.read_weights`).
-        read = [[sum((g_pos[r][col][s * c.cell_bits:(s + 1) * c.cell_bits]
-                      - g_neg[r][col][s * c.cell_bits:(s + 1) * c.cell_bits])
-                     << (s * c.cell_bits) for s in range(c.slices))
+        read = [[sum(difference(r, col, s) << (s * c.cell_bits) for s in range(c.slices))
                  for col in range(c.cols)] for r in range(c.rows)]
         return [[sum(levels[k][r] * read[r][col] for r in range(c.rows))
                  for col in range(c.cols)] for k in range(c.steps)]
+    half_step = Array(Const((1 << s) >> 1) for s in range(c.max_adc_shift + 1))[adc_shift]
+    lo, hi = -(1 << (c.adc_bits - 1)), (1 << (c.adc_bits - 1)) - 1
+    sums = [[0] * c.cols for _ in range(c.steps)]
     for k in range(c.steps):
         for col in range(c.cols):
             for s in range(c.slices):
-                cell = slice(s * c.cell_bits, (s + 1) * c.cell_bits)
-                count = sum(levels[k][r] * (g_pos[r][col][cell] - g_neg[r][col][cell])
-                            for r in range(c.rows))
+                count = sum(levels[k][r] * difference(r, col, s) for r in range(c.rows))
                 rounded = (count + half_step) >> adc_shift
                 code = Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))
                 sums[k][col] = sums[k][col] + (code << (s * c.cell_bits))
@@ -169,7 +170,8 @@ def tile_equivalence_proof(config):
             m.d.sync += after.eq(now)
             for g in range(c.adc_groups):
                 col = g * c.adc_share + p
-                m.d.comb += [Assert(~now | (probe.slot_sums[g] == step_sums[c.steps - 1 - j][col])),
+                step_sum = step_sums[c.steps - 1 - j][col]
+                m.d.comb += [Assert(~now | (probe.slot_sums[g] == step_sum)),
                              Assert(~after | (probe.acc[col] == partial[j][col]))]
     expected = [value << adc_shift for value in partial[-1]]
     m.d.comb += [Assert(~dut.done | (dut.result[col] == expected[col]))
