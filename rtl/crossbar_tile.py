@@ -122,8 +122,9 @@ class CrossbarTile(wiring.Component):
         The DACs apply a new input step this cycle (``rows`` activations).
     registers : SimpleNamespace
         Its step and phase counters, each column group's ``slot_sums`` (the shift-add's
-        addend this cycle) and each column's accumulator ``acc``, set by ``elaborate``:
-        what its proof's invariants are stated on.
+        addend this cycle) and ADC ``codes`` (per slice; None when lossless) and each
+        column's accumulator ``acc``, set by ``elaborate``: what its proof's invariants
+        are stated on.
     """
 
     model = staticmethod(golden.crossbar_mvm)
@@ -191,12 +192,14 @@ class CrossbarTile(wiring.Component):
         sign_step = first_step & ~offset_inputs        # offset binary has no signed step
         if cfg.is_lossless and not self.fault_injection:
             slot_sums = self._exact_columns(m, chunks, sign_step, weights)
+            codes = None
         else:
-            slot_sums = self._converted_columns(m, chunks, sign_step, weights, adc_shift,
-                                                self._stuck_states(phase))
+            slot_sums, codes = self._converted_columns(m, chunks, sign_step, weights, adc_shift,
+                                                       self._stuck_states(phase))
         self._accumulate(m, slot_sums, acc, results, first_step, phase, last_slot, adc_shift)
         # For the invariants of its proof (sim/formal/tile.py).
-        self.registers = SimpleNamespace(step=step, phase=phase, slot_sums=slot_sums, acc=acc)
+        self.registers = SimpleNamespace(step=step, phase=phase, slot_sums=slot_sums,
+                                         codes=codes, acc=acc)
         m.d.comb += [self.result[c].eq(results[c]) for c in range(cfg.cols)]
         m.d.comb += self.finishing.eq(self.converting & last_slot)
         m.d.sync += self.done.eq(self.finishing)
@@ -341,13 +344,14 @@ class CrossbarTile(wiring.Component):
         """The slot sum of each ADC group: per slice, the signed bit-line count of the
         differential pair (the slices of w+ = max(w, 0) and w- = max(-w, 0), as `states`
         leaves them) goes through the saturating, shifting ADC, then the shift-add (all but
-        the shift back, which the result takes once)."""
+        the shift back, which the result takes once). Returns the slot sums and the ADC
+        codes, ``codes[group][slice]``."""
         cfg = self.config
-        sums = []
+        sums, codes = [], []
         for group in range(cfg.adc_groups):
             pos = [Mux(row[group] > 0, row[group], 0).as_unsigned()[:WEIGHT_BITS] for row in weights]
             neg = [Mux(row[group] < 0, -row[group], 0).as_unsigned()[:WEIGHT_BITS] for row in weights]
-            partial = []
+            partial, group_codes = [], []
             for s in range(cfg.slices):
                 diffs = [p - n for p, n in zip(self._cell_levels(pos, 0, s, group, states),
                                                self._cell_levels(neg, 1, s, group, states))]
@@ -357,5 +361,7 @@ class CrossbarTile(wiring.Component):
                                                     f"column_g{group}_s{s}")),
                              code.eq(saturate(adc_round(count, adc_shift), cfg.adc_bits))]
                 partial.append(code << (s * cfg.cell_bits))
+                group_codes.append(code)
             sums.append(tree_sum(partial, m, f"slices_g{group}"))
-        return sums
+            codes.append(group_codes)
+        return sums, codes

@@ -39,7 +39,7 @@ def test_tile_proof_spec_equals_golden(name, config):
     shift, offset = Signal(range(c.max_adc_shift + 1)), Signal()
     m = Module()
     results = [Signal(signed(64), name=f"result{col}") for col in range(c.cols)]
-    partial = spec_partial_sums(c, spec_step_sums(c, x, w, shift, offset))
+    partial = spec_partial_sums(c, spec_step_sums(c, x, w, shift, offset)[0])
     m.d.comb += [result.eq(value << shift) for result, value in zip(results, partial[-1])]
     extremes = np.array([-128, -127, -1, 0, 1, 127])
     vectors = [(rng.choice(extremes, c.rows), rng.choice(extremes, (c.rows, c.cols)))
