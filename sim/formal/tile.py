@@ -43,7 +43,7 @@ def _lossy(**fields):
                        **fields)
 
 
-# (name, config, slow): every DAC width, lossless and lossy ADCs, private and shared ADCs.
+# (name, config, slow): DAC widths 1, 2 and 8, lossless and lossy ADCs, private and shared.
 TILE_CASES = (
     ("tile_2x2_d1", AccelConfig(tiles=1, rows=2, cols=2, cell_bits=2, dac_bits=1), False),
     ("tile_2x2_c4_d1_shared", AccelConfig(tiles=1, rows=2, cols=2, cell_bits=4, dac_bits=1,
@@ -179,13 +179,13 @@ def tile_equivalence_proof(config):
     partial = spec_partial_sums(c, step_sums)
     probe = dut.registers
     for j in range(c.steps):
+        k = c.steps - 1 - j
         for p in range(c.adc_share):
             now, after = Signal(name=f"slot_{j}_{p}"), Signal(name=f"after_slot_{j}_{p}")
             m.d.comb += now.eq(dut.converting & (probe.step == j) & (probe.phase == p))
             m.d.sync += after.eq(now)
             for g in range(c.adc_groups):
                 col = g * c.adc_share + p
-                k = c.steps - 1 - j
                 if codes is None:
                     m.d.comb += Assert(~now | (probe.slot_sums[g] == step_sums[k][col]))
                 else:           # each code, and the shift-add of the slot's codes after
