@@ -4,7 +4,9 @@ import rtl
 
 from .runner import run_component
 
-__all__ = ["run_accelerator_check"]
+__all__ = ["run_accelerator_check", "FAULTY_TOPLEVEL"]
+
+FAULTY_TOPLEVEL = "faulty_accelerator"      # the build with stuck-cell ports
 
 
 TESTBENCHES = {"random_programs": "sim.accelerator_tb", "errors": "sim.accelerator_errors_tb",
@@ -27,4 +29,4 @@ def run_accelerator_check(config, programs=200, seed=1, order=("random_programs"
     if golden_faults is not None:
         env["TESSERA_GOLDEN_FAULTS"] = golden_faults.to_json()
     return run_component(lambda: rtl.Accelerator(config, fault_injection=True), config,
-                         "faulty_accelerator", tests, env, log)
+                         FAULTY_TOPLEVEL, tests, env, log)

@@ -2,6 +2,7 @@
 errors, against golden.device.Device (environment as `sim.accelerator_tb`)."""
 
 import cocotb
+import numpy as np
 
 from firmware.runtime.driver import BusError
 from golden import isa, regmap
@@ -32,6 +33,39 @@ def error_programs(config):
         "MISALIGNED_LANE": [isa.requant(1, 0, 0, 0, lane_block=c.rows // c.cols), isa.halt()],
         ErrorCode.PC_OVERFLOW: [isa.mvm(0, 0, 0, 0)] * c.imem_depth,
     }
+
+
+def flipped_bit_programs(config):
+    """(label, words) of [I, HALT] for I a legal one-entry instruction of each executing
+    opcode with one bit flipped, every bit of the 128 but the opcode's: the decoder must
+    accept or refuse each as golden does, and every bit of the instruction path moves."""
+    bases = (isa.program(0, 0), isa.mvm(0, 1, 0, 0), isa.requant(1, 0, 0, 0),
+             isa.vmax(1, 0, 0, 0))
+    bits = 32 * isa.WORDS_PER_INSTRUCTION
+    halt = isa.encode(isa.halt())
+    for base in bases:
+        value = sum(word << (32 * i) for i, word in enumerate(isa.encode(base)))
+        for bit in range(isa.FIELDS["opcode"][1], bits):
+            flipped = value ^ (1 << bit)
+            yield (f"{base.opcode.name} with bit {bit} flipped",
+                   [(flipped >> (32 * i)) & 0xFFFF_FFFF for i in range(bits // 32)] + halt)
+
+
+async def check_flipped_bits(bench):
+    """Every program of `flipped_bit_programs` ends as on golden, counters included, and
+    the memories match afterwards. Returns (programs, how many golden refused)."""
+    programs = refused = 0
+    for label, words in flipped_bit_programs(bench.config):
+        expected, actual = await bench.run_words(words)
+        problems = compare_runs(expected, actual)
+        assert not problems, f"{label}: " + "; ".join(problems)
+        programs += 1
+        refused += expected.error != ErrorCode.NONE
+    for memory in ("psum", "amem"):
+        got = await bench.driver.read_entries(memory, 0, bench.driver.windows[memory].depth)
+        bad = np.flatnonzero(np.any(got != getattr(bench.golden, memory), axis=1))
+        assert not len(bad), f"{memory} entries {bad[:8].tolist()} differ after the flips"
+    return programs, refused
 
 
 @cocotb.test()
@@ -87,5 +121,10 @@ async def errors_stop_and_soft_reset_recovers(dut):
         busy_write_refused = True
     assert busy_write_refused, "a memory write while running was accepted"
     assert await bench.driver.bus.wait_done(1e-3)
-    save_figures("errors", dict(cases=len(seen), bus_errors=bus_errors))
+    bench.golden.load_program(isa.encode_program(long_program))    # the same writes
+    bench.golden.run()
+    await bench.soft_reset()
+    flipped, refused = await check_flipped_bits(bench)
+    save_figures("errors", dict(cases=len(seen), bus_errors=bus_errors,
+                                flipped_bit_programs=flipped, flipped_refused=refused))
     save_figures("isa_coverage", isa_coverage())      # so far in this simulation

@@ -78,12 +78,18 @@ class AcceleratorBench:
 
     async def run_program(self, instructions):
         """Run on both; return (golden RunResult, RTL RunStatus)."""
-        self.golden.load_program(isa.encode_program(instructions))
-        await self.driver.load_program(instructions)
+        return await self.run_words(isa.encode_program(instructions))
+
+    async def run_words(self, words):
+        """Run an encoded program (four words an instruction, any bits) on both."""
+        self.golden.load_program(words)
+        await self.driver.load_words(words)
         expected = self.golden.run()
         self.stall_bus(False)          # nothing wakes Python while the device runs
         actual = await self.driver.run(timeout_s=1e-3, raise_on_error=False)
         self.stall_bus(True)
+        instructions = [isa.decode(words[i:i + isa.WORDS_PER_INSTRUCTION])
+                        for i in range(0, len(words), isa.WORDS_PER_INSTRUCTION)]
         sample_run(instructions, actual, self.config)
         return expected, actual
 

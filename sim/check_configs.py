@@ -3,7 +3,7 @@ of the design (shared and lossy ADCs, narrow cells, many tiles, narrow memory en
 
 from golden import AccelConfig
 
-__all__ = ["SMALL_MEMORIES", "CONFIGS"]
+__all__ = ["SMALL_MEMORIES", "CONFIGS", "DEEP_LOSSY"]
 
 SMALL_MEMORIES = dict(imem_depth=16, wmem_depth=64, amem_depth=32, psum_depth=32, qmem_depth=32)
 CONFIGS = {
@@ -22,3 +22,8 @@ CONFIGS = {
     # bits (the iCEBreaker's config found the RTL writing zeros there).
     "narrow_weight_entries": AccelConfig(tiles=2, rows=4, cols=1, **SMALL_MEMORIES),
 }
+
+# 16x16 tiles with a 4-bit ADC (7 lossless) and memories deep enough for a small CNN: the
+# network tests' lossy config, on which the random programs run too.
+DEEP_LOSSY = AccelConfig(adc_bits=4, imem_depth=64, wmem_depth=256, amem_depth=128,
+                         psum_depth=64, qmem_depth=8)

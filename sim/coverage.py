@@ -18,12 +18,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from .accelerator import FAULTY_TOPLEVEL
 from .runner import BUILD_ROOT
 
-__all__ = ["read_points", "merged_builds", "summarise"]
+__all__ = ["read_points", "merged_builds", "summarise", "untoggled_signals"]
 
 COVERAGE_ROOT = BUILD_ROOT / "coverage"
+UNTOGGLED_LISTED = 40  # signals per build, most untoggled points first
 _POINT = re.compile(r"^C '(.*)' (\d+)$")
+_TOGGLE_BIT = re.compile(r"\[\d+\]:[01]->[01]$|:[01]->[01]$")
 
 
 def read_points(path):
@@ -68,12 +71,29 @@ def summarise(points):
     return totals, sorted(set(missed))
 
 
+def untoggled_signals(points):
+    """{(module, signal): toggle points of it never hit}, for the signals with any."""
+    missed = defaultdict(int)
+    for fields, count in points.values():
+        if _kind(fields) == "toggle" and count == 0:
+            module = fields.get("page", "/").split("/", 1)[1]
+            missed[(module, _TOGGLE_BIT.sub("", fields.get("o", "?")))] += 1
+    return dict(missed)
+
+
 def _percent(hit, total):
     return 100.0 * hit / total if total else 100.0
 
 
+def is_synthesised(build):
+    """Whether a build is of the design as synthesised. A fault-injection build adds
+    simulation-only logic (each cell's stuck-at mux), whose points only the fault maps
+    tried can move; the synthesised logic of its config has a plain build of its own."""
+    return not build.startswith(FAULTY_TOPLEVEL + "_")
+
+
 def report(builds):
-    """The report's lines and the overall {kind: [hit, total]}."""
+    """The report's lines and the {kind: [hit, total]} over the synthesised builds."""
     lines, overall = [], defaultdict(lambda: [0, 0])
     for name, points in builds.items():
         totals, missed = summarise(points)
@@ -81,9 +101,11 @@ def report(builds):
         for (kind, _), (hit, total) in totals.items():
             by_kind[kind][0] += hit
             by_kind[kind][1] += total
-            overall[kind][0] += hit
-            overall[kind][1] += total
-        lines.append(f"{name}: " + ", ".join(
+            if is_synthesised(name):
+                overall[kind][0] += hit
+                overall[kind][1] += total
+        apart = "" if is_synthesised(name) else " (fault injection: not in the totals)"
+        lines.append(f"{name}{apart}: " + ", ".join(
             f"{kind} {_percent(*by_kind[kind]):.1f} % ({by_kind[kind][0]}/{by_kind[kind][1]})"
             for kind in sorted(by_kind)))
         for (kind, module), (hit, total) in sorted(totals.items()):
@@ -92,6 +114,9 @@ def report(builds):
                              f"({total - hit} of {total} not hit)")
         for file, line, module in missed:
             lines.append(f"    line never run: {file}:{line} ({module})")
+        untoggled = sorted(untoggled_signals(points).items(), key=lambda item: -item[1])
+        for (module, signal), count in untoggled[:UNTOGGLED_LISTED]:
+            lines.append(f"    toggle points never hit: {count:4d} in {module}.{signal}")
     return lines, overall
 
 
@@ -113,7 +138,7 @@ def main(argv=None):
     for kind in sorted(overall):
         hit, total = overall[kind]
         print(f"{kind} coverage: {_percent(hit, total):.1f} % ({hit} of {total} points, "
-              f"{len(builds)} builds)")
+              f"{sum(map(is_synthesised, builds))} builds of the synthesised design)")
     print(f"per build and module, and every line never run: {path}")
     failed = [(kind, floor) for kind, floor in (("line", args.min_line),
                                                  ("toggle", args.min_toggle))

@@ -4,6 +4,7 @@ import numpy as np
 
 from golden import isa
 from golden.device import QuantParams, pack_quant_params
+from golden.requant import SHIFT_MAX
 
 __all__ = ["random_memories", "random_program", "written_entries"]
 
@@ -16,8 +17,12 @@ def random_memories(config, rng):
         relu = rng.random() < 0.3
         params.append(pack_quant_params(QuantParams(
             bias=int(rng.integers(-(1 << 20), 1 << 20)),
-            multiplier=int(rng.integers(1 << 30, (1 << 31) - 1)),
-            shift=int(rng.integers(0, 16)),
+            # Mostly the normalised multipliers the compiler makes; some small ones and
+            # large shifts (to 31), which reach the requantisers' high bits.
+            multiplier=int(rng.integers(1 << 30, 1 << 31) if rng.random() < 0.8
+                           else rng.integers(0, 1 << 30)),
+            shift=int(rng.integers(0, 16) if rng.random() < 0.8
+                      else rng.integers(16, SHIFT_MAX + 1)),
             zero_point=zero_point,
             clamp_min=zero_point if relu else int(rng.integers(-128, -60)),
             clamp_max=int(rng.integers(60, 128)))))

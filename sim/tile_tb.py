@@ -20,7 +20,7 @@ import golden
 from golden.crossbar import adc_round
 from sim.packing import pack_ints, unpack_ints
 
-VECTORS_PER_WEIGHT_SET = 500
+VECTORS_PER_WEIGHT_SET = 250
 GAP_PROBABILITY = 0.3           # a start later than the shortest interval
 DECOY_PROBABILITY = 0.2         # a vector staged, then replaced before its start
 
@@ -121,7 +121,16 @@ class TileBench:
         return np.array(results, dtype=np.int64).reshape(-1, cfg.cols), latencies
 
 
-def random_weights(config, rng):
+# Whole columns of these make the largest column sums and every cell slice's extremes
+# (two's complement 127, -128, -1, 0b0101_0101, 0b1010_1010).
+EXTREME_COLUMNS = (127, -128, -1, 85, -86)
+
+
+def random_weights(config, rng, extreme=False):
+    """Random weights with extreme rows and a dead column; with `extreme`, each column
+    one of `EXTREME_COLUMNS` throughout, so the extreme vectors reach the largest sums."""
+    if extreme:
+        return np.tile(rng.choice(EXTREME_COLUMNS, config.cols), (config.rows, 1))
     weights = rng.integers(-128, 128, (config.rows, config.cols))
     # Extremes and a dead column, so the sign path and zero cells are both exercised.
     weights[rng.integers(config.rows), :] = -128
@@ -153,7 +162,9 @@ async def tile_matches_golden(dut):
     started_cycle, started = bench.cycle, time.monotonic()
     while figures["vectors"] < total:
         count = min(VECTORS_PER_WEIGHT_SET, total - figures["vectors"])
-        weights, vectors = random_weights(config, rng), random_vectors(config, rng, count)
+        extreme = (figures["vectors"] // VECTORS_PER_WEIGHT_SET) % 2 == 1     # every other set
+        weights = random_weights(config, rng, extreme)
+        vectors = random_vectors(config, rng, count)
         program_cycles = await bench.program(weights)
         figures["program_cycle_mismatches"] += program_cycles != golden.tile_program_cycles(config)
 

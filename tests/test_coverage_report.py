@@ -1,7 +1,7 @@
 """`sim.coverage` reads Verilator's coverage files as Verilator writes them: a hand-made
 file of five points, counted by hand."""
 
-from sim.coverage import merged_builds, summarise
+from sim.coverage import is_synthesised, merged_builds, summarise, untoggled_signals
 
 
 def point(kind, module, line, comment, count):
@@ -27,7 +27,13 @@ def test_merge_two_runs_and_count(tmp_path):
     assert totals[("line", "tile")] == [2, 2]
     assert totals[("toggle", "tile")] == [1, 2]
     assert missed == []
+    assert untoggled_signals(builds["tile_cfg"]) == {("tile", "a"): 1}
     # The first run alone leaves line 10 never run.
     (build / "coverage_2.dat").unlink()
     totals, missed = summarise(merged_builds(tmp_path)["tile_cfg"])
     assert totals[("line", "tile")] == [1, 2] and missed == [("x.v", 10, "tile")]
+
+
+def test_fault_injection_builds_stand_apart():
+    assert is_synthesised("accelerator_t2_r4_c1_cb2_d1_a5_sh1_m16-64-32-32-32")
+    assert not is_synthesised("faulty_accelerator_t2_r4_c1_cb2_d1_a5_sh1_m16-64-32-32-32")

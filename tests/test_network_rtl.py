@@ -9,6 +9,7 @@ from firmware.compiler.quantize import QuantizedConcat, quantize
 from firmware.runtime.run import compare_runs
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
+from sim.check_configs import DEEP_LOSSY
 from sim.network import RTLTarget, check_backdoor
 
 # Its own memory sizes, so its build never races the accelerator tests' builds.
@@ -112,8 +113,7 @@ def test_cnn_on_rtl_equals_golden(record_property, name):
 
 
 # 16x16 tiles with a 4-bit ADC (7 lossless): the layers convert at their own shifts.
-LOSSY_CONFIG = AccelConfig(adc_bits=4, imem_depth=64, wmem_depth=256, amem_depth=128,
-                           psum_depth=64, qmem_depth=8)
+LOSSY_CONFIG = DEEP_LOSSY
 
 
 def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property):

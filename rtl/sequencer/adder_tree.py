@@ -68,13 +68,16 @@ class AdderTree(wiring.Component):
         m = Module()
         width = 1 << (c.tiles - 1).bit_length()
         entry = c.cols * ACC_BITS
-        level = ([self.results[t].as_value() for t in range(c.tiles)]
-                 + [Const(0, entry)] * (width - c.tiles))
+        # None: a node over padding tiles only, zero; a node with one real child is it.
+        level = [self.results[t].as_value() for t in range(c.tiles)] + [None] * (width - c.tiles)
         nodes, depth = list(level), 0
         while len(level) > 1:
             depth += 1
             sums = []
             for i, (a, b) in enumerate(zip(level[0::2], level[1::2])):
+                if b is None:
+                    sums.append(a)
+                    continue
                 # A wire per node: an expression used twice (by the mux and the next
                 # level) would be written out twice, and its inputs again, level by level.
                 node = Signal(entry, name=f"tree_l{depth}_{i}")
@@ -84,5 +87,6 @@ class AdderTree(wiring.Component):
                 sums.append(node)
             nodes += sums
             level = sums
-        m.d.comb += self.sum.eq(mux_tree(self.node, nodes))
+        m.d.comb += self.sum.eq(mux_tree(self.node, [Const(0, entry) if node is None else node
+                                                     for node in nodes]))
         return m
