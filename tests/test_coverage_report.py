@@ -1,7 +1,7 @@
 """`sim.coverage` reads Verilator's coverage files as Verilator writes them: a hand-made
-file of five points, counted by hand."""
+file of six points, counted by hand."""
 
-from sim.coverage import is_synthesised, merged_builds, summarise, untoggled_signals
+from sim.coverage import OPERATOR_TOGGLE, is_synthesised, merged_builds, summarise, untoggled_signals
 
 
 def point(kind, module, line, comment, count):
@@ -21,11 +21,13 @@ def test_merge_two_runs_and_count(tmp_path):
     # A second run of the same build hits line 10: merged, 2 of 2 lines.
     (build / "coverage_2.dat").write_text(header + point("line", "tile", 10, "block", 1)
                                           + point("toggle", "tile", 5, "a[0]:0->1", 0)
-                                          + point("toggle", "tile", 5, "a[0]:1->0", 2))
+                                          + point("toggle", "tile", 5, "a[0]:1->0", 2)
+                                          + point("toggle", "tile", 6, "__02412[3]:0->1", 0))
     builds = merged_builds(tmp_path)
     totals, missed = summarise(builds["tile_cfg"])
     assert totals[("line", "tile")] == [2, 2]
     assert totals[("toggle", "tile")] == [1, 2]
+    assert totals[(OPERATOR_TOGGLE, "tile")] == [0, 1]     # yosys's `$12`, counted apart
     assert missed == []
     assert untoggled_signals(builds["tile_cfg"]) == {("tile", "a"): 1}
     # The first run alone leaves line 10 never run.
