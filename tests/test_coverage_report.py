@@ -1,7 +1,8 @@
 """`sim.coverage` reads Verilator's coverage files as Verilator writes them: a hand-made
 file of six points, counted by hand."""
 
-from sim.coverage import OPERATOR_TOGGLE, is_synthesised, merged_builds, summarise, untoggled_signals
+from sim.coverage import (OPERATOR_TOGGLE, is_synthesised, merged_builds, summarise,
+                          untoggled_signals)
 
 
 def point(kind, module, line, comment, count):
