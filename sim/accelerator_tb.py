@@ -103,6 +103,12 @@ class AcceleratorBench:
         await self.driver.soft_reset()
         self.golden.soft_reset()
 
+    async def differing_entries(self, memory):
+        """Indices of the entries of a whole memory that differ from golden's."""
+        window = self.driver.windows[memory]
+        got = await self.driver.read_entries(memory, 0, window.depth, signed=memory != "qmem")
+        return np.flatnonzero(np.any(got != getattr(self.golden, memory), axis=1))
+
     async def compare_entries(self, memory, entries):
         mismatches = []
         for e in entries:
@@ -181,11 +187,8 @@ async def random_programs_match_golden(dut):
             figures["device_cycles"] += expected.counters["cycles"]
         # Whole memories at the end of each batch: catches writes to wrong addresses.
         for memory in ("psum", "amem", "wmem", "qmem"):
-            window = bench.driver.windows[memory]
-            got = await bench.driver.read_entries(memory, 0, window.depth, signed=memory != "qmem")
-            want = getattr(bench.golden, memory)
-            bad = np.flatnonzero(np.any(got != want, axis=1))
-            figures["entries_compared"] += window.depth
+            bad = await bench.differing_entries(memory)
+            figures["entries_compared"] += bench.driver.windows[memory].depth
             figures["output_mismatches"] += len(bad)
             if len(bad) and len(problems) < 20:
                 problems.append(f"{memory} entries {bad[:8].tolist()} differ after the batch")

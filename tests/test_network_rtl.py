@@ -112,8 +112,8 @@ def test_cnn_on_rtl_equals_golden(record_property, name):
                  record_property, f"CNN {name}, half its blocks pruned")
 
 
-# 16x16 tiles with a 4-bit ADC (7 lossless): the layers convert at their own shifts.
-LOSSY_CONFIG = DEEP_LOSSY
+# DEEP_LOSSY: 16x16 tiles with a 4-bit ADC (7 lossless): the layers convert at their own
+# shifts.
 
 
 def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property):
@@ -130,7 +130,7 @@ def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property):
     network = network.with_layers(layers)
     x = rng.uniform(0, 1, (9, 6, 6, 1))
     qnet = quantize(network, x)
-    exe, _ = check_on_rtl(qnet, qnet.input.quantize(x), LOSSY_CONFIG,
+    exe, _ = check_on_rtl(qnet, qnet.input.quantize(x), DEEP_LOSSY,
                           record_property, "CNN conv3x3-conv2x2/2-maxpool2-dense, ADC calibrated "
                           "per layer", adc_calibration=x)
     ranges = {(isa.decode(words).offset_inputs, isa.decode(words).adc_shift)
