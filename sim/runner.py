@@ -149,7 +149,7 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
         f'public_flat_rw -module "{toplevel}" -var "{name}"\n'
         for name in [*verilog_ports(verilog), *PUBLIC.get(toplevel, ()), *public]))
     started = time.monotonic()
-    log(f"verilating {Path(verilog).name} into {build_dir} ...")
+    log(f"Verilator model of {Path(verilog).name} in {build_dir} (built if out of date) ...")
     coverage = COVERAGE_ARGS if COVERAGE else []
     runner.build(sources=[VerilatorControlFile(control), verilog, *sources], hdl_toplevel=toplevel,
                  build_dir=build_dir, build_args=[*VERILATOR_ARGS, *coverage, *build_args],
