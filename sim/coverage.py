@@ -57,8 +57,8 @@ def merged_builds(root=COVERAGE_ROOT):
 
 
 # The wire yosys writes for an operator's output, `$<n>` (Verilator spells `$` as
-# `__024`): an expression in hand-written Verilog, and wide by Amaranth's width rules
-# (`(1 << k) - 1` of a 4-bit k is 17 bits), whose top bits no input can move.
+# `__024`): an expression in hand-written Verilog, and often wider by Amaranth's width
+# rules than any value it carries (a 19-bit mask of a 3-bit tile offset).
 _OPERATOR_WIRE = re.compile(r"^__024\d+(\[|:|$)")
 OPERATOR_TOGGLE = "toggle of operator wires"
 
