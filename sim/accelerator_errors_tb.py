@@ -37,7 +37,7 @@ def error_programs(config):
 def flipped_bit_programs():
     """(label, words) of [I, HALT] for I a legal one-entry instruction of each executing
     opcode with one bit flipped, every bit of the 128 but the opcode's: the decoder must
-    accept or refuse each as golden does, and every bit of the instruction path moves."""
+    accept or refuse each as golden does, and every bit of the instruction word moves."""
     bases = (isa.program(0, 0), isa.mvm(0, 1, 0, 0), isa.requant(1, 0, 0, 0),
              isa.vmax(1, 0, 0, 0))
     bits = 32 * isa.WORDS_PER_INSTRUCTION

@@ -28,7 +28,7 @@ __all__ = ["read_points", "merged_builds", "summarise", "untoggled_signals"]
 COVERAGE_ROOT = BUILD_ROOT / "coverage"
 UNTOGGLED_LISTED = 40  # signals per build, most untoggled points first
 _POINT = re.compile(r"^C '(.*)' (\d+)$")
-_TOGGLE_BIT = re.compile(r"\[\d+\]:[01]->[01]$|:[01]->[01]$")
+_TOGGLE_BIT = re.compile(r"(\[\d+\])?:[01]->[01]$")   # a toggle point's bit and direction
 
 
 def read_points(path):
@@ -72,11 +72,15 @@ def _kind(fields):
     return kind
 
 
+def _module(fields):
+    return fields.get("page", "/").split("/", 1)[1]
+
+
 def summarise(points):
     """{(kind, module): [hit, total]} and the line points never hit (file, line, module)."""
     totals, missed = defaultdict(lambda: [0, 0]), []
     for fields, count in points.values():
-        module = fields.get("page", "/").split("/", 1)[1]
+        module = _module(fields)
         entry = totals[(_kind(fields), module)]
         entry[0] += count > 0
         entry[1] += 1
@@ -90,7 +94,7 @@ def untoggled_signals(points):
     missed = defaultdict(int)
     for fields, count in points.values():
         if _kind(fields) == "toggle" and count == 0:
-            module = fields.get("page", "/").split("/", 1)[1]
+            module = _module(fields)
             missed[(module, _TOGGLE_BIT.sub("", fields.get("o", "?")))] += 1
     return dict(missed)
 

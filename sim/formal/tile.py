@@ -17,10 +17,11 @@ proved at earlier cycles, so each check is one step's arithmetic or one addition
 on the result alone (a first version, against ``x * w``), the solver had to prove two
 multiplier structures equal across the unrolled steps, and ran for minutes beyond a
 1x1 tile. With a lossy ADC each slice's code is checked at its slot (the slot sum alone
-left a 4x2 tile's first slot unfinished after 5 minutes; with the codes, 27 s). Likewise the lossless spec sums rows of whole weights, not slices of rows:
-in golden's slice-major order the first slot of a 4-row tile ran over 5 minutes. That a
-lossless config's spec is ``x @ w``, and that the spec is golden's, `tests/test_formal.py`
-checks (every int8 pair; random and extreme vectors).
+left a 4x2 tile's first slot unfinished after 5 minutes; with the codes, 27 s). Likewise
+the lossless spec sums rows of whole weights, not slices of rows: in golden's
+slice-major order the first slot of a 4-row tile ran over 5 minutes. That a lossless
+config's spec is ``x @ w``, and that the spec is golden's, `tests/test_formal.py` checks
+(every int8 pair; random and extreme vectors).
 """
 
 from amaranth.asserts import AnyConst
