@@ -29,7 +29,7 @@ from .axi_transport import CocotbAxiBus, start_accelerator
 from .isa_coverage import isa_coverage, sample_run
 from .random_programs import random_memories, random_program, written_entries
 
-CLOCK_NS = 10
+from .runner import CLOCK_NS
 PROGRAMS_PER_BATCH = 50
 
 

@@ -19,8 +19,7 @@ from golden.device import Device
 
 from .axi_transport import CocotbAxiBus, start_accelerator
 from .backdoor import BackdoorAxiBus
-
-CLOCK_NS = 10
+from .runner import CLOCK_NS
 RUNS_PER_MEMORY = 6
 
 

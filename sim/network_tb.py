@@ -17,8 +17,7 @@ from firmware.runtime.run import run_executable
 
 from .axi_transport import CocotbAxiBus, start_accelerator
 from .backdoor import BackdoorAxiBus
-
-CLOCK_NS = 10
+from .runner import CLOCK_NS
 
 
 @cocotb.test()

@@ -19,7 +19,7 @@ from golden import AccelConfig
 from golden.regmap import memory_windows
 
 __all__ = ["verilator_bin_dir", "build_dir_for", "run_cocotb", "run_component", "CocotbRun",
-           "inputs_file", "clocked_wrapper"]
+           "inputs_file", "clocked_wrapper", "CLOCK_NS", "HDL_CLOCKS", "TIMING_ARGS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("TESSERA_BUILD", REPO_ROOT / "build"))
@@ -32,6 +32,13 @@ COVERAGE = os.environ.get("TESSERA_COVERAGE") == "1"
 COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle"]
 SIM_FOLDER = "coverage" if COVERAGE else "sim"
 
+
+# The period every testbench's clock has; the AXI transport's timeouts count in it.
+CLOCK_NS = 10
+# The clock of each toplevel that `clocked_wrapper` can make in Verilog.
+HDL_CLOCKS = {"accelerator": "clk"}
+# Verilator's timing mode, for `#` delays; g++ 12 wants -fcoroutines for it.
+TIMING_ARGS = ["--timing", "-CFLAGS", "-fcoroutines"]
 
 # Signals besides its ports that a toplevel's testbenches reach through VPI: the
 # accelerator's memory arrays (named as their windows), for the --fast-load backdoor.
@@ -62,15 +69,18 @@ def _port_declarations(verilog):
 def clocked_wrapper(verilog, toplevel, clock, period_ns, folder):
     """A Verilog module ``clocked_<toplevel>`` with `toplevel`'s ports but its `clock`,
     which it makes itself (``always #(period/2)``): the simulator then advances the
-    clock with no call into Python (Verilator needs ``--timing``). Returns its path."""
+    clock with no call into Python (Verilator needs ``--timing``). The design is its
+    instance ``wrapped``; the wrapper is left out of coverage (it only repeats the
+    design's ports). Returns its path."""
     ports = [p for p in _port_declarations(verilog) if p[2] != clock]
     declarations = "".join(f"  {direction} wire {width + ' ' if width else ''}{name};\n"
                            for direction, width, name in ports)
     connections = ", ".join(f".{name}({name})" for _, _, name in ports + [("", "", clock)])
-    text = (f"`timescale 1ns/1ps\nmodule clocked_{toplevel}({', '.join(p[2] for p in ports)});\n"
+    text = (f"`timescale 1ns/1ps\n/* verilator coverage_off */\n"
+            f"module clocked_{toplevel}({', '.join(p[2] for p in ports)});\n"
             f"{declarations}  reg {clock} = 1'b0;\n"
             f"  always #{period_ns / 2} {clock} = ~{clock};\n"
-            f"  {toplevel} wrapped({connections});\nendmodule\n")
+            f"  {toplevel} wrapped({connections});\nendmodule\n/* verilator coverage_on */\n")
     path = Path(folder) / f"clocked_{toplevel}.v"
     path.write_text(text)
     return path
@@ -127,10 +137,20 @@ def make_flags(optimize=False):
 
 
 def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, optimize=False,
-               sources=(), build_args=(), public=()):
+               sources=(), build_args=(), public=(), clocked=False):
     """Verilate `verilog` (and any other `sources`; Verilator's `build_args` added), run
     the cocotb `test_module` on it and return a `CocotbRun`. The top module's ports are
-    public to VPI, and its signals `PUBLIC` names or `public` lists.
+    public to VPI, and its signals `PUBLIC` names or `public` lists. With `clocked`, the
+    simulation's top is `clocked_wrapper`'s module around `toplevel` and its clock
+    (`HDL_CLOCKS`), its ports public; `PUBLIC` stays with `toplevel`; the testbench gets
+    TESSERA_CLOCK=hdl and starts no clock.
+
+    Only `bench/sim_speed.py` runs `clocked`: it is faster (no Python per clock edge), but
+    under Verilator a `RisingEdge` of a clock made in Verilog returns after the edge's
+    register updates (cocotb's timing model, "Differences in Verilator"), and
+    cocotbext-axi samples handshakes there: with back-pressure on B, a write's response
+    was lost and the write timed out (the random-program tests, 2026-12-07). The same
+    tests pass on the GPI clock.
 
     `env` is passed to the testbench; it also receives ``TESSERA_RESULTS``, a JSON
     file it may fill with figures for the caller. Build and simulator output go to
@@ -145,9 +165,18 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
     runner = _make_ports_public(type(get_runner("verilator")))()
     control = build_dir / "ports_public.vlt"
     build_dir.mkdir(parents=True, exist_ok=True)
+    public_vars = [(toplevel, name) for name in [*PUBLIC.get(toplevel, ()), *public]]
+    design = toplevel
+    if clocked:
+        wrapper = clocked_wrapper(verilog, toplevel, HDL_CLOCKS[toplevel], CLOCK_NS, build_dir)
+        sources, build_args = [verilog, *sources], [*TIMING_ARGS, *build_args]
+        verilog, toplevel = wrapper, f"clocked_{toplevel}"
+        env = {**env, "TESSERA_CLOCK": "hdl"}
+    public_vars += [(toplevel, name) for name in verilog_ports(verilog)]
+    if clocked:
+        public_vars.append((toplevel, HDL_CLOCKS[design]))
     control.write_text("`verilator_config\n" + "".join(
-        f'public_flat_rw -module "{toplevel}" -var "{name}"\n'
-        for name in [*verilog_ports(verilog), *PUBLIC.get(toplevel, ()), *public]))
+        f'public_flat_rw -module "{module}" -var "{name}"\n' for module, name in public_vars))
     started = time.monotonic()
     log(f"Verilator model of {Path(verilog).name} in {build_dir} (built if out of date) ...")
     coverage = COVERAGE_ARGS if COVERAGE else []

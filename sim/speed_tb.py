@@ -12,15 +12,15 @@ from firmware.runtime.driver import Driver
 from golden import isa
 
 from .axi_transport import CocotbAxiBus, start_accelerator
+from .runner import CLOCK_NS
 
 
 @cocotb.test()
 async def run_long_program(dut):
     config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
     words = json.loads(os.environ["TESSERA_PROGRAM"])
-    # With TESSERA_CLOCK=hdl the design makes its own clock.
-    master = await start_accelerator(dut, 10, clock=os.environ.get("TESSERA_CLOCK") != "hdl")
-    driver = Driver(CocotbAxiBus(master, dut.done, 10, max_wait_cycles=1 << 40))
+    master = await start_accelerator(dut, CLOCK_NS)
+    driver = Driver(CocotbAxiBus(master, dut.done, CLOCK_NS, max_wait_cycles=1 << 40))
     assert await driver.discover() == config
     await driver.load_program([isa.decode(words[i:i + 4]) for i in range(0, len(words), 4)])
     started = time.monotonic()

@@ -21,8 +21,7 @@ from firmware.runtime.transports.serial_bus import SerialBus
 from golden import bridge, regmap
 
 from .uart_link import CocotbUartLink
-
-CLOCK_NS = 10
+from .runner import CLOCK_NS
 
 
 async def exchange(link, frame):
