@@ -12,7 +12,8 @@ from .faults import apply_stuck
 __all__ = ["INPUT_OFFSET", "offset_excess", "check_int8", "weight_slices", "read_weights",
            "input_levels",
            "column_counts",
-           "adc_convert", "shift_add", "crossbar_mvm", "reference_mvm", "int8_matmul"]
+           "adc_convert", "shift_add", "crossbar_mvm", "reference_mvm", "int8_matmul",
+           "exact_float", "FLOAT32_EXACT_TERMS"]
 
 
 INPUT_OFFSET = 1 << (INPUT_BITS - 1)      # offset-binary inputs apply x + 128
@@ -148,9 +149,22 @@ def reference_mvm(x, weights):
     return check_int8("inputs", x) @ check_int8("weights", weights)
 
 
+# float32 holds every integer of magnitude up to 2**24. A product of an input (-128 ..
+# 255, offset-binary inputs included) and a weight (-128 .. 127) is at most 255 * 128, so
+# every partial sum of this many of them, in whatever order BLAS adds, stays exact.
+FLOAT32_EXACT_TERMS = (1 << 24) // ((2 * INPUT_OFFSET - 1) * INPUT_OFFSET)
+
+
+def exact_float(terms):
+    """The float type in which BLAS sums `terms` products of an input (-128 .. 255) and
+    an int8 weight exactly: float32 up to `FLOAT32_EXACT_TERMS` (half the memory traffic),
+    else float64, where any sum of fewer than 2**37 of them stays below 2**53."""
+    return np.float32 if terms <= FLOAT32_EXACT_TERMS else np.float64
+
+
 def int8_matmul(x, weights):
-    """``x @ weights`` for int8-valued integer arrays, exactly, through float64 BLAS: each
-    product is at most 2**14 and a sum of fewer than 2**39 of them stays below 2**53,
-    where float64 holds every integer. (NumPy's integer matmul does not use BLAS: several
-    times slower.)"""
-    return (np.asarray(x, np.float64) @ np.asarray(weights, np.float64)).astype(np.int64)
+    """``x @ weights`` for integer arrays of inputs in -128 .. 255 and int8 weights (or
+    those values already as `exact_float` of their sum's length), exactly, through BLAS.
+    (NumPy's integer matmul does not use BLAS: several times slower.)"""
+    dtype = exact_float(np.shape(x)[-1])
+    return (np.asarray(x, dtype) @ np.asarray(weights, dtype)).astype(np.int64)

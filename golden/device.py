@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import AccelConfig
-from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul, read_weights
+from .crossbar import INPUT_OFFSET, crossbar_mvm, exact_float, int8_matmul, read_weights
 from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
@@ -401,6 +401,11 @@ class _Product:
         self.written = (slice(first, first + len(written))
                         if np.array_equal(written, np.arange(first, first + len(written)))
                         else written)
+        # The amem entries read, as a window and offsets into it: converting the window to
+        # float once and gathering floats beats gathering int64 (a convolution's vectors
+        # read each entry several times).
+        first, end = int(self.entries.min()), int(self.entries.max()) + 1
+        self.window, self.window_entries = slice(first, end), self.entries - first
         largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
         self.wraps = self.accumulate or largest > INT32_MAX
 
@@ -487,7 +492,8 @@ class Device:
 
     def _product(self, step):
         c = self.config
-        inputs = self.amem.take(step.entries, axis=-2)              # (..., n, K, rows)
+        window = self.amem[..., step.window, :].astype(exact_float(step.entries.shape[1] * c.rows))
+        inputs = window.take(step.window_entries, axis=-2)          # (..., n, K, rows)
         lead, n = inputs.shape[:-3], len(step.entries)
         inputs = inputs.reshape(-1, inputs.shape[-2] * c.rows)       # one BLAS product
         if step.offset:

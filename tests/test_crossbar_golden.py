@@ -145,3 +145,24 @@ def test_int8_matmul_is_exact_at_the_extremes():
     rng = np.random.default_rng(0)
     x, w = rng.integers(-128, 128, (50, 300)), rng.integers(-128, 128, (300, 40))
     assert np.array_equal(int8_matmul(x, w), reference_mvm(x, w))
+
+
+def test_int8_matmul_is_exact_at_the_float32_limit():
+    """Up to 514 terms the product runs in float32: 514 x 255 x 128 = 16,776,960 is the
+    largest such sum below 2**24 (515 terms would pass it), the largest offset input times
+    the largest weight magnitude. At the limit, all-extreme and random operands equal
+    integer arithmetic; one term more runs in float64."""
+    from golden.crossbar import FLOAT32_EXACT_TERMS, exact_float, int8_matmul
+
+    assert 514 * 255 * 128 <= 1 << 24 < 515 * 255 * 128
+    assert FLOAT32_EXACT_TERMS == 514
+    assert exact_float(514) is np.float32 and exact_float(515) is np.float64
+    x = np.full((2, 514), 255)
+    w = np.full((514, 3), -128)
+    w[:, 1] = 127
+    assert np.array_equal(int8_matmul(x, w), np.array([[-16776960, 16645890, -16776960]] * 2))
+    rng = np.random.default_rng(1)
+    for terms in (514, 515):
+        x = rng.choice([-128, 255, 254, -127, 0, 1], (40, terms))
+        w = rng.choice([-128, 127, -127, 126, 0], (terms, 24))
+        assert np.array_equal(int8_matmul(x, w), x.astype(np.int64) @ w.astype(np.int64))
