@@ -120,8 +120,16 @@ class MemoryWindow:
         """What the memory holds once the host writes `entries` and what it reads back:
         each lane's low `lane_bits` bits, signed or not; ``unpack(pack(entries))``
         without the words in between."""
+        return self.lane_values(entries, signed).astype(np.int64)
+
+    def lane_values(self, entries, signed=True):
+        """`wrap`'s values in the lane's own integer type (a copy only where the type
+        differs), for a caller that stores them into a wider array anyway."""
         lane = np.dtype(f"{'i' if signed else 'u'}{self.lane_bits // 8}")
-        return np.asarray(entries, np.int64).astype(lane).astype(np.int64)   # casts wrap
+        entries = np.asarray(entries)
+        if entries.dtype == lane:
+            return entries
+        return np.asarray(entries, np.int64).astype(lane)                  # casts wrap
 
     def address(self, entry, word=0):
         if not 0 <= entry < self.depth:

@@ -89,5 +89,9 @@ def test_lane_values_wrap_as_their_words_do(window):
     unpacking again, for values far outside a lane."""
     entries = np.random.default_rng(8).integers(-(1 << 40), 1 << 40, (6, window.lanes))
     for signed in (True, False):
-        assert np.array_equal(window.wrap(entries, signed),
-                              window.unpack(window.pack(entries), signed=signed))
+        words = window.unpack(window.pack(entries), signed=signed)
+        assert np.array_equal(window.wrap(entries, signed), words)
+        # the golden bus's store: in the lane's own type, already-narrow values as given
+        narrow = window.lane_values(entries, signed)
+        assert np.array_equal(narrow, words)
+        assert window.lane_values(narrow, signed) is narrow

@@ -159,7 +159,9 @@ class Driver:
         """Write `entries` from entry `start` on; given `lanes`, only the words holding
         each entry's first `lanes` lanes (the others keep what they held)."""
         window = self._window(memory)
-        entries = np.asarray(entries, np.int64)
+        entries = np.asarray(entries)
+        if entries.dtype.kind not in "iu":          # int8 images stay int8 (no copy)
+            entries = entries.astype(np.int64)
         if self.copies == 1 or entries.ndim != 3:
             entries = entries.reshape(-1, window.lanes)
         count = entries.shape[-2]

@@ -200,7 +200,7 @@ class GoldenBus:
         count = entries.shape[-2]
         window, array = self._entries(memory, start, count)
         lanes = min(lanes, window.lanes)
-        values = window.wrap(entries[..., :lanes], signed=memory not in _UNSIGNED)
+        values = window.lane_values(entries[..., :lanes], signed=memory not in _UNSIGNED)
         if values.ndim > array.ndim:
             values = values[-1]
         array[..., start:start + count, :lanes] = values
