@@ -28,14 +28,15 @@ def long_program(config, vectors):
     return program + [isa.halt()]
 
 
-def cocotb_speed(config, program, verilog, build_dir, clocked):
-    """The program's run under cocotb, with cocotb's GPI clock or (`clocked`) the clock
+def cocotb_speed(config, program, verilog, build_dir, clock_in_hdl):
+    """The program's run under cocotb, with cocotb's GPI clock or (`clock_in_hdl`) the clock
     made in the Verilog (`sim.runner.clocked_wrapper`, Verilator's timing mode), where
     cocotb wakes only for the host's transactions and the done line."""
     env = {"TESSERA_CONFIG": config.to_json(),
            "TESSERA_PROGRAM": json.dumps(isa.encode_program(program))}
     run = run_cocotb(verilog=verilog, toplevel="accelerator", test_module="sim.speed_tb",
-                     build_dir=build_dir, env=env, optimize=True, clocked=clocked)
+                     build_dir=build_dir, env=env, optimize=True,
+                     hdl_clock="clk" if clock_in_hdl else None)
     if run.failed:
         sys.exit(f"cocotb run failed:\n{run.log_tail()}")
     return run.results["speed"]
@@ -77,8 +78,9 @@ def main():
     build = BUILD_ROOT / "bench"
     build.mkdir(parents=True, exist_ok=True)
     verilog = rtl.generate_verilog(rtl.Accelerator(config), build, "accelerator")
-    under_cocotb = cocotb_speed(config, program, verilog, build / "cocotb", clocked=False)
-    hdl_clock = cocotb_speed(config, program, verilog, build / "cocotb_hdl_clock", clocked=True)
+    under_cocotb = cocotb_speed(config, program, verilog, build / "cocotb", clock_in_hdl=False)
+    hdl_clock = cocotb_speed(config, program, verilog, build / "cocotb_hdl_clock",
+                             clock_in_hdl=True)
     harness = harness_speed(verilog, program, build / "harness")
     rate = lambda run: run["cycles"] / run["wall_seconds"]
     harness_rate = harness["cycles"] / harness["wall_seconds"]

@@ -406,6 +406,7 @@ class _Product:
         # read each entry several times).
         first, end = int(self.entries.min()), int(self.entries.max()) + 1
         self.window, self.window_entries = slice(first, end), self.entries - first
+        self.float = exact_float(self.entries.shape[1] * c.rows)
         largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
         self.wraps = self.accumulate or largest > INT32_MAX
 
@@ -492,7 +493,7 @@ class Device:
 
     def _product(self, step):
         c = self.config
-        window = self.amem[..., step.window, :].astype(exact_float(step.entries.shape[1] * c.rows))
+        window = self.amem[..., step.window, :].astype(step.float)
         inputs = window.take(step.window_entries, axis=-2)          # (..., n, K, rows)
         lead, n = inputs.shape[:-3], len(step.entries)
         inputs = inputs.reshape(-1, inputs.shape[-2] * c.rows)       # one BLAS product

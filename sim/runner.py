@@ -19,7 +19,7 @@ from golden import AccelConfig
 from golden.regmap import memory_windows
 
 __all__ = ["verilator_bin_dir", "build_dir_for", "run_cocotb", "run_component", "CocotbRun",
-           "inputs_file", "clocked_wrapper", "CLOCK_NS", "HDL_CLOCKS", "TIMING_ARGS"]
+           "inputs_file", "clocked_wrapper", "CLOCK_NS", "TIMING_ARGS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_ROOT = Path(os.environ.get("TESSERA_BUILD", REPO_ROOT / "build"))
@@ -35,8 +35,6 @@ SIM_FOLDER = "coverage" if COVERAGE else "sim"
 
 # The period every testbench's clock has; the AXI transport's timeouts count in it.
 CLOCK_NS = 10
-# The clock of each toplevel that `clocked_wrapper` can make in Verilog.
-HDL_CLOCKS = {"accelerator": "clk"}
 # Verilator's timing mode, for `#` delays; g++ 12 wants -fcoroutines for it.
 TIMING_ARGS = ["--timing", "-CFLAGS", "-fcoroutines"]
 
@@ -137,20 +135,20 @@ def make_flags(optimize=False):
 
 
 def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, optimize=False,
-               sources=(), build_args=(), public=(), clocked=False):
+               sources=(), build_args=(), public=(), hdl_clock=None):
     """Verilate `verilog` (and any other `sources`; Verilator's `build_args` added), run
     the cocotb `test_module` on it and return a `CocotbRun`. The top module's ports are
-    public to VPI, and its signals `PUBLIC` names or `public` lists. With `clocked`, the
-    simulation's top is `clocked_wrapper`'s module around `toplevel` and its clock
-    (`HDL_CLOCKS`), its ports public; `PUBLIC` stays with `toplevel`; the testbench gets
-    TESSERA_CLOCK=hdl and starts no clock.
+    public to VPI, and its signals `PUBLIC` names or `public` lists. Given `hdl_clock`
+    (the name of `toplevel`'s clock input), the simulation's top is `clocked_wrapper`'s
+    module around `toplevel`, its ports and clock public; `PUBLIC` stays with `toplevel`;
+    the testbench gets TESSERA_CLOCK=hdl and starts no clock.
 
-    Only `bench/sim_speed.py` runs `clocked`: it is faster (no Python per clock edge), but
-    under Verilator a `RisingEdge` of a clock made in Verilog returns after the edge's
-    register updates (cocotb's timing model, "Differences in Verilator"), and
-    cocotbext-axi samples handshakes there: with back-pressure on B, a write's response
-    was lost and the write timed out (the random-program tests, 2026-12-07). The same
-    tests pass on the GPI clock.
+    Only `bench/sim_speed.py` makes the clock in Verilog. It is faster (no Python per
+    clock edge), but under Verilator a `RisingEdge` of a clock made in Verilog returns
+    after the edge's register updates (cocotb's timing model, "Differences in
+    Verilator"), and cocotbext-axi samples handshakes there: with back-pressure on B, a
+    write's response was lost and the write timed out (the random-program tests,
+    2026-12-07). The same tests pass on the GPI clock.
 
     `env` is passed to the testbench; it also receives ``TESSERA_RESULTS``, a JSON
     file it may fill with figures for the caller. Build and simulator output go to
@@ -166,15 +164,13 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
     control = build_dir / "ports_public.vlt"
     build_dir.mkdir(parents=True, exist_ok=True)
     public_vars = [(toplevel, name) for name in [*PUBLIC.get(toplevel, ()), *public]]
-    design = toplevel
-    if clocked:
-        wrapper = clocked_wrapper(verilog, toplevel, HDL_CLOCKS[toplevel], CLOCK_NS, build_dir)
+    if hdl_clock is not None:
+        wrapper = clocked_wrapper(verilog, toplevel, hdl_clock, CLOCK_NS, build_dir)
         sources, build_args = [verilog, *sources], [*TIMING_ARGS, *build_args]
         verilog, toplevel = wrapper, f"clocked_{toplevel}"
         env = {**env, "TESSERA_CLOCK": "hdl"}
+        public_vars.append((toplevel, hdl_clock))
     public_vars += [(toplevel, name) for name in verilog_ports(verilog)]
-    if clocked:
-        public_vars.append((toplevel, HDL_CLOCKS[design]))
     control.write_text("`verilator_config\n" + "".join(
         f'public_flat_rw -module "{module}" -var "{name}"\n' for module, name in public_vars))
     started = time.monotonic()
