@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/sim_speed.py
 	$(VENV)/bin/python bench/streaming.py
 	$(VENV)/bin/python bench/efficiency.py
+	$(VENV)/bin/python bench/overlap.py
 	$(VENV)/bin/python bench/ecp5_resources.py
 	$(VENV)/bin/python bench/fpga_builds.py
 

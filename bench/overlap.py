@@ -1,0 +1,127 @@
+"""What overlapping REQUANT and MAX with the MVMs would buy: a what-if, not the device.
+
+The device runs one instruction at a time (`golden.timing`). This bench reschedules each
+executable's programs as a sequencer with a scoreboard would: instructions still issue in
+order, each after its 3 cycles of fetch, decode and check, but an instruction starts as
+soon as its unit is free (the tiles for PROGRAM and MVM, the requantisers, the MAX unit)
+and no instruction still running reads what it writes or writes what it reads (amem and
+psum entries). It assumes the ports that needs: a second read port on psum (MVM and
+REQUANT both read it) and on amem (MVM and MAX). Each instruction keeps its own cycles
+from the golden model's trace. A second schedule drops the order: each instruction waits
+only for the earlier ones it conflicts with (the most that reordering the same
+instructions could buy). Printed per network: cycles per inference and ADC bound/actual
+as the device runs today, in order with the overlap, and reordered.
+
+    .venv/bin/python bench/overlap.py
+"""
+
+import numpy as np
+
+from firmware.compiler.build import build_executable
+from firmware.frontend.train import init_mlp
+from firmware.runtime.report import format_table
+from golden import AccelConfig, isa
+from golden.device import Device
+from golden.timing import FETCH_DECODE_CYCLES
+from tessera.experiments.digits import MODELS
+from tessera.experiments.mnist import lenet5
+
+UNITS = {isa.Opcode.PROGRAM: "tiles", isa.Opcode.MVM: "tiles",
+         isa.Opcode.REQUANT: "requant", isa.Opcode.MAX: "max"}
+
+
+def _run(base, stride, count):
+    return {base + stride * i for i in range(count)}
+
+
+def accesses(ins):
+    """({(memory, entry)} read, {(memory, entry)} written) by one instruction, from its
+    fields as docs/isa.md defines them."""
+    n, op = ins.count, ins.opcode
+    if op == isa.Opcode.MVM:
+        reads = {("amem", ins.src + ins.src_stride * v + ins.aux * k)
+                 for v in range(n) for k in range(ins.ktiles)}
+        writes = {("psum", ins.dst + ins.dst_stride * v + ins.aux2 * g)
+                  for v in range(n) for g in range(ins.ngroups)}
+        return reads | (writes if ins.accumulate else set()), writes
+    if op == isa.Opcode.REQUANT:
+        return ({("psum", e) for e in _run(ins.src, ins.src_stride, n)},
+                {("amem", e) for e in _run(ins.dst, ins.dst_stride, n)})
+    if op == isa.Opcode.MAX:
+        return ({("amem", e) for e in _run(ins.src, ins.src_stride, n)
+                 | _run(ins.aux, ins.aux2, n)},
+                {("amem", e) for e in _run(ins.dst, ins.dst_stride, n)})
+    return set(), set()
+
+
+def overlapped_cycles(words, config, in_order=True):
+    """(the golden counters of `words`, its cycles as rescheduled). The next instruction
+    is fetched while one runs. In order, an instruction starts no earlier than the one
+    before it; else (`in_order` False: the bound of reordering the same instructions)
+    only after the earlier ones it conflicts with, each unit taking its own in order."""
+    device = Device(config)
+    device.load_program(words)
+    result = device.run(trace=True)
+    instructions = np.asarray(words).reshape(-1, isa.WORDS_PER_INSTRUCTION)
+    issue, free, earlier, end = 0, {}, [], 0
+    for pc, spent in result.trace:
+        ins = isa.decode(instructions[pc]) if pc < len(instructions) else None
+        issue += min(spent["cycles"], FETCH_DECODE_CYCLES)
+        if ins is None or ins.opcode not in UNITS:          # HALT, or an error: ends here
+            end = max(end, issue)
+            continue
+        unit = UNITS[ins.opcode]
+        reads, writes = accesses(ins)
+        start = max([issue, free.get(unit, 0)]
+                    + [done for done, r, w in earlier if writes & (r | w) or reads & w])
+        done = start + spent["cycles"] - FETCH_DECODE_CYCLES
+        free[unit] = done
+        if in_order:         # what ended before this start cannot delay a later one
+            earlier, issue = [job for job in earlier if job[0] > start], start
+        earlier.append((done, reads, writes))
+        end = max(end, done)
+    return result.counters, end
+
+
+def networks(rng):
+    digits_mlp, digits_cnn = (model.build(rng) for model in MODELS)
+    return [("digits MLP 64-32-10", digits_mlp, (64,), AccelConfig()),
+            ("digits CNN", digits_cnn, (8, 8, 1), AccelConfig()),
+            ("MNIST LeNet-5", lenet5(rng), (28, 28, 1), AccelConfig()),
+            ("MLP 784-1024-1024-10, 64 tiles", init_mlp([784, 1024, 1024, 10], rng), (784,),
+             AccelConfig(tiles=64))]
+
+
+def main():
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, network, shape, config in networks(rng):
+        exe = build_executable(network, config, rng.uniform(0, 1, (64, *shape))).executable
+        now = in_order = reordered = conversions = 0
+        for plan in exe.plans[exe.batch]:
+            words = np.asarray(plan.program).ravel()
+            counters, overlapped = overlapped_cycles(words, config)
+            now, in_order = now + counters["cycles"], in_order + overlapped
+            reordered += overlapped_cycles(words, config, in_order=False)[1]
+            conversions += counters["adc_conversions"]
+        bound = conversions / (config.tiles * config.adc_groups * config.slices)
+        rows.append({"network": name, "batch": exe.batch, "bound": bound / exe.batch,
+                     **{what: cycles / exe.batch for what, cycles in
+                        (("now", now), ("in order", in_order), ("reordered", reordered))},
+                     **{f"ratio {what}": bound / cycles for what, cycles in
+                        (("now", now), ("in order", in_order), ("reordered", reordered))}})
+    print("per inference, one batch of each executable's programs: golden cycles, the same "
+          "instructions issued in order with REQUANT and MAX overlapping the MVMs, and "
+          "reordered as far as their dependences allow")
+    print(format_table(rows, [("network", "network", "{}"), ("batch", "batch", "{}"),
+                              ("ADC bound/inf", "bound", "{:,.0f}"),
+                              ("cycles/inf now", "now", "{:,.0f}"),
+                              ("in order", "in order", "{:,.0f}"),
+                              ("reordered", "reordered", "{:,.0f}"),
+                              ("bound/actual now", "ratio now", "{:.2f}"),
+                              ("in order", "ratio in order", "{:.2f}"),
+                              ("reordered", "ratio reordered", "{:.2f}")]))
+
+
+if __name__ == "__main__":
+    main()
