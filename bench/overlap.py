@@ -9,11 +9,14 @@ psum entries). It assumes the ports that needs: a second read port on psum (MVM 
 REQUANT both read it) and on amem (MVM and MAX). Each instruction keeps its own cycles
 from the golden model's trace. A second schedule drops the order: each instruction waits
 only for the earlier ones it conflicts with (the most that reordering the same
-instructions could buy). Printed per network: cycles per inference and ADC bound/actual
-as the device runs today, in order with the overlap, and reordered.
+instructions could buy), and a third cuts every MVM, REQUANT and MAX run into CHUNKS runs
+of consecutive entries first. Printed per network: cycles per inference and ADC
+bound/actual as the device runs today and under each schedule.
 
     .venv/bin/python bench/overlap.py
 """
+
+import dataclasses
 
 import numpy as np
 
@@ -21,11 +24,13 @@ from firmware.compiler.build import build_executable
 from firmware.frontend.train import init_mlp
 from firmware.runtime.report import format_table
 from golden import AccelConfig, isa
-from golden.device import Device
+from golden.device import Device, instruction_counters
 from golden.timing import FETCH_DECODE_CYCLES
 from tessera.experiments.digits import MODELS
 from tessera.experiments.mnist import lenet5
 
+CHUNKS = 8
+COLUMNS = ("now", "in order", "reordered", f"{CHUNKS} chunks")
 UNITS = {isa.Opcode.PROGRAM: "tiles", isa.Opcode.MVM: "tiles",
          isa.Opcode.REQUANT: "requant", isa.Opcode.MAX: "max"}
 
@@ -54,33 +59,50 @@ def accesses(ins):
     return set(), set()
 
 
-def overlapped_cycles(words, config, in_order=True):
-    """(the golden counters of `words`, its cycles as rescheduled). The next instruction
-    is fetched while one runs. In order, an instruction starts no earlier than the one
-    before it; else (`in_order` False: the bound of reordering the same instructions)
-    only after the earlier ones it conflicts with, each unit taking its own in order."""
-    device = Device(config)
-    device.load_program(words)
-    result = device.run(trace=True)
-    instructions = np.asarray(words).reshape(-1, isa.WORDS_PER_INSTRUCTION)
+def schedule(instructions, config, in_order=True):
+    """Cycles of `instructions` (decoded, up to HALT) rescheduled. The next instruction is
+    fetched while one runs. In order, an instruction starts no earlier than the one
+    before it; else (`in_order` False: the bound of reordering them) only after the
+    earlier ones it conflicts with, each unit taking its own in order."""
     issue, free, earlier, end = 0, {}, [], 0
-    for pc, spent in result.trace:
-        ins = isa.decode(instructions[pc]) if pc < len(instructions) else None
-        issue += min(spent["cycles"], FETCH_DECODE_CYCLES)
-        if ins is None or ins.opcode not in UNITS:          # HALT, or an error: ends here
+    for ins in instructions:
+        cycles = instruction_counters(ins, config)["cycles"]
+        issue += FETCH_DECODE_CYCLES
+        if ins.opcode not in UNITS:                          # HALT
             end = max(end, issue)
             continue
         unit = UNITS[ins.opcode]
         reads, writes = accesses(ins)
         start = max([issue, free.get(unit, 0)]
                     + [done for done, r, w in earlier if writes & (r | w) or reads & w])
-        done = start + spent["cycles"] - FETCH_DECODE_CYCLES
+        done = start + cycles - FETCH_DECODE_CYCLES
         free[unit] = done
         if in_order:         # what ended before this start cannot delay a later one
             earlier, issue = [job for job in earlier if job[0] > start], start
         earlier.append((done, reads, writes))
         end = max(end, done)
-    return result.counters, end
+    return end
+
+
+def in_chunks(instructions, pieces):
+    """Each MVM, REQUANT and MAX run cut into `pieces` runs of consecutive entries (an
+    MVM's in whole rounds of its replicas): the same work, as a compiler that pipelines
+    chunks of a batch would emit it."""
+    cut = []
+    for ins in instructions:
+        if ins.opcode not in (isa.Opcode.MVM, isa.Opcode.REQUANT, isa.Opcode.MAX):
+            cut.append(ins)
+            continue
+        step = ins.replicas if ins.opcode == isa.Opcode.MVM else 1
+        size = max(step, -(-ins.count // pieces // step) * step)
+        for first in range(0, ins.count, size):
+            moved = dict(count=min(size, ins.count - first),
+                         src=ins.src + ins.src_stride * first,
+                         dst=ins.dst + ins.dst_stride * first)
+            if ins.opcode == isa.Opcode.MAX:
+                moved["aux"] = ins.aux + ins.aux2 * first
+            cut.append(dataclasses.replace(ins, **moved))
+    return cut
 
 
 def networks(rng):
@@ -97,30 +119,39 @@ def main():
     rows = []
     for name, network, shape, config in networks(rng):
         exe = build_executable(network, config, rng.uniform(0, 1, (64, *shape))).executable
-        now = in_order = reordered = conversions = 0
+        totals = dict.fromkeys(COLUMNS, 0)
+        conversions = 0
         for plan in exe.plans[exe.batch]:
-            words = np.asarray(plan.program).ravel()
-            counters, overlapped = overlapped_cycles(words, config)
-            now, in_order = now + counters["cycles"], in_order + overlapped
-            reordered += overlapped_cycles(words, config, in_order=False)[1]
+            words = np.asarray(plan.program).reshape(-1, isa.WORDS_PER_INSTRUCTION)
+            instructions = [isa.decode(w) for w in words]
+            instructions = instructions[:[i.opcode for i in instructions].index(
+                isa.Opcode.HALT) + 1]
+            device = Device(config)
+            device.load_program(words.ravel())
+            counters = device.run().counters
+            if sum(instruction_counters(i, config)["cycles"] for i in instructions) \
+                    != counters["cycles"]:
+                raise SystemExit(f"{name}: the instructions' cycles are not golden's")
             conversions += counters["adc_conversions"]
+            totals["now"] += counters["cycles"]
+            totals["in order"] += schedule(instructions, config)
+            totals["reordered"] += schedule(instructions, config, in_order=False)
+            totals[f"{CHUNKS} chunks"] += schedule(in_chunks(instructions, CHUNKS), config,
+                                                   in_order=False)
         bound = conversions / (config.tiles * config.adc_groups * config.slices)
         rows.append({"network": name, "batch": exe.batch, "bound": bound / exe.batch,
-                     **{what: cycles / exe.batch for what, cycles in
-                        (("now", now), ("in order", in_order), ("reordered", reordered))},
-                     **{f"ratio {what}": bound / cycles for what, cycles in
-                        (("now", now), ("in order", in_order), ("reordered", reordered))}})
-    print("per inference, one batch of each executable's programs: golden cycles, the same "
-          "instructions issued in order with REQUANT and MAX overlapping the MVMs, and "
-          "reordered as far as their dependences allow")
+                     **{what: cycles / exe.batch for what, cycles in totals.items()},
+                     **{f"ratio {what}": bound / cycles for what, cycles in totals.items()}})
+    print(f"per inference, one batch of each executable's programs: golden cycles; the "
+          f"same instructions issued in order with REQUANT and MAX overlapping the MVMs; "
+          f"reordered as far as their dependences allow; and each run cut in {CHUNKS} "
+          f"chunks, reordered")
     print(format_table(rows, [("network", "network", "{}"), ("batch", "batch", "{}"),
-                              ("ADC bound/inf", "bound", "{:,.0f}"),
-                              ("cycles/inf now", "now", "{:,.0f}"),
-                              ("in order", "in order", "{:,.0f}"),
-                              ("reordered", "reordered", "{:,.0f}"),
-                              ("bound/actual now", "ratio now", "{:.2f}"),
-                              ("in order", "ratio in order", "{:.2f}"),
-                              ("reordered", "ratio reordered", "{:.2f}")]))
+                              ("ADC bound/inf", "bound", "{:,.0f}")]
+                       + [(f"cycles/inf {what}" if what == "now" else what, what, "{:,.0f}")
+                          for what in COLUMNS]
+                       + [(f"bound/actual {what}" if what == "now" else what,
+                           f"ratio {what}", "{:.2f}") for what in COLUMNS]))
 
 
 if __name__ == "__main__":
