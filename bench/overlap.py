@@ -7,7 +7,8 @@ soon as its unit is free (the tiles for PROGRAM and MVM, the requantisers, the M
 and no instruction still running reads what it writes or writes what it reads (amem and
 psum entries). It assumes the ports that needs: a second read port on psum (MVM and
 REQUANT both read it) and on amem (MVM and MAX). Each instruction keeps its own cycles
-from the golden model's trace. A second schedule drops the order: each instruction waits
+(`golden.device.instruction_counters`; their sum is checked against the golden run's). A
+second schedule drops the order: each instruction waits
 only for the earlier ones it conflicts with (the most that reordering the same
 instructions could buy), and a third cuts every MVM, REQUANT and MAX run into CHUNKS runs
 of consecutive entries first. Printed per network: cycles per inference and ADC
@@ -41,7 +42,7 @@ def _run(base, stride, count):
 
 def accesses(ins):
     """({(memory, entry)} read, {(memory, entry)} written) by one instruction, from its
-    fields as docs/isa.md defines them."""
+    fields as golden/isa.py defines them."""
     n, op = ins.count, ins.opcode
     if op == isa.Opcode.MVM:
         reads = {("amem", ins.src + ins.src_stride * v + ins.aux * k)
