@@ -26,6 +26,7 @@ from firmware.runtime.report import format_table
 from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_mlp
 from golden import AccelConfig, isa
+from golden.timing import adc_bound_cycles
 from tessera.experiments.digits import MODELS
 from tessera.experiments.mnist import lenet5
 
@@ -76,7 +77,7 @@ def k_first_ratio(network, config, x):
     exe = build.executable
     x_q = build.quantized.input.quantize(x[:exe.batch])
     c = GoldenTarget().run(exe, x_q).counters
-    return c["adc_conversions"] / (config.tiles * config.adc_groups * config.slices) / c["cycles"]
+    return adc_bound_cycles(config, c["adc_conversions"]) / c["cycles"]
 
 
 def measure(name, network, shape, config, samples, rng):
@@ -95,7 +96,7 @@ def measure(name, network, shape, config, samples, rng):
     if not np.array_equal(run.outputs, reference):
         raise SystemExit(f"{name}: golden differs from the int8 reference")
     c = run.counters
-    bound = c["adc_conversions"] / (config.tiles * config.adc_groups * config.slices)
+    bound = adc_bound_cycles(config, c["adc_conversions"])
     full = vectors = 0
     for plan in exe.plans[exe.batch]:
         for words in plan.program:

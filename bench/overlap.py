@@ -7,12 +7,12 @@ soon as its unit is free (the tiles for PROGRAM and MVM, the requantisers, the M
 and no instruction still running reads what it writes or writes what it reads (amem and
 psum entries). It assumes the ports that needs: a second read port on psum (MVM and
 REQUANT both read it) and on amem (MVM and MAX). Each instruction keeps its own cycles
-(`golden.device.instruction_counters`; their sum is checked against the golden run's). A
-second schedule drops the order: each instruction waits
-only for the earlier ones it conflicts with (the most that reordering the same
-instructions could buy), and a third cuts every MVM, REQUANT and MAX run into CHUNKS runs
-of consecutive entries first. Printed per network: cycles per inference and ADC
-bound/actual as the device runs today and under each schedule.
+(`golden.device.instruction_counters`; their sum is checked against the golden run's).
+A second schedule drops the order: each instruction waits only for the earlier ones it
+conflicts with (the most that reordering the same instructions could buy); a third cuts
+every MVM, REQUANT and MAX run into CHUNKS runs of consecutive entries first. Printed per
+network: cycles per inference and ADC bound/actual as the device runs today and under
+each schedule.
 
     .venv/bin/python bench/overlap.py
 """
@@ -26,7 +26,7 @@ from firmware.frontend.train import init_mlp
 from firmware.runtime.report import format_table
 from golden import AccelConfig, isa
 from golden.device import Device, instruction_counters
-from golden.timing import FETCH_DECODE_CYCLES
+from golden.timing import FETCH_DECODE_CYCLES, adc_bound_cycles
 from tessera.experiments.digits import MODELS
 from tessera.experiments.mnist import lenet5
 
@@ -139,7 +139,7 @@ def main():
             totals["reordered"] += schedule(instructions, config, in_order=False)
             totals[f"{CHUNKS} chunks"] += schedule(in_chunks(instructions, CHUNKS), config,
                                                    in_order=False)
-        bound = conversions / (config.tiles * config.adc_groups * config.slices)
+        bound = adc_bound_cycles(config, conversions)
         rows.append({"network": name, "batch": exe.batch, "bound": bound / exe.batch,
                      **{what: cycles / exe.batch for what, cycles in totals.items()},
                      **{f"ratio {what}": bound / cycles for what, cycles in totals.items()}})

@@ -36,7 +36,8 @@ MAX            2 per entry + 1: read one operand, read the other, and write the 
 
 __all__ = ["tile_program_cycles", "tile_mvm_cycles", "tile_mvm_interval",
            "FETCH_DECODE_CYCLES", "REQUANTIZER_STAGES", "REQUANT_LATENCY", "program_cycles",
-           "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles"]
+           "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles",
+           "adc_bound_cycles"]
 
 
 def tile_program_cycles(config, rows=None):
@@ -90,3 +91,10 @@ def requant_cycles(config, entries):
 
 def max_cycles(config, entries):
     return 2 * entries + 1 if entries else 0
+
+
+def adc_bound_cycles(config, adc_conversions):
+    """The fewest cycles in which the device can make `adc_conversions`: every tile's ADCs
+    (``cols / adc_share`` a slice) converting every cycle, the bound benches set cycle
+    counts against."""
+    return adc_conversions / (config.tiles * config.adc_groups * config.slices)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from golden import AccelConfig, isa, requantize
+from golden import AccelConfig, isa, requantize, timing
 from golden.device import Device, QuantParams, pack_quant_params, unpack_quant_params
 from golden.isa import ErrorCode
 from golden.regmap import memory_windows
@@ -155,6 +155,9 @@ def test_a_lossy_shared_adc_config_times_by_hand():
     # 10 products x 4 cols x 2 slices x 4 steps; x 8 rows x 2 cells for the cells sensed
     assert k["adc_conversions"] == 320 and k["cell_reads"] == 5120
     assert k["dac_conversions"] == 10 * 8 * 4 and k["requantizations"] == 3 * 4
+    # Every tile's ADCs converting every cycle: 3 tiles x 2 ADCs a slice x 2 slices = 12
+    # conversions a cycle, so 320 take at least 26.67 cycles.
+    assert timing.adc_bound_cycles(config, k["adc_conversions"]) == pytest.approx(320 / 12)
 
 
 @pytest.mark.parametrize("program, code, pc", [
