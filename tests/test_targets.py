@@ -39,6 +39,25 @@ def test_golden_target_runs_the_int8_reference(two_runs):
     assert len(build.executable.segments) == 2 and sum(run.batches) == len(x_q)
 
 
+@pytest.mark.parametrize("change, expected", [
+    (lambda x: x.astype(np.float64) + 0.5, "samples must be integers (int8 values), not float64"),
+    (lambda x: _with(x, (3, 7), 128), "sample 3 holds 128 at index (7,): int8 samples lie in "
+                                      "-128..127 (1 values outside)"),
+    (lambda x: x[:0], "no samples to run")])
+def test_samples_that_are_not_int8_are_refused_by_name(two_runs, change, expected):
+    """A value outside int8 would reach amem as its low 8 bits: a silently wrong sample."""
+    build, x_q, _, _ = two_runs
+    with pytest.raises(ValueError) as refused:
+        GoldenTarget().run(build.executable, change(x_q))
+    assert str(refused.value) == expected
+
+
+def _with(x, index, value):
+    x = x.copy()
+    x[index] = value
+    return x
+
+
 def test_the_same_run_twice_compares_equal(two_runs):
     _, _, first, second = two_runs
     assert compare_runs(first, second) == []

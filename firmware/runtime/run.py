@@ -36,8 +36,9 @@ def _add(total, counters, times=1):
 
 def input_entries(spec, config, x_q):
     """The amem entries of a batch of int8 samples: the first layer's vectors (im2col
-    patches for a host-fed convolution) with their rows where the mapper laid them."""
-    x_q = np.asarray(x_q, np.int64).reshape(len(x_q), *spec.shape)
+    patches for a host-fed convolution) with their rows where the mapper laid them, int8
+    like the lanes they fill."""
+    x_q = np.asarray(x_q, np.int8).reshape(len(x_q), *spec.shape)
     if spec.kernel is not None:
         return im2col_columns(pad_images(x_q, spec.pads, spec.zero_point), *spec.kernel,
                               spec.stride, spec.row_index, spec.padded_rows
@@ -46,9 +47,27 @@ def input_entries(spec, config, x_q):
     rows = _as_slice(spec.row_index)
     if isinstance(rows, slice) and rows == slice(0, spec.padded_rows):   # all rows, in order
         return vectors.reshape(-1, config.rows)
-    padded = np.zeros((len(vectors), spec.padded_rows), np.int64)
+    padded = np.zeros((len(vectors), spec.padded_rows), np.int8)
     padded[:, rows] = vectors
     return padded.reshape(-1, config.rows)
+
+
+def int8_samples(x_q):
+    """`x_q` as int8 (the host's tensors are amem lanes), or ValueError naming the first
+    value that is not one: a write would keep its low 8 bits, a silently wrong sample."""
+    x_q = np.asarray(x_q)
+    if len(x_q) == 0:
+        raise ValueError("no samples to run")
+    if x_q.dtype.kind not in "iub":
+        raise ValueError(f"samples must be integers (int8 values), not {x_q.dtype}")
+    if x_q.dtype != np.int8:
+        outside = np.flatnonzero((x_q < -128) | (x_q > 127))
+        if len(outside):
+            where = np.unravel_index(outside[0], x_q.shape)
+            raise ValueError(f"sample {where[0]} holds {x_q[where]} at index "
+                             f"{tuple(int(i) for i in where[1:])}: int8 samples lie in "
+                             f"-128..127 ({len(outside)} values outside)")
+    return x_q.astype(np.int8, copy=False)
 
 
 def _runs(values):
@@ -102,7 +121,7 @@ async def _write_transfer(driver, transfer, host, group, batch):
     device, tensor = _moved(transfer)
     values = host[transfer.tensor].reshape(group, batch, -1, rows)[:, :, tensor]
     if not (isinstance(device, slice) and device == slice(0, transfer.entries)):
-        entries = np.zeros((group, batch, transfer.entries, rows), np.int64)
+        entries = np.zeros((group, batch, transfer.entries, rows), values.dtype)
         entries[:, :, device], values = values, entries
     await driver.write_entries("amem", transfer.base, values.reshape(group, -1, rows))
 
@@ -115,7 +134,7 @@ async def _read_transfer(driver, transfer, host, group, batch):
     whole = host.get(transfer.tensor)
     if whole is None or whole.shape[1] != batch * transfer.sample_entries:
         whole = host[transfer.tensor] = np.zeros(
-            (group, batch * transfer.sample_entries, rows), np.int64)
+            (group, batch * transfer.sample_entries, rows), np.int8)
     device, tensor = _moved(transfer)
     whole.reshape(group, batch, -1, rows)[:, :, tensor] = entries[:, :, device]
 
@@ -134,9 +153,7 @@ async def run_executable(driver, exe, x_q, progress=None):
         fields = ", ".join(f"{k} {theirs[k]} (not {ours[k]})" for k in ours if ours[k] != theirs[k])
         raise ValueError(f"the executable is compiled for {exe.config.name}; the device's "
                          f"capability registers say {fields}")
-    x_q = np.asarray(x_q, np.int64)
-    if len(x_q) == 0:
-        raise ValueError("no samples to run")
+    x_q = int8_samples(x_q)
     result = NetworkRun(np.zeros((len(x_q), exe.output.features), np.int64), {})
     driver.reset_transfer_counts()
     weights_loaded = program_loaded = None
