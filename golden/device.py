@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import AccelConfig
-from .crossbar import INPUT_OFFSET, crossbar_mvm, exact_float, int8_matmul, read_weights
+from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul, read_weights
 from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
@@ -318,7 +318,7 @@ def _tiles_written(source, c):
 
 
 class _Product:
-    """MVMs as one int8-exact float64 product: ``results = X @ W``, where row v of X is the
+    """MVMs as one int8-exact product (`int8_matmul`): ``results = X @ W``, where row v of X is the
     amem entries ``entries[v]`` side by side, W is gathered from wmem (tiles a PROGRAM of
     this run filled: the rows and lane it named) or from the tiles' weights (tiles filled
     before), and column block g of row v lands in psum entry ``addresses[v, g]``.
@@ -403,10 +403,12 @@ class _Product:
                         else written)
         # The amem entries read, as a window and offsets into it: converting the window to
         # float once and gathering floats beats gathering int64 (a convolution's vectors
-        # read each entry several times).
+        # read each entry several times). No offsets when the vectors read the window's
+        # entries in order, each once (a matrix's inputs, host-made patches): no gather.
         first, end = int(self.entries.min()), int(self.entries.max()) + 1
         self.window, self.window_entries = slice(first, end), self.entries - first
-        self.float = exact_float(self.entries.shape[1] * c.rows)
+        if np.array_equal(self.window_entries.ravel(), np.arange(end - first)):
+            self.window_entries = None
         largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
         self.wraps = self.accumulate or largest > INT32_MAX
 
@@ -493,10 +495,11 @@ class Device:
 
     def _product(self, step):
         c = self.config
-        window = self.amem[..., step.window, :].astype(step.float)
-        inputs = window.take(step.window_entries, axis=-2)          # (..., n, K, rows)
-        lead, n = inputs.shape[:-3], len(step.entries)
-        inputs = inputs.reshape(-1, inputs.shape[-2] * c.rows)       # one BLAS product
+        inputs = self.amem[..., step.window, :].astype(np.float32)   # int8_matmul's
+        if step.window_entries is not None:
+            inputs = inputs.take(step.window_entries, axis=-2)      # (..., n, K, rows)
+        lead, n = self.amem.shape[:-2], len(step.entries)
+        inputs = inputs.reshape(-1, step.entries.shape[1] * c.rows)  # one BLAS product
         if step.offset:
             inputs += step.offset
         if step.uniform:

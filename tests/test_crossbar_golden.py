@@ -147,22 +147,25 @@ def test_int8_matmul_is_exact_at_the_extremes():
     assert np.array_equal(int8_matmul(x, w), reference_mvm(x, w))
 
 
-def test_int8_matmul_is_exact_at_the_float32_limit():
-    """Up to 514 terms the product runs in float32: 514 x 255 x 128 = 16,776,960 is the
-    largest such sum below 2**24 (515 terms would pass it), the largest offset input times
-    the largest weight magnitude. At the limit, all-extreme and random operands equal
-    integer arithmetic; one term more runs in float64."""
-    from golden.crossbar import FLOAT32_EXACT_TERMS, exact_float, int8_matmul
+def test_int8_matmul_is_exact_at_the_float32_limit_and_beyond():
+    """Up to 514 terms a product runs in float32 at once: 514 x 255 x 128 = 16,776,960 is
+    the largest such sum below 2**24 (515 terms would pass it), the largest offset input
+    times the largest weight magnitude. Longer sums run in chunks of 512 terms. All-extreme
+    operands at 514 and at 1100 terms (a sum of -35,904,000: float32 alone would round it)
+    and random ones at 514, 515, 1024 and 1100 terms equal integer arithmetic."""
+    from golden.crossbar import FLOAT32_CHUNK, FLOAT32_EXACT_TERMS, int8_matmul
 
     assert 514 * 255 * 128 <= 1 << 24 < 515 * 255 * 128
-    assert FLOAT32_EXACT_TERMS == 514
-    assert exact_float(514) is np.float32 and exact_float(515) is np.float64
-    x = np.full((2, 514), 255)
-    w = np.full((514, 3), -128)
-    w[:, 1] = 127
-    assert np.array_equal(int8_matmul(x, w), np.array([[-16776960, 16645890, -16776960]] * 2))
+    assert (FLOAT32_EXACT_TERMS, FLOAT32_CHUNK) == (514, 512)
+    for terms in (514, 1100):
+        x = np.full((2, terms), 255)
+        w = np.full((terms, 3), -128)
+        w[:, 1] = 127
+        assert np.array_equal(int8_matmul(x, w), np.array(
+            [[-terms * 255 * 128, terms * 255 * 127, -terms * 255 * 128]] * 2))
+    assert 1100 * 255 * 128 == 35_904_000 > 1 << 24
     rng = np.random.default_rng(1)
-    for terms in (514, 515):
+    for terms in (514, 515, 1024, 1100):
         x = rng.choice([-128, 255, 254, -127, 0, 1], (40, terms))
         w = rng.choice([-128, 127, -127, 126, 0], (terms, 24))
         assert np.array_equal(int8_matmul(x, w), x.astype(np.int64) @ w.astype(np.int64))
