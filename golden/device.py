@@ -417,7 +417,8 @@ class Device:
     """NumPy state of one accelerator and an interpreter of its binary programs.
 
     Memories are public arrays: ``imem`` (words), ``wmem`` (int8 rows, ``cols`` lanes per
-    tile), ``amem`` (int8 vectors), ``psum`` (int32 vectors), ``qmem`` (words: ``cols``
+    tile), ``amem`` (int8 vectors, stored as int8: a product converts an eighth of int64's
+    bytes), ``psum`` (int32 vectors), ``qmem`` (words: ``cols``
     channels of `pack_quant_params` per entry); ``tile_weights`` holds what each tile has
     been programmed with (read it; only PROGRAM writes it). A run follows the program's
     plan (`_ProgramPlan`), made once per program.
@@ -437,7 +438,7 @@ class Device:
         self.faults = faults if faults is not None and faults.states.any() else None
         self.imem = np.zeros((c.imem_depth, WORDS_PER_INSTRUCTION), np.int64)
         self.wmem = np.zeros((c.wmem_depth, c.tiles * c.cols), np.int64)   # a lane per tile
-        self.amem = np.zeros((c.amem_depth, c.rows), np.int64)
+        self.amem = np.zeros((c.amem_depth, c.rows), np.int8)
         self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
@@ -538,7 +539,7 @@ class Device:
     def _mvm(self, ins):
         c, plan = self.config, _mvm_plan(ins, self.config)
         if plan.n:
-            inputs = self.amem[plan.entries]                                   # (n, K, rows)
+            inputs = self.amem[plan.entries].astype(np.int64)                  # (n, K, rows)
             results = np.empty((plan.n, ins.ngroups, c.cols), np.int64)
             for r, mine in enumerate(plan.replicas):
                 # Each tile's bit-serial product, then the adder tree's sum.
@@ -602,14 +603,14 @@ class DeviceStack:
         self.config, self.analog, self.faults, self.size = config, None, None, count
         self.imem, self.wmem, self.qmem = one.imem, one.wmem, one.qmem
         self.tile_weights = one.tile_weights
-        self._amem = np.zeros((count, *one.amem.shape), np.int64)
+        self._amem = np.zeros((count, *one.amem.shape), np.int8)
         self._psum = np.zeros((count, *one.psum.shape), np.int64)
         self.use(count)
 
     @staticmethod
     def device_bytes(config):
-        """The bytes each device of a stack adds (its amem and psum)."""
-        return 8 * (config.amem_depth * config.rows + config.psum_depth * config.cols)
+        """The bytes each device of a stack adds (its amem, int8, and its psum, int64)."""
+        return config.amem_depth * config.rows + 8 * config.psum_depth * config.cols
 
     def use(self, count):
         """Run and address devices ``0 .. count-1`` from now on (the others keep their
