@@ -15,6 +15,7 @@ side, `golden.device.DeviceStack`).
 """
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -140,7 +141,8 @@ def main():
           f"model's counters; wall times on this machine, per call, the fastest of {REPEATS} "
           f"timings of at least {MIN_TIMING_S * 1e3:.0f} ms each: golden "
           f"(its equal batches side by side) and the NumPy forward pass given the same samples, "
-          f"one sample and all of them")
+          f"one sample and all of them, both on BLAS's default threads ({os.cpu_count()} "
+          f"cores here)")
     print(format_table(rows, columns))
 
 
