@@ -51,4 +51,8 @@ def pad_images(x, pads, value=0):
     top, left, bottom, right = pads
     if not any(pads):
         return x
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+    batch, height, width, channels = x.shape
+    # (np.pad spends ~50 us in Python: a host-fed convolution pads every sample it runs)
+    out = np.full((batch, top + height + bottom, left + width + right, channels), value, x.dtype)
+    out[:, top:top + height, left:left + width] = x
+    return out

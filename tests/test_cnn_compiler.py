@@ -10,7 +10,7 @@ from firmware.compiler.pipeline import compile_network, map_network
 from firmware.compiler.mapper import MappingError
 from firmware.frontend.network import (AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Network,
                                        NetworkError)
-from firmware.windows import col2im, im2col, im2col_columns
+from firmware.windows import col2im, im2col, im2col_columns, pad_images
 from firmware.compiler.prune import prune_blocks
 from firmware.compiler.quantize import quantize
 from firmware.runtime.targets import GoldenTarget
@@ -32,6 +32,15 @@ def test_im2col_and_col2im_are_adjoint():
     assert np.array_equal(cols[1, 2, 1, :3], x[1, 4, 2])           # tap (0, 0) of (2, 1)
     g = rng.normal(size=cols.shape)
     assert np.isclose((cols * g).sum(), (x * col2im(g, x.shape[1:], 3, 2, 2)).sum())
+
+
+@pytest.mark.parametrize("pads", [(1, 2, 3, 0), (0, 0, 1, 1), (2, 2, 2, 2), (0, 0, 0, 0)])
+def test_pad_images_borders_like_numpy_pad(pads):
+    top, left, bottom, right = pads
+    x = np.arange(2 * 3 * 4 * 2).reshape(2, 3, 4, 2).astype(np.int8)
+    expected = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-5)
+    padded = pad_images(x, pads, -5)
+    assert padded.dtype == np.int8 and np.array_equal(padded, expected)
 
 
 def test_im2col_columns_puts_each_patch_value_in_its_row():
