@@ -12,25 +12,35 @@ from pathlib import Path
 
 from .boards import BOARDS, BoardTop, board_platform
 
-__all__ = ["BuildReport", "FpgaBuildError", "build_board", "ecp5_synthesis",
+__all__ = ["BuildReport", "FpgaBuildError", "build_board", "ecp5_synthesis", "ice40_synthesis",
            "parse_nextpnr_log", "routing_progress", "DEFAULT_TIMEOUT"]
 
-def ecp5_synthesis(memories="t:$mem_v2 n:core.accelerator.* %i"):
+ACCELERATOR_MEMORIES = "t:$mem_v2 n:core.accelerator.* %i"
+
+
+def collision_dont_cares(memories):
+    """Yosys commands marking what a read port of the selected memories returns while the
+    same cycle writes its entry as undefined. Nothing uses it (the host makes one access a
+    cycle and only while the sequencer idles; where the sequencer reads an amem or psum
+    entry it writes in that cycle, the accelerator's write-through register answers), and
+    emulating read-first behaviour costs a register and a multiplexer per data bit (2,048
+    for qmem) and a net from the bus's write data to all of them. The mask has a bit per
+    read port (amem has two)."""
+    return [f"setparam -set RD_COLLISION_X_MASK {ports}'b{'1' * ports} {memories} "
+            f"r:RD_PORTS={ports} %i" for ports in (1, 2)]
+
+
+def ecp5_synthesis(memories=ACCELERATOR_MEMORIES):
     """(synth_ecp5 options, the script after it) of the ECP5 flow; `memories` selects
     the accelerator's memories in the design's hierarchy.
 
-    synth_ecp5 runs up to its RAM mapping and, after the steps below, from its cell
-    mapping on. Nothing uses what a block RAM reads while the same cycle writes that
-    entry (the host makes one access a cycle and only while the sequencer idles; where
-    the sequencer reads an amem or psum entry it writes in that cycle, the accelerator's
-    write-through register answers), so Yosys is told not to emulate read-first
-    behaviour on the block RAMs: that costs a register and a multiplexer per data bit
-    (2,048 for qmem) and a net from the bus's write data to all of them. LUTs are mapped by classic ABC: Yosys 0.70's ABC9 fails an internal
-    assertion (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on configs of two
-    or more 16x16 tiles, and synth_ecp5 no longer has a switch for the classic flow.
+    synth_ecp5 runs up to its RAM mapping and, after `collision_dont_cares`, from there
+    on. LUTs are mapped by classic ABC: Yosys 0.70's ABC9 fails an internal assertion
+    (rtlil.cc: GetSize(conn.first) == GetSize(conn.second)) on configs of two or more
+    16x16 tiles, and synth_ecp5 no longer has a switch for the classic flow.
     """
     return "-run begin:map_ram", "\n".join([
-        f"setparam -set RD_COLLISION_X_MASK 1'1 {memories}",
+        *collision_dont_cares(memories),
         "synth_ecp5 -run map_ram:map_luts",
         "techmap -map +/lattice/latches_map.v",
         "abc -dress -lut 4:7",
@@ -38,10 +48,16 @@ def ecp5_synthesis(memories="t:$mem_v2 n:core.accelerator.* %i"):
         "synth_ecp5 -run map_cells:"])
 
 
-# Yosys and nextpnr options per family (Amaranth's build template variables). iCE40: DSP
-# inference, the requantiser's multiply does not fit the LUTs.
+def ice40_synthesis(memories=ACCELERATOR_MEMORIES):
+    """(synth_ice40 options, the script after it): DSP inference (the requantiser's
+    multiply does not fit the LUTs), and `collision_dont_cares` before the RAM mapping."""
+    return "-dsp -run begin:map_ram", "\n".join([
+        *collision_dont_cares(memories), "synth_ice40 -dsp -run map_ram:"])
+
+
+# Yosys and nextpnr options per family (Amaranth's build template variables).
 SYNTH_OPTIONS = {
-    "ice40": {"synth_opts": "-dsp"},
+    "ice40": dict(zip(("synth_opts", "script_after_synth"), ice40_synthesis())),
     "ecp5": dict(zip(("synth_opts", "script_after_synth"), ecp5_synthesis()),
                  # On the default config the static (electrostatic) placer leaves 28 % less
                  # wire than HeAP (324k against 481k); router1 rips up for hours.
