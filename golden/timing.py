@@ -28,9 +28,10 @@ REQUANT        entries x P + 4, P = cols / requant_lanes passes: one psum and pa
                requantisers (3 stages) in the P cycles after it; entry i is written
                P + 3 cycles after its read (with P = 1: an entry a cycle, written 4
                cycles after its read; an empty run: 0)
-MAX            2 per entry + 1: read one operand, read the other, and write the maximum
-               while the next entry's first operand is read (a read sees a write of the
-               same cycle, so the run behaves entry by entry); an empty run: 0
+MAX            entries + 1: both operands of an entry read in one cycle (amem's two
+               read ports), its maximum written the next while the next entry's operands
+               are read (a read sees a write of the same cycle, so the run behaves entry
+               by entry); an empty run: 0
 =============  =====================================================================
 """
 
@@ -90,7 +91,7 @@ def requant_cycles(config, entries):
 
 
 def max_cycles(config, entries):
-    return 2 * entries + 1 if entries else 0
+    return entries + 1 if entries else 0
 
 
 def adc_bound_cycles(config, adc_conversions):

@@ -69,11 +69,16 @@ class Accelerator(wiring.Component):
             m.d.comb += seq.stuck.eq(self.stuck)
         m.d.comb += [seq.start.eq(start), self.done.eq(seq.done | seq.error)]
 
-        ports = self._memories(m)
+        ports, second_ports = self._memories(m)
         host = self._host_decode(bus)
         host_may_access = ~seq.running
         memory_hit = Cat(host["hits"].values()).any()
         self._share_ports(m, seq, ports, bus, host)
+        for name, read in second_ports.items():
+            port = lambda suffix: getattr(seq, f"{name}2_{suffix}")
+            write, granularity = ports[name][1:]
+            m.d.comb += [port("data").eq(_write_through(m, f"{name}2", read, write, granularity)),
+                         read.addr.eq(port("addr")), read.en.eq(port("en"))]
         read_csr, read_csr_hit = self._csr_reads(m, seq, host, start | soft_reset)
         self._read_response(m, bus, ports, host, read_csr, read_csr_hit, memory_hit,
                             host_may_access)
@@ -89,15 +94,19 @@ class Accelerator(wiring.Component):
         return m
 
     def _memories(self, m):
-        """One read and one write port per memory, an entry as its window lays it out."""
-        ports = {}
+        """One read and one write port per memory, an entry as its window lays it out, and
+        amem's second read port, the sequencer's alone (MAX reads both operands at once:
+        on an FPGA, a second copy of amem's block RAM)."""
+        ports, second = {}, {}
         for name, window in self.windows.items():
             memory = Memory(shape=unsigned(window.lanes * window.lane_bits), depth=window.depth,
                             init=[])
             m.submodules[name] = memory
             ports[name] = (memory.read_port(), memory.write_port(granularity=window.lane_bits),
                            window.lane_bits)
-        return ports
+            if name == "amem":
+                second[name] = memory.read_port()
+        return ports, second
 
     def _host_decode(self, bus):
         """The host request's window, entry and word (the cycle of the request)."""

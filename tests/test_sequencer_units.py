@@ -277,11 +277,14 @@ def pack_lane(params, k):
 
 # -- MAX --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("count,src,other,dst,strides", [
-    (1, 0, 1, 2, (1, 1, 1)), (6, 0, 20, 40, (2, 1, 3)),
-    (5, 10, 11, 11, (1, 1, 1))],                 # a chain: each entry reads the last one written
+@pytest.mark.parametrize("count,src,other,dst,strides,cycles", [
+    (1, 0, 1, 2, (1, 1, 1), 2), (6, 0, 20, 40, (2, 1, 3), 7),
+    (5, 10, 11, 11, (1, 1, 1), 6)],              # a chain: each entry reads the last one written
     ids=["one", "strided", "chain"])
-def test_max_writes_lane_maxima_entry_by_entry_in_time(count, src, other, dst, strides):
+def test_max_writes_lane_maxima_entry_by_entry_in_time(count, src, other, dst, strides, cycles):
+    """An entry's two operands are read in one cycle (amem's two read ports) and its maximum
+    written in the next, while the next entry's are read: count reads, then the last
+    write, count + 1 cycles."""
     config = SMALL
     dut = MaxUnit(config)
     rng = np.random.default_rng(count + src)
@@ -289,9 +292,9 @@ def test_max_writes_lane_maxima_entry_by_entry_in_time(count, src, other, dst, s
     amem = {a: pack(start[a], 8) for a in range(64)}
 
     async def bench(ctx):
-        memories = Memories(dut, {"amem": amem}, {"amem": 8})
-        cycles = await run(ctx, dut, vmax(count, src, other, dst, *strides), memories)
-        assert cycles == dut.delay(count) == max_cycles(config, count)
+        memories = Memories(dut, {"amem": amem, "amem2": amem}, {"amem": 8})
+        taken = await run(ctx, dut, vmax(count, src, other, dst, *strides), memories)
+        assert taken == cycles == dut.delay(count) == max_cycles(config, count)
 
     simulate(dut, bench)
     expected = start.copy()

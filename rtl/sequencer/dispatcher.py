@@ -23,7 +23,7 @@ from .requant_unit import RequantUnit
 
 __all__ = ["Sequencer"]
 
-MEMORY_PORTS = ("imem", "wmem", "amem", "psum", "qmem", "amem_write", "psum_write")
+MEMORY_PORTS = ("imem", "wmem", "amem", "amem2", "psum", "qmem", "amem_write", "psum_write")
 
 
 class Sequencer(wiring.Component):
@@ -39,8 +39,9 @@ class Sequencer(wiring.Component):
     error_code : Out(8)
     error_pc : Out(16)
     <mem>_addr, <mem>_en, <mem>_data :
-        Read ports of imem, wmem, amem, psum, qmem (data arrives a cycle after en; the amem
-        and psum ports see a write of the same cycle). A wmem entry is a row for every tile.
+        Read ports of imem, wmem, amem, psum, qmem, and amem's second (``amem2_*``: MAX
+        reads both operands at once); data arrives a cycle after en, and the amem and
+        psum ports see a write of the same cycle. A wmem entry is a row for every tile.
     amem_waddr, amem_wen (one bit per lane), amem_wdata; psum_waddr, psum_wen, psum_wdata :
         Write ports.
     events : Out(StructLayout(counter name -> increment))
@@ -124,7 +125,8 @@ class Sequencer(wiring.Component):
             ev.mvm_products.eq(tree_sum(units[Opcode.MVM].starts[t] for t in range(c.tiles))),
             ev.requantizations.eq(units[Opcode.REQUANT].requantizations),
             ev.imem_reads.eq(self.imem_en), ev.wmem_reads.eq(written),
-            ev.amem_reads.eq(self.amem_en), ev.amem_writes.eq(self.amem_wen.any()),
+            ev.amem_reads.eq(self.amem_en + self.amem2_en),
+            ev.amem_writes.eq(self.amem_wen.any()),
             ev.psum_reads.eq(self.psum_en), ev.psum_writes.eq(self.psum_wen),
             ev.qmem_reads.eq(self.qmem_en),
         ]

@@ -25,20 +25,21 @@ def tile_widths(config):
 
 def memory_ports(config, *names):
     """Signature members of the named ports: a read port `mem` (``mem_addr``, ``mem_en``
-    out, ``mem_data`` in a cycle after) or a write port `mem_write` (``mem_waddr``,
-    ``mem_wen`` (a bit per lane for amem), ``mem_wdata``)."""
+    out, ``mem_data`` in a cycle after), a second read port `mem2` (``mem2_addr`` ...)
+    or a write port `mem_write` (``mem_waddr``, ``mem_wen`` (a bit per lane for amem),
+    ``mem_wdata``)."""
     c = config
     entry_bits = {name: window.lanes * window.lane_bits
                   for name, window in memory_windows(config).items()}
     members = {}
     for name in names:
-        memory = name.removesuffix("_write")
+        memory = name.removesuffix("_write").removesuffix("2")
         addr = address_width(getattr(c, f"{memory}_depth"))
         if name.endswith("_write"):
             members.update({f"{memory}_waddr": Out(addr),
                             f"{memory}_wen": Out(c.rows if memory == "amem" else 1),
                             f"{memory}_wdata": Out(entry_bits[memory])})
         else:
-            members.update({f"{memory}_addr": Out(addr), f"{memory}_en": Out(1),
-                            f"{memory}_data": In(entry_bits[memory])})
+            members.update({f"{name}_addr": Out(addr), f"{name}_en": Out(1),
+                            f"{name}_data": In(entry_bits[memory])})
     return members
