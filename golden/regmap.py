@@ -8,7 +8,8 @@ width, a hole in the map, or a memory access while the sequencer runs answers SL
 from .config import MEMORY_FIELDS
 from .interface import STATUS_FIELDS, WINDOW_SPAN, MemoryWindow, memory_windows, unpack_fields
 
-__all__ = ["ID_VALUE", "VERSION", "CSR", "CAPABILITIES", "COUNTERS", "COUNTER_BASE",
+__all__ = ["ID_VALUE", "VERSION", "CSR", "CAPABILITY_BASE", "CAPABILITIES",
+           "COUNTERS", "COUNTER_BASE",
            "MemoryWindow", "memory_windows", "CONTROL_START", "CONTROL_SOFT_RESET",
            "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "decode_status", "ADDRESS_BITS",
            "WINDOW_SPAN"]
@@ -20,8 +21,10 @@ ADDRESS_BITS = 23
 
 CSR = {"ID": 0x00, "VERSION": 0x04, "CONTROL": 0x80, "STATUS": 0x84}
 
-# Capability registers: the config, one field per word, so a driver discovers the hardware.
-CAPABILITIES = {name: 0x10 + 4 * i for i, name in enumerate(
+# Capability registers: the config, one field per word, so a driver discovers the hardware
+# (consecutive words: one burst reads them all).
+CAPABILITY_BASE = 0x10
+CAPABILITIES = {name: CAPABILITY_BASE + 4 * i for i, name in enumerate(
     ("tiles", "rows", "cols", "cell_bits", "dac_bits", "adc_bits", "adc_share")
     + MEMORY_FIELDS + ("requant_lanes",))}
 

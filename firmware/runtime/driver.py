@@ -129,8 +129,9 @@ class Driver:
         if version >> 16 != regmap.VERSION >> 16:
             raise BusError(regmap.CSR["VERSION"], "read",
                            f"version 0x{version:08x} is incompatible with 0x{regmap.VERSION:08x}")
-        fields = {name: await self._read_csr(address)
-                  for name, address in regmap.CAPABILITIES.items()}
+        values = await self.bus.read_burst(regmap.CAPABILITY_BASE, len(regmap.CAPABILITIES))
+        self._count("read", "csr", len(values))
+        fields = dict(zip(regmap.CAPABILITIES, (int(value) for value in values)))
         self.config = _discovered_config(tuple(fields.items()))
         self.windows = regmap.memory_windows(self.config)
         return self.config
