@@ -15,16 +15,18 @@ BOARDS = {
 # What `tessera build --board B` builds unless told otherwise (AccelConfig fields over
 # AccelConfig's defaults): the largest configs measured to build, with YoWASP's tools on this
 # machine, in a bounded time (closing note of issue 14).
-# - iCEBreaker: 1 tile of 4x1 with 256-entry memories, 5,076 of 5,280 LCs, 23 of 30 RAMs,
-#   7 of 8 DSPs, 18.8 MHz against 12 MHz, built in 1.4 min. 2 tiles of 2x1 fit at 5,230;
-#   2 tiles of 4x1 take 5,624. Most of the UP5K is fixed logic: the 17 32-bit counters, the
+# - iCEBreaker: 1 tile of 4x1 with 256-entry memories, 4,640 of 5,280 LCs, 25 of 30 RAMs,
+#   7 of 8 DSPs, 16.4 MHz against 12 MHz, built in 0.9 min (2026-12-07). 2 tiles of 4x1
+#   (5,128 LCs) and 1 tile of 8x1 (5,053, 29 RAMs) fit too, but `make test` builds this
+#   config with the newest YoWASP tools on every run: 88 % leaves room for a release that
+#   maps a little worse. Most of the UP5K is fixed logic: the 17 32-bit counters, the
 #   CSRs, the UART bridge, the requantiser and the sequencer.
 # - ULX3S: the default crossbar, 4 tiles of 16x16, with 4 requantisers for the 16 columns
 #   (requant_lanes 4: a REQUANT entry in 4 cycles), an ADC set per 4 columns (adc_share 4)
-#   and 256-entry amem and psum: 38,906 LUT4s, 19 of 156 MULT18X18Ds, 36.9 MHz against
-#   25 MHz, routed in 12.3 min (2026-12-06). With 16 requantisers it did not route in 25
-#   min (their 33x32 multipliers were the most congested nets); with 4 but an ADC set per
-#   column (50,672 LUT4s) router2 had 2,597 wires overused at 24 min.
+#   and 256-entry amem and psum: 35,913 LUT4s, 109 of 208 DP16KDs, 19 of 156 MULT18X18Ds,
+#   35.8 MHz against 25 MHz, routed in 9.3 min (2026-12-07). With 16 requantisers it did
+#   not route in 25 min (their 33x32 multipliers were the most congested nets); with 4 but
+#   an ADC set per column (50,672 LUT4s) router2 had 2,597 wires overused at 24 min.
 BOARD_CONFIGS = {
     "icebreaker": dict(tiles=1, rows=4, cols=1, amem_depth=256, psum_depth=256),
     "ulx3s": dict(tiles=4, rows=16, cols=16, adc_share=4, requant_lanes=4, amem_depth=256,
