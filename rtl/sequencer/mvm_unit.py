@@ -66,9 +66,9 @@ class MVMUnit(wiring.Component):
     + r``, while v < count) in cycle e // 2 + 1 of a round, even slots on amem's first
     read port and odd ones on its second (cycles 1..F, F = ceil(E / 2)); the round starts
     at F + 2 for the first and every P after; from the cycle the tiles are done, group
-    ``r * G + n`` a cycle
-    reads its psum entry ``dst + v * dst_stride + n * n_stride`` and writes it the next
-    cycle with the group's sum (added to what was read, accumulating).
+    ``r * G + n`` a cycle reads its psum entry ``dst + v * dst_stride + n * n_stride``
+    and writes it the next cycle with the group's sum (added to what was read,
+    accumulating).
 
     Attributes
     ----------
