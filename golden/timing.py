@@ -14,16 +14,15 @@ PROGRAM        rows * adc_share + 1 cycles, however many tiles (a wmem entry, ho
                row for every tile, read every adc_share cycles; the tiles write it in the
                adc_share cycles after its read, one phase's columns a cycle)
 MVM            pipelined in rounds of ``replicas`` vectors. A round feeds E = replicas *
-               ktiles activation entries in F = ceil(E / 2) cycles (two amem reads a
-               cycle, on its two read ports, into the tiles' input buffers), converts N
-               cycles, and writes G = replicas * ngroups partial sums (a psum read and,
-               a cycle later, its write, one a cycle). Round i's conversion starts at
-               S_i = F + 1 + i*P, P = max(N, F + 2, G + 1): the next round is fed while
-               this one converts, and its sums are written while the next converts. The
-               run ends after the last round's writes: F + 1 + (Q - 1)*P + N + G + 2
-               cycles for Q = ceil(count / replicas) rounds (0 when count is 0). Every
-               round takes the same time; a short last round only reads, converts and
-               writes less.
+               ktiles activation entries (one amem read a cycle, into the tiles' input
+               buffers), converts N cycles, and writes G = replicas * ngroups partial
+               sums (a psum read and, a cycle later, its write, one a cycle). Round i's
+               conversion starts at S_i = E + 1 + i*P, P = max(N, E + 2, G + 1): the
+               next round is fed while this one converts, and its sums are written while
+               the next converts. The run ends after the last round's writes: E + 1 +
+               (Q - 1)*P + N + G + 2 cycles for Q = ceil(count / replicas) rounds (0 when
+               count is 0). Every round takes the same time; a short last round only
+               reads, converts and writes less.
 REQUANT        entries x P + 4, P = cols / requant_lanes passes: one psum and parameter
                read every P cycles, its lanes fed requant_lanes at a time to the
                requantisers (3 stages) in the P cycles after it; entry i is written
@@ -38,7 +37,7 @@ MAX            entries + 1: both operands of an entry read in one cycle (amem's 
 
 __all__ = ["tile_program_cycles", "tile_mvm_cycles", "tile_mvm_interval",
            "FETCH_DECODE_CYCLES", "REQUANTIZER_STAGES", "REQUANT_LATENCY", "program_cycles",
-           "mvm_feed_cycles", "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles",
+           "mvm_round_cycles", "mvm_cycles", "requant_cycles", "max_cycles",
            "adc_bound_cycles"]
 
 
@@ -72,23 +71,18 @@ def program_cycles(config):
     return tile_program_cycles(config) + 1
 
 
-def mvm_feed_cycles(ktiles, replicas):
-    """F: cycles a round's E = replicas * ktiles feeds take, two a cycle."""
-    return -(-replicas * ktiles // 2)
-
-
 def mvm_round_cycles(config, ktiles, ngroups, replicas):
     """P: cycles from one round's conversion start to the next's."""
-    feeding, writes = mvm_feed_cycles(ktiles, replicas), replicas * ngroups
-    return max(config.steps * config.adc_share, feeding + 2, writes + 1)
+    feeds, writes = replicas * ktiles, replicas * ngroups
+    return max(config.steps * config.adc_share, feeds + 2, writes + 1)
 
 
 def mvm_cycles(config, count, ktiles=1, ngroups=1, replicas=1):
     if not count:
         return 0
-    feeding, writes = mvm_feed_cycles(ktiles, replicas), replicas * ngroups
+    feeds, writes = replicas * ktiles, replicas * ngroups
     rounds = -(-count // replicas)
-    return (feeding + 1 + (rounds - 1) * mvm_round_cycles(config, ktiles, ngroups, replicas)
+    return (feeds + 1 + (rounds - 1) * mvm_round_cycles(config, ktiles, ngroups, replicas)
             + config.steps * config.adc_share + writes + 2)
 
 

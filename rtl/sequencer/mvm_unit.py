@@ -17,13 +17,11 @@ from .ports import address_width, instruction_layout, memory_ports, tile_widths
 __all__ = ["MVMUnit", "connect_mvm"]
 
 
-def connect_mvm(m, mvm, tiles, tree, amem_data, amem2_data, ins):
+def connect_mvm(m, mvm, tiles, tree, amem_data, ins):
     """Wire an MVM unit to the tiles it feeds and starts and to the adder tree over them
-    (`ins`: the instruction the unit runs; `amem_data`, `amem2_data`: the data of amem's
-    two read ports)."""
+    (`ins`: the instruction the unit runs; `amem_data`: the amem read port's data)."""
     for t, tile in enumerate(tiles):
-        payload = Mux(mvm.feed_second[t], amem2_data, amem_data)
-        m.d.comb += [tile.i_stream.valid.eq(mvm.feed[t]), tile.i_stream.payload.eq(payload),
+        m.d.comb += [tile.i_stream.valid.eq(mvm.feed[t]), tile.i_stream.payload.eq(amem_data),
                      tile.start.eq(mvm.starts[t]), tile.adc_shift.eq(ins.adc_shift),
                      tile.offset_inputs.eq((ins.flags & FLAG_OFFSET_INPUTS).any()),
                      tree.results[t].eq(tile.result)]
@@ -34,7 +32,7 @@ def connect_mvm(m, mvm, tiles, tree, amem_data, amem2_data, ins):
 
 class _Walk:
     """A walk over a round's (replica, lane) entries, lanes inner: the entry of (vector,
-    lane 0) and the current one. `step` moves to a later lane's entry, or to the next
+    lane 0) and the current one. `step` moves to the next lane's entry, or to the next
     replica's vector's first."""
 
     def __init__(self, name, lane_bits, address_bits):
@@ -46,15 +44,13 @@ class _Walk:
     def restart(self, base):
         return [self.lane.eq(0), self.replica.eq(0), self.vector.eq(base), self.addr.eq(base)]
 
-    def step(self, m, lane_last, vector_stride, lane_stride, lanes=1):
-        """Move on `lanes` lanes (`lane_stride` apart in all), or, from `lane_last`, to
-        the next replica's vector."""
+    def step(self, m, lane_last, vector_stride, lane_stride):
         with m.If(self.lane == lane_last):
             m.d.sync += [self.lane.eq(0), self.replica.eq(self.replica + 1),
                          self.vector.eq(self.vector + vector_stride),
                          self.addr.eq(self.vector + vector_stride)]
         with m.Else():
-            m.d.sync += [self.lane.eq(self.lane + lanes), self.addr.eq(self.addr + lane_stride)]
+            m.d.sync += [self.lane.eq(self.lane + 1), self.addr.eq(self.addr + lane_stride)]
 
 
 class MVMUnit(wiring.Component):
@@ -63,23 +59,19 @@ class MVMUnit(wiring.Component):
 
     Tile ``tile + (r * ngroups + n) * ktiles + k`` sits in slot ``r * K + k`` of a round.
     The feed reads slot e's entry ``src + v * src_stride + k * k_stride`` (``v = round * R
-    + r``, while v < count) in cycle e // 2 + 1 of a round, even slots on amem's first
-    read port and odd ones on its second (cycles 1..F, F = ceil(E / 2)); the round starts
-    at F + 2 for the first and every P after; from the cycle the tiles are done, group
-    ``r * G + n`` a cycle reads its psum entry ``dst + v * dst_stride + n * n_stride``
-    and writes it the next cycle with the group's sum (added to what was read,
-    accumulating).
+    + r``, while v < count) at cycles 1..E of a round; the round starts at E + 2 for the
+    first and every P after; from the cycle the tiles are done, group ``r * G + n`` a cycle
+    reads its psum entry ``dst + v * dst_stride + n * n_stride`` and writes it the next
+    cycle with the group's sum (added to what was read, accumulating).
 
     Attributes
     ----------
     instruction : In(instruction layout), held while the unit runs
     start : In(1)
     done : Out(1)
-    amem_*, amem2_*, psum_*, psum_w* : amem's two read ports, the psum read and write ports
+    amem_*, psum_*, psum_w* : the amem read port, the psum read and write ports
     feed : Out(tiles)
-        Tiles that stage an entry read last cycle, ...
-    feed_second : Out(tiles)
-        ... from amem's second read port (``amem2_data``), else its first.
+        Tiles that stage the entry read last cycle (``amem_data``).
     starts : Out(tiles)
         Tiles that start a product.
     tiles_done, tiles_finishing : In(1)
@@ -93,8 +85,8 @@ class MVMUnit(wiring.Component):
         self.level_offsets, nodes = tree_levels(c.tiles)
         super().__init__({
             "instruction": In(instruction_layout()), "start": In(1), "done": Out(1),
-            **memory_ports(c, "amem", "amem2", "psum", "psum_write"),
-            "feed": Out(c.tiles), "feed_second": Out(c.tiles), "starts": Out(c.tiles),
+            **memory_ports(c, "amem", "psum", "psum_write"),
+            "feed": Out(c.tiles), "starts": Out(c.tiles),
             "tiles_done": In(1), "tiles_finishing": In(1),
             "node": Out(range(nodes + 1)),
             "group_sum": In(data.ArrayLayout(signed(ACC_BITS), c.cols)),
@@ -129,10 +121,8 @@ class MVMUnit(wiring.Component):
         return m
 
     def _shape(self, m, tile_bits):
-        """Registers loaded at start: the round's feed cycles F = ceil(E / 2) for its
-        E = replicas * ktiles feeds, writes G = replicas * ngroups and period
-        P = max(N, F + 2, G + 1), whether E is 1 and whether a feed cycle's two entries
-        are two K blocks of a vector (else two vectors), and each tile's place."""
+        """Registers loaded at start: the round's feeds E = replicas * ktiles, writes G =
+        replicas * ngroups and period P = max(N, E + 2, G + 1), and each tile's place."""
         c = self.config
         ins = self.instruction
         klog, nlog, rlog = ins.ktiles_log2, ins.ngroups_log2, ins.replicas_log2
@@ -141,7 +131,6 @@ class MVMUnit(wiring.Component):
         one = Const(1, tile_bits + 1)
         shape = {
             "feeds": Signal(tile_bits + 1), "writes": Signal(tile_bits + 1),
-            "single": Signal(), "k_pairs": Signal(),
             "period": Signal((2 * c.tiles + n_conv + 4).bit_length()),
             "k_last": Signal(tile_bits), "n_last": Signal(tile_bits),
             "replicas": Signal(tile_bits + 1), "in_range": Signal(c.tiles),
@@ -158,13 +147,11 @@ class MVMUnit(wiring.Component):
                       shape["slot"][t].eq((r << klog) | k), shape["replica"][t].eq(r)]
         # Only a legal shape matters (the decoder refuses the rest): log2 E, log2 G < tile_bits.
         feeds = (one << (rlog + klog)[:legal_log])[:tile_bits + 1]
-        feeding = Mux(feeds == 1, 1, feeds >> 1)
         writes = (one << (rlog + nlog)[:legal_log])[:tile_bits + 1]
-        longest = Mux(feeding + 2 > writes + 1, feeding + 2, writes + 1)
+        longest = Mux(feeds + 2 > writes + 1, feeds + 2, writes + 1)
         level_offset = Array(Const(self.level_offsets[min(L, len(self.level_offsets) - 1)],
                                    len(shape["tree_base"])) for L in range(1 << len(klog)))
-        loads += [shape["feeds"].eq(feeding), shape["writes"].eq(writes),
-                  shape["single"].eq(feeds == 1), shape["k_pairs"].eq(klog != 0),
+        loads += [shape["feeds"].eq(feeds), shape["writes"].eq(writes),
                   shape["period"].eq(Mux(longest > n_conv, longest, n_conv)),
                   shape["k_last"].eq((one << klog[:legal_log]) - 1),
                   shape["n_last"].eq((one << nlog[:legal_log]) - 1),
@@ -175,49 +162,33 @@ class MVMUnit(wiring.Component):
         return shape
 
     def _feed(self, m, shape, cycle, count, walk, restart):
-        """Feed engine: the round's entries, two a cycle (one on each amem read port), into
-        the tiles of their slot. Returns the round handed to the start engine: (pending,
-        vectors, last)."""
+        """Feed engine: the round's entries, one a cycle, into the tiles of their slot.
+        Returns the round handed to the start engine: (pending, vectors, last)."""
         c = self.config
         ins = self.instruction
         round_vectors = Signal.like(shape["replicas"], name="feed_round_vectors")
-        index = Signal(len(shape["feeds"]) + 1, name="feed_index")   # the next even slot
-        latch_valid = Signal(2)                   # the entries read last cycle go to ...
-        latch_slot = Signal.like(index)           # ... the tiles of this slot and the next
+        index = Signal.like(shape["feeds"], name="feed_index")     # slot of the next feed
+        latch_valid = Signal()                    # the entry read last cycle goes to ...
+        latch_slot = Signal.like(index)           # ... the tiles of this slot
         pending = Signal(name="start_pending")    # a fed round waits for its start
         vectors = Signal.like(round_vectors, name="start_vectors")
         last = Signal(name="start_last")
         restart += [index.eq(0), latch_valid.eq(0), pending.eq(0)]
         m.d.comb += round_vectors.eq(Mux(count > shape["replicas"], shape["replicas"], count))
-        # The odd slot's entry: the vector's next K block, or the next replica's vector.
-        second_addr = Mux(shape["k_pairs"], walk.addr + ins.aux, walk.vector + ins.src_stride)
-        second_replica = walk.replica + ~shape["k_pairs"]
         with m.If((cycle >= 1) & (cycle <= shape["feeds"]) & (count != 0)):
-            active = Cat(walk.replica < round_vectors,
-                         ~shape["single"] & (second_replica < round_vectors))
-            m.d.comb += [self.amem_en.eq(active[0]), self.amem_addr.eq(walk.addr),
-                         self.amem2_en.eq(active[1]), self.amem2_addr.eq(second_addr)]
-            m.d.sync += [latch_valid.eq(active), latch_slot.eq(index), index.eq(index + 2)]
-            with m.If(shape["single"]):
-                walk.step(m, shape["k_last"], ins.src_stride, ins.aux)
-            with m.Elif(shape["k_pairs"]):
-                walk.step(m, shape["k_last"] - 1, ins.src_stride, ins.aux << 1, lanes=2)
-            with m.Else():
-                m.d.sync += [walk.replica.eq(walk.replica + 2),
-                             walk.vector.eq(walk.vector + (ins.src_stride << 1)),
-                             walk.addr.eq(walk.vector + (ins.src_stride << 1))]
+            active = walk.replica < round_vectors
+            m.d.comb += [self.amem_en.eq(active), self.amem_addr.eq(walk.addr)]
+            m.d.sync += [latch_valid.eq(active), latch_slot.eq(index), index.eq(index + 1)]
+            walk.step(m, shape["k_last"], ins.src_stride, ins.aux)
             with m.If(cycle == shape["feeds"]):               # the round's last feed
                 m.d.sync += [count.eq(count - round_vectors), pending.eq(1),
                              vectors.eq(round_vectors), last.eq(count == round_vectors),
                              index.eq(0), walk.replica.eq(0)]
         with m.Else():
             m.d.sync += latch_valid.eq(0)
-        m.d.comb += [
-            self.feed.eq(Cat(shape["in_range"][t]
-                             & ((latch_valid[0] & (shape["slot"][t] == latch_slot))
-                                | (latch_valid[1] & (shape["slot"][t] == latch_slot + 1)))
-                             for t in range(c.tiles))),
-            self.feed_second.eq(Cat(shape["slot"][t][0] for t in range(c.tiles)))]
+        m.d.comb += self.feed.eq(Cat(latch_valid & shape["in_range"][t]
+                                     & (shape["slot"][t] == latch_slot)
+                                     for t in range(c.tiles)))
         return pending, vectors, last
 
     def _start(self, m, shape, cycle, fed, restart):
