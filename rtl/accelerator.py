@@ -69,16 +69,11 @@ class Accelerator(wiring.Component):
             m.d.comb += seq.stuck.eq(self.stuck)
         m.d.comb += [seq.start.eq(start), self.done.eq(seq.done | seq.error)]
 
-        ports, second_ports = self._memories(m)
+        ports, second_ports = self._memories(m, seq)
         host = self._host_decode(bus)
         host_may_access = ~seq.running
         memory_hit = Cat(host["hits"].values()).any()
-        self._share_ports(m, seq, ports, bus, host)
-        for name, read in second_ports.items():
-            port = lambda suffix: getattr(seq, f"{name}2_{suffix}")
-            write, granularity = ports[name][1:]
-            m.d.comb += [port("data").eq(_write_through(m, f"{name}2", read, write, granularity)),
-                         read.addr.eq(port("addr")), read.en.eq(port("en"))]
+        self._share_ports(m, seq, ports, second_ports, bus, host)
         read_csr, read_csr_hit = self._csr_reads(m, seq, host, start | soft_reset)
         self._read_response(m, bus, ports, host, read_csr, read_csr_hit, memory_hit,
                             host_may_access)
@@ -93,10 +88,11 @@ class Accelerator(wiring.Component):
                 m.d.comb += bus.w_err.eq(1)
         return m
 
-    def _memories(self, m):
+    def _memories(self, m, seq):
         """One read and one write port per memory, an entry as its window lays it out, and
-        amem's second read port, the sequencer's alone (MAX reads both operands at once:
-        on an FPGA, a second copy of amem's block RAM)."""
+        a second read port, the sequencer's alone, for each memory it has one for
+        (``<mem>2_*``: amem, where MAX reads both operands at once; on an FPGA, a second
+        copy of the block RAM)."""
         ports, second = {}, {}
         for name, window in self.windows.items():
             memory = Memory(shape=unsigned(window.lanes * window.lane_bits), depth=window.depth,
@@ -104,7 +100,7 @@ class Accelerator(wiring.Component):
             m.submodules[name] = memory
             ports[name] = (memory.read_port(), memory.write_port(granularity=window.lane_bits),
                            window.lane_bits)
-            if name == "amem":
+            if f"{name}2_addr" in seq.signature.members:
                 second[name] = memory.read_port()
         return ports, second
 
@@ -123,8 +119,14 @@ class Accelerator(wiring.Component):
             host["words"][name], host["entries"][name] = word, entry
         return host
 
-    def _share_ports(self, m, seq, ports, bus, host):
-        """Each memory's ports: the sequencer's while it runs, the host's otherwise."""
+    def _share_ports(self, m, seq, ports, second_ports, bus, host):
+        """Each memory's ports: the sequencer's while it runs, the host's otherwise; a
+        second read port, the sequencer's always."""
+        for name, read in second_ports.items():
+            port = lambda suffix: getattr(seq, f"{name}2_{suffix}")
+            write, granularity = ports[name][1:]
+            m.d.comb += [port("data").eq(_write_through(m, f"{name}2", read, write, granularity)),
+                         read.addr.eq(port("addr")), read.en.eq(port("en"))]
         for name, (read, write, granularity) in ports.items():
             port = lambda suffix: getattr(seq, f"{name}_{suffix}")
             if name in ("amem", "psum"):
