@@ -437,9 +437,11 @@ class Device:
         self.analog = AnalogTiles(c, nonideal) if nonideal is not None and nonideal.active else None
         self.faults = faults if faults is not None and faults.states.any() else None
         self.imem = np.zeros((c.imem_depth, WORDS_PER_INSTRUCTION), np.int64)
-        self.wmem = np.zeros((c.wmem_depth, c.tiles * c.cols), np.int64)   # a lane per tile
+        # wmem and psum in their lanes' own types: a fresh device per run allocates and
+        # touches an eighth (a half) of int64's pages
+        self.wmem = np.zeros((c.wmem_depth, c.tiles * c.cols), np.int8)    # a lane per tile
         self.amem = np.zeros((c.amem_depth, c.rows), np.int8)
-        self.psum = np.zeros((c.psum_depth, c.cols), np.int64)
+        self.psum = np.zeros((c.psum_depth, c.cols), np.int32)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
 
@@ -604,13 +606,13 @@ class DeviceStack:
         self.imem, self.wmem, self.qmem = one.imem, one.wmem, one.qmem
         self.tile_weights = one.tile_weights
         self._amem = np.zeros((count, *one.amem.shape), np.int8)
-        self._psum = np.zeros((count, *one.psum.shape), np.int64)
+        self._psum = np.zeros((count, *one.psum.shape), one.psum.dtype)
         self.use(count)
 
     @staticmethod
     def device_bytes(config):
-        """The bytes each device of a stack adds (its amem, int8, and its psum, int64)."""
-        return config.amem_depth * config.rows + 8 * config.psum_depth * config.cols
+        """The bytes each device of a stack adds (its amem, int8, and its psum, int32)."""
+        return config.amem_depth * config.rows + 4 * config.psum_depth * config.cols
 
     def use(self, count):
         """Run and address devices ``0 .. count-1`` from now on (the others keep their

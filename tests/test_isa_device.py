@@ -80,7 +80,7 @@ def test_k_reduction_layer_computes_and_counts():
 
     x = device.amem[0:8].reshape(4, 32)                    # vector v: entries 2v, 2v + 1
     w = np.vstack([lane(device, 0), lane(device, 1)])
-    acc = x @ w
+    acc = x.astype(np.int64) @ w    # int64: int8 products overflow
     assert np.array_equal(device.psum[0:4], acc)
     bias = np.array([p.bias for p in params])
     expected = requantize(acc, bias, 1 << 30, 6, 0, 0, 127)
@@ -117,7 +117,8 @@ def test_n_split_replicas_accumulate():
     for v in range(3):
         for n in range(2):
             tile = 2 * (v % 2) + n
-            expected = before[10 + 2 * v + n] + device.amem[v] @ lane(device, tile, 16)
+            expected = (before[10 + 2 * v + n]
+                        + device.amem[v].astype(np.int64) @ lane(device, tile, 16))
             assert np.array_equal(device.psum[10 + 2 * v + n], expected)
     assert np.array_equal(device.psum[16:], before[16:])
     # By hand: 3 instructions x 3 = 9; PROGRAM 17; MVM with E = 2 feeds, G = 4 writes,

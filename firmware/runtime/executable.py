@@ -13,7 +13,9 @@ the whole executable is then checked against `firmware.runtime.executable_schema
 runs. Every refusal is an `ExecutableError` naming the file and the field.
 """
 
+import functools
 import io
+import itertools
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ from ..data_files import (ZIP_ERRORS, DataFileError, check_readable, describe_by
 from .executable_schema import SchemaError, array_limits, check_executable
 
 __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun",
-           "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
+           "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable",
+           "as_span"]
 
 FORMAT = "tessera-executable"
 FORMAT_VERSION = 6              # 4: SHA-256 of the manifest and of every array;
@@ -47,6 +50,18 @@ class ExecutableError(ValueError):
     """A file that is not a Tessera executable of this version; says what it is."""
 
 
+def as_span(indices):
+    """`indices` as a slice when they are consecutive (a view, not a gather), else as a
+    read-only array."""
+    indices = np.asarray(indices)
+    if len(indices) and indices[-1] - indices[0] == len(indices) - 1 \
+            and (np.diff(indices) == 1).all():
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    indices = indices.copy()
+    indices.setflags(write=False)
+    return indices
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """How the host makes a batch's input entries from int8 samples."""
@@ -62,6 +77,11 @@ class InputSpec:
 
     def quantize(self, x):
         return np.clip(self._unclipped(x), -128, 127).astype(np.int64)
+
+    @functools.cached_property
+    def row_span(self):
+        """`row_index` by `as_span`: worked out once, not per batch."""
+        return as_span(self.row_index)
 
     def _unclipped(self, x):
         return np.round(np.asarray(x) / self.scale) + self.zero_point
@@ -151,6 +171,17 @@ class SegmentImage:
     constants: np.ndarray        # (entries, rows) int8 the host writes before each run
     blocks: int = 0              # weight blocks its jobs compute
     images_from: int = None      # an earlier segment whose images these are (a later band)
+
+    @functools.cached_property
+    def lane_runs(self):
+        """(first slot, end slot, lanes) of each run of slots with equal `wmem_lanes`: a
+        write each. Worked out once, not per batch."""
+        runs, first = [], 0
+        for lanes, run in itertools.groupby(int(v) for v in self.wmem_lanes):
+            count = len(list(run))
+            runs.append((first, first + count, lanes))
+            first += count
+        return runs
 
 
 @dataclass

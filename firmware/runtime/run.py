@@ -11,6 +11,7 @@ import numpy as np
 from golden.regmap import COUNTERS
 
 from ..windows import im2col_columns, pad_images
+from .executable import as_span
 
 __all__ = ["NetworkRun", "run_executable", "compare_runs", "input_entries"]
 
@@ -44,7 +45,7 @@ def input_entries(spec, config, x_q):
                               spec.stride, spec.row_index, spec.padded_rows
                               ).reshape(-1, config.rows)
     vectors = x_q.reshape(-1, len(spec.row_index))
-    rows = _as_slice(spec.row_index)
+    rows = spec.row_span
     if isinstance(rows, slice) and rows == slice(0, spec.padded_rows):   # all rows, in order
         return vectors.reshape(-1, config.rows)
     padded = np.zeros((len(vectors), spec.padded_rows), np.int8)
@@ -60,24 +61,13 @@ def int8_samples(x_q):
         raise ValueError("no samples to run")
     if x_q.dtype.kind not in "iub":
         raise ValueError(f"samples must be integers (int8 values), not {x_q.dtype}")
-    if x_q.dtype != np.int8:
+    if x_q.dtype != np.int8 and (x_q.min() < -128 or x_q.max() > 127):
         outside = np.flatnonzero((x_q < -128) | (x_q > 127))
-        if len(outside):
-            where = np.unravel_index(outside[0], x_q.shape)
-            raise ValueError(f"sample {where[0]} holds {x_q[where]} at index "
-                             f"{tuple(int(i) for i in where[1:])}: int8 samples lie in "
-                             f"-128..127 ({len(outside)} values outside)")
+        where = np.unravel_index(outside[0], x_q.shape)
+        raise ValueError(f"sample {where[0]} holds {x_q[where]} at index "
+                         f"{tuple(int(i) for i in where[1:])}: int8 samples lie in "
+                         f"-128..127 ({len(outside)} values outside)")
     return x_q.astype(np.int8, copy=False)
-
-
-def _runs(values):
-    """(first, end, value) of each run of equal `values`."""
-    runs, first = [], 0
-    for value, run in itertools.groupby(int(v) for v in values):
-        count = len(list(run))
-        runs.append((first, first + count, value))
-        first += count
-    return runs
 
 
 @functools.lru_cache(maxsize=4096)
@@ -85,18 +75,7 @@ def _moved(transfer):
     """(amem entries, tensor entries) of one sample that `transfer` moves, each a slice
     where they are consecutive (a view, not a gather); worked out once per transfer (a
     run moves the same ones batch after batch)."""
-    return tuple(_as_slice(indices) for indices in transfer.indices())
-
-
-def _as_slice(indices):
-    """`indices` as a slice when they are consecutive, else as a read-only array."""
-    indices = np.asarray(indices)
-    if len(indices) and indices[-1] - indices[0] == len(indices) - 1 \
-            and (np.diff(indices) == 1).all():
-        return slice(int(indices[0]), int(indices[-1]) + 1)
-    indices = indices.copy()
-    indices.setflags(write=False)
-    return indices
+    return tuple(as_span(indices) for indices in transfer.indices())
 
 
 def _groups(batches, limit):
@@ -170,7 +149,7 @@ async def run_executable(driver, exe, x_q, progress=None):
             program_loads = (program_loaded != (index, batch)) + (group - 1) * (segments > 1)
             if weight_loads:
                 driver.lockstep(weight_loads)
-                for first, last, lanes in _runs(image.wmem_lanes):   # slots of equal lanes
+                for first, last, lanes in image.lane_runs:
                     rows = slice(first * config.rows, last * config.rows)
                     await driver.write_entries("wmem", rows.start, image.wmem[rows],
                                                lanes=lanes * config.cols)
