@@ -9,7 +9,7 @@ import numpy as np
 from .config import AccelConfig
 from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul, read_weights
 from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
-from .isa import WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
+from .isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
 from .requant import INT32_MAX, checked_params, requantize_checked
@@ -148,6 +148,14 @@ def _run_addresses(base, stride, count):
     return base + stride * np.arange(count, dtype=np.int64)
 
 
+def _as_slice(entries):
+    """`entries` as a slice when they are consecutive (a view), else as they are."""
+    first = int(entries[0])
+    if np.array_equal(entries, np.arange(first, first + len(entries))):
+        return slice(first, first + len(entries))
+    return entries
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _decoded(words, config):
     """(Instruction, its check) of instruction words: decoded and checked once per process,
@@ -282,6 +290,11 @@ def _fused_steps(instructions, c):
                                   program_lanes(ins, c.tiles).tolist()):
                 source[tile] = (ins.src, lane)
             continue
+        if ins.opcode == Opcode.REQUANT and steps and ins.count:
+            joined = _Requants.join(steps[-1], ins, c.cols)
+            if joined is not None:
+                steps[-1] = (Device._requants, joined)
+                continue
         if ins.opcode != Opcode.MVM:
             steps.append((_RUN[ins.opcode], ins))
             continue
@@ -300,6 +313,55 @@ def _fused_steps(instructions, c):
         if run is Device._product:
             step.finish()
     return steps
+
+
+class _Requants:
+    """Consecutive REQUANTs as one requantisation: the psum entries of all of them, each
+    with its own parameters (its qmem entry's, a row each), then each one's outputs
+    written to its amem entries and lanes. Joined only when no two write the same lanes
+    of one entry, so the order of the writes is moot; REQUANTs read psum and qmem and
+    write amem only, so none sees another's writes. A run of one is `Device._requant`."""
+
+    def __init__(self, parts, cols):
+        self.parts = parts                      # the instructions, in order
+        self.cols = cols
+        src = np.concatenate([_run_addresses(i.src, i.src_stride, i.count) for i in parts])
+        self.src = _as_slice(src)
+        dst = np.concatenate([_run_addresses(i.dst, i.dst_stride, i.count) for i in parts])
+        block = np.repeat([i.aux2 for i in parts], [i.count for i in parts])
+        self.written = dst * LANE_BLOCKS + block                 # (entry, lane block)
+        ends = np.cumsum([i.count for i in parts])
+        self.writes = [(slice(end - i.count, end), _run_slice(i.dst, i.dst_stride, i.count),
+                        _requant_plan(i, cols)[2])              # (outputs, entries, lanes)
+                       for i, end in zip(parts, ends.tolist())]
+        self.aux = np.array([i.aux for i in parts])
+        self.counts = tuple(i.count for i in parts)
+
+    @classmethod
+    def join(cls, step, ins, cols):
+        """`step` (a fused step) then the REQUANT `ins` as one `_Requants`, or None."""
+        run, argument = step
+        if run is Device._requant:
+            if not argument.count:
+                return None
+            argument = cls([argument], cols)
+        elif run is not Device._requants:
+            return None
+        joined = cls([*argument.parts, ins], cols)
+        return joined if len(np.unique(joined.written)) == len(joined.written) else None
+
+
+LANE_BLOCKS = 1 << FIELDS["aux2"][1]        # the lane blocks a REQUANT's aux2 can name
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _stacked_params(entries, counts, cols):
+    """The parameters of joined REQUANTs, a row per psum entry: the qmem `entries`'
+    bytes, one entry a REQUANT, each repeated over its `counts` entries."""
+    words = np.frombuffer(entries, np.int64).reshape(len(counts), -1)
+    each = [_quant_params(row.tobytes(), cols) for row in words]
+    return {name: np.repeat(np.stack([np.broadcast_to(p[name], (cols,)) for p in each]),
+                            counts, axis=0) for name in each[0]}
 
 
 def _wmem_block(src, lane, c):
@@ -567,6 +629,12 @@ class Device:
             outputs = requantize_checked(self.psum[..., src, :], params)
             # a run of stride 0 writes one entry: the last write wins
             self.amem[..., dst, lanes] = outputs if ins.dst_stride else outputs[..., -1, :]
+
+    def _requants(self, step):
+        params = _stacked_params(self.qmem[step.aux].tobytes(), step.counts, step.cols)
+        outputs = requantize_checked(self.psum[..., step.src, :], params)
+        for rows, entries, lanes in step.writes:
+            self.amem[..., entries, lanes] = outputs[..., rows, :]
 
     def _max(self, ins):
         plan = _max_plan(ins)

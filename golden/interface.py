@@ -77,16 +77,17 @@ class MemoryWindow:
     lane_bits: int          # width of one lane (host writes whole words)
     lanes: int              # lanes per entry
 
-    @property
+    # Derived once per window (windows are shared read-only): the driver asks on every move.
+    @functools.cached_property
     def entry_words(self):
         return -(-self.lanes * self.lane_bits // 32)
 
-    @property
+    @functools.cached_property
     def contiguous(self):
         """Whether an entry's words fill its stride, so a run of entries is one run of words."""
         return self.entry_words * 4 == self.entry_stride
 
-    @property
+    @functools.cached_property
     def entry_stride(self):
         """Bytes between entries: the entry's words rounded up to a power of two."""
         return 4 * (1 << (self.entry_words - 1).bit_length())
@@ -95,7 +96,15 @@ class MemoryWindow:
     def fits(self):
         return self.depth * self.entry_stride <= WINDOW_SPAN
 
-    @property
+    @functools.cached_property
+    def _signed_lane(self):
+        return np.dtype(f"i{self.lane_bits // 8}")
+
+    @functools.cached_property
+    def _unsigned_lane(self):
+        return np.dtype(f"u{self.lane_bits // 8}")
+
+    @functools.cached_property
     def _lane_type(self):
         """The little-endian unsigned type of one lane: a word is its lanes' bytes, lane 0
         lowest, so packing is a reinterpretation of the same bytes."""
@@ -125,7 +134,7 @@ class MemoryWindow:
     def lane_values(self, entries, signed=True):
         """`wrap`'s values in the lane's own integer type (a copy only where the type
         differs), for a caller that stores them into a wider array anyway."""
-        lane = np.dtype(f"{'i' if signed else 'u'}{self.lane_bits // 8}")
+        lane = self._signed_lane if signed else self._unsigned_lane
         entries = np.asarray(entries)
         if entries.dtype == lane:
             return entries

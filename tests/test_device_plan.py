@@ -65,8 +65,13 @@ def _fusable_program(config, rng, length):
             else:
                 reprogram()
                 src, accumulate = src + int(rng.integers(0, 9)), rng.random() < 0.9
-        if rng.random() < 0.3:
-            program.append(isa.requant(4, int(rng.integers(0, 64)), int(rng.integers(0, 64)), 0))
+        for _ in range(int(rng.integers(0, 4)) if rng.random() < 0.5 else 0):
+            # runs of REQUANTs, some writing lanes another of the run writes
+            blocks = config.rows // config.cols
+            program.append(isa.requant(
+                int(rng.integers(0, 5)), int(rng.integers(0, 64)), int(rng.integers(0, 16)),
+                int(rng.integers(0, config.qmem_depth)), int(rng.integers(0, blocks)),
+                src_stride=int(rng.integers(0, 3)), dst_stride=int(rng.integers(0, 3))))
     return program + [isa.halt()]
 
 
@@ -105,17 +110,20 @@ def test_fused_plan_equals_instruction_by_instruction(config, kind):
         merged |= _merges(plan, program)
     assert programs == 40
     if kind == "fusable":           # every kind of merge was exercised
-        assert merged == {"weights", "inputs", "outputs"}
+        assert merged == {"weights", "inputs", "outputs", "requants"}
 
 
 def _merges(plan, program):
     """Which kinds of merge made the plan's products: rows (vectors on the same weights),
-    columns (weights on the same inputs) or K blocks (inputs onto the same outputs)."""
+    columns (weights on the same inputs) or K blocks (inputs onto the same outputs); and
+    whether REQUANTs ran as one."""
     widest = {"k": max((i.ktiles for i in program if i.opcode == isa.Opcode.MVM), default=1),
               "g": max((i.ngroups for i in program if i.opcode == isa.Opcode.MVM), default=1),
               "n": max((i.count for i in program if i.opcode == isa.Opcode.MVM), default=1)}
     kinds = set()
     for _, step in plan.steps:
+        if hasattr(step, "parts"):                      # REQUANTs run as one
+            kinds.add("requants")
         if hasattr(step, "entries"):
             vectors, k = step.entries.shape
             kinds |= ({"weights"} if vectors > widest["n"] else set()) | (

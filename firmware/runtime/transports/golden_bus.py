@@ -170,9 +170,12 @@ class GoldenBus:
     async def read_burst(self, address, count):
         if address == _COUNTER_BASE and count == len(regmap.COUNTERS):
             return [self._counters[name] for name in regmap.COUNTERS]     # the driver's read
+        addresses = range(address, address + 4 * count, 4)
+        if all(a in self._csr_values for a in addresses):         # the capability registers
+            return [self._csr_values[a] for a in addresses]
         span = self._entry_span(address, count)
-        if span is None:                     # CSRs (the counters): word by word
-            return [self._read_word(address + 4 * i) for i in range(count)]
+        if span is None:                     # other CSRs: word by word
+            return [self._read_word(a) for a in addresses]
         window, entry, entries = span
         return window.pack(self._words_array(window)[entry:entry + entries]).ravel()
 
