@@ -5,6 +5,8 @@ Byte addresses on a 32-bit AXI4-Lite bus. Memories are windows of 32-bit words; 
 width, a hole in the map, or a memory access while the sequencer runs answers SLVERR.
 """
 
+import functools
+
 from .config import MEMORY_FIELDS
 from .interface import STATUS_FIELDS, WINDOW_SPAN, MemoryWindow, memory_windows, unpack_fields
 
@@ -59,5 +61,12 @@ def counter_address(name):
 
 
 def decode_status(value):
+    return dict(_status_items(value))
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _status_items(value):
+    """STATUS's fields, flags as bools: decoded once per value (a driver reads it per run)."""
     fields = unpack_fields(STATUS_FIELDS, value)
-    return {name: bool(v) if STATUS_FIELDS[name][1] == 1 else v for name, v in fields.items()}
+    return tuple((name, bool(v) if STATUS_FIELDS[name][1] == 1 else v)
+                 for name, v in fields.items())

@@ -31,8 +31,8 @@ class NetworkRun:
 
 
 def _add(total, counters, times=1):
-    for name in COUNTERS:
-        total[name] = total.get(name, 0) + times * counters.get(name, 0)
+    total.update({name: total.get(name, 0) + times * counters.get(name, 0)
+                  for name in COUNTERS})
 
 
 def input_entries(spec, config, x_q):

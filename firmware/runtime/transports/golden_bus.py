@@ -33,6 +33,13 @@ def _constant_registers(config):
     return MappingProxyType(values)
 
 
+@functools.lru_cache(maxsize=1 << 10)
+def _status_word(done, error, error_pc):
+    """STATUS after a run: packed once per outcome (a run's is nearly always the same)."""
+    return pack_fields(STATUS_FIELDS, done=done, error=error != ErrorCode.NONE,
+                       error_code=int(error), error_pc=error_pc)
+
+
 class GoldenBus:
     """Word reads and writes decoded as the RTL decodes them, SLVERR cases included.
 
@@ -215,9 +222,7 @@ class GoldenBus:
     def _run(self):
         result = self.device.run()
         self._counters = {k: v & 0xFFFF_FFFF for k, v in result.counters.items()}
-        self._status = pack_fields(STATUS_FIELDS, done=result.done,
-                                   error=result.error != ErrorCode.NONE,
-                                   error_code=int(result.error), error_pc=result.error_pc)
+        self._status = _status_word(result.done, result.error, result.error_pc)
 
     async def wait_done(self, timeout_s):
         return bool(self._status & (regmap.STATUS_DONE | regmap.STATUS_ERROR))
