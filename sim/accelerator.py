@@ -24,9 +24,9 @@ def run_accelerator_check(config, programs=200, seed=1, order=("random_programs"
     tests = [TESTBENCHES[name] for name in order]
     if faults is None:
         return run_component(lambda: rtl.Accelerator(config), config, "accelerator", tests,
-                             env, log)
+                             env, log, hdl_clock="clk")
     env["TESSERA_FAULTS"] = faults.to_json()
     if golden_faults is not None:
         env["TESSERA_GOLDEN_FAULTS"] = golden_faults.to_json()
     return run_component(lambda: rtl.Accelerator(config, fault_injection=True), config,
-                         FAULTY_TOPLEVEL, tests, env, log)
+                         FAULTY_TOPLEVEL, tests, env, log, hdl_clock="clk")

@@ -45,9 +45,9 @@ class AcceleratorBench:
 
     async def start(self):
         dut = self.dut
-        self.master = await start_accelerator(dut, CLOCK_NS)
+        self.master, clock = await start_accelerator(dut, CLOCK_NS)
         await ClockCycles(dut.clk, 2)
-        self.driver = Driver(CocotbAxiBus(self.master, dut.done, CLOCK_NS))
+        self.driver = Driver(CocotbAxiBus(self.master, dut.done, clock))
         discovered = await self.driver.discover()
         assert discovered == self.config, f"capability registers say {discovered}"
         await self.agree_on_tiles()

@@ -14,7 +14,7 @@ import numpy as np
 
 from golden import regmap
 
-from .axi_transport import CocotbAxiBus
+from .axi_transport import CocotbAxiBus, accelerator_of
 
 __all__ = ["BackdoorAxiBus"]
 
@@ -33,7 +33,7 @@ class BackdoorAxiBus(CocotbAxiBus):
     def __init__(self, dut, config, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.windows = regmap.memory_windows(config)
-        self.arrays = {name: getattr(dut, name) for name in self.windows}
+        self.arrays = {name: getattr(accelerator_of(dut), name) for name in self.windows}
 
     async def store_entries(self, memory, start, entries, lanes):
         window, array = self.windows[memory], self.arrays[memory]

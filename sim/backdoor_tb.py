@@ -27,9 +27,9 @@ RUNS_PER_MEMORY = 6
 async def backdoor_leaves_memories_as_axi_does(dut):
     config = AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
     rng = np.random.default_rng(int(os.environ.get("TESSERA_SEED", "1")))
-    master = await start_accelerator(dut, CLOCK_NS)
-    words = Driver(CocotbAxiBus(master, dut.done, CLOCK_NS))
-    backdoor = Driver(BackdoorAxiBus(dut, config, master, dut.done, CLOCK_NS))
+    master, clock = await start_accelerator(dut, CLOCK_NS)
+    words = Driver(CocotbAxiBus(master, dut.done, clock))
+    backdoor = Driver(BackdoorAxiBus(dut, config, master, dut.done, clock))
     model = Driver(GoldenBus(Device(config)))
     for driver in (words, backdoor, model):
         await driver.discover()

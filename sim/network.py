@@ -39,7 +39,8 @@ def run_executable_on_rtl(executable_path, x_q, log=print, fast_load=False):
                             "sim.network_tb",
                             {"TESSERA_EXECUTABLE": str(Path(executable_path).resolve()),
                              "TESSERA_INPUTS": str(inputs),
-                             "TESSERA_FAST_LOAD": "1" if fast_load else "0"}, log)
+                             "TESSERA_FAST_LOAD": "1" if fast_load else "0"}, log,
+                            hdl_clock="clk")
     if run.failed or "outputs" not in run.results:
         raise RTLRunError(f"RTL run failed: {_first_error(run.log_tail(200))} (the "
                           f"simulator's log: {run.log_path})")
@@ -70,4 +71,4 @@ def check_backdoor(config, seed=1, log=print):
     """Run `sim.backdoor_tb` on the accelerator of `config`: a `CocotbRun` whose results
     count the entries read back and those that differ from the golden bus."""
     return run_component(lambda: rtl.Accelerator(config), config, "accelerator",
-                         "sim.backdoor_tb", {"TESSERA_SEED": str(seed)}, log)
+                         "sim.backdoor_tb", {"TESSERA_SEED": str(seed)}, log, hdl_clock="clk")

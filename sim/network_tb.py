@@ -24,11 +24,11 @@ from .runner import CLOCK_NS
 async def network_on_rtl(dut):
     exe = load_executable(os.environ["TESSERA_EXECUTABLE"])
     x_q = np.load(os.environ["TESSERA_INPUTS"], allow_pickle=False)
-    master = await start_accelerator(dut, CLOCK_NS)
+    master, clock = await start_accelerator(dut, CLOCK_NS)
     if os.environ.get("TESSERA_FAST_LOAD") == "1":
-        bus = BackdoorAxiBus(dut, exe.config, master, dut.done, CLOCK_NS)
+        bus = BackdoorAxiBus(dut, exe.config, master, dut.done, clock)
     else:
-        bus = CocotbAxiBus(master, dut.done, CLOCK_NS)
+        bus = CocotbAxiBus(master, dut.done, clock)
     driver = Driver(bus)
     await driver.discover()
     run = await run_executable(driver, exe, x_q,

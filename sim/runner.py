@@ -65,20 +65,26 @@ def _port_declarations(verilog):
 
 
 def clocked_wrapper(verilog, toplevel, clock, period_ns, folder):
-    """A Verilog module ``clocked_<toplevel>`` with `toplevel`'s ports but its `clock`,
-    which it makes itself (``always #(period/2)``): the simulator then advances the
-    clock with no call into Python (Verilator needs ``--timing``). The design is its
-    instance ``wrapped``; the wrapper is left out of coverage (it only repeats the
+    """A Verilog module ``clocked_<toplevel>`` with `toplevel`'s ports and one more,
+    ``hdl_clock_run``: while it is 1 the design's `clock` is one the wrapper makes itself
+    (``#(period/2)`` toggles: the simulator advances it with no call into Python; Verilator
+    needs ``--timing``), while it is 0 the `clock` port (cocotb's GPI clock). The made
+    clock steps every half period from time 0 and stays low while switched off, so a
+    switch made between its steps while both clocks are low makes no edge. The design is
+    its instance ``wrapped``; the wrapper is left out of coverage (it only repeats the
     design's ports). Returns its path."""
-    ports = [p for p in _port_declarations(verilog) if p[2] != clock]
+    ports = _port_declarations(verilog)
     declarations = "".join(f"  {direction} wire {width + ' ' if width else ''}{name};\n"
                            for direction, width, name in ports)
-    connections = ", ".join(f".{name}({name})" for _, _, name in ports + [("", "", clock)])
+    connections = ", ".join(f".{name}({name})" for _, _, name in ports if name != clock)
+    half = period_ns / 2
     text = (f"`timescale 1ns/1ps\n/* verilator coverage_off */\n"
-            f"module clocked_{toplevel}({', '.join(p[2] for p in ports)});\n"
-            f"{declarations}  reg {clock} = 1'b0;\n"
-            f"  always #{period_ns / 2} {clock} = ~{clock};\n"
-            f"  {toplevel} wrapped({connections});\nendmodule\n/* verilator coverage_on */\n")
+            f"module clocked_{toplevel}({', '.join(p[2] for p in ports)}, hdl_clock_run);\n"
+            f"{declarations}  input wire hdl_clock_run;\n  reg hdl_clock = 1'b0;\n"
+            f"  always #{half} hdl_clock = hdl_clock_run ? ~hdl_clock : 1'b0;\n"
+            f"  {toplevel} wrapped({connections}, "
+            f".{clock}(hdl_clock_run ? hdl_clock : {clock}));\n"
+            f"endmodule\n/* verilator coverage_on */\n")
     path = Path(folder) / f"clocked_{toplevel}.v"
     path.write_text(text)
     return path
@@ -140,15 +146,18 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
     the cocotb `test_module` on it and return a `CocotbRun`. The top module's ports are
     public to VPI, and its signals `PUBLIC` names or `public` lists. Given `hdl_clock`
     (the name of `toplevel`'s clock input), the simulation's top is `clocked_wrapper`'s
-    module around `toplevel`, its ports and clock public; `PUBLIC` stays with `toplevel`;
-    the testbench gets TESSERA_CLOCK=hdl and starts no clock.
+    module around `toplevel` (built with Verilator's ``--timing``), its ports and clock
+    public; `PUBLIC` stays with `toplevel` (the wrapper's instance ``wrapped``); the
+    testbench's `sim.axi_transport.DesignClock` then runs the design on the GPI clock
+    while the host moves data and on the HDL's while a program runs
+    (TESSERA_CLOCK=switched, unless `env` says otherwise).
 
-    Only `bench/sim_speed.py` makes the clock in Verilog. It is faster (no Python per
-    clock edge), but under Verilator a `RisingEdge` of a clock made in Verilog returns
-    after the edge's register updates (cocotb's timing model, "Differences in
-    Verilator"), and cocotbext-axi samples handshakes there: with back-pressure on B, a
-    write's response was lost and the write timed out (the random-program tests,
-    2026-12-07). The same tests pass on the GPI clock.
+    The switch is what makes a long program run at Verilator's speed (no call into
+    Python or VPI per clock edge). cocotbext-axi never sees the HDL's clock: under
+    Verilator a `RisingEdge` of a clock made in Verilog returns after the edge's register
+    updates (cocotb's timing model, "Differences in Verilator"), and cocotbext-axi
+    samples its handshakes there. Run on that clock throughout, the random-program tests
+    lost a write response when the B channel was stalled (2026-12-07).
 
     `env` is passed to the testbench; it also receives ``TESSERA_RESULTS``, a JSON
     file it may fill with figures for the caller. Build and simulator output go to
@@ -168,8 +177,8 @@ def run_cocotb(*, verilog, toplevel, test_module, build_dir, env, log=print, opt
         wrapper = clocked_wrapper(verilog, toplevel, hdl_clock, CLOCK_NS, build_dir)
         sources, build_args = [verilog, *sources], [*TIMING_ARGS, *build_args]
         verilog, toplevel = wrapper, f"clocked_{toplevel}"
-        env = {**env, "TESSERA_CLOCK": "hdl"}
-        public_vars.append((toplevel, hdl_clock))
+        env = {"TESSERA_CLOCK": "switched", **env}
+        public_vars.append((toplevel, "hdl_clock"))
     public_vars += [(toplevel, name) for name in verilog_ports(verilog)]
     control.write_text("`verilator_config\n" + "".join(
         f'public_flat_rw -module "{module}" -var "{name}"\n' for module, name in public_vars))
@@ -253,11 +262,13 @@ def build_lock(build_dir, timeout_s=3600, poll_s=0.5):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_component(make_component, config, toplevel, test_module, env, log=print, build_key=""):
+def run_component(make_component, config, toplevel, test_module, env, log=print, build_key="",
+                  hdl_clock=None):
     """Generate the Verilog of ``make_component()`` (for `config`) into its own build
     directory (one per toplevel and config) and run the cocotb `test_module` on it; `env`
-    goes to the testbench along with ``TESSERA_CONFIG``. A design whose Verilog was already
-    generated from the same sources, config and `build_key` is not elaborated again."""
+    goes to the testbench along with ``TESSERA_CONFIG``; `hdl_clock` as `run_cocotb`'s. A
+    design whose Verilog was already generated from the same sources, config and
+    `build_key` is not elaborated again."""
     import rtl
 
     build_dir = build_dir_for(toplevel, config)
@@ -270,4 +281,4 @@ def run_component(make_component, config, toplevel, test_module, env, log=print,
             stamp.write_text(digest)
         return run_cocotb(verilog=verilog, toplevel=toplevel, test_module=test_module,
                           build_dir=build_dir, env={"TESSERA_CONFIG": config.to_json(), **env},
-                          log=log)
+                          log=log, hdl_clock=hdl_clock)

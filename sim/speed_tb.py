@@ -19,8 +19,8 @@ from .runner import CLOCK_NS
 async def run_long_program(dut):
     config = golden.AccelConfig.from_json(os.environ["TESSERA_CONFIG"])
     words = json.loads(os.environ["TESSERA_PROGRAM"])
-    master = await start_accelerator(dut, CLOCK_NS)
-    driver = Driver(CocotbAxiBus(master, dut.done, CLOCK_NS, max_wait_cycles=1 << 40))
+    master, clock = await start_accelerator(dut, CLOCK_NS)
+    driver = Driver(CocotbAxiBus(master, dut.done, clock, max_wait_cycles=1 << 40))
     assert await driver.discover() == config
     await driver.load_program([isa.decode(words[i:i + 4]) for i in range(0, len(words), 4)])
     started = time.monotonic()
