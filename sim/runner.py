@@ -81,7 +81,8 @@ def clocked_wrapper(verilog, toplevel, clock, period_ns, folder):
     text = (f"`timescale 1ns/1ps\n/* verilator coverage_off */\n"
             f"module clocked_{toplevel}({', '.join(p[2] for p in ports)}, hdl_clock_run);\n"
             f"{declarations}  input wire hdl_clock_run;\n  reg hdl_clock = 1'b0;\n"
-            f"  always #{half} hdl_clock = hdl_clock_run ? ~hdl_clock : 1'b0;\n"
+            f"  always begin\n    wait (hdl_clock_run);\n"
+            f"    #{half} hdl_clock = hdl_clock_run ? ~hdl_clock : 1'b0;\n  end\n"
             f"  {toplevel} wrapped({connections}, "
             f".{clock}(hdl_clock_run ? hdl_clock : {clock}));\n"
             f"endmodule\n/* verilator coverage_on */\n")
@@ -133,8 +134,9 @@ def make_flags(optimize=False):
     `optimize`, the model is compiled -O2 instead of -Os (measured 1.4-1.7x faster on
     the accelerator, for a longer compile, so benchmarks use it and tests do not), and
     so is Verilator's runtime, whose VPI and timing code cocotb calls every time step
-    (`bench/sim_speed.py`, 2026-12-07, all -O2: cocotb with the clock made in the HDL
-    0.95x the bare harness's cycles per second, with cocotb's GPI clock 0.73x).
+    (`bench/sim_speed.py`, 2026-12-07, all -O2: cocotb on the HDL's clock while a
+    program runs 0.86-0.96x the bare harness's cycles per second, on cocotb's GPI clock
+    throughout 0.74-0.83x).
     """
     flags = "CFG_CXXFLAGS_PCH_I=-include"
     return f"{flags} OPT_FAST=-O2 OPT_GLOBAL=-O2" if optimize else flags

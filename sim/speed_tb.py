@@ -1,5 +1,5 @@
 """cocotb module for bench/sim_speed.py: load TESSERA_PROGRAM, run it, time the run.
-With TESSERA_CLOCK=hdl the toplevel makes its clock itself (`sim.runner.clocked_wrapper`)."""
+The clock is the `sim.axi_transport.DesignClock` the runner set up (TESSERA_CLOCK)."""
 
 import json
 import os
