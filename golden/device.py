@@ -315,6 +315,9 @@ def _fused_steps(instructions, c):
     return steps
 
 
+LANE_BLOCKS = 1 << FIELDS["aux2"][1]        # the lane blocks a REQUANT's aux2 can name
+
+
 class _Requants:
     """Consecutive REQUANTs as one requantisation: the psum entries of all of them, each
     with its own parameters (its qmem entry's, a row each), then each one's outputs
@@ -349,9 +352,6 @@ class _Requants:
             return None
         joined = cls([*argument.parts, ins], cols)
         return joined if len(np.unique(joined.written)) == len(joined.written) else None
-
-
-LANE_BLOCKS = 1 << FIELDS["aux2"][1]        # the lane blocks a REQUANT's aux2 can name
 
 
 @functools.lru_cache(maxsize=1 << 12)

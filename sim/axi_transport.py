@@ -42,10 +42,10 @@ class DesignClock:
     async def sleep_until(self, trigger):
         """Await `trigger` (the device's done line, raced against a timer) with the
         clock in the HDL where the runner wrapped the design. The switches happen while
-        both clocks are low and off the wrapper's half-period steps, so that neither
-        makes an edge: the GPI clock stops on a falling edge, and the HDL's starts with a
-        rising edge half a period later; back, the GPI clock restarts on the HDL's
-        falling edge and rises half a period after it."""
+        both clocks are low, so that neither makes an edge: the GPI clock stops on a
+        falling edge, the HDL's is switched on a nanosecond later and rises half a period
+        after that; back, the GPI clock restarts on the HDL's falling edge and rises half
+        a period after it. Only the simulated time between edges changes, never a cycle."""
         if self.mode != "switched":
             await trigger
             return

@@ -68,9 +68,10 @@ def clocked_wrapper(verilog, toplevel, clock, period_ns, folder):
     """A Verilog module ``clocked_<toplevel>`` with `toplevel`'s ports and one more,
     ``hdl_clock_run``: while it is 1 the design's `clock` is one the wrapper makes itself
     (``#(period/2)`` toggles: the simulator advances it with no call into Python; Verilator
-    needs ``--timing``), while it is 0 the `clock` port (cocotb's GPI clock). The made
-    clock steps every half period from time 0 and stays low while switched off, so a
-    switch made between its steps while both clocks are low makes no edge. The design is
+    needs ``--timing``), while it is 0 the `clock` port (cocotb's GPI clock). Switched
+    on, the made clock rises half a period later; switched off just after its falling
+    edge, it stays low and waits (no event at all until the next switch), so a switch
+    made while both clocks are low makes no edge. The design is
     its instance ``wrapped``; the wrapper is left out of coverage (it only repeats the
     design's ports). Returns its path."""
     ports = _port_declarations(verilog)
