@@ -17,7 +17,7 @@ from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles
                      requant_cycles)
 
 __all__ = ["Device", "DeviceStack", "RunResult", "QuantParams", "pack_quant_params", "unpack_quant_params",
-           "check_instruction"]
+           "check_instruction", "as_span"]
 
 
 @dataclass(frozen=True)
@@ -148,12 +148,16 @@ def _run_addresses(base, stride, count):
     return base + stride * np.arange(count, dtype=np.int64)
 
 
-def _as_slice(entries):
-    """`entries` as a slice when they are consecutive (a view), else as they are."""
-    first = int(entries[0])
-    if np.array_equal(entries, np.arange(first, first + len(entries))):
-        return slice(first, first + len(entries))
-    return entries
+def as_span(indices):
+    """`indices` as a slice when they are consecutive (a view, not a gather), else as a
+    read-only array (plans and caches share it)."""
+    indices = np.asarray(indices)
+    if len(indices) and indices[-1] - indices[0] == len(indices) - 1 \
+            and (np.diff(indices) == 1).all():
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    indices = indices.copy()
+    indices.setflags(write=False)
+    return indices
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -329,7 +333,7 @@ class _Requants:
         self.parts = parts                      # the instructions, in order
         self.cols = cols
         src = np.concatenate([_run_addresses(i.src, i.src_stride, i.count) for i in parts])
-        self.src = _as_slice(src)
+        self.src = as_span(src)
         dst = np.concatenate([_run_addresses(i.dst, i.dst_stride, i.count) for i in parts])
         block = np.repeat([i.aux2 for i in parts], [i.count for i in parts])
         self.written = dst * LANE_BLOCKS + block                 # (entry, lane block)

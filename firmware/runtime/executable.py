@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from golden.config import AccelConfig, ConfigError
+from golden.device import as_span
 
 from ..data_files import (ZIP_ERRORS, DataFileError, check_readable, describe_bytes, read_member,
                          read_npy, record_digest, sha256)
 from .executable_schema import SchemaError, array_limits, check_executable
 
 __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun",
-           "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable",
-           "as_span"]
+           "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
 
 FORMAT = "tessera-executable"
 FORMAT_VERSION = 6              # 4: SHA-256 of the manifest and of every array;
@@ -48,18 +48,6 @@ NPY_HEADER_LIMIT = 4096         # bytes an .npy member may add to its data
 
 class ExecutableError(ValueError):
     """A file that is not a Tessera executable of this version; says what it is."""
-
-
-def as_span(indices):
-    """`indices` as a slice when they are consecutive (a view, not a gather), else as a
-    read-only array."""
-    indices = np.asarray(indices)
-    if len(indices) and indices[-1] - indices[0] == len(indices) - 1 \
-            and (np.diff(indices) == 1).all():
-        return slice(int(indices[0]), int(indices[-1]) + 1)
-    indices = indices.copy()
-    indices.setflags(write=False)
-    return indices
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from golden.device import as_span
 from golden.regmap import COUNTERS
 
 from ..windows import im2col_columns, pad_images
-from .executable import as_span
 
 __all__ = ["NetworkRun", "run_executable", "compare_runs", "input_entries"]
 
