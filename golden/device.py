@@ -75,11 +75,18 @@ def check_instruction(ins, config):
             return ErrorCode.BAD_TILE
         if ins.adc_shift > c.max_adc_shift:
             return ErrorCode.BAD_SHIFT
-        if not (_run_fits(ins.src, ins.src_stride, ins.count, c.amem_depth,
-                          ins.aux * (ins.ktiles - 1))
-                and _run_fits(ins.dst, ins.dst_stride, ins.count, c.psum_depth,
-                              ins.aux2 * (ins.ngroups - 1))):
+        if (ins.requantize and ins.accumulate) or (ins.max_into and not ins.requantize):
+            return ErrorCode.BAD_FLAGS
+        k_span, n_span = ins.aux * (ins.ktiles - 1), ins.aux2 * (ins.ngroups - 1)
+        if not (_run_fits(ins.src, ins.src_stride, ins.count, c.amem_depth, k_span)
+                and _run_fits(ins.dst, ins.dst_stride, ins.count,
+                              c.amem_depth if ins.requantize else c.psum_depth, n_span)
+                and (not ins.requantize or ins.qentry + ins.ngroups <= c.qmem_depth)):
             return ErrorCode.BAD_ADDRESS
+        if ins.requantize and ins.count and not (
+                ins.src + ins.src_stride * (ins.count - 1) + k_span < ins.dst
+                or ins.dst + ins.dst_stride * (ins.count - 1) + n_span < ins.src):
+            return ErrorCode.OVERLAP
         return ErrorCode.NONE
     if ins.opcode == Opcode.REQUANT:
         if ins.aux2 >= c.rows // c.cols:
@@ -213,15 +220,21 @@ def instruction_counters(ins, config):
                         cell_writes=ins.count * 2 * c.rows * c.cols * c.slices)
         counters["cycles"] += program_cycles(c)
     elif ins.opcode == Opcode.MVM:
-        products = n * ins.ktiles * ins.ngroups
+        products, outputs = n * ins.ktiles * ins.ngroups, n * ins.ngroups
         counters.update(
             tile_busy_cycles=products * c.steps * c.adc_share, mvm_products=products,
             dac_conversions=products * c.rows * c.steps,
             adc_conversions=products * c.cols * c.slices * c.steps,
             cell_reads=products * 2 * c.rows * c.cols * c.slices * c.steps,
-            amem_reads=n * ins.ktiles, psum_reads=n * ins.ngroups if ins.accumulate else 0,
-            psum_writes=n * ins.ngroups)
-        counters["cycles"] += mvm_cycles(c, n, ins.ktiles, ins.ngroups, ins.replicas)
+            amem_reads=n * ins.ktiles + (outputs if ins.max_into else 0),
+            psum_reads=outputs if ins.accumulate else 0)
+        if ins.requantize:
+            counters.update(qmem_reads=outputs, requantizations=outputs * c.cols,
+                            amem_writes=outputs)
+        else:
+            counters.update(psum_writes=outputs)
+        counters["cycles"] += mvm_cycles(c, n, ins.ktiles, ins.ngroups, ins.replicas,
+                                         ins.requantize)
     elif ins.opcode == Opcode.REQUANT:
         counters.update(psum_reads=n, qmem_reads=n, requantizations=n * c.cols, amem_writes=n)
         counters["cycles"] += requant_cycles(c, n)
@@ -399,6 +412,7 @@ class _Product:
     def __init__(self, ins, plan, source, c):
         self.config = c
         self.accumulate, self.offset = ins.accumulate, plan.offset
+        self.requantize = ins if ins.requantize else None     # writes amem, not psum
         n, K, G = plan.n, ins.ktiles, ins.ngroups
         self.entries = plan.entries
         self.addresses = plan.addresses.reshape(n, G)
@@ -424,7 +438,8 @@ class _Product:
     def merge(self, other):
         """One product doing what `self` then `other` do, or None."""
         if not (self.uniform and other.uniform and self.distinct and other.distinct
-                and self.offset == other.offset):
+                and self.offset == other.offset and not self.requantize
+                and not other.requantize):
             return None
         same = lambda a, b: a.shape == b.shape and np.array_equal(a, b)
         if other.accumulate and same(self.addresses, other.addresses):
@@ -581,6 +596,9 @@ class Device:
                 results[rows] = int8_matmul(inputs[rows], self._weights(index, step.source))
         results = results.reshape(*lead, -1, c.cols)                  # (..., n * G, cols)
         written = step.written
+        if step.requantize is not None:
+            self._store_requantized(step.requantize, written, step.distinct, results)
+            return
         if not step.distinct:                   # one MVM: vector by vector, block by block
             for i, address in enumerate(written):
                 base = self.psum[..., address, :] if step.accumulate else 0
@@ -616,7 +634,9 @@ class Device:
                               for g in range(ins.ngroups)], axis=1)
                     for k in range(ins.ktiles))
             results = results.reshape(-1, c.cols)
-            if plan.distinct:                                   # no write lands on another
+            if ins.requantize:
+                self._store_requantized(ins, plan.addresses, plan.distinct, results)
+            elif plan.distinct:                                 # no write lands on another
                 base = self.psum[plan.addresses] if ins.accumulate else 0
                 self.psum[plan.addresses] = _wrap_int32(base + results)
             else:
@@ -624,6 +644,28 @@ class Device:
                 for address, result in zip(plan.addresses, results):
                     base = self.psum[address] if ins.accumulate else 0
                     self.psum[address] = _wrap_int32(base + result)
+
+    def _store_requantized(self, ins, addresses, distinct, sums):
+        """A requantizing MVM's writes: `sums` (..., vectors * ngroups, cols), block n
+        requantised with qmem entry ``qentry + n``, into lanes ``0 .. cols-1`` of the amem
+        `addresses` (the maximum with them, `max_into`), in the order they land."""
+        c, groups = self.config, ins.ngroups
+        params = _stacked_params(self.qmem[ins.qentry:ins.qentry + groups].tobytes(),
+                                 (1,) * groups, c.cols)                 # (ngroups, cols)
+        lead = sums.shape[:-2]
+        outputs = requantize_checked(_wrap_int32(sums).reshape(*lead, -1, groups, c.cols),
+                                     params).astype(np.int8).reshape(sums.shape)
+        lanes = slice(0, c.cols)
+        if distinct:
+            if ins.max_into:
+                outputs = np.maximum(self.amem[..., addresses, lanes], outputs)
+            self.amem[..., addresses, lanes] = outputs
+            return
+        for i, address in enumerate(np.asarray(addresses).tolist()):
+            output = outputs[..., i, :]
+            if ins.max_into:
+                output = np.maximum(self.amem[..., address, lanes], output)
+            self.amem[..., address, lanes] = output
 
     def _requant(self, ins):
         c = self.config
@@ -697,6 +739,7 @@ class DeviceStack:
     load_program = Device.load_program
     run = Device.run
     _weights = Device._weights
+    _store_requantized = Device._store_requantized
 
 
 @functools.lru_cache(maxsize=1 << 16)

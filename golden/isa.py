@@ -12,7 +12,7 @@ PROGRAM tile, count, src, lanes
     2**j``), of lane ``t mod lanes``: replicas of a job's tiles take their weights from
     the one copy the host staged in lanes ``0 .. lanes-1``. ``src`` must be a multiple of
     ``rows``.
-MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, adc_shift, offset_inputs, accumulate
+MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, adc_shift, offset_inputs, accumulate, requantize, qentry, max
     The ``ktiles * ngroups * replicas`` tiles from ``tile`` on (each factor a power of two,
     held as its log2; ``tile`` a multiple of ``ktiles``). Tile ``tile + (r*ngroups + n)*ktiles
     + k`` is replica ``r``'s tile for K block ``k`` and output block ``n``. Vector ``v <
@@ -24,7 +24,13 @@ MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, n
     range ``adc_shift`` sets (`golden.crossbar.adc_convert`), at most the config's
     ``max_adc_shift``; with ``offset_inputs`` the DACs apply ``x + 128`` (`golden.crossbar.
     input_levels`), so each sum is ``128 * sum(w)`` more. The compiler calibrates both per
-    layer.
+    layer. With ``requantize`` (and not ``accumulate``) the sums go through the
+    requantisers instead of into psum: output block ``n``'s, with the parameters of qmem
+    entry ``qentry + n``, becomes lanes ``0 .. cols-1`` of *activation* entry ``dst +
+    v*dst_stride + n*n_stride``, which must lie apart from every entry the MVM reads (the
+    spans ``src .. last input`` and ``dst .. last output`` may not meet); with ``max``
+    as well, the entry becomes the lane-wise maximum of what it held and the result (max
+    pooling into a conv's output, window offset by window offset).
 REQUANT count, src, src_stride, dst, dst_stride, qentry, lane_block
     For each ``i < count``: requantise partial-sum entry ``src + i*src_stride`` with the
     ``cols`` channels of quantisation parameters in qmem entry ``qentry`` (``aux``), all
@@ -45,11 +51,13 @@ import numpy as np
 __all__ = ["Opcode", "ErrorCode", "Instruction", "FIELDS", "MAX_TILES", "MAX_ADC_SHIFT",
            "WORDS_PER_INSTRUCTION",
            "halt", "program", "program_lanes", "mvm", "mvm_tile", "requant", "vmax", "encode", "decode", "encode_program",
-           "FLAG_ACCUMULATE", "FLAG_OFFSET_INPUTS"]
+           "FLAG_ACCUMULATE", "FLAG_OFFSET_INPUTS", "FLAG_REQUANTIZE", "FLAG_MAX"]
 
 WORDS_PER_INSTRUCTION = 4
 FLAG_ACCUMULATE = 1
 FLAG_OFFSET_INPUTS = 2        # MVM: inputs applied as offset binary (x + 128)
+FLAG_REQUANTIZE = 4           # MVM: sums requantised into amem, not written to psum
+FLAG_MAX = 8                  # MVM with FLAG_REQUANTIZE: the maximum with what amem holds
 
 # name: (lsb, width) in the 128-bit instruction; rtl/ builds its decoder from this table.
 FIELDS = {
@@ -58,7 +66,7 @@ FIELDS = {
     "dst": (56, 12), "dst_stride": (68, 12),
     "aux": (80, 12), "aux2": (92, 12),
     "ktiles_log2": (104, 4), "ngroups_log2": (108, 4), "replicas_log2": (112, 4),
-    "adc_shift": (116, 4),
+    "adc_shift": (116, 4), "qentry": (120, 8),
 }
 MAX_TILES = 1 << FIELDS["tile"][1]     # tiles an instruction can name
 MAX_ADC_SHIFT = (1 << FIELDS["adc_shift"][1]) - 1     # the largest range an MVM can ask for
@@ -81,6 +89,8 @@ class ErrorCode(enum.IntEnum):
     MISALIGNED = 4      # PROGRAM src not a multiple of rows; REQUANT lane block >= rows/cols
     PC_OVERFLOW = 5     # ran off the end of the instruction memory without HALT
     BAD_SHIFT = 6       # MVM adc_shift beyond the config's max_adc_shift
+    BAD_FLAGS = 7       # MVM requantize with accumulate, or max without requantize
+    OVERLAP = 8         # a requantizing MVM writes amem entries within the span it reads
 
 
 _FIELD_LIMITS = tuple((name, 1 << width) for name, (_, width) in FIELDS.items())
@@ -102,6 +112,7 @@ class Instruction:
     ngroups_log2: int = 0
     replicas_log2: int = 0
     adc_shift: int = 0
+    qentry: int = 0
 
     def __post_init__(self):
         for name, limit in _FIELD_LIMITS:
@@ -137,6 +148,14 @@ class Instruction:
     def offset_inputs(self):
         return bool(self.flags & FLAG_OFFSET_INPUTS)
 
+    @property
+    def requantize(self):
+        return bool(self.flags & FLAG_REQUANTIZE)
+
+    @property
+    def max_into(self):
+        return bool(self.flags & FLAG_MAX)
+
     def __str__(self):
         try:
             op = Opcode(self.opcode).name
@@ -170,14 +189,18 @@ def _log2(name, value):
 
 
 def mvm(tile, count, src, dst, src_stride=1, dst_stride=1, k_stride=0, n_stride=0,
-        ktiles=1, ngroups=1, replicas=1, adc_shift=0, offset_inputs=False, accumulate=False):
-    """An MVM on the ``ktiles * ngroups * replicas`` tiles from `tile` on."""
-    flags = (FLAG_ACCUMULATE if accumulate else 0) | (FLAG_OFFSET_INPUTS if offset_inputs else 0)
+        ktiles=1, ngroups=1, replicas=1, adc_shift=0, offset_inputs=False, accumulate=False,
+        qentry=None, max_into=False):
+    """An MVM on the ``ktiles * ngroups * replicas`` tiles from `tile` on; given `qentry`,
+    requantizing into amem entries ``dst ..`` (the maximum with them, `max_into`)."""
+    flags = ((FLAG_ACCUMULATE if accumulate else 0) | (FLAG_OFFSET_INPUTS if offset_inputs else 0)
+             | (FLAG_REQUANTIZE if qentry is not None else 0) | (FLAG_MAX if max_into else 0))
     return Instruction(Opcode.MVM, flags=flags, tile=tile,
                        count=count, src=src, src_stride=src_stride, dst=dst,
                        dst_stride=dst_stride, aux=k_stride, aux2=n_stride,
                        ktiles_log2=_log2("ktiles", ktiles), ngroups_log2=_log2("ngroups", ngroups),
-                       replicas_log2=_log2("replicas", replicas), adc_shift=adc_shift)
+                       replicas_log2=_log2("replicas", replicas), adc_shift=adc_shift,
+                       qentry=qentry or 0)
 
 
 def mvm_tile(first, replica, group, k, ktiles, ngroups):

@@ -31,6 +31,11 @@ def error_programs(config):
                               isa.halt()],
         "MISALIGNED_LANE": [isa.requant(1, 0, 0, 0, lane_block=c.rows // c.cols), isa.halt()],
         ErrorCode.PC_OVERFLOW: [isa.mvm(0, 0, 0, 0)] * c.imem_depth,
+        ErrorCode.BAD_FLAGS: [isa.Instruction(isa.Opcode.MVM, count=1, dst=8,
+                                              flags=isa.FLAG_REQUANTIZE | isa.FLAG_ACCUMULATE),
+                              isa.halt()],
+        "BAD_ADDRESS_QENTRY": [isa.mvm(0, 1, 0, 8, qentry=c.qmem_depth), isa.halt()],
+        ErrorCode.OVERLAP: [isa.mvm(0, 3, 0, 6, src_stride=3, qentry=0), isa.halt()],
     }
 
 

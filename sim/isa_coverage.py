@@ -44,8 +44,12 @@ def _shape(ins, config):
                                               _several(1 << ins.replicas_log2))
 
 
+MVM_WRITES = ("overwrite", "accumulate", "requantize", "requantize into max")
+
+
 def _flags(ins, config):
-    sums = "accumulate" if ins.accumulate else "overwrite"
+    sums = ("requantize into max" if ins.max_into else "requantize" if ins.requantize
+            else "accumulate" if ins.accumulate else "overwrite")
     encoding = "offset binary" if ins.offset_inputs else "two's complement"
     return f"{sums}, {encoding}"
 
@@ -63,7 +67,7 @@ _instruction_section = coverage_section(
     CoverPoint("isa.mvm.vectors", xf=_on(Opcode.MVM, lambda i, c: _several(i.count)),
                bins=ONE_OR_MORE),
     CoverPoint("isa.mvm.flags", xf=_on(Opcode.MVM, _flags),
-               bins=[f"{a}, {e}" for a in ("overwrite", "accumulate")
+               bins=[f"{a}, {e}" for a in MVM_WRITES
                      for e in ("two's complement", "offset binary")]),
     CoverPoint("isa.mvm.src_stride", xf=_on(Opcode.MVM, lambda i, c: _stride(i.src_stride)),
                bins=STRIDES),

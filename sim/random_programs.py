@@ -66,11 +66,31 @@ def _inner(rng, depth, lanes):
     return stride
 
 
+def _requantizing_mvm(config, rng):
+    """An MVM that requantises into amem: its inputs on one side of a random split of
+    amem and its outputs on the other (the spans may not meet)."""
+    ktiles, ngroups, replicas, first = _mvm_shape(config, rng)
+    count = _count(rng, 6)
+    split = int(rng.integers(config.amem_depth // 4, 3 * config.amem_depth // 4))
+    low, high = (0, split), (split, config.amem_depth)
+    inputs, outputs = (low, high) if rng.random() < 0.5 else (high, low)
+    k_stride = _inner(rng, inputs[1] - inputs[0], ktiles)
+    n_stride = _inner(rng, outputs[1] - outputs[0], ngroups)
+    src, src_stride = _place(rng, inputs[1] - inputs[0] - k_stride * (ktiles - 1), count)
+    dst, dst_stride = _place(rng, outputs[1] - outputs[0] - n_stride * (ngroups - 1), count)
+    qentries = min(config.qmem_depth, 1 << isa.FIELDS["qentry"][1]) - ngroups + 1
+    return isa.mvm(first, count, inputs[0] + src, outputs[0] + dst, src_stride, dst_stride,
+                   k_stride, n_stride, ktiles, ngroups, replicas,
+                   adc_shift=int(rng.integers(config.max_adc_shift + 1)),
+                   offset_inputs=bool(rng.random() < 0.5), qentry=int(rng.integers(qentries)),
+                   max_into=bool(rng.random() < 0.5))
+
+
 def random_program(config, rng, length):
     """`length` random legal instructions, then HALT."""
     program = []
     for _ in range(length):
-        kind = rng.choice(["program", "mvm", "mvm", "requant", "max"])
+        kind = rng.choice(["program", "mvm", "mvm", "requant", "max", "mvm_requant"])
         if kind == "program":
             tile = int(rng.integers(config.tiles))
             tiles = int(rng.integers(1, config.tiles - tile + 1))
@@ -90,6 +110,8 @@ def random_program(config, rng, length):
                                    adc_shift=int(rng.integers(config.max_adc_shift + 1)),
                                    offset_inputs=bool(rng.random() < 0.5),
                                    accumulate=bool(rng.random() < 0.5)))
+        elif kind == "mvm_requant":
+            program.append(_requantizing_mvm(config, rng))
         elif kind == "max":
             count = _count(rng)
             src, src_stride = _place(rng, config.amem_depth, count)
@@ -111,8 +133,9 @@ def written_entries(instructions):
     psum, amem = set(), set()
     for ins in instructions:
         if ins.opcode == isa.Opcode.MVM:
-            psum |= {ins.dst + i * ins.dst_stride + n * ins.aux2
-                     for i in range(ins.count) for n in range(ins.ngroups)}
+            (amem if ins.requantize else psum).update(
+                ins.dst + i * ins.dst_stride + n * ins.aux2
+                for i in range(ins.count) for n in range(ins.ngroups))
         elif ins.opcode in (isa.Opcode.REQUANT, isa.Opcode.MAX):
             amem |= {ins.dst + i * ins.dst_stride for i in range(ins.count)}
     return sorted(psum), sorted(amem)

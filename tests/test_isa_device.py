@@ -161,6 +161,61 @@ def test_a_lossy_shared_adc_config_times_by_hand():
     assert timing.adc_bound_cycles(config, k["adc_conversions"]) == pytest.approx(320 / 12)
 
 
+def _qmem_entry(params):
+    return np.concatenate([pack_quant_params(p) for p in params])
+
+
+def test_requantizing_mvm_writes_int8_into_amem_and_pools_with_max():
+    """Two output blocks, requantised with qmem entries 3 and 4 into amem entries 20 + 3v
+    + n; a second MVM on other inputs takes the maximum with them (pooling)."""
+    rng = np.random.default_rng(3)
+    device = small_device(rng)
+    device.psum[:] = rng.integers(-1000, 1000, device.psum.shape)
+    psum_before = device.psum.copy()
+    params = [[QuantParams(bias=int(b), multiplier=1 << 30, shift=7, zero_point=2,
+                           clamp_min=-100, clamp_max=100) for b in rng.integers(-500, 500, 16)]
+              for _ in range(2)]
+    device.qmem[3], device.qmem[4] = _qmem_entry(params[0]), _qmem_entry(params[1])
+    program = [isa.program(0, 0, tiles=2),
+               isa.mvm(0, 3, 0, 20, dst_stride=3, n_stride=1, ngroups=2, qentry=3),
+               isa.mvm(0, 3, 5, 20, dst_stride=3, n_stride=1, ngroups=2, qentry=3,
+                       max_into=True),
+               isa.halt()]
+    inputs = device.amem[:8].astype(np.int64)
+    device.load_program(isa.encode_program(program))
+    result = device.run()
+    assert result.done and result.error == ErrorCode.NONE
+    for v in range(3):
+        for n in range(2):
+            p = params[n]
+            bias = np.array([q.bias for q in p])
+            first, second = (requantize(inputs[base + v] @ lane(device, n), bias, 1 << 30, 7,
+                                        2, -100, 100) for base in (0, 5))
+            assert np.array_equal(device.amem[20 + 3 * v + n], np.maximum(first, second))
+    assert np.array_equal(device.psum, psum_before)              # psum untouched
+    # By hand (R = 1 pass): 4 x 3 = 12; PROGRAM 17; each MVM E = 1, G = 2, P = max(8, 3,
+    # 2 + 1) = 8, 3 rounds: 1 + 1 + 2 x 8 + 8, then G x R = 2 writes and 5 (the last
+    # group's requantisation: read, 1 pass, 3 stages, write) = 33. Total 95.
+    k = result.counters
+    assert k["cycles"] == 95
+    assert (k["psum_reads"], k["psum_writes"], k["qmem_reads"], k["amem_writes"]) == (0, 0, 12, 12)
+    assert k["requantizations"] == 12 * 16
+    assert k["amem_reads"] == 3 + 3 + 6          # the feeds, and max's reads of its outputs
+
+
+def test_requantizing_mvm_takes_a_group_every_pass_when_requantisers_are_few():
+    """4 requantisers for 16 columns (R = 4 passes): a round's G = 2 requantisations take 8
+    cycles, so the round is P = max(8, E + 2, 2 x 4 + 1) = 9."""
+    config = AccelConfig(requant_lanes=4, imem_depth=16, wmem_depth=64, amem_depth=32,
+                         psum_depth=32, qmem_depth=32)
+    device = Device(config)
+    device.load_program(isa.encode_program(
+        [isa.mvm(0, 3, 0, 20, dst_stride=2, n_stride=1, ngroups=2, qentry=0), isa.halt()]))
+    # 2 x 3; E = 1, P = 9, 3 rounds: 1 + 1 + 2 x 9 + 8, then 2 x 4 + 5 = 41. Total 47.
+    assert device.run().counters["cycles"] == 47
+    assert timing.mvm_cycles(config, 3, ngroups=2, requantize=True) == 41
+
+
 @pytest.mark.parametrize("program, code, pc", [
     ([isa.halt().__class__(opcode=9)], ErrorCode.ILLEGAL_OPCODE, 0),
     ([isa.mvm(1, 0, 0, 0), isa.program(4, 0)], ErrorCode.BAD_TILE, 1),
@@ -179,6 +234,16 @@ def test_a_lossy_shared_adc_config_times_by_hand():
     ([isa.vmax(2, 0, 30, 4, other_stride=2)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.vmax(2, 0, 4, 31, dst_stride=1)], ErrorCode.BAD_ADDRESS, 0),
     ([isa.mvm(1, 0, 0, 0)] * 16, ErrorCode.PC_OVERFLOW, 16),
+    # requantizing: flags, the amem run and qmem entries, and inputs apart from outputs
+    ([isa.Instruction(isa.Opcode.MVM, flags=isa.FLAG_REQUANTIZE | isa.FLAG_ACCUMULATE,
+                      count=1, dst=8)], ErrorCode.BAD_FLAGS, 0),
+    ([isa.Instruction(isa.Opcode.MVM, flags=isa.FLAG_MAX, count=1, dst=8)],
+     ErrorCode.BAD_FLAGS, 0),
+    ([isa.mvm(0, 2, 0, 31, qentry=0)], ErrorCode.BAD_ADDRESS, 0),   # amem is 32 deep
+    ([isa.mvm(0, 1, 0, 8, ngroups=2, n_stride=1, qentry=31)], ErrorCode.BAD_ADDRESS, 0),
+    ([isa.mvm(0, 3, 0, 6, src_stride=3, qentry=0)], ErrorCode.OVERLAP, 0),  # reads 0..6
+    ([isa.mvm(0, 2, 8, 4, ktiles=2, k_stride=1, dst_stride=4, qentry=0)],
+     ErrorCode.OVERLAP, 0),                     # reads 8..10, writes 4 and 8
 ])
 def test_errors_stop_with_their_code(program, code, pc):
     device = Device(CONFIG)

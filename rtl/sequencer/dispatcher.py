@@ -89,7 +89,8 @@ class Sequencer(wiring.Component):
         for t, tile in enumerate(tiles):
             m.d.comb += [tile.w_stream.valid.eq(program.valid[t]),
                          tile.w_stream.payload.eq(program.rows[t])]
-        connect_mvm(m, units[Opcode.MVM], tiles, tree, self.amem_data, ins)
+        connect_mvm(m, units[Opcode.MVM], tiles, tree, self.amem_data, ins,
+                    units[Opcode.REQUANT])
 
     def _merge_ports(self, m, units):
         """Each memory port is the OR of the units' (a unit drives zeros while idle)."""

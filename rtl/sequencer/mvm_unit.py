@@ -8,7 +8,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import ACC_BITS
-from golden.isa import FLAG_ACCUMULATE, FLAG_OFFSET_INPUTS
+from golden.isa import FLAG_ACCUMULATE, FLAG_OFFSET_INPUTS, FLAG_REQUANTIZE
 from golden.timing import mvm_cycles
 
 from .adder_tree import tree_levels
@@ -17,9 +17,10 @@ from .ports import address_width, instruction_layout, memory_ports, tile_widths
 __all__ = ["MVMUnit", "connect_mvm"]
 
 
-def connect_mvm(m, mvm, tiles, tree, amem_data, ins):
+def connect_mvm(m, mvm, tiles, tree, amem_data, ins, requant=None):
     """Wire an MVM unit to the tiles it feeds and starts and to the adder tree over them
-    (`ins`: the instruction the unit runs; `amem_data`: the amem read port's data)."""
+    (`ins`: the instruction the unit runs; `amem_data`: the amem read port's data), and
+    its requantisations to the `requant` unit's pipeline."""
     for t, tile in enumerate(tiles):
         m.d.comb += [tile.i_stream.valid.eq(mvm.feed[t]), tile.i_stream.payload.eq(amem_data),
                      tile.start.eq(mvm.starts[t]), tile.adc_shift.eq(ins.adc_shift),
@@ -28,6 +29,11 @@ def connect_mvm(m, mvm, tiles, tree, amem_data, ins):
     m.d.comb += [mvm.tiles_done.eq(reduce(operator.or_, (tile.done for tile in tiles))),
                  mvm.tiles_finishing.eq(reduce(operator.or_, (tile.finishing for tile in tiles))),
                  tree.node.eq(mvm.node), mvm.group_sum.eq(tree.sum)]
+    if requant is not None:
+        m.d.comb += [requant.mvm_read.eq(mvm.requant_read),
+                     requant.mvm_enable.eq(mvm.requant_enable),
+                     requant.mvm_last.eq(mvm.requant_last), requant.mvm_dst.eq(mvm.requant_dst),
+                     requant.mvm_sums.eq(tree.sum)]
 
 
 class _Walk:
@@ -62,7 +68,10 @@ class MVMUnit(wiring.Component):
     + r``, while v < count) at cycles 1..E of a round; the round starts at E + 2 for the
     first and every P after; from the cycle the tiles are done, group ``r * G + n`` a cycle
     reads its psum entry ``dst + v * dst_stride + n * n_stride`` and writes it the next
-    cycle with the group's sum (added to what was read, accumulating).
+    cycle with the group's sum (added to what was read, accumulating). Requantizing, a
+    group every ``requant_passes`` cycles reads qmem entry ``qentry + n`` instead and hands
+    the group (``requant_*``, its sums on the tree) to the REQUANT unit's pipeline, which
+    writes it to amem entry ``dst + ...`` and ends the run.
 
     Attributes
     ----------
@@ -78,6 +87,10 @@ class MVMUnit(wiring.Component):
         Any tile's ``done`` and ``finishing``.
     node : Out, group_sum : In
         The adder tree node written this cycle, and its sum.
+    qmem_* : the qmem read port (requantizing)
+    requant_read, requant_enable, requant_last : Out(1); requant_dst : Out
+        A group handed to the requantisers this cycle, whether it is of a vector of the
+        run, whether it is the run's last, and its amem entry.
     """
 
     def __init__(self, config):
@@ -85,15 +98,17 @@ class MVMUnit(wiring.Component):
         self.level_offsets, nodes = tree_levels(c.tiles)
         super().__init__({
             "instruction": In(instruction_layout()), "start": In(1), "done": Out(1),
-            **memory_ports(c, "amem", "psum", "psum_write"),
+            **memory_ports(c, "amem", "psum", "psum_write", "qmem"),
+            "requant_read": Out(1), "requant_enable": Out(1), "requant_last": Out(1),
+            "requant_dst": Out(address_width(c.amem_depth)),
             "feed": Out(c.tiles), "starts": Out(c.tiles),
             "tiles_done": In(1), "tiles_finishing": In(1),
             "node": Out(range(nodes + 1)),
             "group_sum": In(data.ArrayLayout(signed(ACC_BITS), c.cols)),
         })
 
-    def delay(self, count, ktiles=1, ngroups=1, replicas=1):
-        return mvm_cycles(self.config, count, ktiles, ngroups, replicas)
+    def delay(self, count, ktiles=1, ngroups=1, replicas=1, requantize=False):
+        return mvm_cycles(self.config, count, ktiles, ngroups, replicas, requantize)
 
     def elaborate(self, platform):
         c = self.config
@@ -115,7 +130,10 @@ class MVMUnit(wiring.Component):
             m.d.sync += cycle.eq(cycle + 1)
             fed = self._feed(m, shape, cycle, count, feed, restart)
             converting = self._start(m, shape, cycle, fed, restart)
-            self._write(m, shape, write, converting, busy, restart)
+            group = self._write(m, shape, write, converting, busy, restart)
+        # The group's sums stay on the tree after the run's last write: requantizing, its
+        # passes outlast the unit.
+        m.d.comb += self.node.eq(shape["tree_base"] + group)
         with m.If(self.start):
             m.d.sync += restart
         return m
@@ -131,7 +149,7 @@ class MVMUnit(wiring.Component):
         one = Const(1, tile_bits + 1)
         shape = {
             "feeds": Signal(tile_bits + 1), "writes": Signal(tile_bits + 1),
-            "period": Signal((2 * c.tiles + n_conv + 4).bit_length()),
+            "period": Signal(((c.requant_passes + 1) * c.tiles + n_conv + 4).bit_length()),
             "k_last": Signal(tile_bits), "n_last": Signal(tile_bits),
             "replicas": Signal(tile_bits + 1), "in_range": Signal(c.tiles),
             "tree_base": Signal(range(2 * (1 << (c.tiles - 1).bit_length()) + 1)),
@@ -148,7 +166,11 @@ class MVMUnit(wiring.Component):
         # Only a legal shape matters (the decoder refuses the rest): log2 E, log2 G < tile_bits.
         feeds = (one << (rlog + klog)[:legal_log])[:tile_bits + 1]
         writes = (one << (rlog + nlog)[:legal_log])[:tile_bits + 1]
-        longest = Mux(feeds + 2 > writes + 1, feeds + 2, writes + 1)
+        # requantizing, a group takes requant_passes cycles (a constant: a shift or a
+        # small multiplication)
+        requantize = (ins.flags & FLAG_REQUANTIZE).any()
+        write_cycles = Mux(requantize, writes * c.requant_passes, writes)
+        longest = Mux(feeds + 2 > write_cycles + 1, feeds + 2, write_cycles + 1)
         level_offset = Array(Const(self.level_offsets[min(L, len(self.level_offsets) - 1)],
                                    len(shape["tree_base"])) for L in range(1 << len(klog)))
         loads += [shape["feeds"].eq(feeds), shape["writes"].eq(writes),
@@ -213,26 +235,44 @@ class MVMUnit(wiring.Component):
 
     def _write(self, m, shape, walk, converting, busy, restart):
         """Write engine: from the cycle the tiles are done, one group a cycle: its psum
-        entry is read, then written with the group's sum the next cycle."""
+        entry is read, then written with the group's sum the next cycle. Requantizing, one
+        group every requant_passes cycles, handed to the requantisers. Returns the group
+        register (the tree node it selects)."""
         c = self.config
         ins = self.instruction
         accumulate = (ins.flags & FLAG_ACCUMULATE).any()
+        requantize = (ins.flags & FLAG_REQUANTIZE).any()
+        passes = c.requant_passes
         round_vectors = Signal.like(converting[0], name="write_round_vectors")
         round_last = Signal(name="write_round_last")
         active = Signal(name="write_active")
         index = Signal.like(shape["writes"], name="write_index")   # group r * G + n
         valid = Signal(name="write_valid")        # a psum write this cycle, of ...
         enable = Signal(name="write_enable")      # ... a vector of the run (not past count)
-        group = Signal.like(index, name="write_group")
+        group = Signal.like(index, name="write_group")      # held until the next write
         addr = Signal.like(walk.addr, name="write_address")
         last = Signal(name="write_last")          # the run's last write
         restart += [active.eq(0), index.eq(0), valid.eq(0)]
         with m.If(self.tiles_finishing):
             m.d.sync += [round_vectors.eq(converting[0]), round_last.eq(converting[1])]
-        with m.If(self.tiles_done | active):
+        issue = self.tiles_done | active
+        if passes > 1:                  # a requantized group holds the tree for its passes
+            wait = Signal(range(passes), name="write_wait")
+            restart.append(wait.eq(0))
+            with m.If(wait != 0):
+                m.d.sync += wait.eq(wait - 1)
+            issue = issue & (wait == 0)
+        with m.If(issue):
             in_run = walk.replica < round_vectors
             last_group = index == shape["writes"] - 1
             m.d.comb += [self.psum_en.eq(accumulate & in_run), self.psum_addr.eq(walk.addr)]
+            with m.If(requantize):
+                m.d.comb += [self.qmem_en.eq(in_run), self.qmem_addr.eq(ins.qentry + walk.lane),
+                             self.requant_read.eq(1), self.requant_enable.eq(in_run),
+                             self.requant_last.eq(last_group & round_last),
+                             self.requant_dst.eq(walk.addr)]
+                if passes > 1:
+                    m.d.sync += wait.eq(passes - 1)
             m.d.sync += [valid.eq(1), enable.eq(in_run), group.eq(index), addr.eq(walk.addr),
                          last.eq(last_group & round_last), active.eq(~last_group),
                          index.eq(index + 1)]
@@ -241,14 +281,14 @@ class MVMUnit(wiring.Component):
                 m.d.sync += [index.eq(0), walk.replica.eq(0)]
         with m.Else():
             m.d.sync += valid.eq(0)
-        m.d.comb += self.node.eq(shape["tree_base"] + group)
         with m.If(valid):
             sums = self.group_sum.as_value()
             lanes = [(sums[k * ACC_BITS:(k + 1) * ACC_BITS]
                       + (self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]
                          & accumulate.replicate(ACC_BITS)))[:ACC_BITS] for k in range(c.cols)]
-            m.d.comb += [self.psum_wen.eq(enable), self.psum_waddr.eq(addr),
+            m.d.comb += [self.psum_wen.eq(enable & ~requantize), self.psum_waddr.eq(addr),
                          self.psum_wdata.eq(Cat(lanes))]
-            with m.If(last):
-                m.d.comb += self.done.eq(1)
+            with m.If(last):            # requantizing, the REQUANT unit ends the run
+                m.d.comb += self.done.eq(~requantize)
                 m.d.sync += busy.eq(0)
+        return group

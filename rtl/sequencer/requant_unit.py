@@ -1,16 +1,18 @@
 """The REQUANT unit: `requant_lanes` requantisers, fed an entry's lanes in
-``cols / requant_lanes`` passes (one per column: an entry a cycle)."""
+``cols / requant_lanes`` passes (one per column: an entry a cycle), from psum for a
+REQUANT or from the adder tree for a requantizing MVM."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.interface import ACC_BITS, QPARAM_BITS
+from golden.isa import FLAG_MAX, Opcode
 from golden.timing import REQUANTIZER_STAGES, requant_cycles
 
 from ..requantizer import Requantizer
 from ..layouts import qparam_layout
-from .ports import instruction_layout, memory_ports
+from .ports import address_width, instruction_layout, memory_ports
 
 __all__ = ["RequantUnit"]
 
@@ -22,12 +24,22 @@ class RequantUnit(wiring.Component):
     entry i's int8 results are written ``P + 3`` cycles after its read (golden.timing),
     to lane block ``aux2`` of its amem entry.
 
+    A requantizing MVM feeds the same pipeline: in each cycle the MVM unit reads a group's
+    qmem entry (``mvm_read``), the group's sums (``mvm_sums``, held for the P cycles
+    after) take the place of a psum entry, written to lanes ``0 .. cols-1`` of amem entry
+    ``mvm_dst`` (with the MVM's max flag, the maximum with what the entry holds, read on
+    amem's second port the cycle before the write). ``done`` is then the cycle of the
+    write of the entry read with ``mvm_last``; a slot read without ``mvm_enable`` (past
+    the run's count) is timed as an entry but writes nothing.
+
     Attributes
     ----------
     instruction : In(instruction layout), held while the unit runs
     start : In(1)
     done : Out(1)
-    psum_*, qmem_*, amem_w* : the psum and qmem read ports, the amem write port
+    psum_*, qmem_*, amem_w*, amem2_* : the psum and qmem read ports, the amem write port,
+        amem's second read port
+    mvm_read, mvm_enable, mvm_last : In(1); mvm_dst : In(amem address); mvm_sums : In
     requantizations : Out(range(cols + 1))
         Values requantised this cycle (the ``requantizations`` counter).
     """
@@ -36,9 +48,13 @@ class RequantUnit(wiring.Component):
 
     def __init__(self, config):
         self.config = c = config
+        ports = memory_ports(c, "psum", "qmem", "amem_write", "amem2")
         super().__init__({
             "instruction": In(instruction_layout()), "start": In(1), "done": Out(1),
-            **memory_ports(c, "psum", "qmem", "amem_write"),
+            **ports,
+            "mvm_read": In(1), "mvm_enable": In(1), "mvm_last": In(1),
+            "mvm_dst": In(address_width(c.amem_depth)),
+            "mvm_sums": In(c.cols * ACC_BITS),
             "requantizations": Out(range(c.cols + 1)),
         })
 
@@ -50,15 +66,22 @@ class RequantUnit(wiring.Component):
         m = Module()
         ins = self.instruction
         lanes, passes = c.requant_lanes, c.requant_passes
+        from_mvm = ins.opcode == Opcode.MVM
         step = Signal(range(passes))                  # the pass being fed
         feeding = Signal()                            # an entry's data is at the ports
-        results = self._requantizers(m, step)
+        results = self._requantizers(m, step, from_mvm)
 
         busy = Signal()
         to_read = Signal(16)                          # entries not yet read
         src = Signal.like(self.psum_addr)
         dst = Signal.like(self.amem_waddr)
-        # A pass in each requantiser stage, and whether it is its entry's last.
+        # The entry being fed (its amem entry, whether it writes, whether it is the
+        # run's last), then a pass in each requantiser stage and whether it is its
+        # entry's last, with that entry's.
+        entry = {"dst": Signal.like(dst, name="entry_dst"), "write": Signal(name="entry_write"),
+                 "last": Signal(name="entry_last")}
+        stages = [{name: Signal.like(signal, name=f"{name}_stage{s}")
+                   for name, signal in entry.items()} for s in range(REQUANTIZER_STAGES)]
         in_flight = Signal(REQUANTIZER_STAGES)
         last_in_flight = Signal(REQUANTIZER_STAGES)
         step_in_flight = [Signal.like(step, name=f"step_stage{s}") for s in range(REQUANTIZER_STAGES)]
@@ -67,51 +90,73 @@ class RequantUnit(wiring.Component):
         with m.If(self.start):
             m.d.sync += [busy.eq(1), to_read.eq(ins.count), src.eq(ins.src), dst.eq(ins.dst),
                          in_flight.eq(0), last_in_flight.eq(0), feeding.eq(0), step.eq(0)]
-        with m.If(busy):
-            # The ports hold an entry's data until the next read (a read port's data is
-            # kept while its enable is low): read the next entry in the last pass.
-            reading = (to_read != 0) & (~feeding | last_step)
-            with m.If(reading):
-                m.d.comb += [self.psum_en.eq(1), self.psum_addr.eq(src),
-                             self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux)]
-                m.d.sync += [src.eq(src + ins.src_stride), to_read.eq(to_read - 1)]
-            m.d.sync += feeding.eq(reading | (feeding & ~last_step))
-            with m.If(feeding):
-                m.d.sync += step.eq(Mux(last_step, 0, step + 1))
-            m.d.sync += [in_flight.eq(Cat(feeding, in_flight[:-1])),
-                         last_in_flight.eq(Cat(feeding & last_step, last_in_flight[:-1])),
-                         step_in_flight[0].eq(step)]
-            m.d.sync += [step_in_flight[s].eq(step_in_flight[s - 1])
+        # The ports hold an entry's data until the next read (a read port's data is kept
+        # while its enable is low): read the next entry in the last pass.
+        reading = busy & (to_read != 0) & (~feeding | last_step)
+        with m.If(reading):
+            m.d.comb += [self.psum_en.eq(1), self.psum_addr.eq(src),
+                         self.qmem_en.eq(1), self.qmem_addr.eq(ins.aux)]
+            m.d.sync += [src.eq(src + ins.src_stride), to_read.eq(to_read - 1),
+                         dst.eq(dst + ins.dst_stride),
+                         entry["dst"].eq(dst), entry["write"].eq(1),
+                         entry["last"].eq(to_read == 1)]
+        with m.If(self.mvm_read):
+            m.d.sync += [entry["dst"].eq(self.mvm_dst), entry["write"].eq(self.mvm_enable),
+                         entry["last"].eq(self.mvm_last)]
+        m.d.sync += feeding.eq(reading | self.mvm_read | (feeding & ~last_step))
+        with m.If(feeding):
+            m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+        m.d.sync += [in_flight.eq(Cat(feeding, in_flight[:-1])),
+                     last_in_flight.eq(Cat(feeding & last_step, last_in_flight[:-1])),
+                     step_in_flight[0].eq(step)]
+        m.d.sync += [step_in_flight[s].eq(step_in_flight[s - 1])
+                     for s in range(1, REQUANTIZER_STAGES)]
+        for name in entry:
+            m.d.sync += [stages[0][name].eq(entry[name])]
+            m.d.sync += [stages[s][name].eq(stages[s - 1][name])
                          for s in range(1, REQUANTIZER_STAGES)]
-            if passes > 1:
-                with m.If(in_flight[-1]):
-                    for s in range(passes - 1):
-                        with m.If(step_in_flight[-1] == s):
-                            m.d.sync += done_bytes.word_select(s, 8 * lanes).eq(results)
-            with m.If(last_in_flight[-1]):
-                blocks = c.rows // c.cols
-                m.d.comb += [self.amem_waddr.eq(dst),
-                             self.amem_wdata.eq(Cat(done_bytes, results).replicate(blocks)),
-                             self.requantizations.eq(c.cols)]
+        if passes > 1:
+            with m.If(in_flight[-1]):
+                for s in range(passes - 1):
+                    with m.If(step_in_flight[-1] == s):
+                        m.d.sync += done_bytes.word_select(s, 8 * lanes).eq(results)
+        entry_out = Cat(done_bytes, results)
+        max_into = from_mvm & (ins.flags & FLAG_MAX).any()
+        with m.If(last_in_flight[-2] & stages[-2]["write"] & max_into):   # for the max
+            m.d.comb += [self.amem2_en.eq(1), self.amem2_addr.eq(stages[-2]["dst"])]
+        held = self.amem2_data[:8 * c.cols]
+        pooled = Cat(Mux(entry_out.word_select(k, 8).as_signed() > held.word_select(k, 8).as_signed(),
+                         entry_out.word_select(k, 8), held.word_select(k, 8))
+                     for k in range(c.cols))
+        written = last_in_flight[-1] & stages[-1]["write"]
+        with m.If(written):
+            blocks = c.rows // c.cols
+            m.d.comb += [self.amem_waddr.eq(stages[-1]["dst"]),
+                         self.amem_wdata.eq(Mux(max_into, pooled, entry_out).replicate(blocks)),
+                         self.requantizations.eq(c.cols)]
+            with m.If(from_mvm):                      # an MVM's outputs: lane block 0
+                m.d.comb += self.amem_wen.eq((1 << c.cols) - 1)
+            with m.Else():
                 for b in range(blocks):
                     with m.If(ins.aux2 == b):
                         m.d.comb += self.amem_wen.eq(((1 << c.cols) - 1) << (b * c.cols))
-                m.d.sync += dst.eq(dst + ins.dst_stride)
-                with m.If((to_read == 0) & ~feeding & (in_flight[:-1] == 0)):   # the last
-                    m.d.comb += self.done.eq(1)
-                    m.d.sync += busy.eq(0)
+        with m.If(last_in_flight[-1] & stages[-1]["last"]):     # the run's last entry
+            m.d.comb += self.done.eq(1)
+            m.d.sync += busy.eq(0)
         return m
 
-    def _requantizers(self, m, step):
+    def _requantizers(self, m, step, from_mvm):
         """`requant_lanes` requantisers, requantiser k fed lane ``step * requant_lanes + k``
-        of the psum and qmem entries at the ports; their results, lane 0 lowest."""
+        of the psum entry (or an MVM's sums) and the qmem entry at the ports; their
+        results, lane 0 lowest."""
         c = self.config
         requantizers = [Requantizer() for _ in range(c.requant_lanes)]
+        sums = Mux(from_mvm, self.mvm_sums, self.psum_data)
         for k, requantizer in enumerate(requantizers):
             m.submodules[f"requantizer{k}"] = requantizer
             lane = step * c.requant_lanes + k if c.requant_passes > 1 else k
             params = data.View(qparam_layout(), self.qmem_data.word_select(lane, QPARAM_BITS))
-            m.d.comb += [requantizer.acc.eq(self.psum_data.word_select(lane, ACC_BITS)),
+            m.d.comb += [requantizer.acc.eq(sums.word_select(lane, ACC_BITS)),
                          requantizer.bias.eq(params.bias),
                          requantizer.multiplier.eq(params.multiplier),
                          requantizer.shift.eq(params.shift[:5]),

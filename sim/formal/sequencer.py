@@ -43,8 +43,9 @@ def bound(config, max_count=MAX_COUNT):
     one (`golden.timing`), and the fetch that finds the memory's end."""
     c = config
     powers = [1 << j for j in range(c.tiles.bit_length())]
-    mvm = max(timing.mvm_cycles(c, max_count, k, n, r) for k in powers for n in powers
-              for r in powers if k * n * r <= c.tiles)
+    mvm = max(timing.mvm_cycles(c, max_count, k, n, r, requantize) for k in powers
+              for n in powers for r in powers if k * n * r <= c.tiles
+              for requantize in (False, True))
     slowest = max(timing.program_cycles(c), mvm, timing.requant_cycles(c, max_count),
                   timing.max_cycles(c, max_count))
     return c.imem_depth * (FETCH_DECODE_CHECK + slowest) + 2
