@@ -4,8 +4,9 @@ For each network (random weights of the demos' shapes; 50 % variants block-prune
 fine-tuning, which keeps the block pattern): cycles per inference against the ADC bound
 (every tile's ADCs converting every cycle: adc_conversions / (tiles x cols / adc_share x
 slices)), their ratio (and, measured in the same run, the ratio with every job the widest
-K-reduction, as jobs were shaped before the timing model chose), the share of MVM
-vectors that use all tiles, and the golden
+K-reduction, as jobs were shaped before the timing model chose, and with every block
+through psum, REQUANT and MAX runs, before MVMs requantised and pooled as they wrote),
+the share of MVM vectors that use all tiles, and the golden
 backend's wall time against an exact float64-BLAS forward pass of the same int8 network
 (`QuantizedNetwork.forward`, written apart from golden's crossbar), both given the same
 samples: one, and all of them at once (golden then runs the executable's batches side by
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 
-from firmware.compiler import mapper
+from firmware.compiler import codegen, mapper
 from firmware.compiler.build import build_executable
 from firmware.compiler.prune import prune_blocks
 from firmware.runtime.report import format_table
@@ -67,14 +68,15 @@ def fastest(work):
     return result, min(times)
 
 
-def k_first_ratio(network, config, x):
-    """bound/actual with every job the widest K-reduction (the rule before jobs were
-    shaped by the timing model), measured in the same run."""
-    saved, mapper.SHAPE_GAIN = mapper.SHAPE_GAIN, 0.0
+def ratio_with(network, config, x, module, knob, value):
+    """bound/actual with a rule of the compiler as it was before (`module.knob` set to
+    `value` for the build), measured in the same run."""
+    saved = getattr(module, knob)
+    setattr(module, knob, value)
     try:
         build = build_executable(network, config, x)
     finally:
-        mapper.SHAPE_GAIN = saved
+        setattr(module, knob, saved)
     exe = build.executable
     x_q = build.quantized.input.quantize(x[:exe.batch])
     c = GoldenTarget().run(exe, x_q).counters
@@ -83,7 +85,10 @@ def k_first_ratio(network, config, x):
 
 def measure(name, network, shape, config, samples, rng):
     x = rng.uniform(0, 1, (64, *shape))
-    k_first = k_first_ratio(network, config, x)
+    # every job the widest K-reduction (before the timing model shaped them); every block
+    # through psum, REQUANT and MAX runs (before MVMs requantised and pooled as they wrote)
+    k_first = ratio_with(network, config, x, mapper, "SHAPE_GAIN", 0.0)
+    unfused = ratio_with(network, config, x, codegen, "FUSED_OUTPUTS", False)
     build = build_executable(network, config, x)
     qnet, exe = build.quantized, build.executable
     # Whole batches only, so that both sides run the executable's batch every time.
@@ -108,6 +113,7 @@ def measure(name, network, shape, config, samples, rng):
     return {"network": name, "config": config.name, "batch": exe.batch,
             "segments": len(exe.segments), "cycles": c["cycles"] / samples,
             "bound": bound / samples, "ratio": bound / c["cycles"], "k first": k_first,
+            "unfused": unfused,
             "all tiles": full / vectors if vectors else 0.0,
             "samples": samples, "golden 1": 1e3 * golden_one, "x numpy 1": golden_one / numpy_one,
             "golden ms": 1e3 * golden_s / samples, "numpy ms": 1e3 * numpy_s / samples,
@@ -132,6 +138,7 @@ def main():
                ("segments", "segments", "{}"), ("cycles/inf", "cycles", "{:.0f}"),
                ("ADC bound/inf", "bound", "{:.0f}"), ("bound/actual", "ratio", "{:.2f}"),
                ("... widest K first", "k first", "{:.2f}"),
+               ("... REQUANT and MAX runs", "unfused", "{:.2f}"),
                ("vectors on all tiles", "all tiles", "{:.0%}"),
                ("golden ms, 1 sample", "golden 1", "{:.3f}"), ("golden/NumPy", "x numpy 1", "{:.1f}x"),
                ("samples", "samples", "{}"),

@@ -88,7 +88,8 @@ CNN_CONFIG = AccelConfig(imem_depth=64, wmem_depth=256, amem_depth=128, psum_dep
 
 CNNS = {
     # Host-fed 3x3 conv, a strided 2x2 conv reading the image in place (wide rows), then a
-    # max pool of that wide image (MAX runs).
+    # max pool of that wide image (its MVMs requantise into the window maxima: on
+    # CNN_CONFIG, 3 of them take the maximum).
     "conv3x3-conv2x2/2-maxpool2-dense": [(3, 8, 1), (2, 16, 2), ("maxpool", 2)],
     # A residual add of two on-device images (a 1x1 conv's and the conv 3x3's), then a pool.
     "conv3x3-(conv1x1 + skip)-maxpool2-dense": [(3, 16, 1), ("residual",), ("maxpool", 2)],

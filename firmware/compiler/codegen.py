@@ -7,12 +7,16 @@ import numpy as np
 
 from golden import isa
 from golden.crossbar import offset_excess
-from golden.device import QuantParams, pack_quant_params
+from golden.device import QuantParams, check_instruction, instruction_counters, pack_quant_params
 
 from .fault_aware import resting_inputs
-from .mapper import COPY, PadMap, PoolMap, segment_steps
+from .mapper import COPY, PadMap, PoolMap, segment_steps, step_inputs
 
-__all__ = ["SegmentCode", "segment_images", "segment_program"]
+__all__ = ["SegmentCode", "segment_images", "segment_program", "FUSED_OUTPUTS"]
+
+# MVMs requantise (and max-pool) their sums into amem as they write where they can; False
+# sends every block through psum, REQUANT and MAX runs (the rule before, for benches).
+FUSED_OUTPUTS = True
 
 
 @dataclass
@@ -142,10 +146,78 @@ def segment_images(qnet, network_map, segment, placement):
     return wmem, np.maximum(lanes, 1), qmem.reshape(len(qmem), 4 * C)
 
 
-def _matrix_step(s, segment, place, config, steps, setup, inference):
+def _final(job, lm, s, segment, config):
+    """Whether a job's MVMs may requantise their sums straight into amem: no other job of
+    the layer writes its output blocks (its sums are whole), each is requantised in this
+    segment, with one qmem entry (the parameters do not vary by position), into the first
+    lane block of its entries."""
+    C, R = config.cols, config.rows
+    return not (job.accumulate or lm.requant_classes is not None
+                or any(nb not in segment.requants.get(s, ()) or (nb * C) % R for nb in job.nbs)
+                or any(other is not job and set(other.nbs) & set(job.nbs) for other in lm.jobs)
+                or (job.ngroups > 1 and C != R))
+
+
+def _requantizing(mvm, job, s, place, config, dst, dst_stride, max_into=False):
+    """`mvm` as an MVM that requantises job `job`'s blocks into amem entries ``dst +
+    v*dst_stride + n`` (taking the maximum with them, `max_into`), or None where the
+    instruction cannot say it (qmem entries past its field, outputs meeting its inputs)."""
+    qentry = place.qentry[(s, job.nbs[0], 0)]
+    if qentry + job.ngroups > 1 << isa.FIELDS["qentry"][1]:
+        return None
+    fused = isa.mvm(mvm.tile, mvm.count, mvm.src, dst, mvm.src_stride, dst_stride, mvm.aux,
+                    1 if job.ngroups > 1 else 0, mvm.ktiles, mvm.ngroups, mvm.replicas,
+                    mvm.adc_shift, mvm.offset_inputs, qentry=qentry, max_into=max_into)
+    return fused if check_instruction(fused, config) == isa.ErrorCode.NONE else None
+
+
+def _pool_runs(lm, pool, batch):
+    """A convolution's vectors for the max pool after it (windows that tile the image),
+    as runs (count, input entry, input stride, pooled entry, pooled stride, max) that
+    write each window's pixels into its pooled entry in turn: the first offset's, then
+    the maximum with each other's. The runs go over the samples (one a window and offset)
+    or, with fewer samples than windows across, along a row of windows (one a sample, row
+    and offset). None when a window's pixel has no vector of its own."""
+    k, group = pool.size, pool.group
+    pooled = pool.out_h * pool.out_w * group                   # a sample's pooled entries
+
+    def input_entry(y, x):
+        p = y * pool.pitch + x
+        return next((offset + (p - first) * lm.position_stride
+                     for count, offset, first in lm.sample_runs if first <= p < first + count),
+                    None)
+
+    runs = []
+    offsets = [(oy, ox) for oy in range(k) for ox in range(k)]
+    if batch >= pool.out_w:
+        for wy, wx in np.ndindex(pool.out_h, pool.out_w):
+            for oy, ox in offsets:
+                entry = input_entry(k * wy + oy, k * wx + ox)
+                if entry is None:
+                    return None
+                runs.append((batch, entry, lm.input_entries, (wy * pool.out_w + wx) * group,
+                             pooled, (oy, ox) != (0, 0)))
+        return runs
+    for n, wy in np.ndindex(batch, pool.out_h):
+        for oy, ox in offsets:
+            entries = [input_entry(k * wy + oy, k * wx + ox) for wx in range(pool.out_w)]
+            steps = set(np.diff(entries).tolist()) if None not in entries else {None}
+            if None in entries or len(steps) > 1 or 0 in steps:
+                return None
+            runs.append((pool.out_w, n * lm.input_entries + entries[0], steps.pop() if steps
+                         else 0, n * pooled + wy * pool.out_w * group, group, (oy, ox) != (0, 0)))
+    return runs
+
+
+def _matrix_step(s, segment, place, config, steps, setup, inference, pool=None):
     """Per job of matrix step `s` in the segment: its PROGRAM (in the setup program when
-    the tiles are resident) and its MVMs; then the step's REQUANTs."""
+    the tiles are resident) and its MVMs, requantizing where they can; then the step's
+    REQUANTs of the blocks they did not. Given the max `pool` after it, every job's MVMs
+    requantise and pool into the pool's output (`_pool_runs`) or it returns False (and
+    what it added is moot)."""
     lm = steps[s]
+    fused_blocks = set()
+    C, R = config.cols, config.rows
     # One strided run over every sample's positions when the layout allows, else the
     # layer's runs for each sample: (count, input offset, psum entry offset). A merge's
     # offsets are in pixels: each of its inputs scales them by its entries a pixel.
@@ -154,7 +226,11 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
     else:
         runs = [(count, n * lm.input_entries + offset, (n * lm.positions + first) * lm.n_blocks)
                 for n in range(place.batch) for count, offset, first in lm.sample_runs]
+    pool_runs = None if pool is None else _pool_runs(lm, pool, place.batch)
     jobs = segment.jobs.get(s, [])
+    if pool is not None and (pool_runs is None or not jobs
+                             or not all(_final(job, lm, s, segment, config) for job in jobs)):
+        return False
     if place.resident and jobs:
         first, last = place.first_tile[jobs[0]], max(place.first_tile[j] + j.ktiles * j.ngroups
                                                      for j in jobs)
@@ -172,21 +248,44 @@ def _matrix_step(s, segment, place, config, steps, setup, inference):
                          else scale * lm.position_stride)
         k_offsets = [lm.k_offsets[kb] for kb in job.kbs]
         k_stride = k_offsets[1] - k_offsets[0] if len(k_offsets) > 1 else 0
-        for count, src, dst in runs:
-            inference.append(isa.mvm(
+
+        def psum_mvm(count, src, dst, src_stride=sample_stride):
+            return isa.mvm(
                 first_tile, count, place.tensor_base[source] + scale * src + k_offsets[0],
-                place.psum_base[s] + dst + job.nbs[0], src_stride=sample_stride,
+                place.psum_base[s] + dst + job.nbs[0], src_stride=src_stride,
                 dst_stride=lm.n_blocks, k_stride=k_stride, n_stride=1, ktiles=job.ktiles,
                 ngroups=job.ngroups, replicas=replicas, adc_shift=lm.adc_shift,
-                offset_inputs=lm.offset_inputs, accumulate=job.accumulate))
+                offset_inputs=lm.offset_inputs, accumulate=job.accumulate)
+
+        block = job.nbs[0] * C // R                  # its first block's entry in a pixel
+        if pool is not None:
+            mvms = [_requantizing(psum_mvm(count, src, 0, src_stride), job, s, place, config,
+                                  place.tensor_base[s + 2] + dst + block, dst_stride, max_into)
+                    for count, src, src_stride, dst, dst_stride, max_into in pool_runs]
+            if not all(mvms):
+                return False
+            inference += mvms
+            fused_blocks.update(job.nbs)
+            continue
+        mvms = [psum_mvm(count, src, dst) for count, src, dst in runs]
+        fused = FUSED_OUTPUTS and _final(job, lm, s, segment, config) and [
+            _requantizing(mvm, job, s, place, config, place.tensor_base[s + 1] + block
+                          + (mvm.dst - place.psum_base[s] - job.nbs[0]) // lm.n_blocks
+                          * lm.output_entries, lm.output_entries) for mvm in mvms]
+        if fused and all(fused):        # every run of the job, or none: one REQUANT a block
+            mvms = fused
+            fused_blocks.update(job.nbs)
+        inference += mvms
     out_base = place.tensor_base[s + 1]
-    C, R = config.cols, config.rows
     for nb in segment.requants.get(s, []):
+        if nb in fused_blocks:
+            continue
         for count, position, cls in _requant_runs(lm, place.batch):
             inference.append(isa.requant(
                 count, place.psum_base[s] + position * lm.n_blocks + nb,
                 out_base + position * lm.output_entries + nb * C // R, place.qentry[(s, nb, cls)],
                 lane_block=(nb * C % R) // C, src_stride=lm.n_blocks, dst_stride=lm.output_entries))
+    return True
 
 
 def _requant_runs(lm, batch):
@@ -206,14 +305,53 @@ def _requant_runs(lm, batch):
     return runs
 
 
+def _poolable(network_map, segment, s):
+    """Whether matrix step `s` is a convolution whose output only a max pool of windows
+    that tile it reads, next in the segment (so its MVMs may pool as they write)."""
+    steps, pool = network_map.steps, network_map.steps[s + 1] if s + 1 < len(network_map.steps) \
+        else None
+    return (segment.band is None and s + 1 in segment.steps and isinstance(pool, PoolMap)
+            and pool.stride == pool.size and pool.input_tensor == s + 1
+            and steps[s].positions > 1 and not steps[s].k_inputs and not steps[s].source_groups
+            and not segment.zero_columns.get(s) and pool.group == steps[s].output_entries
+            and not any(s + 1 in step_inputs(steps, t) for t in range(len(steps)) if t != s + 1))
+
+
+def _cycles(program, config):
+    return sum(instruction_counters(ins, config)["cycles"] for ins in program)
+
+
+def _matrix_and_pool(s, segment, place, config, steps, setup, inference):
+    """Matrix step `s` and the pool after it: pooled by the MVMs (`_matrix_step` with the
+    pool) where that is possible and takes fewer cycles, else MVMs, REQUANTs and MAX runs.
+    Returns the steps done: `s` or `s + 1`."""
+    pool = steps[s + 1]
+    plain_setup, plain = [], []
+    _matrix_step(s, segment, place, config, steps, plain_setup, plain)
+    pooled_setup, pooled = [], []
+    if (_matrix_step(s, segment, place, config, steps, pooled_setup, pooled, pool)
+            and _cycles(pooled, config) < _cycles(plain, config) + _cycles(
+                _pool(pool, place.batch, place.tensor_base[s + 1], place.tensor_base[s + 2]),
+                config)):
+        setup += pooled_setup
+        inference += pooled
+        return s + 1
+    setup += plain_setup
+    inference += plain
+    return s
+
+
 def segment_program(network_map, segment, place):
     """The segment's instructions for `place.batch` samples. When `place` is resident, its
     blocks are programmed into tiles of their own once, by the setup program, not per batch."""
     config, steps = network_map.config, segment_steps(network_map.steps, segment)
     setup, inference, layer_pcs = [], [], {}
+    pooled = set()                            # pools their convolutions' MVMs did
     for s in segment.steps:
         first_pc = len(inference)
-        if isinstance(steps[s], PoolMap):
+        if s in pooled:
+            pass
+        elif isinstance(steps[s], PoolMap):
             inference += _pool(steps[s], place.batch, place.tensor_base[steps[s].input_tensor],
                                place.tensor_base[s + 1])
         elif isinstance(steps[s], PadMap):
@@ -221,6 +359,8 @@ def segment_program(network_map, segment, place):
             inference += _pad(steps[s], place.batch,
                               place.tensor_base.get(steps[s].input_tensor, 0),
                               place.tensor_base[s + 1], place)
+        elif FUSED_OUTPUTS and _poolable(network_map, segment, s):
+            pooled.add(_matrix_and_pool(s, segment, place, config, steps, setup, inference))
         else:
             _matrix_step(s, segment, place, config, steps, setup, inference)
         layer_pcs[steps[s].name] = range(first_pc, len(inference))
