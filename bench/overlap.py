@@ -47,9 +47,11 @@ def accesses(ins):
     if op == isa.Opcode.MVM:
         reads = {("amem", ins.src + ins.src_stride * v + ins.aux * k)
                  for v in range(n) for k in range(ins.ktiles)}
-        writes = {("psum", ins.dst + ins.dst_stride * v + ins.aux2 * g)
+        # requantizing, the sums go to amem (and, pooling, are maxed with what it holds)
+        memory = "amem" if ins.requantize else "psum"
+        writes = {(memory, ins.dst + ins.dst_stride * v + ins.aux2 * g)
                   for v in range(n) for g in range(ins.ngroups)}
-        return reads | (writes if ins.accumulate else set()), writes
+        return reads | (writes if ins.accumulate or ins.max_into else set()), writes
     if op == isa.Opcode.REQUANT:
         return ({("psum", e) for e in _run(ins.src, ins.src_stride, n)},
                 {("amem", e) for e in _run(ins.dst, ins.dst_stride, n)})

@@ -597,7 +597,8 @@ class Device:
         results = results.reshape(*lead, -1, c.cols)                  # (..., n * G, cols)
         written = step.written
         if step.requantize is not None:
-            self._store_requantized(step.requantize, written, step.distinct, results)
+            self._store_requantized(step.requantize, written, step.distinct, results,
+                                    step.wraps)
             return
         if not step.distinct:                   # one MVM: vector by vector, block by block
             for i, address in enumerate(written):
@@ -645,15 +646,17 @@ class Device:
                     base = self.psum[address] if ins.accumulate else 0
                     self.psum[address] = _wrap_int32(base + result)
 
-    def _store_requantized(self, ins, addresses, distinct, sums):
+    def _store_requantized(self, ins, addresses, distinct, sums, wraps=True):
         """A requantizing MVM's writes: `sums` (..., vectors * ngroups, cols), block n
         requantised with qmem entry ``qentry + n``, into lanes ``0 .. cols-1`` of the amem
-        `addresses` (the maximum with them, `max_into`), in the order they land."""
+        `addresses` (the maximum with them, `max_into`), in the order they land. `wraps`:
+        whether a sum may leave int32 (else the wrap is skipped)."""
         c, groups = self.config, ins.ngroups
         params = _stacked_params(self.qmem[ins.qentry:ins.qentry + groups].tobytes(),
                                  (1,) * groups, c.cols)                 # (ngroups, cols)
         lead = sums.shape[:-2]
-        outputs = requantize_checked(_wrap_int32(sums).reshape(*lead, -1, groups, c.cols),
+        sums = _wrap_int32(sums) if wraps else sums
+        outputs = requantize_checked(sums.reshape(*lead, -1, groups, c.cols),
                                      params).astype(np.int8).reshape(sums.shape)
         lanes = slice(0, c.cols)
         if distinct:

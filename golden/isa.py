@@ -12,7 +12,8 @@ PROGRAM tile, count, src, lanes
     2**j``), of lane ``t mod lanes``: replicas of a job's tiles take their weights from
     the one copy the host staged in lanes ``0 .. lanes-1``. ``src`` must be a multiple of
     ``rows``.
-MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas, adc_shift, offset_inputs, accumulate, requantize, qentry, max
+MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, ngroups, replicas,
+    adc_shift, offset_inputs, accumulate, requantize, qentry, max
     The ``ktiles * ngroups * replicas`` tiles from ``tile`` on (each factor a power of two,
     held as its log2; ``tile`` a multiple of ``ktiles``). Tile ``tile + (r*ngroups + n)*ktiles
     + k`` is replica ``r``'s tile for K block ``k`` and output block ``n``. Vector ``v <
@@ -29,8 +30,8 @@ MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, n
     entry ``qentry + n``, becomes lanes ``0 .. cols-1`` of *activation* entry ``dst +
     v*dst_stride + n*n_stride``, which must lie apart from every entry the MVM reads (the
     spans ``src .. last input`` and ``dst .. last output`` may not meet); with ``max``
-    as well, the entry becomes the lane-wise maximum of what it held and the result (max
-    pooling into a conv's output, window offset by window offset).
+    as well, the entry becomes the lane-wise maximum of what it held and the result (a
+    convolution's max pool, one window offset after another). ``qentry`` has 8 bits.
 REQUANT count, src, src_stride, dst, dst_stride, qentry, lane_block
     For each ``i < count``: requantise partial-sum entry ``src + i*src_stride`` with the
     ``cols`` channels of quantisation parameters in qmem entry ``qentry`` (``aux``), all

@@ -272,6 +272,33 @@ def test_digits_cnn_pools_in_its_mvms_in_fewer_cycles():
     assert run.counters["cycles"] < runs[False][1].counters["cycles"]
 
 
+@pytest.mark.parametrize("features", [
+    [(3, 16, 1), ("maxpool", 2), (2, 16, 1)],     # 3x3 pooled pixels, one entry each
+    [(3, 32, 1), ("maxpool", 3), (2, 16, 1)],     # 2x2 of 3x3 windows, two entries a pixel
+])
+def test_pooling_mvms_along_rows_and_over_samples_match_the_reference(features, monkeypatch):
+    """Every batch's program pooled by MVMs, whatever it costs (MAX runs made dearer than
+    anything): runs over the samples, or, for a batch smaller than a row of windows, along
+    the row (one a sample and offset); the outputs as the int8 reference's."""
+    monkeypatch.setattr(codegen, "_cycles", lambda program, config: sum(
+        10_000 if ins.opcode == isa.Opcode.MAX else 1 for ins in program))
+    rng = np.random.default_rng(6)
+    qnet = quantize(init_cnn((8, 8, 1), features, 10, rng), rng.uniform(0, 1, (12, 8, 8, 1)))
+    exe = compile_network(qnet, CONFIG)
+    counts = set()
+    for batch, runs in exe.plans.items():
+        program = [isa.decode(words) for run in runs for words in run.program]
+        assert not any(ins.opcode == isa.Opcode.MAX for ins in program), batch
+        counts |= {(batch, ins.count) for ins in program if ins.max_into}
+    width = 3 if features[1] == ("maxpool", 2) else 2           # pooled pixels a row
+    assert (1, width) in counts                                  # a row of windows
+    assert (exe.batch, exe.batch) in counts                      # over the samples
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (2 * exe.batch + 1, 8, 8, 1)))
+    run = GoldenTarget().run(exe, x_q)
+    assert run.batches[-1] == 1
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+
+
 def test_maxpool_reference_takes_each_window_maximum():
     rng = np.random.default_rng(6)
     net = init_cnn((8, 8, 1), [(3, 16, 1), ("maxpool", 2), (2, 16, 1)], 10, rng)

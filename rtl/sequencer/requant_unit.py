@@ -125,9 +125,9 @@ class RequantUnit(wiring.Component):
         with m.If(last_in_flight[-2] & stages[-2]["write"] & max_into):   # for the max
             m.d.comb += [self.amem2_en.eq(1), self.amem2_addr.eq(stages[-2]["dst"])]
         held = self.amem2_data[:8 * c.cols]
-        pooled = Cat(Mux(entry_out.word_select(k, 8).as_signed() > held.word_select(k, 8).as_signed(),
-                         entry_out.word_select(k, 8), held.word_select(k, 8))
-                     for k in range(c.cols))
+        lane = lambda value, k: value.word_select(k, 8)
+        pooled = Cat(Mux(lane(entry_out, k).as_signed() > lane(held, k).as_signed(),
+                         lane(entry_out, k), lane(held, k)) for k in range(c.cols))
         written = last_in_flight[-1] & stages[-1]["write"]
         with m.If(written):
             blocks = c.rows // c.cols
