@@ -24,11 +24,12 @@ MVM            pipelined in rounds of ``replicas`` vectors. A round feeds E = re
                count is 0). Every round takes the same time; a short last round only
                reads, converts and writes less.
                *Requantizing* (FLAG_REQUANTIZE), each write is a requantisation instead:
-               a group's qmem entry read where its psum entry would be, its sums fed to
-               the requantisers in R = requant_passes cycles from the next, its amem
-               entry written R + 3 cycles after the read (with max: read on amem's second
-               port the cycle before), a group every R cycles: P = max(N, E + 2, G*R +
-               1), and the run ends E + 1 + (Q - 1)*P + N + G*R + 5 cycles after it starts
+               in the cycle of a group's psum write its sums are forwarded (not written)
+               and its qmem entry read, fed to the requantisers in R = requant_passes
+               cycles from the next, its amem entry written R + 3 cycles after the
+               forward (with max: read on amem's second port the cycle before), a group
+               every R cycles: P = max(N, E + 2, G*R + 1), and the run ends E + 1 + (Q -
+               1)*P + N + G*R + 6 cycles after it starts
 REQUANT        entries x P + 4, P = cols / requant_lanes passes: one psum and parameter
                read every P cycles, its lanes fed requant_lanes at a time to the
                requantisers (3 stages) in the P cycles after it; entry i is written
@@ -95,7 +96,7 @@ def mvm_cycles(config, count, ktiles=1, ngroups=1, replicas=1, requantize=False)
     period = mvm_round_cycles(config, ktiles, ngroups, replicas, requantize)
     return (replicas * ktiles + 1 + (rounds - 1) * period + config.steps * config.adc_share
             + _write_cycles(config, ngroups, replicas, requantize)
-            + (REQUANT_LATENCY + 1 if requantize else 2))
+            + (REQUANT_LATENCY + 2 if requantize else 2))
 
 
 def requant_cycles(config, entries):

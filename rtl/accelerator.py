@@ -1,6 +1,6 @@
 """The accelerator top: memories, sequencer (with the tiles), CSRs, counters, AXI4-Lite."""
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -17,17 +17,23 @@ __all__ = ["Accelerator"]
 WINDOW_SHIFT = (regmap.WINDOW_SPAN - 1).bit_length()
 
 
-def _write_through(m, name, read, write, granularity):
+def _write_through(m, name, read, write, granularity, forward=None):
     """The read port's data, with the lanes written at its address in the cycle of the
     read replaced by what was written. The sequencer reads amem and psum in the cycle it
     writes them (pipelined MAX and MVM writes); this makes the run behave entry by entry,
     as golden.device does. (Done here rather than as a transparent port: Yosys's ECP5
-    memory mapping asserts on a transparent port with byte lanes.)"""
+    memory mapping asserts on a transparent port with byte lanes.) `forward` loads the
+    write data of its cycle as the read data without a read or a write: a requantizing
+    MVM hands its sums to the requantisers this way, on wires that are there anyway.
+    Like the port's own data, the read data is held until the next read."""
+    forward = Const(0) if forward is None else forward
     hit = Signal(name=f"{name}_write_hit")
     written = Signal.like(write.data, name=f"{name}_written")
     lanes = Signal.like(write.en, name=f"{name}_written_lanes")
-    m.d.sync += [hit.eq(read.en & write.en.any() & (read.addr == write.addr)),
-                 written.eq(write.data), lanes.eq(write.en)]
+    with m.If(read.en | forward):
+        m.d.sync += [hit.eq(forward | (write.en.any() & (read.addr == write.addr))),
+                     written.eq(write.data),
+                     lanes.eq(Mux(forward, Const(-1, len(write.en)), write.en))]
     return Cat(Mux(hit & lanes[i], written[i * granularity:(i + 1) * granularity],
                    read.data[i * granularity:(i + 1) * granularity])
                for i in range(len(write.en)))
@@ -130,7 +136,9 @@ class Accelerator(wiring.Component):
         for name, (read, write, granularity) in ports.items():
             port = lambda suffix: getattr(seq, f"{name}_{suffix}")
             if name in ("amem", "psum"):
-                m.d.comb += port("data").eq(_write_through(m, name, read, write, granularity))
+                forward = getattr(seq, f"{name}_forward", None)
+                m.d.comb += port("data").eq(_write_through(m, name, read, write, granularity,
+                                                           forward))
             else:
                 m.d.comb += port("data").eq(read.data)
             with m.If(seq.running):

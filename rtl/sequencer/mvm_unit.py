@@ -32,8 +32,7 @@ def connect_mvm(m, mvm, tiles, tree, amem_data, ins, requant=None):
     if requant is not None:
         m.d.comb += [requant.mvm_read.eq(mvm.requant_read),
                      requant.mvm_enable.eq(mvm.requant_enable),
-                     requant.mvm_last.eq(mvm.requant_last), requant.mvm_dst.eq(mvm.requant_dst),
-                     requant.mvm_sums.eq(tree.sum)]
+                     requant.mvm_last.eq(mvm.requant_last), requant.mvm_dst.eq(mvm.requant_dst)]
 
 
 class _Walk:
@@ -69,9 +68,11 @@ class MVMUnit(wiring.Component):
     first and every P after; from the cycle the tiles are done, group ``r * G + n`` a cycle
     reads its psum entry ``dst + v * dst_stride + n * n_stride`` and writes it the next
     cycle with the group's sum (added to what was read, accumulating). Requantizing, a
-    group every ``requant_passes`` cycles reads qmem entry ``qentry + n`` instead and hands
-    the group (``requant_*``, its sums on the tree) to the REQUANT unit's pipeline, which
-    writes it to amem entry ``dst + ...`` and ends the run.
+    group every ``requant_passes`` cycles: in the cycle of its write, the sums are not
+    written but forwarded (``psum_forward``: they reach the requantisers as psum read data,
+    on the wires a REQUANT uses), its qmem entry ``qentry + n`` is read, and the group
+    (``requant_*``) goes to the REQUANT unit's pipeline, which writes amem entry ``dst +
+    ...`` and ends the run.
 
     Attributes
     ----------
@@ -89,8 +90,8 @@ class MVMUnit(wiring.Component):
         The adder tree node written this cycle, and its sum.
     qmem_* : the qmem read port (requantizing)
     requant_read, requant_enable, requant_last : Out(1); requant_dst : Out
-        A group handed to the requantisers this cycle, whether it is of a vector of the
-        run, whether it is the run's last, and its amem entry.
+        A group handed to the requantisers this cycle (its sums forwarded), whether it is
+        of a vector of the run, whether it is the run's last, and its amem entry.
     """
 
     def __init__(self, config):
@@ -130,10 +131,7 @@ class MVMUnit(wiring.Component):
             m.d.sync += cycle.eq(cycle + 1)
             fed = self._feed(m, shape, cycle, count, feed, restart)
             converting = self._start(m, shape, cycle, fed, restart)
-            group = self._write(m, shape, write, converting, busy, restart)
-        # The group's sums stay on the tree after the run's last write: requantizing, its
-        # passes outlast the unit.
-        m.d.comb += self.node.eq(shape["tree_base"] + group)
+            self._write(m, shape, write, converting, busy, restart)
         with m.If(self.start):
             m.d.sync += restart
         return m
@@ -236,8 +234,7 @@ class MVMUnit(wiring.Component):
     def _write(self, m, shape, walk, converting, busy, restart):
         """Write engine: from the cycle the tiles are done, one group a cycle: its psum
         entry is read, then written with the group's sum the next cycle. Requantizing, one
-        group every requant_passes cycles, handed to the requantisers. Returns the group
-        register (the tree node it selects)."""
+        group every requant_passes cycles, forwarded to the requantisers instead."""
         c = self.config
         ins = self.instruction
         accumulate = (ins.flags & FLAG_ACCUMULATE).any()
@@ -249,7 +246,8 @@ class MVMUnit(wiring.Component):
         index = Signal.like(shape["writes"], name="write_index")   # group r * G + n
         valid = Signal(name="write_valid")        # a psum write this cycle, of ...
         enable = Signal(name="write_enable")      # ... a vector of the run (not past count)
-        group = Signal.like(index, name="write_group")      # held until the next write
+        group = Signal.like(index, name="write_group")
+        group_lane = Signal.like(walk.lane, name="write_group_lane")     # its n
         addr = Signal.like(walk.addr, name="write_address")
         last = Signal(name="write_last")          # the run's last write
         restart += [active.eq(0), index.eq(0), valid.eq(0)]
@@ -266,14 +264,11 @@ class MVMUnit(wiring.Component):
             in_run = walk.replica < round_vectors
             last_group = index == shape["writes"] - 1
             m.d.comb += [self.psum_en.eq(accumulate & in_run), self.psum_addr.eq(walk.addr)]
-            with m.If(requantize):
-                m.d.comb += [self.qmem_en.eq(in_run), self.qmem_addr.eq(ins.qentry + walk.lane),
-                             self.requant_read.eq(1), self.requant_enable.eq(in_run),
-                             self.requant_last.eq(last_group & round_last),
-                             self.requant_dst.eq(walk.addr)]
-                if passes > 1:
+            if passes > 1:
+                with m.If(requantize):
                     m.d.sync += wait.eq(passes - 1)
             m.d.sync += [valid.eq(1), enable.eq(in_run), group.eq(index), addr.eq(walk.addr),
+                         group_lane.eq(walk.lane),
                          last.eq(last_group & round_last), active.eq(~last_group),
                          index.eq(index + 1)]
             walk.step(m, shape["n_last"], ins.dst_stride, ins.aux2)
@@ -281,6 +276,7 @@ class MVMUnit(wiring.Component):
                 m.d.sync += [index.eq(0), walk.replica.eq(0)]
         with m.Else():
             m.d.sync += valid.eq(0)
+        m.d.comb += self.node.eq(shape["tree_base"] + group)
         with m.If(valid):
             sums = self.group_sum.as_value()
             lanes = [(sums[k * ACC_BITS:(k + 1) * ACC_BITS]
@@ -288,7 +284,11 @@ class MVMUnit(wiring.Component):
                          & accumulate.replicate(ACC_BITS)))[:ACC_BITS] for k in range(c.cols)]
             m.d.comb += [self.psum_wen.eq(enable & ~requantize), self.psum_waddr.eq(addr),
                          self.psum_wdata.eq(Cat(lanes))]
+            with m.If(requantize):
+                m.d.comb += [self.psum_forward.eq(1),
+                             self.qmem_en.eq(enable), self.qmem_addr.eq(ins.qentry + group_lane),
+                             self.requant_read.eq(1), self.requant_enable.eq(enable),
+                             self.requant_last.eq(last), self.requant_dst.eq(addr)]
             with m.If(last):            # requantizing, the REQUANT unit ends the run
                 m.d.comb += self.done.eq(~requantize)
                 m.d.sync += busy.eq(0)
-        return group

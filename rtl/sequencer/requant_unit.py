@@ -1,6 +1,6 @@
 """The REQUANT unit: `requant_lanes` requantisers, fed an entry's lanes in
-``cols / requant_lanes`` passes (one per column: an entry a cycle), from psum for a
-REQUANT or from the adder tree for a requantizing MVM."""
+``cols / requant_lanes`` passes (one per column: an entry a cycle), for a REQUANT or a
+requantizing MVM."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
@@ -25,12 +25,12 @@ class RequantUnit(wiring.Component):
     to lane block ``aux2`` of its amem entry.
 
     A requantizing MVM feeds the same pipeline: in each cycle the MVM unit reads a group's
-    qmem entry (``mvm_read``), the group's sums (``mvm_sums``, held for the P cycles
-    after) take the place of a psum entry, written to lanes ``0 .. cols-1`` of amem entry
-    ``mvm_dst`` (with the MVM's max flag, the maximum with what the entry holds, read on
-    amem's second port the cycle before the write). ``done`` is then the cycle of the
-    write of the entry read with ``mvm_last``; a slot read without ``mvm_enable`` (past
-    the run's count) is timed as an entry but writes nothing.
+    qmem entry and forwards its sums to psum's read data (``mvm_read``), they take the
+    place of a psum entry, written to lanes ``0 .. cols-1`` of amem entry ``mvm_dst``
+    (with the MVM's max flag, the maximum with what the entry holds, read on amem's
+    second port the cycle before the write). ``done`` is then the cycle of the write of
+    the entry read with ``mvm_last``; a slot read without ``mvm_enable`` (past the run's
+    count) is timed as an entry but writes nothing.
 
     Attributes
     ----------
@@ -39,7 +39,7 @@ class RequantUnit(wiring.Component):
     done : Out(1)
     psum_*, qmem_*, amem_w*, amem2_* : the psum and qmem read ports, the amem write port,
         amem's second read port
-    mvm_read, mvm_enable, mvm_last : In(1); mvm_dst : In(amem address); mvm_sums : In
+    mvm_read, mvm_enable, mvm_last : In(1); mvm_dst : In(amem address)
     requantizations : Out(range(cols + 1))
         Values requantised this cycle (the ``requantizations`` counter).
     """
@@ -54,7 +54,6 @@ class RequantUnit(wiring.Component):
             **ports,
             "mvm_read": In(1), "mvm_enable": In(1), "mvm_last": In(1),
             "mvm_dst": In(address_width(c.amem_depth)),
-            "mvm_sums": In(c.cols * ACC_BITS),
             "requantizations": Out(range(c.cols + 1)),
         })
 
@@ -69,7 +68,7 @@ class RequantUnit(wiring.Component):
         from_mvm = ins.opcode == Opcode.MVM
         step = Signal(range(passes))                  # the pass being fed
         feeding = Signal()                            # an entry's data is at the ports
-        results = self._requantizers(m, step, from_mvm)
+        results = self._requantizers(m, step)
 
         busy = Signal()
         to_read = Signal(16)                          # entries not yet read
@@ -145,18 +144,16 @@ class RequantUnit(wiring.Component):
             m.d.sync += busy.eq(0)
         return m
 
-    def _requantizers(self, m, step, from_mvm):
+    def _requantizers(self, m, step):
         """`requant_lanes` requantisers, requantiser k fed lane ``step * requant_lanes + k``
-        of the psum entry (or an MVM's sums) and the qmem entry at the ports; their
-        results, lane 0 lowest."""
+        of the psum and qmem entries at the ports; their results, lane 0 lowest."""
         c = self.config
         requantizers = [Requantizer() for _ in range(c.requant_lanes)]
-        sums = Mux(from_mvm, self.mvm_sums, self.psum_data)
         for k, requantizer in enumerate(requantizers):
             m.submodules[f"requantizer{k}"] = requantizer
             lane = step * c.requant_lanes + k if c.requant_passes > 1 else k
             params = data.View(qparam_layout(), self.qmem_data.word_select(lane, QPARAM_BITS))
-            m.d.comb += [requantizer.acc.eq(sums.word_select(lane, ACC_BITS)),
+            m.d.comb += [requantizer.acc.eq(self.psum_data.word_select(lane, ACC_BITS)),
                          requantizer.bias.eq(params.bias),
                          requantizer.multiplier.eq(params.multiplier),
                          requantizer.shift.eq(params.shift[:5]),
