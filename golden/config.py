@@ -143,6 +143,13 @@ class AccelConfig:
         """Cycles a REQUANT entry spends in the requantisers: ``cols / requant_lanes``."""
         return self.cols // self.requant_lanes
 
+    @property
+    def requantizing_mvms(self):
+        """Whether an MVM may requantise as it writes (`golden.isa.FLAG_REQUANTIZE`): only
+        with a requantiser per column. Fewer (a board's area saving) would stretch every
+        round; such a config requantises by REQUANT alone, and its logic is what it was."""
+        return self.requant_passes == 1
+
     @cached_property
     def slices(self):
         """Cell slices per weight magnitude."""

@@ -75,7 +75,8 @@ def check_instruction(ins, config):
             return ErrorCode.BAD_TILE
         if ins.adc_shift > c.max_adc_shift:
             return ErrorCode.BAD_SHIFT
-        if (ins.requantize and ins.accumulate) or (ins.max_into and not ins.requantize):
+        if ((ins.requantize and (ins.accumulate or not c.requantizing_mvms))
+                or (ins.max_into and not ins.requantize)):
             return ErrorCode.BAD_FLAGS
         k_span, n_span = ins.aux * (ins.ktiles - 1), ins.aux2 * (ins.ngroups - 1)
         if not (_run_fits(ins.src, ins.src_stride, ins.count, c.amem_depth, k_span)

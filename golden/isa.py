@@ -25,8 +25,9 @@ MVM tile, count, src, src_stride, dst, dst_stride, k_stride, n_stride, ktiles, n
     range ``adc_shift`` sets (`golden.crossbar.adc_convert`), at most the config's
     ``max_adc_shift``; with ``offset_inputs`` the DACs apply ``x + 128`` (`golden.crossbar.
     input_levels`), so each sum is ``128 * sum(w)`` more. The compiler calibrates both per
-    layer. With ``requantize`` (and not ``accumulate``) the sums go through the
-    requantisers instead of into psum: output block ``n``'s, with the parameters of qmem
+    layer. With ``requantize`` (and not ``accumulate``; on a config with a requantiser per
+    column, `AccelConfig.requantizing_mvms`) the sums go through the requantisers instead
+    of into psum: output block ``n``'s, with the parameters of qmem
     entry ``qentry + n``, becomes lanes ``0 .. cols-1`` of *activation* entry ``dst +
     v*dst_stride + n*n_stride``, which must lie apart from every entry the MVM reads (the
     spans ``src .. last input`` and ``dst .. last output`` may not meet); with ``max``
@@ -90,7 +91,8 @@ class ErrorCode(enum.IntEnum):
     MISALIGNED = 4      # PROGRAM src not a multiple of rows; REQUANT lane block >= rows/cols
     PC_OVERFLOW = 5     # ran off the end of the instruction memory without HALT
     BAD_SHIFT = 6       # MVM adc_shift beyond the config's max_adc_shift
-    BAD_FLAGS = 7       # MVM requantize with accumulate, or max without requantize
+    BAD_FLAGS = 7       # MVM requantize with accumulate or on a config with fewer
+                        # requantisers than columns, or max without requantize
     OVERLAP = 8         # a requantizing MVM writes amem entries within the span it reads
 
 

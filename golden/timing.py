@@ -23,13 +23,12 @@ MVM            pipelined in rounds of ``replicas`` vectors. A round feeds E = re
                (Q - 1)*P + N + G + 2 cycles for Q = ceil(count / replicas) rounds (0 when
                count is 0). Every round takes the same time; a short last round only
                reads, converts and writes less.
-               *Requantizing* (FLAG_REQUANTIZE), each write is a requantisation instead:
-               in the cycle of a group's psum write its sums are forwarded (not written)
-               and its qmem entry read, fed to the requantisers in R = requant_passes
-               cycles from the next, its amem entry written R + 3 cycles after the
-               forward (with max: read on amem's second port the cycle before), a group
-               every R cycles: P = max(N, E + 2, G*R + 1), and the run ends E + 1 + (Q -
-               1)*P + N + G*R + 6 cycles after it starts
+               *Requantizing* (FLAG_REQUANTIZE, a requantiser per column), each write is
+               a requantisation instead: in the cycle of a group's psum write its sums
+               are forwarded (not written) and its qmem entry read, fed to the
+               requantisers the next, its amem entry written 4 cycles after the forward
+               (with max: read on amem's second port the cycle before): the same rounds,
+               and the run ends E + 1 + (Q - 1)*P + N + G + 6 cycles after it starts
 REQUANT        entries x P + 4, P = cols / requant_lanes passes: one psum and parameter
                read every P cycles, its lanes fed requant_lanes at a time to the
                requantisers (3 stages) in the P cycles after it; entry i is written
@@ -78,24 +77,19 @@ def program_cycles(config):
     return tile_program_cycles(config) + 1
 
 
-def _write_cycles(config, ngroups, replicas, requantize):
-    """Cycles a round's writes take: one group a cycle, or R a group requantizing."""
-    return replicas * ngroups * (config.requant_passes if requantize else 1)
-
-
-def mvm_round_cycles(config, ktiles, ngroups, replicas, requantize=False):
+def mvm_round_cycles(config, ktiles, ngroups, replicas):
     """P: cycles from one round's conversion start to the next's."""
-    writes = _write_cycles(config, ngroups, replicas, requantize)
-    return max(config.steps * config.adc_share, replicas * ktiles + 2, writes + 1)
+    feeds, writes = replicas * ktiles, replicas * ngroups
+    return max(config.steps * config.adc_share, feeds + 2, writes + 1)
 
 
 def mvm_cycles(config, count, ktiles=1, ngroups=1, replicas=1, requantize=False):
     if not count:
         return 0
+    feeds, writes = replicas * ktiles, replicas * ngroups
     rounds = -(-count // replicas)
-    period = mvm_round_cycles(config, ktiles, ngroups, replicas, requantize)
-    return (replicas * ktiles + 1 + (rounds - 1) * period + config.steps * config.adc_share
-            + _write_cycles(config, ngroups, replicas, requantize)
+    return (feeds + 1 + (rounds - 1) * mvm_round_cycles(config, ktiles, ngroups, replicas)
+            + config.steps * config.adc_share + writes
             + (REQUANT_LATENCY + 2 if requantize else 2))
 
 

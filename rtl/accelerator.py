@@ -22,18 +22,22 @@ def _write_through(m, name, read, write, granularity, forward=None):
     read replaced by what was written. The sequencer reads amem and psum in the cycle it
     writes them (pipelined MAX and MVM writes); this makes the run behave entry by entry,
     as golden.device does. (Done here rather than as a transparent port: Yosys's ECP5
-    memory mapping asserts on a transparent port with byte lanes.) `forward` loads the
-    write data of its cycle as the read data without a read or a write: a requantizing
-    MVM hands its sums to the requantisers this way, on wires that are there anyway.
-    Like the port's own data, the read data is held until the next read."""
-    forward = Const(0) if forward is None else forward
+    memory mapping asserts on a transparent port with byte lanes.) `forward` (psum's, with
+    requantizing MVMs) loads the write data of its cycle as the read data without a read
+    or a write: an MVM hands its sums to the requantisers this way, on wires that are
+    there anyway; the read data is then held, as the port's own is, until the next read
+    or forward."""
     hit = Signal(name=f"{name}_write_hit")
     written = Signal.like(write.data, name=f"{name}_written")
     lanes = Signal.like(write.en, name=f"{name}_written_lanes")
-    with m.If(read.en | forward):
-        m.d.sync += [hit.eq(forward | (write.en.any() & (read.addr == write.addr))),
-                     written.eq(write.data),
-                     lanes.eq(Mux(forward, Const(-1, len(write.en)), write.en))]
+    if forward is None:             # registers that load every cycle (no enable to route)
+        m.d.sync += [hit.eq(read.en & write.en.any() & (read.addr == write.addr)),
+                     written.eq(write.data), lanes.eq(write.en)]
+    else:
+        with m.If(read.en | forward):
+            m.d.sync += [hit.eq(forward | (write.en.any() & (read.addr == write.addr))),
+                         written.eq(write.data),
+                         lanes.eq(Mux(forward, Const(-1, len(write.en)), write.en))]
     return Cat(Mux(hit & lanes[i], written[i * granularity:(i + 1) * granularity],
                    read.data[i * granularity:(i + 1) * granularity])
                for i in range(len(write.en)))

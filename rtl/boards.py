@@ -24,7 +24,9 @@ BOARDS = {
 # - ULX3S: the default crossbar, 4 tiles of 16x16, with 4 requantisers for the 16 columns
 #   (requant_lanes 4: a REQUANT entry in 4 cycles), an ADC set per 4 columns (adc_share 4)
 #   and 256-entry amem and psum: 35,913 LUT4s, 109 of 208 DP16KDs, 19 of 156 MULT18X18Ds,
-#   35.8 MHz against 25 MHz, routed in 9.3 min (2026-12-07). With 16 requantisers it did
+#   35.8 MHz against 25 MHz, routed in 9.3 min (2026-12-07; 36.9 MHz in 11.5 min that
+#   evening, without requantizing MVMs, which need a requantiser per column: with them
+#   router2 still had 6,295 wires overused at iteration 15). With 16 requantisers it did
 #   not route in 25 min (their 33x32 multipliers were the most congested nets); with 4 but
 #   an ADC set per column (50,672 LUT4s) router2 had 2,597 wires overused at 24 min.
 BOARD_CONFIGS = {

@@ -95,7 +95,9 @@ async def errors_stop_and_soft_reset_recovers(dut):
         await bench.soft_reset()
         await bench.run_matching([isa.mvm(0, 2, 0, 0), isa.requant(2, 0, 2, 0), isa.halt()])
         assert not await bench.compare_entries("amem", [2, 3])
-    assert set(seen.values()) == {e.name for e in ErrorCode if e != ErrorCode.NONE}, seen
+    # (OVERLAP needs requantizing MVMs; a config with fewer requantisers refuses their flags)
+    assert set(seen.values()) == {e.name for e in ErrorCode if e != ErrorCode.NONE and (
+        e != ErrorCode.OVERLAP or config.requantizing_mvms)}, seen
 
     # Bus errors answer SLVERR and change nothing.
     bus_errors = 0

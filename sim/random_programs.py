@@ -90,7 +90,8 @@ def random_program(config, rng, length):
     """`length` random legal instructions, then HALT."""
     program = []
     for _ in range(length):
-        kind = rng.choice(["program", "mvm", "mvm", "requant", "max", "mvm_requant"])
+        kind = rng.choice(["program", "mvm", "mvm", "requant", "max"]
+                          + (["mvm_requant"] if config.requantizing_mvms else []))
         if kind == "program":
             tile = int(rng.integers(config.tiles))
             tiles = int(rng.integers(1, config.tiles - tile + 1))

@@ -47,8 +47,11 @@ def test_accelerator_matches_golden(name, record_property):
     record_property("isa_coverage", (
         f"ISA coverage on {name}: {len(bins) - len(missed)} of {len(bins)} bins hit; "
         f"not hit: {'; '.join(missed) or 'none'}"))
-    for point in ("isa.opcode", "isa.error"):
-        assert all(coverage[point].values()), (point, coverage[point])
+    assert all(coverage["isa.opcode"].values()), coverage["isa.opcode"]
+    # OVERLAP needs requantizing MVMs, which a config with fewer requantisers refuses
+    reachable = {b: hits for b, hits in coverage["isa.error"].items()
+                 if b != "OVERLAP" or config.requantizing_mvms}
+    assert all(reachable.values()), coverage["isa.error"]
 
 
 def test_sixty_four_tiles_elaborate(tmp_path):

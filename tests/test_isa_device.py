@@ -203,17 +203,19 @@ def test_requantizing_mvm_writes_int8_into_amem_and_pools_with_max():
     assert k["amem_reads"] == 3 + 3 + 6          # the feeds, and max's reads of its outputs
 
 
-def test_requantizing_mvm_takes_a_group_every_pass_when_requantisers_are_few():
-    """4 requantisers for 16 columns (R = 4 passes): a round's G = 2 requantisations take 8
-    cycles, so the round is P = max(8, E + 2, 2 x 4 + 1) = 9."""
+def test_requantizing_mvms_need_a_requantiser_per_column():
+    """4 requantisers for 16 columns: an MVM may not requantise (BAD_FLAGS), whatever its
+    addresses."""
     config = AccelConfig(requant_lanes=4, imem_depth=16, wmem_depth=64, amem_depth=32,
                          psum_depth=32, qmem_depth=32)
-    device = Device(config)
-    device.load_program(isa.encode_program(
-        [isa.mvm(0, 3, 0, 20, dst_stride=2, n_stride=1, ngroups=2, qentry=0), isa.halt()]))
-    # 2 x 3; E = 1, P = 9, 3 rounds: 1 + 1 + 2 x 9 + 8, then 2 x 4 + 6 = 42. Total 48.
-    assert device.run().counters["cycles"] == 48
-    assert timing.mvm_cycles(config, 3, ngroups=2, requantize=True) == 42
+    assert not config.requantizing_mvms and AccelConfig().requantizing_mvms
+    for mvm, code in [(isa.mvm(0, 3, 0, 20, dst_stride=2, n_stride=1, ngroups=2, qentry=0),
+                       ErrorCode.BAD_FLAGS),
+                      (isa.mvm(0, 2, 0, 31, qentry=0), ErrorCode.BAD_FLAGS),
+                      (isa.mvm(0, 3, 0, 6, src_stride=3, qentry=0), ErrorCode.BAD_FLAGS)]:
+        device = Device(config)
+        device.load_program(isa.encode_program([mvm, isa.halt()]))
+        assert device.run().error == code
 
 
 @pytest.mark.parametrize("program, code, pc", [

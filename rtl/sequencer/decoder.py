@@ -106,14 +106,22 @@ class InstructionDecoder(wiring.Component):
 
         misaligned_tile = (ins.tile & ((Const(1, 9) << ins.ktiles_log2[:4]) - 1)[:8]) != 0
         mvm_log = ends["mvm_log"]
-        requantize = (ins.flags & FLAG_REQUANTIZE).any()
-        bad_flags = ((requantize & (ins.flags & FLAG_ACCUMULATE).any())
-                     | ((ins.flags & FLAG_MAX).any() & ~requantize))
         input_end = ends["src_end"] + ends["k_span"]
         output_end = ends["dst_end"] + ends["n_span"]
-        groups = Const(1, tile_bits + 1) << ins.ngroups_log2[:legal_log]
-        overlap = (requantize & (ins.count != 0)
-                   & ~((input_end < ins.dst) | (output_end < ins.src)))
+        bad_address = past(input_end, c.amem_depth) | past(output_end, c.psum_depth)
+        overlap = []
+        if c.requantizing_mvms:
+            requantize = (ins.flags & FLAG_REQUANTIZE).any()
+            bad_flags = ((requantize & (ins.flags & FLAG_ACCUMULATE).any())
+                         | ((ins.flags & FLAG_MAX).any() & ~requantize))
+            groups = Const(1, tile_bits + 1) << ins.ngroups_log2[:legal_log]
+            bad_address = past(input_end, c.amem_depth) | Mux(
+                requantize, past(output_end, c.amem_depth) | (ins.qentry + groups > c.qmem_depth),
+                past(output_end, c.psum_depth))
+            overlap = [(requantize & (ins.count != 0)
+                        & ~((input_end < ins.dst) | (output_end < ins.src)), ErrorCode.OVERLAP)]
+        else:                 # without requantizing MVMs, their flags are refused
+            bad_flags = (ins.flags & (FLAG_REQUANTIZE | FLAG_MAX)).any()
         bad_tile_mvm = (misaligned_tile | (mvm_log >= tile_bits)
                         | (ins.tile + (Const(1, tile_bits + 1) << mvm_log[:legal_log])
                            > c.tiles))
@@ -126,10 +134,8 @@ class InstructionDecoder(wiring.Component):
                 (bad_tile_mvm, ErrorCode.BAD_TILE),
                 (ins.adc_shift > c.max_adc_shift, ErrorCode.BAD_SHIFT),
                 (bad_flags, ErrorCode.BAD_FLAGS),
-                (past(input_end, c.amem_depth)
-                 | past(output_end, Mux(requantize, c.amem_depth, c.psum_depth))
-                 | (requantize & (ins.qentry + groups > c.qmem_depth)), ErrorCode.BAD_ADDRESS),
-                (overlap, ErrorCode.OVERLAP)],
+                (bad_address, ErrorCode.BAD_ADDRESS),
+                *overlap],
             Opcode.REQUANT: [
                 (ins.aux2 >= c.rows // c.cols, ErrorCode.MISALIGNED),
                 (past(ends["src_end"], c.psum_depth) | past(ends["dst_end"], c.amem_depth)

@@ -29,7 +29,7 @@ def connect_mvm(m, mvm, tiles, tree, amem_data, ins, requant=None):
     m.d.comb += [mvm.tiles_done.eq(reduce(operator.or_, (tile.done for tile in tiles))),
                  mvm.tiles_finishing.eq(reduce(operator.or_, (tile.finishing for tile in tiles))),
                  tree.node.eq(mvm.node), mvm.group_sum.eq(tree.sum)]
-    if requant is not None:
+    if requant is not None and mvm.config.requantizing_mvms:
         m.d.comb += [requant.mvm_read.eq(mvm.requant_read),
                      requant.mvm_enable.eq(mvm.requant_enable),
                      requant.mvm_last.eq(mvm.requant_last), requant.mvm_dst.eq(mvm.requant_dst)]
@@ -67,12 +67,11 @@ class MVMUnit(wiring.Component):
     + r``, while v < count) at cycles 1..E of a round; the round starts at E + 2 for the
     first and every P after; from the cycle the tiles are done, group ``r * G + n`` a cycle
     reads its psum entry ``dst + v * dst_stride + n * n_stride`` and writes it the next
-    cycle with the group's sum (added to what was read, accumulating). Requantizing, a
-    group every ``requant_passes`` cycles: in the cycle of its write, the sums are not
-    written but forwarded (``psum_forward``: they reach the requantisers as psum read data,
-    on the wires a REQUANT uses), its qmem entry ``qentry + n`` is read, and the group
-    (``requant_*``) goes to the REQUANT unit's pipeline, which writes amem entry ``dst +
-    ...`` and ends the run.
+    cycle with the group's sum (added to what was read, accumulating). Requantizing, in
+    the cycle of a group's write its sums are forwarded instead (``psum_forward``: they
+    reach the requantisers as psum read data, on the wires a REQUANT uses), its qmem
+    entry ``qentry + n`` is read, and the group (``requant_*``) goes to the REQUANT unit's
+    pipeline, which writes amem entry ``dst + ...`` and ends the run.
 
     Attributes
     ----------
@@ -88,7 +87,7 @@ class MVMUnit(wiring.Component):
         Any tile's ``done`` and ``finishing``.
     node : Out, group_sum : In
         The adder tree node written this cycle, and its sum.
-    qmem_* : the qmem read port (requantizing)
+    qmem_* : the qmem read port (with `AccelConfig.requantizing_mvms`, as the next)
     requant_read, requant_enable, requant_last : Out(1); requant_dst : Out
         A group handed to the requantisers this cycle (its sums forwarded), whether it is
         of a vector of the run, whether it is the run's last, and its amem entry.
@@ -99,9 +98,11 @@ class MVMUnit(wiring.Component):
         self.level_offsets, nodes = tree_levels(c.tiles)
         super().__init__({
             "instruction": In(instruction_layout()), "start": In(1), "done": Out(1),
-            **memory_ports(c, "amem", "psum", "psum_write", "qmem"),
-            "requant_read": Out(1), "requant_enable": Out(1), "requant_last": Out(1),
-            "requant_dst": Out(address_width(c.amem_depth)),
+            **memory_ports(c, "amem", "psum", "psum_write"),
+            **({**memory_ports(c, "qmem"),
+                "requant_read": Out(1), "requant_enable": Out(1), "requant_last": Out(1),
+                "requant_dst": Out(address_width(c.amem_depth))}
+               if c.requantizing_mvms else {}),
             "feed": Out(c.tiles), "starts": Out(c.tiles),
             "tiles_done": In(1), "tiles_finishing": In(1),
             "node": Out(range(nodes + 1)),
@@ -147,7 +148,7 @@ class MVMUnit(wiring.Component):
         one = Const(1, tile_bits + 1)
         shape = {
             "feeds": Signal(tile_bits + 1), "writes": Signal(tile_bits + 1),
-            "period": Signal(((c.requant_passes + 1) * c.tiles + n_conv + 4).bit_length()),
+            "period": Signal((2 * c.tiles + n_conv + 4).bit_length()),
             "k_last": Signal(tile_bits), "n_last": Signal(tile_bits),
             "replicas": Signal(tile_bits + 1), "in_range": Signal(c.tiles),
             "tree_base": Signal(range(2 * (1 << (c.tiles - 1).bit_length()) + 1)),
@@ -164,11 +165,7 @@ class MVMUnit(wiring.Component):
         # Only a legal shape matters (the decoder refuses the rest): log2 E, log2 G < tile_bits.
         feeds = (one << (rlog + klog)[:legal_log])[:tile_bits + 1]
         writes = (one << (rlog + nlog)[:legal_log])[:tile_bits + 1]
-        # requantizing, a group takes requant_passes cycles (a constant: a shift or a
-        # small multiplication)
-        requantize = (ins.flags & FLAG_REQUANTIZE).any()
-        write_cycles = Mux(requantize, writes * c.requant_passes, writes)
-        longest = Mux(feeds + 2 > write_cycles + 1, feeds + 2, write_cycles + 1)
+        longest = Mux(feeds + 2 > writes + 1, feeds + 2, writes + 1)
         level_offset = Array(Const(self.level_offsets[min(L, len(self.level_offsets) - 1)],
                                    len(shape["tree_base"])) for L in range(1 << len(klog)))
         loads += [shape["feeds"].eq(feeds), shape["writes"].eq(writes),
@@ -233,13 +230,12 @@ class MVMUnit(wiring.Component):
 
     def _write(self, m, shape, walk, converting, busy, restart):
         """Write engine: from the cycle the tiles are done, one group a cycle: its psum
-        entry is read, then written with the group's sum the next cycle. Requantizing, one
-        group every requant_passes cycles, forwarded to the requantisers instead."""
+        entry is read, then written with the group's sum the next cycle. Requantizing, its
+        sums are forwarded to the requantisers instead."""
         c = self.config
         ins = self.instruction
         accumulate = (ins.flags & FLAG_ACCUMULATE).any()
-        requantize = (ins.flags & FLAG_REQUANTIZE).any()
-        passes = c.requant_passes
+        requantize = (ins.flags & FLAG_REQUANTIZE).any() if c.requantizing_mvms else None
         round_vectors = Signal.like(converting[0], name="write_round_vectors")
         round_last = Signal(name="write_round_last")
         active = Signal(name="write_active")
@@ -247,30 +243,21 @@ class MVMUnit(wiring.Component):
         valid = Signal(name="write_valid")        # a psum write this cycle, of ...
         enable = Signal(name="write_enable")      # ... a vector of the run (not past count)
         group = Signal.like(index, name="write_group")
-        group_lane = Signal.like(walk.lane, name="write_group_lane")     # its n
+        group_lane = Signal.like(walk.lane, name="write_group_lane")     # its n (qmem)
         addr = Signal.like(walk.addr, name="write_address")
         last = Signal(name="write_last")          # the run's last write
         restart += [active.eq(0), index.eq(0), valid.eq(0)]
         with m.If(self.tiles_finishing):
             m.d.sync += [round_vectors.eq(converting[0]), round_last.eq(converting[1])]
-        issue = self.tiles_done | active
-        if passes > 1:                  # a requantized group holds the tree for its passes
-            wait = Signal(range(passes), name="write_wait")
-            restart.append(wait.eq(0))
-            with m.If(wait != 0):
-                m.d.sync += wait.eq(wait - 1)
-            issue = issue & (wait == 0)
-        with m.If(issue):
+        with m.If(self.tiles_done | active):
             in_run = walk.replica < round_vectors
             last_group = index == shape["writes"] - 1
             m.d.comb += [self.psum_en.eq(accumulate & in_run), self.psum_addr.eq(walk.addr)]
-            if passes > 1:
-                with m.If(requantize):
-                    m.d.sync += wait.eq(passes - 1)
             m.d.sync += [valid.eq(1), enable.eq(in_run), group.eq(index), addr.eq(walk.addr),
-                         group_lane.eq(walk.lane),
                          last.eq(last_group & round_last), active.eq(~last_group),
                          index.eq(index + 1)]
+            if c.requantizing_mvms:
+                m.d.sync += group_lane.eq(walk.lane)
             walk.step(m, shape["n_last"], ins.dst_stride, ins.aux2)
             with m.If(last_group):
                 m.d.sync += [index.eq(0), walk.replica.eq(0)]
@@ -282,13 +269,15 @@ class MVMUnit(wiring.Component):
             lanes = [(sums[k * ACC_BITS:(k + 1) * ACC_BITS]
                       + (self.psum_data[k * ACC_BITS:(k + 1) * ACC_BITS]
                          & accumulate.replicate(ACC_BITS)))[:ACC_BITS] for k in range(c.cols)]
-            m.d.comb += [self.psum_wen.eq(enable & ~requantize), self.psum_waddr.eq(addr),
-                         self.psum_wdata.eq(Cat(lanes))]
-            with m.If(requantize):
-                m.d.comb += [self.psum_forward.eq(1),
-                             self.qmem_en.eq(enable), self.qmem_addr.eq(ins.qentry + group_lane),
-                             self.requant_read.eq(1), self.requant_enable.eq(enable),
-                             self.requant_last.eq(last), self.requant_dst.eq(addr)]
+            m.d.comb += [self.psum_wen.eq(enable & ~requantize if c.requantizing_mvms
+                                          else enable),
+                         self.psum_waddr.eq(addr), self.psum_wdata.eq(Cat(lanes))]
+            if c.requantizing_mvms:
+                with m.If(requantize):
+                    m.d.comb += [self.psum_forward.eq(1), self.qmem_en.eq(enable),
+                                 self.qmem_addr.eq(ins.qentry + group_lane),
+                                 self.requant_read.eq(1), self.requant_enable.eq(enable),
+                                 self.requant_last.eq(last), self.requant_dst.eq(addr)]
             with m.If(last):            # requantizing, the REQUANT unit ends the run
-                m.d.comb += self.done.eq(~requantize)
+                m.d.comb += self.done.eq(~requantize if c.requantizing_mvms else 1)
                 m.d.sync += busy.eq(0)

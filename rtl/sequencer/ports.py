@@ -27,7 +27,8 @@ def memory_ports(config, *names):
     """Signature members of the named ports: a read port `mem` (``mem_addr``, ``mem_en``
     out, ``mem_data`` in a cycle after), a second read port `mem2` (``mem2_addr`` ...)
     or a write port `mem_write` (``mem_waddr``, ``mem_wen`` (a bit per lane for amem),
-    ``mem_wdata``; psum's also ``psum_forward``: this cycle's ``psum_wdata`` is read back
+    ``mem_wdata``; psum's also, with requantizing MVMs, ``psum_forward``: this cycle's
+    ``psum_wdata`` is read back
     as ``psum_data`` from the next cycle, as if an entry written now had been read, without
     writing it)."""
     c = config
@@ -41,7 +42,7 @@ def memory_ports(config, *names):
             members.update({f"{memory}_waddr": Out(addr),
                             f"{memory}_wen": Out(c.rows if memory == "amem" else 1),
                             f"{memory}_wdata": Out(entry_bits[memory])})
-            if memory == "psum":
+            if memory == "psum" and c.requantizing_mvms:
                 members["psum_forward"] = Out(1)
         else:
             members.update({f"{name}_addr": Out(addr), f"{name}_en": Out(1),
