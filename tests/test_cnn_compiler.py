@@ -299,6 +299,23 @@ def test_pooling_mvms_along_rows_and_over_samples_match_the_reference(features, 
     assert np.array_equal(run.outputs, qnet.forward(x_q))
 
 
+def test_fewer_requantisers_than_columns_compile_to_requant_and_max_runs():
+    """4 requantisers for 16 columns (the ULX3S board's): no MVM may requantise, so the
+    digits CNN compiles to REQUANT and MAX runs, with the int8 reference's outputs."""
+    from tessera.experiments.digits import MODELS
+    rng = np.random.default_rng(8)
+    qnet = quantize(MODELS[1].build(rng), rng.uniform(0, 1, (32, 8, 8, 1)))
+    exe = compile_network(qnet, AccelConfig(requant_lanes=4))
+    program = [isa.decode(words) for run in exe.plans[exe.batch] for words in run.program]
+    opcodes = {ins.opcode for ins in program}
+    assert isa.Opcode.REQUANT in opcodes and isa.Opcode.MAX in opcodes
+    assert not any(ins.opcode == isa.Opcode.MVM and ins.flags & (isa.FLAG_REQUANTIZE
+                                                                 | isa.FLAG_MAX)
+                   for ins in program)
+    x_q = qnet.input.quantize(rng.uniform(0, 1, (20, 8, 8, 1)))
+    assert np.array_equal(GoldenTarget().run(exe, x_q).outputs, qnet.forward(x_q))
+
+
 def test_maxpool_reference_takes_each_window_maximum():
     rng = np.random.default_rng(6)
     net = init_cnn((8, 8, 1), [(3, 16, 1), ("maxpool", 2), (2, 16, 1)], 10, rng)

@@ -147,12 +147,12 @@ def segment_images(qnet, network_map, segment, placement):
 
 
 def _final(job, lm, s, segment, config):
-    """Whether a job's MVMs may requantise their sums straight into amem: no other job of
-    the layer writes its output blocks (its sums are whole), each is requantised in this
-    segment, with one qmem entry (the parameters do not vary by position), into the first
-    lane block of its entries."""
+    """Whether a job's MVMs may requantise their sums straight into amem: the config has
+    requantizing MVMs, no other job of the layer writes its output blocks (its sums are
+    whole), each is requantised in this segment, with one qmem entry (the parameters do
+    not vary by position), into the first lane block of its entries."""
     C, R = config.cols, config.rows
-    return not (job.accumulate or lm.requant_classes is not None
+    return config.requantizing_mvms and not (job.accumulate or lm.requant_classes is not None
                 or any(nb not in segment.requants.get(s, ()) or (nb * C) % R for nb in job.nbs)
                 or any(other is not job and set(other.nbs) & set(job.nbs) for other in lm.jobs)
                 or (job.ngroups > 1 and C != R))
@@ -201,11 +201,14 @@ def _pool_runs(lm, pool, batch):
     for n, wy in np.ndindex(batch, pool.out_h):
         for oy, ox in offsets:
             entries = [input_entry(k * wy + oy, k * wx + ox) for wx in range(pool.out_w)]
-            steps = set(np.diff(entries).tolist()) if None not in entries else {None}
-            if None in entries or len(steps) > 1 or 0 in steps:
+            if None in entries:
                 return None
-            runs.append((pool.out_w, n * lm.input_entries + entries[0], steps.pop() if steps
-                         else 0, n * pooled + wy * pool.out_w * group, group, (oy, ox) != (0, 0)))
+            strides = set(np.diff(entries).tolist())          # none for one window a row
+            if len(strides) > 1 or 0 in strides:
+                return None
+            runs.append((pool.out_w, n * lm.input_entries + entries[0],
+                         strides.pop() if strides else 0, n * pooled + wy * pool.out_w * group,
+                         group, (oy, ox) != (0, 0)))
     return runs
 
 
