@@ -2,6 +2,8 @@
 per the timing contract of :mod:`golden.timing`."""
 
 import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -477,6 +479,8 @@ class _Product:
         self.source = ("wmem" if all(from_wmem) else "tiles" if all(from_tiles) else "both")
         if self.source == "tiles":
             indices = [i - wmem_size for i in indices]
+        if self.source == "wmem":
+            indices = [_WmemWeights(i, c.tiles * c.cols) for i in indices]
         self.index = indices[0] if self.uniform else indices
         written = self.addresses.ravel()
         first = int(written[0])
@@ -493,6 +497,66 @@ class _Product:
             self.window_entries = None
         largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
         self.wraps = self.accumulate or largest > INT32_MAX
+
+
+class _WmemWeights:
+    """The weights a product gathers from wmem (at flat `index`), as int8_matmul's float32
+    operand, remembered by the content of the wmem rows they lie in: a network run again
+    writes the same weights, and gathering and converting them costs more than the product
+    at small batches. Exact: a conversion is reused only when those rows' bytes equal the
+    bytes it was made from."""
+
+    FINGERPRINT_STRIDE = 61     # a fingerprint samples one byte in this many (then compared)
+
+    def __init__(self, index, width):
+        first, last = int(index.min()) // width, int(index.max()) // width
+        self.rows = slice(first, last + 1)
+        self.index = index - first * width          # into the rows, flat
+
+    def gather(self, wmem):
+        region = wmem[self.rows]
+        content = region.tobytes()
+        key = (self, content[::self.FINGERPRINT_STRIDE])
+        weights = _REMEMBERED_WEIGHTS.get(key, content)
+        if weights is None:
+            weights = region.take(self.index).astype(np.float32)
+            weights.flags.writeable = False
+            _REMEMBERED_WEIGHTS.put(key, content, weights)
+        return weights
+
+
+class _Remembered:
+    """Values by key, each with the content it was made from (a hit needs equal content),
+    least recently used dropped first to stay within `budget` bytes. Locked: Dask sweeps
+    run devices in threads."""
+
+    def __init__(self, budget):
+        self.budget, self.held = budget, 0
+        self.entries = OrderedDict()        # key -> (content, value, bytes held)
+        self.lock = threading.Lock()
+
+    def get(self, key, content):
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None or entry[0] != content:
+                return None
+            self.entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key, content, value):
+        size = len(content) + value.nbytes
+        if size > self.budget // 4:
+            return
+        with self.lock:
+            if key in self.entries:
+                self.held -= self.entries.pop(key)[2]
+            self.entries[key] = (content, value, size)
+            self.held += size
+            while self.held > self.budget:
+                self.held -= self.entries.popitem(last=False)[1][2]
+
+
+_REMEMBERED_WEIGHTS = _Remembered(64 << 20)
 
 
 class Device:
@@ -573,7 +637,7 @@ class Device:
 
     def _weights(self, index, source):
         if source == "wmem":
-            return self.wmem.take(index)
+            return index.gather(self.wmem)
         if source == "tiles":
             return self.tile_weights.take(index)
         return np.concatenate([self.wmem.ravel(), self.tile_weights.ravel()]).take(index)

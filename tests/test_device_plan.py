@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from golden import AccelConfig, isa
+from golden import device as device_module
 from golden.crossbar import crossbar_mvm
 from golden.device import Device, DeviceStack, _ProgramPlan
 from sim.random_programs import random_memories, random_program
@@ -145,6 +146,42 @@ def test_run_uses_the_interpreter_on_a_lossy_device():
     expected = sum(crossbar_mvm(config, device.amem[2 * k:2 * k + 2], device.tile_weights[k])
                    for k in range(4))
     assert np.array_equal(device.psum[:2], expected)
+
+
+def test_remembered_weights_follow_what_wmem_holds():
+    """A product reuses the float weights it made while the wmem rows they came from hold
+    the same bytes, and only then: a weight changed where the fingerprint does not look
+    (the same key) must reach the next run's sums. Expected sums: the int64 product of
+    amem and wmem's lanes, by hand."""
+    config = AccelConfig()
+    program = isa.encode_program([isa.program(0, 0, tiles=4),
+                                  isa.mvm(0, 2, 0, 0, k_stride=2, ktiles=4), isa.halt()])
+    rng = np.random.default_rng(5)
+    wmem = rng.integers(-128, 128, (config.wmem_depth, config.tiles * config.cols))
+    amem = rng.integers(-128, 128, (config.amem_depth, config.rows))
+    remembered = device_module._REMEMBERED_WEIGHTS.entries
+
+    def sums(weights):
+        device = Device(config)
+        device.wmem[:], device.amem[:] = weights, amem
+        device.load_program(program)
+        assert device.run().done
+        return device.psum[:2].copy()
+
+    def by_hand(weights):          # tile k holds rows 0..rows-1 of lane k; vector v reads
+        C = config.cols            # amem entries 2k + v
+        return sum(amem[2 * k:2 * k + 2] @ weights[:config.rows, k * C:(k + 1) * C]
+                   for k in range(config.tiles))
+
+    changed = wmem.copy()
+    changed[0, 1] = -changed[0, 1] - 1          # byte 1: between fingerprint samples
+    assert not np.array_equal(by_hand(changed), by_hand(wmem))
+    assert np.array_equal(sums(wmem), by_hand(wmem))
+    made = next(reversed(remembered.values()))[1]
+    assert np.array_equal(sums(wmem), by_hand(wmem))
+    assert next(reversed(remembered.values()))[1] is made           # reused, not made again
+    assert np.array_equal(sums(changed), by_hand(changed))
+    assert np.array_equal(sums(wmem), by_hand(wmem))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
