@@ -151,7 +151,7 @@ async def run_executable(driver, exe, x_q, progress=None):
                 driver.lockstep(weight_loads)
                 for first, last, lanes in image.lane_runs:
                     rows = slice(first * config.rows, last * config.rows)
-                    await driver.write_entries("wmem", rows.start, image.wmem[rows],
+                    await driver.write_entries("wmem", rows.start, image.wmem_int8[rows],
                                                lanes=lanes * config.cols)
                 await driver.write_entries("qmem", 0, image.qmem)
                 if len(image.setup):
