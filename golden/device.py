@@ -52,9 +52,14 @@ class RunResult:
     trace: list = field(default_factory=list)   # per executed instruction: (pc, counter deltas)
 
 
+def _run_end(base, stride, count, extra=0):
+    """The last entry of base + i*stride + extra (i < count, count > 0)."""
+    return base + stride * (count - 1) + extra
+
+
 def _run_fits(base, stride, count, depth, extra=0):
     """Whether entries base + i*stride + extra (i < count) all lie inside a memory of `depth`."""
-    return not count or base + stride * (count - 1) + extra < depth
+    return not count or _run_end(base, stride, count, extra) < depth
 
 
 def check_instruction(ins, config):
@@ -87,8 +92,8 @@ def check_instruction(ins, config):
                 and (not ins.requantize or ins.qentry + ins.ngroups <= c.qmem_depth)):
             return ErrorCode.BAD_ADDRESS
         if ins.requantize and ins.count and not (
-                ins.src + ins.src_stride * (ins.count - 1) + k_span < ins.dst
-                or ins.dst + ins.dst_stride * (ins.count - 1) + n_span < ins.src):
+                _run_end(ins.src, ins.src_stride, ins.count, k_span) < ins.dst
+                or _run_end(ins.dst, ins.dst_stride, ins.count, n_span) < ins.src):
             return ErrorCode.OVERLAP
         return ErrorCode.NONE
     if ins.opcode == Opcode.REQUANT:
@@ -137,7 +142,7 @@ def _disjoint_max(count, src, other, dst):
     """Whether a MAX run (each a (base, stride)) writes distinct entries, none that it
     reads, except each entry's own first operand: the cheap, common case of
     `_reads_before_writes`, decided from the runs' ends."""
-    end = lambda run: run[0] + run[1] * (count - 1)
+    end = lambda run: _run_end(*run, count)
     lo, hi = dst[0], end(dst)
     apart = lambda run: end(run) < lo or run[0] > hi
     distinct = count == 1 or dst[1] > 0
@@ -482,11 +487,7 @@ class _Product:
         if self.source == "wmem":
             indices = [_WmemWeights(i, c.tiles * c.cols) for i in indices]
         self.index = indices[0] if self.uniform else indices
-        written = self.addresses.ravel()
-        first = int(written[0])
-        self.written = (slice(first, first + len(written))
-                        if np.array_equal(written, np.arange(first, first + len(written)))
-                        else written)
+        self.written = as_span(self.addresses.ravel())
         # The amem entries read, as a window and offsets into it: converting the window to
         # float once and gathering floats beats gathering int64 (a convolution's vectors
         # read each entry several times). No offsets when the vectors read the window's
