@@ -420,7 +420,10 @@ class _Product:
     def __init__(self, ins, plan, source, c):
         self.config = c
         self.accumulate, self.offset = ins.accumulate, plan.offset
-        self.requantize = ins if ins.requantize else None     # writes amem, not psum
+        # a requantizing MVM writes amem, not psum: block g with qmem entry qentries[g]
+        self.qentries = (np.arange(ins.qentry, ins.qentry + ins.ngroups) if ins.requantize
+                         else None)
+        self.max_into = ins.max_into
         n, K, G = plan.n, ins.ktiles, ins.ngroups
         self.entries = plan.entries
         self.addresses = plan.addresses.reshape(n, G)
@@ -443,33 +446,44 @@ class _Product:
         self.vectors = None if self.uniform else [np.arange(r, n, ins.replicas)
                                                   for r in range(ins.replicas)]
 
+    @property
+    def requantize(self):
+        return self.qentries is not None
+
     def merge(self, other):
         """One product doing what `self` then `other` do, or None."""
         if not (self.uniform and other.uniform and self.distinct and other.distinct
-                and self.offset == other.offset and not self.requantize
-                and not other.requantize):
+                and self.offset == other.offset and self.requantize == other.requantize
+                and self.max_into == other.max_into):
             return None
-        same = lambda a, b: a.shape == b.shape and np.array_equal(a, b)
+        # Requantizing, `self` writes amem: `other` must not read what it wrote.
+        if self.requantize and np.isin(other.entries, self.addresses).any():
+            return None
+        same = lambda a, b: a is b or (a.shape == b.shape and np.array_equal(a, b))
         if other.accumulate and same(self.addresses, other.addresses):
             return self._joined(np.hstack([self.entries, other.entries]),
                                 np.vstack([self.index, other.index]), self.addresses)
         if other.accumulate != self.accumulate:
             return None
-        if same(self.index, other.index) and self.entries.shape[1] == other.entries.shape[1]:
+        if (same(self.index, other.index) and self.entries.shape[1] == other.entries.shape[1]
+                and (not self.requantize or same(self.qentries, other.qentries))):
             joined = self._joined(np.vstack([self.entries, other.entries]), self.index,
-                                  np.vstack([self.addresses, other.addresses]))
+                                  np.vstack([self.addresses, other.addresses]), self.qentries)
         elif same(self.entries, other.entries):
             joined = self._joined(self.entries, np.hstack([self.index, other.index]),
-                                  np.hstack([self.addresses, other.addresses]))
+                                  np.hstack([self.addresses, other.addresses]),
+                                  self.qentries if not self.requantize
+                                  else np.concatenate([self.qentries, other.qentries]))
         else:
             return None
         written = joined.addresses.ravel()
         return joined if len(np.unique(written)) == len(written) else None
 
-    def _joined(self, entries, index, addresses):
+    def _joined(self, entries, index, addresses, qentries=None):
         joined = object.__new__(_Product)
         joined.__dict__.update(self.__dict__)
         joined.entries, joined.index, joined.addresses = entries, index, addresses
+        joined.qentries = qentries
         return joined
 
     def finish(self):
@@ -488,6 +502,8 @@ class _Product:
             indices = [_WmemWeights(i, c.tiles * c.cols) for i in indices]
         self.index = indices[0] if self.uniform else indices
         self.written = as_span(self.addresses.ravel())
+        if self.requantize:
+            self.qentries = as_span(self.qentries)
         # The amem entries read, as a window and offsets into it: converting the window to
         # float once and gathering floats beats gathering int64 (a convolution's vectors
         # read each entry several times). No offsets when the vectors read the window's
@@ -662,9 +678,9 @@ class Device:
                 results[rows] = int8_matmul(inputs[rows], self._weights(index, step.source))
         results = results.reshape(*lead, -1, c.cols)                  # (..., n * G, cols)
         written = step.written
-        if step.requantize is not None:
-            self._store_requantized(step.requantize, written, step.distinct, results,
-                                    step.wraps)
+        if step.requantize:
+            self._store_requantized(step.qentries, step.max_into, written, step.distinct,
+                                    results, step.wraps)
             return
         if not step.distinct:                   # one MVM: vector by vector, block by block
             for i, address in enumerate(written):
@@ -702,7 +718,8 @@ class Device:
                     for k in range(ins.ktiles))
             results = results.reshape(-1, c.cols)
             if ins.requantize:
-                self._store_requantized(ins, plan.addresses, plan.distinct, results)
+                self._store_requantized(slice(ins.qentry, ins.qentry + ins.ngroups),
+                                        ins.max_into, plan.addresses, plan.distinct, results)
             elif plan.distinct:                                 # no write lands on another
                 base = self.psum[plan.addresses] if ins.accumulate else 0
                 self.psum[plan.addresses] = _wrap_int32(base + results)
@@ -712,27 +729,27 @@ class Device:
                     base = self.psum[address] if ins.accumulate else 0
                     self.psum[address] = _wrap_int32(base + result)
 
-    def _store_requantized(self, ins, addresses, distinct, sums, wraps=True):
-        """A requantizing MVM's writes: `sums` (..., vectors * ngroups, cols), block n
-        requantised with qmem entry ``qentry + n``, into lanes ``0 .. cols-1`` of the amem
-        `addresses` (the maximum with them, `max_into`), in the order they land. `wraps`:
-        whether a sum may leave int32 (else the wrap is skipped)."""
-        c, groups = self.config, ins.ngroups
-        params = _stacked_params(self.qmem[ins.qentry:ins.qentry + groups].tobytes(),
-                                 (1,) * groups, c.cols)                 # (ngroups, cols)
+    def _store_requantized(self, qentries, max_into, addresses, distinct, sums, wraps=True):
+        """A requantizing MVM's writes: `sums` (..., vectors * blocks, cols), block g
+        requantised with qmem entry ``qentries[g]`` (a slice or an index array), into lanes
+        ``0 .. cols-1`` of the amem `addresses` (the maximum with them, `max_into`), in the
+        order they land. `wraps`: whether a sum may leave int32 (else the wrap is skipped)."""
+        c, words = self.config, self.qmem[qentries]
+        groups = len(words)
+        params = _stacked_params(words.tobytes(), (1,) * groups, c.cols)  # (blocks, cols)
         lead = sums.shape[:-2]
         sums = _wrap_int32(sums) if wraps else sums
         outputs = requantize_checked(sums.reshape(*lead, -1, groups, c.cols),
                                      params).astype(np.int8).reshape(sums.shape)
         lanes = slice(0, c.cols)
         if distinct:
-            if ins.max_into:
+            if max_into:
                 outputs = np.maximum(self.amem[..., addresses, lanes], outputs)
             self.amem[..., addresses, lanes] = outputs
             return
         for i, address in enumerate(np.asarray(addresses).tolist()):
             output = outputs[..., i, :]
-            if ins.max_into:
+            if max_into:
                 output = np.maximum(self.amem[..., address, lanes], output)
             self.amem[..., address, lanes] = output
 

@@ -26,7 +26,8 @@ def _fusable_program(config, rng, length):
     of lanes: replicas on the same weights), then a run of MVMs on those tiles that
     share their weights (new vectors), their inputs (new weights, new outputs) or their
     outputs (new weights, new inputs, accumulating), their writes sometimes overlapping,
-    sometimes on tiles programmed before the run."""
+    sometimes on tiles programmed before the run; some requantising into the top of amem,
+    where a later MVM of the run may read what an earlier one wrote."""
     program = []
     for _ in range(length):
         total = int(rng.integers(0, config.tiles.bit_length()))
@@ -44,17 +45,26 @@ def _fusable_program(config, rng, length):
                                            lanes=lanes))
 
         reprogram()
-        shares = rng.choice(["weights", "inputs", "outputs"])
+        requantize = config.requantizing_mvms and rng.random() < 0.4
+        shares = rng.choice(["weights", "inputs"] + ([] if requantize else ["outputs"]))
         offset = bool(rng.random() < 0.5)
         count, dst_stride = int(rng.integers(1, 7)), int(rng.integers(0, 3))
         n_stride = count * max(dst_stride, 1)
         src, dst = int(rng.integers(0, config.amem_depth - 64)), int(rng.integers(0, 64))
-        accumulate = bool(rng.random() < 0.5)
+        if requantize:          # outputs from amem's top 64 entries, inputs up to them
+            dst += config.amem_depth - 64 - n_stride * ngroups
+            src = int(rng.integers(dst - 40, dst - count - 1))
+        accumulate = bool(rng.random() < 0.5) and not requantize
+        qentry, max_into = int(rng.integers(0, 8)), bool(rng.random() < 0.5)
         for _ in range(int(rng.integers(2, 6))):
             program.append(isa.mvm(first, count, src, dst, 1, dst_stride, k_stride=1,
                                    n_stride=n_stride, ktiles=ktiles, ngroups=ngroups,
                                    replicas=replicas, offset_inputs=offset,
-                                   accumulate=accumulate))
+                                   accumulate=accumulate,
+                                   qentry=qentry if requantize else None,
+                                   max_into=max_into and requantize))
+            if requantize and rng.random() < 0.5:
+                qentry = int(rng.integers(0, 8))
             step = 0 if rng.random() < 0.2 else n_stride * ngroups + int(rng.integers(0, 3))
             if shares == "weights":
                 src, dst = src + count, dst + step
@@ -111,13 +121,13 @@ def test_fused_plan_equals_instruction_by_instruction(config, kind):
         merged |= _merges(plan, program)
     assert programs == 40
     if kind == "fusable":           # every kind of merge was exercised
-        assert merged == {"weights", "inputs", "outputs", "requants"}
+        assert merged == {"weights", "inputs", "outputs", "requants", "requantizing"}
 
 
 def _merges(plan, program):
     """Which kinds of merge made the plan's products: rows (vectors on the same weights),
-    columns (weights on the same inputs) or K blocks (inputs onto the same outputs); and
-    whether REQUANTs ran as one."""
+    columns (weights on the same inputs) or K blocks (inputs onto the same outputs), and
+    whether any of them requantised; and whether REQUANTs ran as one."""
     widest = {"k": max((i.ktiles for i in program if i.opcode == isa.Opcode.MVM), default=1),
               "g": max((i.ngroups for i in program if i.opcode == isa.Opcode.MVM), default=1),
               "n": max((i.count for i in program if i.opcode == isa.Opcode.MVM), default=1)}
@@ -127,9 +137,10 @@ def _merges(plan, program):
             kinds.add("requants")
         if hasattr(step, "entries"):
             vectors, k = step.entries.shape
-            kinds |= ({"weights"} if vectors > widest["n"] else set()) | (
+            merged = ({"weights"} if vectors > widest["n"] else set()) | (
                 {"outputs"} if k > widest["k"] else set()) | (
                 {"inputs"} if step.addresses.shape[1] > widest["g"] else set())
+            kinds |= merged | ({"requantizing"} if merged and step.requantize else set())
     return kinds
 
 
