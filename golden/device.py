@@ -14,7 +14,8 @@ from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
-from .requant import INT32_MAX, checked_params, requantize_checked
+from .requant import (INT32_MAX, checked_params, folded_params, requantize_checked,
+                      requantize_in_range)
 from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles,
                      requant_cycles)
 
@@ -385,8 +386,9 @@ def _stacked_params(entries, counts, cols):
     bytes, one entry a REQUANT, each repeated over its `counts` entries."""
     words = np.frombuffer(entries, np.int64).reshape(len(counts), -1)
     each = [_quant_params(row.tobytes(), cols) for row in words]
-    return {name: np.repeat(np.stack([np.broadcast_to(p[name], (cols,)) for p in each]),
-                            counts, axis=0) for name in each[0]}
+    return folded_params({name: np.repeat(np.stack([np.broadcast_to(p[name], (cols,))
+                                                    for p in each]), counts, axis=0)
+                          for name in each[0]})
 
 
 def _wmem_block(src, lane, c):
@@ -512,8 +514,9 @@ class _Product:
         self.window, self.window_entries = slice(first, end), self.entries - first
         if np.array_equal(self.window_entries.ravel(), np.arange(end - first)):
             self.window_entries = None
-        largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
-        self.wraps = self.accumulate or largest > INT32_MAX
+        # the largest magnitude a sum of this product can reach
+        self.largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
+        self.wraps = self.accumulate or self.largest > INT32_MAX
 
 
 class _WmemWeights:
@@ -680,7 +683,7 @@ class Device:
         written = step.written
         if step.requantize:
             self._store_requantized(step.qentries, step.max_into, written, step.distinct,
-                                    results, step.wraps)
+                                    results, step.largest)
             return
         if not step.distinct:                   # one MVM: vector by vector, block by block
             for i, address in enumerate(written):
@@ -729,18 +732,22 @@ class Device:
                     base = self.psum[address] if ins.accumulate else 0
                     self.psum[address] = _wrap_int32(base + result)
 
-    def _store_requantized(self, qentries, max_into, addresses, distinct, sums, wraps=True):
+    def _store_requantized(self, qentries, max_into, addresses, distinct, sums,
+                           largest=INT32_MAX + 1):
         """A requantizing MVM's writes: `sums` (..., vectors * blocks, cols), block g
         requantised with qmem entry ``qentries[g]`` (a slice or an index array), into lanes
         ``0 .. cols-1`` of the amem `addresses` (the maximum with them, `max_into`), in the
-        order they land. `wraps`: whether a sum may leave int32 (else the wrap is skipped)."""
+        order they land. `largest`: a bound on the sums' magnitude; within int32 they
+        need no wrap, and with the bias they may need no saturation either."""
         c, words = self.config, self.qmem[qentries]
         groups = len(words)
         params = _stacked_params(words.tobytes(), (1,) * groups, c.cols)  # (blocks, cols)
         lead = sums.shape[:-2]
-        sums = _wrap_int32(sums) if wraps else sums
-        outputs = requantize_checked(sums.reshape(*lead, -1, groups, c.cols),
-                                     params).astype(np.int8).reshape(sums.shape)
+        sums = _wrap_int32(sums) if largest > INT32_MAX else sums
+        requantize = (requantize_in_range if largest + params["bias_bound"] <= INT32_MAX
+                      else requantize_checked)
+        outputs = requantize(sums.reshape(*lead, -1, groups, c.cols),
+                             params).astype(np.int8).reshape(sums.shape)
         lanes = slice(0, c.cols)
         if distinct:
             if max_into:

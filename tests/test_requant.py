@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden import quantize_multiplier, requantize, requantize_float, requantize_gemmlowp
-from golden.requant import INT32_MAX, INT32_MIN
+from golden.requant import (INT32_MAX, INT32_MIN, checked_params, folded_params,
+                            requantize_in_range)
 
 HALF = 1 << 30          # Q31 multiplier for a scale of 0.5
 WIDE = dict(clamp_min=-(1 << 40), clamp_max=1 << 40)   # to see the unclamped value
@@ -96,6 +97,22 @@ def test_single_rounding_is_round_half_up_of_the_exact_value(acc, bias, multipli
     # The other conventions differ by at most one LSB (ties, double rounding, float).
     assert abs(requantize_gemmlowp(acc, bias, multiplier, shift, **WIDE) - expected) <= 1
     assert abs(requantize_float(acc, bias, multiplier, shift, **WIDE) - expected) <= 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), bias=st.integers(INT32_MIN + 1, INT32_MAX),
+       multiplier=st.integers(0, INT32_MAX), shift=st.integers(0, 31),
+       zero_point=st.integers(-128, 127))
+def test_the_folded_form_is_exact_wherever_the_bias_cannot_saturate(
+        data, bias, multiplier, shift, zero_point):
+    """`requantize_in_range` (bias and rounding folded into one constant, no saturation)
+    against the exact value by hand, for accumulators up to the bound it is given."""
+    bound = INT32_MAX - abs(bias)
+    acc = data.draw(st.integers(-bound, bound))
+    params = folded_params(checked_params(bias, multiplier, shift, zero_point, **WIDE))
+    assert params["bias_bound"] == abs(bias)
+    exact = Fraction((acc + bias) * multiplier, 1 << (31 + shift))
+    assert requantize_in_range(acc, params) == floor(exact + Fraction(1, 2)) + zero_point
 
 
 @settings(max_examples=300, deadline=None)
