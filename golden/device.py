@@ -506,14 +506,17 @@ class _Product:
         self.written = as_span(self.addresses.ravel())
         if self.requantize:
             self.qentries = as_span(self.qentries)
-        # The amem entries read, as a window and offsets into it: converting the window to
-        # float once and gathering floats beats gathering int64 (a convolution's vectors
-        # read each entry several times). No offsets when the vectors read the window's
-        # entries in order, each once (a matrix's inputs, host-made patches): no gather.
+        # The amem entries read, as a window and offsets into it. A convolution's vectors
+        # read each entry several times: the window is converted to float once, then
+        # gathered. Vectors that read few of the window's entries (a replica's strided
+        # vectors) gather first and convert only those. No offsets when the vectors read
+        # the window's entries in order, each once (a matrix's inputs, host-made
+        # patches): no gather.
         first, end = int(self.entries.min()), int(self.entries.max()) + 1
         self.window, self.window_entries = slice(first, end), self.entries - first
         if np.array_equal(self.window_entries.ravel(), np.arange(end - first)):
             self.window_entries = None
+        self.gather_first = self.window_entries is not None and self.entries.size < end - first
         # the largest magnitude a sum of this product can reach
         self.largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
         self.wraps = self.accumulate or self.largest > INT32_MAX
@@ -664,9 +667,13 @@ class Device:
 
     def _product(self, step):
         c = self.config
-        inputs = self.amem[..., step.window, :].astype(np.float32)   # int8_matmul's
-        if step.window_entries is not None:
-            inputs = inputs.take(step.window_entries, axis=-2)      # (..., n, K, rows)
+        inputs = self.amem[..., step.window, :]                     # (..., n, K, rows)
+        if step.gather_first:
+            inputs = inputs.take(step.window_entries, axis=-2).astype(np.float32)
+        else:
+            inputs = inputs.astype(np.float32)                      # int8_matmul's
+            if step.window_entries is not None:
+                inputs = inputs.take(step.window_entries, axis=-2)
         lead, n = self.amem.shape[:-2], len(step.entries)
         inputs = inputs.reshape(-1, step.entries.shape[1] * c.rows)  # one BLAS product
         if step.offset:
