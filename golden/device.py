@@ -363,6 +363,8 @@ class _Requants:
         self.writes = [(slice(end - i.count, end), _run_slice(i.dst, i.dst_stride, i.count),
                         _requant_plan(i, cols)[2])              # (outputs, entries, lanes)
                        for i, end in zip(parts, ends.tolist())]
+        if len({i.aux2 for i in parts}) == 1:   # one lane block: distinct entries, one write
+            self.writes = [(slice(0, int(ends[-1])), as_span(dst), self.writes[0][2])]
         self.aux = np.array([i.aux for i in parts])
         self.counts = tuple(i.count for i in parts)
 
