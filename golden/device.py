@@ -546,14 +546,15 @@ class _WmemWeights:
         if weights is None:
             weights = region.take(self.index).astype(np.float32)
             weights.flags.writeable = False
-            _REMEMBERED_WEIGHTS.put(key, content, weights)
+            # the key keeps this gather (and its index) alive too: counted with the entry
+            _REMEMBERED_WEIGHTS.put(key, content, weights, self.index.nbytes)
         return weights
 
 
 class _Remembered:
     """Values by key, each with the content it was made from (a hit needs equal content),
-    least recently used dropped first to stay within `budget` bytes. Locked: Dask sweeps
-    run devices in threads."""
+    least recently used dropped first to stay within `budget` bytes (content, value and
+    what else an entry keeps alive). Locked: Dask sweeps run devices in threads."""
 
     def __init__(self, budget):
         self.budget, self.held = budget, 0
@@ -568,8 +569,8 @@ class _Remembered:
             self.entries.move_to_end(key)
             return entry[1]
 
-    def put(self, key, content, value):
-        size = len(content) + value.nbytes
+    def put(self, key, content, value, also_held=0):
+        size = len(content) + value.nbytes + also_held
         if size > self.budget // 4:
             return
         with self.lock:

@@ -195,6 +195,24 @@ def test_remembered_weights_follow_what_wmem_holds():
     assert np.array_equal(sums(wmem), by_hand(wmem))
 
 
+def test_remembered_values_need_equal_content_and_stay_within_the_budget():
+    remembered = device_module._Remembered(budget=200)     # an entry holds at most 50
+    value = lambda n: np.zeros(n, np.int8)                  # n bytes
+    remembered.put("a", b"1234", value(16))                 # 20 bytes held
+    assert remembered.get("a", b"1235") is None             # same key, other content
+    assert remembered.get("a", b"1234") is not None
+    remembered.put("b", b"5678", value(16), also_held=20)   # 40
+    remembered.put("c", b"9abc", value(16))                 # 20: 80 in all
+    remembered.get("a", b"1234")                            # "b" is now the oldest
+    remembered.put("d", b"def0", value(46))                 # 50: 130
+    remembered.put("f", b"f000", value(46))                 # 50: 180
+    remembered.put("g", b"g000", value(36))                 # 40: past 200, "b" goes
+    assert list(remembered.entries) == ["c", "a", "d", "f", "g"]
+    assert remembered.held == 180
+    remembered.put("e", b"e000", value(47))                 # over a quarter: not kept
+    assert "e" not in remembered.entries and remembered.held == 180
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
 def test_a_stack_of_devices_ends_as_each_device_alone(config):
     """Three devices with their own amem and psum, sharing weights, program and tiles:
