@@ -104,8 +104,8 @@ def measure(name, network, shape, config, samples, rng):
     c = run.counters
     bound = adc_bound_cycles(config, c["adc_conversions"])
     full = vectors = 0
-    for plan in exe.plans[exe.batch]:
-        for words in plan.program:
+    for index, size, _ in exe.schedule(exe.batch):
+        for words in exe.plans[size][index].program:
             ins = isa.decode(words)
             if ins.opcode == isa.Opcode.MVM:
                 vectors += ins.count

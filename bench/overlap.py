@@ -124,8 +124,9 @@ def main():
         exe = build_executable(network, config, rng.uniform(0, 1, (64, *shape))).executable
         totals = dict.fromkeys(COLUMNS, 0)
         conversions = 0
-        for plan in exe.plans[exe.batch]:
-            words = np.asarray(plan.program).reshape(-1, isa.WORDS_PER_INSTRUCTION)
+        for index, size, _ in exe.schedule(exe.batch):
+            words = np.asarray(exe.plans[size][index].program).reshape(
+                -1, isa.WORDS_PER_INSTRUCTION)
             instructions = [isa.decode(w) for w in words]
             instructions = instructions[:[i.opcode for i in instructions].index(
                 isa.Opcode.HALT) + 1]

@@ -52,12 +52,14 @@ def test_network_on_rtl_equals_golden(small_network, record_property):
 
 
 def test_segmented_network_on_rtl_equals_golden(residual_mlp, record_property):
-    """Ten segments (fc0 and fc1 in parts of 3 blocks, the residual add's skip read back
-    to the host and written again), weights and programs reloaded every batch."""
+    """Segments (fc1 and the residual add in parts, the add's skip read back to the host
+    and written again) of batches of their own, some in sub-batches, weights and programs
+    reloaded every batch."""
     qnet, x_q = residual_mlp(seed=1, samples=7)
     exe, golden = check_on_rtl(qnet, x_q, CONFIG, record_property,
                                "residual MLP 64-48-48(+skip)-10, segmented")
-    assert len(exe.segments) >= 3 and golden.batches == [3, 3, 1]
+    assert len(exe.segments) >= 3 and golden.batches == [4, 2, 1]
+    assert min(exe.segment_batches) < 4 < exe.batch      # a batch of 4 in sub-batches
 
 
 def test_fast_load_runs_as_the_axi_path_does(residual_mlp, record_property):
@@ -135,7 +137,7 @@ def test_calibrated_lossy_cnn_on_rtl_equals_golden(record_property):
                           record_property, "CNN conv3x3-conv2x2/2-maxpool2-dense, ADC calibrated "
                           "per layer", adc_calibration=x)
     ranges = {(isa.decode(words).offset_inputs, isa.decode(words).adc_shift)
-              for run in exe.plans[exe.batch] for words in run.program
+              for run in exe.plans[1] for words in run.program
               if isa.decode(words).opcode == isa.Opcode.MVM}
     assert len(ranges) > 1 and any(shift for _, shift in ranges), \
         f"(offset inputs, ADC shift) of every MVM: {ranges}: not exercised"

@@ -1023,6 +1023,7 @@ class NetworkMap:
     segments: list               # Segments in execution order
     batch: int                   # samples a full batch runs
     samples: int = None          # the batch its jobs are shaped for (None: an estimate)
+    segment_batches: list = None  # the most samples each segment runs at once
     fault_writes: object = None  # a fault_aware.FaultAwareWrites: weights for stuck cells
 
     @property

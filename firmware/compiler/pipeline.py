@@ -12,7 +12,8 @@ from golden.config import MAX_MEMORY_DEPTH
 from .adc_calibration import choose_adc_ranges
 from .codegen import segment_images, segment_program
 from .fault_aware import FaultAwareWrites, input_means
-from ..runtime.executable import Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun, Transfer
+from ..runtime.executable import (Executable, InputSpec, OutputSpec, SegmentImage, SegmentRun,
+                                  Transfer, batch_sizes, split_batch)
 from .mapper import (LayerMap, MappingError, NetworkMap, Segment, band_step, lower,
                      channel_bands, input_band, input_bands, output_cols, output_rows,
                      place_segment, segment_steps, segment_tensors, starves,
@@ -432,39 +433,75 @@ def cut_segments(network_map, progress=None):
     return segments
 
 
-def _largest_batch(network_map):
-    c, steps = network_map.config, network_map.steps
-    largest = MAX_COUNT // max(step.positions for segment in network_map.segments
-                               for step in segment_steps(steps, segment))
-    for segment in network_map.segments:
-        place = place_segment(steps, segment, 1, c.amem_depth)
-        largest = min(largest, c.amem_depth // place.amem_used, c.psum_depth // max(place.psum_used, 1))
-    fits = lambda b: all(_overflow(network_map, seg, b) is None for seg in network_map.segments)
-    low, high = 1, largest                   # programs grow with the batch: bisect imem
-    while low < high:
-        middle = (low + high + 1) // 2
-        low, high = (middle, high) if fits(middle) else (low, middle - 1)
-    return low
+def _chains(segments):
+    """(first, end) of each run of consecutive segments of the same steps: a layer's
+    chunks or bands, which leave partial sums on chip for the next and so share a batch."""
+    chains = []
+    for i, segment in enumerate(segments):
+        if i and segment.steps == segments[i - 1].steps:
+            chains[-1][1] = i + 1
+        else:
+            chains.append([i, i + 1])
+    return [tuple(chain) for chain in chains]
+
+
+def _largest_batches(network_map):
+    """The most samples each segment's memories hold, the same for a chain's segments."""
+    c, steps, segments = network_map.config, network_map.steps, network_map.segments
+    largest = []
+    for first, end in _chains(segments):
+        chain = segments[first:end]
+        high = MAX_COUNT // max(segment_steps(steps, seg)[s].positions
+                                for seg in chain for s in seg.steps)
+        for segment in chain:
+            place = place_segment(steps, segment, 1, c.amem_depth)
+            high = min(high, c.amem_depth // place.amem_used,
+                       c.psum_depth // max(place.psum_used, 1))
+        fits = lambda b: all(_overflow(network_map, seg, b) is None for seg in chain)
+        low = 1                                  # programs grow with the batch: bisect imem
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        largest += [low] * (end - first)
+    return largest
+
+
+def _network_batch(segments, largest):
+    """The batch, up to the segments' largest, that loads weights and programs least
+    often a sample: a segment runs it in sub-batches of at most its own largest, each
+    loading its blocks and program again (ties go to the larger batch)."""
+    weight = {}                          # the blocks (and program) each largest loads a run
+    for segment, most in zip(segments, largest):
+        weight[most] = weight.get(most, 0) + segment.blocks + 1
+
+    def loads(batch):
+        return sum(w * len(split_batch(batch, batch_sizes(min(batch, most))))
+                   for most, w in weight.items()) / batch
+    return min(range(max(largest), 0, -1), key=loads)
 
 
 def map_network(qnet, config, batch=None, progress=None, fault_layout=None):
-    """Lower `qnet`, cut it into segments and choose the batch (the largest that every
-    segment's memories hold, or `batch`). Jobs are shaped for the batch they run at
-    (`plan_jobs`): when it is not given and some layer's shape is searched (`starves`), a
-    first mapping finds it and a second shapes the jobs for it."""
+    """Lower `qnet`, cut it into segments and choose the batch (`_network_batch`, or
+    `batch`); each segment runs at most as many samples at once as its memories hold
+    (`segment_batches`). Jobs are shaped for the batch they run at (`plan_jobs`): when
+    it is not given and some layer's shape is searched (`starves`), a first mapping
+    finds the smallest segment batch and a second shapes the jobs for it."""
     network_map = _mapped(qnet, config, batch, progress, fault_layout)
     if batch is None and any(starves(lm, config) for lm in network_map.layers):
-        network_map = _mapped(qnet, config, network_map.batch, progress, fault_layout)
-    largest = _largest_batch(network_map)
-    if batch is not None and not (isinstance(batch, int) and 1 <= batch <= largest):
-        raise MappingError(f"batch must be in 1..{largest} for this network and config, not {batch!r}")
-    network_map.batch = batch or largest
+        network_map = _mapped(qnet, config, min(network_map.segment_batches), progress,
+                              fault_layout)
+    largest = network_map.segment_batches
+    if batch is not None and not (isinstance(batch, int) and 1 <= batch <= max(largest)):
+        raise MappingError(f"batch must be in 1..{max(largest)} for this network and config, "
+                           f"not {batch!r}")
+    network_map.batch = batch or _network_batch(network_map.segments, largest)
+    network_map.segment_batches = [min(network_map.batch, most) for most in largest]
     return network_map
 
 
 def _mapped(qnet, config, samples, progress, fault_layout=None):
-    """The network lowered and cut, its jobs shaped for `samples` a batch; the batch
-    set to the largest its memories hold."""
+    """The network lowered and cut, its jobs shaped for `samples` a batch; each
+    segment's batch set to the largest its memories hold."""
     if not (isinstance(samples, int) and samples >= 1):
         samples = None                  # (a bad batch is refused once the largest is known)
     steps = lower(qnet, config, samples, fault_layout)
@@ -472,7 +509,8 @@ def _mapped(qnet, config, samples, progress, fault_layout=None):
     network_map.segments = cut_segments(network_map, progress)
     if progress:
         progress("steps mapped", len(steps), len(steps))
-    network_map.batch = _largest_batch(network_map)
+    network_map.segment_batches = _largest_batches(network_map)
+    network_map.batch = min(network_map.segment_batches)
     return network_map
 
 
@@ -504,7 +542,8 @@ def _transfers(network_map, batch):
     """Per segment, (writes, reads) of tensors through the host: the network's input
     before the first segment, its output after the last; a tensor an earlier segment
     made, read back after its producer's last segment and written before its reader (a
-    skip, or the input of a segment after a banded one); each band's rows."""
+    skip, the input of a segment after a banded one or of one whose batch differs from
+    the segment before); each band's rows."""
     steps, segments, c = network_map.steps, network_map.segments, network_map.config
     places = [place_segment(steps, seg, batch, c.amem_depth, network_map.resident)
               for seg in segments]
@@ -533,7 +572,8 @@ def _transfers(network_map, batch):
             continue
         if i and seg.steps == segments[i - 1].steps:
             continue                              # a later chunk: its tensors are in place
-        if i == 0 or segments[i - 1].band is not None:     # its input is not in place
+        if (i == 0 or segments[i - 1].band is not None        # its input is not in place
+                or network_map.segment_batches[i] != network_map.segment_batches[i - 1]):
             fetch(t_in)
             writes[i].append(whole(t_in, place))
         for t in skips:
@@ -561,32 +601,39 @@ def _summary(qnet, network_map, exe):
                      f"program every batch:")
         i = 0
         while i < len(m.segments):
-            seg, layers = m.segments[i], ", ".join(exe.segments[i].layers)
-            if seg.part is None and seg.band is None:
-                lines.append(f"    {i}: {layers}: {seg.blocks} blocks, {len(exe.segments[i].qmem)} parameter "
-                             f"entries, {len(exe.plans[m.batch][i].program)} instructions; "
-                             f"closed by {seg.limit}")
-                i += 1
-                continue
-            if seg.band is not None:
-                parts = [p for p in m.segments[i:] if p.steps == seg.steps]
-                chunks = (seg.part or (0, 1))[1]
-                failure, bands = seg.limit.split(": ")
-                lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {bands} (one sample's "
-                             f"tensors do not fit {failure}): each tile's input, halo "
-                             f"included, from the host and its output back; "
-                             + (f"each tile in {chunks} parts of its weights" if chunks > 1
-                                else "weights loaded once for all tiles"))
-                i += len(parts)
-                continue
-            parts = m.segments[i:i + seg.part[1]]
-            limits = sorted({p.limit for p in parts[:-1]})
-            lines.append(f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} parts of up to "
-                         f"{max(p.blocks for p in parts)} blocks, closed by "
-                         f"{', '.join(limits) or 'end of layer'}; its input and partial sums "
-                         f"stay on chip between parts")
-            i += len(parts)
+            line, count = _segment_line(m, exe, i)
+            most = m.segment_batches[i]
+            if most < m.batch:
+                line += (f"; {most} sample{'s' if most > 1 else ''} a run (all its memories "
+                         f"hold), a batch in several")
+            lines.append(line)
+            i += count
     return lines
+
+
+def _segment_line(m, exe, i):
+    """The summary line of segment `i` and of the chunks or bands of its layer after it,
+    and how many segments it covers."""
+    seg, layers = m.segments[i], ", ".join(exe.segments[i].layers)
+    if seg.part is None and seg.band is None:
+        return (f"    {i}: {layers}: {seg.blocks} blocks, {len(exe.segments[i].qmem)} parameter "
+                f"entries, {len(exe.plans[m.segment_batches[i]][i].program)} instructions; "
+                f"closed by {seg.limit}"), 1
+    if seg.band is not None:
+        parts = [p for p in m.segments[i:] if p.steps == seg.steps]
+        chunks = (seg.part or (0, 1))[1]
+        failure, bands = seg.limit.split(": ")
+        return (f"    {i}-{i + len(parts) - 1}: {layers} in {bands} (one sample's "
+                f"tensors do not fit {failure}): each tile's input, halo "
+                f"included, from the host and its output back; "
+                + (f"each tile in {chunks} parts of its weights" if chunks > 1
+                   else "weights loaded once for all tiles")), len(parts)
+    parts = m.segments[i:i + seg.part[1]]
+    limits = sorted({p.limit for p in parts[:-1]})
+    return (f"    {i}-{i + len(parts) - 1}: {layers} in {len(parts)} parts of up to "
+            f"{max(p.blocks for p in parts)} blocks, closed by "
+            f"{', '.join(limits) or 'end of layer'}; its input and partial sums "
+            f"stay on chip between parts"), len(parts)
 
 
 def _calibrate_adc(qnet, network_map, adc_calibration):
@@ -658,33 +705,35 @@ def compile_network(qnet, config, batch=None, input_layout="vector", head=None,
     adc_lines = _calibrate_adc(qnet, network_map, adc_calibration)
     steps, segments = network_map.steps, network_map.segments
     resident = network_map.resident
-    sizes = [network_map.batch] + [1 << k for k in range(network_map.batch.bit_length())
-                                   if 1 << k < network_map.batch][::-1]
-    images, plans, first_image = [], {}, {}
+    own_sizes = [batch_sizes(most) for most in network_map.segment_batches]
+    sizes = sorted(set().union(*own_sizes), reverse=True)
+    images, plans, first_image = [None] * len(segments), {}, {}
     for size in sizes:
         places, writes, reads = _transfers(network_map, size)
         runs = []
         for i, (segment, place) in enumerate(zip(segments, places)):
             if progress and (i % 256 == 0 or i == len(segments) - 1):
                 progress(f"segments generated (batch {size})", i + 1, len(segments))
+            if size not in own_sizes[i]:
+                runs.append(None)            # more samples than it holds: smaller batches
+                continue
             code = segment_program(network_map, segment, place)
             shared = segment.band and (segment.steps, segment.part, segment.band.channels,
                                        segment.band.k_blocks,
                                        tuple(segment.jobs.get(segment.steps[0], ())))
-            if size == sizes[0] and shared in first_image:
+            if images[i] is None and shared in first_image:
                 # a later tile: an earlier tile's images (of the same chunk and jobs)
-                images.append(replace(images[first_image[shared]],
-                                      images_from=first_image[shared]))
-            elif size == sizes[0]:
+                images[i] = replace(images[first_image[shared]], images_from=first_image[shared])
+            elif images[i] is None:
                 if shared:
                     first_image[shared] = i
                 wmem, lanes, qmem = segment_images(qnet, network_map, segment, place)
-                images.append(SegmentImage(
+                images[i] = SegmentImage(
                     [steps[s].name for s in segment.steps], segment.limit, segment.part, wmem,
                     lanes, qmem,
                     np.array(isa.encode_program(code.setup), np.int64).reshape(-1, 4),
                     np.repeat(np.array(place.constants, np.int64)[:, None], config.rows, axis=1),
-                    segment.blocks))
+                    segment.blocks)
             ran = segment_steps(steps, segment)
             zero = [place.psum_base[s] + (n * ran[s].positions + p) * ran[s].n_blocks + nb
                     for s, nbs in segment.zero_columns.items() for nb in nbs

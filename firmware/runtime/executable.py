@@ -3,7 +3,9 @@
 An `Executable` holds everything a run needs and nothing of the compiler: the config,
 how the host turns samples into activation entries and entries back into outputs, each
 segment's weight and parameter images, and for each batch size the segments' programs
-and the host transfers around them. It is saved as a zip holding ``manifest.json`` (format
+and the host transfers around them. Each segment runs at most as many samples at once as
+its own memories hold (`Executable.schedule`): a batch of the network runs a segment
+that holds fewer in several sub-batches. It is saved as a zip holding ``manifest.json`` (format
 name and version, fields, the SHA-256 of every array) and one ``.npy`` per array.
 
 Loading trusts nothing in the file: members are bounded by sizes derived from the config
@@ -31,13 +33,15 @@ from ..data_files import (ZIP_ERRORS, DataFileError, check_readable, describe_by
 from .executable_schema import SchemaError, array_limits, check_executable
 
 __all__ = ["Executable", "InputSpec", "OutputSpec", "SegmentImage", "SegmentRun",
-           "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable"]
+           "Transfer", "ExecutableError", "FORMAT", "FORMAT_VERSION", "load_executable",
+           "batch_sizes", "split_batch"]
 
 FORMAT = "tessera-executable"
-FORMAT_VERSION = 6              # 4: SHA-256 of the manifest and of every array;
+FORMAT_VERSION = 7              # 4: SHA-256 of the manifest and of every array;
                                 # 5: band transfers (offset, total), shared images;
                                 # 6: tile transfers as boxes (piece, counts, strides);
-                                #    wmem_lanes: replicas staged once
+                                #    wmem_lanes: replicas staged once;
+                                # 7: a batch of each segment's own (null runs)
 MANIFEST = "manifest.json"
 INPUT_ROW_INDEX = "input_row_index"              # arrays saved as .npy members: this,
 IMAGE_ARRAYS = ("wmem", "wmem_lanes", "qmem", "setup", "constants")  # each SegmentImage's,
@@ -195,7 +199,8 @@ class Executable:
     input: InputSpec
     output: OutputSpec
     segments: list               # SegmentImages, in execution order
-    plans: dict                  # batch size -> [SegmentRun per segment]
+    plans: dict                  # batch size -> [SegmentRun per segment, None where the
+                                 # segment does not run that many samples at once]
     resident: bool               # one segment whose blocks each have a tile: program once
     summary: list = field(default_factory=list)     # what `tessera compile` prints
 
@@ -205,17 +210,35 @@ class Executable:
         return max(self.plans)
 
     def batches(self, samples):
-        """Batch sizes that run `samples`: full batches, then the tail in the sizes
-        compiled for it (powers of two), largest first."""
-        sizes, left = [], samples
-        for size in sorted(self.plans, reverse=True):
-            if size < 1:
-                raise ValueError(f"batch plan of {size} samples")
-            sizes += [size] * (left // size)
-            left %= size
-        if left:
-            raise ValueError(f"{left} samples left over: no batch plan of 1")
-        return sizes
+        """Batch sizes that run `samples`: full batches, then the tail in powers of two,
+        largest first."""
+        if min(self.plans) < 1:
+            raise ValueError(f"batch plan of {min(self.plans)} samples")
+        return split_batch(samples, [size for size in batch_sizes(self.batch)
+                                     if size in self.plans])
+
+    @property
+    def segment_batches(self):
+        """The most samples each segment runs at once: its largest plan."""
+        return [max(size for size, runs in self.plans.items() if runs[i] is not None)
+                for i in range(len(self.segments))]
+
+    def schedule(self, batch):
+        """(segment, samples, first sample) of each device run of a batch of `batch`
+        samples, in order. Consecutive segments of equal `segment_batches` run together
+        over each sub-batch: a segment may leave what the next reads on chip (partial
+        sums, its output), so it never changes its batch where the next one does not."""
+        steps = []
+        for most, run in itertools.groupby(range(len(self.segments)),
+                                           key=self.segment_batches.__getitem__):
+            group = list(run)
+            sizes = sorted((size for size, runs in self.plans.items()
+                            if size <= most and runs[group[0]] is not None), reverse=True)
+            offset = 0
+            for size in split_batch(batch, sizes):
+                steps += [(index, size, offset) for index in group]
+                offset += size
+        return steps
 
     # Saving and loading -----------------------------------------------------------------
 
@@ -232,6 +255,9 @@ class Executable:
         for batch, runs in self.plans.items():
             plans[str(batch)] = []
             for i, run in enumerate(runs):
+                if run is None:
+                    plans[str(batch)].append(None)
+                    continue
                 for kind in RUN_ARRAYS:
                     arrays[_array_name(kind, i, batch)] = getattr(run, kind)
                 plans[str(batch)].append({
@@ -264,6 +290,23 @@ class Executable:
         return path
 
 
+def batch_sizes(most):
+    """The batch sizes compiled for a segment (or a network) that runs at most `most`
+    samples at once: `most`, then the powers of two below it for a tail, largest first."""
+    return [most] + [1 << k for k in range(most.bit_length() - 1, -1, -1) if 1 << k < most]
+
+
+def split_batch(samples, sizes):
+    """`samples` as a sum of `sizes` (largest first, ending with 1), greedily."""
+    parts, left = [], samples
+    for size in sizes:
+        parts += [size] * (left // size)
+        left %= size
+    if left:
+        raise ValueError(f"{left} samples left over: no batch plan of 1")
+    return parts
+
+
 def _array_name(kind, segment, batch=None):
     """The name a segment's image array (or, with `batch`, its run's) is saved under."""
     prefix = f"segment{segment}" if batch is None else f"batch{batch}_segment{segment}"
@@ -282,9 +325,10 @@ def _array_kinds(manifest):
     for i, segment in enumerate(_get(manifest, "segments", list)):
         if _images_from(segment, i) is None:
             kinds.update({_array_name(k, i): k for k in IMAGE_ARRAYS})
-    for batch in _get(manifest, "plans", dict):
+    for batch, runs in _get(manifest, "plans", dict).items():
         for i in range(len(manifest["segments"])):
-            kinds.update({_array_name(k, i, batch): k for k in RUN_ARRAYS})
+            if not isinstance(runs, list) or i >= len(runs) or runs[i] is not None:
+                kinds.update({_array_name(k, i, batch): k for k in RUN_ARRAYS})
     return kinds
 
 
@@ -449,7 +493,7 @@ def _from_manifest(manifest, config, arrays):
         if not isinstance(runs, list) or len(runs) != len(segments):
             raise SchemaError(where, f"must list a run for each of the {len(segments)} segments")
         plans[int(batch)] = [
-            SegmentRun(writes=_transfers(run, "writes", f"{where}[{i}]"),
+            None if run is None else SegmentRun(writes=_transfers(run, "writes", f"{where}[{i}]"),
                        reads=_transfers(run, "reads", f"{where}[{i}]"),
                        layer_pcs={name: _ints({name: pcs}, name, f"{where}[{i}].layer_pcs")
                                   for name, pcs in _get(run, "layer_pcs", dict,

@@ -233,6 +233,9 @@ def _plan(batch, runs, exe, image_rows):
     config = exe.config
     host = {0: _input_entries(exe.input, config)}          # tensor -> entries per sample
     for i, (image, run) in enumerate(zip(exe.segments, runs)):
+        if run is None:          # runs in smaller batches: what it reads back, as at 1
+            host.update({t.tensor: t.sample_entries for t in exe.plans[1][i].reads})
+            continue
         where = f"batch{batch}_segment{i}"
         _array(f"{where}_program", "program", run.program, config, WORD)
         _program(f"{where}_program", run.program, config, image_rows[i])
@@ -273,7 +276,8 @@ def check_executable(exe):
         if len(runs) != len(exe.segments):
             raise SchemaError(f"plans.{batch}", f"has {len(runs)} segment runs for "
                                                 f"{len(exe.segments)} segments")
+    if 1 not in exe.plans or None in exe.plans[1]:
+        raise SchemaError("plans", f"has no batch of 1 for every segment (batches "
+                                   f"{sorted(exe.plans)}): a tail of samples would not run")
+    for batch, runs in exe.plans.items():
         _plan(batch, runs, exe, image_rows)
-    if 1 not in exe.plans:
-        raise SchemaError("plans", f"has batches {sorted(exe.plans)}, none of 1: a tail of "
-                                   f"samples would not run")

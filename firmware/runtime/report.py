@@ -54,7 +54,8 @@ def layer_counters(exe, batch=None):
     of a resident network, done once, is left out)."""
     batch = batch or exe.batch
     layers = {}
-    for run in exe.plans[batch]:
+    for index, size, _ in exe.schedule(batch):
+        run = exe.plans[size][index]
         device = Device(exe.config)
         device.load_program(run.program)
         trace = device.run(trace=True).trace

@@ -93,29 +93,39 @@ def _images(exe, index):
     return index if image.images_from is None else image.images_from
 
 
-async def _write_transfer(driver, transfer, host, group, batch):
-    """What `transfer` moves from the host tensors into amem, for `group` devices of
-    `batch` samples (arrays shaped devices, samples, entries, rows)."""
+async def _write_transfer(driver, transfer, host, group, batch, samples):
+    """What `transfer` moves from the host tensors into amem, for `group` devices running
+    `samples` (a slice) of batches of `batch` (arrays shaped devices, samples, entries,
+    rows)."""
     rows = driver.config.rows
     device, tensor = _moved(transfer)
-    values = host[transfer.tensor].reshape(group, batch, -1, rows)[:, :, tensor]
+    values = host[transfer.tensor].reshape(group, batch, -1, rows)[:, samples][:, :, tensor]
     if not (isinstance(device, slice) and device == slice(0, transfer.entries)):
-        entries = np.zeros((group, batch, transfer.entries, rows), values.dtype)
+        entries = np.zeros((*values.shape[:2], transfer.entries, rows), values.dtype)
         entries[:, :, device], values = values, entries
     await driver.write_entries("amem", transfer.base, values.reshape(group, -1, rows))
 
 
-async def _read_transfer(driver, transfer, host, group, batch):
-    """What `transfer` moves from amem into its host tensor (made on its first read)."""
-    rows = driver.config.rows
-    entries = (await driver.read_entries("amem", transfer.base, batch * transfer.entries)
-               ).reshape(group, batch, -1, rows)
+async def _read_transfer(driver, transfer, host, group, batch, samples):
+    """What `transfer` moves from amem into its host tensor (made, for the whole batch,
+    on its first read)."""
+    rows, count = driver.config.rows, samples.stop - samples.start
+    entries = (await driver.read_entries("amem", transfer.base, count * transfer.entries)
+               ).reshape(group, count, -1, rows)
     whole = host.get(transfer.tensor)
     if whole is None or whole.shape[1] != batch * transfer.sample_entries:
         whole = host[transfer.tensor] = np.zeros(
             (group, batch * transfer.sample_entries, rows), np.int8)
     device, tensor = _moved(transfer)
-    whole.reshape(group, batch, -1, rows)[:, :, tensor] = entries[:, :, device]
+    part = whole.reshape(group, batch, -1, rows)[:, samples]
+    part[:, :, tensor] = entries[:, :, device]
+
+
+def _loads(exe, schedule):
+    """(weight images, program) each run of `schedule` needs loaded, and those of the
+    run before it, the last run before the first (one device runs batch after batch)."""
+    needs = [(_images(exe, index), (index, size)) for index, size, _ in schedule]
+    return list(zip(needs, needs[-1:] + needs[:-1]))
 
 
 async def run_executable(driver, exe, x_q, progress=None):
@@ -136,21 +146,21 @@ async def run_executable(driver, exe, x_q, progress=None):
     result = NetworkRun(np.zeros((len(x_q), exe.output.features), np.int64), {})
     driver.reset_transfer_counts()
     weights_loaded = program_loaded = None
-    segments, done = len(exe.segments), 0
+    done = 0
     for batch, group in _groups(exe.batches(len(x_q)), driver.lockstep_limit):
         chunk = x_q[done:done + batch * group]
         host = {0: input_entries(exe.input, config, chunk).reshape(group, -1, config.rows)}
-        for index, (image, run) in enumerate(zip(exe.segments, exe.plans[batch])):
-            images, before = _images(exe, index), (index - 1) % segments
-            # the first batch loads what the device lacks; the others, what the segment
+        schedule = exe.schedule(batch)
+        for (index, size, first), (needs, before) in zip(schedule, _loads(exe, schedule)):
+            image, run = exe.segments[index], exe.plans[size][index]
+            # the first batch loads what the device lacks; the others, what the run
             # before (the last of the previous batch for the first) left
-            weight_loads = ((weights_loaded != images)
-                            + (group - 1) * (_images(exe, before) != images))
-            program_loads = (program_loaded != (index, batch)) + (group - 1) * (segments > 1)
+            weight_loads = (weights_loaded != needs[0]) + (group - 1) * (before[0] != needs[0])
+            program_loads = (program_loaded != needs[1]) + (group - 1) * (before[1] != needs[1])
             if weight_loads:
                 driver.lockstep(weight_loads)
-                for first, last, lanes in image.lane_runs:
-                    rows = slice(first * config.rows, last * config.rows)
+                for first_slot, end_slot, lanes in image.lane_runs:
+                    rows = slice(first_slot * config.rows, end_slot * config.rows)
                     await driver.write_entries("wmem", rows.start, image.wmem_int8[rows],
                                                lanes=lanes * config.cols)
                 await driver.write_entries("qmem", 0, image.qmem)
@@ -163,17 +173,18 @@ async def run_executable(driver, exe, x_q, progress=None):
                 zeros = np.zeros((1, config.cols), np.int64)
                 for entry in run.zero_psum:
                     await driver.write_entries("psum", int(entry), zeros)
-            weights_loaded, program_loaded = images, (index, batch)
+            weights_loaded, program_loaded = needs
             driver.lockstep(group)
             if len(image.constants):                 # other segments may have used the space
                 await driver.write_entries("amem", run.constants_base, image.constants)
+            samples = slice(first, first + size)
             for transfer in run.writes:
-                await _write_transfer(driver, transfer, host, group, batch)
+                await _write_transfer(driver, transfer, host, group, batch, samples)
             status = await driver.run()
             _add(result.counters, status.counters, group)
             result.runs += group
             for transfer in run.reads:
-                await _read_transfer(driver, transfer, host, group, batch)
+                await _read_transfer(driver, transfer, host, group, batch, samples)
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch * group] = \
             final.reshape(batch * group, -1)[:, :exe.output.features]

@@ -1,0 +1,104 @@
+"""Segments that run their own batch: a layer whose memories hold fewer samples than the
+network's batch runs it in sub-batches, the others at the full batch; outputs as the
+int8 reference, runs and cycles as counted by hand, and the file keeps it."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from firmware.compiler.mapper import MappingError
+from firmware.compiler.pipeline import _network_batch, compile_network
+from firmware.compiler.quantize import quantize
+from firmware.frontend.network import Dense, Network
+from firmware.runtime.executable import load_executable
+from firmware.runtime.targets import GoldenTarget
+from golden import AccelConfig, isa
+from golden.device import instruction_counters
+
+# wmem of two slots cuts "wide" (8 x 3 blocks) into three chunks; amem of 64 holds five of
+# its samples (8 input and 3 output entries each) but more of "out"'s (3 and 1)
+CONFIG = AccelConfig(wmem_depth=32, amem_depth=64)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    rng = np.random.default_rng(11)
+    network = Network((Dense("wide", rng.normal(0, 0.2, (128, 48)), rng.normal(0, 0.1, 48)),
+                       Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
+    x = rng.uniform(0, 1, (32, 128))
+    qnet = quantize(network, x)
+    return qnet, compile_network(qnet, CONFIG), qnet.input.quantize(rng.uniform(0, 1, (33, 128)))
+
+
+def program_cycles(run):
+    return sum(instruction_counters(isa.decode(words), CONFIG)["cycles"] for words in run.program)
+
+
+def test_the_chunks_run_a_batch_in_sub_batches_of_what_amem_holds(compiled):
+    _, exe, _ = compiled
+    assert [image.layers for image in exe.segments] == [["wide"]] * 3 + [["out"]]
+    assert exe.segment_batches[:3] == [5] * 3 and exe.segment_batches[3] == exe.batch > 5
+    # by hand: 8 x 5 + 3 x 5 = 55 entries fit 64, six samples' 66 do not
+    chunk = [(i, 5, first) for first in (0, 5, 10) for i in range(3)]
+    assert exe.schedule(15) == chunk + [(3, 15, 0)]
+    assert exe.schedule(8) == [(i, size, first) for size, first in ((5, 0), (2, 5), (1, 7))
+                               for i in range(3)] + [(3, 8, 0)]
+    assert all(exe.plans[size][i] is None for size in exe.plans for i in range(3) if size > 5)
+
+
+def test_a_sub_batched_run_equals_the_reference_and_counts_each_run(compiled):
+    """15 + 15 + 2 + 1 samples. The chunks run 3 times a full batch, "out" once; against
+    the executable of batch 5 (every segment at 5), the cycles differ by "out" at 15 in
+    place of three runs of it at 5, each program's cycles summed by hand from the ISA's."""
+    qnet, exe, x_q = compiled
+    run = GoldenTarget().run(exe, x_q)
+    assert run.batches == [15, 15, 2, 1]
+    assert np.array_equal(run.outputs, qnet.forward(x_q))
+    assert run.runs == 2 * (9 + 1) + 2 * (3 + 1)
+    at_five = compile_network(qnet, CONFIG, batch=5)
+    assert at_five.segment_batches == [5] * 4
+    five = GoldenTarget().run(at_five, x_q[:30])
+    whole = GoldenTarget().run(exe, x_q[:30])
+    assert np.array_equal(five.outputs, whole.outputs)
+    saved = 2 * (3 * program_cycles(at_five.plans[5][3]) - program_cycles(exe.plans[15][3]))
+    assert saved > 0
+    assert whole.counters["cycles"] == five.counters["cycles"] - saved
+
+
+def test_the_file_keeps_each_segments_batch(compiled, tmp_path):
+    qnet, exe, x_q = compiled
+    loaded = load_executable(exe.save(tmp_path / "sub.tessera"))
+    assert loaded.segment_batches == exe.segment_batches
+    assert {size: [run is None for run in runs] for size, runs in loaded.plans.items()} == \
+        {size: [run is None for run in runs] for size, runs in exe.plans.items()}
+    assert np.array_equal(GoldenTarget().run(loaded, x_q).outputs, qnet.forward(x_q))
+
+
+def test_the_summary_says_which_segments_run_fewer_samples(compiled):
+    _, exe, _ = compiled
+    assert any("5 samples a run" in line for line in exe.summary)
+
+
+def test_a_batch_is_taken_up_to_what_the_roomiest_segment_holds(compiled):
+    """By hand, "out" holds 64 / (3 + 1) = 16 samples; the compiler chose 15, three runs
+    of the chunks, where 16 takes four."""
+    qnet, exe, _ = compiled
+    assert exe.batch == 15
+    sixteen = compile_network(qnet, CONFIG, batch=16)
+    assert sixteen.segment_batches == [5, 5, 5, 16]
+    assert [size for i, size, _ in sixteen.schedule(16) if i == 0] == [5, 5, 5, 1]
+    with pytest.raises(MappingError, match="batch must be in 1..16 "):
+        compile_network(qnet, CONFIG, batch=17)
+
+
+def test_the_network_batch_loads_weights_least_often_a_sample():
+    """By hand, segments of 0 and 10 blocks holding 2 and 3 samples (a run loads its
+    blocks and program, weights 1 and 11): a batch of 3 runs them 2 + 1 times, 13 / 3
+    loads a sample; of 2, 1 + 1 times, 12 / 2; of 1, 12."""
+    segments = [SimpleNamespace(blocks=0), SimpleNamespace(blocks=10)]
+    assert _network_batch(segments, [2, 3]) == 3
+    # 0 and 100 blocks holding 4 and 3: 4 runs them 1 + 2 times (203 / 4), 3 once each
+    # (102 / 3): the larger batch is not always the better
+    segments[1].blocks = 100
+    assert _network_batch(segments, [4, 3]) == 3
