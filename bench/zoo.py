@@ -5,8 +5,8 @@ For each architecture and input size it prints whether it compiles (or the one-l
 refusal), the compile time, the segments, and for the sizes it runs (--run): cycles,
 on-chip and off-chip energy and host words per inference (golden model, batch as
 compiled, the ISAAC preset), golden wall time per inference and against an exact
-float64-BLAS forward pass of the same int8 network (both after a warm-up run of one
-sample), the share of int8 outputs
+float64-BLAS forward pass of the same int8 network (both after a warm-up run of the
+same samples), the share of int8 outputs
 equal to the int8 reference, and top-1 agreement with onnxruntime's QDQ model of the same
 network (reference mode, after onnxruntime's pre-processing).
 
@@ -77,7 +77,9 @@ def measure(name, size, run, samples, config, folder, rng):
     if not run:
         return row
     x_q = qnet.input.quantize(nhwc(test))
-    GoldenTarget().run(exe, x_q[:1]), qnet.forward(x_q[:1])     # warm-up: plans, caches
+    # warm-up: each program's plan and caches are made on its first run, and the samples'
+    # batch runs programs of sizes one sample does not
+    GoldenTarget().run(exe, x_q), qnet.forward(x_q)
     start = time.perf_counter()
     golden = GoldenTarget().run(exe, x_q)
     golden_s = time.perf_counter() - start

@@ -133,12 +133,17 @@ def _stack_cases():
             # three chunks of "wide" in sub-batches of 5, "out" at the full batch
             "chunks in sub-batches": (wide, (128,), AccelConfig(wmem_depth=32, amem_depth=64),
                                       1 << 30),
+            # ... two at a time: three sub-batches in a pair and one alone
+            "chunks in sub-batches, stacks of two": (
+                wide, (128,), AccelConfig(wmem_depth=32, amem_depth=64),
+                2 * DeviceStack.device_bytes(AccelConfig(wmem_depth=32, amem_depth=64))),
             "residual, amem-bound": (residual, (64,), AccelConfig(amem_depth=64), 1 << 30),
             "CNN, stacks of two": (cnn, (8, 8, 1), AccelConfig(),
                                    2 * DeviceStack.device_bytes(AccelConfig()))}
 
 
-@pytest.mark.parametrize("case", ["two segments", "chunks in sub-batches", "residual, amem-bound",
+@pytest.mark.parametrize("case", ["two segments", "chunks in sub-batches",
+                                  "chunks in sub-batches, stacks of two", "residual, amem-bound",
                                   "CNN, stacks of two"])
 def test_a_stacked_golden_run_equals_batch_after_batch(case):
     network, shape, config, stack_bytes = _stack_cases()[case]

@@ -477,6 +477,8 @@ def _network_batch(segments, largest):
     def loads(batch):
         return sum(w * len(split_batch(batch, batch_sizes(min(batch, most))))
                    for most, w in weight.items()) / batch
+    if len(weight) == 1:                 # one size for all: a batch of it loads least
+        return largest[0]
     return min(range(max(largest), 0, -1), key=loads)
 
 

@@ -234,25 +234,37 @@ class Executable:
         return [max(size for size, runs in self.plans.items() if runs[i] is not None)
                 for i in range(len(self.segments))]
 
-    def schedule(self, batch):
-        """(segment, samples, first sample) of each device run of a batch of `batch`
-        samples, in order. Consecutive segments of equal `segment_batches` run together
-        over each sub-batch: a segment may leave what the next reads on chip (partial
-        sums, its output), so it never changes its batch where the next one does not."""
+    def rounds(self, batch):
+        """The device runs of a batch of `batch` samples, in order, as (segments, samples,
+        first sample, sub-batches): consecutive segments of equal `segment_batches` run
+        together over each sub-batch (a segment may leave what the next reads on chip:
+        partial sums, its output), so a batch runs them ``sub-batches`` times, on
+        ``samples`` samples from ``first`` on, then ``first + samples`` on, and so on."""
         known = self._known()
-        if batch in known:
-            return known[batch]
-        steps = known[batch] = []
+        if ("rounds", batch) in known:
+            return known["rounds", batch]
+        rounds = known["rounds", batch] = []
         for most, run in itertools.groupby(range(len(self.segments)),
                                            key=self.segment_batches.__getitem__):
-            group = list(run)
+            group = tuple(run)
             sizes = sorted((size for size, runs in self.plans.items()
                             if size <= most and runs[group[0]] is not None), reverse=True)
-            offset = 0
-            for size in split_batch(batch, sizes):
-                steps += [(index, size, offset) for index in group]
-                offset += size
-        return steps
+            first = 0
+            for size, parts in itertools.groupby(split_batch(batch, sizes)):
+                count = len(list(parts))
+                rounds.append((group, size, first, count))
+                first += size * count
+        return rounds
+
+    def schedule(self, batch):
+        """(segment, samples, first sample) of each device run of a batch of `batch`
+        samples, in the order one device runs them (`rounds`)."""
+        known = self._known()
+        if ("schedule", batch) not in known:
+            known["schedule", batch] = [
+                (index, size, first + j * size) for group, size, first, count in self.rounds(batch)
+                for j in range(count) for index in group]
+        return known["schedule", batch]
 
     # Saving and loading -----------------------------------------------------------------
 

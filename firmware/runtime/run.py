@@ -93,25 +93,26 @@ def _images(exe, index):
     return index if image.images_from is None else image.images_from
 
 
-async def _write_transfer(driver, transfer, host, group, batch, samples):
-    """What `transfer` moves from the host tensors into amem, for `group` devices running
-    `samples` (a slice) of batches of `batch` (arrays shaped devices, samples, entries,
-    rows)."""
+async def _write_transfer(driver, transfer, host, group, batch, samples, size):
+    """What `transfer` moves from the host tensors into amem: `samples` (a slice) of each
+    of `group` batches of `batch`, `size` samples a device (arrays shaped devices,
+    samples, entries, rows)."""
     rows = driver.config.rows
     device, tensor = _moved(transfer)
     values = host[transfer.tensor].reshape(group, batch, -1, rows)[:, samples][:, :, tensor]
     if not (isinstance(device, slice) and device == slice(0, transfer.entries)):
         entries = np.zeros((*values.shape[:2], transfer.entries, rows), values.dtype)
         entries[:, :, device], values = values, entries
-    await driver.write_entries("amem", transfer.base, values.reshape(group, -1, rows))
+    devices = group * (samples.stop - samples.start) // size
+    await driver.write_entries("amem", transfer.base, values.reshape(devices, -1, rows))
 
 
-async def _read_transfer(driver, transfer, host, group, batch, samples):
-    """What `transfer` moves from amem into its host tensor (made, for the whole batch,
-    on its first read)."""
-    rows, count = driver.config.rows, samples.stop - samples.start
-    entries = (await driver.read_entries("amem", transfer.base, count * transfer.entries)
-               ).reshape(group, count, -1, rows)
+async def _read_transfer(driver, transfer, host, group, batch, samples, size):
+    """What `transfer` moves from amem into its host tensor (made, for whole batches, on
+    its first read), as `_write_transfer` moves them."""
+    rows = driver.config.rows
+    entries = (await driver.read_entries("amem", transfer.base, size * transfer.entries)
+               ).reshape(group, samples.stop - samples.start, -1, rows)
     whole = host.get(transfer.tensor)
     if whole is None or whole.shape[1] != batch * transfer.sample_entries:
         whole = host[transfer.tensor] = np.zeros(
@@ -126,6 +127,52 @@ def _loads(exe, schedule):
     run before it, the last run before the first (one device runs batch after batch)."""
     needs = [(_images(exe, index), (index, size)) for index, size, _ in schedule]
     return list(zip(needs, needs[-1:] + needs[:-1]))
+
+
+def _count_loads(loaded, steps, group):
+    """How many times (weights, program) are loaded for one run of `steps` (its
+    (needs, before) over sub-batches side by side) on `group` batches side by side: what
+    one device running them batch after batch, sub-batch after sub-batch, would load.
+    The first step of the first batch loads what the device lacks (`loaded`); the
+    others, what the run before them left."""
+    (needs, before), later = steps[0], steps[1:]
+    return tuple((loaded[k] != needs[k]) + (group - 1) * (before[k] != needs[k])
+                 + group * sum(step_before[k] != needs[k] for _, step_before in later)
+                 for k in (0, 1))
+
+
+async def _segment_run(driver, exe, index, size, host, group, batch, samples, loads, result):
+    """Segment `index` run on `samples` of `group` batches of `batch`, `size` samples a
+    device, its weights and program loaded as often as `loads` says."""
+    config, image, run = driver.config, exe.segments[index], exe.plans[size][index]
+    weight_loads, program_loads = loads
+    if weight_loads:
+        driver.lockstep(weight_loads)
+        for first_slot, end_slot, lanes in image.lane_runs:
+            rows = slice(first_slot * config.rows, end_slot * config.rows)
+            await driver.write_entries("wmem", rows.start, image.wmem_int8[rows],
+                                       lanes=lanes * config.cols)
+        await driver.write_entries("qmem", 0, image.qmem)
+        if len(image.setup):
+            await driver.load_words(image.setup)
+            _add(result.setup_counters, (await driver.run()).counters, weight_loads)
+    if program_loads:
+        driver.lockstep(program_loads)
+        await driver.load_words(run.program)
+        zeros = np.zeros((1, config.cols), np.int64)
+        for entry in run.zero_psum:
+            await driver.write_entries("psum", int(entry), zeros)
+    devices = group * (samples.stop - samples.start) // size
+    driver.lockstep(devices)
+    if len(image.constants):                 # other segments may have used the space
+        await driver.write_entries("amem", run.constants_base, image.constants)
+    for transfer in run.writes:
+        await _write_transfer(driver, transfer, host, group, batch, samples, size)
+    status = await driver.run()
+    _add(result.counters, status.counters, devices)
+    result.runs += devices
+    for transfer in run.reads:
+        await _read_transfer(driver, transfer, host, group, batch, samples, size)
 
 
 async def run_executable(driver, exe, x_q, progress=None):
@@ -145,46 +192,22 @@ async def run_executable(driver, exe, x_q, progress=None):
     x_q = int8_samples(x_q)
     result = NetworkRun(np.zeros((len(x_q), exe.output.features), np.int64), {})
     driver.reset_transfer_counts()
-    weights_loaded = program_loaded = None
-    done = 0
+    loaded, done = (None, None), 0
     for batch, group in _groups(exe.batches(len(x_q)), driver.lockstep_limit):
         chunk = x_q[done:done + batch * group]
         host = {0: input_entries(exe.input, config, chunk).reshape(group, -1, config.rows)}
-        schedule = exe.schedule(batch)
-        for (index, size, first), (needs, before) in zip(schedule, _loads(exe, schedule)):
-            image, run = exe.segments[index], exe.plans[size][index]
-            # the first batch loads what the device lacks; the others, what the run
-            # before (the last of the previous batch for the first) left
-            weight_loads = (weights_loaded != needs[0]) + (group - 1) * (before[0] != needs[0])
-            program_loads = (program_loaded != needs[1]) + (group - 1) * (before[1] != needs[1])
-            if weight_loads:
-                driver.lockstep(weight_loads)
-                for first_slot, end_slot, lanes in image.lane_runs:
-                    rows = slice(first_slot * config.rows, end_slot * config.rows)
-                    await driver.write_entries("wmem", rows.start, image.wmem_int8[rows],
-                                               lanes=lanes * config.cols)
-                await driver.write_entries("qmem", 0, image.qmem)
-                if len(image.setup):
-                    await driver.load_words(image.setup)
-                    _add(result.setup_counters, (await driver.run()).counters, weight_loads)
-            if program_loads:
-                driver.lockstep(program_loads)
-                await driver.load_words(run.program)
-                zeros = np.zeros((1, config.cols), np.int64)
-                for entry in run.zero_psum:
-                    await driver.write_entries("psum", int(entry), zeros)
-            weights_loaded, program_loaded = needs
-            driver.lockstep(group)
-            if len(image.constants):                 # other segments may have used the space
-                await driver.write_entries("amem", run.constants_base, image.constants)
-            samples = slice(first, first + size)
-            for transfer in run.writes:
-                await _write_transfer(driver, transfer, host, group, batch, samples)
-            status = await driver.run()
-            _add(result.counters, status.counters, group)
-            result.runs += group
-            for transfer in run.reads:
-                await _read_transfer(driver, transfer, host, group, batch, samples)
+        loads, step = _loads(exe, exe.schedule(batch)), 0
+        for indices, size, first, count in exe.rounds(batch):
+            per = max(1, driver.lockstep_limit // group)    # sub-batches side by side
+            for start in range(0, count, per):
+                subs = min(per, count - start)
+                samples = slice(first + start * size, first + (start + subs) * size)
+                for position, index in enumerate(indices):
+                    mine = loads[step + start * len(indices) + position::len(indices)][:subs]
+                    await _segment_run(driver, exe, index, size, host, group, batch,
+                                       samples, _count_loads(loaded, mine, group), result)
+                    loaded = mine[-1][0]
+            step += count * len(indices)
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch * group] = \
             final.reshape(batch * group, -1)[:, :exe.output.features]

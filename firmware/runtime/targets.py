@@ -34,9 +34,10 @@ class Target(Protocol):
 class GoldenTarget:
     """A fresh golden device model of the executable's config per run; `nonideal`
     perturbs its analog side, `faults` (a `golden.faults.FaultMap`) sticks cells. An
-    ideal lossless device runs its full batches side by side on a `DeviceStack` (at most
-    `stack_bytes` of stacked memories): the same outputs, counters and host words as
-    batch after batch, with each segment's plan run once for all of them."""
+    ideal lossless device runs its equal batches, and a segment's equal sub-batches, side
+    by side on a `DeviceStack` (at most `stack_bytes` of stacked memories): the same
+    outputs, counters and host words as batch after batch, with each segment's plan run
+    once for all of them."""
     nonideal: NonIdealities | None = None
     faults: FaultMap | None = None
     stack_bytes: int = 1 << 27
@@ -51,8 +52,11 @@ class GoldenTarget:
         if ((self.nonideal is not None and self.nonideal.active) or not c.is_lossless
                 or self.faults is not None):
             return Device(c, self.nonideal, self.faults)
-        full = samples // exe.batch                      # the batches a stack runs together
-        count = min(full, self.stack_bytes // DeviceStack.device_bytes(c))
+        # the batches of a size a stack runs together, each its sub-batches side by side
+        batches = exe.batches(samples)
+        lanes = max(batches.count(batch) * max(count for *_, count in exe.rounds(batch))
+                    for batch in set(batches)) if batches else 1
+        count = min(lanes, self.stack_bytes // DeviceStack.device_bytes(c))
         return DeviceStack(c, count) if count > 1 else Device(c)
 
 
