@@ -136,9 +136,12 @@ def _count_loads(loaded, steps, group):
     The first step of the first batch loads what the device lacks (`loaded`); the
     others, what the run before them left."""
     (needs, before), later = steps[0], steps[1:]
-    return tuple((loaded[k] != needs[k]) + (group - 1) * (before[k] != needs[k])
-                 + group * sum(step_before[k] != needs[k] for _, step_before in later)
-                 for k in (0, 1))
+    weights = (loaded[0] != needs[0]) + (group - 1) * (before[0] != needs[0])
+    programs = (loaded[1] != needs[1]) + (group - 1) * (before[1] != needs[1])
+    for _, step_before in later:
+        weights += group * (step_before[0] != needs[0])
+        programs += group * (step_before[1] != needs[1])
+    return weights, programs
 
 
 async def _segment_run(driver, exe, index, size, host, group, batch, samples, loads, result):

@@ -52,10 +52,12 @@ class GoldenTarget:
         if ((self.nonideal is not None and self.nonideal.active) or not c.is_lossless
                 or self.faults is not None):
             return Device(c, self.nonideal, self.faults)
+        if samples < 2:
+            return Device(c)
         # the batches of a size a stack runs together, each its sub-batches side by side
         batches = exe.batches(samples)
         lanes = max(batches.count(batch) * max(count for *_, count in exe.rounds(batch))
-                    for batch in set(batches)) if batches else 1
+                    for batch in set(batches))
         count = min(lanes, self.stack_bytes // DeviceStack.device_bytes(c))
         return DeviceStack(c, count) if count > 1 else Device(c)
 
