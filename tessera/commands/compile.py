@@ -140,7 +140,9 @@ def add_parser(commands):
     parser.add_argument("--finetune-epochs", type=POSITIVE_INT, default=20,
                         help="fine-tuning epochs (default: 20)")
     parser.add_argument("--batch", type=POSITIVE_INT, default=None,
-                        help="samples a batch (default: the largest the memories hold)")
+                        help="samples a batch (default: the one that reloads weights least "
+                             "often a sample; a segment whose memories hold fewer runs it in "
+                             "sub-batches)")
     parser.add_argument("--fault-map", default=None, metavar="FILE",
                         help="the device's stuck cells (from `tessera bist`): each block is "
                              "written for the cells of its tile, and the bias takes back what "
