@@ -6,12 +6,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from firmware.compiler.mapper import MappingError
 from firmware.compiler.pipeline import _network_batch, compile_network
 from firmware.compiler.quantize import quantize
 from firmware.frontend.network import Dense, Network
-from firmware.runtime.executable import load_executable
+from firmware.runtime.executable import Executable, batch_sizes, load_executable
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig, isa
 from golden.device import instruction_counters
@@ -102,3 +103,39 @@ def test_the_network_batch_loads_weights_least_often_a_sample():
     # (102 / 3): the larger batch is not always the better
     segments[1].blocks = 100
     assert _network_batch(segments, [4, 3]) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(1, 3)), min_size=1, max_size=5),
+       st.integers(1, 100))
+def test_a_schedule_runs_every_sample_through_every_segment_once(chains, samples):
+    """Random chains (a segment batch and a length each) as the compiler plans them
+    (`batch_sizes` of each segment's largest), a random number of samples in the
+    network's batches: each segment sees every sample of a batch exactly once, in
+    sub-batches it has a plan for, and a chain's segments run each sub-batch in order
+    before the next."""
+    mosts = [most for most, length in chains for _ in range(length)]
+    network = max(mosts)
+    sizes = set(batch_sizes(network)).union(*(batch_sizes(m) for m in mosts))
+    plans = {size: [object() if size in batch_sizes(m) else None for m in mosts]
+             for size in sizes}
+    exe = Executable(CONFIG, None, None, [None] * len(mosts), plans, False)
+    assert exe.segment_batches == mosts
+    for batch in exe.batches(samples):
+        seen = [[] for _ in mosts]
+        schedule = exe.schedule(batch)
+        for index, size, first in schedule:
+            assert plans[size][index] is not None and size <= mosts[index]
+            seen[index] += range(first, first + size)
+        assert all(sorted(s) == list(range(batch)) for s in seen)
+        # consecutive segments of equal batches (chains) run each sub-batch in order
+        start = [i if i == 0 or mosts[i] != mosts[i - 1] else None for i in range(len(mosts))]
+        for i in range(1, len(mosts)):
+            start[i] = start[i - 1] if start[i] is None else start[i]
+        for (i, size, first), (j, next_size, next_first) in zip(schedule, schedule[1:]):
+            if j == i + 1 and start[j] == start[i]:        # the next of the chain, same samples
+                assert (next_first, next_size) == (first, size)
+            elif j == i + 1:                                # the next chain, from the start
+                assert next_first == 0
+            else:                                           # the chain again, the next samples
+                assert j == start[i] and next_first == first + size

@@ -600,7 +600,7 @@ def _summary(qnet, network_map, exe):
                      + ", ".join(f"{k} K x {n} N x {r} replica(s)" for k, n, r in shapes))
     if len(m.segments) > 1:
         lines.append(f"  {len(m.segments)} segments, each loading its weights, parameters and "
-                     f"program every batch:")
+                     f"program every run (a batch, or each of its sub-batches):")
         i = 0
         while i < len(m.segments):
             line, count = _segment_line(m, exe, i)
