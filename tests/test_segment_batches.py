@@ -139,3 +139,17 @@ def test_a_schedule_runs_every_sample_through_every_segment_once(chains, samples
                 assert next_first == 0
             else:                                           # the chain again, the next samples
                 assert j == start[i] and next_first == first + size
+
+
+def test_a_chain_whose_segments_run_different_sizes_is_refused(compiled):
+    """The chunks run sub-batch by sub-batch together: a file where one of them lacks a
+    size the others run would leave it without a program mid-chain."""
+    from firmware.runtime.executable_schema import SchemaError, check_executable
+
+    _, exe, _ = compiled
+    plans = {size: list(runs) for size, runs in exe.plans.items()}
+    plans[4][1] = None
+    edited = Executable(exe.config, exe.input, exe.output, exe.segments, plans, exe.resident)
+    with pytest.raises(SchemaError, match=r"plans: segment 1 runs batches of \[1, 2, 5\] "
+                                          r"samples, segment 0 of \[1, 2, 4, 5\]"):
+        check_executable(edited)

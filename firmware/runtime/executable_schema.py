@@ -279,5 +279,12 @@ def check_executable(exe):
     if 1 not in exe.plans or None in exe.plans[1]:
         raise SchemaError("plans", f"has no batch of 1 for every segment (batches "
                                    f"{sorted(exe.plans)}): a tail of samples would not run")
+    sizes = [sorted(size for size, runs in exe.plans.items() if runs[i] is not None)
+             for i in range(len(exe.segments))]
+    for i in range(1, len(sizes)):         # a chain runs its sub-batches together
+        if sizes[i][-1] == sizes[i - 1][-1] and sizes[i] != sizes[i - 1]:
+            raise SchemaError("plans", f"segment {i} runs batches of {sizes[i]} samples, "
+                                       f"segment {i - 1} of {sizes[i - 1]}: segments of one "
+                                       f"largest batch run the same sizes")
     for batch, runs in exe.plans.items():
         _plan(batch, runs, exe, image_rows)
