@@ -38,6 +38,21 @@ def residual_mlp():
     return build
 
 
+@pytest.fixture(scope="session")
+def sub_batched_mlp():
+    """A float MLP 128-48-10 (weights from `rng`) and a config on which its first layer
+    runs a batch in sub-batches: wmem's two slots cut it (8 x 3 blocks) into three chunks,
+    and amem's 64 entries hold five of their samples (8 input and 3 output entries each)
+    but 16 of the last layer's (3 and 1)."""
+    from firmware.frontend.network import Dense, Network
+    from golden import AccelConfig
+
+    def build(rng):
+        return Network((Dense("wide", rng.normal(0, 0.2, (128, 48)), rng.normal(0, 0.1, 48)),
+                        Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
+    return build, AccelConfig(wmem_depth=32, amem_depth=64)
+
+
 def pytest_terminal_summary(terminalreporter):
     lines = [value for outcome in ("passed", "failed")
              for report in terminalreporter.stats.get(outcome, [])

@@ -11,29 +11,22 @@ from hypothesis import given, settings, strategies as st
 from firmware.compiler.mapper import MappingError
 from firmware.compiler.pipeline import _network_batch, compile_network
 from firmware.compiler.quantize import quantize
-from firmware.frontend.network import Dense, Network
 from firmware.runtime.executable import Executable, batch_sizes, load_executable
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig, isa
 from golden.device import instruction_counters
 
-# wmem of two slots cuts "wide" (8 x 3 blocks) into three chunks; amem of 64 holds five of
-# its samples (8 input and 3 output entries each) but more of "out"'s (3 and 1)
-CONFIG = AccelConfig(wmem_depth=32, amem_depth=64)
-
-
 @pytest.fixture(scope="module")
-def compiled():
+def compiled(sub_batched_mlp):
+    build, config = sub_batched_mlp
     rng = np.random.default_rng(11)
-    network = Network((Dense("wide", rng.normal(0, 0.2, (128, 48)), rng.normal(0, 0.1, 48)),
-                       Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
-    x = rng.uniform(0, 1, (32, 128))
+    network, x = build(rng), rng.uniform(0, 1, (32, 128))
     qnet = quantize(network, x)
-    return qnet, compile_network(qnet, CONFIG), qnet.input.quantize(rng.uniform(0, 1, (33, 128)))
+    return qnet, compile_network(qnet, config), qnet.input.quantize(rng.uniform(0, 1, (33, 128)))
 
 
-def program_cycles(run):
-    return sum(instruction_counters(isa.decode(words), CONFIG)["cycles"] for words in run.program)
+def program_cycles(run, config):
+    return sum(instruction_counters(isa.decode(words), config)["cycles"] for words in run.program)
 
 
 def test_the_chunks_run_a_batch_in_sub_batches_of_what_amem_holds(compiled):
@@ -57,12 +50,13 @@ def test_a_sub_batched_run_equals_the_reference_and_counts_each_run(compiled):
     assert run.batches == [15, 15, 2, 1]
     assert np.array_equal(run.outputs, qnet.forward(x_q))
     assert run.runs == 2 * (9 + 1) + 2 * (3 + 1)
-    at_five = compile_network(qnet, CONFIG, batch=5)
+    at_five = compile_network(qnet, exe.config, batch=5)
     assert at_five.segment_batches == [5] * 4
     five = GoldenTarget().run(at_five, x_q[:30])
     whole = GoldenTarget().run(exe, x_q[:30])
     assert np.array_equal(five.outputs, whole.outputs)
-    saved = 2 * (3 * program_cycles(at_five.plans[5][3]) - program_cycles(exe.plans[15][3]))
+    saved = 2 * (3 * program_cycles(at_five.plans[5][3], exe.config)
+                 - program_cycles(exe.plans[15][3], exe.config))
     assert saved > 0
     assert whole.counters["cycles"] == five.counters["cycles"] - saved
 
@@ -86,11 +80,11 @@ def test_a_batch_is_taken_up_to_what_the_roomiest_segment_holds(compiled):
     of the chunks, where 16 takes four."""
     qnet, exe, _ = compiled
     assert exe.batch == 15
-    sixteen = compile_network(qnet, CONFIG, batch=16)
+    sixteen = compile_network(qnet, exe.config, batch=16)
     assert sixteen.segment_batches == [5, 5, 5, 16]
     assert [size for i, size, _ in sixteen.schedule(16) if i == 0] == [5, 5, 5, 1]
     with pytest.raises(MappingError, match="batch must be in 1..16 "):
-        compile_network(qnet, CONFIG, batch=17)
+        compile_network(qnet, exe.config, batch=17)
 
 
 def test_the_network_batch_loads_weights_least_often_a_sample():
@@ -119,7 +113,7 @@ def test_a_schedule_runs_every_sample_through_every_segment_once(chains, samples
     sizes = set(batch_sizes(network)).union(*(batch_sizes(m) for m in mosts))
     plans = {size: [object() if size in batch_sizes(m) else None for m in mosts]
              for size in sizes}
-    exe = Executable(CONFIG, None, None, [None] * len(mosts), plans, False)
+    exe = Executable(AccelConfig(), None, None, [None] * len(mosts), plans, False)
     assert exe.segment_batches == mosts
     for batch in exe.batches(samples):
         seen = [[] for _ in mosts]

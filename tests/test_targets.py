@@ -115,7 +115,7 @@ def test_a_board_that_stops_answering_is_one_line(two_runs):
     os.close(slave)
 
 
-def _stack_cases():
+def _stack_cases(sub_batched_mlp):
     from firmware.frontend.network import Add, Dense, Network
     from tessera.experiments.digits import MODELS
 
@@ -127,16 +127,14 @@ def _stack_cases():
                         Add("res", ("fc1", "fc0"), relu=True),
                         Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
     cnn = MODELS[1].build(rng)
-    wide = Network((Dense("wide", rng.normal(0, 0.2, (128, 48)), rng.normal(0, 0.1, 48)),
-                    Dense("out", rng.normal(0, 0.3, (48, 10)), np.zeros(10), relu=False)))
+    build_wide, chunked = sub_batched_mlp
+    wide = build_wide(rng)
     return {"two segments": (mlp, (32,), AccelConfig(wmem_depth=16), 1 << 30),
             # three chunks of "wide" in sub-batches of 5, "out" at the full batch
-            "chunks in sub-batches": (wide, (128,), AccelConfig(wmem_depth=32, amem_depth=64),
-                                      1 << 30),
+            "chunks in sub-batches": (wide, (128,), chunked, 1 << 30),
             # ... two at a time: three sub-batches in a pair and one alone
-            "chunks in sub-batches, stacks of two": (
-                wide, (128,), AccelConfig(wmem_depth=32, amem_depth=64),
-                2 * DeviceStack.device_bytes(AccelConfig(wmem_depth=32, amem_depth=64))),
+            "chunks in sub-batches, stacks of two": (wide, (128,), chunked,
+                                                     2 * DeviceStack.device_bytes(chunked)),
             "residual, amem-bound": (residual, (64,), AccelConfig(amem_depth=64), 1 << 30),
             "CNN, stacks of two": (cnn, (8, 8, 1), AccelConfig(),
                                    2 * DeviceStack.device_bytes(AccelConfig()))}
@@ -145,8 +143,8 @@ def _stack_cases():
 @pytest.mark.parametrize("case", ["two segments", "chunks in sub-batches",
                                   "chunks in sub-batches, stacks of two", "residual, amem-bound",
                                   "CNN, stacks of two"])
-def test_a_stacked_golden_run_equals_batch_after_batch(case):
-    network, shape, config, stack_bytes = _stack_cases()[case]
+def test_a_stacked_golden_run_equals_batch_after_batch(case, sub_batched_mlp):
+    network, shape, config, stack_bytes = _stack_cases(sub_batched_mlp)[case]
     rng = np.random.default_rng(3)
     build = build_executable(network, config, rng.uniform(0, 1, (32, *shape)))
     exe = build.executable
