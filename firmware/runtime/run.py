@@ -206,7 +206,8 @@ async def run_executable(driver, exe, x_q, progress=None):
                 subs = min(per, count - start)
                 samples = slice(first + start * size, first + (start + subs) * size)
                 for position, index in enumerate(indices):
-                    mine = loads[step + start * len(indices) + position::len(indices)][:subs]
+                    begin = step + start * len(indices) + position
+                    mine = loads[begin:begin + subs * len(indices):len(indices)]
                     await _segment_run(driver, exe, index, size, host, group, batch,
                                        samples, _count_loads(loaded, mine, group), result)
                     loaded = mine[-1][0]
