@@ -4,8 +4,10 @@ For each network (random weights of the demos' shapes; 50 % variants block-prune
 fine-tuning, which keeps the block pattern): cycles per inference against the ADC bound
 (every tile's ADCs converting every cycle: adc_conversions / (tiles x cols / adc_share x
 slices)), their ratio (and, measured in the same run, the ratio with every job the widest
-K-reduction, as jobs were shaped before the timing model chose, and with every block
-through psum, REQUANT and MAX runs, before MVMs requantised and pooled as they wrote),
+K-reduction, as jobs were shaped before the timing model chose, with every block
+through psum, REQUANT and MAX runs, before MVMs requantised and pooled as they wrote, and
+with every segment at the batch of the one that holds fewest, before segments ran
+batches of their own),
 the share of MVM vectors that use all tiles, and the golden
 backend's wall time against an exact float64-BLAS forward pass of the same int8 network
 (`QuantizedNetwork.forward`, written apart from golden's crossbar), both given the same
@@ -74,12 +76,15 @@ def ratio_with(network, config, x, module, knob, value):
     saved = getattr(module, knob)
     setattr(module, knob, value)
     try:
-        build = build_executable(network, config, x)
+        return batch_ratio(build_executable(network, config, x), config, x)
     finally:
         setattr(module, knob, saved)
+
+
+def batch_ratio(build, config, x):
+    """bound/actual of one full batch of `build`'s executable."""
     exe = build.executable
-    x_q = build.quantized.input.quantize(x[:exe.batch])
-    c = GoldenTarget().run(exe, x_q).counters
+    c = GoldenTarget().run(exe, build.quantized.input.quantize(x[:exe.batch])).counters
     return adc_bound_cycles(config, c["adc_conversions"]) / c["cycles"]
 
 
@@ -91,6 +96,9 @@ def measure(name, network, shape, config, samples, rng):
     unfused = ratio_with(network, config, x, codegen, "FUSED_OUTPUTS", False)
     build = build_executable(network, config, x)
     qnet, exe = build.quantized, build.executable
+    # every segment at the batch of the one that holds fewest (before segments had their own)
+    one_batch = batch_ratio(build_executable(network, config, x,
+                                             batch=min(exe.segment_batches)), config, x)
     # Whole batches only, so that both sides run the executable's batch every time.
     samples = -(-samples // exe.batch) * exe.batch
     x_q = qnet.input.quantize(rng.uniform(0, 1, (samples, *shape)))
@@ -113,7 +121,7 @@ def measure(name, network, shape, config, samples, rng):
     return {"network": name, "config": config.name, "batch": exe.batch,
             "segments": len(exe.segments), "cycles": c["cycles"] / samples,
             "bound": bound / samples, "ratio": bound / c["cycles"], "k first": k_first,
-            "unfused": unfused,
+            "unfused": unfused, "one batch": one_batch,
             "all tiles": full / vectors if vectors else 0.0,
             "samples": samples, "golden 1": 1e3 * golden_one, "x numpy 1": golden_one / numpy_one,
             "golden ms": 1e3 * golden_s / samples, "numpy ms": 1e3 * numpy_s / samples,
@@ -139,6 +147,7 @@ def main():
                ("ADC bound/inf", "bound", "{:.0f}"), ("bound/actual", "ratio", "{:.2f}"),
                ("... widest K first", "k first", "{:.2f}"),
                ("... REQUANT and MAX runs", "unfused", "{:.2f}"),
+               ("... one batch for all segments", "one batch", "{:.2f}"),
                ("vectors on all tiles", "all tiles", "{:.0%}"),
                ("golden ms, 1 sample", "golden 1", "{:.3f}"), ("golden/NumPy", "x numpy 1", "{:.1f}x"),
                ("samples", "samples", "{}"),
