@@ -112,12 +112,12 @@ def measure(name, network, shape, config, samples, rng):
     c = run.counters
     bound = adc_bound_cycles(config, c["adc_conversions"])
     full = vectors = 0
-    for index, size, _ in exe.schedule(exe.batch):
-        for words in exe.plans[size][index].program:
+    for indices, size, _, count in exe.rounds(exe.batch):   # equal sub-batches: decoded once
+        for words in (w for index in indices for w in exe.plans[size][index].program):
             ins = isa.decode(words)
             if ins.opcode == isa.Opcode.MVM:
-                vectors += ins.count
-                full += ins.count if ins.mvm_tiles == config.tiles else 0
+                vectors += count * ins.count
+                full += count * ins.count if ins.mvm_tiles == config.tiles else 0
     return {"network": name, "config": config.name, "batch": exe.batch,
             "segments": len(exe.segments), "cycles": c["cycles"] / samples,
             "bound": bound / samples, "ratio": bound / c["cycles"], "k first": k_first,
