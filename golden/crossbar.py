@@ -13,7 +13,7 @@ __all__ = ["INPUT_OFFSET", "offset_excess", "check_int8", "weight_slices", "read
            "input_levels",
            "column_counts",
            "adc_convert", "shift_add", "crossbar_mvm", "reference_mvm", "int8_matmul",
-           "FLOAT32_EXACT_TERMS", "FLOAT32_CHUNK"]
+           "FLOAT32_EXACT_TERMS", "FLOAT32_OFFSET_TERMS"]
 
 
 INPUT_OFFSET = 1 << (INPUT_BITS - 1)      # offset-binary inputs apply x + 128
@@ -149,26 +149,38 @@ def reference_mvm(x, weights):
     return check_int8("inputs", x) @ check_int8("weights", weights)
 
 
-# float32 holds every integer of magnitude up to 2**24. A product of an input (-128 ..
-# 255, offset-binary inputs included) and a weight (-128 .. 127) is at most 255 * 128, so
-# every partial sum of this many of them, in whatever order BLAS adds, stays exact.
-FLOAT32_EXACT_TERMS = (1 << 24) // ((2 * INPUT_OFFSET - 1) * INPUT_OFFSET)
-# A longer sum runs in chunks of this many terms (a power of two, so that BLAS's blocks
-# stay aligned), each exact in float32, added in int64: twice float64's speed, measured.
-FLOAT32_CHUNK = 1 << (FLOAT32_EXACT_TERMS.bit_length() - 1)
+# float32 holds every integer of magnitude up to 2**24. A product of an int8 input and an
+# int8 weight is at most 128 * 128, so every partial sum of this many of them, in whatever
+# order BLAS adds, stays exact.
+FLOAT32_EXACT_TERMS = (1 << 24) // (INPUT_OFFSET * INPUT_OFFSET)
+# An offset input (x + 128, up to 255) is added in while its sum stays exact this long;
+# past it, the offset's share is added after, from the weights' column sums.
+FLOAT32_OFFSET_TERMS = (1 << 24) // ((2 * INPUT_OFFSET - 1) * INPUT_OFFSET)
 
 
-def int8_matmul(x, weights):
-    """``x @ weights`` for integer arrays of inputs in -128 .. 255 and int8 weights (or
-    those values already as float32), exactly, through BLAS in float32: a sum of more than
-    `FLOAT32_EXACT_TERMS` terms in chunks of `FLOAT32_CHUNK`. (NumPy's integer matmul
-    does not use BLAS: several times slower.)"""
+def int8_matmul(x, weights, offset=0, weight_bound=INPUT_OFFSET):
+    """``(x + offset) @ weights`` for integer arrays of int8 inputs and weights of
+    magnitude at most `weight_bound` (or those values already as float32), exactly,
+    through BLAS in float32: a sum of more terms than float32 holds exactly runs in chunks
+    that it does, added in int64. (NumPy's integer matmul does not use BLAS: several times
+    slower.)"""
     x, weights = np.asarray(x, np.float32), np.asarray(weights, np.float32)
     terms = x.shape[-1]
-    if terms <= FLOAT32_EXACT_TERMS:
-        return (x @ weights).astype(np.int64)
-    result = np.zeros((*x.shape[:-1], weights.shape[-1]), np.int64)
-    for first in range(0, terms, FLOAT32_CHUNK):
-        chunk = slice(first, first + FLOAT32_CHUNK)
-        result += (x[..., chunk] @ weights[chunk]).astype(np.int64)
+    largest = max(INPUT_OFFSET - 1 + offset, INPUT_OFFSET - offset)   # of |x + offset|
+    late_offset = offset and terms * largest * weight_bound > 1 << 24
+    if offset and not late_offset:
+        x = x + np.float32(offset)
+    else:
+        largest = INPUT_OFFSET
+    exact = (1 << 24) // (largest * weight_bound)
+    chunk = exact if terms <= exact else 1 << (exact.bit_length() - 1)   # BLAS-aligned
+    if terms <= chunk:
+        result = (x @ weights).astype(np.int64)
+    else:
+        result = np.zeros((*x.shape[:-1], weights.shape[-1]), np.int64)
+        for first in range(0, terms, chunk):
+            part = slice(first, first + chunk)
+            result += (x[..., part] @ weights[part]).astype(np.int64)
+    if late_offset:
+        result += offset * weights.sum(axis=0, dtype=np.float64).astype(np.int64)
     return result

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import AccelConfig
+from .config import INPUT_BITS, AccelConfig
 from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul, read_weights
 from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
@@ -616,6 +616,16 @@ class Device:
         self.psum = np.zeros((c.psum_depth, c.cols), np.int32)
         self.qmem = np.zeros((c.qmem_depth, 4 * c.cols), np.int64)
         self.tile_weights = np.zeros((c.tiles, c.rows, c.cols), np.int64)
+        # products made ahead for runs the host said are coming (`expect`)
+        self.ahead = None
+
+    def expect(self, runs):
+        """The runs to come (`golden.lookahead.Expected`s, in order; None: unknown): an
+        ideal lossless device then makes their products ahead, several as one
+        (`golden.lookahead`). Results and counters are the same either way."""
+        from .lookahead import ProductsAhead
+        ideal = self.analog is None and self.faults is None and self.config.is_lossless
+        self.ahead = ProductsAhead(self.config, runs) if runs and ideal else None
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -638,6 +648,8 @@ class Device:
                              and self.config.is_lossless)
         if plan.fetches > max_instructions:
             raise RuntimeError(f"program ran {max_instructions} instructions without halting")
+        if self.ahead is not None:
+            self.ahead.begin(self, plan)
         for run, argument in plan.steps:
             run(self, argument)
         self.counters = dict(plan.counters)
@@ -670,26 +682,10 @@ class Device:
 
     def _product(self, step):
         c = self.config
-        inputs = self.amem[..., step.window, :]                     # (..., n, K, rows)
-        if step.gather_first:
-            inputs = inputs.take(step.window_entries, axis=-2).astype(np.float32)
-        else:
-            inputs = inputs.astype(np.float32)                      # int8_matmul's
-            if step.window_entries is not None:
-                inputs = inputs.take(step.window_entries, axis=-2)
-        lead, n = self.amem.shape[:-2], len(step.entries)
-        inputs = inputs.reshape(-1, step.entries.shape[1] * c.rows)  # one BLAS product
-        if step.offset:
-            inputs += step.offset
-        if step.uniform:
-            results = int8_matmul(inputs, self._weights(step.index, step.source))
-        else:
-            results = np.empty((len(inputs), step.addresses.shape[1] * c.cols), np.int64)
-            by_vector = np.arange(len(inputs)).reshape(-1, n)        # (devices, n)
-            for vectors, index in zip(step.vectors, step.index):
-                rows = by_vector[:, vectors].ravel()
-                results[rows] = int8_matmul(inputs[rows], self._weights(index, step.source))
-        results = results.reshape(*lead, -1, c.cols)                  # (..., n * G, cols)
+        results = None if self.ahead is None else self.ahead.take(self, step)
+        if results is None:
+            results = self._multiply(step)
+        results = results.reshape(*self.amem.shape[:-2], -1, c.cols)  # (..., n * G, cols)
         written = step.written
         if step.requantize:
             self._store_requantized(step.qentries, step.max_into, written, step.distinct,
@@ -705,6 +701,27 @@ class Device:
         else:
             self.psum[..., written, :] = results
 
+    def _multiply(self, step):
+        """A product step's ``X @ W``: (vectors of all devices, blocks x cols), int64."""
+        c = self.config
+        inputs = self.amem[..., step.window, :]                     # (..., n, K, rows)
+        if step.gather_first:
+            inputs = inputs.take(step.window_entries, axis=-2).astype(np.float32)
+        else:
+            inputs = inputs.astype(np.float32)                      # int8_matmul's
+            if step.window_entries is not None:
+                inputs = inputs.take(step.window_entries, axis=-2)
+        inputs = inputs.reshape(-1, step.entries.shape[1] * c.rows)  # one BLAS product
+        if step.uniform:
+            return int8_matmul(inputs, self._weights(step.index, step.source), step.offset)
+        results = np.empty((len(inputs), step.addresses.shape[1] * c.cols), np.int64)
+        by_vector = np.arange(len(inputs)).reshape(-1, len(step.entries))   # (devices, n)
+        for vectors, index in zip(step.vectors, step.index):
+            rows = by_vector[:, vectors].ravel()
+            results[rows] = int8_matmul(inputs[rows], self._weights(index, step.source),
+                                        step.offset)
+        return results
+
     def _tile_product(self, tile, x, ins):
         """Tile `tile`'s results for vectors `x` at the MVM's ADC range and encoding."""
         if self.analog is not None:
@@ -714,7 +731,8 @@ class Device:
             # A lossless ADC passes every count: the product is exactly the inputs times
             # the weights the cells read, one BLAS product instead of one a step and slice.
             weights = read_weights(self.config, self.tile_weights[tile], stuck)
-            return int8_matmul(x + INPUT_OFFSET if ins.offset_inputs else x, weights)
+            return int8_matmul(x, weights, INPUT_OFFSET if ins.offset_inputs else 0,
+                               weight_bound=(1 << INPUT_BITS) - 1)
         return crossbar_mvm(self.config, x, self.tile_weights[tile], ins.adc_shift,
                             ins.offset_inputs, stuck)
 
@@ -824,6 +842,7 @@ class DeviceStack:
         self.tile_weights = one.tile_weights
         self._amem = np.zeros((count, *one.amem.shape), np.int8)
         self._psum = np.zeros((count, *one.psum.shape), one.psum.dtype)
+        self.ahead = None
         self.use(count)
 
     @staticmethod
@@ -841,7 +860,9 @@ class DeviceStack:
     soft_reset = Device.soft_reset
     load_program = Device.load_program
     run = Device.run
+    expect = Device.expect
     _weights = Device._weights
+    _multiply = Device._multiply
     _store_requantized = Device._store_requantized
 
 

@@ -101,6 +101,14 @@ class Driver:
                 self.bus.lockstep(count)
             self.copies = count
 
+    def expect(self, runs):
+        """Tell a model behind the bus the device runs to come (`golden.lookahead.Expected`s,
+        in order; None when unknown), so that it can compute ahead. A bus without
+        `expect` (RTL, a board) does not need it."""
+        expect = getattr(self.bus, "expect", None)
+        if expect is not None:
+            expect(runs)
+
     def reset_transfer_counts(self):
         self._moved = {"written": {}, "read": {}}
 

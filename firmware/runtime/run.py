@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden.device import as_span
+from golden.lookahead import Expected
 from golden.regmap import COUNTERS
 
 from ..windows import im2col_columns, pad_images
@@ -144,6 +145,27 @@ def _count_loads(loaded, steps, group):
     return weights, programs
 
 
+def _weight_writes(config, image):
+    """(first wmem row, int8 values, lanes) of the writes that load a segment's weights."""
+    for first_slot, end_slot, lanes in image.lane_runs:
+        rows = slice(first_slot * config.rows, end_slot * config.rows)
+        yield rows.start, image.wmem_int8[rows], lanes * config.cols
+
+
+def _expected(config, exe, size, indices, loads):
+    """The device runs of segments `indices` at `size`, each loading as `loads` says."""
+    runs = []
+    for index, (weight_loads, _) in zip(indices, loads):
+        image = exe.segments[index]
+        writes = tuple((row, values[:, :lanes]) for row, values, lanes
+                       in _weight_writes(config, image)) if weight_loads else ()
+        if weight_loads and len(image.setup):
+            runs.append(Expected(image.setup, writes))
+            writes = ()
+        runs.append(Expected(exe.plans[size][index].program, writes))
+    return runs
+
+
 async def _segment_run(driver, exe, index, size, host, group, batch, samples, loads, result):
     """Segment `index` run on `samples` of `group` batches of `batch`, `size` samples a
     device, its weights and program loaded as often as `loads` says."""
@@ -151,10 +173,8 @@ async def _segment_run(driver, exe, index, size, host, group, batch, samples, lo
     weight_loads, program_loads = loads
     if weight_loads:
         driver.lockstep(weight_loads)
-        for first_slot, end_slot, lanes in image.lane_runs:
-            rows = slice(first_slot * config.rows, end_slot * config.rows)
-            await driver.write_entries("wmem", rows.start, image.wmem_int8[rows],
-                                       lanes=lanes * config.cols)
+        for row, values, lanes in _weight_writes(config, image):
+            await driver.write_entries("wmem", row, values, lanes=lanes)
         await driver.write_entries("qmem", 0, image.qmem)
         if len(image.setup):
             await driver.load_words(image.setup)
@@ -205,12 +225,16 @@ async def run_executable(driver, exe, x_q, progress=None):
             for start in range(0, count, per):
                 subs = min(per, count - start)
                 samples = slice(first + start * size, first + (start + subs) * size)
+                segment_loads = []
                 for position, index in enumerate(indices):
                     begin = step + start * len(indices) + position
                     mine = loads[begin:begin + subs * len(indices):len(indices)]
-                    await _segment_run(driver, exe, index, size, host, group, batch,
-                                       samples, _count_loads(loaded, mine, group), result)
+                    segment_loads.append(_count_loads(loaded, mine, group))
                     loaded = mine[-1][0]
+                driver.expect(_expected(config, exe, size, indices, segment_loads))
+                for index, its_loads in zip(indices, segment_loads):
+                    await _segment_run(driver, exe, index, size, host, group, batch,
+                                       samples, its_loads, result)
             step += count * len(indices)
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch * group] = \
@@ -220,6 +244,7 @@ async def run_executable(driver, exe, x_q, progress=None):
             done += batch
             if progress:
                 progress(done, len(x_q))
+    driver.expect(None)
     driver.lockstep(1)
     result.host_words = driver.transfer_counts()
     return result

@@ -89,6 +89,16 @@ class GoldenBus:
         elif count != 1:
             raise ValueError(f"one device behind this bus, not {count}")
 
+    def expect(self, runs):
+        """The runs to come (`golden.lookahead.Expected`s; None: unknown), for the device
+        to make their products ahead (`golden.device.Device.expect`)."""
+        self.device.expect(runs)
+
+    def _forget(self, memory, first, count):
+        """Results made ahead that read amem entries the host now writes are stale."""
+        if memory == "amem" and self.device.ahead is not None:
+            self.device.ahead.forget(first, count)
+
     def _words_array(self, window):
         """A memory that word accesses reach: one array, not a device each."""
         array = getattr(self.device, window.name)
@@ -139,6 +149,7 @@ class GoldenBus:
         hold unsigned fields, the others signed lanes)."""
         words = np.asarray(words, np.int64).reshape(-1, window.entry_words)
         signed = window.name not in _UNSIGNED
+        self._forget(window.name, first, len(words))
         self._words_array(window)[first:first + len(words)] = window.unpack(
             words, signed=signed)
 
@@ -213,6 +224,7 @@ class GoldenBus:
         values = window.lane_values(entries[..., :lanes], signed=memory not in _UNSIGNED)
         if values.ndim > array.ndim:
             values = values[-1]
+        self._forget(memory, start, count)
         array[..., start:start + count, :lanes] = values
 
     async def load_entries(self, memory, start, count, signed=True):

@@ -1,0 +1,279 @@
+"""Products computed ahead: the MVM products of runs the host has said are coming, done
+as one BLAS product on their shared inputs instead of one thin product a run.
+
+A network too large for the tiles runs a layer as a chain of segments, each with its
+own weights: every segment multiplies the same activations by another slice of the
+layer's matrix, often a product of 16 columns. Told the runs to come (`Expected`), an
+ideal device (`golden.device.Device` or `DeviceStack`) computes, at the first such
+product, every later one on the same vectors that nothing before it writes: the inputs
+once, the weights side by side (zero where a product reads fewer of the vectors'
+entries), one product. Each run then takes its results instead of computing them. Only
+the product is shared; every psum write, requantisation and counter stays the run's
+own, in its own order.
+
+It stays exact where it could go wrong: a run other than the one expected (another
+program) drops every result made ahead; a host write to amem drops those that read the
+entries written; a result is used only if the wmem rows its weights came from hold,
+when it runs, the bytes they were expected to hold, and the device count is the same.
+"""
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crossbar import int8_matmul
+from .device import Device, _max_plan, _program_plan, _requant_plan, as_span
+from .isa import WORDS_PER_INSTRUCTION
+
+__all__ = ["Expected", "ProductsAhead", "MIN_VECTORS"]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A run to come: the program it runs (instruction words) and the wmem writes the host
+    makes before it, ``(first row, int8 values (rows, lanes))`` each, lanes from 0."""
+    program: np.ndarray
+    wmem_writes: tuple = ()
+
+
+# Fewer vectors than this (all devices') are cheaper a run at a time than stacking weights.
+MIN_VECTORS = 64
+# The most bytes of results (int64) made ahead at once.
+RESULT_BUDGET = 64 << 20
+
+
+class ProductsAhead:
+    """The products of `runs` (`Expected`s, in order) as a device meets them; see the
+    module. The device calls `begin` at each run and `take` at each product step."""
+
+    def __init__(self, config, runs):
+        self.config = config
+        self.runs = list(runs)
+        self.programs = [np.asarray(run.program, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)
+                         & 0xFFFF_FFFF for run in self.runs]
+        self.plans = {}                 # ordinal -> its plan, once worked out
+        self.next = 0                   # the ordinal of the next expected run
+        self.current = None             # (ordinal, plan, {id(step): position}) of this run
+        self.ready = {}                 # (ordinal, position) -> _Result
+        self.made = self.taken = 0      # results made ahead, and taken by their runs
+
+    def forget(self, start=None, count=0):
+        """Drop the results that read amem entries ``start .. start+count-1``; all of them
+        with no `start`."""
+        if start is None:
+            self.ready.clear()
+        else:
+            self.ready = {key: result for key, result in self.ready.items()
+                          if not result.reads(start, start + count)}
+
+    def begin(self, device, plan):
+        """A run of `plan` starts on `device`: the next expected one, or one never
+        declared, whose writes are unknown."""
+        if self.next < len(self.runs):
+            program = self.programs[self.next]
+            if np.array_equal(device.imem[:len(program)], program) \
+                    and len(self._plan(self.next).steps) == len(plan.steps):
+                self.current = (self.next, plan,
+                                {id(step): i for i, (_, step) in enumerate(plan.steps)})
+                self.next += 1
+                return
+        self.current = None
+        self.forget()
+
+    def take(self, device, step):
+        """The results of product `step` of the run going on, or None: compute them."""
+        if self.current is None:
+            return None
+        ordinal, _, positions = self.current
+        position = positions[id(step)]
+        result = self.ready.pop((ordinal, position), None)
+        if result is not None:
+            if not result.valid(device):
+                return None
+            self.taken += 1
+            return result.values
+        if not _shareable(step):
+            return None
+        return self._ahead(device, ordinal, position, step)
+
+    def _plan(self, ordinal):
+        plan = self.plans.get(ordinal)
+        if plan is None:
+            plan = self.plans[ordinal] = _program_plan(self.programs[ordinal].tobytes(),
+                                                       self.config, True)
+        return plan
+
+    def _ahead(self, device, ordinal, position, first):
+        """`first`'s results, making those of the later products on its vectors."""
+        c, lead = self.config, device.amem.shape[:-2]
+        devices = int(np.prod(lead, dtype=np.int64))
+        vectors = len(first.entries)
+        if vectors * devices < MIN_VECTORS:
+            return None
+        columns_left = RESULT_BUDGET // (8 * vectors * devices)
+        written = np.zeros(c.amem_depth, bool)          # by the steps from `first` on
+        group = []                                      # (ordinal, position, step, wmem)
+        for at, where, run, step, wmem in self._walk(ordinal, position, device.wmem):
+            if (_shareable(step) and step.offset == first.offset
+                    and len(step.entries) == vectors and not written[step.entries].any()):
+                columns = step.index.index.shape[1]
+                if columns > columns_left:
+                    break
+                group.append((at, where, step, wmem))
+                columns_left -= columns
+            _mark_written(written, run, step, c.cols)
+            if written[first.entries].any():            # later products read new inputs
+                break
+        if len(group) < 2:
+            return None
+        parts = [step.index.gather(wmem) for _, _, step, wmem in group]
+        key = tuple((id(step), id(part)) for (_, _, step, _), part in zip(group, parts))
+        stacked = _STACKED.get(key)
+        if stacked is None:
+            stacked = _stack([step.entries for _, _, step, _ in group], parts, c.rows)
+            _STACKED.put(key, stacked, ([step for _, _, step, _ in group], parts))
+        shared, weights, kept, spans = stacked
+        group = [group[i] for i in kept]
+        inputs = device.amem[..., shared, :].reshape(-1, shared.shape[1] * c.rows)
+        inputs = inputs.astype(np.float32)
+        results = int8_matmul(inputs, weights, first.offset)
+        for (at, where, step, wmem), span in zip(group[1:], spans[1:]):
+            rows = step.index.rows
+            self.ready[(at, where)] = _Result(results[:, span], step.entries, rows,
+                                              wmem[rows].tobytes(), lead)
+        self.made += len(group) - 1
+        return results[:, spans[0]]
+
+    def _walk(self, ordinal, position, wmem):
+        """(ordinal, position, function, step, wmem as that run finds it) of each step from
+        `position` of the run going on to the end of the expected runs."""
+        _, plan, _ = self.current
+        for where in range(position, len(plan.steps)):
+            yield (ordinal, where, *plan.steps[where], wmem)
+        for later in range(ordinal + 1, len(self.runs)):
+            writes = self.runs[later].wmem_writes
+            if writes:
+                wmem = wmem.copy()
+                for first_row, values in writes:
+                    wmem[first_row:first_row + len(values), :values.shape[1]] = values
+            for where, (run, step) in enumerate(self._plan(later).steps):
+                yield later, where, run, step, wmem
+
+
+def _stack(entries, parts, rows):
+    """(the amem entries the vectors read, the weights side by side, the products kept,
+    the columns of each) for products reading `entries` ((vectors, K) each, the first
+    one's results wanted) with weights `parts`. Where no one set of entries serves all,
+    only those reading what the first reads are kept."""
+    shared, placed = _shared_vectors(entries)
+    kept = list(range(len(entries)))
+    if shared is None:
+        kept = [i for i in kept if np.array_equal(entries[i], entries[0])]
+        parts = [parts[i] for i in kept]
+        shared, placed = entries[0], [np.arange(entries[0].shape[1])] * len(kept)
+    ends = np.cumsum([part.shape[1] for part in parts]).tolist()
+    weights = np.zeros((shared.shape[1] * rows, ends[-1]), np.float32)
+    spans = []
+    for part, entries, end in zip(parts, placed, ends):
+        columns = slice(end - part.shape[1], end)
+        lanes = as_span(entries)
+        if isinstance(lanes, slice):
+            weights[lanes.start * rows:lanes.stop * rows, columns] = part
+        else:
+            weights[(entries[:, None] * rows + np.arange(rows)).ravel(), columns] = part
+        spans.append(columns)
+    weights.flags.writeable = False
+    return shared, weights, kept, spans
+
+
+class _Stacks:
+    """Stacked weights by the identities of the steps and gathered weights they came from
+    (kept alive with them), the least recently used dropped past `budget` bytes."""
+
+    def __init__(self, budget):
+        self.budget, self.entries, self.lock = budget, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                return None
+            self.entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key, stacked, sources):
+        with self.lock:
+            self.entries[key] = (stacked, sources)
+            held = sum(value[0][1].nbytes for value in self.entries.values())
+            while held > self.budget and len(self.entries) > 1:
+                held -= self.entries.popitem(last=False)[1][0][1].nbytes
+
+
+_STACKED = _Stacks(256 << 20)
+
+
+@dataclass(frozen=True, eq=False)
+class _Result:
+    values: np.ndarray          # the product's results, as `Device._product` makes them
+    entries: np.ndarray         # the amem entries it read
+    rows: slice                 # the wmem rows its weights came from
+    content: bytes              # their bytes then
+    lead: tuple                 # the devices' shape
+
+    def reads(self, start, end):
+        return bool(((self.entries >= start) & (self.entries < end)).any())
+
+    def valid(self, device):
+        return (device.amem.shape[:-2] == self.lead
+                and device.wmem[self.rows].tobytes() == self.content)
+
+
+def _shareable(step):
+    """Whether a product can be made ahead: one matrix for all its vectors, from wmem."""
+    return getattr(step, "uniform", False) and step.source == "wmem"
+
+
+def _mark_written(written, run, step, cols):
+    """Mark the amem entries that step `step` (of function `run`) writes."""
+    if run is Device._product:
+        if step.requantize:
+            written[step.written] = True
+    elif run is Device._requant:
+        if step.count:
+            written[_requant_plan(step, cols)[1]] = True
+    elif run is Device._requants:
+        for _, entries, _ in step.writes:
+            written[entries] = True
+    elif run is Device._max:
+        plan = _max_plan(step)
+        if plan is not None:
+            written[plan[3]] = True
+    elif run is not Device._write_tiles and run is not Device._program:
+        written[:] = True                               # unknown: assume everything
+
+
+def _shared_vectors(entries):
+    """(the entries each vector reads in all of `entries` ((vectors, K) arrays of the
+    same vectors), sorted; for each array, where its entries lie in them), or (None,
+    None) when the vectors' unions differ in length or an array's entries lie at
+    different places for different vectors."""
+    joined = np.sort(np.concatenate(entries, axis=1), axis=1)
+    keep = np.ones(joined.shape, bool)
+    keep[:, 1:] = joined[:, 1:] != joined[:, :-1]
+    counts = keep.sum(axis=1)
+    if (counts != counts[0]).any():
+        return None, None
+    shared = joined[keep].reshape(len(joined), -1)
+    # one sorted run of every vector's entries, each vector's moved past the one before
+    shift = (np.arange(len(shared)) * (int(shared.max()) + 1))[:, None]
+    row_start = (np.arange(len(shared)) * shared.shape[1])[:, None]
+    flat = (shared + shift).ravel()
+    placed = []
+    for array in entries:
+        where = np.searchsorted(flat, array + shift) - row_start
+        if (where != where[0]).any():
+            return None, None
+        placed.append(where[0])
+    return shared, placed
