@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import INPUT_BITS, AccelConfig
+from .config import WEIGHT_BITS, AccelConfig
 from .crossbar import INPUT_OFFSET, crossbar_mvm, int8_matmul, read_weights
 from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
@@ -732,7 +732,7 @@ class Device:
             # the weights the cells read, one BLAS product instead of one a step and slice.
             weights = read_weights(self.config, self.tile_weights[tile], stuck)
             return int8_matmul(x, weights, INPUT_OFFSET if ins.offset_inputs else 0,
-                               weight_bound=(1 << INPUT_BITS) - 1)
+                               weight_bound=(1 << WEIGHT_BITS) - 1)
         return crossbar_mvm(self.config, x, self.tile_weights[tile], ins.adc_shift,
                             ins.offset_inputs, stuck)
 

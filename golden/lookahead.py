@@ -115,17 +115,20 @@ class ProductsAhead:
         columns_left = RESULT_BUDGET // (8 * vectors * devices)
         written = np.zeros(c.amem_depth, bool)          # by the steps from `first` on
         group = []                                      # (ordinal, position, step, wmem)
+        last = ordinal                                  # the last run with a member
         for at, where, run, step, wmem in self._walk(ordinal, position, device.wmem):
+            if at > last + 1:                           # a run without one: the chain ended
+                break
             if (_shareable(step) and step.offset == first.offset
-                    and len(step.entries) == vectors and not written[step.entries].any()):
+                    and len(step.entries) == vectors and not written[step.window].any()):
                 columns = step.index.index.shape[1]
                 if columns > columns_left:
                     break
                 group.append((at, where, step, wmem))
                 columns_left -= columns
-            _mark_written(written, run, step, c.cols)
-            if written[first.entries].any():            # later products read new inputs
-                break
+                last = at
+            if _mark_written(written, run, step, c.cols) and written[first.window].any():
+                break                                   # later products read new inputs
         if len(group) < 2:
             return None
         parts = [step.index.gather(wmem) for _, _, step, wmem in group]
@@ -236,29 +239,40 @@ def _shareable(step):
 
 
 def _mark_written(written, run, step, cols):
-    """Mark the amem entries that step `step` (of function `run`) writes."""
+    """Mark the amem entries that step `step` (of function `run`) writes; whether it
+    writes any."""
     if run is Device._product:
-        if step.requantize:
-            written[step.written] = True
+        if not step.requantize:
+            return False
+        written[step.written] = True
     elif run is Device._requant:
-        if step.count:
-            written[_requant_plan(step, cols)[1]] = True
+        if not step.count:
+            return False
+        written[_requant_plan(step, cols)[1]] = True
     elif run is Device._requants:
         for _, entries, _ in step.writes:
             written[entries] = True
     elif run is Device._max:
         plan = _max_plan(step)
-        if plan is not None:
-            written[plan[3]] = True
-    elif run is not Device._write_tiles and run is not Device._program:
+        if plan is None:
+            return False
+        written[plan[3]] = True
+    elif run is Device._write_tiles or run is Device._program:
+        return False
+    else:
         written[:] = True                               # unknown: assume everything
+    return True
 
 
 def _shared_vectors(entries):
     """(the entries each vector reads in all of `entries` ((vectors, K) arrays of the
     same vectors), sorted; for each array, where its entries lie in them), or (None,
-    None) when the vectors' unions differ in length or an array's entries lie at
-    different places for different vectors."""
+    None) when a vector reads an entry twice, the vectors' unions differ in length or an
+    array's entries lie at different places for different vectors."""
+    for array in entries:           # a vector reading an entry twice: its rows would add
+        ordered = np.sort(array, axis=1)
+        if (ordered[:, 1:] == ordered[:, :-1]).any():
+            return None, None
     joined = np.sort(np.concatenate(entries, axis=1), axis=1)
     keep = np.ones(joined.shape, bool)
     keep[:, 1:] = joined[:, 1:] != joined[:, :-1]

@@ -148,24 +148,39 @@ def test_int8_matmul_is_exact_at_the_extremes():
 
 
 def test_int8_matmul_is_exact_at_the_float32_limit_and_beyond():
-    """Up to 514 terms a product runs in float32 at once: 514 x 255 x 128 = 16,776,960 is
-    the largest such sum below 2**24 (515 terms would pass it), the largest offset input
-    times the largest weight magnitude. Longer sums run in chunks of 512 terms. All-extreme
-    operands at 514 and at 1100 terms (a sum of -35,904,000: float32 alone would round it)
-    and random ones at 514, 515, 1024 and 1100 terms equal integer arithmetic."""
-    from golden.crossbar import FLOAT32_CHUNK, FLOAT32_EXACT_TERMS, int8_matmul
+    """int8 inputs: up to 1,024 terms a product runs in float32 at once, 1,024 x 128 x 128
+    = 2**24 being the largest sum float32 still holds; longer sums run in chunks. Offset
+    inputs (x + 128, up to 255) are added in up to 514 terms (514 x 255 x 128 =
+    16,776,960 <= 2**24 < 515 x 255 x 128); past that the offset's share comes from the
+    weights' column sums. All-extreme operands on both sides of each limit, and random
+    ones, equal the sums worked out by hand and integer arithmetic."""
+    from golden.crossbar import FLOAT32_EXACT_TERMS, FLOAT32_OFFSET_TERMS, int8_matmul
 
-    assert 514 * 255 * 128 <= 1 << 24 < 515 * 255 * 128
-    assert (FLOAT32_EXACT_TERMS, FLOAT32_CHUNK) == (514, 512)
-    for terms in (514, 1100):
-        x = np.full((2, terms), 255)
+    assert 1024 * 128 * 128 == 1 << 24 and 514 * 255 * 128 <= 1 << 24 < 515 * 255 * 128
+    assert (FLOAT32_EXACT_TERMS, FLOAT32_OFFSET_TERMS) == (1024, 514)
+    for terms in (1024, 1025, 2100):                # a sum past 2**24 needs chunks
+        x = np.full((2, terms), -128)
         w = np.full((terms, 3), -128)
         w[:, 1] = 127
         assert np.array_equal(int8_matmul(x, w), np.array(
+            [[terms * 16384, -terms * 128 * 127, terms * 16384]] * 2))
+    for terms in (514, 515, 1100):                  # offset inputs of 255
+        x = np.full((2, terms), 127)
+        w = np.full((terms, 3), -128)
+        w[:, 1] = 127
+        assert np.array_equal(int8_matmul(x, w, offset=128), np.array(
             [[-terms * 255 * 128, terms * 255 * 127, -terms * 255 * 128]] * 2))
     assert 1100 * 255 * 128 == 35_904_000 > 1 << 24
     rng = np.random.default_rng(1)
-    for terms in (514, 515, 1024, 1100):
-        x = rng.choice([-128, 255, 254, -127, 0, 1], (40, terms))
+    for terms in (514, 515, 1024, 1025, 2100):
+        x = rng.choice([-128, 127, 126, -127, 0, 1], (40, terms))
         w = rng.choice([-128, 127, -127, 126, 0], (terms, 24))
-        assert np.array_equal(int8_matmul(x, w), x.astype(np.int64) @ w.astype(np.int64))
+        exact = x.astype(np.int64) @ w.astype(np.int64)
+        assert np.array_equal(int8_matmul(x, w), exact)
+        offset_exact = (x.astype(np.int64) + 128) @ w.astype(np.int64)
+        assert np.array_equal(int8_matmul(x, w, offset=128), offset_exact)
+    # the weights a stuck cell makes reach 255: 2**24 // (255 * 255) = 258 terms at once
+    x = np.full((1, 300), 127)
+    w = np.full((300, 2), 255)
+    assert np.array_equal(int8_matmul(x, w, offset=128, weight_bound=255),
+                          np.array([[300 * 255 * 255] * 2]))

@@ -1,0 +1,161 @@
+"""Products made ahead (`golden.lookahead`): a device told the runs to come ends every run
+as a device that was not told, and as the products worked out by hand.
+
+The twin without expectations is the device every other test checks (against the
+instruction-by-instruction interpreter and the RTL); the hand values are int64 NumPy
+products of the inputs and the weights each run was given."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from firmware.compiler.build import build_executable
+from firmware.frontend.train import init_mlp
+from firmware.runtime import driver as driver_module
+from firmware.runtime.run import compare_runs
+from firmware.runtime.targets import GoldenTarget
+from firmware.runtime.transports.golden_bus import GoldenBus
+from golden import AccelConfig, isa, lookahead
+from golden.device import Device, DeviceStack
+from golden.lookahead import Expected
+from sim.random_programs import random_memories, random_program
+
+CONFIG = AccelConfig()
+VECTORS = 64                    # a run's vectors: enough to be made ahead
+# PROGRAM tile 0 from wmem rows 0.., then every vector of amem 0..63 into psum 0..63
+PRODUCT = np.array(isa.encode_program([isa.program(0, 0), isa.mvm(0, VECTORS, 0, 0),
+                                       isa.halt()]), np.int64)
+
+
+def _weights(rng):
+    return rng.integers(-128, 128, (CONFIG.rows, CONFIG.cols)).astype(np.int8)
+
+
+def _run(device, program, weights):
+    """The host's part of a run: its weights into wmem (tile 0's lane), its program, go."""
+    device.wmem[:CONFIG.rows, :CONFIG.cols] = weights
+    device.load_program(program)
+    device.run()
+    return device.psum[:VECTORS].astype(np.int64)
+
+
+def test_later_runs_take_products_made_at_the_first():
+    rng = np.random.default_rng(0)
+    weights = [_weights(rng) for _ in range(3)]
+    device = Device(CONFIG)
+    device.amem[:VECTORS] = rng.integers(-128, 128, (VECTORS, CONFIG.rows))
+    x = device.amem[:VECTORS].astype(np.int64)
+    device.expect([Expected(PRODUCT, ((0, w),)) for w in weights])
+    for w in weights:
+        assert np.array_equal(_run(device, PRODUCT, w), x @ w.astype(np.int64))
+    assert (device.ahead.made, device.ahead.taken) == (2, 2)
+
+
+def test_a_host_write_to_the_inputs_drops_what_was_made_from_them():
+    rng = np.random.default_rng(1)
+    weights = [_weights(rng) for _ in range(3)]
+    device = Device(CONFIG)
+    bus = GoldenBus(device)
+    device.amem[:VECTORS] = rng.integers(-128, 128, (VECTORS, CONFIG.rows))
+    device.expect([Expected(PRODUCT, ((0, w),)) for w in weights])
+    _run(device, PRODUCT, weights[0])
+    new = rng.integers(-128, 128, (2, CONFIG.rows)).astype(np.int8)
+    asyncio.run(bus.store_entries("amem", 10, new, CONFIG.rows))
+    x = device.amem[:VECTORS].astype(np.int64)
+    assert np.array_equal(x[10:12], new)
+    for w in weights[1:]:
+        assert np.array_equal(_run(device, PRODUCT, w), x @ w.astype(np.int64))
+    assert device.ahead.taken == 1      # the third, made again at the second from new inputs
+
+
+def test_weights_other_than_declared_and_runs_not_declared_are_not_trusted():
+    rng = np.random.default_rng(2)
+    declared = [_weights(rng) for _ in range(4)]
+    device = Device(CONFIG)
+    device.amem[:VECTORS] = rng.integers(-128, 128, (VECTORS, CONFIG.rows))
+    x = device.amem[:VECTORS].astype(np.int64)
+    device.expect([Expected(PRODUCT, ((0, w),)) for w in declared])
+    _run(device, PRODUCT, declared[0])
+    other = _weights(rng)                                   # not what run 2 declared
+    assert np.array_equal(_run(device, PRODUCT, other), x @ other.astype(np.int64))
+    # a run nobody declared (another program, writing amem's inputs) drops the rest
+    requantize = np.array(isa.encode_program([isa.requant(VECTORS, 0, 0, 0), isa.halt()]),
+                          np.int64)
+    device.qmem[0] = 0
+    device.load_program(requantize)
+    device.run()
+    x = device.amem[:VECTORS].astype(np.int64)
+    assert not device.ahead.ready
+    for w in declared[2:]:
+        assert np.array_equal(_run(device, PRODUCT, w), x @ w.astype(np.int64))
+
+
+@pytest.mark.parametrize("devices", [1, 3])
+def test_random_programs_end_as_on_a_device_told_nothing(devices, monkeypatch):
+    """40 sequences of 5 random programs (a third of them the previous one again, on new
+    weights, as chained segments are), each with its own random wmem and sometimes a
+    host write into amem before it: every memory, the tiles' weights and the counters
+    after every run equal those of a twin that was not told the runs to come. Every
+    product is made ahead here (no lower bound on vectors)."""
+    monkeypatch.setattr(lookahead, "MIN_VECTORS", 1)
+    rng = np.random.default_rng(3)
+    made = 0
+    for _ in range(40):
+        told, twin = ((DeviceStack(CONFIG, devices) if devices > 1 else Device(CONFIG))
+                      for _ in range(2))
+        memories = random_memories(CONFIG, rng)
+        for device in (told, twin):
+            for name, array in memories.items():
+                if name in ("amem", "psum"):
+                    array = np.broadcast_to(array, getattr(device, name).shape)
+                getattr(device, name)[...] = array
+        programs, wmems, writes = [], [], []
+        for index in range(5):
+            again = programs and rng.random() < 0.33
+            programs.append(programs[-1] if again else np.array(
+                isa.encode_program(random_program(CONFIG, rng, 12)), np.int64))
+            wmems.append(rng.integers(-128, 128, told.wmem.shape).astype(np.int8))
+            writes.append((int(rng.integers(0, CONFIG.amem_depth - 8)),
+                           rng.integers(-128, 128, (8, CONFIG.rows)).astype(np.int8))
+                          if rng.random() < 0.3 else None)
+        told.expect([Expected(p, ((0, w),)) for p, w in zip(programs, wmems)])
+        buses = [GoldenBus(told), GoldenBus(twin)]
+        for program, wmem, write in zip(programs, wmems, writes):
+            results = []
+            for device, bus in zip((told, twin), buses):
+                if write is not None:
+                    asyncio.run(bus.store_entries("amem", write[0], write[1], CONFIG.rows))
+                device.wmem[:] = wmem
+                device.load_program(program)
+                results.append(device.run())
+            assert results[0].counters == results[1].counters
+            for name in ("amem", "psum", "tile_weights"):
+                assert np.array_equal(getattr(told, name), getattr(twin, name)), name
+        made += told.ahead.made
+    assert made > 0
+
+
+def test_a_chained_network_equals_the_reference_and_a_run_told_nothing(monkeypatch):
+    """MLP 400-600-10 on the default crossbar: its 600-wide layer runs in chains of
+    segments on the same inputs. 128 samples (16 batches of 8 side by side) with the runs
+    declared equal the int8 forward pass, and equal a run that declares nothing in every
+    counter and host word; products were made ahead and taken."""
+    rng = np.random.default_rng(4)
+    network = init_mlp([400, 600, 10], rng)
+    build = build_executable(network, CONFIG, rng.uniform(0, 1, (64, 400)))
+    x_q = build.quantized.input.quantize(rng.uniform(0, 1, (128, 400)))
+    made = []
+    real_init = lookahead.ProductsAhead.__init__
+
+    def recording_init(self, *arguments):
+        real_init(self, *arguments)
+        made.append(self)
+
+    monkeypatch.setattr(lookahead.ProductsAhead, "__init__", recording_init)
+    told = GoldenTarget().run(build.executable, x_q)
+    assert np.array_equal(told.outputs, build.quantized.forward(x_q))
+    assert sum(p.made for p in made) > 0 and sum(p.taken for p in made) == sum(
+        p.made for p in made)
+    monkeypatch.setattr(driver_module.Driver, "expect", lambda self, runs: None)
+    assert compare_runs(GoldenTarget().run(build.executable, x_q), told) == []
