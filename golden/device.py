@@ -623,9 +623,8 @@ class Device:
         """The runs to come (`golden.lookahead.Expected`s, in order; None: unknown): an
         ideal lossless device then makes their products ahead, several as one
         (`golden.lookahead`). Results and counters are the same either way."""
-        from .lookahead import ProductsAhead
         ideal = self.analog is None and self.faults is None and self.config.is_lossless
-        self.ahead = ProductsAhead(self.config, runs) if runs and ideal else None
+        self.ahead = _products_ahead(self.config, runs) if runs and ideal else None
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -813,6 +812,11 @@ class Device:
                 self.amem[..., d, :] = np.maximum(self.amem[..., a, :], self.amem[..., b, :])
         else:
             self.amem[..., dst, :] = np.maximum(self.amem[..., src, :], self.amem[..., other, :])
+
+
+def _products_ahead(config, runs):
+    from .lookahead import ProductsAhead        # which builds on this module
+    return ProductsAhead(config, runs)
 
 
 class DeviceStack:

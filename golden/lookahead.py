@@ -17,7 +17,9 @@ entries written; a result is used only if the wmem rows its weights came from ho
 when it runs, the bytes they were expected to hold, and the device count is the same.
 """
 
+import math
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -32,12 +34,15 @@ __all__ = ["Expected", "ProductsAhead", "MIN_VECTORS"]
 
 @dataclass(frozen=True)
 class Expected:
-    """A run to come: the program it runs (instruction words) and the wmem writes the host
-    makes before it, ``(first row, int8 values (rows, lanes))`` each, lanes from 0."""
+    """A run to come: the program it runs (instruction words), the wmem writes the host
+    makes before it, ``(first row, int8 values (rows, lanes))`` each, lanes from 0, and
+    the amem entries it writes before it, ``(first entry, entries)`` each."""
     program: np.ndarray
     wmem_writes: tuple = ()
+    amem_writes: tuple = ()
 
 
+INSTRUCTION_BYTES = WORDS_PER_INSTRUCTION * 8       # an instruction's words in imem, int64
 # Fewer vectors than this (all devices') are cheaper a run at a time than stacking weights.
 MIN_VECTORS = 64
 # The most bytes of results (int64) made ahead at once.
@@ -53,9 +58,11 @@ class ProductsAhead:
         self.runs = list(runs)
         self.programs = [np.asarray(run.program, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)
                          & 0xFFFF_FFFF for run in self.runs]
+        self.program_bytes = [program.tobytes() for program in self.programs]
         self.plans = {}                 # ordinal -> its plan, once worked out
         self.next = 0                   # the ordinal of the next expected run
-        self.current = None             # (ordinal, plan, {id(step): position}) of this run
+        self.current = None             # (ordinal, plan) of the run going on
+        self.positions = None           # {id(step): position} in its plan, once needed
         self.ready = {}                 # (ordinal, position) -> _Result
         self.made = self.taken = 0      # results made ahead, and taken by their runs
 
@@ -64,19 +71,20 @@ class ProductsAhead:
         with no `start`."""
         if start is None:
             self.ready.clear()
-        else:
+        elif self.ready:
             self.ready = {key: result for key, result in self.ready.items()
                           if not result.reads(start, start + count)}
 
     def begin(self, device, plan):
-        """A run of `plan` starts on `device`: the next expected one, or one never
-        declared, whose writes are unknown."""
+        """A run of `plan` starts on `device`: the next expected one (the declared program
+        in imem, and nothing past it decoded), or one never declared, whose writes are
+        unknown."""
+        self.positions = None
         if self.next < len(self.runs):
-            program = self.programs[self.next]
-            if np.array_equal(device.imem[:len(program)], program) \
-                    and len(self._plan(self.next).steps) == len(plan.steps):
-                self.current = (self.next, plan,
-                                {id(step): i for i, (_, step) in enumerate(plan.steps)})
+            program = self.program_bytes[self.next]
+            if plan.fetches <= len(self.programs[self.next]) \
+                    and device.imem[:plan.fetches].tobytes() == program[:plan.fetches * INSTRUCTION_BYTES]:
+                self.current = (self.next, plan)
                 self.next += 1
                 return
         self.current = None
@@ -86,17 +94,23 @@ class ProductsAhead:
         """The results of product `step` of the run going on, or None: compute them."""
         if self.current is None:
             return None
-        ordinal, _, positions = self.current
-        position = positions[id(step)]
-        result = self.ready.pop((ordinal, position), None)
-        if result is not None:
-            if not result.valid(device):
-                return None
-            self.taken += 1
-            return result.values
-        if not _shareable(step):
+        ordinal, plan = self.current
+        if self.ready:
+            result = self.ready.pop((ordinal, self._position(step)), None)
+            if result is not None:
+                if not result.valid(device):
+                    return None
+                self.taken += 1
+                return result.values
+        if not _shareable(step) or \
+                len(step.entries) * math.prod(device.amem.shape[:-2]) < MIN_VECTORS:
             return None
-        return self._ahead(device, ordinal, position, step)
+        return self._ahead(device, ordinal, self._position(step), step)
+
+    def _position(self, step):
+        if self.positions is None:
+            self.positions = {id(s): i for i, (_, s) in enumerate(self.current[1].steps)}
+        return self.positions[id(step)]
 
     def _plan(self, ordinal):
         plan = self.plans.get(ordinal)
@@ -108,18 +122,15 @@ class ProductsAhead:
     def _ahead(self, device, ordinal, position, first):
         """`first`'s results, making those of the later products on its vectors."""
         c, lead = self.config, device.amem.shape[:-2]
-        devices = int(np.prod(lead, dtype=np.int64))
         vectors = len(first.entries)
-        if vectors * devices < MIN_VECTORS:
-            return None
-        columns_left = RESULT_BUDGET // (8 * vectors * devices)
+        columns_left = RESULT_BUDGET // (8 * vectors * math.prod(lead))
         written = np.zeros(c.amem_depth, bool)          # by the steps from `first` on
         group = []                                      # (ordinal, position, step, wmem)
         last = ordinal                                  # the last run with a member
-        for at, where, run, step, wmem in self._walk(ordinal, position, device.wmem):
+        for at, where, step, span, wmem in self._walk(ordinal, position, device.wmem):
             if at > last + 1:                           # a run without one: the chain ended
                 break
-            if (_shareable(step) and step.offset == first.offset
+            if (step is not None and _shareable(step) and step.offset == first.offset
                     and len(step.entries) == vectors and not written[step.window].any()):
                 columns = step.index.index.shape[1]
                 if columns > columns_left:
@@ -127,8 +138,10 @@ class ProductsAhead:
                 group.append((at, where, step, wmem))
                 columns_left -= columns
                 last = at
-            if _mark_written(written, run, step, c.cols) and written[first.window].any():
-                break                                   # later products read new inputs
+            if span is not None:
+                written[span[0]:span[1]] = True
+                if written[first.window].any():         # later products read new inputs
+                    break
         if len(group) < 2:
             return None
         parts = [step.index.gather(wmem) for _, _, step, wmem in group]
@@ -150,19 +163,25 @@ class ProductsAhead:
         return results[:, spans[0]]
 
     def _walk(self, ordinal, position, wmem):
-        """(ordinal, position, function, step, wmem as that run finds it) of each step from
-        `position` of the run going on to the end of the expected runs."""
-        _, plan, _ = self.current
+        """(ordinal, position, step, the amem span it writes (`_amem_writes`), wmem as that
+        run finds it) of each step from `position` of the run going on to the end of the
+        expected runs; the host's amem writes before a run as steps of None."""
+        plan = self.current[1]
+        spans = _amem_writes(plan, self.config.cols)
         for where in range(position, len(plan.steps)):
-            yield (ordinal, where, *plan.steps[where], wmem)
+            yield ordinal, where, plan.steps[where][1], spans[where], wmem
         for later in range(ordinal + 1, len(self.runs)):
-            writes = self.runs[later].wmem_writes
-            if writes:
+            run = self.runs[later]
+            if run.wmem_writes:
                 wmem = wmem.copy()
-                for first_row, values in writes:
+                for first_row, values in run.wmem_writes:
                     wmem[first_row:first_row + len(values), :values.shape[1]] = values
-            for where, (run, step) in enumerate(self._plan(later).steps):
-                yield later, where, run, step, wmem
+            for first_entry, entries in run.amem_writes:
+                yield later, None, None, (first_entry, first_entry + entries), wmem
+            plan = self._plan(later)
+            spans = _amem_writes(plan, self.config.cols)
+            for where, (_, step) in enumerate(plan.steps):
+                yield later, where, step, spans[where], wmem
 
 
 def _stack(entries, parts, rows):
@@ -238,30 +257,45 @@ def _shareable(step):
     return getattr(step, "uniform", False) and step.source == "wmem"
 
 
-def _mark_written(written, run, step, cols):
-    """Mark the amem entries that step `step` (of function `run`) writes; whether it
-    writes any."""
+def _amem_writes(plan, cols):
+    """For each step of `plan`, the span ``(first, end)`` of amem entries it may write
+    (every entry between its lowest and highest write: more than it writes, never
+    less), or None when it writes none; worked out once per plan."""
+    spans = _SPANS.get(plan)
+    if spans is None:
+        spans = _SPANS[plan] = [_written_span(run, step, cols) for run, step in plan.steps]
+    return spans
+
+
+_SPANS = weakref.WeakKeyDictionary()
+
+
+def _written_span(run, step, cols):
     if run is Device._product:
-        if not step.requantize:
-            return False
-        written[step.written] = True
+        written = [step.written] if step.requantize else []
     elif run is Device._requant:
-        if not step.count:
-            return False
-        written[_requant_plan(step, cols)[1]] = True
+        written = [_requant_plan(step, cols)[1]] if step.count else []
     elif run is Device._requants:
-        for _, entries, _ in step.writes:
-            written[entries] = True
+        written = [entries for _, entries, _ in step.writes]
     elif run is Device._max:
         plan = _max_plan(step)
-        if plan is None:
-            return False
-        written[plan[3]] = True
+        written = [] if plan is None else [plan[3]]
     elif run is Device._write_tiles or run is Device._program:
-        return False
+        written = []
     else:
-        written[:] = True                               # unknown: assume everything
-    return True
+        return (0, 1 << 62)                             # unknown: assume everything
+    if not written:
+        return None
+    spans = [_span(entries) for entries in written]
+    return (min(lo for lo, _ in spans), max(hi for _, hi in spans))
+
+
+def _span(entries):
+    """(lowest, highest + 1) of amem entries given as a slice, an index or an array."""
+    if isinstance(entries, slice):
+        return entries.start, entries.stop
+    entries = np.atleast_1d(entries)
+    return int(entries.min()), int(entries.max()) + 1
 
 
 def _shared_vectors(entries):

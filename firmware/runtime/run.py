@@ -162,7 +162,11 @@ def _expected(config, exe, size, indices, loads):
         if weight_loads and len(image.setup):
             runs.append(Expected(image.setup, writes))
             writes = ()
-        runs.append(Expected(exe.plans[size][index].program, writes))
+        run = exe.plans[size][index]
+        amem = tuple((transfer.base, size * transfer.entries) for transfer in run.writes)
+        if len(image.constants):
+            amem += ((run.constants_base, len(image.constants)),)
+        runs.append(Expected(run.program, writes, amem))
     return runs
 
 
@@ -215,7 +219,7 @@ async def run_executable(driver, exe, x_q, progress=None):
     x_q = int8_samples(x_q)
     result = NetworkRun(np.zeros((len(x_q), exe.output.features), np.int64), {})
     driver.reset_transfer_counts()
-    loaded, done = (None, None), 0
+    loaded, done, declared = (None, None), 0, False
     for batch, group in _groups(exe.batches(len(x_q)), driver.lockstep_limit):
         chunk = x_q[done:done + batch * group]
         host = {0: input_entries(exe.input, config, chunk).reshape(group, -1, config.rows)}
@@ -231,7 +235,9 @@ async def run_executable(driver, exe, x_q, progress=None):
                     mine = loads[begin:begin + subs * len(indices):len(indices)]
                     segment_loads.append(_count_loads(loaded, mine, group))
                     loaded = mine[-1][0]
-                driver.expect(_expected(config, exe, size, indices, segment_loads))
+                if len(indices) > 1:             # a chain: products to share, maybe
+                    driver.expect(_expected(config, exe, size, indices, segment_loads))
+                    declared = True
                 for index, its_loads in zip(indices, segment_loads):
                     await _segment_run(driver, exe, index, size, host, group, batch,
                                        samples, its_loads, result)
@@ -244,7 +250,8 @@ async def run_executable(driver, exe, x_q, progress=None):
             done += batch
             if progress:
                 progress(done, len(x_q))
-    driver.expect(None)
+    if declared:
+        driver.expect(None)
     driver.lockstep(1)
     result.host_words = driver.transfer_counts()
     return result
