@@ -45,6 +45,9 @@ class Expected:
 INSTRUCTION_BYTES = WORDS_PER_INSTRUCTION * 8       # an instruction's words in imem, int64
 # Fewer vectors than this (all devices') are cheaper a run at a time than stacking weights.
 MIN_VECTORS = 64
+# Products of more weight columns than this already run near BLAS's speed: stacking them
+# costs more (copies, checks) than it gains.
+MAX_COLUMNS = 32
 # The most bytes of results (int64) made ahead at once.
 RESULT_BUDGET = 64 << 20
 
@@ -102,7 +105,7 @@ class ProductsAhead:
                     return None
                 self.taken += 1
                 return result.values
-        if not _shareable(step) or \
+        if not _shareable(step) or step.index.index.shape[1] > MAX_COLUMNS or \
                 len(step.entries) * math.prod(device.amem.shape[:-2]) < MIN_VECTORS:
             return None
         return self._ahead(device, ordinal, self._position(step), step)

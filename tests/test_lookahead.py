@@ -97,8 +97,9 @@ def test_random_programs_end_as_on_a_device_told_nothing(devices, monkeypatch):
     weights, as chained segments are), each with its own random wmem and sometimes a
     host write into amem before it: every memory, the tiles' weights and the counters
     after every run equal those of a twin that was not told the runs to come. Every
-    product is made ahead here (no lower bound on vectors)."""
+    product that can be is made ahead here (no bounds on vectors or columns)."""
     monkeypatch.setattr(lookahead, "MIN_VECTORS", 1)
+    monkeypatch.setattr(lookahead, "MAX_COLUMNS", 1 << 20)
     rng = np.random.default_rng(3)
     made = 0
     for _ in range(40):
