@@ -32,14 +32,27 @@ from .isa import WORDS_PER_INSTRUCTION
 __all__ = ["Expected", "ProductsAhead", "MIN_VECTORS"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Expected:
     """A run to come: the program it runs (instruction words), the wmem writes the host
     makes before it, ``(first row, int8 values (rows, lanes))`` each, lanes from 0, and
-    the amem entries it writes before it, ``(first entry, entries)`` each."""
+    the amem entries it writes before it, ``(first entry, entries)`` each. Made once, it
+    can be declared again and again (its plan is worked out once)."""
     program: np.ndarray
     wmem_writes: tuple = ()
     amem_writes: tuple = ()
+
+    def __post_init__(self):
+        words = np.asarray(self.program, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)
+        object.__setattr__(self, "words", (words & 0xFFFF_FFFF).tobytes())   # as in imem
+        object.__setattr__(self, "plans", {})
+
+    def plan(self, config):
+        """The program's plan on an ideal lossless device of `config`."""
+        plan = self.plans.get(config)
+        if plan is None:
+            plan = self.plans[config] = _program_plan(self.words, config, True)
+        return plan
 
 
 INSTRUCTION_BYTES = WORDS_PER_INSTRUCTION * 8       # an instruction's words in imem, int64
@@ -58,11 +71,7 @@ class ProductsAhead:
 
     def __init__(self, config, runs):
         self.config = config
-        self.runs = list(runs)
-        self.programs = [np.asarray(run.program, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)
-                         & 0xFFFF_FFFF for run in self.runs]
-        self.program_bytes = [program.tobytes() for program in self.programs]
-        self.plans = {}                 # ordinal -> its plan, once worked out
+        self.runs = runs
         self.next = 0                   # the ordinal of the next expected run
         self.current = None             # (ordinal, plan) of the run going on
         self.positions = None           # {id(step): position} in its plan, once needed
@@ -84,9 +93,8 @@ class ProductsAhead:
         unknown."""
         self.positions = None
         if self.next < len(self.runs):
-            program = self.program_bytes[self.next]
-            if plan.fetches <= len(self.programs[self.next]) \
-                    and device.imem[:plan.fetches].tobytes() == program[:plan.fetches * INSTRUCTION_BYTES]:
+            words, fetched = self.runs[self.next].words, plan.fetches * INSTRUCTION_BYTES
+            if fetched <= len(words) and device.imem[:plan.fetches].tobytes() == words[:fetched]:
                 self.current = (self.next, plan)
                 self.next += 1
                 return
@@ -115,16 +123,14 @@ class ProductsAhead:
             self.positions = {id(s): i for i, (_, s) in enumerate(self.current[1].steps)}
         return self.positions[id(step)]
 
-    def _plan(self, ordinal):
-        plan = self.plans.get(ordinal)
-        if plan is None:
-            plan = self.plans[ordinal] = _program_plan(self.programs[ordinal].tobytes(),
-                                                       self.config, True)
-        return plan
-
     def _ahead(self, device, ordinal, position, first):
         """`first`'s results, making those of the later products on its vectors."""
         c, lead = self.config, device.amem.shape[:-2]
+        plan = self.current[1]
+        later = self.runs[ordinal + 1] if ordinal + 1 < len(self.runs) else None
+        fruitless = _FRUITLESS.setdefault(plan, set())
+        if (position, later, lead) in fruitless:
+            return None
         vectors = len(first.entries)
         columns_left = RESULT_BUDGET // (8 * vectors * math.prod(lead))
         written = np.zeros(c.amem_depth, bool)          # by the steps from `first` on
@@ -145,7 +151,8 @@ class ProductsAhead:
                 written[span[0]:span[1]] = True
                 if written[first.window].any():         # later products read new inputs
                     break
-        if len(group) < 2:
+        if len(group) < 2:              # the same again whenever `later` follows: remember
+            fruitless.add((position, later, lead))
             return None
         parts = [step.index.gather(wmem) for _, _, step, wmem in group]
         key = tuple((id(step), id(part)) for (_, _, step, _), part in zip(group, parts))
@@ -181,7 +188,7 @@ class ProductsAhead:
                     wmem[first_row:first_row + len(values), :values.shape[1]] = values
             for first_entry, entries in run.amem_writes:
                 yield later, None, None, (first_entry, first_entry + entries), wmem
-            plan = self._plan(later)
+            plan = self.runs[later].plan(self.config)
             spans = _amem_writes(plan, self.config.cols)
             for where, (_, step) in enumerate(plan.steps):
                 yield later, where, step, spans[where], wmem
@@ -271,6 +278,8 @@ def _amem_writes(plan, cols):
 
 
 _SPANS = weakref.WeakKeyDictionary()
+# plan -> {(product's position, the run after, devices)} whose walk found no other product
+_FRUITLESS = weakref.WeakKeyDictionary()
 
 
 def _written_span(run, step, cols):

@@ -228,6 +228,14 @@ class Executable:
             self._worked_out = (self.plans, {})
         return self._worked_out[1]
 
+    def worked_out(self, key, make):
+        """``make()``, once per `key` for the current `plans`: what a run derives from them
+        again and again (the driver's declared runs)."""
+        known = self._known()
+        if key not in known:
+            known[key] = make()
+        return known[key]
+
     @property
     def segment_batches(self):
         """The most samples each segment runs at once: its largest plan."""

@@ -156,17 +156,26 @@ def _expected(config, exe, size, indices, loads):
     """The device runs of segments `indices` at `size`, each loading as `loads` says."""
     runs = []
     for index, (weight_loads, _) in zip(indices, loads):
-        image = exe.segments[index]
-        writes = tuple((row, values[:, :lanes]) for row, values, lanes
-                       in _weight_writes(config, image)) if weight_loads else ()
-        if weight_loads and len(image.setup):
-            runs.append(Expected(image.setup, writes))
-            writes = ()
-        run = exe.plans[size][index]
-        amem = tuple((transfer.base, size * transfer.entries) for transfer in run.writes)
-        if len(image.constants):
-            amem += ((run.constants_base, len(image.constants)),)
-        runs.append(Expected(run.program, writes, amem))
+        key = ("expected", size, index, bool(weight_loads))
+        runs += exe.worked_out(key, lambda: _segment_expected(config, exe, size, index,
+                                                              bool(weight_loads)))
+    return runs
+
+
+def _segment_expected(config, exe, size, index, loads_weights):
+    """The device runs of segment `index` at `size` (`golden.lookahead.Expected`s): its
+    setup program if it has one and loads its weights, then its program."""
+    image, run = exe.segments[index], exe.plans[size][index]
+    writes = tuple((row, values[:, :lanes]) for row, values, lanes
+                   in _weight_writes(config, image)) if loads_weights else ()
+    runs = []
+    if loads_weights and len(image.setup):
+        runs.append(Expected(image.setup, writes))
+        writes = ()
+    amem = tuple((transfer.base, size * transfer.entries) for transfer in run.writes)
+    if len(image.constants):
+        amem += ((run.constants_base, len(image.constants)),)
+    runs.append(Expected(run.program, writes, amem))
     return runs
 
 
