@@ -622,7 +622,9 @@ class Device:
     def expect(self, runs):
         """The runs to come (`golden.lookahead.Expected`s, in order; None: unknown): an
         ideal lossless device then makes their products ahead, several as one
-        (`golden.lookahead`). Results and counters are the same either way."""
+        (`golden.lookahead`). Results and counters are the same either way, as long as
+        every host write to amem is declared or reported (`self.ahead.forget`, which the
+        driver's golden bus calls)."""
         ideal = self.analog is None and self.faults is None and self.config.is_lossless
         self.ahead = _products_ahead(self.config, runs) if runs and ideal else None
 

@@ -29,7 +29,7 @@ from .crossbar import int8_matmul
 from .device import Device, _max_plan, _program_plan, _requant_plan, as_span
 from .isa import WORDS_PER_INSTRUCTION
 
-__all__ = ["Expected", "ProductsAhead", "MIN_VECTORS"]
+__all__ = ["Expected", "ProductsAhead", "MIN_VECTORS", "MAX_COLUMNS"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +105,7 @@ class ProductsAhead:
         """The results of product `step` of the run going on, or None: compute them."""
         if self.current is None:
             return None
-        ordinal, plan = self.current
+        ordinal = self.current[0]
         if self.ready:
             result = self.ready.pop((ordinal, self._position(step)), None)
             if result is not None:
