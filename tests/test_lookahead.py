@@ -40,13 +40,18 @@ def _run(device, program, weights):
     return device.psum[:VECTORS].astype(np.int64)
 
 
-def test_later_runs_take_products_made_at_the_first():
-    rng = np.random.default_rng(0)
-    weights = [_weights(rng) for _ in range(3)]
+def _told(rng, runs):
+    """A device with random inputs in amem 0..63, told `runs` runs of PRODUCT, each on
+    random weights: (the device, its inputs in int64, each run's weights)."""
+    weights = [_weights(rng) for _ in range(runs)]
     device = Device(CONFIG)
     device.amem[:VECTORS] = rng.integers(-128, 128, (VECTORS, CONFIG.rows))
-    x = device.amem[:VECTORS].astype(np.int64)
     device.expect([Expected(PRODUCT, ((0, w),)) for w in weights])
+    return device, device.amem[:VECTORS].astype(np.int64), weights
+
+
+def test_later_runs_take_products_made_at_the_first():
+    device, x, weights = _told(np.random.default_rng(0), 3)
     for w in weights:
         assert np.array_equal(_run(device, PRODUCT, w), x @ w.astype(np.int64))
     assert (device.ahead.made, device.ahead.taken) == (2, 2)
@@ -54,11 +59,8 @@ def test_later_runs_take_products_made_at_the_first():
 
 def test_a_host_write_to_the_inputs_drops_what_was_made_from_them():
     rng = np.random.default_rng(1)
-    weights = [_weights(rng) for _ in range(3)]
-    device = Device(CONFIG)
+    device, _, weights = _told(rng, 3)
     bus = GoldenBus(device)
-    device.amem[:VECTORS] = rng.integers(-128, 128, (VECTORS, CONFIG.rows))
-    device.expect([Expected(PRODUCT, ((0, w),)) for w in weights])
     _run(device, PRODUCT, weights[0])
     new = rng.integers(-128, 128, (2, CONFIG.rows)).astype(np.int8)
     asyncio.run(bus.store_entries("amem", 10, new, CONFIG.rows))
@@ -71,11 +73,7 @@ def test_a_host_write_to_the_inputs_drops_what_was_made_from_them():
 
 def test_weights_other_than_declared_and_runs_not_declared_are_not_trusted():
     rng = np.random.default_rng(2)
-    declared = [_weights(rng) for _ in range(4)]
-    device = Device(CONFIG)
-    device.amem[:VECTORS] = rng.integers(-128, 128, (VECTORS, CONFIG.rows))
-    x = device.amem[:VECTORS].astype(np.int64)
-    device.expect([Expected(PRODUCT, ((0, w),)) for w in declared])
+    device, x, declared = _told(rng, 4)
     _run(device, PRODUCT, declared[0])
     other = _weights(rng)                                   # not what run 2 declared
     assert np.array_equal(_run(device, PRODUCT, other), x @ other.astype(np.int64))
