@@ -129,7 +129,10 @@ class ProductsAhead:
         plan = self.current[1]
         later = self.runs[ordinal + 1] if ordinal + 1 < len(self.runs) else None
         fruitless = _FRUITLESS.setdefault(plan, set())
-        if (position, later, lead) in fruitless:
+        # what the walk depends on past this run: the next run's program and host writes
+        walk = (position, lead) if later is None else \
+            (position, lead, later.words, later.amem_writes)
+        if walk in fruitless:
             return None
         vectors = len(first.entries)
         columns_left = RESULT_BUDGET // (8 * vectors * math.prod(lead))
@@ -152,7 +155,7 @@ class ProductsAhead:
                 if written[first.window].any():         # later products read new inputs
                     break
         if len(group) < 2:              # the same again whenever `later` follows: remember
-            fruitless.add((position, later, lead))
+            fruitless.add(walk)
             return None
         parts = [step.index.gather(wmem) for _, _, step, wmem in group]
         key = tuple((id(step), id(part)) for (_, _, step, _), part in zip(group, parts))
@@ -278,7 +281,8 @@ def _amem_writes(plan, cols):
 
 
 _SPANS = weakref.WeakKeyDictionary()
-# plan -> {(product's position, the run after, devices)} whose walk found no other product
+# plan -> {(product's position, devices, the next run's program and host amem writes)}
+# whose walk found no other product
 _FRUITLESS = weakref.WeakKeyDictionary()
 
 
