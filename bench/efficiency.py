@@ -12,7 +12,8 @@ the share of MVM vectors that use all tiles, and the golden
 backend's wall time against an exact float64-BLAS forward pass of the same int8 network
 (`QuantizedNetwork.forward`, written apart from golden's crossbar), both given the same
 samples: one, and all of them at once (golden then runs the executable's batches side by
-side, `golden.device.DeviceStack`).
+side, `golden.device.DeviceStack`, and makes a chain's products ahead as one,
+`golden.lookahead`; measured in the same run with every product a run at a time too).
 
     .venv/bin/python bench/efficiency.py [--samples N]
 """
@@ -29,7 +30,7 @@ from firmware.compiler.prune import prune_blocks
 from firmware.runtime.report import format_table
 from firmware.runtime.targets import GoldenTarget
 from firmware.frontend.train import init_mlp
-from golden import AccelConfig, isa
+from golden import AccelConfig, isa, lookahead
 from golden.timing import adc_bound_cycles
 from tessera.experiments.digits import MODELS
 from tessera.experiments.mnist import lenet5
@@ -107,6 +108,12 @@ def measure(name, network, shape, config, samples, rng):
     _, numpy_one = fastest(lambda: qnet.forward(x_q[:1]))
     run, golden_s = fastest(lambda: GoldenTarget().run(exe, x_q))
     reference, numpy_s = fastest(lambda: qnet.forward(x_q))
+    # every product a run at a time (before products were made ahead: golden.lookahead)
+    saved, lookahead.MAX_COLUMNS = lookahead.MAX_COLUMNS, 0
+    try:
+        _, alone_s = fastest(lambda: GoldenTarget().run(exe, x_q))
+    finally:
+        lookahead.MAX_COLUMNS = saved
     if not np.array_equal(run.outputs, reference):
         raise SystemExit(f"{name}: golden differs from the int8 reference")
     c = run.counters
@@ -125,7 +132,7 @@ def measure(name, network, shape, config, samples, rng):
             "all tiles": full / vectors if vectors else 0.0,
             "samples": samples, "golden 1": 1e3 * golden_one, "x numpy 1": golden_one / numpy_one,
             "golden ms": 1e3 * golden_s / samples, "numpy ms": 1e3 * numpy_s / samples,
-            "x numpy": golden_s / numpy_s}
+            "x numpy": golden_s / numpy_s, "x alone": alone_s / numpy_s}
 
 
 def main():
@@ -152,7 +159,8 @@ def main():
                ("golden ms, 1 sample", "golden 1", "{:.3f}"), ("golden/NumPy", "x numpy 1", "{:.1f}x"),
                ("samples", "samples", "{}"),
                ("golden ms/inf", "golden ms", "{:.4f}"), ("NumPy ms/inf", "numpy ms", "{:.4f}"),
-               ("golden/NumPy", "x numpy", "{:.1f}x")]
+               ("golden/NumPy", "x numpy", "{:.1f}x"),
+               ("... products one run at a time", "x alone", "{:.1f}x")]
     print(f"\nAt least {args.samples} inferences each, in whole batches; cycles from the golden "
           f"model's counters; wall times on this machine, per call, the fastest of {REPEATS} "
           f"timings of at least {MIN_TIMING_S * 1e3:.0f} ms each: golden "

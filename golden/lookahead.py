@@ -164,6 +164,9 @@ class ProductsAhead:
             stacked = _stack([step.entries for _, _, step, _ in group], parts, c.rows)
             _STACKED.put(key, stacked, ([step for _, _, step, _ in group], parts))
         shared, weights, kept, spans = stacked
+        if len(kept) < 2:               # no other product reads the same entries
+            fruitless.add(walk)
+            return None
         group = [group[i] for i in kept]
         inputs = device.amem[..., shared, :].reshape(-1, shared.shape[1] * c.rows)
         inputs = inputs.astype(np.float32)
