@@ -29,7 +29,7 @@ from .crossbar import int8_matmul
 from .device import Device, _max_plan, _program_plan, _requant_plan, as_span
 from .isa import WORDS_PER_INSTRUCTION
 
-__all__ = ["Expected", "ProductsAhead", "MIN_VECTORS", "MAX_COLUMNS"]
+__all__ = ["Expected", "ProductsAhead", "MIN_VECTORS", "MAX_COLUMNS", "MIN_TERMS"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +61,8 @@ MIN_VECTORS = 64
 # Products of more weight columns than this already run near BLAS's speed: stacking them
 # costs more (copies, checks) than it gains.
 MAX_COLUMNS = 32
+# Nor do products of fewer terms than this gain: each reads its inputs again, but few.
+MIN_TERMS = 512
 # The most bytes of results (int64) made ahead at once.
 RESULT_BUDGET = 64 << 20
 
@@ -114,6 +116,7 @@ class ProductsAhead:
                 self.taken += 1
                 return result.values
         if not _shareable(step) or step.index.index.shape[1] > MAX_COLUMNS or \
+                step.index.index.shape[0] < MIN_TERMS or \
                 len(step.entries) * math.prod(device.amem.shape[:-2]) < MIN_VECTORS:
             return None
         return self._ahead(device, ordinal, self._position(step), step)

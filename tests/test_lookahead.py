@@ -28,6 +28,15 @@ PRODUCT = np.array(isa.encode_program([isa.program(0, 0), isa.mvm(0, VECTORS, 0,
                                        isa.halt()]), np.int64)
 
 
+@pytest.fixture
+def every_product(monkeypatch):
+    """Every product that can be made ahead is: no bounds on vectors, columns or terms
+    (the network test below keeps the real ones)."""
+    monkeypatch.setattr(lookahead, "MIN_VECTORS", 1)
+    monkeypatch.setattr(lookahead, "MAX_COLUMNS", 1 << 20)
+    monkeypatch.setattr(lookahead, "MIN_TERMS", 1)
+
+
 def _weights(rng):
     return rng.integers(-128, 128, (CONFIG.rows, CONFIG.cols)).astype(np.int8)
 
@@ -50,14 +59,14 @@ def _told(rng, runs):
     return device, device.amem[:VECTORS].astype(np.int64), weights
 
 
-def test_later_runs_take_products_made_at_the_first():
+def test_later_runs_take_products_made_at_the_first(every_product):
     device, x, weights = _told(np.random.default_rng(0), 3)
     for w in weights:
         assert np.array_equal(_run(device, PRODUCT, w), x @ w.astype(np.int64))
     assert (device.ahead.made, device.ahead.taken) == (2, 2)
 
 
-def test_a_host_write_to_the_inputs_drops_what_was_made_from_them():
+def test_a_host_write_to_the_inputs_drops_what_was_made_from_them(every_product):
     rng = np.random.default_rng(1)
     device, _, weights = _told(rng, 3)
     bus = GoldenBus(device)
@@ -71,7 +80,7 @@ def test_a_host_write_to_the_inputs_drops_what_was_made_from_them():
     assert device.ahead.taken == 1      # the third, made again at the second from new inputs
 
 
-def test_weights_other_than_declared_and_runs_not_declared_are_not_trusted():
+def test_weights_other_than_declared_and_runs_not_declared_are_not_trusted(every_product):
     rng = np.random.default_rng(2)
     device, x, declared = _told(rng, 4)
     _run(device, PRODUCT, declared[0])
@@ -90,14 +99,12 @@ def test_weights_other_than_declared_and_runs_not_declared_are_not_trusted():
 
 
 @pytest.mark.parametrize("devices", [1, 3])
-def test_random_programs_end_as_on_a_device_told_nothing(devices, monkeypatch):
+def test_random_programs_end_as_on_a_device_told_nothing(devices, every_product):
     """40 sequences of 5 random programs (a third of them the previous one again, on new
     weights, as chained segments are), each with its own random wmem and sometimes a
     host write into amem before it: every memory, the tiles' weights and the counters
     after every run equal those of a twin that was not told the runs to come. Every
-    product that can be is made ahead here (no bounds on vectors or columns)."""
-    monkeypatch.setattr(lookahead, "MIN_VECTORS", 1)
-    monkeypatch.setattr(lookahead, "MAX_COLUMNS", 1 << 20)
+    product that can be is made ahead here (`every_product`)."""
     rng = np.random.default_rng(3)
     made = 0
     for _ in range(40):
@@ -136,14 +143,14 @@ def test_random_programs_end_as_on_a_device_told_nothing(devices, monkeypatch):
 
 
 def test_a_chained_network_equals_the_reference_and_a_run_told_nothing(monkeypatch):
-    """MLP 400-600-10 on the default crossbar: its 600-wide layer runs in chains of
-    segments on the same inputs. 128 samples (16 batches of 8 side by side) with the runs
-    declared equal the int8 forward pass, and equal a run that declares nothing in every
-    counter and host word; products were made ahead and taken."""
+    """MLP 600-700-10 on the default crossbar: its 700-wide layer runs in chains of
+    segments on the same inputs, 600 terms a product. 128 samples with the runs declared
+    equal the int8 forward pass, and equal a run that declares nothing in every counter
+    and host word; products were made ahead and taken."""
     rng = np.random.default_rng(4)
-    network = init_mlp([400, 600, 10], rng)
-    build = build_executable(network, CONFIG, rng.uniform(0, 1, (64, 400)))
-    x_q = build.quantized.input.quantize(rng.uniform(0, 1, (128, 400)))
+    network = init_mlp([600, 700, 10], rng)
+    build = build_executable(network, CONFIG, rng.uniform(0, 1, (64, 600)))
+    x_q = build.quantized.input.quantize(rng.uniform(0, 1, (128, 600)))
     made = []
     real_init = lookahead.ProductsAhead.__init__
 
