@@ -197,7 +197,7 @@ class ProductsAhead:
                     wmem[first_row:first_row + len(values), :values.shape[1]] = values
             for first_entry, entries in run.amem_writes:
                 yield later, None, None, (first_entry, first_entry + entries), wmem
-            plan = self.runs[later].plan(self.config)
+            plan = run.plan(self.config)
             spans = _amem_writes(plan, self.config.cols)
             for where, (_, step) in enumerate(plan.steps):
                 yield later, where, step, spans[where], wmem
