@@ -570,7 +570,9 @@ class _Remembered:
             return entry[1]
 
     def put(self, key, content, value, also_held=0):
-        size = len(content) + value.nbytes + also_held
+        """`value` (its bytes counted when it is an array) made from `content` (bytes, or
+        the objects it was made from); `also_held`: other bytes the entry keeps alive."""
+        size = len(content) + getattr(value, "nbytes", 0) + also_held
         if size > self.budget // 4:
             return
         with self.lock:

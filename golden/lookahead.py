@@ -18,15 +18,13 @@ when it runs, the bytes they were expected to hold, and the device count is the 
 """
 
 import math
-import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from .crossbar import int8_matmul
-from .device import Device, _max_plan, _program_plan, _requant_plan, as_span
+from .device import Device, _max_plan, _program_plan, _Remembered, _requant_plan, as_span
 from .isa import WORDS_PER_INSTRUCTION
 
 __all__ = ["Expected", "ProductsAhead", "MIN_VECTORS", "MAX_COLUMNS", "MIN_TERMS"]
@@ -162,10 +160,11 @@ class ProductsAhead:
             return None
         parts = [step.index.gather(wmem) for _, _, step, wmem in group]
         key = tuple((id(step), id(part)) for (_, _, step, _), part in zip(group, parts))
-        stacked = _STACKED.get(key)
+        sources = (tuple(step for _, _, step, _ in group), tuple(parts))
+        stacked = _STACKED.get(key, sources)
         if stacked is None:
             stacked = _stack([step.entries for _, _, step, _ in group], parts, c.rows)
-            _STACKED.put(key, stacked, ([step for _, _, step, _ in group], parts))
+            _STACKED.put(key, sources, stacked, stacked[0].nbytes + stacked[1].nbytes)
         shared, weights, kept, spans = stacked
         if len(kept) < 2:               # no other product reads the same entries
             fruitless.add(walk)
@@ -229,30 +228,9 @@ def _stack(entries, parts, rows):
     return shared, weights, kept, spans
 
 
-class _Stacks:
-    """Stacked weights by the identities of the steps and gathered weights they came from
-    (kept alive with them), the least recently used dropped past `budget` bytes."""
-
-    def __init__(self, budget):
-        self.budget, self.entries, self.lock = budget, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            entry = self.entries.get(key)
-            if entry is None:
-                return None
-            self.entries.move_to_end(key)
-            return entry[0]
-
-    def put(self, key, stacked, sources):
-        with self.lock:
-            self.entries[key] = (stacked, sources)
-            held = sum(value[0][1].nbytes for value in self.entries.values())
-            while held > self.budget and len(self.entries) > 1:
-                held -= self.entries.popitem(last=False)[1][0][1].nbytes
-
-
-_STACKED = _Stacks(256 << 20)
+# Stacked weights by the identities of the steps and gathered weights they came from
+# (the entry keeps those alive, so the identities stay theirs)
+_STACKED = _Remembered(256 << 20)
 
 
 @dataclass(frozen=True, eq=False)
