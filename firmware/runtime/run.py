@@ -94,17 +94,16 @@ def _images(exe, index):
     return index if image.images_from is None else image.images_from
 
 
-async def _write_transfer(driver, transfer, host, group, batch, samples, size):
+async def _write_transfer(driver, transfer, host, group, batch, samples, devices):
     """What `transfer` moves from the host tensors into amem: `samples` (a slice) of each
-    of `group` batches of `batch`, `size` samples a device (arrays shaped devices,
-    samples, entries, rows)."""
+    of `group` batches of `batch`, to `devices` devices (arrays shaped devices, samples,
+    entries, rows)."""
     rows = driver.config.rows
     device, tensor = _moved(transfer)
     values = host[transfer.tensor].reshape(group, batch, -1, rows)[:, samples][:, :, tensor]
     if not (isinstance(device, slice) and device == slice(0, transfer.entries)):
         entries = np.zeros((*values.shape[:2], transfer.entries, rows), values.dtype)
         entries[:, :, device], values = values, entries
-    devices = group * (samples.stop - samples.start) // size
     await driver.write_entries("amem", transfer.base, values.reshape(devices, -1, rows))
 
 
@@ -203,7 +202,7 @@ async def _segment_run(driver, exe, index, size, host, group, batch, samples, lo
     if len(image.constants):                 # other segments may have used the space
         await driver.write_entries("amem", run.constants_base, image.constants)
     for transfer in run.writes:
-        await _write_transfer(driver, transfer, host, group, batch, samples, size)
+        await _write_transfer(driver, transfer, host, group, batch, samples, devices)
     status = await driver.run()
     _add(result.counters, status.counters, devices)
     result.runs += devices
