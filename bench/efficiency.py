@@ -119,8 +119,8 @@ def measure(name, network, shape, config, samples, rng):
     c = run.counters
     bound = adc_bound_cycles(config, c["adc_conversions"])
     full = vectors = 0
-    for indices, size, _, count in exe.rounds(exe.batch):   # equal sub-batches: decoded once
-        for words in (w for index in indices for w in exe.plans[size][index].program):
+    for segment_run, count in exe.distinct_runs(exe.batch):  # equal sub-batches: once
+        for words in segment_run.program:
             ins = isa.decode(words)
             if ins.opcode == isa.Opcode.MVM:
                 vectors += count * ins.count

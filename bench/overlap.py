@@ -124,25 +124,23 @@ def main():
         exe = build_executable(network, config, rng.uniform(0, 1, (64, *shape))).executable
         totals = dict.fromkeys(COLUMNS, 0)
         conversions = 0
-        for indices, size, _, count in exe.rounds(exe.batch):   # equal sub-batches: once
-            for index in indices:
-                words = np.asarray(exe.plans[size][index].program).reshape(
-                    -1, isa.WORDS_PER_INSTRUCTION)
-                instructions = [isa.decode(w) for w in words]
-                instructions = instructions[:[i.opcode for i in instructions].index(
-                    isa.Opcode.HALT) + 1]
-                device = Device(config)
-                device.load_program(words.ravel())
-                counters = device.run().counters
-                if sum(instruction_counters(i, config)["cycles"] for i in instructions) \
-                        != counters["cycles"]:
-                    raise SystemExit(f"{name}: the instructions' cycles are not golden's")
-                conversions += count * counters["adc_conversions"]
-                totals["now"] += count * counters["cycles"]
-                totals["in order"] += count * schedule(instructions, config)
-                totals["reordered"] += count * schedule(instructions, config, in_order=False)
-                totals[f"{CHUNKS} chunks"] += count * schedule(
-                    in_chunks(instructions, CHUNKS), config, in_order=False)
+        for run, count in exe.distinct_runs(exe.batch):     # equal sub-batches: once
+            words = np.asarray(run.program).reshape(-1, isa.WORDS_PER_INSTRUCTION)
+            instructions = [isa.decode(w) for w in words]
+            instructions = instructions[:[i.opcode for i in instructions].index(
+                isa.Opcode.HALT) + 1]
+            device = Device(config)
+            device.load_program(words.ravel())
+            counters = device.run().counters
+            if sum(instruction_counters(i, config)["cycles"] for i in instructions) \
+                    != counters["cycles"]:
+                raise SystemExit(f"{name}: the instructions' cycles are not golden's")
+            conversions += count * counters["adc_conversions"]
+            totals["now"] += count * counters["cycles"]
+            totals["in order"] += count * schedule(instructions, config)
+            totals["reordered"] += count * schedule(instructions, config, in_order=False)
+            totals[f"{CHUNKS} chunks"] += count * schedule(
+                in_chunks(instructions, CHUNKS), config, in_order=False)
         bound = adc_bound_cycles(config, conversions)
         rows.append({"network": name, "batch": exe.batch, "bound": bound / exe.batch,
                      **{what: cycles / exe.batch for what, cycles in totals.items()},

@@ -264,6 +264,13 @@ class Executable:
                 first += size * count
         return rounds
 
+    def distinct_runs(self, batch):
+        """(SegmentRun, how many times a batch of `batch` samples runs it) of each device
+        run of `rounds`, a segment's equal sub-batches once: what equal runs count
+        alike (cycles, traces) needs working out only once."""
+        return [(self.plans[size][index], count)
+                for indices, size, _, count in self.rounds(batch) for index in indices]
+
     def schedule(self, batch):
         """(segment, samples, first sample) of each device run of a batch of `batch`
         samples, in the order one device runs them (`rounds`)."""

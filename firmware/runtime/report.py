@@ -54,18 +54,16 @@ def layer_counters(exe, batch=None):
     of a resident network, done once, is left out)."""
     batch = batch or exe.batch
     layers = {}
-    for indices, size, _, count in exe.rounds(batch):   # equal sub-batches: traced once
-        for index in indices:
-            run = exe.plans[size][index]
-            device = Device(exe.config)
-            device.load_program(run.program)
-            trace = device.run(trace=True).trace
-            for name, (start, stop) in run.layer_pcs.items():
-                total = layers.setdefault(name, {})
-                for pc, deltas in trace:
-                    if start <= pc < stop:
-                        for key, value in deltas.items():
-                            total[key] = total.get(key, 0) + count * value
+    for run, count in exe.distinct_runs(batch):         # equal sub-batches: traced once
+        device = Device(exe.config)
+        device.load_program(run.program)
+        trace = device.run(trace=True).trace
+        for name, (start, stop) in run.layer_pcs.items():
+            total = layers.setdefault(name, {})
+            for pc, deltas in trace:
+                if start <= pc < stop:
+                    for key, value in deltas.items():
+                        total[key] = total.get(key, 0) + count * value
     return layers
 
 
