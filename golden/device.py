@@ -627,8 +627,12 @@ class Device:
         (`golden.lookahead`). Results and counters are the same either way, as long as
         every host write to amem is declared or reported (`self.ahead.forget`, which the
         driver's golden bus calls)."""
-        ideal = self.analog is None and self.faults is None and self.config.is_lossless
-        self.ahead = _products_ahead(self.config, runs) if runs and ideal else None
+        self.ahead = _products_ahead(self.config, runs) if runs and self.ideal else None
+
+    @property
+    def ideal(self):
+        """Lossless, with no analog model and no stuck cells: runs fused plans."""
+        return self.analog is None and self.faults is None and self.config.is_lossless
 
     def soft_reset(self):
         """What CONTROL.soft_reset does to the state modelled here: nothing. The sequencer
@@ -646,9 +650,7 @@ class Device:
     def run(self, max_instructions=1 << 20, trace=False):
         """Run from pc 0 until HALT or an error; return a `RunResult` with the counters
         (and, with `trace`, each instruction's share of them)."""
-        plan = _program_plan(self.imem.tobytes(), self.config,
-                             self.analog is None and self.faults is None
-                             and self.config.is_lossless)
+        plan = _program_plan(self.imem.tobytes(), self.config, self.ideal)
         if plan.fetches > max_instructions:
             raise RuntimeError(f"program ran {max_instructions} instructions without halting")
         if self.ahead is not None:
@@ -869,6 +871,7 @@ class DeviceStack:
     load_program = Device.load_program
     run = Device.run
     expect = Device.expect
+    ideal = Device.ideal
     _weights = Device._weights
     _multiply = Device._multiply
     _store_requantized = Device._store_requantized
