@@ -14,8 +14,8 @@ from .interface import QPARAM_BITS, QPARAM_FIELDS, pack_fields, unpack_fields
 from .isa import FIELDS, WORDS_PER_INSTRUCTION, ErrorCode, Opcode, decode, program_lanes
 from .nonideal import AnalogTiles
 from .regmap import COUNTERS
-from .requant import (INT32_MAX, checked_params, folded_params, requantize_checked,
-                      requantize_in_range)
+from .requant import (INT32_MAX, checked_params, clamped_params, requantize_checked,
+                      requantize_clamped)
 from .timing import (FETCH_DECODE_CYCLES, max_cycles, mvm_cycles, program_cycles,
                      requant_cycles)
 
@@ -185,11 +185,20 @@ def _decoded(words, config):
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _quant_params(entry, cols):
-    """A qmem entry's parameters (its bytes are the key), unpacked and checked once per
-    process: every device, batch after batch, reads the same few entries."""
+def _entry_params(entry, cols):
+    """A qmem entry's parameters (its bytes are the key), unpacked and checked, and in the
+    clamped form where that is exact (`golden.requant.clamped_params`, else None): made
+    once per process, as every device, batch after batch, reads the same few entries."""
     words = np.frombuffer(entry, np.int64).reshape(cols, 4)
-    return checked_params(**unpack_quant_params(words))
+    params = checked_params(**unpack_quant_params(words))
+    return params, clamped_params(params)
+
+
+def _quant_params(entry, cols):
+    """(function, parameters) that requantise with qmem entry `entry`'s parameters: the
+    clamped form where it is exact, four passes fewer."""
+    checked, clamped = _entry_params(entry, cols)
+    return (requantize_checked, checked) if clamped is None else (requantize_clamped, clamped)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -384,13 +393,15 @@ class _Requants:
 
 @functools.lru_cache(maxsize=1 << 12)
 def _stacked_params(entries, counts, cols):
-    """The parameters of joined REQUANTs, a row per psum entry: the qmem `entries`'
+    """`_quant_params` of joined REQUANTs, a row per psum entry: the qmem `entries`'
     bytes, one entry a REQUANT, each repeated over its `counts` entries."""
     words = np.frombuffer(entries, np.int64).reshape(len(counts), -1)
-    each = [_quant_params(row.tobytes(), cols) for row in words]
-    return folded_params({name: np.repeat(np.stack([np.broadcast_to(p[name], (cols,))
-                                                    for p in each]), counts, axis=0)
-                          for name in each[0]})
+    each = [_entry_params(row.tobytes(), cols) for row in words]
+    clamped = all(params is not None for _, params in each)
+    each = [params[clamped] for params in each]
+    stacked = {name: np.repeat(np.stack([np.broadcast_to(p[name], (cols,)) for p in each]),
+                               counts, axis=0) for name in each[0]}
+    return (requantize_clamped if clamped else requantize_checked), stacked
 
 
 def _wmem_block(src, lane, c):
@@ -771,14 +782,12 @@ class Device:
         requantised with qmem entry ``qentries[g]`` (a slice or an index array), into lanes
         ``0 .. cols-1`` of the amem `addresses` (the maximum with them, `max_into`), in the
         order they land. `largest`: a bound on the sums' magnitude; within int32 they
-        need no wrap, and with the bias they may need no saturation either."""
+        need no wrap."""
         c, words = self.config, self.qmem[qentries]
         groups = len(words)
-        params = _stacked_params(words.tobytes(), (1,) * groups, c.cols)  # (blocks, cols)
+        requantize, params = _stacked_params(words.tobytes(), (1,) * groups, c.cols)
         lead = sums.shape[:-2]
         sums = _wrap_int32(sums) if largest > INT32_MAX else sums
-        requantize = (requantize_in_range if largest + params["bias_bound"] <= INT32_MAX
-                      else requantize_checked)
         outputs = requantize(sums.reshape(*lead, -1, groups, c.cols),
                              params).astype(np.int8).reshape(sums.shape)
         lanes = slice(0, c.cols)
@@ -795,16 +804,17 @@ class Device:
 
     def _requant(self, ins):
         c = self.config
-        params = _quant_params(self.qmem[ins.aux].tobytes(), c.cols)
+        requantize, params = _quant_params(self.qmem[ins.aux].tobytes(), c.cols)
         if ins.count:
             src, dst, lanes = _requant_plan(ins, c.cols)
-            outputs = requantize_checked(self.psum[..., src, :], params)
+            outputs = requantize(self.psum[..., src, :], params)
             # a run of stride 0 writes one entry: the last write wins
             self.amem[..., dst, lanes] = outputs if ins.dst_stride else outputs[..., -1, :]
 
     def _requants(self, step):
-        params = _stacked_params(self.qmem[step.aux].tobytes(), step.counts, step.cols)
-        outputs = requantize_checked(self.psum[..., step.src, :], params)
+        requantize, params = _stacked_params(self.qmem[step.aux].tobytes(), step.counts,
+                                             step.cols)
+        outputs = requantize(self.psum[..., step.src, :], params)
         for rows, entries, lanes in step.writes:
             self.amem[..., entries, lanes] = outputs[..., rows, :]
 

@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = ["INT32_MIN", "INT32_MAX", "MULTIPLIER_MAX", "SHIFT_MAX", "quantize_multiplier",
            "saturate_int32", "check_params", "checked_params", "requantize",
-           "requantize_checked", "folded_params", "requantize_in_range",
+           "requantize_checked", "clamped_params", "requantize_clamped",
            "requantize_gemmlowp", "requantize_float"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -92,24 +92,60 @@ def requantize_checked(acc, params):
     return np.minimum(a, params["clamp_max"], out=a)
 
 
-def folded_params(params):
-    """`checked_params` with what `requantize_in_range` needs: ``bias * multiplier +
-    rounding`` as one constant (below 2**63: the bias is int32, the multiplier below
-    2**31, the rounding at most 2**61) and the largest bias magnitude."""
-    folded = params["bias"] * params["multiplier"] + params["rounding"]
-    return {**params, "folded": folded, "bias_bound": int(np.abs(params["bias"]).max())}
+def clamped_params(params):
+    """`checked_params` in the form `requantize_clamped` runs, or None where that form could
+    overflow int64 (a clamp bound past int8's, or a total shift past 55 bits).
+
+    Each channel's output is a non-decreasing function of ``s = saturate_int32(acc +
+    bias)`` that rises by at most 1 a step (the scale is below 1), so the clamp to
+    ``clamp_min .. clamp_max`` is a clamp of `acc` to ``low .. high`` (saturation
+    included: both are worked out within int32), after which ``(acc * multiplier +
+    folded) >> total`` lies within the clamp bounds, with ``folded = bias * multiplier +
+    rounding + zero_point << total``. A channel whose output is the same for every `s`
+    becomes that constant (multiplier 0, total 0)."""
+    names = ("bias", "multiplier", "total", "zero_point", "clamp_min", "clamp_max")
+    shape = np.broadcast_shapes(*(np.shape(params[name]) for name in names))
+    channels = zip(*(np.broadcast_to(params[name], shape).ravel().tolist() for name in names))
+    columns = [_clamped_channel(*channel) for channel in channels]
+    if None in columns:
+        return None
+    low, high, multiplier, folded, total = (np.array(column, np.int64).reshape(shape)
+                                            for column in zip(*columns))
+    return {"low": low, "high": high, "multiplier": multiplier, "folded": folded,
+            "total": total}
 
 
-def requantize_in_range(acc, params):
-    """`requantize_checked` for accumulators that the caller knows lie within
-    ``INT32_MAX - params["bias_bound"]`` of zero, so that ``acc + bias`` never saturates:
-    ``(acc * multiplier + folded) >> total``, the same value in three passes fewer."""
-    a = np.asarray(np.multiply(acc, params["multiplier"], dtype=np.int64))     # 0-d too
+def _clamped_channel(bias, multiplier, total, zero_point, clamp_min, clamp_max):
+    """(low, high, multiplier, folded, total) of one channel for `clamped_params` (exact,
+    in Python's integers), or None."""
+    if max(abs(clamp_min), abs(clamp_max) + 1) << total >= 1 << 63:
+        return None
+    rounding = 1 << (total - 1)
+    output = lambda s: ((s * multiplier + rounding) >> total) + zero_point
+    bottom, top = output(INT32_MIN), output(INT32_MAX)
+    if clamp_min > clamp_max or top <= clamp_min or bottom >= clamp_max:
+        constant = min(max(bottom if bottom >= clamp_max else top, clamp_min), clamp_max)
+        return 0, 0, 0, constant, 0
+    # the first s whose output reaches clamp_min, and the last that stays within clamp_max
+    first = INT32_MIN if bottom >= clamp_min else \
+        -((rounding - ((clamp_min - zero_point) << total)) // multiplier)
+    last = INT32_MAX if top <= clamp_max else \
+        (((clamp_max - zero_point + 1) << total) - rounding - 1) // multiplier
+    folded = bias * multiplier + rounding + (zero_point << total)
+    folded = (folded + (1 << 63)) % (1 << 64) - (1 << 63)     # int64 arithmetic wraps
+    return first - bias, last - bias, multiplier, folded, total
+
+
+def requantize_clamped(acc, params):
+    """`requantize_checked` with parameters from `clamped_params`: a clamp of `acc` and
+    ``(acc * multiplier + folded) >> total``, four passes fewer. The product and the sum
+    may wrap int64 on the way; their result does not (`clamped_params`), so it is exact."""
+    a = np.asarray(np.maximum(acc, params["low"], dtype=np.int64))    # 0-d too: wraps
+    np.minimum(a, params["high"], out=a)
+    a *= params["multiplier"]
     a += params["folded"]
     a >>= params["total"]
-    a += params["zero_point"]
-    np.maximum(a, params["clamp_min"], out=a)
-    return np.minimum(a, params["clamp_max"], out=a)
+    return a
 
 
 def requantize_gemmlowp(acc, bias, multiplier, shift, zero_point=0, clamp_min=-128, clamp_max=127):

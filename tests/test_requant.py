@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden import quantize_multiplier, requantize, requantize_float, requantize_gemmlowp
-from golden.requant import (INT32_MAX, INT32_MIN, checked_params, folded_params,
-                            requantize_in_range)
+from golden.requant import (INT32_MAX, INT32_MIN, checked_params, clamped_params,
+                            requantize_clamped)
 
 HALF = 1 << 30          # Q31 multiplier for a scale of 0.5
 WIDE = dict(clamp_min=-(1 << 40), clamp_max=1 << 40)   # to see the unclamped value
@@ -99,20 +99,47 @@ def test_single_rounding_is_round_half_up_of_the_exact_value(acc, bias, multipli
     assert abs(requantize_float(acc, bias, multiplier, shift, **WIDE) - expected) <= 1
 
 
-@settings(max_examples=500, deadline=None)
-@given(data=st.data(), bias=st.integers(INT32_MIN + 1, INT32_MAX),
-       multiplier=st.integers(0, INT32_MAX), shift=st.integers(0, 31),
-       zero_point=st.integers(-128, 127))
-def test_the_folded_form_is_exact_wherever_the_bias_cannot_saturate(
-        data, bias, multiplier, shift, zero_point):
-    """`requantize_in_range` (bias and rounding folded into one constant, no saturation)
-    against the exact value by hand, for accumulators up to the bound it is given."""
-    bound = INT32_MAX - abs(bias)
-    acc = data.draw(st.integers(-bound, bound))
-    params = folded_params(checked_params(bias, multiplier, shift, zero_point, **WIDE))
-    assert params["bias_bound"] == abs(bias)
-    exact = Fraction((acc + bias) * multiplier, 1 << (31 + shift))
-    assert requantize_in_range(acc, params) == floor(exact + Fraction(1, 2)) + zero_point
+def _by_hand(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max):
+    """The hardware's requantisation of one value, worked out from its definition."""
+    a = min(max(acc + bias, INT32_MIN), INT32_MAX)
+    y = floor(Fraction(a * multiplier, 1 << (31 + shift)) + Fraction(1, 2)) + zero_point
+    return min(max(y, clamp_min), clamp_max)
+
+
+int8 = st.integers(-128, 127)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(acc=st.lists(st.one_of(int32, st.integers(-(1 << 33), 1 << 33)), min_size=1, max_size=8),
+       bias=int32, multiplier=st.one_of(st.integers(0, INT32_MAX), st.just(0)),
+       shift=st.integers(0, 24), zero_point=int8, clamp_min=int8, clamp_max=int8)
+def test_the_clamped_form_equals_the_definition(acc, bias, multiplier, shift, zero_point,
+                                                clamp_min, clamp_max):
+    """`requantize_clamped` (one clamp of the accumulator, then one multiply-add-shift)
+    against the definition by hand, saturating sums, constant channels (a multiplier of
+    0, a clamp range that the values never reach, clamp_min above clamp_max) and
+    accumulators beyond int32 included."""
+    params = clamped_params(checked_params(bias, multiplier, shift, zero_point, clamp_min,
+                                           clamp_max))
+    got = requantize_clamped(np.array(acc, np.int64), params)
+    assert got.tolist() == [_by_hand(a, bias, multiplier, shift, zero_point, clamp_min,
+                                     clamp_max) for a in acc]
+
+
+def test_the_clamped_form_at_its_thresholds_and_its_limits():
+    """Channel by channel at the accumulators where the output first reaches the clamp
+    bounds and where the sum saturates; and no clamped form where int64 could overflow."""
+    bias = np.array([0, 100, -100, INT32_MAX, INT32_MIN])
+    params = checked_params(bias, HALF, 4, 3, -5, 9)        # y = (acc + bias) / 32 + 3
+    clamped = clamped_params(params)
+    acc = np.array([-273, -272, -257, -256, 0, 207, 208, 209, INT32_MAX, INT32_MIN])
+    got = requantize_clamped(acc[:, None], clamped)
+    for column, b in enumerate(bias.tolist()):
+        assert got[:, column].tolist() == [_by_hand(a, b, HALF, 4, 3, -5, 9)
+                                           for a in acc.tolist()]
+    assert clamped_params(checked_params(0, HALF, 24, 0)) is not None      # total 55
+    assert clamped_params(checked_params(0, HALF, 25, 0)) is None          # 128 << 56
+    assert clamped_params(checked_params(0, HALF, 0, 0, **WIDE)) is None
 
 
 @settings(max_examples=300, deadline=None)
