@@ -158,12 +158,13 @@ FLOAT32_EXACT_TERMS = (1 << 24) // (INPUT_OFFSET * INPUT_OFFSET)
 FLOAT32_OFFSET_TERMS = (1 << 24) // ((2 * INPUT_OFFSET - 1) * INPUT_OFFSET)
 
 
-def int8_matmul(x, weights, offset=0, weight_bound=INPUT_OFFSET):
+def int8_matmul(x, weights, offset=0, weight_bound=INPUT_OFFSET, dtype=np.int64):
     """``(x + offset) @ weights`` for integer arrays of int8 inputs and weights of
     magnitude at most `weight_bound` (or those values already as float32), exactly,
     through BLAS in float32: a sum of more terms than float32 holds exactly runs in chunks
     that it does, added in int64. (NumPy's integer matmul does not use BLAS: several times
-    slower.)"""
+    slower.) The results are `dtype`: int32 for a caller that knows every sum fits, half
+    the bytes to convert and store."""
     x, weights = np.asarray(x, np.float32), np.asarray(weights, np.float32)
     terms = x.shape[-1]
     largest = max(INPUT_OFFSET - 1 + offset, INPUT_OFFSET - offset)   # of |x + offset|
@@ -175,12 +176,12 @@ def int8_matmul(x, weights, offset=0, weight_bound=INPUT_OFFSET):
     exact = (1 << 24) // (largest * weight_bound)
     chunk = exact if terms <= exact else 1 << (exact.bit_length() - 1)   # BLAS-aligned
     if terms <= chunk:
-        result = (x @ weights).astype(np.int64)
+        result = (x @ weights).astype(dtype)
     else:
-        result = np.zeros((*x.shape[:-1], weights.shape[-1]), np.int64)
+        result = np.zeros((*x.shape[:-1], weights.shape[-1]), dtype)
         for first in range(0, terms, chunk):
             part = slice(first, first + chunk)
-            result += (x[..., part] @ weights[part]).astype(np.int64)
+            result += (x[..., part] @ weights[part]).astype(dtype)
     if late_offset:
-        result += offset * weights.sum(axis=0, dtype=np.float64).astype(np.int64)
+        result += offset * weights.sum(axis=0, dtype=np.float64).astype(dtype)
     return result

@@ -532,7 +532,7 @@ class _Product:
         self.gather_first = self.window_entries is not None and self.entries.size < end - first
         # the largest magnitude a sum of this product can reach
         self.largest = self.entries.shape[1] * c.rows * (INPUT_OFFSET + 127) * 128
-        self.wraps = self.accumulate or self.largest > INT32_MAX
+        self.dtype = np.int32 if self.largest <= INT32_MAX else np.int64    # of its sums
 
 
 class _WmemWeights:
@@ -711,11 +711,11 @@ class Device:
             for i, address in enumerate(written):
                 base = self.psum[..., address, :] if step.accumulate else 0
                 self.psum[..., address, :] = _wrap_int32(base + results[..., i, :])
-        elif step.wraps:
-            base = self.psum[..., written, :] if step.accumulate else 0
-            self.psum[..., written, :] = _wrap_int32(base + results)
+        elif step.accumulate:                   # int32 results add as psum does: wrapping
+            total = self.psum[..., written, :] + results
+            self.psum[..., written, :] = total if total.dtype == np.int32 else _wrap_int32(total)
         else:
-            self.psum[..., written, :] = results
+            self.psum[..., written, :] = results            # a cast to int32 wraps too
 
     def _multiply(self, step):
         """A product step's ``X @ W``: (vectors of all devices, blocks x cols), int64."""
@@ -729,13 +729,14 @@ class Device:
                 inputs = inputs.take(step.window_entries, axis=-2)
         inputs = inputs.reshape(-1, step.entries.shape[1] * c.rows)  # one BLAS product
         if step.uniform:
-            return int8_matmul(inputs, self._weights(step.index, step.source), step.offset)
-        results = np.empty((len(inputs), step.addresses.shape[1] * c.cols), np.int64)
+            return int8_matmul(inputs, self._weights(step.index, step.source), step.offset,
+                               dtype=step.dtype)
+        results = np.empty((len(inputs), step.addresses.shape[1] * c.cols), step.dtype)
         by_vector = np.arange(len(inputs)).reshape(-1, len(step.entries))   # (devices, n)
         for vectors, index in zip(step.vectors, step.index):
             rows = by_vector[:, vectors].ravel()
             results[rows] = int8_matmul(inputs[rows], self._weights(index, step.source),
-                                        step.offset)
+                                        step.offset, dtype=step.dtype)
         return results
 
     def _tile_product(self, tile, x, ins):

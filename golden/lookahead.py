@@ -172,7 +172,8 @@ class ProductsAhead:
         group = [group[i] for i in kept]
         inputs = device.amem[..., shared, :].reshape(-1, shared.shape[1] * c.rows)
         inputs = inputs.astype(np.float32)
-        results = int8_matmul(inputs, weights, first.offset)
+        dtype = np.result_type(*(step.dtype for _, _, step, _ in group))
+        results = int8_matmul(inputs, weights, first.offset, dtype=dtype)
         for (at, where, step, wmem), span in zip(group[1:], spans[1:]):
             rows = step.index.rows
             self.ready[(at, where)] = _Result(results[:, span], step.entries, rows,

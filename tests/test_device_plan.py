@@ -124,6 +124,33 @@ def test_fused_plan_equals_instruction_by_instruction(config, kind):
         assert merged == {"weights", "inputs", "outputs", "requants", "requantizing"}
 
 
+def test_accumulating_past_int32_wraps_as_psum_does():
+    """Partial sums within 2**16 of int32's ends, and MVMs (fused: a product of int32 sums
+    added in int32) accumulating products of either sign onto them: each entry wraps as
+    the 32-bit register does, by hand in Python's integers, and as the interpreter does."""
+    config, rng = AccelConfig(), np.random.default_rng(5)
+    memories = random_memories(config, rng)
+    ends = rng.choice([-(1 << 31), (1 << 31) - (1 << 16)], (config.psum_depth, config.cols))
+    memories["psum"] = ends + rng.integers(0, 1 << 16, ends.shape)
+    memories["amem"] = np.full_like(memories["amem"], 127)
+    memories["wmem"] = rng.choice([-128, 127], memories["wmem"].shape)
+    program = [isa.program(0, 0, tiles=4),
+               isa.mvm(0, 6, 0, 0, src_stride=4, k_stride=1, ktiles=4, accumulate=True),
+               isa.mvm(0, 6, 0, 6, src_stride=4, k_stride=1, ktiles=4, accumulate=True,
+                       offset_inputs=True),
+               isa.halt()]
+    (fast, slow), _ = _run_both(config, memories, program, np.zeros((4, 16, 16), np.int64))
+    weights = np.vstack([memories["wmem"][:16, 16 * t:16 * t + 16] for t in range(4)])
+    x = memories["amem"][:24].reshape(6, 64).astype(object)
+    for first, offset in ((0, 0), (6, 128)):
+        total = memories["psum"][first:first + 6].astype(object) + (x + offset).dot(
+            weights.astype(object))
+        wrapped = (total + (1 << 31)) % (1 << 32) - (1 << 31)
+        assert (wrapped != total).any()                         # some entries do wrap
+        assert fast.psum[first:first + 6].tolist() == wrapped.tolist()
+    assert np.array_equal(fast.psum, slow.psum)
+
+
 def _merges(plan, program):
     """Which kinds of merge made the plan's products: rows (vectors on the same weights),
     columns (weights on the same inputs) or K blocks (inputs onto the same outputs), and
