@@ -158,26 +158,27 @@ class ProductsAhead:
         if len(group) < 2:              # the same again whenever `later` follows: remember
             fruitless.add(walk)
             return None
-        parts = [step.index.gather(wmem) for _, _, step, wmem in group]
-        key = tuple((id(step), id(part)) for (_, _, step, _), part in zip(group, parts))
-        sources = (tuple(step for _, _, step, _ in group), tuple(parts))
+        # each product's weights are its wmem rows' bytes, as its run will find them
+        contents = [wmem[step.index.rows].tobytes() for _, _, step, wmem in group]
+        steps = tuple(step for _, _, step, _ in group)
+        key, sources = tuple(map(id, steps)), (steps, tuple(contents))
         stacked = _STACKED.get(key, sources)
         if stacked is None:
-            stacked = _stack([step.entries for _, _, step, _ in group], parts, c.rows)
+            parts = [step.index.gather(wmem) for _, _, step, wmem in group]
+            stacked = _stack([step.entries for step in steps], parts, c.rows)
             _STACKED.put(key, sources, stacked, stacked[0].nbytes + stacked[1].nbytes)
         shared, weights, kept, spans = stacked
         if len(kept) < 2:               # no other product reads the same entries
             fruitless.add(walk)
             return None
-        group = [group[i] for i in kept]
+        group, contents = [group[i] for i in kept], [contents[i] for i in kept]
         inputs = device.amem[..., shared, :].reshape(-1, shared.shape[1] * c.rows)
         inputs = inputs.astype(np.float32)
         dtype = np.result_type(*(step.dtype for _, _, step, _ in group))
         results = int8_matmul(inputs, weights, first.offset, dtype=dtype)
-        for (at, where, step, wmem), span in zip(group[1:], spans[1:]):
-            rows = step.index.rows
-            self.ready[(at, where)] = _Result(results[:, span], step.entries, rows,
-                                              wmem[rows].tobytes(), lead)
+        for (at, where, step, _), span, content in zip(group[1:], spans[1:], contents[1:]):
+            self.ready[(at, where)] = _Result(results[:, span], step.entries, step.index.rows,
+                                              content, lead)
         self.made += len(group) - 1
         return results[:, spans[0]]
 
@@ -229,8 +230,8 @@ def _stack(entries, parts, rows):
     return shared, weights, kept, spans
 
 
-# Stacked weights by the identities of the steps and gathered weights they came from
-# (the entry keeps those alive, so the identities stay theirs)
+# Stacked weights by the identities of the steps and the bytes of the wmem rows their
+# weights come from (the entry keeps the steps alive, so the identities stay theirs)
 _STACKED = _Remembered(256 << 20)
 
 
