@@ -135,6 +135,59 @@ class ProductsAhead:
             (position, lead, later.words, later.amem_writes)
         if walk in fruitless:
             return None
+        found = self._members(device, ordinal, position, first)
+        if found is None:               # the same again whenever `later` follows: remember
+            fruitless.add(walk)
+            return None
+        group, contents = found                         # [(ordinal, position, step)], bytes
+        steps = tuple(step for _, _, step in group)
+        key, sources = tuple(map(id, steps)), (steps, tuple(contents))
+        stacked = _STACKED.get(key, sources)
+        if stacked is None:
+            parts = [np.frombuffer(content, np.int8).take(step.index.index).astype(np.float32)
+                     for step, content in zip(steps, contents)]
+            stacked = _stack([step.entries for step in steps], parts, c.rows)
+            _STACKED.put(key, sources, stacked, stacked[0].nbytes + stacked[1].nbytes)
+        shared, weights, kept, spans = stacked
+        if len(kept) < 2:               # no other product reads the same entries
+            fruitless.add(walk)
+            return None
+        group, contents = [group[i] for i in kept], [contents[i] for i in kept]
+        inputs = device.amem[..., shared, :].reshape(-1, shared.shape[1] * c.rows)
+        inputs = inputs.astype(np.float32)
+        dtype = np.result_type(*(step.dtype for _, _, step in group))
+        results = int8_matmul(inputs, weights, first.offset, dtype=dtype)
+        for (at, where, step), span, content in zip(group[1:], spans[1:], contents[1:]):
+            self.ready[(at, where)] = _Result(results[:, span], step.entries, step.index.rows,
+                                              content, lead)
+        self.made += len(group) - 1
+        return results[:, spans[0]]
+
+    def _members(self, device, ordinal, position, first):
+        """([(ordinal, position, step)] of the products to make with `first`, the bytes of
+        the wmem rows each one's weights come from as its run will find them), or None
+        when no other product joins it. It depends only on the runs declared from here on,
+        the devices and what wmem holds now, so it is remembered by those."""
+        plan, lead = self.current[1], device.amem.shape[:-2]
+        runs, wmem = tuple(self.runs[ordinal + 1:]), device.wmem.tobytes()
+        key = (id(plan), position, lead, tuple(map(id, runs)))
+        known = _MEMBERS.get(key, (plan, runs, wmem))
+        if known is None:
+            known = self._walk_members(device, ordinal, position, first)
+            held = len(wmem) + sum(map(len, known[1])) if known else len(wmem)
+            _MEMBERS.put(key, (plan, runs, wmem), known, held)
+        if not known:
+            return None
+        places, contents = known
+        steps = [(plan if at == 0 else runs[at - 1].plan(self.config)).steps[where][1]
+                 for at, where in places]
+        return [(ordinal + at, where, step) for (at, where), step in zip(places, steps)], \
+            contents
+
+    def _walk_members(self, device, ordinal, position, first):
+        """`_members`, found by walking the runs to come: (places as (runs after this one,
+        position), contents), or () when no other product joins `first`."""
+        c, lead = self.config, device.amem.shape[:-2]
         vectors = len(first.entries)
         columns_left = RESULT_BUDGET // (8 * vectors * math.prod(lead))
         written = np.zeros(c.amem_depth, bool)          # by the steps from `first` on
@@ -155,32 +208,10 @@ class ProductsAhead:
                 written[span[0]:span[1]] = True
                 if written[first.window].any():         # later products read new inputs
                     break
-        if len(group) < 2:              # the same again whenever `later` follows: remember
-            fruitless.add(walk)
-            return None
-        # each product's weights are its wmem rows' bytes, as its run will find them
-        contents = [wmem[step.index.rows].tobytes() for _, _, step, wmem in group]
-        steps = tuple(step for _, _, step, _ in group)
-        key, sources = tuple(map(id, steps)), (steps, tuple(contents))
-        stacked = _STACKED.get(key, sources)
-        if stacked is None:
-            parts = [step.index.gather(wmem) for _, _, step, wmem in group]
-            stacked = _stack([step.entries for step in steps], parts, c.rows)
-            _STACKED.put(key, sources, stacked, stacked[0].nbytes + stacked[1].nbytes)
-        shared, weights, kept, spans = stacked
-        if len(kept) < 2:               # no other product reads the same entries
-            fruitless.add(walk)
-            return None
-        group, contents = [group[i] for i in kept], [contents[i] for i in kept]
-        inputs = device.amem[..., shared, :].reshape(-1, shared.shape[1] * c.rows)
-        inputs = inputs.astype(np.float32)
-        dtype = np.result_type(*(step.dtype for _, _, step, _ in group))
-        results = int8_matmul(inputs, weights, first.offset, dtype=dtype)
-        for (at, where, step, _), span, content in zip(group[1:], spans[1:], contents[1:]):
-            self.ready[(at, where)] = _Result(results[:, span], step.entries, step.index.rows,
-                                              content, lead)
-        self.made += len(group) - 1
-        return results[:, spans[0]]
+        if len(group) < 2:
+            return ()
+        return ([(at - ordinal, where) for at, where, _, _ in group],
+                [wmem[step.index.rows].tobytes() for _, _, step, wmem in group])
 
     def _walk(self, ordinal, position, wmem):
         """(ordinal, position, step, the amem span it writes (`_amem_writes`), wmem as that
@@ -267,6 +298,9 @@ def _amem_writes(plan, cols):
 
 
 _SPANS = weakref.WeakKeyDictionary()
+# what `ProductsAhead._members` found, by the run's plan, the product's position, the
+# devices and the runs to come, for the same plan, runs and wmem bytes (kept alive here)
+_MEMBERS = _Remembered(64 << 20)
 # plan -> {(product's position, devices, the next run's program and host amem writes)}
 # whose walk found no other product
 _FRUITLESS = weakref.WeakKeyDictionary()

@@ -98,6 +98,30 @@ def test_weights_other_than_declared_and_runs_not_declared_are_not_trusted(every
         assert np.array_equal(_run(device, PRODUCT, w), x @ w.astype(np.int64))
 
 
+def test_what_a_walk_found_is_remembered_for_the_same_runs_and_wmem(every_product,
+                                                                   monkeypatch):
+    """The same declared runs on a second device with the same wmem reuse what the first
+    walk found; on a device whose wmem differs in lanes no declared write covers (the
+    bytes each result is checked against), they walk again, and every result is taken."""
+    rng = np.random.default_rng(3)
+    weights = [_weights(rng) for _ in range(3)]
+    runs = [Expected(PRODUCT, ((0, w),)) for w in weights]
+    inputs = rng.integers(-128, 128, (VECTORS, CONFIG.rows))
+    walks = []
+    real_walk = lookahead.ProductsAhead._walk_members
+    monkeypatch.setattr(lookahead.ProductsAhead, "_walk_members",
+                        lambda self, *arguments: walks.append(1) or real_walk(self, *arguments))
+    for other_lanes, expected_walks in ((0, 1), (0, 1), (7, 2)):
+        device = Device(CONFIG)
+        device.amem[:VECTORS] = inputs
+        device.wmem[:, CONFIG.cols:] = other_lanes
+        device.expect(runs)
+        for w in weights:
+            assert np.array_equal(_run(device, PRODUCT, w), inputs @ w.astype(np.int64))
+        assert (device.ahead.made, device.ahead.taken) == (2, 2)
+        assert len(walks) == expected_walks
+
+
 @pytest.mark.parametrize("devices", [1, 3])
 def test_random_programs_end_as_on_a_device_told_nothing(devices, every_product):
     """40 sequences of 5 random programs (a third of them the previous one again, on new
