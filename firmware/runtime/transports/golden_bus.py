@@ -186,8 +186,8 @@ class GoldenBus:
         return window, entry, entries
 
     async def read_burst(self, address, count):
-        if address == _COUNTER_BASE and count == len(regmap.COUNTERS):
-            return [self._counters[name] for name in regmap.COUNTERS]     # the driver's read
+        if address == _COUNTER_BASE and count == len(regmap.COUNTERS):     # the driver's read
+            return [self._counters[name] & 0xFFFF_FFFF for name in regmap.COUNTERS]
         addresses = range(address, address + 4 * count, 4)
         if all(a in self._csr_values for a in addresses):         # the capability registers
             return [self._csr_values[a] for a in addresses]
@@ -233,7 +233,7 @@ class GoldenBus:
 
     def _run(self):
         result = self.device.run()
-        self._counters = {k: v & 0xFFFF_FFFF for k, v in result.counters.items()}
+        self._counters = result.counters            # 32-bit registers: masked when read
         self._status = _status_word(result.done, result.error, result.error_pc)
 
     async def wait_done(self, timeout_s):
