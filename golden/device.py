@@ -194,12 +194,6 @@ def _entry_params(entry, cols):
     return params, clamped_params(params)
 
 
-def _quant_params(entry, cols):
-    """(function, parameters) that requantise with qmem entry `entry`'s parameters: the
-    clamped form where it is exact, four passes fewer."""
-    checked, clamped = _entry_params(entry, cols)
-    return (requantize_checked, checked) if clamped is None else (requantize_clamped, clamped)
-
 
 @functools.lru_cache(maxsize=1 << 16)
 def _mvm_plan(ins, config):
@@ -393,15 +387,20 @@ class _Requants:
 
 @functools.lru_cache(maxsize=1 << 12)
 def _stacked_params(entries, counts, cols):
-    """`_quant_params` of joined REQUANTs, a row per psum entry: the qmem `entries`'
-    bytes, one entry a REQUANT, each repeated over its `counts` entries."""
+    """(function, parameters) that requantise with the qmem `entries` (their bytes), each
+    repeated over its `counts` psum entries, a row of parameters per psum entry (one row
+    for a REQUANT, which broadcasts; a row each for joined REQUANTs and for the blocks of
+    a requantising MVM): the clamped form where every entry's is exact, four passes
+    fewer, else the checked one."""
     words = np.frombuffer(entries, np.int64).reshape(len(counts), -1)
     each = [_entry_params(row.tobytes(), cols) for row in words]
-    clamped = all(params is not None for _, params in each)
-    each = [params[clamped] for params in each]
-    stacked = {name: np.repeat(np.stack([np.broadcast_to(p[name], (cols,)) for p in each]),
-                               counts, axis=0) for name in each[0]}
-    return (requantize_clamped if clamped else requantize_checked), stacked
+    if all(clamped is not None for _, clamped in each):
+        requantize, each = requantize_clamped, [clamped for _, clamped in each]
+    else:
+        requantize, each = requantize_checked, [checked for checked, _ in each]
+    return requantize, {name: np.repeat(np.stack([np.broadcast_to(p[name], (cols,))
+                                                  for p in each]), counts, axis=0)
+                        for name in each[0]}
 
 
 def _wmem_block(src, lane, c):
@@ -805,7 +804,7 @@ class Device:
 
     def _requant(self, ins):
         c = self.config
-        requantize, params = _quant_params(self.qmem[ins.aux].tobytes(), c.cols)
+        requantize, params = _stacked_params(self.qmem[ins.aux].tobytes(), (1,), c.cols)
         if ins.count:
             src, dst, lanes = _requant_plan(ins, c.cols)
             outputs = requantize(self.psum[..., src, :], params)
