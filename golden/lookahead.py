@@ -176,7 +176,9 @@ class ProductsAhead:
         known = _MEMBERS.get(key, (plan, runs, wmem))
         if known is None:
             known = self._walk_members(device, ordinal, position, first)
-            held = len(wmem) + sum(map(len, known[1])) if known else len(wmem)
+            # the bytes it keeps alive: wmem's, the rows', the runs' declared weights
+            held = len(wmem) + sum(map(len, known[1] if known else ())) + sum(
+                values.nbytes for run in runs for _, values in run.wmem_writes)
             _MEMBERS.put(key, (plan, runs, wmem), known, held)
         if not known:
             return None
