@@ -162,7 +162,7 @@ def int8_matmul(x, weights, offset=0, weight_bound=INPUT_OFFSET, dtype=np.int64)
     """``(x + offset) @ weights`` for integer arrays of int8 inputs and weights of
     magnitude at most `weight_bound` (or those values already as float32), exactly,
     through BLAS in float32: a sum of more terms than float32 holds exactly runs in chunks
-    that it does, added in int64. (NumPy's integer matmul does not use BLAS: several times
+    that it does, added in `dtype`. (NumPy's integer matmul does not use BLAS: several times
     slower.) The results are `dtype`: int32 for a caller that knows every sum fits, half
     the bytes to convert and store."""
     x, weights = np.asarray(x, np.float32), np.asarray(weights, np.float32)

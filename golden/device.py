@@ -717,7 +717,8 @@ class Device:
             self.psum[..., written, :] = results            # a cast to int32 wraps too
 
     def _multiply(self, step):
-        """A product step's ``X @ W``: (vectors of all devices, blocks x cols), int64."""
+        """A product step's ``X @ W``: (vectors of all devices, blocks x cols), in the
+        step's `dtype` (int32 where every sum fits)."""
         c = self.config
         inputs = self.amem[..., step.window, :]                     # (..., n, K, rows)
         if step.gather_first:

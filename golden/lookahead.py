@@ -63,7 +63,7 @@ MAX_COLUMNS = 32
 # (512 before walks were remembered: the pruned big MLP's first layer, ~400 terms a
 # product, now gains 10 %; MLP 128-256-256-128 pruned still loses below 256.)
 MIN_TERMS = 256
-# The most bytes of results (int64) made ahead at once.
+# The most bytes of results made ahead at once (counted as int64, the wider type).
 RESULT_BUDGET = 64 << 20
 
 
@@ -176,12 +176,12 @@ class ProductsAhead:
         known = _MEMBERS.get(key, (plan, runs, wmem))
         if known is None:
             known = self._walk_members(device, ordinal, position, first)
+            if not known:               # the caller remembers a fruitless walk (_FRUITLESS)
+                return None
             # the bytes it keeps alive: wmem's, the rows', the runs' declared weights
-            held = len(wmem) + sum(map(len, known[1] if known else ())) + sum(
+            held = len(wmem) + sum(map(len, known[1])) + sum(
                 values.nbytes for run in runs for _, values in run.wmem_writes)
             _MEMBERS.put(key, (plan, runs, wmem), known, held)
-        if not known:
-            return None
         places, contents = known
         steps = [(plan if at == 0 else runs[at - 1].plan(self.config)).steps[where][1]
                  for at, where in places]
