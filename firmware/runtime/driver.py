@@ -67,10 +67,12 @@ class RunStatus:
 
 
 @functools.lru_cache(maxsize=64)
-def _discovered_config(fields):
-    """The config the capability registers describe, checked once per process: a golden
-    run discovers the same device every batch."""
-    return AccelConfig(**dict(fields))
+def _discovered(values):
+    """(config, memory windows) the capability registers' `values` (in the order of
+    `regmap.CAPABILITIES`) describe, checked once per process: a golden run discovers the
+    same device every run."""
+    config = AccelConfig(**dict(zip(regmap.CAPABILITIES, values)))
+    return config, regmap.memory_windows(config)
 
 
 class Driver:
@@ -139,9 +141,7 @@ class Driver:
                            f"version 0x{version:08x} is incompatible with 0x{regmap.VERSION:08x}")
         values = await self.bus.read_burst(regmap.CAPABILITY_BASE, len(regmap.CAPABILITIES))
         self._count("read", "csr", len(values))
-        fields = dict(zip(regmap.CAPABILITIES, (int(value) for value in values)))
-        self.config = _discovered_config(tuple(fields.items()))
-        self.windows = regmap.memory_windows(self.config)
+        self.config, self.windows = _discovered(tuple(int(value) for value in values))
         return self.config
 
     def _window(self, memory):

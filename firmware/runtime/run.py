@@ -32,8 +32,10 @@ class NetworkRun:
 
 
 def _add(total, counters, times=1):
-    total.update({name: total.get(name, 0) + times * counters.get(name, 0)
-                  for name in COUNTERS})
+    """`times` the `counters` of a run (a driver's read: every one of `COUNTERS`) into
+    `total`."""
+    for name in COUNTERS:
+        total[name] = total.get(name, 0) + times * counters[name]
 
 
 def input_entries(spec, config, x_q):
