@@ -260,7 +260,7 @@ def instruction_counters(ins, config):
 
 @functools.lru_cache(maxsize=256)
 def _program_plan(imem, config, fuse):
-    return _ProgramPlan(np.frombuffer(imem, np.int64).reshape(-1, WORDS_PER_INSTRUCTION),
+    return _ProgramPlan(np.frombuffer(imem, np.uint32).reshape(-1, WORDS_PER_INSTRUCTION),
                         config, fuse)
 
 
@@ -600,10 +600,10 @@ _REMEMBERED_WEIGHTS = _Remembered(64 << 20)
 class Device:
     """NumPy state of one accelerator and an interpreter of its binary programs.
 
-    Memories are public arrays: ``imem`` (words), ``wmem`` (int8 rows, ``cols`` lanes per
-    tile), ``amem`` (int8 vectors, stored as int8: a product converts an eighth of int64's
-    bytes), ``psum`` (int32 vectors), ``qmem`` (words: ``cols``
-    channels of `pack_quant_params` per entry); ``tile_weights`` holds what each tile has
+    Memories are public arrays: ``imem`` (32-bit words), ``wmem`` (int8 rows, ``cols``
+    lanes per tile), ``amem`` (int8 vectors, stored as int8: a product converts an eighth
+    of int64's bytes), ``psum`` (int32 vectors), ``qmem`` (words: ``cols`` channels of
+    `pack_quant_params` per entry); ``tile_weights`` holds what each tile has
     been programmed with (read it; only PROGRAM writes it). A run follows the program's
     plan (`_ProgramPlan`), made once per program.
     """
@@ -620,7 +620,8 @@ class Device:
         self.config = c = config
         self.analog = AnalogTiles(c, nonideal) if nonideal is not None and nonideal.active else None
         self.faults = faults if faults is not None and faults.states.any() else None
-        self.imem = np.zeros((c.imem_depth, WORDS_PER_INSTRUCTION), np.int64)
+        # 32-bit words, as the memory holds them: a run looks its plan up by their bytes
+        self.imem = np.zeros((c.imem_depth, WORDS_PER_INSTRUCTION), np.uint32)
         # wmem and psum in their lanes' own types: a fresh device per run allocates and
         # touches an eighth (a half) of int64's pages
         self.wmem = np.zeros((c.wmem_depth, c.tiles * c.cols), np.int8)    # a lane per tile

@@ -42,7 +42,7 @@ class Expected:
 
     def __post_init__(self):
         words = np.asarray(self.program, np.int64).reshape(-1, WORDS_PER_INSTRUCTION)
-        object.__setattr__(self, "words", (words & 0xFFFF_FFFF).tobytes())   # as in imem
+        object.__setattr__(self, "words", words.astype(np.uint32).tobytes())   # as in imem
         object.__setattr__(self, "plans", {})
 
     def plan(self, config):
@@ -53,7 +53,7 @@ class Expected:
         return plan
 
 
-INSTRUCTION_BYTES = WORDS_PER_INSTRUCTION * 8       # an instruction's words in imem, int64
+INSTRUCTION_BYTES = WORDS_PER_INSTRUCTION * 4       # an instruction's words in imem
 # Fewer vectors than this (all devices') are cheaper a run at a time than stacking weights.
 MIN_VECTORS = 64
 # Products of more weight columns than this already run near BLAS's speed: stacking them
