@@ -212,6 +212,32 @@ async def _segment_run(driver, exe, index, size, host, group, batch, samples, lo
         await _read_transfer(driver, transfer, host, group, batch, samples, size)
 
 
+def _batch_steps(exe, batch, group, limit, loaded):
+    """(steps, what is loaded after them) of `group` batches of `batch` side by side, at
+    most `limit` devices at once, `loaded` (weight images, program) loaded before: each
+    step (segments, samples a device, samples (a slice), their loads, their declared
+    runs or None) runs the segments on those samples of every batch. Worked out once per
+    batch shape (`Executable.worked_out`): a run repeats them batch after batch."""
+    config, steps = exe.config, []
+    loads, step = _loads(exe, exe.schedule(batch)), 0
+    for indices, size, first, count in exe.rounds(batch):
+        per = max(1, limit // group)                     # sub-batches side by side
+        for start in range(0, count, per):
+            subs = min(per, count - start)
+            samples = slice(first + start * size, first + (start + subs) * size)
+            segment_loads = []
+            for position, index in enumerate(indices):
+                begin = step + start * len(indices) + position
+                mine = loads[begin:begin + subs * len(indices):len(indices)]
+                segment_loads.append(_count_loads(loaded, mine, group))
+                loaded = mine[-1][0]
+            expected = (_expected(config, exe, size, indices, segment_loads)
+                        if len(indices) > 1 else None)
+            steps.append((indices, size, samples, segment_loads, expected))
+        step += count * len(indices)
+    return steps, loaded
+
+
 async def run_executable(driver, exe, x_q, progress=None):
     """Run the int8 samples `x_q` (shaped as `exe.input.shape`, or flattened) through `exe`
     on the device behind `driver`. `progress(done, total)` is called after every batch.
@@ -229,29 +255,20 @@ async def run_executable(driver, exe, x_q, progress=None):
     x_q = int8_samples(x_q)
     result = NetworkRun(np.zeros((len(x_q), exe.output.features), np.int64), {})
     driver.reset_transfer_counts()
+    limit = driver.lockstep_limit
     loaded, done, declared = (None, None), 0, False
-    for batch, group in _groups(exe.batches(len(x_q)), driver.lockstep_limit):
+    for batch, group in _groups(exe.batches(len(x_q)), limit):
         chunk = x_q[done:done + batch * group]
         host = {0: input_entries(exe.input, config, chunk).reshape(group, -1, config.rows)}
-        loads, step = _loads(exe, exe.schedule(batch)), 0
-        for indices, size, first, count in exe.rounds(batch):
-            per = max(1, driver.lockstep_limit // group)    # sub-batches side by side
-            for start in range(0, count, per):
-                subs = min(per, count - start)
-                samples = slice(first + start * size, first + (start + subs) * size)
-                segment_loads = []
-                for position, index in enumerate(indices):
-                    begin = step + start * len(indices) + position
-                    mine = loads[begin:begin + subs * len(indices):len(indices)]
-                    segment_loads.append(_count_loads(loaded, mine, group))
-                    loaded = mine[-1][0]
-                if len(indices) > 1:             # a chain: products to share, maybe
-                    driver.expect(_expected(config, exe, size, indices, segment_loads))
-                    declared = True
-                for index, its_loads in zip(indices, segment_loads):
-                    await _segment_run(driver, exe, index, size, host, group, batch,
-                                       samples, its_loads, result)
-            step += count * len(indices)
+        steps, loaded = exe.worked_out(("steps", batch, group, limit, loaded),
+                                       lambda: _batch_steps(exe, batch, group, limit, loaded))
+        for indices, size, samples, segment_loads, expected in steps:
+            if expected is not None:             # a chain: products to share, maybe
+                driver.expect(expected)
+                declared = True
+            for index, its_loads in zip(indices, segment_loads):
+                await _segment_run(driver, exe, index, size, host, group, batch,
+                                   samples, its_loads, result)
         final = host[max(host)]          # tensors are numbered in order: the output is last
         result.outputs[done:done + batch * group] = \
             final.reshape(batch * group, -1)[:, :exe.output.features]
