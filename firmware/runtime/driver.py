@@ -141,7 +141,7 @@ class Driver:
                            f"version 0x{version:08x} is incompatible with 0x{regmap.VERSION:08x}")
         values = await self.bus.read_burst(regmap.CAPABILITY_BASE, len(regmap.CAPABILITIES))
         self._count("read", "csr", len(values))
-        self.config, self.windows = _discovered(tuple(int(value) for value in values))
+        self.config, self.windows = _discovered(tuple(map(int, values)))
         return self.config
 
     def _window(self, memory):

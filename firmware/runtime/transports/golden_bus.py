@@ -28,9 +28,15 @@ def _constant_registers(config):
     (a golden run makes a bus each batch). Read-only: shared by every bus."""
     values = {regmap.CSR["ID"]: regmap.ID_VALUE, regmap.CSR["VERSION"]: regmap.VERSION,
               regmap.CSR["CONTROL"]: 0}
-    for name, address in regmap.CAPABILITIES.items():
-        values[address] = getattr(config, name)
+    values.update(zip(regmap.CAPABILITIES.values(), _capability_words(config)))
     return MappingProxyType(values)
+
+
+@functools.lru_cache(maxsize=64)
+def _capability_words(config):
+    """The capability registers' values, in address order (a driver reads them all in one
+    burst when it discovers the device)."""
+    return tuple(getattr(config, name) for name in regmap.CAPABILITIES)
 
 
 @functools.lru_cache(maxsize=1 << 10)
@@ -188,6 +194,8 @@ class GoldenBus:
     async def read_burst(self, address, count):
         if address == _COUNTER_BASE and count == len(regmap.COUNTERS):     # the driver's read
             return [self._counters[name] & 0xFFFF_FFFF for name in regmap.COUNTERS]
+        if address == regmap.CAPABILITY_BASE and count == len(regmap.CAPABILITIES):
+            return list(_capability_words(self.config))                   # discovery's
         addresses = range(address, address + 4 * count, 4)
         if all(a in self._csr_values for a in addresses):         # the capability registers
             return [self._csr_values[a] for a in addresses]
