@@ -196,9 +196,8 @@ async def _segment_run(driver, exe, index, size, host, group, batch, samples, lo
     if program_loads:
         driver.lockstep(program_loads)
         await driver.load_words(run.program)
-        zeros = np.zeros((1, config.cols), np.int64)
         for entry in run.zero_psum:
-            await driver.write_entries("psum", int(entry), zeros)
+            await driver.write_entries("psum", int(entry), np.zeros((1, config.cols), np.int64))
     devices = group * (samples.stop - samples.start) // size
     driver.lockstep(devices)
     if len(image.constants):                 # other segments may have used the space
