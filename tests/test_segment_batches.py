@@ -12,6 +12,7 @@ from firmware.compiler.mapper import MappingError
 from firmware.compiler.pipeline import _network_batch, compile_network
 from firmware.compiler.quantize import quantize
 from firmware.runtime.executable import Executable, batch_sizes, load_executable
+from firmware.runtime.run import compare_runs
 from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig, isa
 from golden.device import instruction_counters
@@ -68,6 +69,20 @@ def test_the_file_keeps_each_segments_batch(compiled, tmp_path):
     assert {size: [run is None for run in runs] for size, runs in loaded.plans.items()} == \
         {size: [run is None for run in runs] for size, runs in exe.plans.items()}
     assert np.array_equal(GoldenTarget().run(loaded, x_q).outputs, qnet.forward(x_q))
+
+
+def test_runs_after_runs_of_other_sizes_equal_runs_worked_out_afresh(compiled, tmp_path):
+    """A run works out each batch shape's steps (samples, loads, declared runs) once and
+    keeps them with the executable. Runs of 33, 7, 15 and 33 samples, one after another,
+    on one device and on stacks, each equal the same run of a copy loaded from the file,
+    which works them out afresh: outputs, counters, host words, batches and runs."""
+    _, exe, x_q = compiled
+    path = exe.save(tmp_path / "sub.tessera")
+    for samples in (33, 7, 15, 33):
+        for target in (GoldenTarget(), GoldenTarget(stack_bytes=0)):
+            afresh = target.run(load_executable(path), x_q[:samples])
+            assert compare_runs(afresh, target.run(exe, x_q[:samples])) == []
+            assert afresh.runs > 0
 
 
 def test_the_summary_says_which_segments_run_fewer_samples(compiled):
