@@ -6,7 +6,9 @@ refusal), the compile time, the segments, and for the sizes it runs (--run): cyc
 on-chip and off-chip energy and host words per inference (golden model, batch as
 compiled, the ISAAC preset), golden wall time per inference and against an exact
 float64-BLAS forward pass of the same int8 network (both after a warm-up run of the
-same samples), the share of int8 outputs
+same samples), golden against BLAS at one sample (the fastest of 5 timings of at least
+50 ms each), on that executable and on one compiled for a batch of 1 (`--batch 1`:
+every segment's output stays on chip), the share of int8 outputs
 equal to the int8 reference, and top-1 agreement with onnxruntime's QDQ model of the same
 network (reference mode, after onnxruntime's pre-processing).
 
@@ -32,6 +34,8 @@ from firmware.runtime.targets import GoldenTarget
 from golden import AccelConfig
 from golden.energy import DEFAULT_PRESET
 from tessera.zoo import build
+
+from efficiency import fastest                                      # (bench/)
 
 # name: (architecture, options at full width); the small sizes run at width 1/4
 ZOO = {
@@ -93,6 +97,13 @@ def measure(name, size, run, samples, config, folder, rng):
                   for where in ("on_chip", "off_chip")},
                host_words=int(energy["host_words_per_inference"]),
                equal_int8_reference=float(np.mean(golden.outputs == reference)))
+    one = x_q[:1]
+    _, blas_one = fastest(lambda: qnet.forward(one))
+    for key, executable in (("golden_vs_blas_1", exe),
+                            ("golden_vs_blas_1_at_batch_1",
+                             build_executable(qnet, config, batch=1).executable)):
+        GoldenTarget().run(executable, one)                         # warm-up
+        row[key] = fastest(lambda: GoldenTarget().run(executable, one))[1] / blas_one
     quantized = folder / f"{name}_{size}_qdq.onnx"
     quantize_with_onnxruntime(path, quantized, calibration, preprocess=True)
     imported = load_onnx_model(quantized)
@@ -135,6 +146,8 @@ def main():
                ("host words/inf", "host_words", "{:,}"),
                ("golden ms/inf", "golden_ms_per_inference", "{:.1f}"),
                ("golden / BLAS", "golden_vs_blas", "{:.1f}x"),
+               ("1 sample", "golden_vs_blas_1", "{:.2f}x"),
+               ("1 sample, --batch 1", "golden_vs_blas_1_at_batch_1", "{:.2f}x"),
                ("= int8 ref", "equal_int8_reference", "{:.3f}"),
                ("top-1 = ORT QDQ", "top1_vs_onnxruntime_qdq", "{:.2f}")]
     print(format_table(rows, columns))
