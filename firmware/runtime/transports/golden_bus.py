@@ -28,15 +28,19 @@ def _constant_registers(config):
     (a golden run makes a bus each batch). Read-only: shared by every bus."""
     values = {regmap.CSR["ID"]: regmap.ID_VALUE, regmap.CSR["VERSION"]: regmap.VERSION,
               regmap.CSR["CONTROL"]: 0}
-    values.update(zip(regmap.CAPABILITIES.values(), _capability_words(config)))
+    for name, address in regmap.CAPABILITIES.items():
+        values[address] = getattr(config, name)
     return MappingProxyType(values)
 
 
-@functools.lru_cache(maxsize=64)
-def _capability_words(config):
-    """The capability registers' values, in address order (a driver reads them all in one
-    burst when it discovers the device)."""
-    return tuple(getattr(config, name) for name in regmap.CAPABILITIES)
+@functools.lru_cache(maxsize=256)
+def _constant_burst(config, address, count):
+    """The words of a burst of `config`'s constant registers only (the capability
+    registers, which a driver reads in one burst whenever it discovers the device), or
+    None: worked out once per burst."""
+    values = _constant_registers(config)
+    addresses = range(address, address + 4 * count, 4)
+    return tuple(values[a] for a in addresses) if all(a in values for a in addresses) else None
 
 
 @functools.lru_cache(maxsize=1 << 10)
@@ -194,14 +198,12 @@ class GoldenBus:
     async def read_burst(self, address, count):
         if address == _COUNTER_BASE and count == len(regmap.COUNTERS):     # the driver's read
             return [self._counters[name] & 0xFFFF_FFFF for name in regmap.COUNTERS]
-        if address == regmap.CAPABILITY_BASE and count == len(regmap.CAPABILITIES):
-            return list(_capability_words(self.config))                   # discovery's
-        addresses = range(address, address + 4 * count, 4)
-        if all(a in self._csr_values for a in addresses):         # the capability registers
-            return [self._csr_values[a] for a in addresses]
+        constant = _constant_burst(self.config, address, count)
+        if constant is not None:
+            return list(constant)
         span = self._entry_span(address, count)
         if span is None:                     # other CSRs: word by word
-            return [self._read_word(a) for a in addresses]
+            return [self._read_word(a) for a in range(address, address + 4 * count, 4)]
         window, entry, entries = span
         return window.pack(self._words_array(window)[entry:entry + entries]).ravel()
 
