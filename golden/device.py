@@ -194,7 +194,6 @@ def _entry_params(entry, cols):
     return params, clamped_params(params)
 
 
-
 @functools.lru_cache(maxsize=1 << 16)
 def _mvm_plan(ins, config):
     return _MvmPlan(ins, config)
