@@ -188,7 +188,8 @@ def run(args):
 
 
 def add_parser(commands):
-    parser = commands.add_parser("run", help="run a compiled network on the golden model or the RTL",
+    parser = commands.add_parser("run", help="run a compiled network on the golden model, the "
+                                             "RTL or a board",
                                  description="Run float inputs (.npy) through an executable from "
                                              "`tessera compile`; print cycles, energy on and off "
                                              "chip (and accuracy with --labels); save run.json.")
